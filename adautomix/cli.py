@@ -1,0 +1,194 @@
+"""The front door: `adautomix train | evaluate | presets | data prepare | data verify`.
+
+Every RunConfig field is a flag of `train` (`--batch-size 64`); a preset, a saved config file and
+the flags stack in that order, the later winning."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import DATASETS, LOADERS, METHODS, MODELS, OPTIMIZERS, ConfigError, RunConfig, parse_override
+
+HELP = {
+    "dataset": f"dataset name: {', '.join(DATASETS)}",
+    "model": f"network: {', '.join(MODELS)}",
+    "method": f"training method: {', '.join(METHODS)}",
+    "pretrained": "start from torchvision's ImageNet weights (tv_* models; must be in TORCH_HOME)",
+    "data_root": "folder holding prepared datasets (data_root/NAME/)",
+    "subset": "train on the first N images of a fixed shuffle (0 = all); for quick runs",
+    "val_subset": "evaluate on the first N test images (0 = all)",
+    "loader": f"data loader: {', '.join(LOADERS)}",
+    "num_workers": "worker processes of the torch loader",
+    "epochs": "training epochs",
+    "batch_size": "images per optimiser step",
+    "optimizer": f"{', '.join(OPTIMIZERS)}",
+    "lr": "peak learning rate",
+    "min_lr": "cosine floor of the learning rate",
+    "warmup_epochs": "linear warm-up length in epochs",
+    "lr_schedule_by": "'epoch' (lr changes once per epoch, as the official recipes) or 'step'",
+    "momentum": "SGD momentum",
+    "weight_decay": "weight decay",
+    "label_smoothing": "label smoothing of the targets",
+    "ema_decay": "decay of the EMA network evaluated every epoch (0 disables; AdAutoMix/AutoMix use their own teacher)",
+    "amp": "mixed precision on CUDA",
+    "seed": "random seed",
+    "deterministic": "deterministic algorithms (slower; exact resume on GPU)",
+    "device": "auto, cpu or cuda",
+    "output_dir": "where config.json and checkpoint.pt are written",
+    "experiment": "MLflow experiment name",
+    "run_name": "MLflow run name",
+    "log_images_every": "epochs between mixed-sample grids logged to MLflow (0 = never)",
+    "progress": "show a progress bar",
+}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("run configuration (defaults in brackets)")
+    defaults = RunConfig()
+    for f in dataclasses.fields(RunConfig):
+        if f.name == "method_args":
+            continue
+        default = getattr(defaults, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{HELP.get(f.name, '')} [{default}]"
+        if isinstance(default, bool):
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=help_text)
+        else:
+            group.add_argument(flag, dest=f.name, type=type(default), default=argparse.SUPPRESS,
+                               metavar=f.name.upper(), help=help_text)
+    group.add_argument("-o", "--method-arg", dest="method_arg", action="append", default=[],
+                       metavar="KEY=VALUE",
+                       help="a method option, repeatable: -o alpha=0.2 -o mix_samples=3 "
+                            "(`adautomix presets --methods` lists them)")
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    values: dict[str, Any] = {}
+    if getattr(args, "preset", None):
+        from .presets import get_preset
+        values = get_preset(args.preset).to_dict()
+    if getattr(args, "config", None):
+        values.update(json.loads(Path(args.config).read_text()))
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    values.update({k: v for k, v in vars(args).items() if k in fields})
+    method_args = dict(values.get("method_args", {}))
+    method_args.update(parse_override(o) for o in args.method_arg)
+    values["method_args"] = method_args
+    return RunConfig.from_dict(values)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .engine.train import train
+
+    config = config_from_args(args)
+    result = train(config, resume=args.resume)
+    m = result.metrics
+    print(f"\nfinished: top-1 {m['val_top1']:.2f}% (online)"
+          + (f", {m['val_top1_ema']:.2f}% (EMA; median of last 10 epochs {m['val_top1_ema_median10']:.2f}%)"
+             if "val_top1_ema" in m else ""))
+    print(f"checkpoint and config: {result.output_dir.resolve()}")
+    from .tracking import tracking_uri
+    print(f"MLflow run {result.run_id} in {tracking_uri()}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .eval.run import evaluate_run
+
+    metrics = evaluate_run(args.run_dir, metrics=args.metrics.split(","))
+    print(json.dumps(metrics, indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from .mixers import available_methods, method_defaults
+    from .presets import PRESETS, get_preset
+
+    if args.methods:
+        for name in available_methods():
+            print(f"{name:12s} {json.dumps(method_defaults(name))}")
+    elif args.name:
+        print(json.dumps(get_preset(args.name).to_dict(), indent=2, sort_keys=True))
+    else:
+        for name, preset in PRESETS.items():
+            print(f"{name:28s} {preset.dataset:14s} {preset.model:14s} {preset.method:10s} "
+                  f"{preset.epochs:4d} epochs")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .data import prepare, verify
+
+    if args.data_command == "prepare":
+        manifest = prepare(args.name, source=args.source, data_root=args.data_root, force=args.force)
+        print(f"{args.name}: {manifest.counts} images in {Path(args.data_root, args.name).resolve()}"
+              f"\ncontent hash {manifest.content_hash}")
+    else:
+        manifest = verify(args.name, data_root=args.data_root)
+        print(f"{args.name}: content hash {manifest.content_hash} verified")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adautomix",
+        description="Adversarial AutoMixup and the mixup baselines of its paper. "
+                    "Quick start: adautomix train --dataset fashion-mnist --method adautomix --epochs 1 --subset 2000")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a network with a mixing method",
+                       description="Train, evaluate every epoch, checkpoint every epoch, log to MLflow "
+                                   "(MLFLOW_TRACKING_URI, default sqlite:///mlflow.db).")
+    p.add_argument("--preset", help="start from a named recipe (adautomix presets lists them)")
+    p.add_argument("--config", help="start from a saved config.json")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from output_dir/checkpoint.pt, in the same MLflow run")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run's online and EMA networks")
+    p.add_argument("run_dir", help="a training output_dir (holds config.json and checkpoint.pt)")
+    p.add_argument("--metrics", default="top1,top5,loss", help="comma-separated metric names")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("presets", help="list the official recipes, or print one")
+    p.add_argument("name", nargs="?", help="print this preset's full config")
+    p.add_argument("--methods", action="store_true", help="list every method and its options")
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("data", help="prepare or verify a dataset")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    q = data_sub.add_parser("prepare", help="write a dataset once in the canonical format under DATA_ROOT/NAME")
+    q.add_argument("name", choices=DATASETS)
+    q.add_argument("--source", help="the raw dataset's folder (Fashion-MNIST needs none)")
+    q.add_argument("--data-root", default="data")
+    q.add_argument("--force", action="store_true", help="rewrite it even if it exists")
+    q = data_sub.add_parser("verify", help="recompute the content hash and compare with the manifest")
+    q.add_argument("name", choices=DATASETS)
+    q.add_argument("--data-root", default="data")
+    p.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

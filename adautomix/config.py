@@ -1,0 +1,161 @@
+"""RunConfig: the one object that describes a training run.
+
+It is validated when built, so a typo fails at once with the list of valid names, not an hour
+into a run. It round-trips through plain dicts (`to_dict`/`from_dict`) so it can be saved beside
+the checkpoints, logged to MLflow verbatim and rebuilt on resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Names are listed here rather than imported from their packages so that building a config
+# (for example while compiling a pipeline) needs neither torch nor any dataset on disk.
+DATASETS = (
+    "fashion-mnist", "cifar10", "cifar100", "tiny-imagenet", "imagenet",
+    "image-folder", "cub200", "aircraft", "cars",
+)
+MODELS = (
+    "resnet18", "resnet34", "resnet50", "resnext50", "preactresnet18",
+    "tv_resnet18", "tv_resnet34", "tv_resnet50", "tv_resnet101", "tv_resnext50",
+    "swin_t", "convnext_t",
+)
+METHODS = (
+    "vanilla", "mixup", "cutmix", "manifoldmix", "saliencymix", "fmix", "puzzlemix",
+    "resizemix", "automix", "adautomix",
+)
+OPTIMIZERS = ("sgd", "adamw")
+LOADERS = ("auto", "torch", "memory", "dali")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A run configuration that cannot work; the message names the field and the fix."""
+
+
+def _one_of(field_name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(f"unknown {field_name} {value!r}; valid: {', '.join(valid)}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    # what to train
+    dataset: str = "fashion-mnist"
+    model: str = "resnet18"
+    method: str = "vanilla"
+    # method options, e.g. {"alpha": 1.0} or AdAutoMix's {"mix_samples": 3, "beta": 0.3};
+    # each method validates its own keys (see adautomix.mixers.create_method)
+    method_args: dict[str, Any] = field(default_factory=dict)
+    pretrained: bool = False
+
+    # data
+    data_root: str = "data"          # prepared datasets live in data_root/NAME/
+    subset: int = 0                  # >0: train on the first N images of a fixed shuffle
+    val_subset: int = 0              # >0: evaluate on the first N test images
+    loader: str = "auto"
+    num_workers: int = 2
+
+    # optimisation
+    epochs: int = 2
+    batch_size: int = 100
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    min_lr: float = 0.0              # cosine floor
+    warmup_epochs: float = 0.0
+    lr_schedule_by: str = "epoch"    # "epoch": lr set once per epoch (mmcv style); "step": per iteration
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+    ema_decay: float = 0.999         # EMA of the online weights, evaluated every epoch; 0 disables
+    amp: bool = False                # autocast + GradScaler, CUDA only
+
+    # run
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    output_dir: str = "runs/default"
+    experiment: str = "adautomix"
+    run_name: str = ""
+    log_images_every: int = 1        # epochs between mixed-sample grids (0: never)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _one_of("dataset", self.dataset, DATASETS)
+        _one_of("model", self.model, MODELS)
+        _one_of("method", self.method, METHODS)
+        _one_of("optimizer", self.optimizer, OPTIMIZERS)
+        _one_of("loader", self.loader, LOADERS)
+        _one_of("device", self.device, DEVICES)
+        _one_of("lr_schedule_by", self.lr_schedule_by, ("epoch", "step"))
+        if not isinstance(self.method_args, dict):
+            raise ConfigError(f"method_args must be a dict, got {type(self.method_args).__name__}")
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
+        for name, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{name} must be > 0, got {value}")
+        non_negative = {
+            "subset": self.subset, "val_subset": self.val_subset, "num_workers": self.num_workers,
+            "min_lr": self.min_lr, "warmup_epochs": self.warmup_epochs,
+            "weight_decay": self.weight_decay, "log_images_every": self.log_images_every,
+        }
+        for name, value in non_negative.items():
+            if value < 0:
+                raise ConfigError(f"{name} must be >= 0, got {value}")
+        if self.min_lr > self.lr:
+            raise ConfigError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        if self.warmup_epochs >= self.epochs:
+            raise ConfigError(f"warmup_epochs ({self.warmup_epochs}) must be < epochs ({self.epochs})")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.subset and self.subset < self.batch_size:
+            raise ConfigError(
+                f"subset ({self.subset}) is smaller than one batch ({self.batch_size}); "
+                "raise --subset or lower --batch-size")
+
+    # --- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config field(s) {unknown}; valid: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def flat(self) -> dict[str, Any]:
+        """Flattened for MLflow params: method_args become method_args.KEY."""
+        out = {k: v for k, v in self.to_dict().items() if k != "method_args"}
+        out.update({f"method_args.{k}": v for k, v in sorted(self.method_args.items())})
+        return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` with value parsed as JSON when it can be (numbers, bools, lists), else a string."""
+    if "=" not in text:
+        raise ConfigError(f"expected KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        lowered = raw.lower()
+        value = {"true": True, "false": False}.get(lowered, raw)
+    return key.strip(), value

@@ -1,0 +1,1 @@
+"""Training engine: the loop (train.py), checkpoints, EMA and optimisation."""

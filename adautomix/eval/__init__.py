@@ -1,0 +1,37 @@
+"""Evaluation: `evaluate(network, loader, metrics)` with metrics named in a list.
+
+Each metric accumulates over batches of (logits, labels). Robustness metrics (corruptions, FGSM,
+calibration, occlusion) join this table as they land."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from .accuracy import MeanLoss, TopK
+
+METRICS = {
+    "top1": lambda: TopK(1),
+    "top5": lambda: TopK(5),
+    "loss": MeanLoss,
+}
+
+
+def evaluate(network: nn.Module, loader: Iterable, metrics: Sequence[str] = ("top1", "top5", "loss"),
+             amp: bool = False) -> dict[str, float]:
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
+    trackers = [METRICS[m]() for m in metrics]
+    was_training = network.training
+    network.eval()
+    with torch.inference_mode():
+        for images, labels in loader:
+            with torch.autocast(images.device.type, enabled=amp and images.device.type == "cuda"):
+                logits = network(images)
+            for tracker in trackers:
+                tracker.update(logits, labels)
+    network.train(was_training)
+    return {t.name: t.compute() for t in trackers}
