@@ -110,6 +110,52 @@ class Tracker:
     def log_dict(self, values: dict[str, Any], name: str) -> None:
         mlflow.log_dict(values, name)
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        mlflow.set_tags(tags)
+
+    def log_model(self, network: Any, example: Any) -> str:
+        """The network as an MLflow PyTorch model whose signature and input example come from
+        `example`, a batch as the network takes it; returns the logged model's URI."""
+        import mlflow.pytorch
+        import torch
+        from mlflow.models import infer_signature
+
+        was_training = network.training
+        network.eval()
+        with torch.inference_mode():
+            outputs = network(example).float().cpu().numpy()
+        network.train(was_training)
+        inputs = example.float().cpu().numpy()
+        # Pickled, not torch.export-ed: export takes seconds and not every network traces. The
+        # model carries this package's code so it loads where adautomix is not installed; naming
+        # torch spares MLflow a subprocess that guesses the requirements.
+        info = mlflow.pytorch.log_model(
+            network, name="model", input_example=inputs, signature=infer_signature(inputs, outputs),
+            serialization_format="pickle",
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            code_paths=[str(Path(__file__).resolve().parent)])
+        return info.model_uri
+
     def finish(self, status: str = "FINISHED") -> None:
         mlflow.end_run(status=status)
+
+
+def experiment_runs(experiment: str) -> list[dict[str, Any]]:
+    """The finished runs of an experiment: {"run_id", "name", "tags", "metrics"} each, the
+    metrics at their last logged value."""
+    client = connect()
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = ", ".join(e.name for e in client.search_experiments(max_results=50))
+        raise TrackingError(f"MLflow at {tracking_uri()} has no experiment {experiment!r}; "
+                            f"it has: {names or 'none'}")
+    runs, token = [], None
+    while True:
+        page = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
+                                  max_results=1000, page_token=token)
+        runs += [{"run_id": r.info.run_id, "name": r.info.run_name, "tags": r.data.tags,
+                  "metrics": r.data.metrics} for r in page]
+        token = page.token
+        if not token:
+            return runs
 

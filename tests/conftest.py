@@ -3,6 +3,16 @@ fight between tests and results do not depend on the machine's core count."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -39,3 +49,96 @@ class TinyBackbone(Backbone):
 def tiny_backbone():
     torch.manual_seed(0)
     return TinyBackbone()
+
+
+@pytest.fixture(scope="session")
+def fmnist_root(tmp_path_factory):
+    """The real Fashion-MNIST (Debian's dataset-fashion-mnist), prepared once per test session."""
+    from adautomix.data import prepare
+
+    root = tmp_path_factory.mktemp("data")
+    prepare("fashion-mnist", data_root=root)
+    return root
+
+
+@pytest.fixture
+def mlflow_sqlite(tmp_path, monkeypatch):
+    """A fresh embedded MLflow store for one test."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+# --- real servers on 127.0.0.1 for the MLflow, registry, DVC and pipeline tests -----------------
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` for the session: SQLite backend, artifacts served over HTTP."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    log = open(root / "server.log", "wb")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        # no background job runner: tracking and the registry need none, and it costs a process
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                os.killpg(server.pid, signal.SIGKILL)
+                pytest.fail(f"mlflow server did not start:\n{(root / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+    yield url
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+    log.close()
+
+
+@pytest.fixture
+def mlflow_http(mlflow_server, monkeypatch):
+    """MLFLOW_TRACKING_URI pointed at the session's mlflow server, for one test."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    return mlflow_server
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 endpoint for the session (moto's server; no MinIO server installs here)."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """The endpoint and credentials of s3_server as environment variables, as a cluster's secret
+    sets them, and a fresh bucket; returns the bucket name."""
+    import boto3
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_ENDPOINT_URL": s3_server, "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"adautomix-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return bucket

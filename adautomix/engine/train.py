@@ -115,7 +115,7 @@ def train(config: RunConfig, resume: bool = False) -> TrainResult:
         set_rng_state(state["rng"])
         start_epoch, step, history, run_id = state["epoch"], state["step"], state["history"], state["run_id"]
         log.info("resumed from %s at epoch %d (step %d)", out, start_epoch, step)
-    tracker = Tracker(config, manifest.content_hash, run_id=run_id) if is_main_process() else None
+    tracker = Tracker(config, manifest.sha256, run_id=run_id) if is_main_process() else None
 
     try:
         for epoch in range(start_epoch, config.epochs):

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from torch import nn
+
 from ..config import RunConfig
-from ..data import build_loader, ensure_dataset
+from ..data import Loader, Manifest, build_loader, ensure_dataset
 from ..engine.checkpoint import load_checkpoint
 from ..engine.train import build_networks, resolve_device
 from . import evaluate
 
 
-def evaluate_run(run_dir: str | Path, metrics: Sequence[str] = ("top1", "top5", "loss"),
-                 device: str = "auto") -> dict[str, float]:
-    """Metrics of the online network (`NAME`) and of the EMA network (`NAME_ema`) on the test split."""
+@dataclass
+class LoadedRun:
+    config: RunConfig
+    manifest: Manifest
+    model: nn.Module                 # the online network
+    ema_network: nn.Module | None    # the EMA network (the method's teacher or the engine's EMA)
+    loader: Loader                   # the test split
+    run_id: str | None               # the run's MLflow run
+
+
+def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
+    """A training output folder's networks, restored from its checkpoint, and its test loader."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():
         raise FileNotFoundError(f"{run_dir} holds no config.json: pass a training output_dir")
@@ -32,8 +44,19 @@ def evaluate_run(run_dir: str | Path, metrics: Sequence[str] = ("top1", "top5", 
     loader = build_loader(manifest, "test", data_root=config.data_root, batch_size=config.batch_size,
                           train=False, kind=config.loader, device=dev, subset=config.val_subset,
                           num_workers=config.num_workers)
-    results = evaluate(model, loader, metrics)
     ema_network = method.teacher() or (ema.module if ema else None)
-    if ema_network is not None:
-        results.update({f"{k}_ema": v for k, v in evaluate(ema_network, loader, metrics).items()})
+    return LoadedRun(config, manifest, model, ema_network, loader, state.get("run_id"))
+
+
+def evaluate_networks(run: LoadedRun, metrics: Sequence[str] = ("top1", "top5", "loss")) -> dict[str, float]:
+    """Metrics of the online network (`NAME`) and of the EMA network (`NAME_ema`) on the test split."""
+    results = evaluate(run.model, run.loader, metrics)
+    if run.ema_network is not None:
+        results.update({f"{k}_ema": v for k, v in evaluate(run.ema_network, run.loader, metrics).items()})
     return results
+
+
+def evaluate_run(run_dir: str | Path, metrics: Sequence[str] = ("top1", "top5", "loss"),
+                 device: str = "auto") -> dict[str, float]:
+    """Metrics of the online network (`NAME`) and of the EMA network (`NAME_ema`) on the test split."""
+    return evaluate_networks(load_run(run_dir, device), metrics)

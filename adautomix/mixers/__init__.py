@@ -13,17 +13,31 @@ from typing import Any
 from torch import nn
 
 from ..config import ConfigError
+from .adautomix import AdAutoMix
+from .automix import AutoMix
 from .base import InputMixMethod, Method, Vanilla, soft_cross_entropy, soft_targets
 from .cutmix import cutmix
+from .fmix import fmix
+from .manifoldmix import ManifoldMix
 from .mixup import mixup
+from .puzzlemix import PuzzleMix
+from .resizemix import resizemix
+from .saliencymix import saliencymix
 
 # The paper's CIFAR-100 α for each input mixer (spec §10); override with method_args alpha=...
 INPUT_MIXERS = {
     "mixup": (mixup, {"alpha": 1.0}),
     "cutmix": (cutmix, {"alpha": 0.2}),
+    "saliencymix": (saliencymix, {"alpha": 0.2}),
+    "fmix": (fmix, {"alpha": 0.2, "decay_power": 3.0}),
+    "resizemix": (resizemix, {"alpha": 1.0, "scope": (0.1, 0.8)}),
 }
 METHOD_CLASSES: dict[str, type[Method]] = {
     "vanilla": Vanilla,
+    "manifoldmix": ManifoldMix,
+    "puzzlemix": PuzzleMix,
+    "automix": AutoMix,
+    "adautomix": AdAutoMix,
 }
 
 

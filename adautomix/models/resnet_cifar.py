@@ -5,9 +5,9 @@ first block, so the stem is a single 3×3 stride-1 conv and the four stages have
 a 32 px input gives maps of 32, 16, 8 and 4 px, and stage 3 of ResNet-18 is the 256×8×8 map that
 AdAutoMix's generator reads.
 
-Initialisation follows mmcls (spec §1): Kaiming-normal convs (fan_out, relu), BN weight 1 and bias 0
-(PyTorch's default), and the last BN of every residual block at γ = 0, so each block starts as the
-identity and the untrained network is shallow.
+Initialisation follows mmcls (spec §1): Kaiming-normal convs (fan_out, relu), BN weight 1 and
+bias 0 (PyTorch's default), and the last BN of every residual block at γ = 0, so each block starts
+as the identity and the untrained network is shallow.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1×1 reduce, 3×3 (grouped for ResNeXt; carries the stride, as torchvision's "v1.5"), 1×1 expand."""
+    """1×1 reduce, 3×3 (grouped for ResNeXt; it carries the stride, as torchvision's "v1.5"),
+    1×1 expand."""
 
     expansion = 4
 
@@ -116,4 +117,5 @@ def resnet50(num_classes: int, in_chans: int = 3) -> ResNetCIFAR:
 
 
 def resnext50_32x4d(num_classes: int, in_chans: int = 3) -> ResNetCIFAR:
-    return ResNetCIFAR(Bottleneck, (3, 4, 6, 3), num_classes, in_chans, groups=32, width_per_group=4)
+    return ResNetCIFAR(Bottleneck, (3, 4, 6, 3), num_classes, in_chans,
+                       groups=32, width_per_group=4)

@@ -1,0 +1,197 @@
+"""DALI loaders for both canonical dataset formats; the only module that imports nvidia.dali.
+
+DALI is imported inside functions, so the package works where it is not installed; `available()`
+says whether it is. The loader shares the epoch plan of loaders.py (`epoch_indices`: the same
+shuffle from (seed, epoch), the same per-rank slices, train drops the partial last batch, test
+keeps it), so switching loader kinds changes neither which images an epoch holds nor their order.
+
+Each epoch builds a fresh pipeline (a few milliseconds): its sample list is that epoch's plan and
+its seed is derived from (seed, epoch, rank), so set_epoch reproduces an epoch exactly on resume,
+as with the other kinds. The augmentation draws differ from the other kinds', the recipes do not.
+
+- Array datasets: fn.external_source feeds the batch's rows from the memory-mapped .npy file,
+  reflect-padded by numpy (DALI's crop pads only with a constant), and one fused
+  crop_mirror_normalize crops, flips, normalises and transposes to NCHW. It measured twice as
+  fast as fn.readers.numpy, which would also need one .npy file per image (docs/benchmarks.md).
+- Folder datasets: fn.readers.file reads the split's file list, sharded by shard_id/num_shards;
+  the train split is decoded by fn.decoders.image_random_crop, which decodes only the
+  RandomResizedCrop window; the test split is resized and centre-cropped.
+
+Decoding and augmentation run on the GPU ("mixed" decoder) when the loader's device is CUDA and
+on CPU threads (num_workers of them) otherwise; a CPU pipeline needs device_id=None.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+
+import numpy as np
+import torch
+
+from adautomix.data.errors import DataError
+from adautomix.data.loaders import Loader, _derived_seed, epoch_indices
+from adautomix.data.prepare import Manifest
+from adautomix.data.sources import decode_image
+
+# Batches DALI prepares ahead of the one being consumed.
+PREFETCH = 2
+# torchvision's RandomResizedCrop defaults, which the torch loader uses.
+CROP_AREA = (0.08, 1.0)
+CROP_ASPECT = (3 / 4, 4 / 3)
+
+
+def available() -> bool:
+    """Whether NVIDIA DALI is installed (the `dali` extra)."""
+    return importlib.util.find_spec("nvidia.dali") is not None
+
+
+class DaliLoader(Loader):
+    kind = "dali"
+
+    def __init__(self, manifest: Manifest, split: str, *, num_workers: int, **options):
+        if not available():
+            raise DataError("loader kind 'dali' needs NVIDIA DALI: `pip install -e .[dali]`, "
+                            "or use --loader torch")
+        super().__init__(manifest, split, **options)
+        self.num_threads = max(1, num_workers)
+        self.device_id = None
+        if self.device.type == "cuda":
+            self.device_id = (self.device.index if self.device.index is not None
+                              else torch.cuda.current_device())
+        root = manifest.root
+        if manifest.format == "array":
+            # Memory-mapped: ranks and epochs share the page cache instead of holding copies.
+            self.images = np.load(root / f"{split}_images.npy", mmap_mode="r")
+            self.labels = np.load(root / f"{split}_labels.npy")
+        else:
+            lines = (root / f"{split}_list.txt").read_text().splitlines()
+            pairs = [line.rsplit(" ", 1) for line in lines]
+            self.files = [path for path, _ in pairs]
+            self.labels = np.array([int(label) for _, label in pairs], np.int64)
+
+    def __iter__(self):
+        pipe = (self._array_pipeline() if self.manifest.format == "array"
+                else self._folder_pipeline())
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+        consumed = 0
+        try:
+            pipe.build()
+            if self.manifest.format == "array":
+                batches = DALIGenericIterator(pipe, ["images", "labels"])
+            else:
+                # A test shard one image shorter than the longest ends its epoch with an
+                # empty batch; islice stops before it.
+                policy = LastBatchPolicy.DROP if self.train else LastBatchPolicy.PARTIAL
+                batches = DALIGenericIterator(pipe, ["images", "labels"], reader_name="files",
+                                              last_batch_policy=policy)
+            for (batch,) in itertools.islice(batches, len(self)):
+                yield batch["images"], batch["labels"]
+                consumed += 1
+        except RuntimeError as error:
+            bad_file = self._find_bad_file(consumed) if self.manifest.format == "folder" else None
+            if bad_file is None:
+                raise
+            raise bad_file from error
+
+    def _pipeline(self):
+        from nvidia.dali import Pipeline
+        return Pipeline(batch_size=self.batch_size, num_threads=self.num_threads,
+                        device_id=self.device_id, prefetch_queue_depth=PREFETCH,
+                        seed=_derived_seed(self.seed, self.epoch, self.rank))
+
+    def _crop_mirror_normalize(self, images, **crop_and_flip):
+        """uint8 HWC -> float32 CHW, (x/255 - mean) / std, fused with any crop and flip."""
+        from nvidia.dali import fn, types
+        return fn.crop_mirror_normalize(
+            images, dtype=types.FLOAT, output_layout="CHW", **crop_and_flip,
+            mean=[255 * m for m in self.mean], std=[255 * s for s in self.std])
+
+    def _array_pipeline(self):
+        from nvidia.dali import fn
+        height, width = self.manifest.image_size
+        padding = height // 8 if self.train else 0
+        pipe = self._pipeline()
+        with pipe:
+            images, labels = fn.external_source(
+                _array_batches(self.images, self.labels, self.indices(), self.batch_size,
+                               padding),
+                num_outputs=2, batch=True, layout=["HWC", ""])
+            images, labels = self._to_device(images, labels)
+            crop_and_flip = {}
+            if self.train:
+                # Offsets 0..2p in whole pixels: DALI places a crop at pos·(padded - size).
+                positions = [i / (2 * padding) for i in range(2 * padding + 1)] if padding else [0]
+                crop_and_flip = dict(crop=(height, width),
+                                     crop_pos_x=fn.random.uniform(values=positions),
+                                     crop_pos_y=fn.random.uniform(values=positions),
+                                     mirror=fn.random.coin_flip())
+            images = self._crop_mirror_normalize(images, **crop_and_flip)
+            if self.image_size != height:
+                images = fn.resize(images, size=[self.image_size] * 2, antialias=True)
+            pipe.set_outputs(images, labels)
+        return pipe
+
+    def _folder_pipeline(self):
+        from nvidia.dali import fn, types
+        # fn.readers.file cuts its list into num_shards contiguous pieces at the same places as
+        # the epoch plan cuts the epoch into ranks, so the list is every rank's plan in rank
+        # order and shard `rank` reads exactly this rank's plan.
+        count = self.manifest.counts[self.split]
+        order = np.concatenate([
+            epoch_indices(count, train=self.train, batch_size=self.batch_size, seed=self.seed,
+                          epoch=self.epoch, subset=self.subset, rank=rank,
+                          world_size=self.world_size)
+            for rank in range(self.world_size)])
+        size = self.image_size
+        decoder = "cpu" if self.device_id is None else "mixed"
+        pipe = self._pipeline()
+        with pipe:
+            encoded, labels = fn.readers.file(
+                file_root=str(self.manifest.root), files=[self.files[i] for i in order],
+                labels=self.labels[order].tolist(), shard_id=self.rank,
+                num_shards=self.world_size, pad_last_batch=True, name="files")
+            labels = fn.reshape(fn.cast(labels, dtype=types.INT64), shape=[])
+            if self.train:
+                images = fn.decoders.image_random_crop(
+                    encoded, device=decoder, output_type=types.RGB, random_area=CROP_AREA,
+                    random_aspect_ratio=CROP_ASPECT)
+                images = fn.resize(images, size=[size, size], antialias=True)
+                images, labels = self._to_device(images, labels)
+                images = self._crop_mirror_normalize(images, mirror=fn.random.coin_flip())
+            else:
+                images = fn.decoders.image(encoded, device=decoder, output_type=types.RGB)
+                images = fn.resize(images, resize_shorter=int(size * 256 / 224), antialias=True)
+                images, labels = self._to_device(images, labels)
+                images = self._crop_mirror_normalize(images, crop=(size, size))
+            pipe.set_outputs(images, labels)
+        return pipe
+
+    def _to_device(self, images, labels):
+        if self.device_id is None:
+            return images, labels
+        return images.gpu(), labels.gpu()
+
+    def _find_bad_file(self, consumed: int) -> DataError | None:
+        """The DataError naming the first unreadable image among the batches that were in
+        flight, or None if they all decode. DALI's decoders do not always name the file they
+        failed on: one that is no image at all gives just "nvImageCodec failure"."""
+        start = consumed * self.batch_size
+        for index in self.indices()[start:start + (PREFETCH + 2) * self.batch_size]:
+            try:
+                decode_image(self.manifest.root / self.files[index], draft_size=(8, 8))
+            except DataError as bad_file:
+                return bad_file
+        return None
+
+
+def _array_batches(images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
+                   batch_size: int, padding: int):
+    """(uint8 N×H×W×C images, int64 labels) per batch of the plan, the images reflect-padded."""
+    for start in range(0, len(indices), batch_size):
+        rows = indices[start:start + batch_size]
+        batch = images[rows]
+        if padding:
+            batch = np.pad(batch, ((0, 0), (padding, padding), (padding, padding), (0, 0)),
+                           mode="reflect")
+        yield batch, labels[rows]

@@ -1,0 +1,306 @@
+"""build_loader: a prepared dataset -> batches of (normalised float32 images, int64 labels) on the
+training device.
+
+Two kinds share one epoch plan and one set of recipes:
+- "memory" (array datasets only): the whole uint8 array is one tensor on the device, and the
+  random crop and flip of a whole batch are one gather. No workers, no per-sample Python: on two
+  CPU cores this is far faster than per-sample transforms, and on a GPU it is the GPU-resident
+  loader.
+- "torch": a DataLoader with per-sample torchvision.transforms.v2, for folder datasets (and arrays
+  when wanted). Batches cross to the device as uint8 and are normalised there.
+
+The epoch plan works like DistributedSampler: the train split is shuffled by a permutation drawn
+from (seed, epoch), every rank reads its own disjoint slice of it, and the partial last batch is
+dropped so that every rank runs the same number of steps; the test split is read in order, split
+into contiguous per-rank chunks, and its last partial batch is kept. `subset` keeps the first N
+indices of one fixed permutation (seed 0) whatever the run's seed, so runs with different seeds
+see the same images.
+
+Augmentation follows the official recipes. Array datasets (≤ 64 px): a random crop with
+image_size/8 pixels of reflect padding (4 at 32 px) and a horizontal flip; test images as they
+are. Folder datasets: RandomResizedCrop(image_size, default 224) and a flip; test
+Resize(image_size·256/224) and CenterCrop(image_size). Augmentation is a function of
+(seed, epoch, rank) alone: the memory loader draws from a generator seeded by them, the torch
+loader hands every sample its own seed along with its index, so neither the worker count nor
+persistent workers nor resuming mid-run changes what an epoch looks like.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import weakref
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms import v2
+
+from adautomix.data.errors import DataError
+from adautomix.data.prepare import Manifest, ensure_dataset
+
+KINDS = ("auto", "torch", "memory", "dali")
+DEFAULT_FOLDER_SIZE = 224
+log = logging.getLogger("adautomix.data")
+
+
+def build_loader(manifest_or_name: Manifest | str, split: str, *, data_root: str = "data",
+                 batch_size: int, train: bool, kind: str = "auto",
+                 device: str | torch.device = "cpu", seed: int = 0, subset: int = 0,
+                 num_workers: int = 2, image_size: int | None = None, rank: int = 0,
+                 world_size: int = 1) -> "Loader":
+    """A loader over `split` ("train" or "test") of a prepared dataset; `train` turns on
+    shuffling, augmentation and dropping the partial last batch. kind "auto" picks the fastest
+    kind measured (see _auto_kind) and logs its choice."""
+    manifest = (ensure_dataset(manifest_or_name, data_root)
+                if isinstance(manifest_or_name, str) else manifest_or_name)
+    if kind not in KINDS:
+        raise DataError(f"unknown loader kind {kind!r}; build_loader makes {', '.join(KINDS)}")
+    if kind == "auto":
+        kind = _auto_kind(manifest, torch.device(device))
+        log.info("loader auto: %s for %s on %s", kind, manifest.name, device)
+    if kind == "memory" and manifest.format != "array":
+        raise DataError(f"the memory loader needs an array dataset; {manifest.name} is stored as "
+                        "image files: use the torch loader")
+    options = dict(batch_size=batch_size, train=train, device=torch.device(device), seed=seed,
+                   subset=subset, image_size=image_size, rank=rank, world_size=world_size)
+    if kind == "memory":
+        return MemoryLoader(manifest, split, **options)
+    if kind == "dali":
+        from adautomix.data.dali import DaliLoader   # dali imports this module
+        return DaliLoader(manifest, split, num_workers=num_workers, **options)
+    return TorchLoader(manifest, split, num_workers=num_workers, **options)
+
+
+def _auto_kind(manifest: Manifest, device: torch.device) -> str:
+    """The GPU-resident memory loader for arrays on a GPU, else DALI where it is installed,
+    else memory for arrays and torch for image files (docs/benchmarks.md, "Data loaders")."""
+    from adautomix.data import dali
+    if manifest.format == "array" and device.type == "cuda":
+        return "memory"
+    if dali.available():
+        return "dali"
+    return "memory" if manifest.format == "array" else "torch"
+
+
+def _derived_seed(*parts: int) -> int:
+    """A 63-bit seed mixed from several integers, so (seed, epoch) pairs never collide."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> 1)
+
+
+def epoch_indices(count: int, *, train: bool, batch_size: int, seed: int, epoch: int,
+                  subset: int, rank: int, world_size: int) -> np.ndarray:
+    """The sample indices one rank reads in one epoch, in reading order."""
+    pool = np.arange(count)
+    if subset:
+        pool = np.random.default_rng(0).permutation(count)[:subset]
+        if not train:
+            pool = np.sort(pool)   # same images, read in order
+    if train:
+        order = pool[np.random.default_rng([seed, epoch]).permutation(len(pool))]
+        share = len(order) // world_size
+        mine = order[rank * share:(rank + 1) * share]
+        return mine[:len(mine) - len(mine) % batch_size]
+    return pool[len(pool) * rank // world_size:len(pool) * (rank + 1) // world_size]
+
+
+class Loader:
+    """What every kind shares: the epoch plan, the dataset's facts and the normalisation."""
+
+    kind = ""
+
+    def __init__(self, manifest: Manifest, split: str, *, batch_size: int, train: bool,
+                 device: torch.device, seed: int, subset: int, image_size: int | None,
+                 rank: int, world_size: int):
+        if split not in manifest.counts:
+            raise DataError(f"{manifest.name} has no split {split!r}; "
+                            f"valid: {', '.join(manifest.counts)}")
+        if not 0 <= rank < world_size:
+            raise DataError(f"rank {rank} is outside [0, world_size={world_size})")
+        count = manifest.counts[split]
+        if subset > count:
+            raise DataError(f"subset {subset} is larger than the {count} images of "
+                            f"{manifest.name}/{split}; lower it or use 0 for all")
+        self.manifest, self.split, self.train = manifest, split, train
+        self.batch_size, self.device, self.seed = batch_size, device, seed
+        self.rank, self.world_size, self.subset = rank, world_size, subset
+        self.epoch = 0
+        self.num_classes = manifest.num_classes
+        self.in_chans = manifest.channels
+        self.mean, self.std = manifest.mean, manifest.std
+        native = manifest.image_size[0] if manifest.image_size else DEFAULT_FOLDER_SIZE
+        self.image_size = image_size or native
+        self.samples = len(self.indices())
+        if len(self) == 0:
+            raise DataError(f"{manifest.name}/{split} gives rank {rank} of {world_size} "
+                            f"{self.samples} images, less than one batch of {batch_size}; "
+                            "lower the batch size or the subset")
+        shape = (1, self.in_chans, 1, 1)
+        self._shift = torch.tensor(self.mean, device=device).view(shape) * 255
+        self._scale = torch.tensor(self.std, device=device).view(shape) * 255
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pick the epoch whose shuffle and augmentation the next iteration reproduces."""
+        self.epoch = epoch
+
+    def indices(self) -> np.ndarray:
+        return epoch_indices(self.manifest.counts[self.split], train=self.train,
+                             batch_size=self.batch_size, seed=self.seed, epoch=self.epoch,
+                             subset=self.subset, rank=self.rank, world_size=self.world_size)
+
+    def __len__(self) -> int:
+        return math.ceil(self.samples / self.batch_size)
+
+    def _normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 N×C×H×W -> float32, (x/255 - mean) / std."""
+        return (images.float() - self._shift) / self._scale
+
+
+class MemoryLoader(Loader):
+    kind = "memory"
+
+    def __init__(self, manifest: Manifest, split: str, **options):
+        super().__init__(manifest, split, **options)
+        root = manifest.root
+        self.images = torch.from_numpy(np.load(root / f"{split}_images.npy")).to(self.device)
+        self.labels = torch.from_numpy(np.load(root / f"{split}_labels.npy")).to(self.device)
+        height, width = manifest.image_size
+        self.padding = height // 8
+        self._rows = torch.arange(height, device=self.device)
+        self._cols = torch.arange(width, device=self.device)
+
+    def __iter__(self):
+        order = torch.from_numpy(self.indices()).to(self.device)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(_derived_seed(self.seed, self.epoch, self.rank))
+        for start in range(0, len(order), self.batch_size):
+            index = order[start:start + self.batch_size]
+            images = self._crop_and_flip(index, generator) if self.train else self.images[index]
+            images = images.permute(0, 3, 1, 2)
+            if images.shape[-1] != self.image_size:
+                images = F.interpolate(images.float(), size=self.image_size, mode="bilinear",
+                                       antialias=True)
+            yield self._normalise(images).contiguous(), self.labels[index]
+
+    def _crop_and_flip(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Random crop with reflect padding plus a random horizontal flip, as one gather.
+
+        Padding is never materialised: a crop at offset d of the padded image reads source row
+        i + d - p, reflected back into the image, and a flip just reverses the column order."""
+        batch, pad = len(index), self.padding
+        height, width = len(self._rows), len(self._cols)
+        shift = torch.randint(0, 2 * pad + 1, (2, batch, 1), device=self.device,
+                              generator=generator) - pad
+        flip = torch.rand(batch, 1, device=self.device, generator=generator) < 0.5
+        rows = _reflect(self._rows + shift[0], height)
+        cols = _reflect(self._cols + shift[1], width)
+        cols = torch.where(flip, cols.flip(1), cols)
+        return self.images[index[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+def _reflect(positions: torch.Tensor, size: int) -> torch.Tensor:
+    """Reflect out-of-range positions back into [0, size) without repeating the edge, as
+    padding_mode 'reflect' does."""
+    positions = positions.abs()
+    return torch.where(positions >= size, 2 * (size - 1) - positions, positions)
+
+
+class TorchLoader(Loader):
+    kind = "torch"
+
+    def __init__(self, manifest: Manifest, split: str, *, num_workers: int, **options):
+        super().__init__(manifest, split, **options)
+        transform = _transform(manifest, self.image_size, self.train)
+        dataset = (ArrayDataset(manifest, split, transform) if manifest.format == "array"
+                   else FolderDataset(manifest, split, transform))
+        self.loader = DataLoader(dataset, batch_size=self.batch_size,
+                                 sampler=_PlanSampler(self), num_workers=num_workers,
+                                 persistent_workers=num_workers > 0,
+                                 pin_memory=self.device.type == "cuda")
+
+    def __iter__(self):
+        for images, labels in self.loader:
+            images = images.to(self.device, non_blocking=True)
+            yield self._normalise(images), labels.to(self.device, non_blocking=True)
+
+
+class _PlanSampler(Sampler):
+    """Yields (index, augmentation seed) pairs of the loader's current epoch. It runs in the main
+    process, so set_epoch reaches it even with persistent workers.
+
+    It holds only a weak reference: a loader -> DataLoader -> sampler -> loader cycle would leave
+    the workers to the garbage collector, which can finalise their queues first and then wait
+    out each worker's 5 s shutdown timeout."""
+
+    def __init__(self, loader: Loader):
+        self.loader = weakref.proxy(loader)
+
+    def __iter__(self):
+        loader = self.loader
+        indices = loader.indices()
+        seeds = np.random.default_rng(_derived_seed(loader.seed, loader.epoch, loader.rank))
+        per_sample = seeds.integers(0, 2 ** 62, len(indices))
+        return iter(zip(indices.tolist(), per_sample.tolist(), strict=True))
+
+    def __len__(self) -> int:
+        return self.loader.samples
+
+
+def _transform(manifest: Manifest, size: int, train: bool) -> v2.Transform:
+    """Per-sample transforms on uint8 C×H×W tensors (normalisation happens on the device)."""
+    if manifest.format == "array":
+        steps = []
+        if train:
+            native = manifest.image_size
+            steps += [v2.RandomCrop(native, padding=native[0] // 8, padding_mode="reflect"),
+                      v2.RandomHorizontalFlip()]
+        if manifest.image_size[0] != size:
+            steps.append(v2.Resize(size, antialias=True))
+        return v2.Compose(steps) if steps else v2.Identity()
+    if train:
+        return v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])
+    return v2.Compose([v2.Resize(int(size * 256 / 224), antialias=True), v2.CenterCrop(size)])
+
+
+def _augmented(transform: v2.Transform, image: torch.Tensor, seed: int) -> torch.Tensor:
+    # v2 transforms draw from torch's global CPU generator; fork it so the sample's own seed
+    # rules without disturbing the caller's stream (which matters when num_workers is 0).
+    # torch.manual_seed would also seed every accelerator backend, at a millisecond a sample.
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        return transform(image)
+
+
+class ArrayDataset(Dataset):
+    def __init__(self, manifest: Manifest, split: str, transform: v2.Transform):
+        # Memory-mapped: workers share the page cache instead of each holding a copy.
+        self.images = np.load(manifest.root / f"{split}_images.npy", mmap_mode="r")
+        self.labels = np.load(manifest.root / f"{split}_labels.npy")
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, seed = item
+        image = torch.from_numpy(np.array(self.images[index])).permute(2, 0, 1)
+        return _augmented(self.transform, image, seed), int(self.labels[index])
+
+
+class FolderDataset(Dataset):
+    def __init__(self, manifest: Manifest, split: str, transform: v2.Transform):
+        lines = (manifest.root / f"{split}_list.txt").read_text().splitlines()
+        pairs = [line.rsplit(" ", 1) for line in lines]
+        self.files = [str(manifest.root / path) for path, _ in pairs]
+        self.labels = [int(label) for _, label in pairs]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, seed = item
+        image = decode_image(self.files[index], mode=ImageReadMode.RGB)
+        return _augmented(self.transform, image, seed), self.labels[index]

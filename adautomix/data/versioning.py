@@ -1,0 +1,212 @@
+"""Dataset versions through DVC.
+
+A version is DVC's hash of a prepared dataset folder: the `md5` of the .dvc file that tracks it,
+such as `3b5e0c...91.dir`. `git log -p data.dvc` lists every version the project has tracked.
+
+A workspace is a DVC repository: the project checkout on one machine; in a cluster, a folder on a
+persistent volume that `materialise` seeds from the project's DVC files (the image sets
+ADAUTOMIX_PROJECT). The version that the workspace's `data.dvc` (or `data/NAME.dvc`) tracks lives
+in data/NAME, where `adautomix train` looks by default. Any other version is materialised beside
+it, in data/.versions/HASH/NAME, from a .dvc file written there, so asking for an old version
+never disturbs the checked-out one and needs no git history.
+
+Where the data comes from: the workspace's DVC cache if it is there, else the remote (the DVC
+default remote, or the one named). A dataset that is in neither but can be prepared here
+(Fashion-MNIST) is prepared locally when the remote is a local folder, checked against the
+version, and pushed there, so the next workspace can pull it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from dvc.exceptions import DvcException
+from dvc.repo import Repo
+
+from adautomix.data.errors import DataError
+from adautomix.data.prepare import Manifest, prepare, verify
+
+log = logging.getLogger("adautomix.data")
+
+TRACKING_FILE = "data.dvc"
+VERSIONS = ".versions"
+# Datasets that `prepare` can build with no source given, hence without any remote.
+PREPARABLE = ("fashion-mnist",)
+
+
+@dataclass(frozen=True)
+class DataVersion:
+    name: str
+    version: str         # DVC's hash of the dataset folder
+    data_root: Path      # holds NAME/, ready for `ensure_dataset(name, data_root)`
+    manifest: Manifest
+
+
+def normalise_version(version: str) -> str:
+    """'' stays ''; a DVC directory hash gains its '.dir' suffix if it was left off."""
+    version = version.strip()
+    if not version:
+        return ""
+    if not re.fullmatch(r"[0-9a-f]{32}(\.dir)?", version):
+        raise DataError(
+            f"data version {version!r} is not a DVC hash: give the md5 of a .dvc file "
+            "(32 hex digits, optionally ending in '.dir'), or leave it empty for the version "
+            "data.dvc tracks")
+    return version if version.endswith(".dir") else version + ".dir"
+
+
+def tracking_file(name: str, workspace: str | Path = ".") -> Path | None:
+    """The workspace's .dvc file that tracks data/NAME: data.dvc or data/NAME.dvc, if any."""
+    workspace = Path(workspace)
+    for path in (workspace / TRACKING_FILE, workspace / "data" / f"{name}.dvc"):
+        if path.exists() and (path.parent / _read_out(path)["path"]).resolve() == \
+                (workspace / "data" / name).resolve():
+            return path
+    return None
+
+
+def tracked_version(name: str, workspace: str | Path = ".") -> str:
+    """The version of dataset `name` that the workspace's .dvc files track."""
+    path = tracking_file(name, workspace)
+    if path is None:
+        raise DataError(
+            f"no .dvc file in {Path(workspace).resolve()} tracks data/{name}: run `adautomix "
+            f"data prepare {name} --source DIR`, `dvc add data/{name}` and `dvc push`, or pass "
+            "a data version (a DVC hash) that a remote holds")
+    return normalise_version(_read_out(path)["md5"])
+
+
+def materialise(name: str, version: str = "", workspace: str | Path = ".",
+                remote: str | None = None, project: str | Path | None = None) -> DataVersion:
+    """Make version `version` of dataset `name` present and verified in the workspace.
+
+    `version` '' means the version the workspace tracks. `remote` '' or None is the DVC default
+    remote. `project`, when given and different from the workspace, is where the DVC config and
+    .dvc files are copied from first (a fresh persistent volume has none)."""
+    workspace = Path(workspace).resolve()
+    if project and Path(project).resolve() != workspace:
+        init_workspace(workspace, project)
+    if not (workspace / ".dvc" / "config").exists():
+        raise DataError(f"{workspace} is not a DVC workspace (no .dvc/config); run it from the "
+                        "project checkout or pass the project to seed it from")
+    version = normalise_version(version) or tracked_version(name, workspace)
+    dvc_file = _dvc_file_for(name, version, workspace)
+    data_root = (dvc_file.parent / _read_out(dvc_file)["path"]).parent
+    with Repo(str(workspace)) as repo:
+        state = _state(repo, dvc_file)
+        if state == "missing":
+            state = _fetch(repo, dvc_file, data_root, name, version, remote or None)
+        if state == "modified":
+            raise DataError(
+                f"{data_root / name} differs from data version {version} that "
+                f"{dvc_file.relative_to(workspace)} records (hash mismatch). Restore it with "
+                f"`dvc checkout --force {dvc_file.relative_to(workspace)}`, or make it a new "
+                "version with `dvc commit` and pass that version")
+        if state == "uncached":   # the right bytes, prepared by hand: keep them in the cache
+            repo.commit(str(dvc_file), force=True)
+    return DataVersion(name, version, data_root, verify(name, data_root))
+
+
+def init_workspace(workspace: str | Path, project: str | Path) -> Path:
+    """Make `workspace` a git-less DVC repository with the project's remotes and .dvc files.
+
+    A relative (local) remote then resolves inside the workspace, so the workspace has its own.
+    Re-running refreshes the config and .dvc files; data and cache already there are kept."""
+    workspace, project = Path(workspace), Path(project)
+    if not (project / ".dvc" / "config").exists():
+        raise DataError(f"{project} has no .dvc/config to seed a DVC workspace from; point "
+                        "ADAUTOMIX_PROJECT at the project checkout")
+    (workspace / ".dvc").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(project / ".dvc" / "config", workspace / ".dvc" / "config")
+    (workspace / ".dvc" / "config.local").write_text("[core]\n    no_scm = true\n")
+    (workspace / "data").mkdir(exist_ok=True)
+    for source in [project / TRACKING_FILE, *sorted((project / "data").glob("*.dvc"))]:
+        if source.exists():
+            shutil.copyfile(source, workspace / source.relative_to(project))
+    return workspace
+
+
+def check_credentials(repo: Repo, remote: str | None) -> None:
+    """Fail now, naming the variables, when an S3 remote has no credentials to use."""
+    name = remote or repo.config["core"].get("remote")
+    settings = repo.config["remote"].get(name, {}) if name else {}
+    if not str(settings.get("url", "")).startswith("s3://") or settings.get("access_key_id"):
+        return
+    import boto3
+
+    if boto3.Session().get_credentials() is None:
+        raise DataError(
+            f"DVC remote {name!r} ({settings['url']}) needs S3 credentials and none are set: "
+            "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (in a cluster they come from the "
+            "Kubernetes secret named in docs/cluster.md), and AWS_ENDPOINT_URL for a non-AWS S3")
+
+
+def _read_out(dvc_file: Path) -> dict:
+    try:
+        outs = yaml.safe_load(dvc_file.read_text())["outs"]
+        return {"md5": outs[0]["md5"], "path": outs[0]["path"]}
+    except (yaml.YAMLError, KeyError, IndexError, TypeError) as error:
+        raise DataError(f"{dvc_file} is not a .dvc file with one output ({error}); restore it "
+                        "from git") from None
+
+
+def _dvc_file_for(name: str, version: str, workspace: Path) -> Path:
+    tracked = tracking_file(name, workspace)
+    if tracked is not None and normalise_version(_read_out(tracked)["md5"]) == version:
+        return tracked
+    folder = workspace / "data" / VERSIONS / version
+    folder.mkdir(parents=True, exist_ok=True)
+    dvc_file = folder / f"{name}.dvc"
+    dvc_file.write_text(yaml.safe_dump({"outs": [{"md5": version, "hash": "md5", "path": name}]}))
+    return dvc_file
+
+
+def _state(repo: Repo, dvc_file: Path) -> str:
+    """'ok': the data has the version's bytes and is cached; 'uncached': it has them but no cache
+    holds them; 'modified': it has other bytes; 'missing': it is not there."""
+    (out,) = repo.stage.load_one(str(dvc_file)).outs
+    # Hash the data itself: DVC's own status says "not in cache" before it compares bytes.
+    workspace = set(out.workspace_status().values())
+    if workspace:
+        return "missing" if "deleted" in workspace else "modified"
+    return "uncached" if out.changed_cache() else "ok"
+
+
+def _fetch(repo: Repo, dvc_file: Path, data_root: Path, name: str, version: str,
+           remote: str | None) -> str:
+    """Pull the version; when no remote has it, prepare it here if that is possible. Returns
+    the state of the data afterwards."""
+    check_credentials(repo, remote)
+    try:
+        repo.pull(targets=[str(dvc_file)], remote=remote)
+        return _state(repo, dvc_file)
+    except DvcException as error:
+        tracked = dvc_file == tracking_file(name, repo.root_dir)
+        if not (tracked and name in PREPARABLE and _is_local(repo, remote)):
+            raise DataError(
+                f"data version {version} of {name} could not be pulled from DVC remote "
+                f"{remote or repo.config['core'].get('remote')!r} ({str(error).splitlines()[0]}). "
+                f"Push it from where it was prepared (`dvc push {TRACKING_FILE}`), or check the "
+                "remote's endpoint and credentials") from None
+    log.info("%s is in no DVC remote yet: preparing it here", name)
+    prepare(name, data_root=data_root)
+    state = _state(repo, dvc_file)
+    if state == "modified":
+        raise DataError(
+            f"{name} prepared here differs from data version {version} (hash mismatch): the raw "
+            f"source or the prepare code changed. Record the new version with `dvc commit "
+            f"{dvc_file.relative_to(repo.root_dir)}`, or pass the version just prepared")
+    repo.commit(str(dvc_file), force=True)
+    repo.push(targets=[str(dvc_file)], remote=remote)
+    return "ok"
+
+
+def _is_local(repo: Repo, remote: str | None) -> bool:
+    name = remote or repo.config["core"].get("remote")
+    url = str(repo.config["remote"].get(name, {}).get("url", "")) if name else ""
+    return bool(url) and "://" not in url

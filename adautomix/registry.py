@@ -1,0 +1,89 @@
+"""The MLflow Model Registry: register a model version, set the champion and challenger aliases.
+
+Every registered version becomes the `challenger`. It becomes the `champion` too only if it beats
+the current champion on the same dataset and the same metric (strictly; a tie keeps the champion),
+or if there is no champion yet. A version records what it was judged on as tags (dataset,
+metric, score, data version), so the comparison needs nothing but the registry."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import mlflow
+
+from .tracking import connect
+
+log = logging.getLogger("adautomix.registry")
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+# What evaluate_step scores a model by: the test top-1 of the network that is logged and
+# registered (the EMA network when the run has one).
+SCORE_METRIC = "model_top1"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    model_uri: str      # a logged model (models:/m-...); its version links back to its run
+    score: float
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    version: str
+    aliases: tuple[str, ...]    # the aliases this version holds after registration
+    reason: str                 # why it was or was not promoted
+
+    @property
+    def promoted(self) -> bool:
+        return CHAMPION in self.aliases
+
+
+def register(candidate: Candidate, name: str, dataset: str, data_version: str = "",
+             metric: str = SCORE_METRIC) -> Registration:
+    """Register `candidate` as a new version of model `name` ('' names it adautomix-DATASET),
+    make it the challenger, and make it the champion if it beats the current one on `dataset`
+    by `metric` (higher is better)."""
+    name = name or default_model_name(dataset)
+    client = connect()
+    tags = {"dataset": dataset, "metric": metric, "score": repr(candidate.score),
+            "data_version": data_version}
+    version = mlflow.register_model(candidate.model_uri, name, tags=tags).version
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    promote, reason = _judge(client, name, dataset, metric, candidate.score)
+    if promote:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    log.info("registered %s version %s: %s", name, version, reason)
+    aliases = (CHALLENGER, CHAMPION) if promote else (CHALLENGER,)
+    return Registration(name, str(version), aliases, reason)
+
+
+def default_model_name(dataset: str) -> str:
+    """One registered model per dataset, so its champion is always judged on that dataset."""
+    return f"adautomix-{dataset}"
+
+
+def register_best(candidates: list[Candidate], name: str, dataset: str, data_version: str = "",
+                  metric: str = SCORE_METRIC) -> Registration:
+    """Register only the best-scoring of several candidates (a sweep's runs)."""
+    if not candidates:
+        raise ValueError("register_best got no candidates; the sweep produced no evaluated runs")
+    return register(max(candidates, key=lambda c: c.score), name, dataset, data_version, metric)
+
+
+def _judge(client, name: str, dataset: str, metric: str, score: float) -> tuple[bool, str]:
+    aliases = client.get_registered_model(name).aliases
+    if CHAMPION not in aliases:
+        return True, "no champion yet"
+    champion = client.get_model_version(name, aliases[CHAMPION])
+    held = champion.tags
+    if held.get("dataset") != dataset or held.get("metric") != metric:
+        return False, (f"champion version {champion.version} was judged on "
+                       f"{held.get('dataset')}/{held.get('metric')}, not {dataset}/{metric}; "
+                       "set the champion alias by hand to switch")
+    best = float(held["score"])
+    if score > best:
+        return True, f"{metric} {score:.4g} beats champion version {champion.version} ({best:.4g})"
+    return False, f"{metric} {score:.4g} does not beat champion version {champion.version} ({best:.4g})"

@@ -1,0 +1,182 @@
+"""What a training step of each method costs, side by side: seconds per step and peak memory,
+each also as a ratio to vanilla.
+
+Every method trains the same network (CIFAR ResNet-18 by default) on the same synthetic batch
+(32 px, batch 100, 100 classes). A step is what the engine does: training_step, zero_grad,
+backward, optimiser step, then the EMA update: the method's own teacher (AutoMix, AdAutoMix) or
+else the engine's EMA of the online network.
+
+Time: within each repeat the methods run in a rotated order (A B C, B C A, C A B, ...), so a
+shared machine's slow drifts hit every method alike; the median over repeats is reported.
+
+Memory: each method runs in a fresh subprocess, so no allocator cache is shared. After the model
+is built, the peak is reset and the method, optimiser and a few steps follow; the figure is the
+peak minus what was held before, i.e. the method's own networks, gradients, optimiser state and
+activations. CPU: peak resident set size (VmHWM, reset through /proc/self/clear_refs); tracemalloc
+does not see torch's allocations. CUDA: torch.cuda.max_memory_allocated.
+
+    python bench/step_cost.py                         # every method, CPU or the first GPU
+    python bench/step_cost.py --methods vanilla,mixup,automix,adautomix --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from adautomix.config import RunConfig
+from adautomix.engine.ema import ModelEma
+from adautomix.engine.optim import build_optimizer
+from adautomix.mixers import available_methods, create_method
+from adautomix.models import create_model
+
+TOTAL_STEPS = 100_000  # the EMA schedule's T; any long run
+
+
+class Trainer:
+    """One method on its own copy of the network, stepping as the engine does."""
+
+    def __init__(self, name: str, args: argparse.Namespace, device: torch.device):
+        self.model = create_model(args.model, args.num_classes).to(device)
+        self.method = create_method(name, self.model, args.num_classes).to(device)
+        params = [p for p in (*self.model.parameters(), *self.method.parameters()) if p.requires_grad]
+        config = RunConfig()  # SGD 0.1, momentum 0.9, wd 1e-4; EMA decay 0.999
+        self.optimizer = build_optimizer(config, params)
+        self.ema = ModelEma(self.model, config.ema_decay) if self.method.teacher() is None else None
+        self.step = 0
+
+    def run(self, images: torch.Tensor, labels: torch.Tensor, steps: int) -> None:
+        for _ in range(steps):
+            loss, _ = self.method.training_step(self.model, images, labels, self.step)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.method.after_optimizer_step(self.model, self.step, TOTAL_STEPS)
+            if self.ema is not None:
+                self.ema.update(self.model)
+            self.step += 1
+
+
+def synthetic_batch(args: argparse.Namespace, device: torch.device):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=g)
+    labels = torch.randint(0, args.num_classes, (args.batch_size,), generator=g)
+    return images.to(device), labels.to(device)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(names: list[str], args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+    """Median seconds per step of each method, methods interleaved within each repeat."""
+    torch.manual_seed(0)
+    images, labels = synthetic_batch(args, device)
+    trainers = {name: Trainer(name, args, device) for name in names}
+    for trainer in trainers.values():  # first steps allocate gradients and optimiser state
+        trainer.run(images, labels, 1)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for repeat in range(args.repeats):
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            synchronize(device)
+            started = time.perf_counter()
+            trainers[name].run(images, labels, args.steps)
+            synchronize(device)
+            times[name].append((time.perf_counter() - started) / args.steps)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def resident_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}; peak memory needs Linux")
+
+
+def peak_memory_here(name: str, args: argparse.Namespace, device: torch.device) -> float:
+    """MiB a method adds at its peak over a model already built (run in a fresh process)."""
+    torch.manual_seed(0)
+    images, labels = synthetic_batch(args, device)
+    model_only = create_model(args.model, args.num_classes).to(device)
+    del model_only  # warms the allocator and imports up to the point the method starts
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        held = torch.cuda.memory_allocated(device)
+        Trainer(name, args, device).run(images, labels, args.memory_steps)
+        return (torch.cuda.max_memory_allocated(device) - held) / 2**20
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
+    held = resident_kib("VmRSS")
+    Trainer(name, args, device).run(images, labels, args.memory_steps)
+    return (resident_kib("VmHWM") - held) / 1024
+
+
+def peak_memory(name: str, args: argparse.Namespace) -> float:
+    command = [sys.executable, __file__, "--memory-of", name, "--model", args.model,
+               "--batch-size", str(args.batch_size), "--image-size", str(args.image_size),
+               "--num-classes", str(args.num_classes), "--memory-steps", str(args.memory_steps),
+               "--device", args.device, "--threads", str(args.threads)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["peak_mib"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--methods", default=",".join(available_methods()),
+                   help="comma-separated; vanilla is added as the reference [all]")
+    p.add_argument("--model", default="resnet18")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--num-classes", type=int, default=100)
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds over all methods [3]")
+    p.add_argument("--steps", type=int, default=1, help="steps per method per round [1]")
+    p.add_argument("--memory-steps", type=int, default=2, help="steps in each memory run [2]")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--memory-of", help=argparse.SUPPRESS)  # the subprocess of one memory run
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else "cpu" if args.device == "auto" else args.device)
+    if args.memory_of:
+        print(json.dumps({"peak_mib": peak_memory_here(args.memory_of, args, device)}))
+        return 0
+
+    names = args.methods.split(",")
+    unknown = sorted(set(names) - set(available_methods()))
+    if unknown:
+        raise SystemExit(f"unknown method(s) {unknown}; valid: {', '.join(available_methods())}")
+    names = ["vanilla"] + [n for n in names if n != "vanilla"]
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"CPU, {torch.get_num_threads()} threads"
+    print(f"{args.model}, {args.image_size} px, batch {args.batch_size}, {args.num_classes} "
+          f"classes, {device_name}; {args.repeats} repeats × {args.steps} step(s)", flush=True)
+
+    seconds = time_steps(names, args, device)
+    memory = {name: peak_memory(name, args) for name in names}
+    print(f"{'method':12s} {'s/step':>8s} {'× vanilla':>10s} {'img/s':>8s} "
+          f"{'peak MiB':>9s} {'× vanilla':>10s}")
+    for name in names:
+        print(f"{name:12s} {seconds[name]:8.3f} {seconds[name] / seconds['vanilla']:10.2f} "
+              f"{args.batch_size / seconds[name]:8.1f} {memory[name]:9.0f} "
+              f"{memory[name] / memory['vanilla']:10.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""Kubeflow Pipelines components: one per file, each a thin adapter (arguments in, one call into
+the adautomix package, artifacts out).
+
+Every component is a lightweight Python component that runs in one image, built from docker/ and
+named in docker/IMAGE (ADAUTOMIX_IMAGE overrides it, for an image pushed elsewhere or the CPU
+variant). The image holds the package and all its dependencies, so no step installs anything at
+run time; on one machine kfp.local runs the same functions in the current environment."""
+
+import os
+from pathlib import Path
+
+IMAGE_FILE = Path(__file__).resolve().parents[1] / "docker" / "IMAGE"
+BASE_IMAGE = os.environ.get("ADAUTOMIX_IMAGE") or IMAGE_FILE.read_text().strip()

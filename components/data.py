@@ -1,0 +1,26 @@
+"""The data step: one DVC version of a dataset, present and verified in the workspace."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from components import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def data(dataset: str, data_version: str, workspace: str, remote: str,
+         prepared: Output[Dataset]) -> str:
+    """Materialise `data_version` of `dataset` in the workspace (pulled from the DVC remote, or
+    prepared here when the remote is local and lacks it). The artifact holds the manifest; its
+    metadata the DVC hash, the content hash and where the data lives. Returns the DVC hash."""
+    import json
+    import os
+
+    from adautomix.data.versioning import materialise
+
+    found = materialise(dataset, data_version, workspace, remote or None,
+                        project=os.environ.get("ADAUTOMIX_PROJECT"))
+    with open(prepared.path, "w") as f:
+        json.dump(found.manifest.to_dict(), f, indent=2, sort_keys=True)
+    prepared.metadata.update(dataset=dataset, data_version=found.version,
+                             sha256=found.manifest.sha256, data_root=str(found.data_root))
+    return found.version

@@ -1,0 +1,130 @@
+"""Check a pipeline's parameters, then compile it to IR YAML, run it here, or submit it.
+
+Every entry point goes through `training_arguments` or `sweep_arguments` first, so bad input
+(negative epochs, an unknown method, a batch smaller than the method mixes, a data version that
+is not a DVC hash) fails on the user's machine in a second, not an hour into a cluster run. The
+arguments they return are complete: the preset's values fill every parameter the user left out,
+and an empty data version becomes the one data.dvc tracks, so the data step's cache key is always
+the data version itself."""
+
+import os
+from pathlib import Path
+
+from adautomix.config import ConfigError
+from adautomix.data.errors import DataError
+from adautomix.data.versioning import normalise_version, tracked_version
+from adautomix.registry import default_model_name
+from adautomix.steps import build_config, check_run
+from pipeline.cluster import ClusterSettings
+from pipeline.sweep import sweep_pipeline
+from pipeline.training import training_pipeline
+
+# RunConfig fields that are pipeline parameters; the preset (or the defaults) gives the rest.
+RUN_FIELDS = ("dataset", "model", "method", "epochs", "batch_size", "lr", "seed", "subset",
+              "val_subset", "experiment")
+SWEEP_SHARED_FIELDS = tuple(f for f in RUN_FIELDS if f not in ("method", "seed"))
+
+
+class SubmitError(RuntimeError):
+    """The Kubeflow Pipelines endpoint refused or could not be reached; names the host."""
+
+
+def training_arguments(preset: str = "", data_version: str = "", num_gpus: int = 1,
+                       registered_model: str = "", project: str | Path = ".",
+                       **run_values) -> dict:
+    """The training pipeline's arguments: the preset (or the defaults) with `run_values` (RUN_FIELDS)
+    on top, checked as one run configuration, plus the data version and the registry name."""
+    config = _checked_config(preset, num_gpus, run_values)
+    return {**{f: getattr(config, f) for f in RUN_FIELDS}, "preset": preset,
+            "num_gpus": num_gpus, **_data_and_registry(config.dataset, data_version,
+                                                        registered_model, project)}
+
+
+def sweep_arguments(methods: list[str], seeds: list[int], preset: str = "",
+                    data_version: str = "", num_gpus: int = 1, registered_model: str = "",
+                    project: str | Path = ".", **run_values) -> dict:
+    """The sweep's arguments: every method x seed is checked as a run configuration."""
+    if not methods or not seeds:
+        raise ConfigError("a sweep needs at least one method and one seed (--methods, --seeds)")
+    if {"method", "seed"} & run_values.keys():
+        raise ConfigError("a sweep takes --methods and --seeds, not --method and --seed")
+    configs = [_checked_config(preset, num_gpus, {**run_values, "method": m, "seed": s})
+               for m in methods for s in seeds]
+    shared = configs[0]
+    return {**{f: getattr(shared, f) for f in SWEEP_SHARED_FIELDS}, "preset": preset,
+            "num_gpus": num_gpus, "grid": [{"method": c.method, "seed": c.seed} for c in configs],
+            **_data_and_registry(shared.dataset, data_version, registered_model, project)}
+
+
+def compile_pipeline(path: str | Path, arguments: dict, sweep: bool = False,
+                     cluster: ClusterSettings = ClusterSettings()) -> Path:
+    """Write the IR YAML, with `arguments` as its parameters' defaults."""
+    from kfp import compiler
+
+    build = sweep_pipeline if sweep else training_pipeline
+    compiler.Compiler().compile(build(cluster), str(path), pipeline_parameters=arguments)
+    return Path(path)
+
+
+def run_local(arguments: dict, sweep: bool = False, pipeline_root: str | Path = "runs/pipeline",
+              workspace: str | Path = ".", data_remote: str = "") -> dict:
+    """Run the pipeline here with kfp.local, each step a subprocess of this environment.
+
+    The workspace is the project checkout (data.dvc, data/, runs/checkpoints/); data_remote ''
+    is its DVC default remote. Returns the register step's outputs (version, aliases)."""
+    from kfp import local
+
+    from adautomix.tracking import tracking_uri
+
+    local.init(runner=local.SubprocessRunner(use_venv=False),
+               pipeline_root=str(Path(pipeline_root).resolve()))
+    # Every step is its own process: point them all at the same store, wherever they start.
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri()
+    build = sweep_pipeline if sweep else training_pipeline
+    task = build(None)(**arguments, workspace=str(Path(workspace).resolve()),
+                       data_remote=data_remote)
+    return dict(task.outputs)
+
+
+def submit(host: str, arguments: dict, experiment: str, run_name: str, sweep: bool = False,
+           cluster: ClusterSettings = ClusterSettings(), namespace: str | None = None) -> str:
+    """Compile and start a run on a Kubeflow Pipelines endpoint; returns the run id."""
+    import kfp
+
+    build = sweep_pipeline if sweep else training_pipeline
+    try:
+        client = kfp.Client(host=host, namespace=namespace)
+        run = client.create_run_from_pipeline_func(build(cluster), arguments=arguments,
+                                                   run_name=run_name, experiment_name=experiment)
+    except Exception as exc:  # connection, auth and API errors all mean the same to the user
+        raise SubmitError(f"Kubeflow Pipelines at {host} did not accept the run "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); check the "
+                          "URL (the KFP API or UI address), the namespace and your access") from exc
+    return run.run_id
+
+
+def mlflow_ui_hint(uri: str) -> str:
+    """How to look at an MLflow store in a browser."""
+    if uri.startswith("http"):
+        return f"open {uri} in a browser"
+    return f"mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)"
+
+
+def _checked_config(preset: str, num_gpus: int, run_values: dict):
+    unknown = sorted(set(run_values) - set(RUN_FIELDS))
+    if unknown:
+        raise ConfigError(f"{unknown} are not pipeline parameters; valid: {', '.join(RUN_FIELDS)} "
+                          "(other settings come from the preset)")
+    config = build_config(preset, **run_values)
+    check_run(config, num_gpus)
+    return config
+
+
+def _data_and_registry(dataset: str, data_version: str, registered_model: str,
+                       project: str | Path) -> dict:
+    try:
+        version = normalise_version(data_version) or tracked_version(dataset, project)
+    except DataError as exc:   # a pipeline parameter, so a configuration error to the caller
+        raise ConfigError(str(exc)) from None
+    return {"data_version": version,
+            "registered_model": registered_model or default_model_name(dataset)}

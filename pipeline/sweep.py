@@ -1,0 +1,56 @@
+"""The sweep pipeline: one dataset version, many (method, seed) runs in parallel, the best one
+registered.
+
+`grid` is the list of {"method": ..., "seed": ...} runs, the product of the methods and seeds
+that `pipeline.run.sweep_arguments` builds and checks. The runs share every other parameter; their
+models are collected and only the best-scoring one is registered.
+
+(No `from __future__ import annotations` here: kfp reads the parameter types at run time.)"""
+
+from typing import List, NamedTuple
+
+from kfp import dsl
+
+from components.data import data
+from components.register import register_best
+from pipeline.cluster import ClusterSettings, use_mlflow, use_s3, use_workspace
+from pipeline.training import train_and_evaluate_pipeline
+
+
+def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
+    workspace_default = cluster.workspace_path if cluster is not None else "."
+    # One run at a time on one machine: each already uses every core.
+    parallelism = cluster.sweep_parallelism if cluster is not None else 1
+    train_and_evaluate = train_and_evaluate_pipeline(cluster)
+
+    @dsl.pipeline(name="adautomix-sweep",
+                  description="One DVC data version -> methods x seeds in parallel -> the best "
+                              "registered")
+    def sweep(
+        grid: List[dict], dataset: str = "fashion-mnist", data_version: str = "",
+        model: str = "resnet18", preset: str = "", epochs: int = 2, batch_size: int = 100,
+        lr: float = 0.1, num_gpus: int = 1, subset: int = 0, val_subset: int = 0,
+        experiment: str = "adautomix", registered_model: str = "", data_remote: str = "s3",
+        workspace: str = workspace_default,
+    ) -> NamedTuple("Registered", [("version", str), ("aliases", List[str])]):
+        materialised = data(dataset=dataset, data_version=data_version, workspace=workspace,
+                            remote=data_remote)
+        with dsl.ParallelFor(grid, parallelism=parallelism) as run:
+            evaluated = train_and_evaluate(
+                prepared=materialised.outputs["prepared"],
+                data_version=materialised.outputs["Output"], dataset=dataset, model=model,
+                method=run.method, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr,
+                seed=run.seed, num_gpus=num_gpus, subset=subset, val_subset=val_subset,
+                experiment=experiment, workspace=workspace)
+        registered = register_best(model_uris=dsl.Collected(evaluated.outputs["model_uri"]),
+                                   scores=dsl.Collected(evaluated.outputs["score"]),
+                                   dataset=dataset, data_version=materialised.outputs["Output"],
+                                   registered_model=registered_model)
+        if cluster is not None:
+            use_workspace(materialised, cluster)
+            use_s3(materialised, cluster)
+            use_mlflow(registered, cluster)
+        outputs = NamedTuple("Registered", [("version", str), ("aliases", List[str])])
+        return outputs(registered.outputs["version"], registered.outputs["aliases"])
+
+    return sweep

@@ -1,0 +1,82 @@
+"""The training pipeline: data -> train -> evaluate -> register.
+
+`training_pipeline(cluster)` builds it. With ClusterSettings the tasks get their GPUs, node
+scheduling, the workspace volume and the secrets; with None (kfp.local on one machine) they get
+none of that, and the workspace is a folder here. Every parameter is typed; `pipeline.run`
+checks a set of them as a whole before anything is compiled, run or submitted.
+
+(No `from __future__ import annotations` here: kfp reads the parameter types at run time.)"""
+
+from typing import List, NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Dataset
+
+from components.data import data
+from components.evaluate import evaluate
+from components.register import register
+from components.train import train
+from pipeline.cluster import ClusterSettings, use_gpus, use_mlflow, use_s3, use_workspace
+
+# A retried train task resumes from its last checkpoint (Kubeflow retries; kfp.local does not).
+TRAIN_RETRIES = 2
+
+
+def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
+    """The part a sweep repeats: train one configuration, evaluate it, log its model."""
+
+    @dsl.pipeline(name="adautomix-train-and-evaluate")
+    def train_and_evaluate(
+        prepared: Dataset, data_version: str, dataset: str, model: str, method: str,
+        preset: str, epochs: int, batch_size: int, lr: float, seed: int, num_gpus: int,
+        subset: int, val_subset: int, experiment: str, workspace: str,
+    ) -> NamedTuple("Evaluated", [("model_uri", str), ("score", float)]):
+        trained = train(prepared=prepared, data_version=data_version, dataset=dataset, model=model,
+                        method=method, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr,
+                        seed=seed, subset=subset, val_subset=val_subset, experiment=experiment,
+                        workspace=workspace)
+        trained.set_retry(TRAIN_RETRIES, backoff_duration="30s")
+        evaluated = evaluate(checkpoint=trained.outputs["checkpoint"], data_version=data_version)
+        if cluster is not None:
+            for task in (trained, evaluated):
+                use_gpus(task, num_gpus, cluster)
+                use_workspace(task, cluster)
+                use_mlflow(task, cluster)
+        outputs = NamedTuple("Evaluated", [("model_uri", str), ("score", float)])
+        return outputs(evaluated.outputs["model_uri"], evaluated.outputs["score"])
+
+    return train_and_evaluate
+
+
+def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
+    workspace_default = cluster.workspace_path if cluster is not None else "."
+    train_and_evaluate = train_and_evaluate_pipeline(cluster)
+
+    @dsl.pipeline(name="adautomix-training",
+                  description="One DVC data version -> train -> evaluate -> MLflow registry")
+    def training(
+        dataset: str = "fashion-mnist", data_version: str = "", model: str = "resnet18",
+        method: str = "vanilla", preset: str = "", epochs: int = 2, batch_size: int = 100,
+        lr: float = 0.1, seed: int = 0, num_gpus: int = 1, subset: int = 0, val_subset: int = 0,
+        experiment: str = "adautomix", registered_model: str = "", data_remote: str = "s3",
+        workspace: str = workspace_default,
+    ) -> NamedTuple("Registered", [("version", str), ("aliases", List[str])]):
+        materialised = data(dataset=dataset, data_version=data_version, workspace=workspace,
+                            remote=data_remote)
+        evaluated = train_and_evaluate(
+            prepared=materialised.outputs["prepared"], data_version=materialised.outputs["Output"],
+            dataset=dataset, model=model, method=method, preset=preset, epochs=epochs,
+            batch_size=batch_size, lr=lr, seed=seed, num_gpus=num_gpus, subset=subset,
+            val_subset=val_subset, experiment=experiment, workspace=workspace)
+        registered = register(model_uri=evaluated.outputs["model_uri"],
+                              score=evaluated.outputs["score"], dataset=dataset,
+                              data_version=materialised.outputs["Output"],
+                              registered_model=registered_model)
+        if cluster is not None:
+            use_workspace(materialised, cluster)
+            use_s3(materialised, cluster)
+            use_mlflow(registered, cluster)
+        outputs = NamedTuple("Registered", [("version", str), ("aliases", List[str])])
+        return outputs(registered.outputs["version"], registered.outputs["aliases"])
+
+    return training

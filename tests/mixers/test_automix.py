@@ -1,0 +1,154 @@
+"""AutoMix (spec §6) and the machinery it shares with AdAutoMix: the pixel mix block, gradient
+routing, the always-cooperative generator loss, the mask loss, the λ margin, and the gradient
+bank that back-propagates a step part by part."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import TinyBackbone
+
+import adautomix.mixers.automix as automix_module
+from adautomix.config import ConfigError
+from adautomix.mixers.adautomix import AdAutoMix
+from adautomix.mixers.automix import AutoMix, PixelMixBlock
+
+
+def batch(seed=0, size=8, classes=10):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(size, 3, 16, 16, generator=g), torch.randint(0, classes, (size,), generator=g)
+
+
+def setup(cls=AutoMix, seed=0, **options):
+    torch.manual_seed(seed)
+    model = TinyBackbone(num_classes=10)
+    return model, cls(model, num_classes=10, **options)
+
+
+def perturb(module, seed=1, scale=0.5):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
+
+
+def feature_pair(seed=0, c=16, h=4):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(4, c, h, h, generator=g), torch.randn(4, c, h, h, generator=g)
+
+
+@pytest.mark.parametrize("lam_concat", [False, True])
+def test_pixel_mix_block_matches_its_definition(lam_concat):
+    """One shared conv for q (from x) and k (from the partner), the value from the partner,
+    softmax over key positions, upsampling, then a sigmoid for the partner's mask."""
+    block = PixelMixBlock(16, lam_concat=lam_concat, upsampling="nearest")
+    perturb(block)
+    z, z_partner = feature_pair()
+    lam = 0.3
+    masks = block(z, z_partner, lam, (16, 16))
+    assert masks.shape == (4, 2, 16, 16)
+    torch.testing.assert_close(masks.sum(dim=1), torch.ones(4, 16, 16))
+
+    if lam_concat:
+        z = torch.cat([z, torch.full((4, 1, 4, 4), lam)], 1)
+        z_partner = torch.cat([z_partner, torch.full((4, 1, 4, 4), 1 - lam)], 1)
+    q = block.query(z).flatten(2).transpose(1, 2)
+    k = block.query(z_partner).flatten(2)
+    v = block.value(z_partner).flatten(2).transpose(1, 2)
+    m = ((q @ k / math.sqrt(block.dim)).softmax(-1) @ v).view(4, 1, 4, 4)
+    partner = torch.sigmoid(F.interpolate(m, size=(16, 16), mode="nearest"))
+    torch.testing.assert_close(masks[:, 1:], partner)
+
+
+def test_fresh_pixel_mix_block_starts_at_half_and_half():
+    masks = PixelMixBlock(16)(*feature_pair(), 0.5, (16, 16))
+    assert (masks - 0.5).abs().max() < 0.01
+
+
+def test_generator_and_classifier_gradients_stay_on_their_side():
+    model, method = setup()
+    block = list(method.mix_block.parameters())
+    online = list(model.parameters()) + list(method.head_mix_q.parameters())
+    parts = [loss for loss, _ in method.loss_parts(model, *batch(), step=0)]
+    assert len(parts) == 3  # generator; clean and mixed for the classifier
+    grads = torch.autograd.grad(parts[0], block + online, allow_unused=True)
+    assert all(g is not None for g in grads[:len(block)])
+    assert all(g is None for g in grads[len(block):])
+    for part in parts[1:]:
+        grads = torch.autograd.grad(part, block + online, allow_unused=True)
+        assert all(g is None for g in grads[:len(block)])
+
+
+def test_generator_is_always_cooperative_with_the_mask_loss():
+    model, method = setup()
+    images, labels = batch()
+    for step in range(2):
+        loss, logs = next(method.loss_parts(model, images, labels, step))
+        torch.testing.assert_close(loss.detach(), logs["loss_mix_k"] + 0.1 * logs["loss_mask"])
+
+
+@pytest.mark.parametrize("lam_mb,expected", [(0.9, 0.3), (0.45, 0.0)])
+def test_mask_loss_is_the_l1_area_gap_beyond_the_margin(monkeypatch, lam_mb, expected):
+    """A fresh block gives x a mask of ≈0.5: the loss is max(|0.5 − λ| − 0.1, 0)."""
+    model, method = setup()
+    monkeypatch.setattr(automix_module, "sample_beta", lambda alpha, count: [lam_mb, 0.5])
+    _, logs = next(method.loss_parts(model, *batch(), step=0))
+    assert float(logs["loss_mask"]) == pytest.approx(expected, abs=0.01)
+
+
+@pytest.mark.parametrize("lam_bb,constant", [(0.05, True), (0.95, True), (0.5, False)])
+def test_lambda_margin_gives_the_classifier_plain_mixup(monkeypatch, lam_bb, constant):
+    model, method = setup()
+    perturb(method.mix_block)
+    monkeypatch.setattr(automix_module, "sample_beta", lambda alpha, count: [0.5, lam_bb])
+    seen = []
+    mix = automix_module.mix_images
+    monkeypatch.setattr(automix_module, "mix_images",
+                        lambda images, perm, masks: seen.append(masks) or mix(images, perm, masks))
+    for _ in method.loss_parts(model, *batch(), step=0):
+        pass
+    classifier_masks = seen[1]
+    is_constant = bool((classifier_masks[:, 0] == lam_bb).all() and
+                       (classifier_masks[:, 1] == 1 - lam_bb).all())
+    assert is_constant == constant
+
+
+@pytest.mark.parametrize("cls", [AutoMix, AdAutoMix])
+def test_part_by_part_backward_equals_one_joint_backward(monkeypatch, cls):
+    def step(release):
+        model, method = setup(cls)
+        monkeypatch.setattr(automix_module, "fp16_autocast", lambda device: not release)
+        torch.manual_seed(1)
+        loss, _ = method.training_step(model, *batch(), step=0)
+        loss.backward()
+        named = list(model.named_parameters()) + list(method.named_parameters())
+        return loss.detach(), {name: p.grad for name, p in named if p.requires_grad}
+
+    banked_loss, banked = step(release=True)
+    joint_loss, joint = step(release=False)
+    torch.testing.assert_close(banked_loss, joint_loss)
+    assert banked.keys() == joint.keys()
+    for name, grad in joint.items():
+        torch.testing.assert_close(banked[name], grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_sample_grid_and_teacher():
+    model, method = setup()
+    rows = method.sample_grid(model, *batch())
+    assert [t for t, _ in rows] == ["source 1", "source 2", "mask 1", "mask 2", "mixed"]
+    assert method.teacher() is method.net_k
+
+
+def test_bad_configs_say_what_to_change(tiny_backbone):
+    with pytest.raises(ConfigError, match="stage-0 features.*feature_stage"):
+        AutoMix(tiny_backbone, 10, feature_stage=0)
+    with pytest.raises(ConfigError, match="alpha must be > 0"):
+        AutoMix(tiny_backbone, 10, alpha=0.0)
+    with pytest.raises(ConfigError, match="momentum <= end_momentum"):
+        AutoMix(tiny_backbone, 10, momentum=0.9999, end_momentum=0.999)
+    method = AutoMix(tiny_backbone, 10)
+    with pytest.raises(ConfigError, match="batch of 1"):
+        method.training_step(tiny_backbone, *batch(size=1), step=0)
