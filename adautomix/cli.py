@@ -170,7 +170,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         print(f"wrote {path.resolve()}")
     elif args.pipeline_command == "submit":
         run_id = submit(args.host, arguments, arguments["experiment"], args.run_name, args.sweep,
-                        _cluster_settings(args), args.namespace)
+                        _cluster_settings(args), args.namespace, cache=not args.no_cache)
         print(f"submitted run {run_id} to {args.host}, experiment {arguments['experiment']}")
     else:
         if not args.local:
@@ -299,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--host", required=True, help="the Kubeflow Pipelines API or UI URL")
     q.add_argument("--run-name", required=True, help="the Kubeflow run name")
     q.add_argument("--namespace", help="the Kubeflow namespace (multi-user installs)")
+    q.add_argument("--no-cache", action="store_true",
+                   help="run every step, even where an identical one already ran")
     _add_pipeline_flags(q)
     _add_cluster_flags(q)
     p.set_defaults(func=cmd_pipeline)

@@ -13,7 +13,7 @@ Datasets: Fashion-MNIST (prepared from Debian's copy when data_root lacks it) an
 px a side, quality 90), read with RandomResizedCrop(224) and a flip.
 
 Each round times one epoch of every loader in turn, so that load from other processes on a shared
-machine hits all of them alike; the table gives the median round and the spread.
+machine hits all of them alike; ratios to torch are taken within a round.
 
 Data wait: a vanilla epoch (ResNet-18, cross-entropy, SGD) on a subset, timing how long each step
 waits for its batch, with the loader kind "auto" picks and with torch for comparison.
@@ -139,12 +139,13 @@ def data_wait(manifest, kind: str, *, subset: int, batch_size: int, device: torc
 
 
 def summary(rates: dict[str, list[float]], baseline: str = "torch") -> list[str]:
+    """Table rows; the ratio to the baseline is taken within each round, then summarised."""
     rows = []
     for kind, values in rates.items():
-        median = statistics.median(values)
-        ratio = median / statistics.median(rates[baseline])
-        rows.append(f"| {kind} | {median:,.0f} | {min(values):,.0f}–{max(values):,.0f} "
-                    f"| {ratio:.1f}× |")
+        ratios = [value / base for value, base in zip(values, rates[baseline])]
+        rows.append(f"| {kind} | {statistics.median(values):,.0f} ({min(values):,.0f}–"
+                    f"{max(values):,.0f}) | {statistics.median(ratios):.2f}× "
+                    f"({min(ratios):.2f}–{max(ratios):.2f}) |")
     return rows
 
 
@@ -175,7 +176,8 @@ def main() -> None:
             rates = throughput(manifest, kinds, rounds=args.rounds, batch_size=batch,
                                subset=subset, device=device, image_size=size)
             lines += [f"\n{title}, batch {batch}, {device}:", "",
-                      "| loader | images/s (median) | range | vs torch |", "|---|---|---|---|",
+                      "| loader | images/s: median (range) | vs torch in the same round |",
+                      "|---|---|---|",
                       *summary(rates)]
     if args.only in (None, "wait"):
         lines += ["", f"Data wait in a vanilla epoch, {device}:", "",

@@ -46,7 +46,8 @@ class Trainer:
     def __init__(self, name: str, args: argparse.Namespace, device: torch.device):
         self.model = create_model(args.model, args.num_classes).to(device)
         self.method = create_method(name, self.model, args.num_classes).to(device)
-        params = [p for p in (*self.model.parameters(), *self.method.parameters()) if p.requires_grad]
+        params = [p for p in (*self.model.parameters(), *self.method.parameters())
+                  if p.requires_grad]
         config = RunConfig()  # SGD 0.1, momentum 0.9, wd 1e-4; EMA decay 0.999
         self.optimizer = build_optimizer(config, params)
         self.ema = ModelEma(self.model, config.ema_decay) if self.method.teacher() is None else None
@@ -76,7 +77,8 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_steps(names: list[str], args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+def time_steps(names: list[str], args: argparse.Namespace,
+               device: torch.device) -> dict[str, float]:
     """Median seconds per step of each method, methods interleaved within each repeat."""
     torch.manual_seed(0)
     images, labels = synthetic_batch(args, device)
@@ -92,6 +94,8 @@ def time_steps(names: list[str], args: argparse.Namespace, device: torch.device)
             trainers[name].run(images, labels, args.steps)
             synchronize(device)
             times[name].append((time.perf_counter() - started) / args.steps)
+        print(f"repeat {repeat + 1}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items()),
+              file=sys.stderr, flush=True)
     return {name: statistics.median(t) for name, t in times.items()}
 
 

@@ -8,6 +8,7 @@ and an empty data version becomes the one data.dvc tracks, so the data step's ca
 the data version itself."""
 
 import os
+import warnings
 from pathlib import Path
 
 from adautomix.config import ConfigError
@@ -81,21 +82,29 @@ def run_local(arguments: dict, sweep: bool = False, pipeline_root: str | Path = 
     # Every step is its own process: point them all at the same store, wherever they start.
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri()
     build = sweep_pipeline if sweep else training_pipeline
-    task = build(None)(**arguments, workspace=str(Path(workspace).resolve()),
-                       data_remote=data_remote)
+    with warnings.catch_warnings():
+        # kfp.local warns that an image without "python" in its name may lack Python; ours is
+        # built from this environment's lock, which is exactly what runs here.
+        warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
+        task = build(None)(**arguments, workspace=str(Path(workspace).resolve()),
+                           data_remote=data_remote)
     return dict(task.outputs)
 
 
 def submit(host: str, arguments: dict, experiment: str, run_name: str, sweep: bool = False,
-           cluster: ClusterSettings = ClusterSettings(), namespace: str | None = None) -> str:
-    """Compile and start a run on a Kubeflow Pipelines endpoint; returns the run id."""
+           cluster: ClusterSettings = ClusterSettings(), namespace: str | None = None,
+           cache: bool = True) -> str:
+    """Compile and start a run on a Kubeflow Pipelines endpoint; returns the run id. `cache`
+    False runs every step again even where an identical one (same inputs, same data version)
+    already ran."""
     import kfp
 
     build = sweep_pipeline if sweep else training_pipeline
     try:
         client = kfp.Client(host=host, namespace=namespace)
         run = client.create_run_from_pipeline_func(build(cluster), arguments=arguments,
-                                                   run_name=run_name, experiment_name=experiment)
+                                                   run_name=run_name, experiment_name=experiment,
+                                                   enable_caching=cache)
     except Exception as exc:  # connection, auth and API errors all mean the same to the user
         raise SubmitError(f"Kubeflow Pipelines at {host} did not accept the run "
                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); check the "

@@ -94,10 +94,10 @@ class AdAutoMix(LearnedMixMethod):
         self.lam_margin = lam_margin
         self.lam_margin_rule = lam_margin_rule
         self.cosine_sign = -1.0 if maximise_cosine else 1.0
-        self.generator = MaskGenerator(self.feature_channels(model), reduction, lam_concat, upsampling)
+        self.generator = MaskGenerator(self.feature_channels(model), reduction, lam_concat,
+                                       upsampling)
         self.bn_layers, self.bn_momentum = batch_norms(self.net_k)
 
-    # --- sampling --------------------------------------------------------------------------------
     def draw(self, batch_size: int, device: torch.device):
         """(N, λ and permutation of the generator branch, λ and permutation of the classifier's)."""
         n = int(torch.randint(2, self.mix_samples + 1, ())) if self.is_random else self.mix_samples
@@ -126,7 +126,6 @@ class AdAutoMix(LearnedMixMethod):
         # global step gives the same pattern and survives a resume.
         return step % 2 == 0
 
-    # --- the step ----------------------------------------------------------------------------------
     def loss_parts(self, model, images, labels, step):
         n, lams_mb, perm_mb, lams_bb, perm_bb = self.draw(images.shape[0], images.device)
         size = images.shape[-2:]
@@ -168,7 +167,8 @@ class AdAutoMix(LearnedMixMethod):
         else:
             yield (1.0 - self.linear_mix_weight) * loss_one_q, {"loss_one_q": loss_one_q.detach()}
             linear = sum(lam * images[perm_bb[:, i]] for i, lam in enumerate(lams_bb))
-            loss_lin_q = soft_cross_entropy(self.mixed_logits(model, self.head_mix_q, linear), targets_bb)
+            logits_lin = self.mixed_logits(model, self.head_mix_q, linear)
+            loss_lin_q = soft_cross_entropy(logits_lin, targets_bb)
             yield self.linear_mix_weight * loss_lin_q, {"loss_lin_q": loss_lin_q.detach()}
 
         if self.margin_fires(lams_bb):
@@ -180,7 +180,8 @@ class AdAutoMix(LearnedMixMethod):
         loss_mix_q = soft_cross_entropy(logits_q, targets_bb)
         yield loss_mix_q, {"loss_mix_q": loss_mix_q.detach()}
 
-    def batch_statistics(self, after: list[torch.Tensor], before: list[torch.Tensor]) -> list[torch.Tensor]:
+    def batch_statistics(self, after: list[torch.Tensor],
+                         before: list[torch.Tensor]) -> list[torch.Tensor]:
         """The batch mean and variance a BN pass moved its running statistics toward:
         after = (1 − m)·before + m·batch, so batch = before + (after − before) / m."""
         if not after:

@@ -35,7 +35,7 @@ from .generator import UPSAMPLING_MODES, init_mix_block
 LossParts = Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
-# --- sampling and mixing ---------------------------------------------------------------------------
+# --- sampling and mixing
 
 def sample_beta(alpha: float, count: int) -> list[float]:
     """`count` i.i.d. Beta(α, α) draws on the host, from torch's global generator (one seed)."""
@@ -72,7 +72,7 @@ def constant_masks(lams: Sequence[float], like: torch.Tensor) -> torch.Tensor:
     return torch.cat([like.new_full((b, 1, h, w), float(lam)) for lam in lams], dim=1)
 
 
-# --- shared machinery ------------------------------------------------------------------------------
+# --- shared machinery
 
 def check_backbone(model: nn.Module, feature_stage: int, method: str) -> None:
     if not isinstance(model, Backbone):
@@ -171,7 +171,8 @@ class LearnedMixMethod(Method):
         return self.net_k
 
     def after_optimizer_step(self, model: nn.Module, step: int, total_steps: int) -> None:
-        m = cosine_momentum(step, total_steps, self.momentum, self.end_momentum, self.momentum_warmup)
+        m = cosine_momentum(step, total_steps, self.momentum, self.end_momentum,
+                            self.momentum_warmup)
         ema_update(self.net_k, model, m, buffers=False)
         ema_update(self.head_mix_k, self.head_mix_q, m, buffers=False)
 
@@ -214,7 +215,7 @@ class LearnedMixMethod(Method):
         raise NotImplementedError  # abstract: each method's mix block draws its own
 
 
-# --- AutoMix ---------------------------------------------------------------------------------------
+# --- AutoMix
 
 class PixelMixBlock(nn.Module):
     """AutoMix's mix block for a pair (spec §6): one 1×1 conv, without activation, gives both
@@ -225,7 +226,8 @@ class PixelMixBlock(nn.Module):
                  upsampling: str = "nearest"):
         super().__init__()
         if upsampling not in UPSAMPLING_MODES:
-            raise ValueError(f"upsampling {upsampling!r} is not one of {', '.join(UPSAMPLING_MODES)}")
+            raise ValueError(
+                f"upsampling {upsampling!r} is not one of {', '.join(UPSAMPLING_MODES)}")
         self.lam_concat = lam_concat
         self.upsampling = upsampling
         self.dim = max(in_channels // reduction, 1)
@@ -272,7 +274,8 @@ class AutoMix(LearnedMixMethod):
         self.lam_margin = lam_margin
         self.mask_loss_weight = mask_loss_weight
         self.mask_loss_margin = mask_loss_margin
-        self.mix_block = PixelMixBlock(self.feature_channels(model), reduction, lam_concat, upsampling)
+        self.mix_block = PixelMixBlock(self.feature_channels(model), reduction, lam_concat,
+                                       upsampling)
 
     def loss_parts(self, model, images, labels, step):
         size = images.shape[-2:]
@@ -288,7 +291,8 @@ class AutoMix(LearnedMixMethod):
 
         # generator branch: trained through the frozen EMA network
         masks_mb = self.mix_block(features, features[perm_mb[:, 1]], lam_mb, size)
-        logits_k = self.mixed_logits(self.net_k, self.head_mix_k, mix_images(images, perm_mb, masks_mb))
+        mixed_mb = mix_images(images, perm_mb, masks_mb)
+        logits_k = self.mixed_logits(self.net_k, self.head_mix_k, mixed_mb)
         loss_mix_k = soft_cross_entropy(logits_k, mix_targets(targets, perm_mb, (lam_mb, 1 - lam_mb)))
         mask_area = masks_mb[:, 1].mean()
         loss_mask = F.relu((1.0 - mask_area - lam_mb).abs() - self.mask_loss_margin)

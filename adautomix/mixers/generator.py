@@ -2,7 +2,7 @@
 
 Spec §3 (the official `AdaptiveMask`). For N feature maps z_1..z_N of the EMA encoder:
 
-    q_i = ReLU(W_q z_i),  k_i = ReLU(W_k z_i),  v_i = W_v z_i          (1×1 convs, d = C / reduction)
+    q_i = ReLU(W_q z_i),  k_i = ReLU(W_k z_i),  v_i = W_v z_i     (1×1 convs, d = C / reduction)
     A_i = softmax over key positions of  Σ_{j≠i} q_i k_jᵀ / √d        (logits to the others summed)
     m_i = A_i v_i,  upsampled to the image size,  M = softmax over the N masks at every pixel
 
@@ -36,7 +36,8 @@ class MaskGenerator(nn.Module):
                  upsampling: str = "bilinear"):
         super().__init__()
         if upsampling not in UPSAMPLING_MODES:
-            raise ValueError(f"upsampling {upsampling!r} is not one of {', '.join(UPSAMPLING_MODES)}")
+            raise ValueError(
+                f"upsampling {upsampling!r} is not one of {', '.join(UPSAMPLING_MODES)}")
         self.lam_concat = lam_concat
         self.upsampling = upsampling
         self.dim = max(in_channels // reduction, 1)
@@ -78,8 +79,8 @@ class MaskGenerator(nn.Module):
 
 def replace_nan(masks: torch.Tensor) -> torch.Tensor:
     """The official fallback for NaN pre-softmax masks: 1e-4 and 1e4 for N = 2 (the 1e4 looks like
-    a typo for 1e-4 but is what ran), 0.3 for N ≥ 3. The official code first retries the product in
-    float64, which only helps sums beyond float32's range and costs a host sync, so it is skipped."""
+    a typo for 1e-4 but is what ran), 0.3 for N ≥ 3. The official code first retries the product
+    in float64, which only helps sums beyond float32's range and costs a host sync: skipped."""
     if masks.shape[1] == 2:
         return torch.stack([masks[:, 0].nan_to_num(1e-4), masks[:, 1].nan_to_num(1e4)], dim=1)
     return masks.nan_to_num(0.3)

@@ -10,17 +10,19 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TinyBackbone
+from mlflow.tracking import MlflowClient
 
 from adautomix.config import ConfigError, RunConfig
 from adautomix.mixers import create_method
 from adautomix.mixers.adautomix import AdAutoMix
 from adautomix.mixers.automix import mix_images
+from conftest import TinyBackbone
 
 
 def batch(seed=0, size=8, classes=10):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(size, 3, 16, 16, generator=g), torch.randint(0, classes, (size,), generator=g)
+    images = torch.randn(size, 3, 16, 16, generator=g)
+    return images, torch.randint(0, classes, (size,), generator=g)
 
 
 def setup(seed=0, **options):
@@ -52,7 +54,7 @@ def test_generator_and_classifier_gradients_stay_on_their_side():
     parts = [loss for loss, _ in method.loss_parts(model, images, labels, step=0)]
     assert len(parts) == 4  # generator; clean, linear mix and generated mix for the classifier
 
-    to_generator = torch.autograd.grad(parts[0], generator + online, allow_unused=True, retain_graph=True)
+    to_generator = torch.autograd.grad(parts[0], generator + online, allow_unused=True)
     assert all(g is not None and g.abs().sum() > 0 for g in to_generator[:len(generator)])
     assert all(g is None for g in to_generator[len(generator):])
     for part in parts[1:]:
@@ -85,14 +87,13 @@ def test_reused_logits_and_replayed_bn_statistics_match_the_official_passes():
         masks = official.generator(features[perm], lams, images.shape[-2:])
         mixed = head(net.pre_logits(net.features(mix_images(images, perm, masks))))
         sources = [head(net.pre_logits(net.features(images[perm[:, i]]))) for i in range(n)]
-    cos_sim = sum(lam * F.cosine_similarity(mixed, s, dim=-1) for lam, s in zip(lams, sources)).mean()
-    torch.testing.assert_close(logs["cos_sim"], cos_sim)
+    cos_sim = sum(lam * F.cosine_similarity(mixed, s, dim=-1) for lam, s in zip(lams, sources))
+    torch.testing.assert_close(logs["cos_sim"], cos_sim.mean())
 
     ours = dict(method.net_k.named_buffers())
     for name, value in official.net_k.named_buffers():
         if "running" in name:
             torch.testing.assert_close(ours[name], value, rtol=1e-5, atol=1e-5, msg=name)
-
 
 
 def test_a_backbone_without_batchnorm_has_nothing_to_replay():
@@ -269,13 +270,20 @@ def test_teacher_is_a_frozen_copy_with_the_clean_head():
 
 
 @pytest.mark.slow
-def test_ema_network_learns_fashion_mnist(fmnist_root, mlflow_sqlite, tmp_path):
-    from adautomix.engine.train import train
+def test_ema_network_learns_fashion_mnist(fmnist_root, mlflow_sqlite, tmp_path, monkeypatch):
+    """300 steps through the real engine, loader and evaluation. A ResNet-18 AdAutoMix step takes
+    about a second on two cores, so the engine builds the small TinyBackbone instead; on 28 px
+    images its stage-3 map is 7×7, the generator's odd-sized case."""
+    import adautomix.engine.train as engine
 
+    monkeypatch.setattr(engine, "create_model", lambda name, num_classes, in_chans, pretrained:
+                        TinyBackbone(num_classes, in_chans))
     config = RunConfig(dataset="fashion-mnist", model="resnet18", method="adautomix",
-                       method_args={"momentum": 0.9, "end_momentum": 0.99}, epochs=2,
-                       subset=1200, val_subset=500, batch_size=16, lr=0.05,
+                       method_args={"momentum": 0.99, "end_momentum": 0.999}, epochs=3,
+                       subset=1600, val_subset=500, batch_size=16, lr=0.1,
                        data_root=str(fmnist_root), output_dir=str(tmp_path / "run"),
-                       experiment="test-adautomix", progress=False, log_images_every=0)
-    result = train(config)
-    assert result.metrics["val_top1_ema"] > 50.0   # chance is 10%
+                       experiment="test-adautomix", progress=False)
+    result = engine.train(config)
+    assert result.metrics["val_top1_ema"] > 35.0   # chance is 10%
+    grids = MlflowClient(mlflow_sqlite).list_artifacts(result.run_id, "samples")
+    assert len(grids) == 3 and grids[0].path.endswith(".png")

@@ -9,17 +9,18 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TinyBackbone
 
 import adautomix.mixers.automix as automix_module
 from adautomix.config import ConfigError
 from adautomix.mixers.adautomix import AdAutoMix
 from adautomix.mixers.automix import AutoMix, PixelMixBlock
+from conftest import TinyBackbone
 
 
 def batch(seed=0, size=8, classes=10):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(size, 3, 16, 16, generator=g), torch.randint(0, classes, (size,), generator=g)
+    images = torch.randn(size, 3, 16, 16, generator=g)
+    return images, torch.randint(0, classes, (size,), generator=g)
 
 
 def setup(cls=AutoMix, seed=0, **options):

@@ -184,7 +184,7 @@ def test_manifold_mix_mixes_at_each_chosen_layer(make_backbone, channels):
         logits, mixed_targets = manifold_mix(model, images, targets, alpha=2.0)
         (start, hidden), = seen
         torch.testing.assert_close(mixed_targets.sum(1), torch.ones(5))
-        # Rows of eye targets give λ and the partners.
+        # Rows of eye targets give λ (on any row not paired with itself) and the partners.
         lam = float(mixed_targets.diagonal().min())
         partner = (mixed_targets - lam * targets).argmax(1)
         if start == 0:  # mixed at the input: the stem saw the mixed images
@@ -209,6 +209,17 @@ def test_manifold_mix_draws_every_layer(tiny_backbone):
         torch.manual_seed(seed)
         manifold_mix(tiny_backbone, torch.randn(2, 3, 16, 16), torch.eye(10)[:2])
     assert starts == {0, 1, 2}
+
+
+def test_manifold_mix_is_deterministic_under_a_seed(tiny_backbone):
+    model = tiny_backbone.eval()
+    images, targets = torch.randn(3, 3, 16, 16), torch.eye(10)[:3]
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        runs.append(manifold_mix(model, images, targets))
+    for first, second in zip(*runs):
+        assert torch.equal(first, second)
 
 
 @pytest.mark.parametrize("channels,batch", [(1, 1), (3, 5)])

@@ -62,7 +62,8 @@ def test_attention_matches_the_slot_by_slot_definition(n, lam_concat):
     generator = trained_looking(MaskGenerator(16, lam_concat=lam_concat))
     z = features(n=n)
     lams = [0.2, 0.8] if n == 2 else [0.5, 0.3, 0.2]
-    torch.testing.assert_close(generator(z, lams, (16, 16)), reference_masks(generator, z, lams, (16, 16)))
+    expected = reference_masks(generator, z, lams, (16, 16))
+    torch.testing.assert_close(generator(z, lams, (16, 16)), expected)
 
 
 @pytest.mark.parametrize("n", [2, 3])

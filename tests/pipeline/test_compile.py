@@ -50,10 +50,12 @@ def test_the_training_yaml_requests_gpus_and_reads_secrets_by_name_only(tmp_path
         assert value not in text
     defaults = spec["root"]["inputDefinitions"]["parameters"]
     assert defaults["method"]["defaultValue"] == "mixup"
-    # the data step's cache key is the concrete data version, never "whatever data.dvc says"
+    # cached steps are keyed on the concrete data version, never on "whatever data.dvc says"
     assert defaults["data_version"]["defaultValue"] == tracked_version("fashion-mnist", PROJECT)
-    assert all(not e.get("cachingOptions", {}) == {"enableCache": False}
-               for e in spec["root"]["dag"]["tasks"].values())
+    assert spec["root"]["dag"]["tasks"]["data"]["cachingOptions"]["enableCache"]
+    assert "data_version" in spec["components"]["comp-train"]["inputDefinitions"]["parameters"]
+    train = spec["components"]["comp-adautomix-train-and-evaluate"]["dag"]["tasks"]["train"]
+    assert train["retryPolicy"]["maxRetryCount"] >= 1
 
 
 def test_the_sweep_yaml_fans_out_over_the_grid_and_registers_the_best(tmp_path, monkeypatch):
@@ -100,6 +102,7 @@ def test_a_sweep_checks_every_method_before_anything_runs():
         sweep_arguments(["mixup", "adautomix"], [0], batch_size=2, project=PROJECT)
 
 
+@pytest.mark.filterwarnings("ignore:This client only works:FutureWarning")
 def test_submit_names_an_unreachable_host():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

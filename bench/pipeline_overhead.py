@@ -1,0 +1,90 @@
+"""The local pipeline's wall time against a direct `adautomix train` plus `adautomix evaluate`
+on the same configuration.
+
+Both sides run as the user would run them, as CLI processes, against one fresh SQLite MLflow
+store, on the same prepared Fashion-MNIST:
+- direct: `adautomix train ...` then `adautomix evaluate OUTPUT_DIR`;
+- pipeline: `adautomix pipeline run --local ...` in a DVC workspace seeded from this checkout
+  whose data is already in the DVC cache (the steady state; the first run also caches it).
+Each repeat starts from no checkpoint, and the two sides alternate so that a shared machine's
+drifts hit both. The pipeline does more than the direct pair (the DVC check, a confusion matrix,
+logging the model with its signature, registering it), so its extra time is mostly fixed: the
+overhead shrinks as the training grows.
+
+    python bench/pipeline_overhead.py                      # the README's main job
+    python bench/pipeline_overhead.py --subset 500 --epochs 1 --method mixup --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from adautomix.data import prepare
+from adautomix.data.versioning import init_workspace, materialise
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "adautomix.cli"]
+
+
+def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", default="adautomix")
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--subset", type=int, default=2000)
+    parser.add_argument("--val-subset", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    run = ["--dataset", "fashion-mnist", "--model", args.model, "--method", args.method,
+           "--epochs", str(args.epochs), "--subset", str(args.subset),
+           "--val-subset", str(args.val_subset), "--batch-size", str(args.batch_size),
+           "--lr", str(args.lr), "--experiment", "overhead"]
+
+    scratch = Path(tempfile.mkdtemp(prefix="pipeline-overhead-"))
+    workspace = init_workspace(scratch / "workspace", ROOT)
+    prepare("fashion-mnist", data_root=workspace / "data")
+    materialise("fashion-mnist", "", workspace)     # into the DVC cache: the steady state
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{scratch / 'mlflow.db'}"}
+    direct, pipeline = [], []
+    try:
+        for repeat in range(args.repeats):
+            out = scratch / f"direct-{repeat}"
+            train = [*CLI, "train", *run, "--data-root", str(workspace / "data"),
+                     "--output-dir", str(out), "--no-progress"]
+            shutil.rmtree(workspace / "runs", ignore_errors=True)
+            steps = [("direct", lambda: timed(train, scratch, env)
+                      + timed([*CLI, "evaluate", str(out)], scratch, env)),
+                     ("pipeline", lambda: timed([*CLI, "pipeline", "run", "--local", *run,
+                                                 "--num-gpus", "0"], workspace, env))]
+            for name, measure in steps if repeat % 2 == 0 else steps[::-1]:
+                seconds = measure()
+                (direct if name == "direct" else pipeline).append(seconds)
+                print(f"repeat {repeat + 1} {name:8s} {seconds:7.1f} s", flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    d, p = statistics.median(direct), statistics.median(pipeline)
+    print(f"\n{args.method}, {args.model}, {args.epochs} epochs x {args.subset} images, "
+          f"test {args.val_subset}, batch {args.batch_size}, {args.repeats} repeat(s), median:")
+    print(f"direct train + evaluate {d:.1f} s, local pipeline {p:.1f} s: "
+          f"overhead {p - d:+.1f} s ({100 * (p / d - 1):+.1f} %)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The whole pipeline on one machine (kfp.local), on a Fashion-MNIST subset: killed mid-training,
+run again, it resumes from its checkpoint and registers the model it trained; a bad data version
+stops it before anything is trained or registered."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+
+from adautomix.cli import main
+from adautomix.data.versioning import init_workspace
+from adautomix.engine.checkpoint import load_checkpoint
+from adautomix.eval.run import load_run
+from adautomix.tracking import connect
+from tests.workspaces import PROJECT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def workspace(tmp_path, fmnist_root):
+    """The project's DVC files, with the real Fashion-MNIST prepared (linked, not copied) but in
+    no DVC cache or remote yet: a fresh checkout after `adautomix data prepare`."""
+    workspace = init_workspace(tmp_path / "workspace", PROJECT)
+    (workspace / "data" / "fashion-mnist").mkdir()
+    for file in (fmnist_root / "fashion-mnist").iterdir():
+        os.link(file, workspace / "data" / "fashion-mnist" / file.name)
+    return workspace
+
+
+def pipeline_command(workspace, experiment: str, model_name: str, *extra: str) -> list[str]:
+    return ["pipeline", "run", "--local", "--workspace", str(workspace),
+            "--pipeline-root", str(workspace / "runs" / "pipeline"),
+            "--dataset", "fashion-mnist", "--model", "resnet18", "--method", "mixup",
+            "--epochs", "2", "--batch-size", "50", "--lr", "0.05", "--subset", "50",
+            "--val-subset", "50", "--num-gpus", "0", "--experiment", experiment,
+            "--registered-model", model_name, *extra]
+
+
+def run_until_first_checkpoint(command: list[str], workspace, timeout: float = 300) -> None:
+    """Run the pipeline in its own process group and kill the whole group (the runner and its
+    training step) as soon as the first epoch's checkpoint lands."""
+    process = subprocess.Popen([sys.executable, "-m", "adautomix.cli", *command], cwd=workspace,
+                               start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    try:
+        while not list((workspace / "runs" / "checkpoints").glob("*/checkpoint.pt")):
+            assert process.poll() is None, "the pipeline ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within the timeout"
+            time.sleep(0.1)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def test_killed_mid_training_the_rerun_resumes_and_registers_the_trained_model(
+        workspace, mlflow_http, capsys):
+    experiment, name = f"local-{uuid.uuid4().hex[:8]}", f"local-{uuid.uuid4().hex[:8]}"
+    command = pipeline_command(workspace, experiment, name)
+    run_until_first_checkpoint(command, workspace)
+    (folder,) = (workspace / "runs" / "checkpoints").iterdir()
+    killed = load_checkpoint(folder)
+    assert killed["epoch"] == 1
+    client = connect()
+    assert not client.search_registered_models(f"name='{name}'")
+
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    final = load_checkpoint(folder)
+    assert final["epoch"] == 2 and final["run_id"] == killed["run_id"]
+    # one MLflow run, continued: epoch 1 was logged once, by the killed attempt
+    history = client.get_metric_history(final["run_id"], "train_loss")
+    assert [m.step for m in history] == [1, 2]
+    assert client.get_run(final["run_id"]).info.status == "FINISHED"
+
+    version = client.get_model_version_by_alias(name, "champion")
+    assert version.run_id == final["run_id"]
+    assert f"registered model {name} version {version.version}" in out
+    assert "challenger, champion" in out and mlflow_http in out and "MLflow UI" in out
+    served = mlflow.pytorch.load_model(f"models:/{name}@champion")
+    trained = load_run(folder, device="cpu").ema_network
+    images = torch.rand(4, 1, 28, 28)
+    with torch.inference_mode():
+        np.testing.assert_allclose(served.eval()(images).numpy(), trained.eval()(images).numpy(),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_a_data_version_no_remote_holds_stops_the_pipeline_before_training(workspace,
+                                                                            mlflow_http, capsys):
+    experiment, name = f"local-{uuid.uuid4().hex[:8]}", f"local-{uuid.uuid4().hex[:8]}"
+    command = pipeline_command(workspace, experiment, name, "--data-version", "0" * 32)
+    assert main(command) == 1
+    assert "error:" in capsys.readouterr().err
+    assert not connect().search_registered_models(f"name='{name}'")
+    assert connect().get_experiment_by_name(experiment) is None
+    assert not (workspace / "runs" / "checkpoints").exists()
