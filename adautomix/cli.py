@@ -142,7 +142,8 @@ def _pipeline_arguments(args: argparse.Namespace) -> dict:
 
     run_values = {f: getattr(args, f) for f in RUN_FIELDS if getattr(args, f, None) is not None}
     common = dict(preset=args.preset, data_version=args.data_version, num_gpus=args.num_gpus,
-                  registered_model=args.registered_model, project=args.workspace, **run_values)
+                  registered_model=args.registered_model, project=args.workspace,
+                  test_metrics=tuple(args.test_metrics.split(",")), **run_values)
     if args.sweep:
         return sweep_arguments(args.methods.split(",") if args.methods else [],
                                [int(s) for s in args.seeds.split(",")], **common)
@@ -162,41 +163,42 @@ def _cluster_settings(args: argparse.Namespace):
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    from pipeline.run import compile_pipeline, mlflow_ui_hint, run_local, submit
+    from pipeline.run import compile_pipeline, local_summary, run_local, submit
 
+    if args.pipeline_command == "run" and not args.local:
+        raise ConfigError("`pipeline run` runs on this machine and needs --local; use "
+                          "`pipeline submit --host URL` for a Kubeflow cluster")
     arguments = _pipeline_arguments(args)
-    if args.pipeline_command == "compile":
-        path = compile_pipeline(args.output, arguments, args.sweep, _cluster_settings(args))
-        print(f"wrote {path.resolve()}")
-    elif args.pipeline_command == "submit":
-        run_id = submit(args.host, arguments, arguments["experiment"], args.run_name, args.sweep,
-                        _cluster_settings(args), args.namespace, cache=not args.no_cache)
-        print(f"submitted run {run_id} to {args.host}, experiment {arguments['experiment']}")
-    else:
-        if not args.local:
-            raise ConfigError("`pipeline run` runs on this machine and needs --local; use "
-                              "`pipeline submit --host URL` for a Kubeflow cluster")
-        from .tracking import tracking_uri
-
-        try:
+    try:
+        if args.pipeline_command == "compile":
+            path = compile_pipeline(args.output, arguments, args.sweep, _cluster_settings(args))
+            print(f"wrote {path.resolve()}")
+        elif args.pipeline_command == "submit":
+            run_id = submit(args.host, arguments, arguments["experiment"], args.run_name,
+                            args.sweep, _cluster_settings(args), args.namespace,
+                            cache=not args.no_cache)
+            print(f"submitted run {run_id} to {args.host}, experiment {arguments['experiment']}")
+        else:
             registered = run_local(arguments, args.sweep, args.pipeline_root, args.workspace,
                                    args.data_remote)
-        except RuntimeError as exc:   # kfp.local: a step failed; its log is printed above
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        name = arguments["registered_model"]
-        print(f"\nregistered model {name} version {registered['version']}, aliases "
-              f"{', '.join(registered['aliases'])}  (models:/{name}@{registered['aliases'][-1]})"
-              f"\nMLflow: {tracking_uri()}, experiment {arguments['experiment']}"
-              f"\nMLflow UI: {mlflow_ui_hint(tracking_uri())}")
+            print(local_summary(arguments, registered))
+    # SubmitError, or kfp.local's report of a failed step (whose log is printed above it)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare
+    from .tracking import TrackingError
 
     chart = args.chart or f"compare-{args.experiment}.png"
-    print(compare(args.experiment, chart))
+    try:
+        print(compare(args.experiment, chart))
+    except TrackingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"\nbar chart: {Path(chart).resolve()}")
     return 0
 
@@ -214,6 +216,8 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-gpus", type=int, default=1, help="GPUs per training run [1]")
     group.add_argument("--registered-model", default="",
                        help="MLflow registered model name [adautomix-DATASET]")
+    group.add_argument("--test-metrics", default="top1,top5,loss",
+                       help="what the evaluate step measures, comma-separated [top1,top5,loss]")
     group.add_argument("--workspace", default=".",
                        help="the project checkout: data.dvc, data/, runs/checkpoints/ [.]")
     group.add_argument("--sweep", action="store_true",

@@ -17,6 +17,8 @@ from .config import ConfigError, RunConfig
 # Fields that say where or how visibly a run happens, not what it computes: they stay out of the
 # checkpoint key, so a re-run resumes whatever the run name, data location or worker count.
 UNKEYED_FIELDS = ("output_dir", "data_root", "run_name", "progress", "num_workers")
+# What the evaluate step measures unless told otherwise; any name of adautomix.eval.METRICS.
+TEST_METRICS = ("top1", "top5", "loss")
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def train_step(checkpoint_root: str | Path, data_version: str, preset: str = "",
     return train(config.replace(output_dir=str(out)), resume=True)
 
 
-def evaluate_step(run_dir: str | Path, metrics: tuple[str, ...] = ("top1", "top5", "loss"),
+def evaluate_step(run_dir: str | Path, metrics: tuple[str, ...] = TEST_METRICS,
                   data_version: str = "") -> Evaluation:
     """Evaluate a trained run on the test split and complete its MLflow run with the test
     metrics, the confusion matrix and the final model (with a signature and an input example)."""

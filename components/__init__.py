@@ -10,4 +10,16 @@ import os
 from pathlib import Path
 
 IMAGE_FILE = Path(__file__).resolve().parents[1] / "docker" / "IMAGE"
-BASE_IMAGE = os.environ.get("ADAUTOMIX_IMAGE") or IMAGE_FILE.read_text().strip()
+
+
+def _image() -> str:
+    if os.environ.get("ADAUTOMIX_IMAGE"):
+        return os.environ["ADAUTOMIX_IMAGE"]
+    if not IMAGE_FILE.exists():
+        raise RuntimeError(f"{IMAGE_FILE} is missing: the components take their image name from "
+                           "docker/IMAGE in the project checkout (pip install -e .), or from "
+                           "ADAUTOMIX_IMAGE")
+    return IMAGE_FILE.read_text().strip()
+
+
+BASE_IMAGE = _image()

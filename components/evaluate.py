@@ -1,6 +1,6 @@
 """The evaluate step: test metrics, confusion matrix and the final model, into the run."""
 
-from typing import NamedTuple
+from typing import List, NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Input, Metrics, Model, Output
@@ -9,14 +9,15 @@ from components import BASE_IMAGE
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def evaluate(checkpoint: Input[Model], data_version: str,
+def evaluate(checkpoint: Input[Model], data_version: str, test_metrics: List[str],
              metrics: Output[Metrics]) -> NamedTuple("Evaluated", [("model_uri", str), ("score", float)]):
-    """Evaluate the trained networks on the test split and complete the training's MLflow run
-    with the test metrics, the confusion matrix and the final model. Returns the logged model's
-    URI and its test top-1 (the EMA network's when the run has one), which the registry compares."""
+    """Evaluate the trained networks on the test split (`test_metrics`, names of
+    adautomix.eval.METRICS) and complete the training's MLflow run with those metrics, the
+    confusion matrix and the final model. Returns the logged model's URI and its test top-1 (the
+    EMA network's when the run has one), which the registry compares."""
     from adautomix.steps import evaluate_step
 
-    result = evaluate_step(checkpoint.path, data_version=data_version)
+    result = evaluate_step(checkpoint.path, tuple(test_metrics), data_version)
     for name, value in result.metrics.items():
         metrics.log_metric(name, value)
     return result.model_uri, result.score

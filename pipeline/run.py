@@ -15,7 +15,7 @@ from adautomix.config import ConfigError
 from adautomix.data.errors import DataError
 from adautomix.data.versioning import normalise_version, tracked_version
 from adautomix.registry import default_model_name
-from adautomix.steps import build_config, check_run
+from adautomix.steps import TEST_METRICS, build_config, check_run
 from pipeline.cluster import ClusterSettings
 from pipeline.sweep import sweep_pipeline
 from pipeline.training import training_pipeline
@@ -31,19 +31,21 @@ class SubmitError(RuntimeError):
 
 
 def training_arguments(preset: str = "", data_version: str = "", num_gpus: int = 1,
-                       registered_model: str = "", project: str | Path = ".",
-                       **run_values) -> dict:
+                       registered_model: str = "", test_metrics: tuple[str, ...] = TEST_METRICS,
+                       project: str | Path = ".", **run_values) -> dict:
     """The training pipeline's arguments: the preset (or the defaults) with `run_values` (RUN_FIELDS)
-    on top, checked as one run configuration, plus the data version and the registry name."""
+    on top, checked as one run configuration, plus the data version, the registry name and the
+    test metrics."""
     config = _checked_config(preset, num_gpus, run_values)
     return {**{f: getattr(config, f) for f in RUN_FIELDS}, "preset": preset,
-            "num_gpus": num_gpus, **_data_and_registry(config.dataset, data_version,
-                                                        registered_model, project)}
+            "num_gpus": num_gpus, "test_metrics": _checked_metrics(test_metrics),
+            **_data_and_registry(config.dataset, data_version, registered_model, project)}
 
 
 def sweep_arguments(methods: list[str], seeds: list[int], preset: str = "",
                     data_version: str = "", num_gpus: int = 1, registered_model: str = "",
-                    project: str | Path = ".", **run_values) -> dict:
+                    test_metrics: tuple[str, ...] = TEST_METRICS, project: str | Path = ".",
+                    **run_values) -> dict:
     """The sweep's arguments: every method x seed is checked as a run configuration."""
     if not methods or not seeds:
         raise ConfigError("a sweep needs at least one method and one seed (--methods, --seeds)")
@@ -54,6 +56,7 @@ def sweep_arguments(methods: list[str], seeds: list[int], preset: str = "",
     shared = configs[0]
     return {**{f: getattr(shared, f) for f in SWEEP_SHARED_FIELDS}, "preset": preset,
             "num_gpus": num_gpus, "grid": [{"method": c.method, "seed": c.seed} for c in configs],
+            "test_metrics": _checked_metrics(test_metrics),
             **_data_and_registry(shared.dataset, data_version, registered_model, project)}
 
 
@@ -112,11 +115,17 @@ def submit(host: str, arguments: dict, experiment: str, run_name: str, sweep: bo
     return run.run_id
 
 
-def mlflow_ui_hint(uri: str) -> str:
-    """How to look at an MLflow store in a browser."""
-    if uri.startswith("http"):
-        return f"open {uri} in a browser"
-    return f"mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)"
+def local_summary(arguments: dict, registered: dict) -> str:
+    """What a local run ends by printing: the registered model, the MLflow store, its UI."""
+    from adautomix.tracking import tracking_uri
+
+    name, uri = arguments["registered_model"], tracking_uri()
+    ui = (f"open {uri} in a browser" if uri.startswith("http") else
+          f"mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
+    return (f"\nregistered model {name} version {registered['version']}, aliases "
+            f"{', '.join(registered['aliases'])}  (load: models:/{name}@{registered['aliases'][-1]})"
+            f"\nMLflow: {uri}, experiment {arguments['experiment']}"
+            f"\nMLflow UI: {ui}")
 
 
 def _checked_config(preset: str, num_gpus: int, run_values: dict):
@@ -127,6 +136,15 @@ def _checked_config(preset: str, num_gpus: int, run_values: dict):
     config = build_config(preset, **run_values)
     check_run(config, num_gpus)
     return config
+
+
+def _checked_metrics(names: tuple[str, ...]) -> list[str]:
+    from adautomix.eval import METRICS
+
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise ConfigError(f"unknown test metric(s) {unknown}; valid: {', '.join(METRICS)}")
+    return list(names)
 
 
 def _data_and_registry(dataset: str, data_version: str, registered_model: str,

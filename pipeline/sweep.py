@@ -11,6 +11,7 @@ from typing import List, NamedTuple
 
 from kfp import dsl
 
+from adautomix.steps import TEST_METRICS
 from components.data import data
 from components.register import register_best
 from pipeline.cluster import ClusterSettings, use_mlflow, use_s3, use_workspace
@@ -31,7 +32,7 @@ def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
         model: str = "resnet18", preset: str = "", epochs: int = 2, batch_size: int = 100,
         lr: float = 0.1, num_gpus: int = 1, subset: int = 0, val_subset: int = 0,
         experiment: str = "adautomix", registered_model: str = "", data_remote: str = "s3",
-        workspace: str = workspace_default,
+        workspace: str = workspace_default, test_metrics: List[str] = list(TEST_METRICS),
     ) -> NamedTuple("Registered", [("version", str), ("aliases", List[str])]):
         materialised = data(dataset=dataset, data_version=data_version, workspace=workspace,
                             remote=data_remote)
@@ -41,7 +42,7 @@ def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
                 data_version=materialised.outputs["Output"], dataset=dataset, model=model,
                 method=run.method, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr,
                 seed=run.seed, num_gpus=num_gpus, subset=subset, val_subset=val_subset,
-                experiment=experiment, workspace=workspace)
+                experiment=experiment, workspace=workspace, test_metrics=test_metrics)
         registered = register_best(model_uris=dsl.Collected(evaluated.outputs["model_uri"]),
                                    scores=dsl.Collected(evaluated.outputs["score"]),
                                    dataset=dataset, data_version=materialised.outputs["Output"],

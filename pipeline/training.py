@@ -12,6 +12,7 @@ from typing import List, NamedTuple
 from kfp import dsl
 from kfp.dsl import Dataset
 
+from adautomix.steps import TEST_METRICS
 from components.data import data
 from components.evaluate import evaluate
 from components.register import register
@@ -29,14 +30,15 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
     def train_and_evaluate(
         prepared: Dataset, data_version: str, dataset: str, model: str, method: str,
         preset: str, epochs: int, batch_size: int, lr: float, seed: int, num_gpus: int,
-        subset: int, val_subset: int, experiment: str, workspace: str,
+        subset: int, val_subset: int, experiment: str, workspace: str, test_metrics: List[str],
     ) -> NamedTuple("Evaluated", [("model_uri", str), ("score", float)]):
         trained = train(prepared=prepared, data_version=data_version, dataset=dataset, model=model,
                         method=method, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr,
                         seed=seed, subset=subset, val_subset=val_subset, experiment=experiment,
                         workspace=workspace)
         trained.set_retry(TRAIN_RETRIES, backoff_duration="30s")
-        evaluated = evaluate(checkpoint=trained.outputs["checkpoint"], data_version=data_version)
+        evaluated = evaluate(checkpoint=trained.outputs["checkpoint"], data_version=data_version,
+                             test_metrics=test_metrics)
         if cluster is not None:
             for task in (trained, evaluated):
                 use_gpus(task, num_gpus, cluster)
@@ -59,7 +61,7 @@ def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
         method: str = "vanilla", preset: str = "", epochs: int = 2, batch_size: int = 100,
         lr: float = 0.1, seed: int = 0, num_gpus: int = 1, subset: int = 0, val_subset: int = 0,
         experiment: str = "adautomix", registered_model: str = "", data_remote: str = "s3",
-        workspace: str = workspace_default,
+        workspace: str = workspace_default, test_metrics: List[str] = list(TEST_METRICS),
     ) -> NamedTuple("Registered", [("version", str), ("aliases", List[str])]):
         materialised = data(dataset=dataset, data_version=data_version, workspace=workspace,
                             remote=data_remote)
@@ -67,7 +69,8 @@ def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
             prepared=materialised.outputs["prepared"], data_version=materialised.outputs["Output"],
             dataset=dataset, model=model, method=method, preset=preset, epochs=epochs,
             batch_size=batch_size, lr=lr, seed=seed, num_gpus=num_gpus, subset=subset,
-            val_subset=val_subset, experiment=experiment, workspace=workspace)
+            val_subset=val_subset, experiment=experiment, workspace=workspace,
+            test_metrics=test_metrics)
         registered = register(model_uri=evaluated.outputs["model_uri"],
                               score=evaluated.outputs["score"], dataset=dataset,
                               data_version=materialised.outputs["Output"],

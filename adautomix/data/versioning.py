@@ -10,10 +10,12 @@ in data/NAME, where `adautomix train` looks by default. Any other version is mat
 it, in data/.versions/HASH/NAME, from a .dvc file written there, so asking for an old version
 never disturbs the checked-out one and needs no git history.
 
-Where the data comes from: the workspace's DVC cache if it is there, else the remote (the DVC
-default remote, or the one named). A dataset that is in neither but can be prepared here
-(Fashion-MNIST) is prepared locally when the remote is a local folder, checked against the
-version, and pushed there, so the next workspace can pull it.
+Where the data comes from: data already in place (prepared by hand, say) once its bytes are
+checked against the version; else the workspace's DVC cache; else the remote (the DVC default
+remote, or the one named). When no remote holds the tracked version of a dataset that can be
+prepared here without a source (Fashion-MNIST) and the remote is a local folder, it is prepared
+here, checked against the version, and pushed there, so the next workspace can pull it. Data with
+other bytes than the version records is a hash mismatch, never silently used or overwritten.
 """
 
 from __future__ import annotations

@@ -42,8 +42,8 @@ class MaskGenerator(nn.Module):
         self.upsampling = upsampling
         self.dim = max(in_channels // reduction, 1)
         conv_in = in_channels + int(lam_concat)
-        # Two separate convs, each with a ReLU (mmcv ConvModule's default act): AutoMix shares one
-        # conv for q and k and has no activation; AdAutoMix does not.
+        # q and k get separate convs, each followed by a ReLU (mmcv ConvModule's default
+        # activation), unlike AutoMix's one shared conv without activation.
         self.query = nn.Sequential(nn.Conv2d(conv_in, self.dim, 1), nn.ReLU())
         self.key = nn.Sequential(nn.Conv2d(conv_in, self.dim, 1), nn.ReLU())
         self.value = nn.Conv2d(conv_in, 1, 1)

@@ -20,13 +20,15 @@ pytestmark = pytest.mark.slow
 
 
 def test_one_epoch_learns_and_mlflow_records_the_run(fmnist_root, mlflow_sqlite, tmp_path):
+    # 3000 images in batches of 25: 120 steps, annealed per step so the last weights are settled
     config = RunConfig(dataset="fashion-mnist", model="resnet18", method="vanilla", epochs=1,
-                       subset=3000, val_subset=1000, batch_size=100, lr=0.05, ema_decay=0.9,
+                       subset=3000, val_subset=500, batch_size=25, lr=0.05, ema_decay=0.9,
+                       lr_schedule_by="step",
                        data_root=str(fmnist_root), output_dir=str(tmp_path / "run"),
                        experiment="test-train", progress=False)
     result = train(config)
-    assert result.metrics["val_top1"] > 50.0          # chance is 10%
-    assert result.metrics["val_top1_ema"] > 30.0
+    assert result.metrics["val_top1"] > 35.0          # chance is 10%
+    assert result.metrics["val_top1_ema"] > 35.0
 
     client = MlflowClient(mlflow_sqlite)
     run = client.get_run(result.run_id)

@@ -78,11 +78,17 @@ def test_the_sweep_yaml_fans_out_over_the_grid_and_registers_the_best(tmp_path, 
     (["--data-version", "latest"], "not a DVC hash"),
     (["--num-gpus", "2"], "num_gpus 2"),
     (["--sweep", "--seeds", "0"], "at least one method"),
+    (["--test-metrics", "top1,nonsense"], "unknown test metric(s) ['nonsense']"),
 ])
 def test_bad_parameters_fail_at_compile_time_and_write_nothing(tmp_path, capsys, flags, message):
     path = tmp_path / "pipeline.yaml"
     assert main(["pipeline", "compile", "-o", str(path), "--workspace", str(PROJECT), *flags]) == 2
     assert message in capsys.readouterr().err and not path.exists()
+
+
+def test_run_without_local_points_to_submit(capsys):
+    assert main(["pipeline", "run"]) == 2
+    assert "pipeline submit --host" in capsys.readouterr().err
 
 
 def test_the_preset_fills_the_parameters_the_user_left_out():
