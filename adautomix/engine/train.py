@@ -169,7 +169,9 @@ def train(config: RunConfig, resume: bool = False) -> TrainResult:
 
         final = final_metrics(history)
         if tracker is not None:
-            tracker.log_metrics(final, step=config.epochs)
+            # the last epoch's values are logged already; only the medians are new
+            tracker.log_metrics({k: v for k, v in final.items() if k.endswith("median10")},
+                                step=config.epochs)
             tracker.log_figure(training_curves(history), "curves/training.png")
             tracker.finish()
     except BaseException as exc:

@@ -16,7 +16,7 @@ from adautomix.config import ConfigError, RunConfig
 from adautomix.mixers import create_method
 from adautomix.mixers.adautomix import AdAutoMix
 from adautomix.mixers.automix import mix_images
-from conftest import TinyBackbone
+from tests.conftest import TinyBackbone
 
 
 def batch(seed=0, size=8, classes=10):

@@ -14,7 +14,7 @@ import adautomix.mixers.automix as automix_module
 from adautomix.config import ConfigError
 from adautomix.mixers.adautomix import AdAutoMix
 from adautomix.mixers.automix import AutoMix, PixelMixBlock
-from conftest import TinyBackbone
+from tests.conftest import TinyBackbone
 
 
 def batch(seed=0, size=8, classes=10):
