@@ -17,6 +17,8 @@ the AdAutoMix block.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import contextlib
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -193,10 +195,10 @@ class LearnedMixMethod(Method):
             logs.update(part_logs)
         return bank.total(), logs
 
+    @abstractmethod
     def loss_parts(self, model: Backbone, images: torch.Tensor, labels: torch.Tensor,
                    step: int) -> LossParts:
         """Yield (loss, logs) per pass; each loss's graph must be independent of the others'."""
-        raise NotImplementedError  # abstract: AutoMix and AdAutoMix define their passes
 
     def mixed_logits(self, net: Backbone, head: nn.Linear, images: torch.Tensor) -> torch.Tensor:
         return head(net.pre_logits(net.features(images)))
@@ -210,9 +212,9 @@ class LearnedMixMethod(Method):
         rows += [(f"mask {i + 1}", masks[:, i:i + 1]) for i in range(perm.shape[1])]
         return rows + [("mixed", mix_images(images, perm, masks))]
 
+    @abstractmethod
     def sample_masks(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B×N permutation, B×N×H×W masks) as the generator branch draws them."""
-        raise NotImplementedError  # abstract: each method's mix block draws its own
 
 
 # --- AutoMix

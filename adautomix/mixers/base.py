@@ -13,6 +13,7 @@ checkpoint and the optimiser find them.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Callable
 
 import torch
@@ -47,7 +48,7 @@ def mix_partner(batch_size: int, device: torch.device) -> torch.Tensor:
     return torch.randperm(batch_size, device="cpu").to(device)
 
 
-class Method(nn.Module):
+class Method(nn.Module, ABC):
     """Base class. Subclasses implement `training_step`; the rest has sensible defaults."""
 
     name = "base"
@@ -60,9 +61,10 @@ class Method(nn.Module):
     def targets(self, labels: torch.Tensor) -> torch.Tensor:
         return soft_targets(labels, self.num_classes, self.label_smoothing)
 
+    @abstractmethod
     def training_step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                       step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        raise NotImplementedError  # abstract: every concrete method defines its step
+        """(loss to back-propagate, logs of detached scalar tensors) for one batch."""
 
     def after_optimizer_step(self, model: nn.Module, step: int, total_steps: int) -> None:
         """Called after each optimiser step (AdAutoMix updates its EMA teacher here)."""
