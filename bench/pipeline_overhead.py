@@ -7,9 +7,11 @@ store, on the same prepared Fashion-MNIST:
 - pipeline: `adautomix pipeline run --local ...` in a DVC workspace seeded from this checkout
   whose data is already in the DVC cache (the steady state; the first run also caches it).
 Each repeat starts from no checkpoint, and the two sides alternate so that a shared machine's
-drifts hit both. The pipeline does more than the direct pair (the DVC check, a confusion matrix,
-logging the model with its signature, registering it), so its extra time is mostly fixed: the
-overhead shrinks as the training grows.
+drifts hit both. Besides wall time, each side's CPU time (user + system, summed over every process
+it started) is reported: on a machine other jobs share it moves far less than wall time. The
+pipeline does more than the direct pair (the DVC check, a confusion matrix, logging the model
+with its signature, registering it), so its extra time is mostly fixed: the overhead shrinks as
+the training grows.
 
     python bench/pipeline_overhead.py                      # the README's main job
     python bench/pipeline_overhead.py --subset 500 --epochs 1 --method mixup --repeats 2
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -34,11 +37,19 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "adautomix.cli"]
 
 
-def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(command, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    return time.perf_counter() - started
+def timed(*commands: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds of running the commands one after the other."""
+    started, cpu = time.perf_counter(), _children_cpu()
+    for command in commands:
+        subprocess.run(command, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started, _children_cpu() - cpu
+
+
+def _children_cpu() -> float:
+    # every descendant that has been waited for, grandchildren (the pipeline's steps) included
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -62,28 +73,31 @@ def main() -> None:
     prepare("fashion-mnist", data_root=workspace / "data")
     materialise("fashion-mnist", "", workspace)     # into the DVC cache: the steady state
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{scratch / 'mlflow.db'}"}
-    direct, pipeline = [], []
+    results = {"direct": [], "pipeline": []}
     try:
         for repeat in range(args.repeats):
             out = scratch / f"direct-{repeat}"
             train = [*CLI, "train", *run, "--data-root", str(workspace / "data"),
                      "--output-dir", str(out), "--no-progress"]
             shutil.rmtree(workspace / "runs", ignore_errors=True)
-            steps = [("direct", lambda: timed(train, scratch, env)
-                      + timed([*CLI, "evaluate", str(out)], scratch, env)),
-                     ("pipeline", lambda: timed([*CLI, "pipeline", "run", "--local", *run,
-                                                 "--num-gpus", "0"], workspace, env))]
-            for name, measure in steps if repeat % 2 == 0 else steps[::-1]:
-                seconds = measure()
-                (direct if name == "direct" else pipeline).append(seconds)
-                print(f"repeat {repeat + 1} {name:8s} {seconds:7.1f} s", flush=True)
+            sides = {"direct": lambda: timed(train, [*CLI, "evaluate", str(out)], cwd=scratch,
+                                             env=env),
+                     "pipeline": lambda: timed([*CLI, "pipeline", "run", "--local", *run,
+                                                "--num-gpus", "0"], cwd=workspace, env=env)}
+            for name in sorted(sides, reverse=repeat % 2 == 1):
+                wall, cpu = sides[name]()
+                results[name].append((wall, cpu))
+                print(f"repeat {repeat + 1} {name:8s} wall {wall:7.1f} s  cpu {cpu:7.1f} s",
+                      flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    d, p = statistics.median(direct), statistics.median(pipeline)
     print(f"\n{args.method}, {args.model}, {args.epochs} epochs x {args.subset} images, "
           f"test {args.val_subset}, batch {args.batch_size}, {args.repeats} repeat(s), median:")
-    print(f"direct train + evaluate {d:.1f} s, local pipeline {p:.1f} s: "
-          f"overhead {p - d:+.1f} s ({100 * (p / d - 1):+.1f} %)")
+    for index, kind in enumerate(("wall", "cpu")):
+        d = statistics.median(r[index] for r in results["direct"])
+        p = statistics.median(r[index] for r in results["pipeline"])
+        print(f"{kind:4s}: direct train + evaluate {d:.1f} s, local pipeline {p:.1f} s: "
+              f"overhead {p - d:+.1f} s ({100 * (p / d - 1):+.1f} %)")
 
 
 if __name__ == "__main__":
