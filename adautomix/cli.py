@@ -26,6 +26,12 @@ HELP = {
     "val_subset": "evaluate on the first N test images (0 = all)",
     "loader": f"data loader: {', '.join(LOADERS)}",
     "num_workers": "worker processes of the torch loader",
+    "image_size": "side of the images fed to the network (0 = native for arrays, 224 for folders)",
+    "train_crop": "auto, pad (reflect-padded random crop) or rrc (RandomResizedCrop)",
+    "crop_scale": "area fraction range of the rrc crop: LOW HIGH",
+    "interpolation": "of every resize: bilinear or bicubic",
+    "resize_before_crop": "rrc only: resize the shorter side to this first (0 = off)",
+    "randaugment": "RandAugment (2 ops, magnitude 9) after the crop; torch and dali loaders",
     "epochs": "training epochs",
     "batch_size": "images per optimiser step",
     "optimizer": f"{', '.join(OPTIMIZERS)}",
@@ -61,6 +67,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         if isinstance(default, bool):
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_text)
+        elif isinstance(default, list):
+            group.add_argument(flag, dest=f.name, type=type(default[0]), nargs=len(default),
+                               default=argparse.SUPPRESS, metavar=f.name.upper(),
+                               help=help_text)
         else:
             group.add_argument(flag, dest=f.name, type=type(default), default=argparse.SUPPRESS,
                                metavar=f.name.upper(), help=help_text)

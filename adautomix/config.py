@@ -28,9 +28,12 @@ METHODS = (
     "vanilla", "mixup", "cutmix", "manifoldmix", "saliencymix", "fmix", "puzzlemix",
     "resizemix", "automix", "adautomix",
 )
+MIX_BLOCK_METHODS = ("automix", "adautomix")
 OPTIMIZERS = ("sgd", "adamw")
 LOADERS = ("auto", "torch", "memory", "dali")
 DEVICES = ("auto", "cpu", "cuda")
+TRAIN_CROPS = ("auto", "pad", "rrc")
+INTERPOLATIONS = ("bilinear", "bicubic")
 
 
 class ConfigError(ValueError):
@@ -59,6 +62,15 @@ class RunConfig:
     val_subset: int = 0              # >0: evaluate on the first N test images
     loader: str = "auto"
     num_workers: int = 2
+    # augmentation (adautomix/data/augment.py says what each loader does with these)
+    image_size: int = 0              # 0: the dataset's native size for arrays, 224 for folders
+    train_crop: str = "auto"         # pad: reflect-padded random crop; rrc: RandomResizedCrop;
+                                     # auto: pad for arrays, rrc for folders (whatever image_size)
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])   # rrc area fraction
+    interpolation: str = "bilinear"  # of every resize: bilinear, bicubic
+    resize_before_crop: int = 0      # rrc only: shorter side resized to this first (and the test
+                                     # split centre-crops from it); 0: off
+    randaugment: bool = False        # RandAugment, 2 ops at magnitude 9 (torch and dali loaders)
 
     # optimisation
     epochs: int = 2
@@ -70,6 +82,11 @@ class RunConfig:
     lr_schedule_by: str = "epoch"    # "epoch": lr set once per epoch (mmcv style); "step": per iteration
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    # The mix block's own schedule (AutoMix/AdAutoMix beyond CIFAR): 0 keeps it in the main group.
+    mix_block_lr: float = 0.0
+    mix_block_min_lr: float = 0.0
+    exclude_norm_bias_decay: bool = False  # no weight decay on norms, biases, position tables
+    grad_clip: float = 0.0           # max global gradient norm; 0 disables
     label_smoothing: float = 0.0
     ema_decay: float = 0.999         # EMA of the online weights, evaluated every epoch; 0 disables
     amp: bool = False                # autocast + GradScaler, CUDA only
@@ -91,6 +108,7 @@ class RunConfig:
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("loader", self.loader, LOADERS)
         _one_of("device", self.device, DEVICES)
+        self._check_augmentation()
         _one_of("lr_schedule_by", self.lr_schedule_by, ("epoch", "step"))
         if not isinstance(self.method_args, dict):
             raise ConfigError(f"method_args must be a dict, got {type(self.method_args).__name__}")
@@ -102,12 +120,21 @@ class RunConfig:
             "subset": self.subset, "val_subset": self.val_subset, "num_workers": self.num_workers,
             "min_lr": self.min_lr, "warmup_epochs": self.warmup_epochs,
             "weight_decay": self.weight_decay, "log_images_every": self.log_images_every,
+            "mix_block_lr": self.mix_block_lr, "mix_block_min_lr": self.mix_block_min_lr,
+            "grad_clip": self.grad_clip,
         }
         for name, value in non_negative.items():
             if value < 0:
                 raise ConfigError(f"{name} must be >= 0, got {value}")
         if self.min_lr > self.lr:
             raise ConfigError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        if self.mix_block_lr and self.method not in MIX_BLOCK_METHODS:
+            raise ConfigError(f"mix_block_lr is set but method {self.method!r} has no mix block; "
+                              f"use it with {' or '.join(MIX_BLOCK_METHODS)}, or set it to 0")
+        if self.mix_block_min_lr > self.mix_block_lr:
+            raise ConfigError(f"mix_block_min_lr ({self.mix_block_min_lr}) must not exceed "
+                              f"mix_block_lr ({self.mix_block_lr}); a mix_block_lr of 0 keeps the "
+                              "mix block on the main schedule")
         if self.warmup_epochs >= self.epochs:
             raise ConfigError(f"warmup_epochs ({self.warmup_epochs}) must be < epochs ({self.epochs})")
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -118,6 +145,28 @@ class RunConfig:
             raise ConfigError(
                 f"subset ({self.subset}) is smaller than one batch ({self.batch_size}); "
                 "raise --subset or lower --batch-size")
+
+    def _check_augmentation(self) -> None:
+        _one_of("train_crop", self.train_crop, TRAIN_CROPS)
+        _one_of("interpolation", self.interpolation, INTERPOLATIONS)
+        scale = self.crop_scale
+        if (not isinstance(scale, (list, tuple)) or len(scale) != 2
+                or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scale)
+                or not 0 < scale[0] <= scale[1] <= 1):
+            raise ConfigError(f"crop_scale must be [low, high] with 0 < low <= high <= 1, "
+                              f"got {scale!r}")
+        # A list of floats whatever was passed, so that the config survives JSON unchanged.
+        object.__setattr__(self, "crop_scale", [float(s) for s in scale])
+        for name in ("image_size", "resize_before_crop"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if 0 < self.resize_before_crop < self.image_size:
+            raise ConfigError(f"resize_before_crop ({self.resize_before_crop}) must be 0 or at "
+                              f"least image_size ({self.image_size}): the test split "
+                              "centre-crops image_size out of it")
+        if self.train_crop == "pad" and (self.resize_before_crop or self.crop_scale != [0.08, 1.0]):
+            raise ConfigError("crop_scale and resize_before_crop shape the rrc crop only; set "
+                              "train_crop rrc or leave them at their defaults")
 
     # --- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

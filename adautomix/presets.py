@@ -3,10 +3,18 @@
 `adautomix presets` lists them, `adautomix presets NAME` prints one, and `adautomix train --preset
 NAME --epochs 10 -o beta=0.4` overrides any field. From Python: `get_preset(name, **overrides)`.
 
-What a RunConfig cannot express yet, and so these recipes do not reproduce (reported to the
-lead): a separate learning rate and cosine floor for the mix block (Tiny-ImageNet, ImageNet,
-fine-grained, ViTs), gradient clipping and weight-decay exclusions (ViTs), the input size, crops
-and RandAugment of each dataset (a loader concern), and fine-grained `drop_last`.
+The mix block's own learning rate and cosine floor (Tiny-ImageNet, ImageNet, fine-grained, ViTs)
+are `mix_block_lr`/`mix_block_min_lr`; the ViTs' gradient clipping and weight-decay exemptions are
+`grad_clip`/`exclude_norm_bias_decay` (engine/optim.py). The engine drops every train split's
+partial last batch, which only CUB's official config asks for (`drop_last`); on Aircraft and Cars
+that loses at most 15 of the ~6,700/8,100 images per epoch.
+
+Input size and augmentation (spec §5.2) are the data fields `image_size`, `train_crop`,
+`crop_scale`, `interpolation`, `resize_before_crop` and `randaugment` (data/augment.py): CIFAR keeps
+the default reflect-padded crop at 32 px; Tiny-ImageNet takes a bicubic RandomResizedCrop at 64 px
+and tests at 64 as is; ImageNet a bicubic RandomResizedCrop 224, tested by Resize 256 and
+CenterCrop 224; the fine-grained sets resize to 256 first and crop 224 from scale [0.5, 1], tested
+the same way; Swin on CIFAR upscales to 224 with a bicubic RandomResizedCrop and RandAugment.
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ PRESETS: dict[str, RunConfig] = {
                      "momentum": 0.999, "end_momentum": 0.999999, "momentum_warmup": 0.1},
         epochs=400, batch_size=100, optimizer="sgd", lr=0.2, min_lr=0.0, momentum=0.9,
         weight_decay=1e-4, lr_schedule_by="epoch",
+        mix_block_lr=0.1, mix_block_min_lr=0.0,
+        image_size=64, train_crop="rrc", interpolation="bicubic",
         output_dir="runs/tiny-imagenet-r18-adautomix", run_name="tiny-imagenet-r18-adautomix"),
     # Official mix-block lr 0.1 with its own cosine to 1e-3; fp16 as in the official run.
     "tiny-imagenet-rx50-adautomix": RunConfig(
@@ -52,6 +62,8 @@ PRESETS: dict[str, RunConfig] = {
                      "momentum": 0.999, "end_momentum": 0.999999, "momentum_warmup": 0.1},
         epochs=400, batch_size=100, optimizer="sgd", lr=0.2, min_lr=0.05, momentum=0.9,
         weight_decay=1e-4, lr_schedule_by="epoch", amp=True,
+        mix_block_lr=0.1, mix_block_min_lr=1e-3,
+        image_size=64, train_crop="rrc", interpolation="bicubic",
         output_dir="runs/tiny-imagenet-rx50-adautomix", run_name="tiny-imagenet-rx50-adautomix"),
     # Official batch 4×64 on four GPUs; mix block lr 0.1 with its own cosine to 1e-3.
     "imagenet-r18-adautomix": RunConfig(
@@ -61,6 +73,8 @@ PRESETS: dict[str, RunConfig] = {
                      "momentum": 0.999, "end_momentum": 0.99999, "momentum_warmup": 0.1},
         epochs=100, batch_size=256, optimizer="sgd", lr=0.1, min_lr=0.0, momentum=0.9,
         weight_decay=1e-4, lr_schedule_by="epoch",
+        mix_block_lr=0.1, mix_block_min_lr=1e-3,
+        image_size=224, train_crop="rrc", interpolation="bicubic",
         output_dir="runs/imagenet-r18-adautomix", run_name="imagenet-r18-adautomix"),
     "imagenet-r50-adautomix": RunConfig(
         dataset="imagenet", model="tv_resnet50", method="adautomix",
@@ -69,9 +83,11 @@ PRESETS: dict[str, RunConfig] = {
                      "momentum": 0.999, "end_momentum": 0.99999, "momentum_warmup": 0.1},
         epochs=100, batch_size=256, optimizer="sgd", lr=0.1, min_lr=0.0, momentum=0.9,
         weight_decay=1e-4, lr_schedule_by="epoch",
+        mix_block_lr=0.1, mix_block_min_lr=1e-3,
+        image_size=224, train_crop="rrc", interpolation="bicubic",
         output_dir="runs/imagenet-r50-adautomix", run_name="imagenet-r50-adautomix"),
     # Fine-grained: ImageNet-pretrained backbones at lr 0.001; the official mix block trains at
-    # lr 0.1 with its own cosine to 1e-3 (5e-4 for CUB RX50), which a RunConfig cannot say yet.
+    # lr 0.1 with its own cosine to 1e-3 (5e-4 for CUB RX50).
     "cub200-r18-adautomix": RunConfig(
         dataset="cub200", model="tv_resnet18", method="adautomix", pretrained=True,
         method_args={"mix_samples": 3, "is_random": True, "alpha": 1.0, "beta": 0.3,
@@ -79,6 +95,8 @@ PRESETS: dict[str, RunConfig] = {
                      "momentum": 0.999, "end_momentum": 0.99999, "momentum_warmup": 0.1},
         epochs=200, batch_size=16, optimizer="sgd", lr=0.001, min_lr=0.0, momentum=0.9,
         weight_decay=5e-4, lr_schedule_by="epoch",
+        mix_block_lr=0.1, mix_block_min_lr=1e-3,
+        image_size=224, train_crop="rrc", resize_before_crop=256, crop_scale=[0.5, 1.0],
         output_dir="runs/cub200-r18-adautomix", run_name="cub200-r18-adautomix"),
     "cub200-rx50-adautomix": RunConfig(
         dataset="cub200", model="tv_resnext50", method="adautomix", pretrained=True,
@@ -87,6 +105,8 @@ PRESETS: dict[str, RunConfig] = {
                      "momentum": 0.999, "end_momentum": 0.99999, "momentum_warmup": 0.1},
         epochs=200, batch_size=16, optimizer="sgd", lr=0.001, min_lr=0.0, momentum=0.9,
         weight_decay=5e-4, lr_schedule_by="epoch",
+        mix_block_lr=0.1, mix_block_min_lr=5e-4,
+        image_size=224, train_crop="rrc", resize_before_crop=256, crop_scale=[0.5, 1.0],
         output_dir="runs/cub200-rx50-adautomix", run_name="cub200-rx50-adautomix"),
     "aircraft-r18-adautomix": RunConfig(
         dataset="aircraft", model="tv_resnet18", method="adautomix", pretrained=True,
@@ -95,6 +115,8 @@ PRESETS: dict[str, RunConfig] = {
                      "momentum": 0.999, "end_momentum": 0.99999, "momentum_warmup": 0.1},
         epochs=200, batch_size=16, optimizer="sgd", lr=0.001, min_lr=0.0005, momentum=0.9,
         weight_decay=5e-4, lr_schedule_by="epoch",
+        mix_block_lr=0.1, mix_block_min_lr=1e-3,
+        image_size=224, train_crop="rrc", resize_before_crop=256, crop_scale=[0.5, 1.0],
         output_dir="runs/aircraft-r18-adautomix", run_name="aircraft-r18-adautomix"),
     "aircraft-rx50-adautomix": RunConfig(
         dataset="aircraft", model="tv_resnext50", method="adautomix", pretrained=True,
@@ -103,6 +125,8 @@ PRESETS: dict[str, RunConfig] = {
                      "momentum": 0.999, "end_momentum": 0.99999, "momentum_warmup": 0.1},
         epochs=200, batch_size=16, optimizer="sgd", lr=0.001, min_lr=0.0, momentum=0.9,
         weight_decay=5e-4, lr_schedule_by="epoch",
+        mix_block_lr=0.1, mix_block_min_lr=1e-3,
+        image_size=224, train_crop="rrc", resize_before_crop=256, crop_scale=[0.5, 1.0],
         output_dir="runs/aircraft-rx50-adautomix", run_name="aircraft-rx50-adautomix"),
     "cars-r18-adautomix": RunConfig(
         dataset="cars", model="tv_resnet18", method="adautomix", pretrained=True,
@@ -111,6 +135,8 @@ PRESETS: dict[str, RunConfig] = {
                      "momentum": 0.999, "end_momentum": 0.99999, "momentum_warmup": 0.1},
         epochs=200, batch_size=16, optimizer="sgd", lr=0.001, min_lr=0.0, momentum=0.9,
         weight_decay=5e-4, lr_schedule_by="epoch",
+        mix_block_lr=0.1, mix_block_min_lr=1e-3,
+        image_size=224, train_crop="rrc", resize_before_crop=256, crop_scale=[0.5, 1.0],
         output_dir="runs/cars-r18-adautomix", run_name="cars-r18-adautomix"),
     "cars-rx50-adautomix": RunConfig(
         dataset="cars", model="tv_resnext50", method="adautomix", pretrained=True,
@@ -119,6 +145,8 @@ PRESETS: dict[str, RunConfig] = {
                      "momentum": 0.999, "end_momentum": 0.99999, "momentum_warmup": 0.1},
         epochs=200, batch_size=16, optimizer="sgd", lr=0.001, min_lr=0.0, momentum=0.9,
         weight_decay=5e-4, lr_schedule_by="epoch",
+        mix_block_lr=0.1, mix_block_min_lr=1e-3,
+        image_size=224, train_crop="rrc", resize_before_crop=256, crop_scale=[0.5, 1.0],
         output_dir="runs/cars-rx50-adautomix", run_name="cars-rx50-adautomix"),
     # CIFAR-100 upscaled to 224 px (ADAM swin_t_adautomix_nearest.py): the generator reads the last
     # stage's 7×7×768 map. Official mix block lr 1e-3, grad clip 10, no decay on norms and biases.
@@ -130,6 +158,9 @@ PRESETS: dict[str, RunConfig] = {
                      "momentum": 0.999, "end_momentum": 0.99996, "momentum_warmup": 0.25},
         epochs=200, batch_size=100, optimizer="adamw", lr=5e-4, min_lr=1e-4, warmup_epochs=20,
         lr_schedule_by="step", weight_decay=0.05, label_smoothing=0.1,
+        mix_block_lr=1e-3, mix_block_min_lr=1e-4, grad_clip=10.0,
+        exclude_norm_bias_decay=True,
+        image_size=224, train_crop="rrc", interpolation="bicubic", randaugment=True,
         output_dir="runs/cifar100-swin-adautomix", run_name="cifar100-swin-adautomix"),
     # Known only from a log of the pre-release code (ConvNeXt_CIFAR at 32 px, whose stage-3 map is
     # 8×8; torchvision's ConvNeXt-T patchifies by 4 and gives 2×2). Official mix block lr 5e-4;
@@ -141,6 +172,7 @@ PRESETS: dict[str, RunConfig] = {
                      "momentum": 0.999, "end_momentum": 0.99996, "momentum_warmup": 0.25},
         epochs=200, batch_size=100, optimizer="adamw", lr=2e-3, min_lr=0.0, weight_decay=0.05,
         lr_schedule_by="epoch",
+        mix_block_lr=5e-4, mix_block_min_lr=0.0,
         output_dir="runs/cifar100-convnext-adautomix", run_name="cifar100-convnext-adautomix"),
     # OMX r18_l2_a2_near_L1_01_mlr5e_2.py at the paper's 800 epochs.
     "cifar100-r18-automix": RunConfig(

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import mlflow
 
-from .tracking import connect
+from .steps import default_model_name
+from .tracking import connect, tracking_uri
 
 log = logging.getLogger("adautomix.registry")
 
@@ -35,6 +36,7 @@ class Registration:
     version: str
     aliases: tuple[str, ...]    # the aliases this version holds after registration
     reason: str                 # why it was or was not promoted
+    tracking_uri: str           # the MLflow store that holds the registry
 
     @property
     def promoted(self) -> bool:
@@ -57,12 +59,7 @@ def register(candidate: Candidate, name: str, dataset: str, data_version: str = 
         client.set_registered_model_alias(name, CHAMPION, version)
     log.info("registered %s version %s: %s", name, version, reason)
     aliases = (CHALLENGER, CHAMPION) if promote else (CHALLENGER,)
-    return Registration(name, str(version), aliases, reason)
-
-
-def default_model_name(dataset: str) -> str:
-    """One registered model per dataset, so its champion is always judged on that dataset."""
-    return f"adautomix-{dataset}"
+    return Registration(name, str(version), aliases, reason, tracking_uri())
 
 
 def register_best(candidates: list[Candidate], name: str, dataset: str, data_version: str = "",

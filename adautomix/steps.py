@@ -29,6 +29,11 @@ class Evaluation:
     score: float                # the logged model's test top-1 (registry.SCORE_METRIC)
 
 
+def default_model_name(dataset: str) -> str:
+    """One registered model per dataset, so its champion is always judged on that dataset."""
+    return f"adautomix-{dataset}"
+
+
 def build_config(preset: str = "", **values: Any) -> RunConfig:
     """A preset's recipe (or the defaults when `preset` is empty) with `values` on top."""
     base: dict[str, Any] = {}

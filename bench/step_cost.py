@@ -33,7 +33,7 @@ import torch
 
 from adautomix.config import RunConfig
 from adautomix.engine.ema import ModelEma
-from adautomix.engine.optim import build_optimizer
+from adautomix.engine.optim import build_optimizer, optimizer_step, param_groups
 from adautomix.mixers import available_methods, create_method
 from adautomix.models import create_model
 
@@ -46,19 +46,17 @@ class Trainer:
     def __init__(self, name: str, args: argparse.Namespace, device: torch.device):
         self.model = create_model(args.model, args.num_classes).to(device)
         self.method = create_method(name, self.model, args.num_classes).to(device)
-        params = [p for p in (*self.model.parameters(), *self.method.parameters())
-                  if p.requires_grad]
         config = RunConfig()  # SGD 0.1, momentum 0.9, wd 1e-4; EMA decay 0.999
-        self.optimizer = build_optimizer(config, params)
+        named = (*self.model.named_parameters(), *self.method.named_parameters())
+        self.optimizer = build_optimizer(config, param_groups(config, named))
+        self.scaler = torch.amp.GradScaler(device.type, enabled=False)
         self.ema = ModelEma(self.model, config.ema_decay) if self.method.teacher() is None else None
         self.step = 0
 
     def run(self, images: torch.Tensor, labels: torch.Tensor, steps: int) -> None:
         for _ in range(steps):
             loss, _ = self.method.training_step(self.model, images, labels, self.step)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            optimizer_step(loss, self.optimizer, self.scaler)
             self.method.after_optimizer_step(self.model, self.step, TOTAL_STEPS)
             if self.ema is not None:
                 self.ema.update(self.model)

@@ -1,7 +1,8 @@
 """The register step: a model version, the challenger alias, the champion alias if it wins.
 
 `register` takes one evaluated model (the training pipeline); `register_best` takes a sweep's
-collected models and registers the best-scoring one."""
+collected models and registers the best-scoring one. Both return the version, its aliases and the
+MLflow store that holds them."""
 
 from typing import List, NamedTuple
 
@@ -12,23 +13,23 @@ from components import BASE_IMAGE
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def register(model_uri: str, score: float, dataset: str, data_version: str, registered_model: str
-             ) -> NamedTuple("Registered", [("version", str), ("aliases", List[str])]):
+             ) -> NamedTuple("Registered", [("version", str), ("aliases", List[str]), ("tracking_uri", str)]):
     """Register the model; registered_model '' names it adautomix-DATASET."""
     from adautomix.registry import Candidate
     from adautomix.registry import register as register_model
 
     done = register_model(Candidate(model_uri, score), registered_model, dataset, data_version)
-    return done.version, list(done.aliases)
+    return done.version, list(done.aliases), done.tracking_uri
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def register_best(model_uris: List[str], scores: List[float], dataset: str, data_version: str,
                   registered_model: str
-                  ) -> NamedTuple("Registered", [("version", str), ("aliases", List[str])]):
+                  ) -> NamedTuple("Registered", [("version", str), ("aliases", List[str]), ("tracking_uri", str)]):
     """Register the best of a sweep's models; registered_model '' names it adautomix-DATASET."""
     from adautomix.registry import Candidate
     from adautomix.registry import register_best as register_model
 
     candidates = [Candidate(uri, score) for uri, score in zip(model_uris, scores)]
     done = register_model(candidates, registered_model, dataset, data_version)
-    return done.version, list(done.aliases)
+    return done.version, list(done.aliases), done.tracking_uri

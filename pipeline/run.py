@@ -7,15 +7,13 @@ arguments they return are complete: the preset's values fill every parameter the
 and an empty data version becomes the one data.dvc tracks, so the data step's cache key is always
 the data version itself."""
 
-import os
 import warnings
 from pathlib import Path
 
 from adautomix.config import ConfigError
 from adautomix.data.errors import DataError
 from adautomix.data.versioning import normalise_version, tracked_version
-from adautomix.registry import default_model_name
-from adautomix.steps import TEST_METRICS, build_config, check_run
+from adautomix.steps import TEST_METRICS, build_config, check_run, default_model_name
 from pipeline.cluster import ClusterSettings
 from pipeline.sweep import sweep_pipeline
 from pipeline.training import training_pipeline
@@ -72,18 +70,16 @@ def compile_pipeline(path: str | Path, arguments: dict, sweep: bool = False,
 
 def run_local(arguments: dict, sweep: bool = False, pipeline_root: str | Path = "runs/pipeline",
               workspace: str | Path = ".", data_remote: str = "") -> dict:
-    """Run the pipeline here with kfp.local, each step a subprocess of this environment.
+    """Run the pipeline here with kfp.local, each step a subprocess of this environment (and of
+    this working directory, so they share MLflow's default store).
 
     The workspace is the project checkout (data.dvc, data/, runs/checkpoints/); data_remote ''
-    is its DVC default remote. Returns the register step's outputs (version, aliases)."""
+    is its DVC default remote. Returns the register step's outputs (version, aliases,
+    tracking_uri)."""
     from kfp import local
-
-    from adautomix.tracking import tracking_uri
 
     local.init(runner=local.SubprocessRunner(use_venv=False),
                pipeline_root=str(Path(pipeline_root).resolve()))
-    # Every step is its own process: point them all at the same store, wherever they start.
-    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri()
     build = sweep_pipeline if sweep else training_pipeline
     with warnings.catch_warnings():
         # kfp.local warns that an image without "python" in its name may lack Python; ours is
@@ -117,9 +113,7 @@ def submit(host: str, arguments: dict, experiment: str, run_name: str, sweep: bo
 
 def local_summary(arguments: dict, registered: dict) -> str:
     """What a local run ends by printing: the registered model, the MLflow store, its UI."""
-    from adautomix.tracking import tracking_uri
-
-    name, uri = arguments["registered_model"], tracking_uri()
+    name, uri = arguments["registered_model"], registered["tracking_uri"]
     ui = (f"open {uri} in a browser" if uri.startswith("http") else
           f"mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
     return (f"\nregistered model {name} version {registered['version']}, aliases "

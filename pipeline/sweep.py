@@ -33,7 +33,8 @@ def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
         lr: float = 0.1, num_gpus: int = 1, subset: int = 0, val_subset: int = 0,
         experiment: str = "adautomix", registered_model: str = "", data_remote: str = "s3",
         workspace: str = workspace_default, test_metrics: List[str] = list(TEST_METRICS),
-    ) -> NamedTuple("Registered", [("version", str), ("aliases", List[str])]):
+    ) -> NamedTuple("Registered", [("version", str), ("aliases", List[str]),
+                                ("tracking_uri", str)]):
         materialised = data(dataset=dataset, data_version=data_version, workspace=workspace,
                             remote=data_remote)
         with dsl.ParallelFor(grid, parallelism=parallelism) as run:
@@ -51,7 +52,9 @@ def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
             use_workspace(materialised, cluster)
             use_s3(materialised, cluster)
             use_mlflow(registered, cluster)
-        outputs = NamedTuple("Registered", [("version", str), ("aliases", List[str])])
-        return outputs(registered.outputs["version"], registered.outputs["aliases"])
+        outputs = NamedTuple("Registered", [("version", str), ("aliases", List[str]),
+                                ("tracking_uri", str)])
+        return outputs(registered.outputs["version"], registered.outputs["aliases"],
+                       registered.outputs["tracking_uri"])
 
     return sweep

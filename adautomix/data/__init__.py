@@ -1,6 +1,7 @@
 """The data layer: raw formats (sources), the prepared on-disk format (prepare) and the loaders
 that feed the training device (loaders). See each module's docstring."""
 
+from adautomix.data.augment import Recipe
 from adautomix.data.errors import DataError
 from adautomix.data.loaders import Loader, build_loader
 from adautomix.data.prepare import Manifest, content_hash, ensure_dataset, load_manifest, prepare
@@ -8,6 +9,6 @@ from adautomix.data.prepare import verify
 from adautomix.data.sources import RawDataset, read_source
 
 __all__ = [
-    "DataError", "Loader", "Manifest", "RawDataset", "build_loader", "content_hash",
+    "DataError", "Loader", "Manifest", "RawDataset", "Recipe", "build_loader", "content_hash",
     "ensure_dataset", "load_manifest", "prepare", "read_source", "verify",
 ]

@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import warnings
 
 import numpy as np
 import torch
 
+from adautomix.data.augment import (CROP_RATIO, RANDAUGMENT_BINS, RANDAUGMENT_MAGNITUDE,
+                                    RANDAUGMENT_OPS)
 from adautomix.data.errors import DataError
 from adautomix.data.loaders import Loader, _derived_seed, epoch_indices
 from adautomix.data.prepare import Manifest
@@ -36,9 +39,6 @@ from adautomix.data.sources import decode_image
 
 # Batches DALI prepares ahead of the one being consumed.
 PREFETCH = 2
-# torchvision's RandomResizedCrop defaults, which the torch loader uses.
-CROP_AREA = (0.08, 1.0)
-CROP_ASPECT = (3 / 4, 4 / 3)
 
 
 def available() -> bool:
@@ -94,11 +94,48 @@ class DaliLoader(Loader):
                 raise
             raise bad_file from error
 
-    def _pipeline(self):
-        from nvidia.dali import Pipeline
-        return Pipeline(batch_size=self.batch_size, num_threads=self.num_threads,
-                        device_id=self.device_id, prefetch_queue_depth=PREFETCH,
-                        seed=_derived_seed(self.seed, self.epoch, self.rank))
+    def _pipeline(self, graph):
+        """This epoch's pipeline of `graph`, a function that returns the pipeline's outputs."""
+        from nvidia.dali import pipeline_def
+        # RandAugment picks its ops per sample with DALI conditionals, which only pipeline_def
+        # can turn on (it rewrites the graph function's `if`s).
+        build = pipeline_def(graph, enable_conditionals=self.train and self.recipe.randaugment,
+                             batch_size=self.batch_size, num_threads=self.num_threads,
+                             device_id=self.device_id, prefetch_queue_depth=PREFETCH,
+                             seed=_derived_seed(self.seed, self.epoch, self.rank))
+        return build()
+
+    def _interp(self):
+        from nvidia.dali import types
+        return (types.INTERP_CUBIC if self.recipe.interpolation == "bicubic"
+                else types.INTERP_LINEAR)
+
+    def _resized_crop(self, images):
+        """[Resize the shorter side to resize_before_crop,] RandomResizedCrop(image_size)."""
+        from nvidia.dali import fn
+        size, interp = self.image_size, self._interp()
+        if self.recipe.resize_before_crop:
+            images = fn.resize(images, resize_shorter=self.recipe.resize_before_crop,
+                               interp_type=interp, antialias=True)
+        return fn.random_resized_crop(images, size=[size, size],
+                                      random_area=list(self.recipe.crop_scale),
+                                      random_aspect_ratio=list(CROP_RATIO), interp_type=interp,
+                                      antialias=True)
+
+    def _randaugment(self, images):
+        """RandAugment on uint8 HWC images of image_size, when the recipe has it."""
+        if not (self.train and self.recipe.randaugment):
+            return images
+        from nvidia.dali import types
+        from nvidia.dali.auto_aug import rand_augment
+        # DALI 2.4's own suite calls deprecated fn.experimental aliases and forces their
+        # warnings past any filter, once per epoch; recording them is the way to drop them.
+        with warnings.catch_warnings(record=True):
+            # shape: translations scale with the image, as torchvision's; fill 0 as torchvision.
+            return rand_augment.rand_augment(
+                images, n=RANDAUGMENT_OPS, m=RANDAUGMENT_MAGNITUDE,
+                num_magnitude_bins=RANDAUGMENT_BINS, shape=(self.image_size,) * 2,
+                fill_value=0, interp_type=types.INTERP_LINEAR)
 
     def _crop_mirror_normalize(self, images, **crop_and_flip):
         """uint8 HWC -> float32 CHW, (x/255 - mean) / std, fused with any crop and flip."""
@@ -110,27 +147,44 @@ class DaliLoader(Loader):
     def _array_pipeline(self):
         from nvidia.dali import fn
         height, width = self.manifest.image_size
-        padding = height // 8 if self.train else 0
-        pipe = self._pipeline()
-        with pipe:
+        size, recipe = self.image_size, self.recipe
+        pad_crop = self.train and recipe.train_crop == "pad"
+        randaugment = self.train and recipe.randaugment
+        padding = height // 8 if pad_crop else 0
+
+        def graph():
             images, labels = fn.external_source(
                 _array_batches(self.images, self.labels, self.indices(), self.batch_size,
                                padding),
                 num_outputs=2, batch=True, layout=["HWC", ""])
             images, labels = self._to_device(images, labels)
             crop_and_flip = {}
-            if self.train:
+            if pad_crop:
                 # Offsets 0..2p in whole pixels: DALI places a crop at pos·(padded - size).
                 positions = [i / (2 * padding) for i in range(2 * padding + 1)] if padding else [0]
-                crop_and_flip = dict(crop=(height, width),
-                                     crop_pos_x=fn.random.uniform(values=positions),
-                                     crop_pos_y=fn.random.uniform(values=positions),
-                                     mirror=fn.random.coin_flip())
+                crop = dict(crop=(height, width), crop_pos_x=fn.random.uniform(values=positions),
+                            crop_pos_y=fn.random.uniform(values=positions))
+                if size == height and not randaugment:
+                    crop_and_flip = crop            # the fast path: one fused op
+                else:                               # resize and RandAugment need the crop first
+                    images = fn.crop(images, **crop)
+                crop_and_flip["mirror"] = fn.random.coin_flip()
+            elif self.train:
+                images = self._resized_crop(images)
+                crop_and_flip = dict(mirror=fn.random.coin_flip())
+            elif recipe.test_resize:
+                images = fn.resize(images, resize_shorter=recipe.test_resize,
+                                   interp_type=self._interp(), antialias=True)
+                crop_and_flip = dict(crop=(size, size))
+            if (pad_crop or not self.train and not recipe.test_resize) and size != height:
+                # On uint8, as the torch kind: rounded, and bicubic's overshoot saturates.
+                images = fn.resize(images, size=[size, size], interp_type=self._interp(),
+                                   antialias=True)
+            images = self._randaugment(images)
             images = self._crop_mirror_normalize(images, **crop_and_flip)
-            if self.image_size != height:
-                images = fn.resize(images, size=[self.image_size] * 2, antialias=True)
-            pipe.set_outputs(images, labels)
-        return pipe
+            return images, labels
+
+        return self._pipeline(graph)
 
     def _folder_pipeline(self):
         from nvidia.dali import fn, types
@@ -143,29 +197,38 @@ class DaliLoader(Loader):
                           epoch=self.epoch, subset=self.subset, rank=rank,
                           world_size=self.world_size)
             for rank in range(self.world_size)])
-        size = self.image_size
+        size, recipe = self.image_size, self.recipe
         decoder = "cpu" if self.device_id is None else "mixed"
-        pipe = self._pipeline()
-        with pipe:
+
+        def graph():
             encoded, labels = fn.readers.file(
                 file_root=str(self.manifest.root), files=[self.files[i] for i in order],
                 labels=self.labels[order].tolist(), shard_id=self.rank,
                 num_shards=self.world_size, pad_last_batch=True, name="files")
             labels = fn.reshape(fn.cast(labels, dtype=types.INT64), shape=[])
-            if self.train:
+            if self.train and not recipe.resize_before_crop:
+                # Decodes only the crop window.
                 images = fn.decoders.image_random_crop(
-                    encoded, device=decoder, output_type=types.RGB, random_area=CROP_AREA,
-                    random_aspect_ratio=CROP_ASPECT)
-                images = fn.resize(images, size=[size, size], antialias=True)
-                images, labels = self._to_device(images, labels)
-                images = self._crop_mirror_normalize(images, mirror=fn.random.coin_flip())
+                    encoded, device=decoder, output_type=types.RGB,
+                    random_area=list(recipe.crop_scale), random_aspect_ratio=list(CROP_RATIO))
+                images = fn.resize(images, size=[size, size], interp_type=self._interp(),
+                                   antialias=True)
+            elif self.train:
+                images = fn.decoders.image(encoded, device=decoder, output_type=types.RGB)
+                images = self._resized_crop(images)
             else:
                 images = fn.decoders.image(encoded, device=decoder, output_type=types.RGB)
-                images = fn.resize(images, resize_shorter=int(size * 256 / 224), antialias=True)
-                images, labels = self._to_device(images, labels)
+                images = fn.resize(images, resize_shorter=recipe.test_resize,
+                                   interp_type=self._interp(), antialias=True)
+            images, labels = self._to_device(images, labels)
+            images = self._randaugment(images)
+            if self.train:
+                images = self._crop_mirror_normalize(images, mirror=fn.random.coin_flip())
+            else:
                 images = self._crop_mirror_normalize(images, crop=(size, size))
-            pipe.set_outputs(images, labels)
-        return pipe
+            return images, labels
+
+        return self._pipeline(graph)
 
     def _to_device(self, images, labels):
         if self.device_id is None:

@@ -36,13 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 
+from adautomix.data.augment import (CROP_RATIO, RANDAUGMENT_BINS, RANDAUGMENT_MAGNITUDE,
+                                    RANDAUGMENT_OPS, Recipe)
 from adautomix.data.errors import DataError
 from adautomix.data.prepare import Manifest, ensure_dataset
 
 KINDS = ("auto", "torch", "memory", "dali")
-DEFAULT_FOLDER_SIZE = 224
 log = logging.getLogger("adautomix.data")
 
 
@@ -50,22 +51,40 @@ def build_loader(manifest_or_name: Manifest | str, split: str, *, data_root: str
                  batch_size: int, train: bool, kind: str = "auto",
                  device: str | torch.device = "cpu", seed: int = 0, subset: int = 0,
                  num_workers: int = 2, image_size: int | None = None, rank: int = 0,
-                 world_size: int = 1) -> "Loader":
+                 world_size: int = 1, recipe: Recipe | None = None) -> "Loader":
     """A loader over `split` ("train" or "test") of a prepared dataset; `train` turns on
     shuffling, augmentation and dropping the partial last batch. kind "auto" picks the fastest
-    kind measured (see _auto_kind) and logs its choice."""
+    kind measured (see _auto_kind) and logs its choice.
+
+    `recipe` (augment.py) says how images are cropped, resized and augmented; without one, the
+    dataset's default recipe at `image_size` (None: the native size, 224 for folders)."""
     manifest = (ensure_dataset(manifest_or_name, data_root)
                 if isinstance(manifest_or_name, str) else manifest_or_name)
     if kind not in KINDS:
         raise DataError(f"unknown loader kind {kind!r}; build_loader makes {', '.join(KINDS)}")
+    if recipe is None:
+        recipe = Recipe.resolve(manifest, image_size=image_size or 0)
+    elif image_size and image_size != recipe.image_size:
+        raise DataError(f"image_size {image_size} contradicts the recipe's "
+                        f"{recipe.image_size}; pass the size in the recipe only")
+    randaugment = train and recipe.randaugment
     if kind == "auto":
         kind = _auto_kind(manifest, torch.device(device))
-        log.info("loader auto: %s for %s on %s", kind, manifest.name, device)
+        if kind == "memory" and randaugment:
+            from adautomix.data import dali
+            kind = "dali" if dali.available() else "torch"
+            log.info("loader auto: %s for %s on %s (the memory loader has no RandAugment)",
+                     kind, manifest.name, device)
+        else:
+            log.info("loader auto: %s for %s on %s", kind, manifest.name, device)
     if kind == "memory" and manifest.format != "array":
         raise DataError(f"the memory loader needs an array dataset; {manifest.name} is stored as "
                         "image files: use the torch loader")
+    if kind == "memory" and randaugment:
+        raise DataError("the memory loader has no RandAugment (it would need per-sample ops): "
+                        "use --loader torch or --loader dali")
     options = dict(batch_size=batch_size, train=train, device=torch.device(device), seed=seed,
-                   subset=subset, image_size=image_size, rank=rank, world_size=world_size)
+                   subset=subset, recipe=recipe, rank=rank, world_size=world_size)
     if kind == "memory":
         return MemoryLoader(manifest, split, **options)
     if kind == "dali":
@@ -112,7 +131,7 @@ class Loader:
     kind = ""
 
     def __init__(self, manifest: Manifest, split: str, *, batch_size: int, train: bool,
-                 device: torch.device, seed: int, subset: int, image_size: int | None,
+                 device: torch.device, seed: int, subset: int, recipe: Recipe,
                  rank: int, world_size: int):
         if split not in manifest.counts:
             raise DataError(f"{manifest.name} has no split {split!r}; "
@@ -130,8 +149,8 @@ class Loader:
         self.num_classes = manifest.num_classes
         self.in_chans = manifest.channels
         self.mean, self.std = manifest.mean, manifest.std
-        native = manifest.image_size[0] if manifest.image_size else DEFAULT_FOLDER_SIZE
-        self.image_size = image_size or native
+        self.recipe = recipe
+        self.image_size = recipe.image_size
         self.samples = len(self.indices())
         if len(self) == 0:
             raise DataError(f"{manifest.name}/{split} gives rank {rank} of {world_size} "
@@ -164,40 +183,137 @@ class MemoryLoader(Loader):
     def __init__(self, manifest: Manifest, split: str, **options):
         super().__init__(manifest, split, **options)
         root = manifest.root
-        self.images = torch.from_numpy(np.load(root / f"{split}_images.npy")).to(self.device)
+        # Channels first once, so that a batch is one gather with no per-batch permute.
+        images = torch.from_numpy(np.load(root / f"{split}_images.npy")).permute(0, 3, 1, 2)
         self.labels = torch.from_numpy(np.load(root / f"{split}_labels.npy")).to(self.device)
-        height, width = manifest.image_size
-        self.padding = height // 8
-        self._rows = torch.arange(height, device=self.device)
-        self._cols = torch.arange(width, device=self.device)
+        if self.train and self.recipe.randaugment:
+            raise DataError("the memory loader has no RandAugment (it would need per-sample ops): "
+                            "use --loader torch or --loader dali")
+        self.mode = self.recipe.interpolation
+        if self.train and self.recipe.train_crop == "pad":
+            # Reflect-padded once (about 1.6x the bytes at 28-32 px) and viewed as every crop
+            # window: a batch's crops are then one indexing op that copies only the crops.
+            height, width = manifest.image_size
+            pad = height // 8
+            padded = images[:, :, _reflect(torch.arange(-pad, height + pad), height)]
+            padded = padded[:, :, :, _reflect(torch.arange(-pad, width + pad), width)]
+            self.images = padded.contiguous().to(self.device)
+            self.windows = self.images.unfold(2, height, 1).unfold(3, width, 1)
+            self.offsets = 2 * pad + 1
+        else:
+            self.images = images.contiguous().to(self.device)
 
     def __iter__(self):
         order = torch.from_numpy(self.indices()).to(self.device)
         generator = torch.Generator(device=self.device)
         generator.manual_seed(_derived_seed(self.seed, self.epoch, self.rank))
+        recipe, size = self.recipe, self.image_size
         for start in range(0, len(order), self.batch_size):
             index = order[start:start + self.batch_size]
-            images = self._crop_and_flip(index, generator) if self.train else self.images[index]
-            images = images.permute(0, 3, 1, 2)
-            if images.shape[-1] != self.image_size:
-                images = F.interpolate(images.float(), size=self.image_size, mode="bilinear",
-                                       antialias=True)
-            yield self._normalise(images).contiguous(), self.labels[index]
+            if not self.train:
+                images = self.images[index]
+                if recipe.test_resize:
+                    images = _centre_crop(_resize_shorter(images, recipe.test_resize, self.mode),
+                                          size)
+            elif recipe.train_crop == "pad":
+                images = self._crop_and_flip(index, generator)
+            else:
+                images = self._resized_crop_and_flip(index, generator)
+            if images.shape[-2:] != (size, size):
+                images = _resize(images, (size, size), self.mode)
+            yield self._normalise(images), self.labels[index]
 
     def _crop_and_flip(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Random crop with reflect padding plus a random horizontal flip, as one gather.
+        """Random crop of the reflect-padded image plus a random horizontal flip."""
+        offset = torch.randint(0, self.offsets, (2, len(index)), device=self.device,
+                               generator=generator)
+        flip = torch.rand(len(index), device=self.device, generator=generator) < 0.5
+        # Index arrays split by a slice put the batch axis first: (B, C, H, W).
+        crops = self.windows[index, :, offset[0], offset[1]]
+        return torch.where(flip[:, None, None, None], crops.flip(-1), crops)
 
-        Padding is never materialised: a crop at offset d of the padded image reads source row
-        i + d - p, reflected back into the image, and a flip just reverses the column order."""
-        batch, pad = len(index), self.padding
-        height, width = len(self._rows), len(self._cols)
-        shift = torch.randint(0, 2 * pad + 1, (2, batch, 1), device=self.device,
-                              generator=generator) - pad
-        flip = torch.rand(batch, 1, device=self.device, generator=generator) < 0.5
-        rows = _reflect(self._rows + shift[0], height)
-        cols = _reflect(self._cols + shift[1], width)
-        cols = torch.where(flip, cols.flip(1), cols)
-        return self.images[index[:, None, None], rows[:, :, None], cols[:, None, :]]
+    def _resized_crop_and_flip(self, index: torch.Tensor,
+                               generator: torch.Generator) -> torch.Tensor:
+        """RandomResizedCrop plus a random horizontal flip of a whole batch as one affine
+        resampling: each output pixel reads its crop's position, mirrored when flipped.
+
+        Unlike torchvision it does not antialias, which matters only where a crop is larger than
+        the output; the official recipes that use this loader upscale (arrays are <= 64 px)."""
+        images = self.images[index].float()
+        if self.recipe.resize_before_crop:
+            images = _resize_shorter(images, self.recipe.resize_before_crop, self.mode)
+        batch, channels, height, width = images.shape
+        top, left, crop_h, crop_w = _crop_boxes(batch, height, width, self.recipe.crop_scale,
+                                                generator)
+        flip = torch.rand(batch, device=self.device, generator=generator) < 0.5
+        # affine_grid maps output coordinates in [-1, 1] to input ones; with
+        # align_corners=False, -1 and 1 are the outer edges of the crop's edge pixels.
+        theta = torch.zeros(batch, 2, 3, device=self.device)
+        theta[:, 0, 0] = torch.where(flip, -crop_w, crop_w) / width
+        theta[:, 0, 2] = (2 * left + crop_w) / width - 1
+        theta[:, 1, 1] = crop_h / height
+        theta[:, 1, 2] = (2 * top + crop_h) / height - 1
+        size = self.image_size
+        grid = F.affine_grid(theta, [batch, channels, size, size], align_corners=False)
+        crops = F.grid_sample(images, grid, mode=self.mode, padding_mode="border",
+                              align_corners=False)
+        return crops.clamp_(0, 255)   # bicubic overshoots
+
+
+def _crop_boxes(count: int, height: int, width: int, scale: tuple[float, float],
+                generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """(top, left, height, width) of `count` RandomResizedCrop windows, float tensors of whole
+    pixels, drawn as torchvision's get_params draws one: up to 10 tries of an area fraction in
+    `scale` and a log-uniform aspect ratio, the first that fits wins, else the whole image
+    (cut to the ratio range)."""
+    device, tries = generator.device, 10
+    area = height * width * (scale[0] + (scale[1] - scale[0]) *
+                             torch.rand(count, tries, device=device, generator=generator))
+    low, high = math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])
+    ratio = torch.exp(low + (high - low) *
+                      torch.rand(count, tries, device=device, generator=generator))
+    crop_w = torch.sqrt(area * ratio).round()
+    crop_h = torch.sqrt(area / ratio).round()
+    fits = (crop_w > 0) & (crop_w <= width) & (crop_h > 0) & (crop_h <= height)
+    first = fits.int().argmax(1, keepdim=True)   # 0 where none fits; replaced below
+    crop_w = crop_w.gather(1, first)[:, 0]
+    crop_h = crop_h.gather(1, first)[:, 0]
+    whole_w, whole_h = float(width), float(height)
+    if width / height < CROP_RATIO[0]:
+        whole_h = float(round(width / CROP_RATIO[0]))
+    elif width / height > CROP_RATIO[1]:
+        whole_w = float(round(height * CROP_RATIO[1]))
+    found = fits.any(1)
+    crop_w = torch.where(found, crop_w, whole_w)
+    crop_h = torch.where(found, crop_h, whole_h)
+    where = torch.rand(2, count, device=device, generator=generator)
+    top = torch.where(found, (where[0] * (height - crop_h + 1)).floor(),
+                      ((height - crop_h) / 2).floor())
+    left = torch.where(found, (where[1] * (width - crop_w + 1)).floor(),
+                       ((width - crop_w) / 2).floor())
+    return top, left, crop_h, crop_w
+
+
+def _resize(images: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """Float N×C×H×W pixel values resized, antialiased, kept in [0, 255]."""
+    resized = F.interpolate(images.float(), size=size, mode=mode, antialias=True)
+    return resized.clamp_(0, 255)
+
+
+def _resize_shorter(images: torch.Tensor, shorter: int, mode: str) -> torch.Tensor:
+    """Resize so that the shorter side is `shorter`, as torchvision's Resize(int) does."""
+    height, width = images.shape[-2:]
+    if height <= width:
+        size = (shorter, int(shorter * width / height))
+    else:
+        size = (int(shorter * height / width), shorter)
+    return _resize(images, size, mode) if size != (height, width) else images.float()
+
+
+def _centre_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    height, width = images.shape[-2:]
+    top, left = int(round((height - size) / 2)), int(round((width - size) / 2))
+    return images[..., top:top + size, left:left + size]
 
 
 def _reflect(positions: torch.Tensor, size: int) -> torch.Tensor:
@@ -212,7 +328,7 @@ class TorchLoader(Loader):
 
     def __init__(self, manifest: Manifest, split: str, *, num_workers: int, **options):
         super().__init__(manifest, split, **options)
-        transform = _transform(manifest, self.image_size, self.train)
+        transform = _transform(manifest, self.recipe, self.train)
         dataset = (ArrayDataset(manifest, split, transform) if manifest.format == "array"
                    else FolderDataset(manifest, split, transform))
         self.loader = DataLoader(dataset, batch_size=self.batch_size,
@@ -248,20 +364,32 @@ class _PlanSampler(Sampler):
         return self.loader.samples
 
 
-def _transform(manifest: Manifest, size: int, train: bool) -> v2.Transform:
+_INTERPOLATION = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
+
+
+def _transform(manifest: Manifest, recipe: Recipe, train: bool) -> v2.Transform:
     """Per-sample transforms on uint8 C×H×W tensors (normalisation happens on the device)."""
-    if manifest.format == "array":
-        steps = []
+    size, mode = recipe.image_size, _INTERPOLATION[recipe.interpolation]
+    steps = []
+    if train and recipe.train_crop == "rrc":
+        if recipe.resize_before_crop:
+            steps.append(v2.Resize(recipe.resize_before_crop, mode, antialias=True))
+        steps += [v2.RandomResizedCrop(size, recipe.crop_scale, CROP_RATIO, mode, antialias=True),
+                  v2.RandomHorizontalFlip()]
+    else:
+        native = manifest.image_size
         if train:
-            native = manifest.image_size
             steps += [v2.RandomCrop(native, padding=native[0] // 8, padding_mode="reflect"),
                       v2.RandomHorizontalFlip()]
-        if manifest.image_size[0] != size:
-            steps.append(v2.Resize(size, antialias=True))
-        return v2.Compose(steps) if steps else v2.Identity()
-    if train:
-        return v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip()])
-    return v2.Compose([v2.Resize(int(size * 256 / 224), antialias=True), v2.CenterCrop(size)])
+        if not train and recipe.test_resize:
+            steps += [v2.Resize(recipe.test_resize, mode, antialias=True), v2.CenterCrop(size)]
+        elif manifest.format == "array" and native[0] != size:
+            steps.append(v2.Resize(size, mode, antialias=True))
+    if train and recipe.randaugment:
+        # Bilinear for its rotations and shears, as DALI's RandAugment (which has no bicubic).
+        steps.append(v2.RandAugment(RANDAUGMENT_OPS, RANDAUGMENT_MAGNITUDE, RANDAUGMENT_BINS,
+                                    InterpolationMode.BILINEAR))
+    return v2.Compose(steps) if steps else v2.Identity()
 
 
 def _augmented(transform: v2.Transform, image: torch.Tensor, seed: int) -> torch.Tensor:

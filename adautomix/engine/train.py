@@ -21,7 +21,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from ..config import RunConfig
-from ..data import build_loader, ensure_dataset
+from ..data import Recipe, build_loader, ensure_dataset
 from ..eval import evaluate
 from ..mixers import create_method
 from ..models import create_model
@@ -29,7 +29,7 @@ from ..tracking import Tracker
 from ..visualize import image_grid, training_curves
 from .checkpoint import load_checkpoint, preserved_rng, rng_state, save_checkpoint, set_rng_state
 from .ema import ModelEma
-from .optim import build_optimizer, lr_at, set_lr
+from .optim import build_optimizer, optimizer_step, param_groups, set_lr
 
 log = logging.getLogger("adautomix.train")
 
@@ -89,7 +89,8 @@ def train(config: RunConfig, resume: bool = False) -> TrainResult:
 
     manifest = ensure_dataset(config.dataset, config.data_root)
     loader_args = dict(data_root=config.data_root, kind=config.loader, device=device, seed=config.seed,
-                       num_workers=config.num_workers, rank=rank, world_size=world)
+                       num_workers=config.num_workers, rank=rank, world_size=world,
+                       recipe=Recipe.from_config(config, manifest))
     train_loader = build_loader(manifest, "train", batch_size=config.batch_size, train=True,
                                 subset=config.subset, **loader_args)
     val_loader = build_loader(manifest, "test", batch_size=config.batch_size, train=False,
@@ -97,8 +98,8 @@ def train(config: RunConfig, resume: bool = False) -> TrainResult:
 
     model, method, ema = build_networks(config, manifest, device)
     ema_network = method.teacher() or (ema.module if ema else None)
-    params = [p for p in chain(model.parameters(), method.parameters()) if p.requires_grad]
-    optimizer = build_optimizer(config, params)
+    named = chain(model.named_parameters(prefix="model"), method.named_parameters(prefix="method"))
+    optimizer = build_optimizer(config, param_groups(config, named, method.mix_block_parameters()))
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     steps_per_epoch = len(train_loader)
     total_steps = config.epochs * steps_per_epoch
@@ -127,14 +128,10 @@ def train(config: RunConfig, resume: bool = False) -> TrainResult:
             bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
                        disable=not (config.progress and is_main_process()))
             for images, labels in bar:
-                lr = lr_at(config, step, steps_per_epoch)
-                set_lr(optimizer, lr)
+                lr = set_lr(optimizer, config, step, steps_per_epoch)
                 with torch.autocast(device.type, enabled=amp):
                     loss, _ = method.training_step(model, images, labels, step)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                optimizer_step(loss, optimizer, scaler, config.grad_clip)
                 method.after_optimizer_step(model, step, total_steps)
                 if ema is not None:
                     ema.update(model)

@@ -9,7 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from ..config import RunConfig
-from ..data import Loader, Manifest, build_loader, ensure_dataset
+from ..data import Loader, Manifest, Recipe, build_loader, ensure_dataset
 from ..engine.checkpoint import load_checkpoint
 from ..engine.train import build_networks, resolve_device
 from . import evaluate
@@ -43,7 +43,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
         ema.load_state_dict(state["ema"])
     loader = build_loader(manifest, "test", data_root=config.data_root, batch_size=config.batch_size,
                           train=False, kind=config.loader, device=dev, subset=config.val_subset,
-                          num_workers=config.num_workers)
+                          num_workers=config.num_workers, recipe=Recipe.from_config(config, manifest))
     ema_network = method.teacher() or (ema.module if ema else None)
     return LoadedRun(config, manifest, model, ema_network, loader, state.get("run_id"))
 

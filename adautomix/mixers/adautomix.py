@@ -191,6 +191,9 @@ class AdAutoMix(LearnedMixMethod):
         torch._foreach_add_(batch, before)
         return batch
 
+    def mix_block_parameters(self):
+        return list(self.generator.parameters())
+
     def sample_masks(self, images):
         _, lams, perm, _, _ = self.draw(images.shape[0], images.device)
         features = self.net_k.features(images, upto=self.feature_stage)

@@ -315,6 +315,9 @@ class AutoMix(LearnedMixMethod):
         loss_mix_q = soft_cross_entropy(logits_q, mix_targets(targets, perm_bb, lams_bb))
         yield loss_mix_q, {"loss_mix_q": loss_mix_q.detach()}
 
+    def mix_block_parameters(self):
+        return list(self.mix_block.parameters())
+
     def sample_masks(self, images):
         lam = sample_beta(self.alpha, 1)[0]
         perm = pair_with_identity(images.shape[0], images.device)

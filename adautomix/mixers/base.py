@@ -69,6 +69,10 @@ class Method(nn.Module, ABC):
     def after_optimizer_step(self, model: nn.Module, step: int, total_steps: int) -> None:
         """Called after each optimiser step (AdAutoMix updates its EMA teacher here)."""
 
+    def mix_block_parameters(self) -> list[nn.Parameter]:
+        """The learned mixing network's parameters, which recipes may train at their own lr."""
+        return []
+
     def teacher(self) -> nn.Module | None:
         """An EMA network the method keeps itself (images -> logits), or None.
 

@@ -72,7 +72,8 @@ def test_array_resize_equals_the_memory_loader(arrays):
     images, _ = epoch(load(arrays, "test", train=False, image_size=40))
     expected, _ = epoch(load(arrays, "test", kind="memory", train=False, image_size=40))
     assert images.shape == (9, 3, 40, 40)
-    torch.testing.assert_close(images, expected, atol=1e-4, rtol=0)
+    # DALI resizes uint8 images (rounded, as torchvision), the memory loader floats.
+    torch.testing.assert_close(images, expected, atol=0.5 / 255 / min(arrays.std) + 1e-4, rtol=0)
 
 
 def test_array_train_images_are_flipped_crops_of_the_reflect_padded_image(arrays):

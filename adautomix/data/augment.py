@@ -1,0 +1,108 @@
+"""Recipe: how a loader augments a dataset's train images and prepares its test images.
+
+One frozen value, resolved once from a RunConfig's data fields and the dataset's manifest, that
+every loader kind (torch, memory, dali) reads; no kind decides a recipe on its own.
+
+Train, in this order:
+- "pad" (array datasets): a random crop at the native size with native/8 pixels of reflect
+  padding (4 at 32 px) and a horizontal flip, then a resize to image_size if that differs.
+- "rrc": [resize the shorter side to resize_before_crop], RandomResizedCrop(image_size) with
+  area fraction in crop_scale and aspect ratio in [3/4, 4/3] (torchvision's defaults), and a
+  horizontal flip.
+- then, when randaugment, RandAugment with 2 ops at magnitude 9 (of 31 bins) on the
+  image_size image.
+Test: with test_resize, Resize(shorter side = test_resize) and CenterCrop(image_size); without
+(array datasets), the image resized to image_size, which at the native size is the image as it is.
+Every resize uses the recipe's interpolation, antialiased.
+
+"auto" resolves by the storage format alone: "pad" for arrays, "rrc" for folders. Changing
+image_size therefore never changes the crop silently: an upscaled array dataset keeps the pad
+crop at its native size (then resized) unless the recipe names "rrc", as the official ViT recipe
+on CIFAR does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from adautomix.data.errors import DataError
+from adautomix.data.prepare import Manifest
+
+TRAIN_CROPS = ("pad", "rrc")
+INTERPOLATIONS = ("bilinear", "bicubic")
+# torchvision's RandomResizedCrop defaults.
+CROP_SCALE = (0.08, 1.0)
+CROP_RATIO = (3 / 4, 4 / 3)
+# torchvision's RandAugment defaults, which the official ViT recipe's "m9, n2" equals.
+RANDAUGMENT_OPS = 2
+RANDAUGMENT_MAGNITUDE = 9
+RANDAUGMENT_BINS = 31
+FOLDER_SIZE = 224
+
+
+@dataclass(frozen=True)
+class Recipe:
+    image_size: int                             # side of the square images a loader yields
+    train_crop: str = "pad"                     # "pad" or "rrc" (resolved, never "auto")
+    crop_scale: tuple[float, float] = CROP_SCALE
+    interpolation: str = "bilinear"
+    resize_before_crop: int = 0                 # shorter side before the rrc crop; 0: none
+    randaugment: bool = False
+    test_resize: int = 0                        # shorter side before the test centre crop
+
+    def __post_init__(self) -> None:
+        if self.train_crop not in TRAIN_CROPS:
+            raise DataError(f"unknown train_crop {self.train_crop!r}; valid: "
+                            f"{', '.join(TRAIN_CROPS)}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise DataError(f"unknown interpolation {self.interpolation!r}; valid: "
+                            f"{', '.join(INTERPOLATIONS)}")
+        low, high = self.crop_scale
+        if not 0 < low <= high <= 1:
+            raise DataError(f"crop_scale {list(self.crop_scale)} must be [low, high] with "
+                            "0 < low <= high <= 1")
+        if self.image_size <= 0 or self.resize_before_crop < 0 or self.test_resize < 0:
+            raise DataError(f"recipe sizes must be positive: image_size {self.image_size}, "
+                            f"resize_before_crop {self.resize_before_crop}, "
+                            f"test_resize {self.test_resize}")
+        if 0 < self.resize_before_crop < self.image_size:
+            # The test split centre-crops image_size out of the resized image.
+            raise DataError(f"resize_before_crop {self.resize_before_crop} is smaller than "
+                            f"image_size {self.image_size}; use 0 or at least {self.image_size}")
+        if self.train_crop == "pad" and (self.resize_before_crop or
+                                         tuple(self.crop_scale) != CROP_SCALE):
+            raise DataError("crop_scale and resize_before_crop shape the 'rrc' crop only; "
+                            "set train_crop rrc or leave them at their defaults")
+
+    @classmethod
+    def resolve(cls, manifest: Manifest, *, image_size: int = 0, train_crop: str = "auto",
+                crop_scale: tuple[float, float] | list[float] = CROP_SCALE,
+                interpolation: str = "bilinear", resize_before_crop: int = 0,
+                randaugment: bool = False) -> "Recipe":
+        """The recipe for one dataset: sizes of 0 and "auto" filled in from its manifest."""
+        arrays = manifest.format == "array"
+        size = image_size or (manifest.image_size[0] if arrays else FOLDER_SIZE)
+        if train_crop == "auto":
+            train_crop = "pad" if arrays else "rrc"
+        if train_crop == "pad" and not arrays:
+            raise DataError(f"train_crop 'pad' needs an array dataset; {manifest.name} is stored "
+                            "as image files of varying sizes: use train_crop rrc")
+        if resize_before_crop:
+            test_resize = resize_before_crop
+        elif arrays:
+            test_resize = 0
+        else:   # the ImageNet convention: 256 for 224
+            test_resize = int(size * 256 / FOLDER_SIZE)
+        return cls(image_size=size, train_crop=train_crop,
+                   crop_scale=tuple(float(s) for s in crop_scale), interpolation=interpolation,
+                   resize_before_crop=resize_before_crop, randaugment=randaugment,
+                   test_resize=test_resize)
+
+    @classmethod
+    def from_config(cls, config: Any, manifest: Manifest) -> "Recipe":
+        """The recipe a RunConfig's data fields describe, for this dataset."""
+        return cls.resolve(manifest, image_size=config.image_size, train_crop=config.train_crop,
+                           crop_scale=config.crop_scale, interpolation=config.interpolation,
+                           resize_before_crop=config.resize_before_crop,
+                           randaugment=config.randaugment)
