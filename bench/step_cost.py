@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from adautomix.config import RunConfig
+from adautomix.config import RunConfig, parse_override
 from adautomix.engine.ema import ModelEma
 from adautomix.engine.optim import build_optimizer, optimizer_step, param_groups
 from adautomix.mixers import available_methods, create_method
@@ -45,7 +45,8 @@ class Trainer:
 
     def __init__(self, name: str, args: argparse.Namespace, device: torch.device):
         self.model = create_model(args.model, args.num_classes).to(device)
-        self.method = create_method(name, self.model, args.num_classes).to(device)
+        method, options = method_spec(name)
+        self.method = create_method(method, self.model, args.num_classes, **options).to(device)
         config = RunConfig()  # SGD 0.1, momentum 0.9, wd 1e-4; EMA decay 0.999
         named = (*self.model.named_parameters(), *self.method.named_parameters())
         self.optimizer = build_optimizer(config, param_groups(config, named))
@@ -61,6 +62,12 @@ class Trainer:
             if self.ema is not None:
                 self.ema.update(self.model)
             self.step += 1
+
+
+def method_spec(spec: str) -> tuple[str, dict]:
+    """"automix:skip_unused_stages=true:alpha=1" -> ("automix", {...}): a method with options."""
+    name, *options = spec.split(":")
+    return name, dict(parse_override(option) for option in options)
 
 
 def synthetic_batch(args: argparse.Namespace, device: torch.device):
@@ -135,7 +142,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", default=",".join(available_methods()),
-                   help="comma-separated; vanilla is added as the reference [all]")
+                   help="comma-separated, each NAME or NAME:KEY=VALUE[:KEY=VALUE] for method "
+                        "options; vanilla is added as the reference [all]")
     p.add_argument("--model", default="resnet18")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--image-size", type=int, default=32)
@@ -160,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     names = args.methods.split(",")
-    unknown = sorted(set(names) - set(available_methods()))
+    unknown = sorted({method_spec(n)[0] for n in names} - set(available_methods()))
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}; valid: {', '.join(available_methods())}")
     names = ["vanilla"] + [n for n in names if n != "vanilla"]

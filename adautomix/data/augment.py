@@ -13,12 +13,18 @@ Train, in this order:
   image_size image.
 Test: with test_resize, Resize(shorter side = test_resize) and CenterCrop(image_size); without
 (array datasets), the image resized to image_size, which at the native size is the image as it is.
-Every resize uses the recipe's interpolation, antialiased.
+test_resize is resize_before_crop where that is set, so train and test see one scale; else
+image_size·256/224 for folders (the ImageNet convention) and 0 for arrays. Every resize uses the
+recipe's interpolation, antialiased; RandAugment's rotations and shears are bilinear.
 
 "auto" resolves by the storage format alone: "pad" for arrays, "rrc" for folders. Changing
 image_size therefore never changes the crop silently: an upscaled array dataset keeps the pad
 crop at its native size (then resized) unless the recipe names "rrc", as the official ViT recipe
 on CIFAR does.
+
+Where the kinds differ: each draws its own random numbers (the same distributions); the memory
+loader has no RandAugment and does not antialias a crop larger than its output (its arrays are
+at most 64 px, so the official recipes only upscale there).
 """
 
 from __future__ import annotations
@@ -58,6 +64,8 @@ class Recipe:
         if self.interpolation not in INTERPOLATIONS:
             raise DataError(f"unknown interpolation {self.interpolation!r}; valid: "
                             f"{', '.join(INTERPOLATIONS)}")
+        # A tuple whatever was passed (a config holds a list), so that recipes compare and hash.
+        object.__setattr__(self, "crop_scale", tuple(float(s) for s in self.crop_scale))
         low, high = self.crop_scale
         if not 0 < low <= high <= 1:
             raise DataError(f"crop_scale {list(self.crop_scale)} must be [low, high] with "
@@ -70,8 +78,7 @@ class Recipe:
             # The test split centre-crops image_size out of the resized image.
             raise DataError(f"resize_before_crop {self.resize_before_crop} is smaller than "
                             f"image_size {self.image_size}; use 0 or at least {self.image_size}")
-        if self.train_crop == "pad" and (self.resize_before_crop or
-                                         tuple(self.crop_scale) != CROP_SCALE):
+        if self.train_crop == "pad" and (self.resize_before_crop or self.crop_scale != CROP_SCALE):
             raise DataError("crop_scale and resize_before_crop shape the 'rrc' crop only; "
                             "set train_crop rrc or leave them at their defaults")
 
@@ -94,10 +101,9 @@ class Recipe:
             test_resize = 0
         else:   # the ImageNet convention: 256 for 224
             test_resize = int(size * 256 / FOLDER_SIZE)
-        return cls(image_size=size, train_crop=train_crop,
-                   crop_scale=tuple(float(s) for s in crop_scale), interpolation=interpolation,
-                   resize_before_crop=resize_before_crop, randaugment=randaugment,
-                   test_resize=test_resize)
+        return cls(image_size=size, train_crop=train_crop, crop_scale=crop_scale,
+                   interpolation=interpolation, resize_before_crop=resize_before_crop,
+                   randaugment=randaugment, test_resize=test_resize)
 
     @classmethod
     def from_config(cls, config: Any, manifest: Manifest) -> "Recipe":

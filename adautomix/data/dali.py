@@ -5,17 +5,23 @@ says whether it is. The loader shares the epoch plan of loaders.py (`epoch_indic
 shuffle from (seed, epoch), the same per-rank slices, train drops the partial last batch, test
 keeps it), so switching loader kinds changes neither which images an epoch holds nor their order.
 
-Each epoch builds a fresh pipeline (a few milliseconds): its sample list is that epoch's plan and
-its seed is derived from (seed, epoch, rank), so set_epoch reproduces an epoch exactly on resume,
-as with the other kinds. The augmentation draws differ from the other kinds', the recipes do not.
+Each epoch builds a fresh pipeline (a few milliseconds; about a second with RandAugment, whose
+per-sample choice of ops needs DALI conditionals and so pipeline_def's rewrite of the graph
+function): its sample list is that epoch's plan and its seed is derived from (seed, epoch, rank),
+so set_epoch reproduces an epoch exactly on resume, as with the other kinds. The augmentation
+draws differ from the other kinds', the recipes (augment.py) do not.
 
-- Array datasets: fn.external_source feeds the batch's rows from the memory-mapped .npy file,
-  reflect-padded by numpy (DALI's crop pads only with a constant), and one fused
-  crop_mirror_normalize crops, flips, normalises and transposes to NCHW. It measured twice as
-  fast as fn.readers.numpy, which would also need one .npy file per image (docs/benchmarks.md).
+- Array datasets: fn.external_source feeds the batch's rows from the memory-mapped .npy file.
+  The pad crop: rows reflect-padded by numpy (DALI's crop pads only with a constant), and at the
+  native size one fused crop_mirror_normalize crops, flips, normalises and transposes to NCHW. It
+  measured twice as fast as fn.readers.numpy, which would also need one .npy file per image
+  (docs/benchmarks.md). RandomResizedCrop: fn.random_resized_crop.
 - Folder datasets: fn.readers.file reads the split's file list, sharded by shard_id/num_shards;
   the train split is decoded by fn.decoders.image_random_crop, which decodes only the
-  RandomResizedCrop window; the test split is resized and centre-cropped.
+  RandomResizedCrop window (with resize_before_crop: decoded whole, resized, then
+  fn.random_resized_crop); the test split is resized and centre-cropped.
+- Every resize happens on the uint8 image, as torchvision's does; RandAugment is DALI's
+  auto_aug.rand_augment (torchvision's 14 ops and magnitude ranges), on the image_size crop.
 
 Decoding and augmentation run on the GPU ("mixed" decoder) when the loader's device is CUDA and
 on CPU threads (num_workers of them) otherwise; a CPU pipeline needs device_id=None.

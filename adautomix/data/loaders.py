@@ -3,9 +3,10 @@ training device.
 
 Two kinds share one epoch plan and one set of recipes:
 - "memory" (array datasets only): the whole uint8 array is one tensor on the device, and the
-  random crop and flip of a whole batch are one gather. No workers, no per-sample Python: on two
-  CPU cores this is far faster than per-sample transforms, and on a GPU it is the GPU-resident
-  loader.
+  random crop and flip of a whole batch are one gather (the pad crop) or one affine_grid +
+  grid_sample (RandomResizedCrop). No workers, no per-sample Python: on two CPU cores this is far
+  faster than per-sample transforms, and on a GPU it is the GPU-resident loader. It has no
+  RandAugment; "auto" picks another kind for a recipe that has it.
 - "torch": a DataLoader with per-sample torchvision.transforms.v2, for folder datasets (and arrays
   when wanted). Batches cross to the device as uint8 and are normalised there.
 
@@ -16,9 +17,10 @@ into contiguous per-rank chunks, and its last partial batch is kept. `subset` ke
 indices of one fixed permutation (seed 0) whatever the run's seed, so runs with different seeds
 see the same images.
 
-Augmentation follows the official recipes. Array datasets (≤ 64 px): a random crop with
-image_size/8 pixels of reflect padding (4 at 32 px) and a horizontal flip; test images as they
-are. Folder datasets: RandomResizedCrop(image_size, default 224) and a flip; test
+Augmentation follows a Recipe (augment.py: the crop, its scale, the interpolation, a resize
+first, RandAugment), by default the dataset's own. Array datasets (≤ 64 px): a random crop with
+native/8 pixels of reflect padding (4 at 32 px) and a horizontal flip; test images as they are.
+Folder datasets: RandomResizedCrop(image_size, default 224) and a flip; test
 Resize(image_size·256/224) and CenterCrop(image_size). Augmentation is a function of
 (seed, epoch, rank) alone: the memory loader draws from a generator seeded by them, the torch
 loader hands every sample its own seed along with its index, so neither the worker count nor
@@ -80,9 +82,6 @@ def build_loader(manifest_or_name: Manifest | str, split: str, *, data_root: str
     if kind == "memory" and manifest.format != "array":
         raise DataError(f"the memory loader needs an array dataset; {manifest.name} is stored as "
                         "image files: use the torch loader")
-    if kind == "memory" and randaugment:
-        raise DataError("the memory loader has no RandAugment (it would need per-sample ops): "
-                        "use --loader torch or --loader dali")
     options = dict(batch_size=batch_size, train=train, device=torch.device(device), seed=seed,
                    subset=subset, recipe=recipe, rank=rank, world_size=world_size)
     if kind == "memory":
@@ -182,13 +181,13 @@ class MemoryLoader(Loader):
 
     def __init__(self, manifest: Manifest, split: str, **options):
         super().__init__(manifest, split, **options)
+        if self.train and self.recipe.randaugment:
+            raise DataError("the memory loader has no RandAugment (it would need per-sample ops): "
+                            "use --loader torch or --loader dali")
         root = manifest.root
         # Channels first once, so that a batch is one gather with no per-batch permute.
         images = torch.from_numpy(np.load(root / f"{split}_images.npy")).permute(0, 3, 1, 2)
         self.labels = torch.from_numpy(np.load(root / f"{split}_labels.npy")).to(self.device)
-        if self.train and self.recipe.randaugment:
-            raise DataError("the memory loader has no RandAugment (it would need per-sample ops): "
-                            "use --loader torch or --loader dali")
         self.mode = self.recipe.interpolation
         if self.train and self.recipe.train_crop == "pad":
             # Reflect-padded once (about 1.6x the bytes at 28-32 px) and viewed as every crop

@@ -265,7 +265,11 @@ class AutoMix(LearnedMixMethod):
                  alpha: float = 2.0, lam_margin: float = 0.08, mask_loss_weight: float = 0.1,
                  mask_loss_margin: float = 0.1, lam_concat: bool = False, reduction: int = 2,
                  upsampling: str = "nearest", feature_stage: int = 3, momentum: float = 0.999,
-                 end_momentum: float = 0.999999, momentum_warmup: float = 0.1):
+                 end_momentum: float = 0.999999, momentum_warmup: float = 0.1,
+                 skip_unused_stages: bool = False):
+        """skip_unused_stages: end the clean EMA pass at the feature stage, as its later stages'
+        output is unused. Not the official step: those stages' BN running statistics in the EMA
+        network (which the headline evaluation reads) then follow the mixed batches alone."""
         super().__init__(model, num_classes, label_smoothing, feature_stage, momentum,
                          end_momentum, momentum_warmup)
         if alpha <= 0:
@@ -276,6 +280,7 @@ class AutoMix(LearnedMixMethod):
         self.lam_margin = lam_margin
         self.mask_loss_weight = mask_loss_weight
         self.mask_loss_margin = mask_loss_margin
+        self.skip_unused_stages = skip_unused_stages
         self.mix_block = PixelMixBlock(self.feature_channels(model), reduction, lam_concat,
                                        upsampling)
 
@@ -286,10 +291,11 @@ class AutoMix(LearnedMixMethod):
         perm_bb = pair_with_identity(images.shape[0], images.device)
         targets = self.targets(labels)
         with torch.no_grad():
-            # The official feature pass runs the whole network; stage 4 is kept for its effect on
-            # net_k's BN running statistics, which the headline evaluation uses.
+            # The official feature pass runs the whole network; the later stages are kept for
+            # their effect on net_k's BN running statistics, which the headline evaluation uses.
             features = self.net_k.features(images, upto=self.feature_stage)
-            self.net_k.run_stages(features, self.feature_stage)
+            if not self.skip_unused_stages:
+                self.net_k.run_stages(features, self.feature_stage)
 
         # generator branch: trained through the frozen EMA network
         masks_mb = self.mix_block(features, features[perm_mb[:, 1]], lam_mb, size)

@@ -153,3 +153,21 @@ def test_bad_configs_say_what_to_change(tiny_backbone):
     method = AutoMix(tiny_backbone, 10)
     with pytest.raises(ConfigError, match="batch of 1"):
         method.training_step(tiny_backbone, *batch(size=1), step=0)
+
+
+def test_skipping_unused_stages_changes_only_the_ema_networks_late_bn_statistics():
+    def one_step(**options):
+        model, method = setup(**options)
+        images, labels = batch()
+        torch.manual_seed(3)
+        loss, _ = method.training_step(model, images, labels, step=0)
+        return float(loss), method.net_k
+
+    full_loss, full = one_step()
+    skipped_loss, skipped = one_step(skip_unused_stages=True)
+    assert skipped_loss == full_loss
+    # the official step updates stage 4's BN in the clean pass and the mixed pass, the option in
+    # the mixed pass only; stage 3 and earlier see both passes either way
+    assert int(full.stages[3][1].num_batches_tracked) == 2
+    assert int(skipped.stages[3][1].num_batches_tracked) == 1
+    assert int(full.stages[2][1].num_batches_tracked) == int(skipped.stages[2][1].num_batches_tracked) == 2
