@@ -68,7 +68,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_text)
         elif isinstance(default, list):
-            group.add_argument(flag, dest=f.name, type=type(default[0]), nargs=len(default),
+            group.add_argument(flag, dest=f.name, type=type(default[0]) if default else float,
+                               nargs=len(default) or "+",
                                default=argparse.SUPPRESS, metavar=f.name.upper(),
                                help=help_text)
         else:

@@ -71,6 +71,10 @@ class RunConfig:
     resize_before_crop: int = 0      # rrc only: shorter side resized to this first (and the test
                                      # split centre-crops from it); 0: off
     randaugment: bool = False        # RandAugment, 2 ops at magnitude 9 (torch and dali loaders)
+    # Per-channel normalisation in [0, 1] units; empty: the dataset's own train statistics. The
+    # official recipes use fixed constants (CIFAR's or ImageNet's), which the presets set.
+    normalize_mean: list[float] = field(default_factory=list)
+    normalize_std: list[float] = field(default_factory=list)
 
     # optimisation
     epochs: int = 2
@@ -164,6 +168,13 @@ class RunConfig:
             raise ConfigError(f"resize_before_crop ({self.resize_before_crop}) must be 0 or at "
                               f"least image_size ({self.image_size}): the test split "
                               "centre-crops image_size out of it")
+        mean, std = self.normalize_mean, self.normalize_std
+        if len(mean) != len(std) or not all(0 < s for s in std):
+            raise ConfigError(f"normalize_mean {mean} and normalize_std {std} must both be empty "
+                              "(the dataset's own statistics) or give one value per channel, "
+                              "with every std > 0")
+        object.__setattr__(self, "normalize_mean", [float(m) for m in mean])
+        object.__setattr__(self, "normalize_std", [float(s) for s in std])
         if self.train_crop == "pad" and (self.resize_before_crop or self.crop_scale != [0.08, 1.0]):
             raise ConfigError("crop_scale and resize_before_crop shape the rrc crop only; set "
                               "train_crop rrc or leave them at their defaults")

@@ -23,6 +23,12 @@ from typing import Any
 
 from .config import ConfigError, RunConfig
 
+# The constants the official configs normalise with (spec §5): CIFAR-10's for CIFAR-100 too, and
+# ImageNet's for Tiny-ImageNet, ImageNet and the fine-grained sets (their backbones are
+# ImageNet-pretrained).
+CIFAR_NORMALIZE = dict(normalize_mean=[0.4914, 0.4822, 0.4465], normalize_std=[0.2023, 0.1994, 0.201])
+IMAGENET_NORMALIZE = dict(normalize_mean=[0.485, 0.456, 0.406], normalize_std=[0.229, 0.224, 0.225])
+
 PRESETS: dict[str, RunConfig] = {
     # The paper's main setting (ADAM r18_adautomix_bilinear.py, as printed in the 800-epoch log).
     # The high lr floor is the AutoMix convention; it leaves the online network well behind the EMA.
@@ -33,6 +39,7 @@ PRESETS: dict[str, RunConfig] = {
                      "momentum": 0.999, "end_momentum": 0.999999, "momentum_warmup": 0.1},
         epochs=800, batch_size=100, optimizer="sgd", lr=0.1, min_lr=0.05, momentum=0.9,
         weight_decay=1e-4, lr_schedule_by="epoch",
+        **CIFAR_NORMALIZE,
         output_dir="runs/cifar100-r18-adautomix", run_name="cifar100-r18-adautomix"),
     # The released config; the committed 800-epoch log ran older code with min_lr 0.08.
     "cifar100-rx50-adautomix": RunConfig(
@@ -42,6 +49,7 @@ PRESETS: dict[str, RunConfig] = {
                      "momentum": 0.999, "end_momentum": 0.999999, "momentum_warmup": 0.1},
         epochs=800, batch_size=100, optimizer="sgd", lr=0.1, min_lr=0.05, momentum=0.9,
         weight_decay=1e-4, lr_schedule_by="epoch",
+        **CIFAR_NORMALIZE,
         output_dir="runs/cifar100-rx50-adautomix", run_name="cifar100-rx50-adautomix"),
     # Official mix-block lr 0.1 (backbone 0.2), both annealed to 0.
     "tiny-imagenet-r18-adautomix": RunConfig(
@@ -53,6 +61,7 @@ PRESETS: dict[str, RunConfig] = {
         weight_decay=1e-4, lr_schedule_by="epoch",
         mix_block_lr=0.1, mix_block_min_lr=0.0,
         image_size=64, train_crop="rrc", interpolation="bicubic",
+        **IMAGENET_NORMALIZE,
         output_dir="runs/tiny-imagenet-r18-adautomix", run_name="tiny-imagenet-r18-adautomix"),
     # Official mix-block lr 0.1 with its own cosine to 1e-3; fp16 as in the official run.
     "tiny-imagenet-rx50-adautomix": RunConfig(
@@ -64,6 +73,7 @@ PRESETS: dict[str, RunConfig] = {
         weight_decay=1e-4, lr_schedule_by="epoch", amp=True,
         mix_block_lr=0.1, mix_block_min_lr=1e-3,
         image_size=64, train_crop="rrc", interpolation="bicubic",
+        **IMAGENET_NORMALIZE,
         output_dir="runs/tiny-imagenet-rx50-adautomix", run_name="tiny-imagenet-rx50-adautomix"),
     # Official batch 4×64 on four GPUs; mix block lr 0.1 with its own cosine to 1e-3.
     "imagenet-r18-adautomix": RunConfig(
@@ -75,6 +85,7 @@ PRESETS: dict[str, RunConfig] = {
         weight_decay=1e-4, lr_schedule_by="epoch",
         mix_block_lr=0.1, mix_block_min_lr=1e-3,
         image_size=224, train_crop="rrc", interpolation="bicubic",
+        **IMAGENET_NORMALIZE,
         output_dir="runs/imagenet-r18-adautomix", run_name="imagenet-r18-adautomix"),
     "imagenet-r50-adautomix": RunConfig(
         dataset="imagenet", model="tv_resnet50", method="adautomix",
@@ -85,6 +96,7 @@ PRESETS: dict[str, RunConfig] = {
         weight_decay=1e-4, lr_schedule_by="epoch",
         mix_block_lr=0.1, mix_block_min_lr=1e-3,
         image_size=224, train_crop="rrc", interpolation="bicubic",
+        **IMAGENET_NORMALIZE,
         output_dir="runs/imagenet-r50-adautomix", run_name="imagenet-r50-adautomix"),
     # Fine-grained: ImageNet-pretrained backbones at lr 0.001; the official mix block trains at
     # lr 0.1 with its own cosine to 1e-3 (5e-4 for CUB RX50).
@@ -97,6 +109,7 @@ PRESETS: dict[str, RunConfig] = {
         weight_decay=5e-4, lr_schedule_by="epoch",
         mix_block_lr=0.1, mix_block_min_lr=1e-3,
         image_size=224, train_crop="rrc", resize_before_crop=256, crop_scale=[0.5, 1.0],
+        **IMAGENET_NORMALIZE,
         output_dir="runs/cub200-r18-adautomix", run_name="cub200-r18-adautomix"),
     "cub200-rx50-adautomix": RunConfig(
         dataset="cub200", model="tv_resnext50", method="adautomix", pretrained=True,
@@ -107,6 +120,7 @@ PRESETS: dict[str, RunConfig] = {
         weight_decay=5e-4, lr_schedule_by="epoch",
         mix_block_lr=0.1, mix_block_min_lr=5e-4,
         image_size=224, train_crop="rrc", resize_before_crop=256, crop_scale=[0.5, 1.0],
+        **IMAGENET_NORMALIZE,
         output_dir="runs/cub200-rx50-adautomix", run_name="cub200-rx50-adautomix"),
     "aircraft-r18-adautomix": RunConfig(
         dataset="aircraft", model="tv_resnet18", method="adautomix", pretrained=True,
@@ -117,6 +131,7 @@ PRESETS: dict[str, RunConfig] = {
         weight_decay=5e-4, lr_schedule_by="epoch",
         mix_block_lr=0.1, mix_block_min_lr=1e-3,
         image_size=224, train_crop="rrc", resize_before_crop=256, crop_scale=[0.5, 1.0],
+        **IMAGENET_NORMALIZE,
         output_dir="runs/aircraft-r18-adautomix", run_name="aircraft-r18-adautomix"),
     "aircraft-rx50-adautomix": RunConfig(
         dataset="aircraft", model="tv_resnext50", method="adautomix", pretrained=True,
@@ -127,6 +142,7 @@ PRESETS: dict[str, RunConfig] = {
         weight_decay=5e-4, lr_schedule_by="epoch",
         mix_block_lr=0.1, mix_block_min_lr=1e-3,
         image_size=224, train_crop="rrc", resize_before_crop=256, crop_scale=[0.5, 1.0],
+        **IMAGENET_NORMALIZE,
         output_dir="runs/aircraft-rx50-adautomix", run_name="aircraft-rx50-adautomix"),
     "cars-r18-adautomix": RunConfig(
         dataset="cars", model="tv_resnet18", method="adautomix", pretrained=True,
@@ -137,6 +153,7 @@ PRESETS: dict[str, RunConfig] = {
         weight_decay=5e-4, lr_schedule_by="epoch",
         mix_block_lr=0.1, mix_block_min_lr=1e-3,
         image_size=224, train_crop="rrc", resize_before_crop=256, crop_scale=[0.5, 1.0],
+        **IMAGENET_NORMALIZE,
         output_dir="runs/cars-r18-adautomix", run_name="cars-r18-adautomix"),
     "cars-rx50-adautomix": RunConfig(
         dataset="cars", model="tv_resnext50", method="adautomix", pretrained=True,
@@ -147,6 +164,7 @@ PRESETS: dict[str, RunConfig] = {
         weight_decay=5e-4, lr_schedule_by="epoch",
         mix_block_lr=0.1, mix_block_min_lr=1e-3,
         image_size=224, train_crop="rrc", resize_before_crop=256, crop_scale=[0.5, 1.0],
+        **IMAGENET_NORMALIZE,
         output_dir="runs/cars-rx50-adautomix", run_name="cars-rx50-adautomix"),
     # CIFAR-100 upscaled to 224 px (ADAM swin_t_adautomix_nearest.py): the generator reads the last
     # stage's 7×7×768 map. Official mix block lr 1e-3, grad clip 10, no decay on norms and biases.
@@ -161,6 +179,7 @@ PRESETS: dict[str, RunConfig] = {
         mix_block_lr=1e-3, mix_block_min_lr=1e-4, grad_clip=10.0,
         exclude_norm_bias_decay=True,
         image_size=224, train_crop="rrc", interpolation="bicubic", randaugment=True,
+        **CIFAR_NORMALIZE,
         output_dir="runs/cifar100-swin-adautomix", run_name="cifar100-swin-adautomix"),
     # Known only from a log of the pre-release code (ConvNeXt_CIFAR at 32 px, whose stage-3 map is
     # 8×8; torchvision's ConvNeXt-T patchifies by 4 and gives 2×2). Official mix block lr 5e-4;
@@ -173,6 +192,7 @@ PRESETS: dict[str, RunConfig] = {
         epochs=200, batch_size=100, optimizer="adamw", lr=2e-3, min_lr=0.0, weight_decay=0.05,
         lr_schedule_by="epoch",
         mix_block_lr=5e-4, mix_block_min_lr=0.0,
+        **CIFAR_NORMALIZE,
         output_dir="runs/cifar100-convnext-adautomix", run_name="cifar100-convnext-adautomix"),
     # OMX r18_l2_a2_near_L1_01_mlr5e_2.py at the paper's 800 epochs.
     "cifar100-r18-automix": RunConfig(
@@ -182,6 +202,7 @@ PRESETS: dict[str, RunConfig] = {
                      "momentum": 0.999, "end_momentum": 0.999999, "momentum_warmup": 0.1},
         epochs=800, batch_size=100, optimizer="sgd", lr=0.1, min_lr=0.05, momentum=0.9,
         weight_decay=1e-4, lr_schedule_by="epoch",
+        **CIFAR_NORMALIZE,
         output_dir="runs/cifar100-r18-automix", run_name="cifar100-r18-automix"),
 }
 

@@ -17,6 +17,9 @@ test_resize is resize_before_crop where that is set, so train and test see one s
 image_size·256/224 for folders (the ImageNet convention) and 0 for arrays. Every resize uses the
 recipe's interpolation, antialiased; RandAugment's rotations and shears are bilinear.
 
+Normalisation, last in every kind: (x/255 - mean) / std with the recipe's mean and std, or the
+dataset's own train statistics (its manifest) when the recipe has none.
+
 "auto" resolves by the storage format alone: "pad" for arrays, "rrc" for folders. Changing
 image_size therefore never changes the crop silently: an upscaled array dataset keeps the pad
 crop at its native size (then resized) unless the recipe names "rrc", as the official ViT recipe
@@ -56,6 +59,8 @@ class Recipe:
     resize_before_crop: int = 0                 # shorter side before the rrc crop; 0: none
     randaugment: bool = False
     test_resize: int = 0                        # shorter side before the test centre crop
+    mean: tuple[float, ...] = ()                # normalisation in [0, 1]; (): the manifest's
+    std: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.train_crop not in TRAIN_CROPS:
@@ -66,6 +71,8 @@ class Recipe:
                             f"{', '.join(INTERPOLATIONS)}")
         # A tuple whatever was passed (a config holds a list), so that recipes compare and hash.
         object.__setattr__(self, "crop_scale", tuple(float(s) for s in self.crop_scale))
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
         low, high = self.crop_scale
         if not 0 < low <= high <= 1:
             raise DataError(f"crop_scale {list(self.crop_scale)} must be [low, high] with "
@@ -86,7 +93,8 @@ class Recipe:
     def resolve(cls, manifest: Manifest, *, image_size: int = 0, train_crop: str = "auto",
                 crop_scale: tuple[float, float] | list[float] = CROP_SCALE,
                 interpolation: str = "bilinear", resize_before_crop: int = 0,
-                randaugment: bool = False) -> "Recipe":
+                randaugment: bool = False, mean: tuple[float, ...] | list[float] = (),
+                std: tuple[float, ...] | list[float] = ()) -> "Recipe":
         """The recipe for one dataset: sizes of 0 and "auto" filled in from its manifest."""
         arrays = manifest.format == "array"
         size = image_size or (manifest.image_size[0] if arrays else FOLDER_SIZE)
@@ -101,9 +109,13 @@ class Recipe:
             test_resize = 0
         else:   # the ImageNet convention: 256 for 224
             test_resize = int(size * 256 / FOLDER_SIZE)
+        if mean and (len(mean) != manifest.channels or len(std) != manifest.channels):
+            raise DataError(f"normalisation mean {list(mean)} / std {list(std)} does not fit the "
+                            f"{manifest.channels} channel(s) of {manifest.name}; give one value "
+                            "per channel, or none for the dataset's own statistics")
         return cls(image_size=size, train_crop=train_crop, crop_scale=crop_scale,
                    interpolation=interpolation, resize_before_crop=resize_before_crop,
-                   randaugment=randaugment, test_resize=test_resize)
+                   randaugment=randaugment, test_resize=test_resize, mean=mean, std=std)
 
     @classmethod
     def from_config(cls, config: Any, manifest: Manifest) -> "Recipe":
@@ -111,4 +123,5 @@ class Recipe:
         return cls.resolve(manifest, image_size=config.image_size, train_crop=config.train_crop,
                            crop_scale=config.crop_scale, interpolation=config.interpolation,
                            resize_before_crop=config.resize_before_crop,
-                           randaugment=config.randaugment)
+                           randaugment=config.randaugment, mean=config.normalize_mean,
+                           std=config.normalize_std)

@@ -147,7 +147,7 @@ class Loader:
         self.epoch = 0
         self.num_classes = manifest.num_classes
         self.in_chans = manifest.channels
-        self.mean, self.std = manifest.mean, manifest.std
+        self.mean, self.std = recipe.mean or manifest.mean, recipe.std or manifest.std
         self.recipe = recipe
         self.image_size = recipe.image_size
         self.samples = len(self.indices())

@@ -10,6 +10,7 @@ was upscaled from fewer pixels.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 
@@ -145,7 +146,9 @@ def test_auto_and_defaults_resolve_by_storage_format(ramps, folder_ramps):
 ], ids=lambda value: value if isinstance(value, str) else "")
 def test_presets_resolve_to_the_official_recipes(request, noise, preset, manifest, expected):
     manifest = noise if manifest == "tiny" else request.getfixturevalue(manifest)   # 64 px
-    assert Recipe.from_config(PRESETS[preset], manifest) == expected
+    config = PRESETS[preset]
+    expected = dataclasses.replace(expected, mean=config.normalize_mean, std=config.normalize_std)
+    assert Recipe.from_config(config, manifest) == expected
 
 
 @pytest.mark.parametrize("changes,fragment", [
@@ -399,3 +402,32 @@ def test_recipes_run_on_the_gpu(noise, folder_ramps, kind, fields):
             assert images.min() >= -1e-3 and images.max() <= 255 + 1e-3
         again, _ = pixels(manifest, recipe, kind, device="cuda")
         assert torch.equal(pixels(manifest, recipe, kind, device="cuda")[0], again)
+
+
+# --- normalisation constants -------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ARRAY_KINDS)
+def test_recipe_normalisation_replaces_the_datasets_statistics(ramps, kind):
+    mean, std = (0.5, 0.25, 0.1), (0.2, 0.4, 0.5)
+    recipe = Recipe.resolve(ramps, mean=mean, std=std)
+    images, _ = pixels(ramps, recipe, kind, train=False)
+    raw, _ = pixels(ramps, Recipe.resolve(ramps), kind, train=False)   # manifest: mean 0, std 1
+    shift = torch.tensor(mean).view(1, 3, 1, 1) * 255
+    scale = torch.tensor(std).view(1, 3, 1, 1)
+    torch.testing.assert_close(images, (raw - shift) / scale, atol=1e-3, rtol=1e-4)
+
+
+def test_normalisation_must_fit_the_channels(ramps):
+    with pytest.raises(DataError, match="3 channel"):
+        Recipe.resolve(ramps, mean=[0.5], std=[0.2])
+    with pytest.raises(ConfigError, match="normalize_mean"):
+        RunConfig(normalize_mean=[0.5, 0.5], normalize_std=[0.2])
+    with pytest.raises(ConfigError, match="std > 0"):
+        RunConfig(normalize_mean=[0.5], normalize_std=[0.0])
+
+
+def test_presets_normalise_with_the_official_constants():
+    assert PRESETS["cifar100-r18-adautomix"].normalize_mean == [0.4914, 0.4822, 0.4465]
+    assert PRESETS["cifar100-r18-adautomix"].normalize_std == [0.2023, 0.1994, 0.201]
+    for name in ("tiny-imagenet-r18-adautomix", "imagenet-r50-adautomix", "cub200-r18-adautomix"):
+        assert PRESETS[name].normalize_mean == [0.485, 0.456, 0.406]
+        assert PRESETS[name].normalize_std == [0.229, 0.224, 0.225]
