@@ -32,18 +32,20 @@ from __future__ import annotations
 import logging
 import math
 import weakref
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
-from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms import InterpolationMode, v2
 
 from adautomix.data.augment import (CROP_RATIO, RANDAUGMENT_BINS, RANDAUGMENT_MAGNITUDE,
                                     RANDAUGMENT_OPS, Recipe)
 from adautomix.data.errors import DataError
 from adautomix.data.prepare import Manifest, ensure_dataset
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
 
 KINDS = ("auto", "torch", "memory", "dali")
 log = logging.getLogger("adautomix.data")
@@ -363,12 +365,14 @@ class _PlanSampler(Sampler):
         return self.loader.samples
 
 
-_INTERPOLATION = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
-
-
 def _transform(manifest: Manifest, recipe: Recipe, train: bool) -> v2.Transform:
     """Per-sample transforms on uint8 C×H×W tensors (normalisation happens on the device)."""
-    size, mode = recipe.image_size, _INTERPOLATION[recipe.interpolation]
+    # torchvision is imported here, not at the top: importing it loads torch._dynamo (seconds),
+    # which the memory and DALI kinds never need.
+    from torchvision.transforms import InterpolationMode, v2
+    size = recipe.image_size
+    mode = {"bilinear": InterpolationMode.BILINEAR,
+            "bicubic": InterpolationMode.BICUBIC}[recipe.interpolation]
     steps = []
     if train and recipe.train_crop == "rrc":
         if recipe.resize_before_crop:
@@ -428,6 +432,7 @@ class FolderDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        from torchvision.io import ImageReadMode, decode_image   # cached after the first call
         index, seed = item
         image = decode_image(self.files[index], mode=ImageReadMode.RGB)
         return _augmented(self.transform, image, seed), self.labels[index]

@@ -2,14 +2,17 @@
 
 Two plain tables map each name of `adautomix.config.MODELS` to its constructor: the small-image
 networks trained from scratch (CIFAR stem, no max-pool) and torchvision's ImageNet networks, the
-only ones with pretrained weights."""
+only ones with pretrained weights. The torchvision table names functions of torchvision_nets,
+imported on first use: importing torchvision costs seconds (it loads torch._dynamo), which a
+pipeline's parameter check on a CIFAR network should not pay."""
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Callable
 
 from ..config import MODELS, ConfigError
-from . import preact_resnet, resnet_cifar, torchvision_nets
+from . import preact_resnet, resnet_cifar
 from .backbone import Backbone, linear_head
 
 SMALL_IMAGE_MODELS: dict[str, Callable[..., Backbone]] = {
@@ -19,21 +22,22 @@ SMALL_IMAGE_MODELS: dict[str, Callable[..., Backbone]] = {
     "resnext50": resnet_cifar.resnext50_32x4d,
     "preactresnet18": preact_resnet.preact_resnet18,
 }
-TORCHVISION_MODELS: dict[str, Callable[..., Backbone]] = {
-    "tv_resnet18": torchvision_nets.tv_resnet18,
-    "tv_resnet34": torchvision_nets.tv_resnet34,
-    "tv_resnet50": torchvision_nets.tv_resnet50,
-    "tv_resnet101": torchvision_nets.tv_resnet101,
-    "tv_resnext50": torchvision_nets.tv_resnext50_32x4d,
-    "swin_t": torchvision_nets.swin_t,
-    "convnext_t": torchvision_nets.convnext_tiny,
+TORCHVISION_MODELS: dict[str, str] = {   # name -> function of adautomix.models.torchvision_nets
+    "tv_resnet18": "tv_resnet18",
+    "tv_resnet34": "tv_resnet34",
+    "tv_resnet50": "tv_resnet50",
+    "tv_resnet101": "tv_resnet101",
+    "tv_resnext50": "tv_resnext50_32x4d",
+    "swin_t": "swin_t",
+    "convnext_t": "convnext_tiny",
 }
 
 
 def create_model(name: str, num_classes: int, in_chans: int = 3,
                  pretrained: bool = False) -> Backbone:
     if name in TORCHVISION_MODELS:
-        return TORCHVISION_MODELS[name](num_classes, in_chans, pretrained)
+        build = getattr(import_module(f"{__name__}.torchvision_nets"), TORCHVISION_MODELS[name])
+        return build(num_classes, in_chans, pretrained)
     if name not in SMALL_IMAGE_MODELS:
         raise ConfigError(f"unknown model {name!r}; valid: {', '.join(MODELS)}")
     if pretrained:
