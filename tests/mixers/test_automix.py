@@ -161,7 +161,7 @@ def test_skipping_unused_stages_changes_only_the_ema_networks_late_bn_statistics
         images, labels = batch()
         torch.manual_seed(3)
         loss, _ = method.training_step(model, images, labels, step=0)
-        return float(loss), method.net_k
+        return loss.detach().item(), method.net_k
 
     full_loss, full = one_step()
     skipped_loss, skipped = one_step(skip_unused_stages=True)
