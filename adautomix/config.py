@@ -34,6 +34,7 @@ LOADERS = ("auto", "torch", "memory", "dali")
 DEVICES = ("auto", "cpu", "cuda")
 TRAIN_CROPS = ("auto", "pad", "rrc")
 INTERPOLATIONS = ("bilinear", "bicubic")
+CROP_SCALE = (0.08, 1.0)         # torchvision's RandomResizedCrop default area range
 
 
 class ConfigError(ValueError):
@@ -66,7 +67,7 @@ class RunConfig:
     image_size: int = 0              # 0: the dataset's native size for arrays, 224 for folders
     train_crop: str = "auto"         # pad: reflect-padded random crop; rrc: RandomResizedCrop;
                                      # auto: pad for arrays, rrc for folders (whatever image_size)
-    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])   # rrc area fraction
+    crop_scale: list[float] = field(default_factory=lambda: list(CROP_SCALE))   # rrc area fraction
     interpolation: str = "bilinear"  # of every resize: bilinear, bicubic
     resize_before_crop: int = 0      # rrc only: shorter side resized to this first (and the test
                                      # split centre-crops from it); 0: off
@@ -175,7 +176,7 @@ class RunConfig:
                               "with every std > 0")
         object.__setattr__(self, "normalize_mean", [float(m) for m in mean])
         object.__setattr__(self, "normalize_std", [float(s) for s in std])
-        if self.train_crop == "pad" and (self.resize_before_crop or self.crop_scale != [0.08, 1.0]):
+        if self.train_crop == "pad" and (self.resize_before_crop or self.crop_scale != list(CROP_SCALE)):
             raise ConfigError("crop_scale and resize_before_crop shape the rrc crop only; set "
                               "train_crop rrc or leave them at their defaults")
 

@@ -35,14 +35,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from adautomix.config import CROP_SCALE, INTERPOLATIONS
+from adautomix.config import TRAIN_CROPS as CONFIG_TRAIN_CROPS
 from adautomix.data.errors import DataError
 from adautomix.data.prepare import Manifest
 
-TRAIN_CROPS = ("pad", "rrc")
-INTERPOLATIONS = ("bilinear", "bicubic")
-# torchvision's RandomResizedCrop defaults.
-CROP_SCALE = (0.08, 1.0)
-CROP_RATIO = (3 / 4, 4 / 3)
+TRAIN_CROPS = tuple(crop for crop in CONFIG_TRAIN_CROPS if crop != "auto")   # resolved ones
+CROP_RATIO = (3 / 4, 4 / 3)   # torchvision's RandomResizedCrop default aspect ratios
 # torchvision's RandAugment defaults, which the official ViT recipe's "m9, n2" equals.
 RANDAUGMENT_OPS = 2
 RANDAUGMENT_MAGNITUDE = 9
