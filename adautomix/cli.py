@@ -50,6 +50,7 @@ HELP = {
     "label_smoothing": "label smoothing of the targets",
     "ema_decay": "decay of the EMA network evaluated every epoch (0 disables; AdAutoMix/AutoMix use their own teacher)",
     "amp": "mixed precision on CUDA",
+    "channels_last": "NHWC memory format for the networks (faster convolutions on CPU and GPU)",
     "seed": "random seed",
     "deterministic": "deterministic algorithms (slower; exact resume on GPU)",
     "device": "auto, cpu or cuda",

@@ -95,6 +95,8 @@ class RunConfig:
     label_smoothing: float = 0.0
     ema_decay: float = 0.999         # EMA of the online weights, evaluated every epoch; 0 disables
     amp: bool = False                # autocast + GradScaler, CUDA only
+    # NHWC convolution weights and activations: faster on CPUs (oneDNN) and on tensor cores
+    channels_last: bool = True
 
     # run
     seed: int = 0

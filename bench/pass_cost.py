@@ -6,6 +6,9 @@ passes; AutoMix's has two online passes. Their sum is the floor of the step-cost
 `bench/step_cost.py` measures, whatever the implementation:
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/pass_cost.py --threads 2
+
+Both memory formats are measured, one after the other: the engine's default channels_last and PyTorch's
+default NCHW ("contiguous").
 """
 
 from __future__ import annotations
@@ -44,9 +47,18 @@ def main() -> None:
     torch.manual_seed(0)
     images = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
     labels = torch.randint(0, args.num_classes, (args.batch_size,))
-    online = create_model(args.model, args.num_classes)
+    print(f"{args.model}, {args.image_size} px, batch {args.batch_size}, "
+          f"{torch.get_num_threads()} threads; median of {args.repeats}")
+    for memory_format in (torch.channels_last, torch.contiguous_format):
+        torch.manual_seed(0)
+        online = create_model(args.model, args.num_classes).to(memory_format=memory_format)
+        frozen = create_model(args.model, args.num_classes).to(memory_format=memory_format)
+        print(f"{str(memory_format).removeprefix('torch.')}:")
+        report(online, frozen.requires_grad_(False), images, labels, args.repeats)
+
+
+def report(online, frozen, images, labels, repeats: int) -> None:
     optimizer = torch.optim.SGD(online.parameters(), lr=0.1, momentum=0.9)
-    frozen = create_model(args.model, args.num_classes).requires_grad_(False)
     mixed = images.clone().requires_grad_(True)
 
     def vanilla_step():
@@ -62,17 +74,15 @@ def main() -> None:
     def ema_forward_and_input_backward():
         torch.autograd.grad(F.cross_entropy(frozen(mixed), labels), mixed)
 
-    vanilla = median_seconds(vanilla_step, args.repeats)
-    forward = median_seconds(clean_ema_forward, args.repeats)
-    generator = median_seconds(ema_forward_and_input_backward, args.repeats)
-    print(f"{args.model}, {args.image_size} px, batch {args.batch_size}, "
-          f"{torch.get_num_threads()} threads; median of {args.repeats}")
-    print(f"vanilla step {vanilla:.2f} s; forward F {forward:.2f} s (vanilla = "
+    vanilla = median_seconds(vanilla_step, repeats)
+    forward = median_seconds(clean_ema_forward, repeats)
+    generator = median_seconds(ema_forward_and_input_backward, repeats)
+    print(f"  vanilla step {vanilla:.2f} s; forward F {forward:.2f} s (vanilla = "
           f"{vanilla / forward:.2f}F); EMA forward + input backward {generator:.2f} s "
           f"({generator / forward:.2f}F)")
     for name, online_passes in (("AutoMix", 2), ("AdAutoMix (N >= 3)", 3)):
         floor = (forward + generator + online_passes * vanilla) / vanilla
-        print(f"{name}: floor {floor:.2f}x vanilla (EMA clean pass + generator pass + "
+        print(f"  {name}: floor {floor:.2f}x vanilla (EMA clean pass + generator pass + "
               f"{online_passes} online passes)")
 
 

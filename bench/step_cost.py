@@ -17,6 +17,11 @@ does not see torch's allocations. CUDA: torch.cuda.max_memory_allocated.
 
     python bench/step_cost.py                         # every method, CPU or the first GPU
     python bench/step_cost.py --methods vanilla,mixup,automix,adautomix --repeats 3
+    python bench/step_cost.py --methods vanilla@contiguous,adautomix,adautomix@contiguous
+
+Networks are in the engine's default channels_last memory format; a method named NAME@contiguous
+runs in PyTorch's default NCHW layout instead, and is compared with its own format's vanilla
+when that is in the list too.
 """
 
 from __future__ import annotations
@@ -44,9 +49,11 @@ class Trainer:
     """One method on its own copy of the network, stepping as the engine does."""
 
     def __init__(self, name: str, args: argparse.Namespace, device: torch.device):
-        self.model = create_model(args.model, args.num_classes).to(device)
-        method, options = method_spec(name)
-        self.method = create_method(method, self.model, args.num_classes, **options).to(device)
+        method, options, memory_format = method_spec(name)
+        self.model = create_model(args.model, args.num_classes).to(device,
+                                                                   memory_format=memory_format)
+        self.method = create_method(method, self.model, args.num_classes, **options)
+        self.method.to(device, memory_format=memory_format)
         config = RunConfig()  # SGD 0.1, momentum 0.9, wd 1e-4; EMA decay 0.999
         named = (*self.model.named_parameters(), *self.method.named_parameters())
         self.optimizer = build_optimizer(config, param_groups(config, named))
@@ -64,10 +71,16 @@ class Trainer:
             self.step += 1
 
 
-def method_spec(spec: str) -> tuple[str, dict]:
-    """"automix:skip_unused_stages=true:alpha=1" -> ("automix", {...}): a method with options."""
+MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+
+
+def method_spec(spec: str) -> tuple[str, dict, torch.memory_format]:
+    """"automix:alpha=1@contiguous" -> ("automix", {"alpha": 1.0}, torch.contiguous_format): a
+    method with options, in the engine's default memory format (channels_last) unless @named."""
+    spec, _, format_name = spec.partition("@")
     name, *options = spec.split(":")
-    return name, dict(parse_override(option) for option in options)
+    return (name, dict(parse_override(option) for option in options),
+            MEMORY_FORMATS[format_name or "channels_last"])
 
 
 def synthetic_batch(args: argparse.Namespace, device: torch.device):
@@ -143,7 +156,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", default=",".join(available_methods()),
                    help="comma-separated, each NAME or NAME:KEY=VALUE[:KEY=VALUE] for method "
-                        "options; vanilla is added as the reference [all]")
+                        "options, with @contiguous for NCHW networks; vanilla is added as the "
+                        "reference [all]")
     p.add_argument("--model", default="resnet18")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--image-size", type=int, default=32)
@@ -168,7 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     names = args.methods.split(",")
-    unknown = sorted({method_spec(n)[0] for n in names} - set(available_methods()))
+    try:
+        unknown = sorted({method_spec(n)[0] for n in names} - set(available_methods()))
+    except KeyError as error:
+        raise SystemExit(f"unknown memory format {error}; valid: {', '.join(MEMORY_FORMATS)}")
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}; valid: {', '.join(available_methods())}")
     names = ["vanilla"] + [n for n in names if n != "vanilla"]
@@ -179,12 +196,14 @@ def main(argv: list[str] | None = None) -> int:
 
     seconds = time_steps(names, args, device)
     memory = {name: peak_memory(name, args) for name in names}
-    print(f"{'method':12s} {'s/step':>8s} {'× vanilla':>10s} {'img/s':>8s} "
+    print(f"{'method':20s} {'s/step':>8s} {'× vanilla':>10s} {'img/s':>8s} "
           f"{'peak MiB':>9s} {'× vanilla':>10s}")
     for name in names:
-        print(f"{name:12s} {seconds[name]:8.3f} {seconds[name] / seconds['vanilla']:10.2f} "
+        reference = "vanilla@contiguous" if name.endswith("@contiguous") and \
+            "vanilla@contiguous" in names else "vanilla"
+        print(f"{name:20s} {seconds[name]:8.3f} {seconds[name] / seconds[reference]:10.2f} "
               f"{args.batch_size / seconds[name]:8.1f} {memory[name]:9.0f} "
-              f"{memory[name] / memory['vanilla']:10.2f}")
+              f"{memory[name] / memory[reference]:10.2f}")
     return 0
 
 

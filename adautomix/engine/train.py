@@ -70,10 +70,12 @@ def median_last(history: list[dict[str, float]], key: str, n: int = 10) -> float
 
 def build_networks(config: RunConfig, manifest, device: torch.device):
     """The online model, the method (with its own networks) and the engine's EMA, if any."""
+    memory_format = torch.channels_last if config.channels_last else torch.preserve_format
     model = create_model(config.model, manifest.num_classes, in_chans=manifest.channels,
-                         pretrained=config.pretrained).to(device)
+                         pretrained=config.pretrained).to(device, memory_format=memory_format)
     method = create_method(config.method, model, manifest.num_classes,
-                           label_smoothing=config.label_smoothing, **config.method_args).to(device)
+                           label_smoothing=config.label_smoothing, **config.method_args)
+    method.to(device, memory_format=memory_format)
     ema = ModelEma(model, config.ema_decay) if method.teacher() is None and config.ema_decay > 0 else None
     return model, method, ema
 

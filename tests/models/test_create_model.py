@@ -103,3 +103,18 @@ def test_stage_index_out_of_range_names_the_model(build):
     model = build("resnet18")
     with pytest.raises(ValueError, match="ResNetCIFAR has stages 0..4"):
         model.features(_images(3, 32), upto=5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_channels_last_computes_what_nchw_computes(build, name):
+    """The engine runs every network in channels_last (RunConfig.channels_last) by default. The
+    two layouts sum in different orders, so deep nets differ by rounding, relative to the scale
+    of the whole map rather than of each element."""
+    model = build(name).eval()
+    nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    x = _images(3, _small_size(name))
+    with torch.no_grad():
+        for run in (lambda net: net(x), lambda net: net.features(x, upto=3)):
+            expected, actual = run(model), run(nhwc)
+            scale = expected.abs().max().item()
+            assert (actual - expected).abs().max().item() <= 1e-4 * scale, name
