@@ -56,11 +56,16 @@ class RunConfig:
     # each method validates its own keys (see adautomix.mixers.create_method)
     method_args: dict[str, Any] = field(default_factory=dict)
     pretrained: bool = False
+    model_width: int = 0             # CIFAR-stem ResNets: stem/first-stage channels; 0: the paper's 64
 
     # data
     data_root: str = "data"          # prepared datasets live in data_root/NAME/
     subset: int = 0                  # >0: train on the first N images of a fixed shuffle
     val_subset: int = 0              # >0: evaluate on the first N test images
+    # Train images held out, stratified by class, as the validation split that selects the
+    # checkpoint and judges the champion (data/split.py); 0: the paper's protocol, no validation
+    # split (the last epoch is the one kept and it is judged on test).
+    val_size: int = 0
     loader: str = "auto"
     num_workers: int = 2
     # augmentation (adautomix/data/augment.py says what each loader does with these)
@@ -124,7 +129,8 @@ class RunConfig:
             if value <= 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
         non_negative = {
-            "subset": self.subset, "val_subset": self.val_subset, "num_workers": self.num_workers,
+            "subset": self.subset, "val_subset": self.val_subset, "val_size": self.val_size,
+            "model_width": self.model_width, "num_workers": self.num_workers,
             "min_lr": self.min_lr, "warmup_epochs": self.warmup_epochs,
             "weight_decay": self.weight_decay, "log_images_every": self.log_images_every,
             "mix_block_lr": self.mix_block_lr, "mix_block_min_lr": self.mix_block_min_lr,

@@ -1,9 +1,15 @@
 """The MLflow Model Registry: register a model version, set the champion and challenger aliases.
 
-Every registered version becomes the `challenger`. It becomes the `champion` too only if it beats
-the current champion on the same dataset and the same metric (strictly; a tie keeps the champion),
-or if there is no champion yet. A version records what it was judged on as tags (dataset,
-metric, score, data version), so the comparison needs nothing but the registry."""
+Every candidate is registered as a version, so nothing trained is lost. First it meets the gate
+(`Gate`): its score must clear chance (100 / classes, in %) by a margin, and an absolute floor
+if one is set. A version that fails it gets no alias, and the tags `gate` = rejected and
+`gate_reason` say why. A version that passes becomes the `challenger`, and the `champion` too if
+it beats the current champion on the same dataset and the same metric (strictly; a tie keeps the
+champion), or if there is no champion yet. A version records what it was judged on as tags
+(dataset, metric, score, chance, data version), so the comparison needs nothing but the registry.
+
+The score is the registered network's validation top-1 (`SCORE_METRIC`), or its test top-1
+(`TEST_SCORE_METRIC`) for a run on the paper's protocol, which holds out no validation split."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from dataclasses import dataclass
 
 import mlflow
 
+from .config import ConfigError
 from .steps import default_model_name
 from .tracking import connect, tracking_uri
 
@@ -19,15 +26,49 @@ log = logging.getLogger("adautomix.registry")
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-# What evaluate_step scores a model by: the test top-1 of the network that is logged and
-# registered (the EMA network when the run has one).
-SCORE_METRIC = "model_top1"
+# What evaluate_step scores a model by: the top-1 of the network that is logged and registered
+# (the EMA network when the run has one) on the validation split, or on test without one.
+SCORE_METRIC = "model_val_top1"
+TEST_SCORE_METRIC = "model_test_top1"
+# Percentage points above chance a candidate needs by default: 10 classes then need 15 %. A model
+# at chance has learned nothing, whatever its logged loss says.
+CHANCE_MARGIN = 5.0
+
+
+class GateRejected(RuntimeError):
+    """The gate rejected every candidate: the message says which version and why."""
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What a model must score (top-1, %) to hold an alias: more than `chance_margin` points
+    above chance, and at least `min_score` (0: no floor beyond chance)."""
+
+    chance_margin: float = CHANCE_MARGIN
+    min_score: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("chance_margin", "min_score"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 100.0:
+                raise ConfigError(f"gate {name} must be in [0, 100] (top-1 in %), got {value}")
+
+    def rejection(self, metric: str, score: float, chance: float) -> str:
+        """'' when `score` passes, else the reason it does not."""
+        above = chance + self.chance_margin
+        if score <= above:
+            return (f"{metric} {score:.4g} % is not above chance ({chance:.4g} %) by more than "
+                    f"the gate's margin of {self.chance_margin:.4g} points ({above:.4g} %)")
+        if score < self.min_score:
+            return f"{metric} {score:.4g} % is below the gate's minimum score {self.min_score:.4g} %"
+        return ""
 
 
 @dataclass(frozen=True)
 class Candidate:
     model_uri: str      # a logged model (models:/m-...); its version links back to its run
-    score: float
+    score: float        # top-1 in %, of `metric`
+    chance: float       # top-1 in % of guessing: 100 / classes
 
 
 @dataclass(frozen=True)
@@ -35,39 +76,63 @@ class Registration:
     name: str
     version: str
     aliases: tuple[str, ...]    # the aliases this version holds after registration
-    reason: str                 # why it was or was not promoted
+    reason: str                 # why it was or was not promoted, or why the gate rejected it
     tracking_uri: str           # the MLflow store that holds the registry
+    passed: bool = True         # whether it met the gate
 
     @property
     def promoted(self) -> bool:
         return CHAMPION in self.aliases
 
+    def raise_if_rejected(self, candidates: int = 1) -> "Registration":
+        """Raise GateRejected when the gate rejected this version (and so, as it is the best
+        of `candidates`, every one of them)."""
+        if self.passed:
+            return self
+        which = ("the model" if candidates == 1 else
+                 f"every one of the sweep's {candidates} models (the best is")
+        close = "" if candidates == 1 else ")"
+        raise GateRejected(
+            f"the registry gate rejected {which} {self.name} version {self.version}{close}: "
+            f"{self.reason}. It is registered without an alias, and no champion moved; train "
+            "longer or with more data, or lower the gate (--chance-margin, --min-score)")
+
 
 def register(candidate: Candidate, name: str, dataset: str, data_version: str = "",
-             metric: str = SCORE_METRIC) -> Registration:
-    """Register `candidate` as a new version of model `name` ('' names it adautomix-DATASET),
-    make it the challenger, and make it the champion if it beats the current one on `dataset`
-    by `metric` (higher is better)."""
+             metric: str = SCORE_METRIC, gate: Gate = Gate()) -> Registration:
+    """Register `candidate` as a new version of model `name` ('' names it adautomix-DATASET).
+    If it meets `gate`, make it the challenger, and the champion if it beats the current one on
+    `dataset` by `metric` (higher is better); if not, tag it with the reason and move no alias."""
     name = name or default_model_name(dataset)
     client = connect()
+    rejection = gate.rejection(metric, candidate.score, candidate.chance)
     tags = {"dataset": dataset, "metric": metric, "score": repr(candidate.score),
-            "data_version": data_version}
-    version = mlflow.register_model(candidate.model_uri, name, tags=tags).version
+            "chance": repr(candidate.chance), "data_version": data_version,
+            "gate": "rejected" if rejection else "passed",
+            "gate_chance_margin": repr(gate.chance_margin), "gate_min_score": repr(gate.min_score)}
+    if rejection:
+        tags["gate_reason"] = rejection
+    version = str(mlflow.register_model(candidate.model_uri, name, tags=tags).version)
+    if rejection:
+        log.warning("registered %s version %s without an alias: %s", name, version, rejection)
+        return Registration(name, version, (), rejection, tracking_uri(), passed=False)
     client.set_registered_model_alias(name, CHALLENGER, version)
     promote, reason = _judge(client, name, dataset, metric, candidate.score)
     if promote:
         client.set_registered_model_alias(name, CHAMPION, version)
     log.info("registered %s version %s: %s", name, version, reason)
     aliases = (CHALLENGER, CHAMPION) if promote else (CHALLENGER,)
-    return Registration(name, str(version), aliases, reason, tracking_uri())
+    return Registration(name, version, aliases, reason, tracking_uri())
 
 
 def register_best(candidates: list[Candidate], name: str, dataset: str, data_version: str = "",
-                  metric: str = SCORE_METRIC) -> Registration:
-    """Register only the best-scoring of several candidates (a sweep's runs)."""
+                  metric: str = SCORE_METRIC, gate: Gate = Gate()) -> Registration:
+    """Register only the best-scoring of several candidates (a sweep's runs); if the gate
+    rejects it, it rejects them all."""
     if not candidates:
         raise ValueError("register_best got no candidates; the sweep produced no evaluated runs")
-    return register(max(candidates, key=lambda c: c.score), name, dataset, data_version, metric)
+    best = max(candidates, key=lambda c: c.score)
+    return register(best, name, dataset, data_version, metric, gate)
 
 
 def _judge(client, name: str, dataset: str, metric: str, score: float) -> tuple[bool, str]:

@@ -6,13 +6,17 @@ import uuid
 
 import pytest
 
-from adautomix.registry import CHALLENGER, CHAMPION, Candidate, register, register_best
+from adautomix.config import ConfigError
+from adautomix.registry import (CHALLENGER, CHAMPION, Candidate, Gate, GateRejected, register,
+                                register_best)
 from adautomix.tracking import TrackingError, connect
 from tests.tracking_helpers import logged_model
 
+TEN_CLASSES = 10.0   # chance top-1, %
+
 
 def candidate(score: float) -> Candidate:
-    return Candidate(logged_model(), score)
+    return Candidate(logged_model(), score, TEN_CLASSES)
 
 
 @pytest.fixture
@@ -74,4 +78,47 @@ def test_an_unreachable_server_is_named(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     with pytest.raises(TrackingError, match="127.0.0.1:9"):
-        register(Candidate("models:/m-x", 1.0), "x", "fashion-mnist")
+        register(Candidate("models:/m-x", 50.0, TEN_CLASSES), "x", "fashion-mnist")
+
+
+@pytest.mark.parametrize("score", [10.2, 15.0])
+def test_a_model_at_chance_is_versioned_with_its_reason_but_holds_no_alias(name, score):
+    register(candidate(80.0), name, "fashion-mnist")
+    done = register(candidate(score), name, "fashion-mnist")
+    assert not done.passed and not done.promoted and done.aliases == ()
+    assert "chance" in done.reason and "15" in done.reason
+    assert aliases(name) == {CHALLENGER: "1", CHAMPION: "1"}       # nothing moved
+    version = connect().get_model_version(name, done.version)
+    assert version.tags["gate"] == "rejected" and version.tags["gate_reason"] == done.reason
+
+
+def test_a_first_model_at_chance_does_not_become_champion(name):
+    done = register(candidate(10.0), name, "fashion-mnist")
+    assert done.version == "1" and not done.passed
+    assert aliases(name) == {}
+
+
+def test_the_gate_is_relative_to_chance_and_takes_a_floor(name):
+    hundred_classes = Candidate(logged_model(), 12.0, 1.0)          # 12x chance on 100 classes
+    assert register(hundred_classes, name, "cifar100").promoted
+    floored = register(Candidate(logged_model(), 40.0, 1.0), name, "cifar100",
+                       gate=Gate(min_score=50.0))
+    assert not floored.passed and "minimum score 50" in floored.reason
+    relaxed = register(candidate(12.0), f"{name}-f", "fashion-mnist", gate=Gate(chance_margin=1.0))
+    assert relaxed.promoted
+
+
+def test_a_sweep_whose_best_is_rejected_names_it_and_raises(name):
+    register(candidate(80.0), name, "fashion-mnist")
+    done = register_best([candidate(s) for s in (9.0, 11.0, 10.0)], name, "fashion-mnist")
+    assert not done.passed and float(connect().get_model_version(name, "2").tags["score"]) == 11.0
+    with pytest.raises(GateRejected, match=r"every one of the sweep's 3 models.*version 2.*chance"):
+        done.raise_if_rejected(candidates=3)
+    assert aliases(name) == {CHALLENGER: "1", CHAMPION: "1"}
+    assert register(candidate(81.0), name, "fashion-mnist").raise_if_rejected().promoted
+
+
+@pytest.mark.parametrize("field", ["chance_margin", "min_score"])
+def test_a_gate_outside_percent_is_named(field):
+    with pytest.raises(ConfigError, match=field):
+        Gate(**{field: -1.0})

@@ -1,8 +1,9 @@
-"""Models: `create_model(name, num_classes, in_chans, pretrained) -> Backbone`.
+"""Models: `create_model(name, num_classes, in_chans, pretrained, width) -> Backbone`.
 
 Two plain tables map each name of `adautomix.config.MODELS` to its constructor: the small-image
 networks trained from scratch (CIFAR stem, no max-pool) and torchvision's ImageNet networks, the
-only ones with pretrained weights. The torchvision table names functions of torchvision_nets,
+only ones with pretrained weights. `width` (0: the paper's) narrows or widens the CIFAR-stem
+ResNets (WIDTH_MODELS), the only ones whose width is a free choice. The torchvision table names functions of torchvision_nets,
 imported on first use: importing torchvision costs seconds (it loads torch._dynamo), which a
 pipeline's parameter check on a CIFAR network should not pay."""
 
@@ -22,6 +23,7 @@ SMALL_IMAGE_MODELS: dict[str, Callable[..., Backbone]] = {
     "resnext50": resnet_cifar.resnext50_32x4d,
     "preactresnet18": preact_resnet.preact_resnet18,
 }
+WIDTH_MODELS = ("resnet18", "resnet34", "resnet50", "resnext50")
 TORCHVISION_MODELS: dict[str, str] = {   # name -> function of adautomix.models.torchvision_nets
     "tv_resnet18": "tv_resnet18",
     "tv_resnet34": "tv_resnet34",
@@ -34,7 +36,10 @@ TORCHVISION_MODELS: dict[str, str] = {   # name -> function of adautomix.models.
 
 
 def create_model(name: str, num_classes: int, in_chans: int = 3,
-                 pretrained: bool = False) -> Backbone:
+                 pretrained: bool = False, width: int = 0) -> Backbone:
+    if width and name not in WIDTH_MODELS:
+        raise ConfigError(f"model {name!r} has a fixed width; a width applies to "
+                          f"{', '.join(WIDTH_MODELS)} only (0 keeps the model's own)")
     if name in TORCHVISION_MODELS:
         build = getattr(import_module(f"{__name__}.torchvision_nets"), TORCHVISION_MODELS[name])
         return build(num_classes, in_chans, pretrained)
@@ -44,7 +49,13 @@ def create_model(name: str, num_classes: int, in_chans: int = 3,
         raise ConfigError(
             f"model {name!r} has no pretrained weights; use pretrained=False, or one of "
             f"{', '.join(TORCHVISION_MODELS)} for ImageNet weights")
+    if width:
+        try:
+            return SMALL_IMAGE_MODELS[name](num_classes, in_chans, width=width)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     return SMALL_IMAGE_MODELS[name](num_classes, in_chans)
 
 
-__all__ = ["Backbone", "create_model", "linear_head", "SMALL_IMAGE_MODELS", "TORCHVISION_MODELS"]
+__all__ = ["Backbone", "create_model", "linear_head", "SMALL_IMAGE_MODELS", "TORCHVISION_MODELS",
+           "WIDTH_MODELS"]
