@@ -55,7 +55,7 @@ def check_run(config: RunConfig, num_gpus: int = 0) -> None:
         raise ConfigError(f"num_gpus {num_gpus}: a run trains on one device; run several "
                           "configurations in parallel with the sweep pipeline instead")
     # Class and channel counts do not change which options or batch sizes a method accepts.
-    model = create_model(config.model, num_classes=10, in_chans=3)
+    model = create_model(config.model, num_classes=10, in_chans=3, width=config.model_width)
     method = create_method(config.method, model, 10, **config.method_args)
     smallest = getattr(method, "min_batch_size", 1)
     if config.batch_size < smallest:

@@ -72,7 +72,8 @@ def build_networks(config: RunConfig, manifest, device: torch.device):
     """The online model, the method (with its own networks) and the engine's EMA, if any."""
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
     model = create_model(config.model, manifest.num_classes, in_chans=manifest.channels,
-                         pretrained=config.pretrained).to(device, memory_format=memory_format)
+                         pretrained=config.pretrained, width=config.model_width
+                         ).to(device, memory_format=memory_format)
     method = create_method(config.method, model, manifest.num_classes,
                            label_smoothing=config.label_smoothing, **config.method_args)
     method.to(device, memory_format=memory_format)
