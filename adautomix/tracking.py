@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,20 @@ def connect(uri: str | None = None) -> MlflowClient:
     return client
 
 
+def run_name(config: RunConfig) -> str:
+    """The config's run name, else one a person can read in a list: method-model-dataset-seed."""
+    return config.run_name or f"{config.method}-{config.model}-{config.dataset}-seed{config.seed}"
+
+
+def setup_params(method_options: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
+    """What the config leaves implicit, resolved: every option of the method with its value,
+    defaults included (`method.KEY`), and the augmentation recipe with the normalisation
+    constants it used (`recipe.KEY`)."""
+    params = {f"method.{k}": v for k, v in sorted(method_options.items())}
+    params.update({f"recipe.{k}": v for k, v in sorted(recipe.items())})
+    return params
+
+
 class Tracker:
     """One MLflow run. `Tracker(config, run_id=...)` resumes that run instead of starting one."""
 
@@ -79,13 +94,14 @@ class Tracker:
             self.run = mlflow.start_run(run_id=run_id)
             log.info("resumed MLflow run %s", run_id)
             return
+        commit = git_commit()
         tags = {
             "method": config.method, "model": config.model, "dataset": config.dataset,
-            "seed": str(config.seed), "git_commit": git_commit(), "data_hash": data_hash,
-            "image": os.environ.get("ADAUTOMIX_IMAGE", "local"),
+            "seed": str(config.seed), "git_commit": commit, "mlflow.source.git.commit": commit,
+            "data_hash": data_hash, "image": os.environ.get("ADAUTOMIX_IMAGE", "local"),
             **(extra_tags or {}),
         }
-        self.run = mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name or None,
+        self.run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name(config),
                                     tags=tags)
         mlflow.log_params(config.flat())
         mlflow.log_dict(config.to_dict(), "config.json")
@@ -93,6 +109,27 @@ class Tracker:
     @property
     def run_id(self) -> str:
         return self.run.info.run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Params not yet logged (a resumed run logged its own already; MLflow refuses a
+        changed value)."""
+        known = mlflow.get_run(self.run_id).data.params
+        fresh = {k: v for k, v in params.items() if k not in known}
+        if fresh:
+            mlflow.log_params(fresh)
+
+    def log_dataset(self, name: str, digest: str, source: str, context: str = "training") -> None:
+        """The dataset as an MLflow input: its version as the digest, where it lives as the
+        source (a DVC remote's URL, or the local folder)."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        known = {(d.dataset.name, d.dataset.digest)
+                 for d in mlflow.get_run(self.run_id).inputs.dataset_inputs}
+        if (name, digest) in known:
+            return
+        dataset = MetaDataset(resolve_dataset_source(source), name=name, digest=digest)
+        mlflow.log_input(dataset, context=context)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
@@ -113,31 +150,48 @@ class Tracker:
     def set_tags(self, tags: dict[str, str]) -> None:
         mlflow.set_tags(tags)
 
-    def log_model(self, network: Any, example: Any) -> str:
-        """The network as an MLflow PyTorch model whose signature and input example come from
-        `example`, a batch as the network takes it; returns the logged model's URI."""
+    def log_model(self, network: Any, example: Any, mean: Sequence[float],
+                  std: Sequence[float]) -> str:
+        """The network as an MLflow PyTorch model that takes images in [0, 1] (N×C×H×W float32)
+        and normalises them itself with `mean` and `std`; `example` is a batch of such images,
+        which gives the signature and the input example. Returns the logged model's URI."""
+        import copy
+
         import mlflow.pytorch
         import torch
         from mlflow.models import infer_signature
 
-        was_training = network.training
-        network.eval()
+        from .models.serving import NormalizedInput, uses_torchvision
+
+        served = NormalizedInput(copy.deepcopy(network), mean, std).to(example.device).eval()
         with torch.inference_mode():
-            outputs = network(example).float().cpu().numpy()
-        network.train(was_training)
+            outputs = served(example).float().cpu().numpy()
         inputs = example.float().cpu().numpy()
         # Pickled, not torch.export-ed: export takes seconds and not every network traces. The
         # model carries this package's code so it loads where adautomix is not installed; naming
-        # torch spares MLflow a subprocess that guesses the requirements.
+        # the requirements spares MLflow a subprocess that guesses them.
+        requirements = [f"torch=={_release(torch.__version__)}",
+                        f"cloudpickle=={_installed('cloudpickle')}"]
+        if uses_torchvision(network):
+            import torchvision
+            requirements.append(f"torchvision=={_release(torchvision.__version__)}")
         info = mlflow.pytorch.log_model(
-            network, name="model", input_example=inputs, signature=infer_signature(inputs, outputs),
-            serialization_format="pickle",
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            served, name="model", input_example=inputs, signature=infer_signature(inputs, outputs),
+            serialization_format="pickle", pip_requirements=requirements,
             code_paths=[str(Path(__file__).resolve().parent)])
         return info.model_uri
 
     def finish(self, status: str = "FINISHED") -> None:
         mlflow.end_run(status=status)
+
+
+def _release(version: str) -> str:
+    return version.split("+")[0]   # a local build tag (+cpu, +cu128) is no pip version
+
+
+def _installed(name: str) -> str:
+    from importlib.metadata import version
+    return version(name)
 
 
 def experiment_runs(experiment: str) -> list[dict[str, Any]]:

@@ -22,5 +22,6 @@ def data(dataset: str, data_version: str, workspace: str, remote: str,
     with open(prepared.path, "w") as f:
         json.dump(found.manifest.to_dict(), f, indent=2, sort_keys=True)
     prepared.metadata.update(dataset=dataset, data_version=found.version,
-                             sha256=found.manifest.sha256, data_root=str(found.data_root))
+                             sha256=found.manifest.sha256, data_root=str(found.data_root),
+                             remote_url=found.remote_url)
     return found.version

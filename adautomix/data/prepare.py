@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -41,6 +42,9 @@ from PIL import Image
 
 from adautomix.data.errors import DataError
 from adautomix.data.sources import RawDataset, decode_image, read_source
+from adautomix.progress import progress
+
+log = logging.getLogger("adautomix.data")
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -92,6 +96,7 @@ def prepare(name: str, source: str | Path | None = None, data_root: str | Path =
                             f"dataset; remove it or run `adautomix data prepare {name} --force`")
         manifest = load_manifest(name, data_root)
         return _check_hash(manifest) if verify else manifest
+    log.info("%s: reading the source %s", name, source or "(the system's copy)")
     raw = read_source(name, source, download_dir=data_root / ".downloads")
     data_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=data_root))
@@ -146,7 +151,7 @@ def content_hash(folder: str | Path) -> str:
     files = sorted((p.relative_to(folder).as_posix(), p) for p in folder.rglob("*")
                    if p.is_file() and p != folder / MANIFEST)
     digest = hashlib.sha256()
-    for relative, path in files:
+    for relative, path in progress(files, f"hashing {folder.name}", unit="file"):
         digest.update(f"{relative}\0{path.stat().st_size}\0".encode())
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):
@@ -193,6 +198,7 @@ def _write_arrays(raw: RawDataset, out: Path) -> Written:
     if len(set(shapes.values())) != 1:
         raise DataError(f"{raw.name}: the splits hold images of different shapes {shapes}")
     for split, (images, labels) in raw.splits.items():
+        log.info("%s/%s: writing %d images", raw.name, split, len(labels))
         np.save(out / f"{split}_images.npy", np.ascontiguousarray(images, np.uint8))
         np.save(out / f"{split}_labels.npy", np.ascontiguousarray(labels, np.int64))
     counts = {split: len(labels) for split, (_, labels) in raw.splits.items()}
@@ -241,7 +247,9 @@ def _write_folders(raw: RawDataset, out: Path) -> Written:
             (out / split / f"{label:04d}").mkdir(parents=True)
         with ThreadPoolExecutor(os.cpu_count()) as pool:
             try:
-                results = list(pool.map(lambda job: _copy_checked(*job), jobs))
+                results = list(progress(pool.map(lambda job: _copy_checked(*job), jobs),
+                                        f"{raw.name}/{split}: checking and copying images",
+                                        total=len(jobs), unit="image"))
             except BaseException:
                 pool.shutdown(cancel_futures=True)   # do not decode the rest of the dataset first
                 raise

@@ -47,6 +47,7 @@ class DataVersion:
     version: str         # DVC's hash of the dataset folder
     data_root: Path      # holds NAME/, ready for `ensure_dataset(name, data_root)`
     manifest: Manifest
+    remote_url: str = ""  # the DVC remote that holds the version
 
 
 def normalise_version(version: str) -> str:
@@ -111,7 +112,14 @@ def materialise(name: str, version: str = "", workspace: str | Path = ".",
                 "version with `dvc commit` and pass that version")
         if state == "uncached":   # the right bytes, prepared by hand: keep them in the cache
             repo.commit(str(dvc_file), force=True)
-    return DataVersion(name, version, data_root, verify(name, data_root))
+        url = remote_url(repo, remote or None)
+    return DataVersion(name, version, data_root, verify(name, data_root), url)
+
+
+def remote_url(repo: Repo, remote: str | None) -> str:
+    """The URL of `remote` (None: the default one); DVC gives a local folder as an absolute path."""
+    name = remote or repo.config["core"].get("remote")
+    return str(repo.config["remote"].get(name, {}).get("url", "")) if name else ""
 
 
 def init_workspace(workspace: str | Path, project: str | Path) -> Path:
@@ -209,6 +217,5 @@ def _fetch(repo: Repo, dvc_file: Path, data_root: Path, name: str, version: str,
 
 
 def _is_local(repo: Repo, remote: str | None) -> bool:
-    name = remote or repo.config["core"].get("remote")
-    url = str(repo.config["remote"].get(name, {}).get("url", "")) if name else ""
+    url = remote_url(repo, remote)
     return bool(url) and "://" not in url

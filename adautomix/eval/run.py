@@ -12,6 +12,7 @@ from ..config import RunConfig
 from ..data import Loader, Manifest, Recipe, build_loader, ensure_dataset
 from ..engine.checkpoint import load_checkpoint
 from ..engine.train import build_networks, resolve_device
+from ..progress import progress
 from . import evaluate
 
 
@@ -50,9 +51,12 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
 
 def evaluate_networks(run: LoadedRun, metrics: Sequence[str] = ("top1", "top5", "loss")) -> dict[str, float]:
     """Metrics of the online network (`NAME`) and of the EMA network (`NAME_ema`) on the test split."""
-    results = evaluate(run.model, run.loader, metrics)
+    split = run.loader.split
+    results = evaluate(run.model, progress(run.loader, f"{split}: online network", unit="batch"),
+                       metrics)
     if run.ema_network is not None:
-        results.update({f"{k}_ema": v for k, v in evaluate(run.ema_network, run.loader, metrics).items()})
+        batches = progress(run.loader, f"{split}: EMA network", unit="batch")
+        results.update({f"{k}_ema": v for k, v in evaluate(run.ema_network, batches, metrics).items()})
     return results
 
 
