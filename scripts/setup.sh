@@ -36,6 +36,9 @@ fi
 echo "==> installing locked dependencies (first time: minutes, 7 GB; then a second)"
 .venv/bin/uv pip install --quiet --python .venv/bin/python --require-hashes -r requirements-dev.lock
 # setuptools comes from the lock, so the package builds with no network.
-.venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps --no-build-isolation -e .
+if ! .venv/bin/uv pip show --python .venv/bin/python adautomix 2>/dev/null \
+    | grep -qxF "Editable project location: $PWD"; then
+  .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps --no-build-isolation -e .
+fi
 echo "==> preparing the default dataset"
 .venv/bin/adautomix data prepare fashion-mnist
