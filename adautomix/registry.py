@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import mlflow
 
-from .config import ConfigError
+from .gate import CHANCE_MARGIN, Gate, GateRejected  # noqa: F401  (part of this module's API)
 from .steps import default_model_name
 from .tracking import connect, tracking_uri
 
@@ -30,40 +30,6 @@ CHALLENGER = "challenger"
 # (the EMA network when the run has one) on the validation split, or on test without one.
 SCORE_METRIC = "model_val_top1"
 TEST_SCORE_METRIC = "model_test_top1"
-# Percentage points above chance a candidate needs by default: 10 classes then need 15 %. A model
-# at chance has learned nothing, whatever its logged loss says.
-CHANCE_MARGIN = 5.0
-
-
-class GateRejected(RuntimeError):
-    """The gate rejected every candidate: the message says which version and why."""
-
-
-@dataclass(frozen=True)
-class Gate:
-    """What a model must score (top-1, %) to hold an alias: more than `chance_margin` points
-    above chance, and at least `min_score` (0: no floor beyond chance)."""
-
-    chance_margin: float = CHANCE_MARGIN
-    min_score: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("chance_margin", "min_score"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 100.0:
-                raise ConfigError(f"gate {name} must be in [0, 100] (top-1 in %), got {value}")
-
-    def rejection(self, metric: str, score: float, chance: float) -> str:
-        """'' when `score` passes, else the reason it does not."""
-        above = chance + self.chance_margin
-        if score <= above:
-            return (f"{metric} {score:.4g} % is not above chance ({chance:.4g} %) by more than "
-                    f"the gate's margin of {self.chance_margin:.4g} points ({above:.4g} %)")
-        if score < self.min_score:
-            return f"{metric} {score:.4g} % is below the gate's minimum score {self.min_score:.4g} %"
-        return ""
-
-
 @dataclass(frozen=True)
 class Candidate:
     model_uri: str      # a logged model (models:/m-...); its version links back to its run

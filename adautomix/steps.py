@@ -23,10 +23,12 @@ TEST_METRICS = ("top1", "top5", "loss")
 
 @dataclass(frozen=True)
 class Evaluation:
-    metrics: dict[str, float]   # test_NAME (online network), test_NAME_ema, and the score
+    metrics: dict[str, float]   # selected_{val,test}_NAME[_ema], model_{val,test}_top1, chance_top1
     model_uri: str              # the logged model: the EMA network when the run has one
     run_id: str
-    score: float                # the logged model's test top-1 (registry.SCORE_METRIC)
+    score: float                # the logged model's top-1 on validation (on test without one)
+    metric: str                 # the score's name: registry.SCORE_METRIC or TEST_SCORE_METRIC
+    chance: float               # 100 / classes
 
 
 def default_model_name(dataset: str) -> str:
@@ -74,23 +76,31 @@ def checkpoint_dir(root: str | Path, config: RunConfig, data_version: str) -> Pa
     return Path(root) / f"{config.dataset}-{config.model}-{config.method}-seed{config.seed}-{digest}"
 
 
-def train_step(checkpoint_root: str | Path, data_version: str, preset: str = "", **values: Any):
+def train_step(checkpoint_root: str | Path, data_version: str, preset: str = "",
+               data_source: str = "", tags: dict[str, str] | None = None, **values: Any):
     """Train the configuration `build_config(preset, **values)` in its persistent checkpoint
-    folder under `checkpoint_root`, resuming from the checkpoint there if there is one."""
-    from .engine.train import train
+    folder under `checkpoint_root`, resuming from the checkpoint there if there is one.
+    `data_source` (the DVC remote) and `tags` (the pipeline run's) go to its MLflow run."""
+    from .engine.train import Provenance, train
 
     config = build_config(preset, **values)
     out = checkpoint_dir(checkpoint_root, config, data_version)
-    return train(config.replace(output_dir=str(out)), resume=True)
+    provenance = Provenance(data_version, data_source, dict(tags or {}))
+    return train(config.replace(output_dir=str(out)), resume=True, provenance=provenance)
 
 
 def evaluate_step(run_dir: str | Path, metrics: tuple[str, ...] = TEST_METRICS,
                   data_version: str = "") -> Evaluation:
-    """Evaluate a trained run on the test split and complete its MLflow run with the test
-    metrics, the confusion matrix and the final model (with a signature and an input example)."""
+    """Evaluate a trained run's selected networks (engine/train.py) on its validation and test
+    splits and complete its MLflow run with those metrics, the confusion matrix and the model
+    that is served (taking [0, 1] images, with a signature and an input example). The score the
+    registry judges is the served network's validation top-1, or its test top-1 when the run
+    holds out no validation split (the paper's protocol)."""
+    import torch
+
     from .eval.confusion import confusion_figure, confusion_matrix
     from .eval.run import evaluate_networks, load_run
-    from .registry import SCORE_METRIC
+    from .registry import SCORE_METRIC, TEST_SCORE_METRIC
     from .tracking import Tracker
 
     metrics = tuple(dict.fromkeys(("top1", *metrics)))   # the score is the top-1
@@ -98,9 +108,15 @@ def evaluate_step(run_dir: str | Path, metrics: tuple[str, ...] = TEST_METRICS,
     if run.run_id is None:
         raise ConfigError(f"the checkpoint in {run_dir} has no MLflow run id; train it with "
                           "tracking on (adautomix train) before evaluating it here")
-    results = {f"test_{k}": v for k, v in evaluate_networks(run, metrics).items()}
+    splits = ("val", "test") if run.val_loader is not None else ("test",)
+    results = {f"selected_{split}_{k}": v for split in splits
+               for k, v in evaluate_networks(run, metrics, split).items()}
     served, suffix = (run.ema_network, "_ema") if run.ema_network is not None else (run.model, "")
-    results[SCORE_METRIC] = results[f"test_top1{suffix}"]
+    results[TEST_SCORE_METRIC] = results[f"selected_test_top1{suffix}"]
+    if run.val_loader is not None:
+        results[SCORE_METRIC] = results[f"selected_val_top1{suffix}"]
+    metric = SCORE_METRIC if run.val_loader is not None else TEST_SCORE_METRIC
+    results["chance_top1"] = 100.0 / run.manifest.num_classes
     matrix = confusion_matrix(served, run.loader, run.manifest.num_classes)
     tracker = Tracker(run.config, run.manifest.sha256, run_id=run.run_id)
     try:
@@ -109,9 +125,13 @@ def evaluate_step(run_dir: str | Path, metrics: tuple[str, ...] = TEST_METRICS,
             tracker.set_tags({"data_version": data_version})
         tracker.log_figure(confusion_figure(matrix, run.manifest.classes), "eval/confusion_matrix.png")
         images, _ = next(iter(run.loader))
-        model_uri = tracker.log_model(served, images[:4])
+        mean, std = run.loader.mean, run.loader.std
+        shape = (1, -1, 1, 1)
+        raw = images[:4] * images.new_tensor(std).view(shape) + images.new_tensor(mean).view(shape)
+        model_uri = tracker.log_model(served, raw.clamp(0, 1), mean, std)
     except BaseException:
         tracker.finish("FAILED")
         raise
     tracker.finish()
-    return Evaluation(results, model_uri, run.run_id, results[SCORE_METRIC])
+    return Evaluation(results, model_uri, run.run_id, results[metric], metric,
+                      results["chance_top1"])

@@ -10,14 +10,17 @@ from components import BASE_IMAGE
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def evaluate(checkpoint: Input[Model], data_version: str, test_metrics: List[str],
-             metrics: Output[Metrics]) -> NamedTuple("Evaluated", [("model_uri", str), ("score", float)]):
-    """Evaluate the trained networks on the test split (`test_metrics`, names of
-    adautomix.eval.METRICS) and complete the training's MLflow run with those metrics, the
-    confusion matrix and the final model. Returns the logged model's URI and its test top-1 (the
-    EMA network's when the run has one), which the registry compares."""
+             metrics: Output[Metrics]
+             ) -> NamedTuple("Evaluated", [("model_uri", str), ("score", float), ("metric", str),
+                                           ("chance", float)]):
+    """Evaluate the selected networks on the validation and test splits (`test_metrics`, names
+    of adautomix.eval.METRICS) and complete the training's MLflow run with those metrics, the
+    confusion matrix and the served model. Returns the logged model's URI, its score (the served
+    network's validation top-1, or test top-1 without a validation split), the score's name and
+    chance's top-1, which the registry judges by."""
     from adautomix.steps import evaluate_step
 
     result = evaluate_step(checkpoint.path, tuple(test_metrics), data_version)
     for name, value in result.metrics.items():
         metrics.log_metric(name, value)
-    return result.model_uri, result.score
+    return result.model_uri, result.score, result.metric, result.chance

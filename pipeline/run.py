@@ -13,6 +13,7 @@ from pathlib import Path
 from adautomix.config import ConfigError
 from adautomix.data.errors import DataError
 from adautomix.data.versioning import normalise_version, tracked_version
+from adautomix.gate import Gate
 from adautomix.steps import TEST_METRICS, build_config, check_run, default_model_name
 from pipeline.cluster import ClusterSettings
 from pipeline.sweep import sweep_pipeline
@@ -20,7 +21,7 @@ from pipeline.training import training_pipeline
 
 # RunConfig fields that are pipeline parameters; the preset (or the defaults) gives the rest.
 RUN_FIELDS = ("dataset", "model", "method", "epochs", "batch_size", "lr", "seed", "subset",
-              "val_subset", "experiment")
+              "val_subset", "val_size", "experiment")
 SWEEP_SHARED_FIELDS = tuple(f for f in RUN_FIELDS if f not in ("method", "seed"))
 
 
@@ -30,20 +31,21 @@ class SubmitError(RuntimeError):
 
 def training_arguments(preset: str = "", data_version: str = "", num_gpus: int = 1,
                        registered_model: str = "", test_metrics: tuple[str, ...] = TEST_METRICS,
-                       project: str | Path = ".", **run_values) -> dict:
+                       project: str | Path = ".", gate: Gate = Gate(), **run_values) -> dict:
     """The training pipeline's arguments: the preset (or the defaults) with `run_values` (RUN_FIELDS)
-    on top, checked as one run configuration, plus the data version, the registry name and the
-    test metrics."""
+    on top, checked as one run configuration, plus the data version, the registry name and gate,
+    and the test metrics."""
     config = _checked_config(preset, num_gpus, run_values)
     return {**{f: getattr(config, f) for f in RUN_FIELDS}, "preset": preset,
             "num_gpus": num_gpus, "test_metrics": _checked_metrics(test_metrics),
+            "chance_margin": gate.chance_margin, "min_score": gate.min_score,
             **_data_and_registry(config.dataset, data_version, registered_model, project)}
 
 
 def sweep_arguments(methods: list[str], seeds: list[int], preset: str = "",
                     data_version: str = "", num_gpus: int = 1, registered_model: str = "",
                     test_metrics: tuple[str, ...] = TEST_METRICS, project: str | Path = ".",
-                    **run_values) -> dict:
+                    gate: Gate = Gate(), **run_values) -> dict:
     """The sweep's arguments: every method x seed is checked as a run configuration."""
     if not methods or not seeds:
         raise ConfigError("a sweep needs at least one method and one seed (--methods, --seeds)")
@@ -55,6 +57,7 @@ def sweep_arguments(methods: list[str], seeds: list[int], preset: str = "",
     return {**{f: getattr(shared, f) for f in SWEEP_SHARED_FIELDS}, "preset": preset,
             "num_gpus": num_gpus, "grid": [{"method": c.method, "seed": c.seed} for c in configs],
             "test_metrics": _checked_metrics(test_metrics),
+            "chance_margin": gate.chance_margin, "min_score": gate.min_score,
             **_data_and_registry(shared.dataset, data_version, registered_model, project)}
 
 

@@ -11,11 +11,15 @@ from typing import List, NamedTuple
 
 from kfp import dsl
 
+from adautomix.gate import CHANCE_MARGIN
 from adautomix.steps import TEST_METRICS
 from components.data import data
 from components.register import register_best
 from pipeline.cluster import ClusterSettings, use_mlflow, use_s3, use_workspace
 from pipeline.training import train_and_evaluate_pipeline
+
+
+PIPELINE_NAME = "adautomix-sweep"
 
 
 def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
@@ -24,15 +28,17 @@ def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
     parallelism = cluster.sweep_parallelism if cluster is not None else 1
     train_and_evaluate = train_and_evaluate_pipeline(cluster)
 
-    @dsl.pipeline(name="adautomix-sweep",
+    @dsl.pipeline(name=PIPELINE_NAME,
                   description="One DVC data version -> methods x seeds in parallel -> the best "
                               "registered")
     def sweep(
         grid: List[dict], dataset: str = "fashion-mnist", data_version: str = "",
         model: str = "resnet18", preset: str = "", epochs: int = 2, batch_size: int = 100,
         lr: float = 0.1, num_gpus: int = 1, subset: int = 0, val_subset: int = 0,
-        experiment: str = "adautomix", registered_model: str = "", data_remote: str = "s3",
-        workspace: str = workspace_default, test_metrics: List[str] = list(TEST_METRICS),
+        val_size: int = 0, experiment: str = "adautomix", registered_model: str = "",
+        data_remote: str = "s3", workspace: str = workspace_default,
+        test_metrics: List[str] = list(TEST_METRICS), chance_margin: float = CHANCE_MARGIN,
+        min_score: float = 0.0,
     ) -> NamedTuple("Registered", [("version", str), ("aliases", List[str]),
                                 ("tracking_uri", str)]):
         materialised = data(dataset=dataset, data_version=data_version, workspace=workspace,
@@ -43,11 +49,15 @@ def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
                 data_version=materialised.outputs["Output"], dataset=dataset, model=model,
                 method=run.method, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr,
                 seed=run.seed, num_gpus=num_gpus, subset=subset, val_subset=val_subset,
-                experiment=experiment, workspace=workspace, test_metrics=test_metrics)
+                val_size=val_size, experiment=experiment, workspace=workspace,
+                test_metrics=test_metrics, pipeline_name=PIPELINE_NAME)
         registered = register_best(model_uris=dsl.Collected(evaluated.outputs["model_uri"]),
                                    scores=dsl.Collected(evaluated.outputs["score"]),
+                                   metrics=dsl.Collected(evaluated.outputs["metric"]),
+                                   chances=dsl.Collected(evaluated.outputs["chance"]),
                                    dataset=dataset, data_version=materialised.outputs["Output"],
-                                   registered_model=registered_model)
+                                   registered_model=registered_model, chance_margin=chance_margin,
+                                   min_score=min_score)
         if cluster is not None:
             use_workspace(materialised, cluster)
             use_s3(materialised, cluster)

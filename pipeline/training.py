@@ -12,6 +12,7 @@ from typing import List, NamedTuple
 from kfp import dsl
 from kfp.dsl import Dataset
 
+from adautomix.gate import CHANCE_MARGIN
 from adautomix.steps import TEST_METRICS
 from components.data import data
 from components.evaluate import evaluate
@@ -19,8 +20,12 @@ from components.register import register
 from components.train import train
 from pipeline.cluster import ClusterSettings, use_gpus, use_mlflow, use_s3, use_workspace
 
+PIPELINE_NAME = "adautomix-training"
 # A retried train task resumes from its last checkpoint (Kubeflow retries; kfp.local does not).
 TRAIN_RETRIES = 2
+
+
+EVALUATED = [("model_uri", str), ("score", float), ("metric", str), ("chance", float)]
 
 
 def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
@@ -30,12 +35,15 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
     def train_and_evaluate(
         prepared: Dataset, data_version: str, dataset: str, model: str, method: str,
         preset: str, epochs: int, batch_size: int, lr: float, seed: int, num_gpus: int,
-        subset: int, val_subset: int, experiment: str, workspace: str, test_metrics: List[str],
-    ) -> NamedTuple("Evaluated", [("model_uri", str), ("score", float)]):
+        subset: int, val_subset: int, val_size: int, experiment: str, workspace: str,
+        test_metrics: List[str], pipeline_name: str,
+    ) -> NamedTuple("Evaluated", EVALUATED):
         trained = train(prepared=prepared, data_version=data_version, dataset=dataset, model=model,
                         method=method, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr,
-                        seed=seed, subset=subset, val_subset=val_subset, experiment=experiment,
-                        workspace=workspace)
+                        seed=seed, subset=subset, val_subset=val_subset, val_size=val_size,
+                        experiment=experiment, workspace=workspace, pipeline_name=pipeline_name,
+                        pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                        pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER)
         trained.set_retry(TRAIN_RETRIES, backoff_duration="30s")
         evaluated = evaluate(checkpoint=trained.outputs["checkpoint"], data_version=data_version,
                              test_metrics=test_metrics)
@@ -44,8 +52,8 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
                 use_gpus(task, num_gpus, cluster)
                 use_workspace(task, cluster)
                 use_mlflow(task, cluster)
-        outputs = NamedTuple("Evaluated", [("model_uri", str), ("score", float)])
-        return outputs(evaluated.outputs["model_uri"], evaluated.outputs["score"])
+        outputs = NamedTuple("Evaluated", EVALUATED)
+        return outputs(*(evaluated.outputs[name] for name, _ in EVALUATED))
 
     return train_and_evaluate
 
@@ -54,14 +62,16 @@ def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
     workspace_default = cluster.workspace_path if cluster is not None else "."
     train_and_evaluate = train_and_evaluate_pipeline(cluster)
 
-    @dsl.pipeline(name="adautomix-training",
+    @dsl.pipeline(name=PIPELINE_NAME,
                   description="One DVC data version -> train -> evaluate -> MLflow registry")
     def training(
         dataset: str = "fashion-mnist", data_version: str = "", model: str = "resnet18",
         method: str = "vanilla", preset: str = "", epochs: int = 2, batch_size: int = 100,
         lr: float = 0.1, seed: int = 0, num_gpus: int = 1, subset: int = 0, val_subset: int = 0,
-        experiment: str = "adautomix", registered_model: str = "", data_remote: str = "s3",
-        workspace: str = workspace_default, test_metrics: List[str] = list(TEST_METRICS),
+        val_size: int = 0, experiment: str = "adautomix", registered_model: str = "",
+        data_remote: str = "s3", workspace: str = workspace_default,
+        test_metrics: List[str] = list(TEST_METRICS), chance_margin: float = CHANCE_MARGIN,
+        min_score: float = 0.0,
     ) -> NamedTuple("Registered", [("version", str), ("aliases", List[str]),
                                 ("tracking_uri", str)]):
         materialised = data(dataset=dataset, data_version=data_version, workspace=workspace,
@@ -70,12 +80,14 @@ def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
             prepared=materialised.outputs["prepared"], data_version=materialised.outputs["Output"],
             dataset=dataset, model=model, method=method, preset=preset, epochs=epochs,
             batch_size=batch_size, lr=lr, seed=seed, num_gpus=num_gpus, subset=subset,
-            val_subset=val_subset, experiment=experiment, workspace=workspace,
-            test_metrics=test_metrics)
+            val_subset=val_subset, val_size=val_size, experiment=experiment, workspace=workspace,
+            test_metrics=test_metrics, pipeline_name=PIPELINE_NAME)
         registered = register(model_uri=evaluated.outputs["model_uri"],
-                              score=evaluated.outputs["score"], dataset=dataset,
+                              score=evaluated.outputs["score"], metric=evaluated.outputs["metric"],
+                              chance=evaluated.outputs["chance"], dataset=dataset,
                               data_version=materialised.outputs["Output"],
-                              registered_model=registered_model)
+                              registered_model=registered_model, chance_margin=chance_margin,
+                              min_score=min_score)
         if cluster is not None:
             use_workspace(materialised, cluster)
             use_s3(materialised, cluster)

@@ -201,7 +201,7 @@ class DaliLoader(Loader):
         order = np.concatenate([
             epoch_indices(count, train=self.train, batch_size=self.batch_size, seed=self.seed,
                           epoch=self.epoch, subset=self.subset, rank=rank,
-                          world_size=self.world_size)
+                          world_size=self.world_size, pool=self.pool)
             for rank in range(self.world_size)])
         size, recipe = self.image_size, self.recipe
         decoder = "cpu" if self.device_id is None else "mixed"

@@ -55,13 +55,17 @@ def build_loader(manifest_or_name: Manifest | str, split: str, *, data_root: str
                  batch_size: int, train: bool, kind: str = "auto",
                  device: str | torch.device = "cpu", seed: int = 0, subset: int = 0,
                  num_workers: int = 2, image_size: int | None = None, rank: int = 0,
-                 world_size: int = 1, recipe: Recipe | None = None) -> "Loader":
+                 world_size: int = 1, recipe: Recipe | None = None,
+                 pool: np.ndarray | None = None) -> "Loader":
     """A loader over `split` ("train" or "test") of a prepared dataset; `train` turns on
     shuffling, augmentation and dropping the partial last batch. kind "auto" picks the fastest
     kind measured (see _auto_kind) and logs its choice.
 
     `recipe` (augment.py) says how images are cropped, resized and augmented; without one, the
-    dataset's default recipe at `image_size` (None: the native size, 224 for folders)."""
+    dataset's default recipe at `image_size` (None: the native size, 224 for folders).
+
+    `pool` limits the loader to those indices of the split (the training or the validation part
+    of a split, data/split.py); `subset` then picks from the pool."""
     manifest = (ensure_dataset(manifest_or_name, data_root)
                 if isinstance(manifest_or_name, str) else manifest_or_name)
     if kind not in KINDS:
@@ -85,7 +89,7 @@ def build_loader(manifest_or_name: Manifest | str, split: str, *, data_root: str
         raise DataError(f"the memory loader needs an array dataset; {manifest.name} is stored as "
                         "image files: use the torch loader")
     options = dict(batch_size=batch_size, train=train, device=torch.device(device), seed=seed,
-                   subset=subset, recipe=recipe, rank=rank, world_size=world_size)
+                   subset=subset, recipe=recipe, rank=rank, world_size=world_size, pool=pool)
     if kind == "memory":
         return MemoryLoader(manifest, split, **options)
     if kind == "dali":
@@ -111,11 +115,13 @@ def _derived_seed(*parts: int) -> int:
 
 
 def epoch_indices(count: int, *, train: bool, batch_size: int, seed: int, epoch: int,
-                  subset: int, rank: int, world_size: int) -> np.ndarray:
-    """The sample indices one rank reads in one epoch, in reading order."""
-    pool = np.arange(count)
+                  subset: int, rank: int, world_size: int,
+                  pool: np.ndarray | None = None) -> np.ndarray:
+    """The sample indices one rank reads in one epoch, in reading order; `pool` (default: all
+    `count`) is the set of indices it may read."""
+    pool = np.arange(count) if pool is None else np.asarray(pool)
     if subset:
-        pool = np.random.default_rng(0).permutation(count)[:subset]
+        pool = pool[np.random.default_rng(0).permutation(len(pool))[:subset]]
         if not train:
             pool = np.sort(pool)   # same images, read in order
     if train:
@@ -133,19 +139,26 @@ class Loader:
 
     def __init__(self, manifest: Manifest, split: str, *, batch_size: int, train: bool,
                  device: torch.device, seed: int, subset: int, recipe: Recipe,
-                 rank: int, world_size: int):
+                 rank: int, world_size: int, pool: np.ndarray | None = None):
         if split not in manifest.counts:
             raise DataError(f"{manifest.name} has no split {split!r}; "
                             f"valid: {', '.join(manifest.counts)}")
         if not 0 <= rank < world_size:
             raise DataError(f"rank {rank} is outside [0, world_size={world_size})")
         count = manifest.counts[split]
-        if subset > count:
-            raise DataError(f"subset {subset} is larger than the {count} images of "
-                            f"{manifest.name}/{split}; lower it or use 0 for all")
+        if pool is not None and len(pool) and not 0 <= int(np.min(pool)) <= int(np.max(pool)) < count:
+            raise DataError(f"a pool of indices outside the {count} images of "
+                            f"{manifest.name}/{split}")
+        available = count if pool is None else len(pool)
+        if subset > available:
+            raise DataError(f"subset {subset} is larger than the {available} images of "
+                            f"{manifest.name}/{split}"
+                            f"{'' if pool is None else ' left after the validation split'}; "
+                            "lower it or use 0 for all")
         self.manifest, self.split, self.train = manifest, split, train
         self.batch_size, self.device, self.seed = batch_size, device, seed
         self.rank, self.world_size, self.subset = rank, world_size, subset
+        self.pool = pool
         self.epoch = 0
         self.num_classes = manifest.num_classes
         self.in_chans = manifest.channels
@@ -168,7 +181,8 @@ class Loader:
     def indices(self) -> np.ndarray:
         return epoch_indices(self.manifest.counts[self.split], train=self.train,
                              batch_size=self.batch_size, seed=self.seed, epoch=self.epoch,
-                             subset=self.subset, rank=self.rank, world_size=self.world_size)
+                             subset=self.subset, rank=self.rank, world_size=self.world_size,
+                             pool=self.pool)
 
     def __len__(self) -> int:
         return math.ceil(self.samples / self.batch_size)

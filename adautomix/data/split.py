@@ -9,9 +9,12 @@ seed, selects on the same images and never trains on them.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from adautomix.data.errors import DataError
+from adautomix.data.prepare import Manifest
 
 # The validation split is the same for every run (as `subset` is): runs that differ by their
 # seed should differ in training, not in what they are judged on.
@@ -48,3 +51,12 @@ def holdout_split(labels: np.ndarray, size: int, seed: int = SPLIT_SEED
     val = np.sort(np.concatenate(held))
     train = np.setdiff1d(np.arange(len(labels)), val, assume_unique=True)
     return train, val
+
+
+def split_labels(manifest: Manifest, split: str) -> np.ndarray:
+    """The labels of a prepared split, in index order, without loading its images."""
+    root = Path(manifest.root)
+    if manifest.format == "array":
+        return np.load(root / f"{split}_labels.npy")
+    lines = (root / f"{split}_list.txt").read_text().splitlines()
+    return np.array([int(line.rsplit(" ", 1)[1]) for line in lines], dtype=np.int64)

@@ -18,6 +18,9 @@ import numpy as np
 import torch
 
 CHECKPOINT_NAME = "checkpoint.pt"
+# The networks of the epoch selected on the validation split (engine/train.py), beside the
+# latest checkpoint: what the evaluate step measures and the registry serves.
+SELECTED_NAME = "selected.pt"
 
 
 def rng_state() -> dict[str, Any]:
@@ -46,12 +49,13 @@ def preserved_rng() -> Iterator[None]:
         set_rng_state(saved)
 
 
-def save_checkpoint(state: dict[str, Any], directory: str | Path) -> Path:
+def save_checkpoint(state: dict[str, Any], directory: str | Path,
+                    name: str = CHECKPOINT_NAME) -> Path:
     """Write to a temporary file in the same folder, fsync, then rename over the old checkpoint,
     so a crash at any moment leaves either the old or the new checkpoint, never half of one."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / CHECKPOINT_NAME
+    target = directory / name
     fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -66,8 +70,9 @@ def save_checkpoint(state: dict[str, Any], directory: str | Path) -> Path:
     return target
 
 
-def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
-    path = Path(directory) / CHECKPOINT_NAME
+def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu",
+                    name: str = CHECKPOINT_NAME) -> dict[str, Any] | None:
+    path = Path(directory) / name
     if not path.exists():
         return None
     try:

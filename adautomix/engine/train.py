@@ -2,8 +2,11 @@
 run, `train_one_epoch` trains it for an epoch, `evaluate_and_log` measures, logs and checkpoints
 it, and `train` strings them together. Read top to bottom.
 
-One run = one RunConfig. Every epoch: train, evaluate the online and the EMA network, log to
-MLflow, checkpoint atomically. `resume=True` continues from the checkpoint in output_dir exactly
+One run = one RunConfig. Every epoch: train, evaluate the online and the EMA network on the
+validation split (training images held out, `val_size`) and on the test split, log to MLflow,
+checkpoint atomically. The epoch whose registered network (the EMA one when there is one) scores
+best on validation is kept beside the checkpoint as `selected.pt`; with no validation split (the
+paper's protocol) the last epoch is the selected one. Metric names: docs/architecture.md. `resume=True` continues from the checkpoint in output_dir exactly
 (weights, optimiser, EMA, RNG streams, counters) and in the same MLflow run.
 
 Under torchrun every process runs this same code on its own device (engine/distributed.py): the
@@ -30,13 +33,16 @@ from tqdm import tqdm
 
 from ..config import ConfigError, RunConfig
 from ..data import Loader, Manifest, Recipe, build_loader, ensure_dataset
+from ..data.split import holdout_split, split_labels
 from ..eval import evaluate
-from ..mixers import Method, create_method
+from ..mixers import Method, create_method, resolved_options
 from ..models import create_model
-from ..tracking import Tracker
+from ..progress import progress
+from ..tracking import Tracker, setup_params
 from ..visualize import image_grid, training_curves
 from . import distributed
-from .checkpoint import load_checkpoint, preserved_rng, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (SELECTED_NAME, load_checkpoint, preserved_rng, rng_state,
+                         save_checkpoint, set_rng_state)
 from .distributed import Ranks, resolve_device  # noqa: F401  (resolve_device: public here too)
 from .ema import ModelEma
 from .optim import build_optimizer, optimizer_step, param_groups, set_lr
@@ -63,7 +69,8 @@ class Run:
     amp: bool
     manifest: Manifest
     train_loader: Loader
-    val_loader: Loader
+    val_loader: Loader | None           # the held-out training images; None when val_size is 0
+    test_loader: Loader
     model: nn.Module
     method: Method
     ema: ModelEma | None
@@ -116,7 +123,17 @@ def build_networks(config: RunConfig, manifest, device: torch.device, sync_bn: b
 
 # --- setup --------------------------------------------------------------------------------------
 
-def setup(config: RunConfig, resume: bool, ranks: Ranks, device: torch.device) -> Run:
+@dataclass(frozen=True)
+class Provenance:
+    """Where a run's data and code came from, beyond its config: recorded in its MLflow run."""
+
+    data_version: str = ""      # the DVC version; '' records the content hash instead
+    data_source: str = ""       # the DVC remote's URL; '' records the local dataset folder
+    tags: dict[str, str] = field(default_factory=dict)   # e.g. the pipeline run's id and name
+
+
+def setup(config: RunConfig, resume: bool, ranks: Ranks, device: torch.device,
+          provenance: Provenance = Provenance()) -> Run:
     """Data, networks, optimiser, the checkpoint's state when resuming, and the MLflow run."""
     out = Path(config.output_dir)
     if ranks.is_main:
@@ -130,10 +147,13 @@ def setup(config: RunConfig, resume: bool, ranks: Ranks, device: torch.device) -
     loader_args = dict(data_root=config.data_root, kind=config.loader, device=device, seed=config.seed,
                        num_workers=config.num_workers, rank=ranks.rank, world_size=ranks.world_size,
                        recipe=Recipe.from_config(config, manifest))
+    train_pool, val_pool = split_pools(config, manifest)
     train_loader = build_loader(manifest, "train", batch_size=batch_size, train=True,
-                                subset=config.subset, **loader_args)
-    val_loader = build_loader(manifest, "test", batch_size=batch_size, train=False,
-                              subset=config.val_subset, **loader_args)
+                                subset=config.subset, pool=train_pool, **loader_args)
+    val_loader = (build_loader(manifest, "train", batch_size=batch_size, train=False,
+                               pool=val_pool, **loader_args) if val_pool is not None else None)
+    test_loader = build_loader(manifest, "test", batch_size=batch_size, train=False,
+                               subset=config.val_subset, **loader_args)
 
     if config.sync_bn and ranks.distributed and device.type != "cuda":
         raise ConfigError("sync_bn needs CUDA devices (torch's SyncBatchNorm runs on GPUs only); "
@@ -149,7 +169,8 @@ def setup(config: RunConfig, resume: bool, ranks: Ranks, device: torch.device) -
     optimizer = build_optimizer(config, param_groups(config, named, method.mix_block_parameters()))
     steps_per_epoch = len(train_loader)
     run = Run(config=config, out=out, ranks=ranks, device=device, amp=amp, manifest=manifest,
-              train_loader=train_loader, val_loader=val_loader, model=model, method=method,
+              train_loader=train_loader, val_loader=val_loader, test_loader=test_loader,
+              model=model, method=method,
               ema=ema, ema_network=method.teacher() or (ema.module if ema else None),
               optimizer=optimizer, scaler=torch.amp.GradScaler(device.type, enabled=amp),
               steps_per_epoch=steps_per_epoch, total_steps=config.epochs * steps_per_epoch)
@@ -159,8 +180,27 @@ def setup(config: RunConfig, resume: bool, ranks: Ranks, device: torch.device) -
         log.info("resumed from %s at epoch %d (step %d)", out, run.start_epoch, run.step)
     distributed.broadcast_state(networks(run))
     if ranks.is_main:
-        run.tracker = Tracker(config, manifest.sha256, run_id=run.run_id)
+        run.tracker = Tracker(config, manifest.sha256, run_id=run.run_id,
+                              extra_tags=provenance.tags)
+        run.tracker.log_params(setup_params(resolved_options(config.method, config.method_args),
+                                            recipe_params(train_loader)))
+        run.tracker.log_dataset(config.dataset, provenance.data_version or manifest.sha256,
+                                provenance.data_source or str(manifest.root))
     return run
+
+
+def split_pools(config: RunConfig, manifest: Manifest):
+    """(train indices, validation indices) of the training split; (None, None) when val_size
+    is 0, so the training loader reads the whole split."""
+    if not config.val_size:
+        return None, None
+    return holdout_split(split_labels(manifest, "train"), config.val_size)
+
+
+def recipe_params(loader: Loader) -> dict[str, Any]:
+    """The loader's augmentation recipe with the normalisation constants it actually uses."""
+    recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(loader.recipe).items()}
+    return {**recipe, "mean": list(loader.mean), "std": list(loader.std)}
 
 
 def rank_batch_size(batch_size: int, world_size: int) -> int:
@@ -197,8 +237,8 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
     run.train_loader.set_epoch(epoch)
     loss_sum = torch.zeros((), device=device)
     seen, started = 0, time.perf_counter()
-    bar = tqdm(run.train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-               disable=not (config.progress and run.ranks.is_main))
+    bar = progress(run.train_loader, f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+                   enabled=config.progress and run.ranks.is_main)
     for images, labels in bar:
         lr = set_lr(run.optimizer, config, run.step, run.steps_per_epoch)
         with torch.autocast(device.type, enabled=run.amp):
@@ -211,7 +251,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
         loss_sum += loss.detach()
         seen += images.shape[0]
         run.step += 1
-        if run.step % 10 == 0:  # a host sync; not every step
+        if run.step % 10 == 0 and isinstance(bar, tqdm):  # a host sync; not every step
             rate = seen * run.ranks.world_size / (time.perf_counter() - started)
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", img_s=f"{rate:.0f}")
     train_time = time.perf_counter() - started
@@ -225,28 +265,59 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
 # --- evaluate and log ---------------------------------------------------------------------------
 
 def evaluate_and_log(run: Run, epoch: int, metrics: dict[str, float]) -> dict[str, float]:
-    """Evaluate the online and the EMA network on the whole test split, log the epoch to MLflow
-    and checkpoint it (rank 0), and print its summary line."""
+    """Evaluate the online and the EMA network on the validation and the test split, log the
+    epoch to MLflow and checkpoint it (rank 0), keep its networks if validation selects them,
+    and print its summary line."""
     distributed.average_batchnorm_statistics(networks(run))
-    sharded = run.ranks.distributed
     metrics = dict(metrics)
-    metrics.update({f"val_{k}": v for k, v in
-                    evaluate(run.model, run.val_loader, amp=run.amp, sharded=sharded).items()})
-    if run.ema_network is not None:
-        metrics.update({f"val_{k}_ema": v for k, v in
-                        evaluate(run.ema_network, run.val_loader, amp=run.amp, sharded=sharded).items()})
+    for split, loader in (("val", run.val_loader), ("test", run.test_loader)):
+        if loader is not None:
+            metrics.update(evaluate_split(run, split, loader, f"epoch {epoch + 1} {split}"))
     run.history.append(metrics)
     if run.tracker is not None:
         run.tracker.log_metrics(metrics, step=epoch + 1)
     if run.config.log_images_every and (epoch + 1) % run.config.log_images_every == 0:
-        log_sample_grid(run.tracker, run.method, run.model, run.val_loader, epoch + 1)
+        log_sample_grid(run.tracker, run.method, run.model, run.test_loader, epoch + 1)
     if run.tracker is not None:
         run.run_id = run.tracker.run_id
     if run.ranks.is_main:
+        if run.val_loader is not None and selected_epoch(run.history) == epoch + 1:
+            save_checkpoint(selected_state(run, epoch + 1), run.out, SELECTED_NAME)
         save_checkpoint(checkpoint_state(run, epoch + 1), run.out)
         print(summary_line(metrics), flush=True)
     distributed.barrier()   # no rank runs ahead of a checkpoint that is not yet on disk
     return metrics
+
+
+def evaluate_split(run: Run, split: str, loader: Loader, desc: str) -> dict[str, float]:
+    """SPLIT_NAME of the online network and SPLIT_NAME_ema of the EMA network."""
+    shown = run.config.progress and run.ranks.is_main
+    results = {}
+    for suffix, network in (("", run.model), ("_ema", run.ema_network)):
+        if network is not None:
+            batches = progress(loader, f"{desc}{suffix.replace('_', ', ')}", unit="batch",
+                               enabled=shown)
+            results.update({f"{split}_{k}{suffix}": v for k, v in
+                            evaluate(network, batches, amp=run.amp,
+                                     sharded=run.ranks.distributed).items()})
+    return results
+
+
+def selected_epoch(history: list[dict[str, float]]) -> int:
+    """The epoch validation selects: the best val top-1 of the network that is registered (the
+    EMA network when the run has one), the later epoch on a tie; the last epoch without a
+    validation split."""
+    last = history[-1]
+    key = "val_top1_ema" if "val_top1_ema" in last else "val_top1"
+    if key not in last:
+        return int(last["epoch"])
+    return int(max(history, key=lambda h: (h[key], h["epoch"]))["epoch"])
+
+
+def selected_state(run: Run, epoch: int) -> dict[str, Any]:
+    """The networks alone (what evaluation and serving need), with the epoch they are from."""
+    return {"model": run.model.state_dict(), "method": run.method.state_dict(),
+            "ema": run.ema.state_dict() if run.ema is not None else None, "epoch": epoch}
 
 
 def checkpoint_state(run: Run, epoch: int) -> dict[str, Any]:
@@ -259,17 +330,18 @@ def checkpoint_state(run: Run, epoch: int) -> dict[str, Any]:
 
 # --- the run ------------------------------------------------------------------------------------
 
-def train(config: RunConfig, resume: bool = False) -> TrainResult:
+def train(config: RunConfig, resume: bool = False,
+          provenance: Provenance = Provenance()) -> TrainResult:
     with distributed.process_group(config.device) as (ranks, device):
-        run = setup(config, resume, ranks, device)
+        run = setup(config, resume, ranks, device, provenance)
         try:
             for epoch in range(run.start_epoch, config.epochs):
                 metrics = train_one_epoch(run, epoch)
                 evaluate_and_log(run, epoch, metrics)
             final = final_metrics(run.history)
             if run.tracker is not None:
-                # the last epoch's values are logged already; only the medians are new
-                run.tracker.log_metrics({k: v for k, v in final.items() if k.endswith("median10")},
+                # the last epoch's values are logged already; only the summaries are new
+                run.tracker.log_metrics({k: v for k, v in final.items() if k in SUMMARIES},
                                         step=config.epochs)
                 run.tracker.log_figure(training_curves(run.history), "curves/training.png")
                 run.tracker.finish()
@@ -280,20 +352,29 @@ def train(config: RunConfig, resume: bool = False) -> TrainResult:
     return TrainResult(final, run.out, run.run_id, run.history)
 
 
+SUMMARIES = ("test_top1_median10", "test_top1_ema_median10", "selected_epoch")
+
+
 def final_metrics(history: list[dict[str, float]]) -> dict[str, float]:
-    """The paper's statistic: median top-1 of the last 10 epochs, for the online and EMA networks."""
+    """The last epoch's val_* and test_* metrics; the paper's statistic, the median test top-1
+    of the last 10 epochs, for the online and EMA networks; and the selected epoch."""
     last = history[-1]
-    final = {k: v for k, v in last.items() if k.startswith("val_")}
-    final["val_top1_median10"] = median_last(history, "val_top1")
-    if "val_top1_ema" in last:
-        final["val_top1_ema_median10"] = median_last(history, "val_top1_ema")
+    final = {k: v for k, v in last.items() if k.startswith(("val_", "test_"))}
+    final["test_top1_median10"] = median_last(history, "test_top1")
+    if "test_top1_ema" in last:
+        final["test_top1_ema_median10"] = median_last(history, "test_top1_ema")
+    final["selected_epoch"] = selected_epoch(history)
     return final
 
 
 def summary_line(metrics: dict[str, float]) -> str:
-    ema = f"  ema top1 {metrics['val_top1_ema']:.2f}%" if "val_top1_ema" in metrics else ""
-    return (f"epoch {metrics['epoch']}: loss {metrics['train_loss']:.4f}  top1 {metrics['val_top1']:.2f}%"
-            f"{ema}  {metrics['images_per_sec']:.0f} img/s")
+    parts = [f"epoch {metrics['epoch']}: loss {metrics['train_loss']:.4f}"]
+    for split in ("val", "test"):
+        if f"{split}_top1" in metrics:
+            ema = metrics.get(f"{split}_top1_ema")
+            parts.append(f"{split} top1 {metrics[f'{split}_top1']:.2f}%"
+                         + (f" (ema {ema:.2f}%)" if ema is not None else ""))
+    return "  ".join([*parts, f"{metrics['images_per_sec']:.0f} img/s"])
 
 
 def log_sample_grid(tracker: Tracker | None, method, model, loader, epoch: int) -> None:

@@ -1,4 +1,6 @@
-"""Evaluate a finished (or interrupted) training run from its output folder."""
+"""Evaluate a finished (or interrupted) training run from its output folder: the networks of its
+selected epoch (selected.pt, chosen on the validation split) when it has one, else of its last
+checkpoint, on its validation split (when it holds one out) and its test split."""
 
 from __future__ import annotations
 
@@ -10,8 +12,8 @@ from torch import nn
 
 from ..config import RunConfig
 from ..data import Loader, Manifest, Recipe, build_loader, ensure_dataset
-from ..engine.checkpoint import load_checkpoint
-from ..engine.train import build_networks, resolve_device
+from ..engine.checkpoint import CHECKPOINT_NAME, SELECTED_NAME, load_checkpoint
+from ..engine.train import build_networks, resolve_device, split_pools
 from ..progress import progress
 from . import evaluate
 
@@ -24,6 +26,8 @@ class LoadedRun:
     ema_network: nn.Module | None    # the EMA network (the method's teacher or the engine's EMA)
     loader: Loader                   # the test split
     run_id: str | None               # the run's MLflow run
+    val_loader: Loader | None = None  # the validation split; None when the run held none out
+    epoch: int = 0                   # the epoch the networks are from
 
 
 def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
@@ -33,29 +37,40 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
         raise FileNotFoundError(f"{run_dir} holds no config.json: pass a training output_dir")
     config = RunConfig.load(run_dir / "config.json")
     dev = resolve_device(device)
-    state = load_checkpoint(run_dir, map_location=dev)
-    if state is None:
-        raise FileNotFoundError(f"{run_dir} holds no checkpoint.pt: the run never finished an epoch")
+    latest = load_checkpoint(run_dir, map_location=dev)
+    if latest is None:
+        raise FileNotFoundError(f"{run_dir} holds no {CHECKPOINT_NAME}: the run never finished an "
+                                "epoch")
+    state = load_checkpoint(run_dir, map_location=dev, name=SELECTED_NAME) or latest
     manifest = ensure_dataset(config.dataset, config.data_root)
     model, method, ema = build_networks(config, manifest, dev)
     model.load_state_dict(state["model"])
     method.load_state_dict(state["method"])
     if ema is not None:
         ema.load_state_dict(state["ema"])
-    loader = build_loader(manifest, "test", data_root=config.data_root, batch_size=config.batch_size,
-                          train=False, kind=config.loader, device=dev, subset=config.val_subset,
-                          num_workers=config.num_workers, recipe=Recipe.from_config(config, manifest))
+    options = dict(data_root=config.data_root, batch_size=config.batch_size, train=False,
+                   kind=config.loader, device=dev, num_workers=config.num_workers,
+                   recipe=Recipe.from_config(config, manifest))
+    loader = build_loader(manifest, "test", subset=config.val_subset, **options)
+    _, val_pool = split_pools(config, manifest)
+    val_loader = (build_loader(manifest, "train", pool=val_pool, **options)
+                  if val_pool is not None else None)
     ema_network = method.teacher() or (ema.module if ema else None)
-    return LoadedRun(config, manifest, model, ema_network, loader, state.get("run_id"))
+    return LoadedRun(config, manifest, model, ema_network, loader, latest.get("run_id"),
+                     val_loader, state["epoch"])
 
 
-def evaluate_networks(run: LoadedRun, metrics: Sequence[str] = ("top1", "top5", "loss")) -> dict[str, float]:
-    """Metrics of the online network (`NAME`) and of the EMA network (`NAME_ema`) on the test split."""
-    split = run.loader.split
-    results = evaluate(run.model, progress(run.loader, f"{split}: online network", unit="batch"),
+def evaluate_networks(run: LoadedRun, metrics: Sequence[str] = ("top1", "top5", "loss"),
+                      split: str = "test") -> dict[str, float]:
+    """Metrics of the online network (`NAME`) and of the EMA network (`NAME_ema`) on the test
+    split, or on the validation split (`split` "val")."""
+    loader = run.val_loader if split == "val" else run.loader
+    if loader is None:
+        raise ValueError(f"{run.config.output_dir} holds out no validation split (val_size 0)")
+    results = evaluate(run.model, progress(loader, f"{split}: online network", unit="batch"),
                        metrics)
     if run.ema_network is not None:
-        batches = progress(run.loader, f"{split}: EMA network", unit="batch")
+        batches = progress(loader, f"{split}: EMA network", unit="batch")
         results.update({f"{k}_ema": v for k, v in evaluate(run.ema_network, batches, metrics).items()})
     return results
 

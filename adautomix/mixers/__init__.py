@@ -59,6 +59,13 @@ def method_defaults(name: str) -> dict[str, Any]:
             and p.default is not inspect.Parameter.empty}
 
 
+def resolved_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Every option of method `name` with the value a run uses: `options` over the defaults."""
+    if name not in INPUT_MIXERS and name not in METHOD_CLASSES:
+        raise ConfigError(f"unknown method {name!r}; valid: {', '.join(available_methods())}")
+    return {**method_defaults(name), **options}
+
+
 def create_method(name: str, model: nn.Module, num_classes: int, label_smoothing: float = 0.0,
                   **options: Any) -> Method:
     if name in INPUT_MIXERS:
@@ -80,4 +87,5 @@ def available_methods() -> list[str]:
 
 
 __all__ = ["Method", "InputMixMethod", "create_method", "available_methods", "method_defaults",
+           "resolved_options",
            "soft_cross_entropy", "soft_targets"]

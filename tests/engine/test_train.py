@@ -22,12 +22,13 @@ pytestmark = pytest.mark.slow
 def test_one_epoch_learns_and_mlflow_records_the_run(fmnist_root, mlflow_sqlite, tmp_path):
     # 3000 images in batches of 25: 120 steps, annealed per step so the last weights are settled
     config = RunConfig(dataset="fashion-mnist", model="resnet18", method="vanilla", epochs=1,
-                       subset=3000, val_subset=500, batch_size=25, lr=0.05, ema_decay=0.9,
-                       lr_schedule_by="step",
+                       subset=3000, val_subset=500, val_size=300, batch_size=25, lr=0.05,
+                       ema_decay=0.9, lr_schedule_by="step",
                        data_root=str(fmnist_root), output_dir=str(tmp_path / "run"),
                        experiment="test-train", progress=False)
     result = train(config)
-    assert result.metrics["val_top1"] > 35.0          # chance is 10%
+    assert result.metrics["test_top1"] > 35.0          # chance is 10%
+    assert result.metrics["test_top1_ema"] > 35.0
     assert result.metrics["val_top1_ema"] > 35.0
 
     client = MlflowClient(mlflow_sqlite)
@@ -35,14 +36,21 @@ def test_one_epoch_learns_and_mlflow_records_the_run(fmnist_root, mlflow_sqlite,
     assert run.info.status == "FINISHED"
     assert run.data.params["method"] == "vanilla" and run.data.params["subset"] == "3000"
     assert set(config.flat()) <= set(run.data.params)
+    manifest = load_manifest("fashion-mnist", fmnist_root)
+    assert run.data.params["recipe.mean"] == str(list(manifest.mean))     # resolved, not []
+    assert run.data.params["recipe.train_crop"] == "pad"
+    assert run.info.run_name == "vanilla-resnet18-fashion-mnist-seed0"
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.name == "fashion-mnist" and dataset.dataset.digest == manifest.sha256[:36]
     tags = run.data.tags
     for key in ("method", "model", "dataset", "seed", "git_commit", "data_hash"):
         assert tags[key], key
     assert tags["data_hash"] == load_manifest("fashion-mnist", fmnist_root).sha256
     for key in ("train_loss", "val_top1", "val_top1_ema", "val_top5", "images_per_sec",
-                "val_top1_ema_median10"):
+                "test_top1", "test_top1_ema", "test_top1_ema_median10", "selected_epoch"):
         assert key in run.data.metrics, key
     assert [m.step for m in client.get_metric_history(result.run_id, "val_top1")] == [1]
+    assert (tmp_path / "run" / "selected.pt").exists()
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"config.json", "samples", "curves"} <= artifacts
     assert client.list_artifacts(result.run_id, "samples")[0].path.endswith(".png")
@@ -79,6 +87,6 @@ def test_killed_run_resumes_to_identical_weights(fmnist_root, mlflow_sqlite, tmp
     for key, value in expected["model"].items():
         assert torch.equal(final["model"][key], value), key
     assert resumed.run_id == interrupted["run_id"]            # the same MLflow run continues
-    steps = [m.step for m in MlflowClient(mlflow_sqlite).get_metric_history(resumed.run_id, "val_top1")]
+    steps = [m.step for m in MlflowClient(mlflow_sqlite).get_metric_history(resumed.run_id, "test_top1")]
     assert sorted(set(steps)) == [1, 2, 3]
-    assert resumed.metrics["val_top1"] == pytest.approx(reference.metrics["val_top1"])
+    assert resumed.metrics["test_top1"] == pytest.approx(reference.metrics["test_top1"])
