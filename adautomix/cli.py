@@ -15,15 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from .config import DATASETS, LOADERS, METHODS, MODELS, OPTIMIZERS, ConfigError, RunConfig, parse_override
+from .gate import CHANCE_MARGIN
 
 HELP = {
     "dataset": f"dataset name: {', '.join(DATASETS)}",
     "model": f"network: {', '.join(MODELS)}",
     "method": f"training method: {', '.join(METHODS)}",
+    "model_width": "CIFAR-stem ResNets: channels of the stem and first stage (0 = the paper's 64)",
     "pretrained": "start from torchvision's ImageNet weights (tv_* models; must be in TORCH_HOME)",
     "data_root": "folder holding prepared datasets (data_root/NAME/)",
     "subset": "train on the first N images of a fixed shuffle (0 = all); for quick runs",
     "val_subset": "evaluate on the first N test images (0 = all)",
+    "val_size": "hold out N training images (stratified) as the validation split that selects "
+                "the checkpoint and judges the champion (0 = none: the paper's protocol)",
     "loader": f"data loader: {', '.join(LOADERS)}",
     "num_workers": "worker processes of the torch loader",
     "image_size": "side of the images fed to the network (0 = native for arrays, 224 for folders)",
@@ -110,9 +114,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     result = train(config, resume=args.resume)
     m = result.metrics
-    print(f"\nfinished: top-1 {m['val_top1']:.2f}% (online)"
-          + (f", {m['val_top1_ema']:.2f}% (EMA; median of last 10 epochs {m['val_top1_ema_median10']:.2f}%)"
-             if "val_top1_ema" in m else ""))
+    print(f"\nfinished: test top-1 {m['test_top1']:.2f}% (online)"
+          + (f", {m['test_top1_ema']:.2f}% (EMA; median of last 10 epochs "
+             f"{m['test_top1_ema_median10']:.2f}%)" if "test_top1_ema" in m else "")
+          + (f"; validation selects epoch {m['selected_epoch']}" if "val_top1" in m else ""))
     print(f"checkpoint and config: {result.output_dir.resolve()}")
     from .tracking import tracking_uri
     print(f"MLflow run {result.run_id} in {tracking_uri()}")
@@ -159,9 +164,12 @@ def cmd_data(args: argparse.Namespace) -> int:
 def _pipeline_arguments(args: argparse.Namespace) -> dict:
     from pipeline.run import RUN_FIELDS, sweep_arguments, training_arguments
 
+    from .gate import Gate
+
     run_values = {f: getattr(args, f) for f in RUN_FIELDS if getattr(args, f, None) is not None}
     common = dict(preset=args.preset, data_version=args.data_version, num_gpus=args.num_gpus,
                   registered_model=args.registered_model, project=args.workspace,
+                  gate=Gate(args.chance_margin, args.min_score),
                   test_metrics=tuple(args.test_metrics.split(",")), **run_values)
     if args.sweep:
         return sweep_arguments(args.methods.split(",") if args.methods else [],
@@ -226,8 +234,8 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pipeline parameters (unset ones come from the preset)")
     for name in ("dataset", "model", "method", "experiment"):
         group.add_argument("--" + name, help=HELP[name])
-    for name, kind in (("epochs", int), ("batch_size", int), ("lr", float), ("seed", int),
-                       ("subset", int), ("val_subset", int)):
+    for name, kind in (("model_width", int), ("epochs", int), ("batch_size", int), ("lr", float),
+                       ("seed", int), ("subset", int), ("val_subset", int), ("val_size", int)):
         group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=HELP[name])
     group.add_argument("--preset", default="", help="start from a named recipe")
     group.add_argument("--data-version", default="",
@@ -235,6 +243,11 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-gpus", type=int, default=1, help="GPUs per training run [1]")
     group.add_argument("--registered-model", default="",
                        help="MLflow registered model name [adautomix-DATASET]")
+    group.add_argument("--chance-margin", type=float, default=CHANCE_MARGIN,
+                       help="registry gate: points of top-1 above chance a model needs to hold an "
+                            f"alias [{CHANCE_MARGIN}]")
+    group.add_argument("--min-score", type=float, default=0.0,
+                       help="registry gate: the least top-1 (%%) a model needs to hold an alias [0]")
     group.add_argument("--test-metrics", default="top1,top5,loss",
                        help="what the evaluate step measures, comma-separated [top1,top5,loss]")
     group.add_argument("--workspace", default=".",

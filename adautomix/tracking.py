@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from .config import RunConfig
 
 log = logging.getLogger("adautomix.tracking")
+DIGEST_LENGTH = 36
 
 
 class TrackingError(RuntimeError):
@@ -124,12 +126,18 @@ class Tracker:
         from mlflow.data.dataset_source_registry import resolve_dataset_source
         from mlflow.data.meta_dataset import MetaDataset
 
+        # MLflow keeps at most 36 characters of a digest: a DVC hash (32 hex digits and ".dir")
+        # fits whole; a sha256 content hash keeps its first 36 digits (in full: tag data_hash).
+        digest = digest[:DIGEST_LENGTH]
         known = {(d.dataset.name, d.dataset.digest)
                  for d in mlflow.get_run(self.run_id).inputs.dataset_inputs}
         if (name, digest) in known:
             return
-        dataset = MetaDataset(resolve_dataset_source(source), name=name, digest=digest)
-        mlflow.log_input(dataset, context=context)
+        with warnings.catch_warnings():
+            # a local path resolves to MLflow's local artifact source by two equal rules
+            warnings.filterwarnings("ignore", message=".*interpreted in multiple ways")
+            resolved = resolve_dataset_source(source)
+        mlflow.log_input(MetaDataset(resolved, name=name, digest=digest), context=context)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)

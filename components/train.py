@@ -7,7 +7,8 @@ from components import BASE_IMAGE
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def train(prepared: Input[Dataset], data_version: str, dataset: str, model: str, method: str,
+def train(prepared: Input[Dataset], data_version: str, dataset: str, model: str,
+          model_width: int, method: str,
           preset: str, epochs: int, batch_size: int, lr: float, seed: int, subset: int,
           val_subset: int, val_size: int, experiment: str, workspace: str, pipeline_name: str,
           pipeline_run_id: str, pipeline_run_name: str, checkpoint: Output[Model]) -> str:
@@ -24,7 +25,8 @@ def train(prepared: Input[Dataset], data_version: str, dataset: str, model: str,
             "kfp_run_name": pipeline_run_name}
     result = train_step(f"{workspace}/runs/checkpoints", data_version, preset,
                         data_source=prepared.metadata.get("remote_url", ""), tags=tags,
-                        dataset=dataset, model=model, method=method, epochs=epochs,
+                        dataset=dataset, model=model, model_width=model_width,
+                        method=method, epochs=epochs,
                         batch_size=batch_size, lr=lr, seed=seed, subset=subset,
                         val_subset=val_subset, val_size=val_size, experiment=experiment,
                         data_root=prepared.metadata["data_root"])

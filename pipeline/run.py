@@ -20,8 +20,8 @@ from pipeline.sweep import sweep_pipeline
 from pipeline.training import training_pipeline
 
 # RunConfig fields that are pipeline parameters; the preset (or the defaults) gives the rest.
-RUN_FIELDS = ("dataset", "model", "method", "epochs", "batch_size", "lr", "seed", "subset",
-              "val_subset", "val_size", "experiment")
+RUN_FIELDS = ("dataset", "model", "model_width", "method", "epochs", "batch_size", "lr", "seed",
+              "subset", "val_subset", "val_size", "experiment")
 SWEEP_SHARED_FIELDS = tuple(f for f in RUN_FIELDS if f not in ("method", "seed"))
 
 

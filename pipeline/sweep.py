@@ -33,7 +33,7 @@ def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
                               "registered")
     def sweep(
         grid: List[dict], dataset: str = "fashion-mnist", data_version: str = "",
-        model: str = "resnet18", preset: str = "", epochs: int = 2, batch_size: int = 100,
+        model: str = "resnet18", model_width: int = 0, preset: str = "", epochs: int = 2, batch_size: int = 100,
         lr: float = 0.1, num_gpus: int = 1, subset: int = 0, val_subset: int = 0,
         val_size: int = 0, experiment: str = "adautomix", registered_model: str = "",
         data_remote: str = "s3", workspace: str = workspace_default,
@@ -47,6 +47,7 @@ def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
             evaluated = train_and_evaluate(
                 prepared=materialised.outputs["prepared"],
                 data_version=materialised.outputs["Output"], dataset=dataset, model=model,
+                model_width=model_width,
                 method=run.method, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr,
                 seed=run.seed, num_gpus=num_gpus, subset=subset, val_subset=val_subset,
                 val_size=val_size, experiment=experiment, workspace=workspace,

@@ -33,13 +33,13 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
 
     @dsl.pipeline(name="adautomix-train-and-evaluate")
     def train_and_evaluate(
-        prepared: Dataset, data_version: str, dataset: str, model: str, method: str,
-        preset: str, epochs: int, batch_size: int, lr: float, seed: int, num_gpus: int,
+        prepared: Dataset, data_version: str, dataset: str, model: str, model_width: int,
+        method: str, preset: str, epochs: int, batch_size: int, lr: float, seed: int, num_gpus: int,
         subset: int, val_subset: int, val_size: int, experiment: str, workspace: str,
         test_metrics: List[str], pipeline_name: str,
     ) -> NamedTuple("Evaluated", EVALUATED):
         trained = train(prepared=prepared, data_version=data_version, dataset=dataset, model=model,
-                        method=method, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr,
+                        model_width=model_width, method=method, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr,
                         seed=seed, subset=subset, val_subset=val_subset, val_size=val_size,
                         experiment=experiment, workspace=workspace, pipeline_name=pipeline_name,
                         pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
@@ -66,7 +66,7 @@ def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
                   description="One DVC data version -> train -> evaluate -> MLflow registry")
     def training(
         dataset: str = "fashion-mnist", data_version: str = "", model: str = "resnet18",
-        method: str = "vanilla", preset: str = "", epochs: int = 2, batch_size: int = 100,
+        model_width: int = 0, method: str = "vanilla", preset: str = "", epochs: int = 2, batch_size: int = 100,
         lr: float = 0.1, seed: int = 0, num_gpus: int = 1, subset: int = 0, val_subset: int = 0,
         val_size: int = 0, experiment: str = "adautomix", registered_model: str = "",
         data_remote: str = "s3", workspace: str = workspace_default,
@@ -78,8 +78,8 @@ def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
                             remote=data_remote)
         evaluated = train_and_evaluate(
             prepared=materialised.outputs["prepared"], data_version=materialised.outputs["Output"],
-            dataset=dataset, model=model, method=method, preset=preset, epochs=epochs,
-            batch_size=batch_size, lr=lr, seed=seed, num_gpus=num_gpus, subset=subset,
+            dataset=dataset, model=model, model_width=model_width, method=method, preset=preset,
+            epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, num_gpus=num_gpus, subset=subset,
             val_subset=val_subset, val_size=val_size, experiment=experiment, workspace=workspace,
             test_metrics=test_metrics, pipeline_name=PIPELINE_NAME)
         registered = register(model_uri=evaluated.outputs["model_uri"],

@@ -1,4 +1,5 @@
-"""The evaluate component: test metrics, confusion matrix and the final model into the run."""
+"""The evaluate component: the selected networks' validation and test metrics, the confusion
+matrix and the served model into the run."""
 
 from __future__ import annotations
 
@@ -15,13 +16,18 @@ def test_the_run_gets_test_metrics_a_confusion_matrix_and_the_trained_model(trai
                                                                            tmp_path):
     run_id, checkpoint = trained
     metrics = dsl.Metrics(name="metrics", uri=str(tmp_path / "metrics"))
-    model_uri, score = evaluate.python_func(checkpoint=checkpoint, data_version="v1",
-                                            test_metrics=["top1", "loss"], metrics=metrics)
+    model_uri, score, metric, chance = evaluate.python_func(
+        checkpoint=checkpoint, data_version="v1", test_metrics=["top1", "loss"], metrics=metrics)
     logged = mlflow.get_run(run_id).data
-    assert score == metrics.metadata["model_top1"] == logged.metrics["model_top1"]
-    assert set(metrics.metadata) == {"test_top1", "test_loss", "test_top1_ema", "test_loss_ema",
-                                     "model_top1"}
-    assert score == metrics.metadata["test_top1_ema"]        # the EMA network is the one logged
+    assert metric == "model_val_top1" and chance == 10.0
+    assert score == metrics.metadata["model_val_top1"] == logged.metrics["model_val_top1"]
+    assert set(metrics.metadata) == {
+        f"selected_{split}_{name}{suffix}" for split in ("val", "test")
+        for name in ("top1", "loss") for suffix in ("", "_ema")} | {
+        "model_val_top1", "model_test_top1", "chance_top1"}
+    # the EMA network is the one logged: it is scored on validation and reported on test
+    assert score == metrics.metadata["selected_val_top1_ema"]
+    assert metrics.metadata["model_test_top1"] == metrics.metadata["selected_test_top1_ema"]
     assert logged.tags["data_version"] == "v1"
     artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "eval")]
     assert artifacts == ["eval/confusion_matrix.png"]
@@ -31,8 +37,9 @@ def test_the_run_gets_test_metrics_a_confusion_matrix_and_the_trained_model(trai
     assert tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 1, 28, 28)
     assert info.saved_input_example_info is not None
     served = mlflow.pytorch.load_model(model_uri)
-    trained_ema = load_run(checkpoint.path, device="cpu").ema_network
-    images = torch.rand(3, 1, 28, 28)
+    run = load_run(checkpoint.path, device="cpu")
+    images = torch.rand(3, 1, 28, 28)                       # raw: the served model normalises
+    normalised = (images - run.loader.mean[0]) / run.loader.std[0]
     with torch.inference_mode():
         np.testing.assert_allclose(served.eval()(images).numpy(),
-                                   trained_ema.eval()(images).numpy(), rtol=1e-5, atol=1e-5)
+                                   run.ema_network.eval()(normalised).numpy(), rtol=1e-5, atol=1e-5)

@@ -9,7 +9,7 @@ from adautomix.config import RunConfig
 from adautomix.engine.checkpoint import load_checkpoint
 from adautomix.steps import checkpoint_dir
 from components.train import train
-from tests.components.conftest import TRAINING
+from tests.components.conftest import PIPELINE_RUN, TRAINING
 
 
 def test_the_artifact_is_the_final_checkpoint_and_config(trained):
@@ -20,13 +20,29 @@ def test_the_artifact_is_the_final_checkpoint_and_config(trained):
     assert checkpoint.metadata["run_id"] == run_id and "val_top1" in checkpoint.metadata
 
 
+def test_the_mlflow_run_names_the_pipeline_run_and_the_dvc_version(trained, prepared, mlflow_http):
+    import mlflow
+
+    run_id, _ = trained
+    _, version, dataset = prepared
+    run = mlflow.get_run(run_id)
+    assert run.data.tags["kfp_run_id"] == "run-0123"
+    assert run.data.tags["kfp_pipeline"] == "adautomix-training"
+    assert run.data.tags["kfp_run_name"] == "adautomix-training-20261201"
+    assert run.info.run_name == "mixup-resnet18-fashion-mnist-seed0"
+    (logged,) = run.inputs.dataset_inputs
+    assert logged.dataset.digest == version
+    assert dataset.metadata["remote_url"] and dataset.metadata["remote_url"] in logged.dataset.source
+
+
 def test_running_the_step_again_resumes_its_checkpoint_instead_of_training_again(
         trained, prepared, mlflow_http, tmp_path):
     run_id, first = trained
     workspace, version, dataset = prepared
     again = dsl.Model(name="checkpoint", uri=str(tmp_path / "model"))
     assert train.python_func(prepared=dataset, data_version=version, experiment="components",
-                             workspace=str(workspace), checkpoint=again, **TRAINING) == run_id
+                             workspace=str(workspace), checkpoint=again, **TRAINING,
+                             **PIPELINE_RUN) == run_id
     before, after = load_checkpoint(first.path), load_checkpoint(again.path)
     assert after["step"] == before["step"]
     assert all(torch.equal(after["model"][k], v) for k, v in before["model"].items())
