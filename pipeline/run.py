@@ -36,7 +36,7 @@ def training_arguments(preset: str = "", data_version: str = "", num_gpus: int =
     test metrics."""
     config = _checked_config(preset, num_gpus, run_values)
     return {**{f: getattr(config, f) for f in RUN_FIELDS}, "preset": preset,
-            "num_gpus": num_gpus, "test_metrics": _checked_metrics(test_metrics),
+            **_gpus(num_gpus), "test_metrics": _checked_metrics(test_metrics),
             **_data_and_registry(config.dataset, data_version, registered_model, project)}
 
 
@@ -53,7 +53,7 @@ def sweep_arguments(methods: list[str], seeds: list[int], preset: str = "",
                for m in methods for s in seeds]
     shared = configs[0]
     return {**{f: getattr(shared, f) for f in SWEEP_SHARED_FIELDS}, "preset": preset,
-            "num_gpus": num_gpus, "grid": [{"method": c.method, "seed": c.seed} for c in configs],
+            **_gpus(num_gpus), "grid": [{"method": c.method, "seed": c.seed} for c in configs],
             "test_metrics": _checked_metrics(test_metrics),
             **_data_and_registry(shared.dataset, data_version, registered_model, project)}
 
@@ -130,6 +130,11 @@ def _checked_config(preset: str, num_gpus: int, run_values: dict):
     config = build_config(preset, **run_values)
     check_run(config, num_gpus)
     return config
+
+
+def _gpus(num_gpus: int) -> dict:
+    """Training's GPUs, and evaluation's: one whenever training has any (pipeline.training)."""
+    return {"num_gpus": num_gpus, "evaluate_gpus": min(num_gpus, 1)}
 
 
 def _checked_metrics(names: tuple[str, ...]) -> list[str]:

@@ -76,7 +76,7 @@ def test_the_sweep_yaml_fans_out_over_the_grid_and_registers_the_best(tmp_path, 
     (["--method", "nomix"], "unknown method 'nomix'"),
     (["--method", "adautomix", "--batch-size", "2"], "smaller than method 'adautomix' needs"),
     (["--data-version", "latest"], "not a DVC hash"),
-    (["--num-gpus", "2"], "num_gpus 2"),
+    (["--num-gpus", "-1"], "num_gpus must be >= 0"),
     (["--sweep", "--seeds", "0"], "at least one method"),
     (["--test-metrics", "top1,nonsense"], "unknown test metric(s) ['nonsense']"),
 ])
