@@ -309,3 +309,27 @@ def test_the_shipped_rbac_lets_the_pipeline_create_watch_and_delete_trainjobs():
     assert runtimes, "reading the runtime is what names a missing one"
     binding = next(d for d in docs if d["kind"] == "RoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
+
+
+def test_a_run_that_stopped_early_is_not_passed_on_and_its_checkpoint_stays(tmp_path):
+    """What the TrainJob step reads back once the job is over: only a finished run goes on to
+    evaluate and register; an unfinished one keeps its checkpoint for the re-run."""
+    from adautomix.config import RunConfig
+    from adautomix.engine.checkpoint import CHECKPOINT_NAME, save_checkpoint
+    from adautomix.steps import finished_result
+
+    RunConfig(epochs=2, output_dir=str(tmp_path)).save(tmp_path / "config.json")
+    with pytest.raises(RuntimeError, match="no checkpoint|after epoch 0 of 2"):
+        finished_result(tmp_path)
+    epoch = {"epoch": 1, "step": 3, "run_id": "r1",
+             "history": [{"epoch": 1, "train_loss": 2.0, "val_top1": 10.0}]}
+    save_checkpoint(epoch, tmp_path)
+    with pytest.raises(RuntimeError, match="stopped after epoch 1 of 2.*re-run resumes"):
+        finished_result(tmp_path)
+    assert (tmp_path / CHECKPOINT_NAME).exists()
+    save_checkpoint({**epoch, "epoch": 2, "history": [*epoch["history"],
+                                                      {"epoch": 2, "train_loss": 1.0, "val_top1": 30.0}]},
+                    tmp_path)
+    result = finished_result(tmp_path)
+    assert (result.run_id, result.metrics["val_top1"], result.metrics["val_top1_median10"]) \
+        == ("r1", 30.0, 20.0)
