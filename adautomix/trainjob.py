@@ -235,6 +235,10 @@ def _read_trainjob(api, namespace: str, name: str):
         return m.TrainerV1alpha1TrainJob.from_dict(
             api.get_namespaced_custom_object(GROUP, VERSION, namespace, TRAINJOBS, name))
     except client.ApiException as exc:
+        if exc.status == 404:
+            raise TrainJobError(f"TrainJob {namespace}/{name} is gone: it was deleted while the "
+                                "step waited; the last checkpoint is intact and a re-run resumes "
+                                "from it") from None
         raise TrainJobError(f"reading TrainJob {namespace}/{name} failed: "
                             f"{_api_reason(exc, namespace)}") from None
 

@@ -172,8 +172,9 @@ class StandInKubernetes:
     """Answers the discovery, runtime, create, get and delete calls; each GET of the TrainJob
     returns the next of `statuses` (the last one repeats)."""
 
-    def __init__(self, statuses=(), served=True, runtime=True, create_status=201):
+    def __init__(self, statuses=(), served=True, runtime=True, create_status=201, vanish=False):
         self.statuses, self.served, self.runtime = list(statuses), served, runtime
+        self.vanish = vanish     # the job is deleted by someone else right after it is created
         self.create_status, self.requests, self.created = create_status, [], None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -203,7 +204,8 @@ class StandInKubernetes:
                 return self.create_status, _status(self.create_status, "Forbidden")
             self.created = body
             return 201, body
-        if method == "GET" and self.created and path == f"{jobs}/{self.created['metadata']['name']}":
+        if method == "GET" and self.created and not self.vanish \
+                and path == f"{jobs}/{self.created['metadata']['name']}":
             status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
             return 200, {**self.created, "status": status}
         if method == "DELETE":
@@ -275,6 +277,12 @@ def test_a_trainjob_that_never_gets_its_nodes_times_out_and_is_deleted():
             run(k8s, schedule_timeout=0.2)
     name = k8s.created["metadata"]["name"]
     assert ("DELETE", f"{API}/namespaces/team-a/trainjobs/{name}") in k8s.requests
+
+
+def test_a_trainjob_deleted_while_the_step_waits_fails_the_step():
+    with StandInKubernetes(vanish=True) as k8s:
+        with pytest.raises(TrainJobError, match="is gone: it was deleted while the step waited"):
+            run(k8s)
 
 
 def test_without_trainer_installed_the_step_says_so_and_creates_nothing():
