@@ -92,3 +92,13 @@ def test_two_nodes_train_through_a_trainjob_step_with_the_single_pod_settings(tm
 def test_cluster_sizes_are_checked(values):
     with pytest.raises(ConfigError, match="must be >= 1"):
         ClusterSettings(**values)
+
+
+@pytest.mark.parametrize("num_gpus, num_nodes", [(4, 1), (2, 3), (0, 3)])
+def test_a_batch_that_does_not_split_over_the_processes_fails_at_compile_time(num_gpus, num_nodes):
+    processes = max(num_gpus, 1) * num_nodes
+    with pytest.raises(ConfigError, match=f"does not split evenly over {processes} processes"):
+        training_arguments(project=PROJECT, method="mixup", batch_size=processes * 8 + 1,
+                           num_gpus=num_gpus, num_nodes=num_nodes)
+    assert training_arguments(project=PROJECT, method="mixup", batch_size=processes * 8,
+                              num_gpus=num_gpus, num_nodes=num_nodes)["batch_size"] == processes * 8
