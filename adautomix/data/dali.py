@@ -1,7 +1,7 @@
 """DALI loaders for both canonical dataset formats; the only module that imports nvidia.dali.
 
 DALI is imported inside functions, so the package works where it is not installed; `available()`
-says whether it is. The loader shares the epoch plan of loaders.py (`epoch_indices`: the same
+says whether it is. The loader shares the epoch plan of epoch_plan.py (`epoch_indices`: the same
 shuffle from (seed, epoch), the same per-rank slices, train drops the partial last batch, test
 keeps it), so switching loader kinds changes neither which images an epoch holds nor their order.
 
@@ -39,8 +39,9 @@ import torch
 from adautomix.data.augment import (CROP_RATIO, RANDAUGMENT_BINS, RANDAUGMENT_MAGNITUDE,
                                     RANDAUGMENT_OPS)
 from adautomix.data.errors import DataError
-from adautomix.data.loaders import Loader, _derived_seed, epoch_indices
-from adautomix.data.prepare import Manifest
+from adautomix.data.base import Loader
+from adautomix.data.epoch_plan import derived_seed, epoch_indices
+from adautomix.data.prepare import Manifest, read_list
 from adautomix.data.sources import decode_image
 
 # Batches DALI prepares ahead of the one being consumed.
@@ -71,10 +72,8 @@ class DaliLoader(Loader):
             self.images = np.load(root / f"{split}_images.npy", mmap_mode="r")
             self.labels = np.load(root / f"{split}_labels.npy")
         else:
-            lines = (root / f"{split}_list.txt").read_text().splitlines()
-            pairs = [line.rsplit(" ", 1) for line in lines]
-            self.files = [path for path, _ in pairs]
-            self.labels = np.array([int(label) for _, label in pairs], np.int64)
+            self.files, labels = read_list(root, split)
+            self.labels = np.array(labels, np.int64)
 
     def __iter__(self):
         pipe = (self._array_pipeline() if self.manifest.format == "array"
@@ -108,7 +107,7 @@ class DaliLoader(Loader):
         build = pipeline_def(graph, enable_conditionals=self.train and self.recipe.randaugment,
                              batch_size=self.batch_size, num_threads=self.num_threads,
                              device_id=self.device_id, prefetch_queue_depth=PREFETCH,
-                             seed=_derived_seed(self.seed, self.epoch, self.rank))
+                             seed=derived_seed(self.seed, self.epoch, self.rank))
         return build()
 
     def _interp(self):

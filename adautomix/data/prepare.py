@@ -138,6 +138,12 @@ def ensure_dataset(name: str, data_root: str | Path = "data") -> Manifest:
                     f"`adautomix data prepare {name} --source PATH` (or `dvc pull`) first")
 
 
+def read_list(root: str | Path, split: str) -> tuple[list[str], list[int]]:
+    """A folder dataset's `SPLIT_list.txt`: (image paths relative to `root`, labels), in order."""
+    pairs = [line.rsplit(" ", 1) for line in (Path(root) / f"{split}_list.txt").read_text().splitlines()]
+    return [path for path, _ in pairs], [int(label) for _, label in pairs]
+
+
 def content_hash(folder: str | Path) -> str:
     """sha256 over each data file's relative path, size and bytes, in sorted path order.
 

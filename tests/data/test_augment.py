@@ -22,7 +22,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from adautomix.config import ConfigError, RunConfig
-from adautomix.data import DataError, Recipe, build_loader, dali, loaders
+from adautomix.data import DataError, Recipe, build_loader, crops, dali, loaders
 from adautomix.data.prepare import FORMAT_VERSION, Manifest
 from adautomix.presets import PRESETS
 
@@ -309,7 +309,7 @@ def test_memory_rrc_of_the_whole_image_is_torchvisions_resize_or_its_mirror(nois
 @pytest.mark.parametrize("height,width", [(32, 32), (20, 60)], ids=["square", "wide"])
 def test_memory_crop_boxes_follow_torchvisions_get_params(height, width):
     generator = torch.Generator().manual_seed(0)
-    top, left, crop_h, crop_w = loaders._crop_boxes(4000, height, width, (0.08, 1.0), generator)
+    top, left, crop_h, crop_w = crops.crop_boxes(4000, height, width, (0.08, 1.0), generator)
     assert (top >= 0).all() and (left >= 0).all() and (crop_h >= 1).all() and (crop_w >= 1).all()
     assert (top + crop_h <= height).all() and (left + crop_w <= width).all()
     assert (top == top.round()).all() and (crop_w == crop_w.round()).all()
