@@ -1,7 +1,7 @@
 """Write a raw dataset once into the canonical on-disk format under DATA_ROOT/NAME/.
 
-Array format (images of at most 64 px), plain .npy so that torch (np.load with mmap) and DALI's
-fn.readers.numpy both read it fast:
+Array format (images of at most 64 px), plain .npy that torch and DALI both read memory-mapped
+(DALI through fn.external_source: dali.py says why not fn.readers.numpy):
     train_images.npy  uint8 N×H×W×C (C = 1 for Fashion-MNIST)     train_labels.npy  int64 N
     test_images.npy                                               test_labels.npy
 Folder format (larger images), the encoded files copied byte for byte (no re-encoding, so the copy

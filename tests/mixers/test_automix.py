@@ -123,11 +123,10 @@ def test_part_by_part_backward_equals_one_joint_backward(monkeypatch, cls):
         torch.testing.assert_close(banked[name], grad, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_sample_grid_and_teacher():
+def test_sample_grid_shows_both_sources_their_masks_and_the_mix():
     model, method = setup()
     rows = method.sample_grid(model, *batch())
     assert [t for t, _ in rows] == ["source 1", "source 2", "mask 1", "mask 2", "mixed"]
-    assert method.teacher() is method.net_k
 
 
 def test_bad_configs_say_what_to_change(tiny_backbone):
