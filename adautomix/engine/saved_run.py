@@ -15,7 +15,8 @@ from ..config import RunConfig
 from ..data import Loader, Manifest, Recipe, build_loader, ensure_dataset
 from ..eval import evaluate
 from .checkpoint import load_checkpoint
-from .train import build_networks, resolve_device
+from .distributed import resolve_device
+from .train import build_networks
 
 
 @dataclass
