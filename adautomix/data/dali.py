@@ -29,6 +29,7 @@ on CPU threads (num_workers of them) otherwise; a CPU pipeline needs device_id=N
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import itertools
 import warnings
@@ -48,9 +49,30 @@ from adautomix.data.sources import decode_image
 PREFETCH = 2
 
 
-def available() -> bool:
-    """Whether NVIDIA DALI is installed (the `dali` extra)."""
+def installed() -> bool:
+    """Whether NVIDIA DALI (the `dali` extra) is installed, whether or not it imports."""
     return importlib.util.find_spec("nvidia.dali") is not None
+
+
+@functools.cache
+def import_error() -> str | None:
+    """Why DALI cannot be used here, or None when it imports. An installed DALI can still fail
+    (a missing CUDA or codec library, a wheel for another platform): that is a broken install,
+    which loader kind 'dali' and the tests report rather than hide."""
+    if not installed():
+        return "NVIDIA DALI is not installed: `pip install -e .[dali]`"
+    try:
+        import nvidia.dali  # noqa: F401
+        import nvidia.dali.plugin.pytorch  # noqa: F401
+    except Exception as error:   # ImportError, or OSError from a missing shared library
+        return (f"NVIDIA DALI is installed but fails to import "
+                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
+    return None
+
+
+def available() -> bool:
+    """Whether DALI is installed and imports."""
+    return import_error() is None
 
 
 class DaliLoader(Loader):
@@ -58,7 +80,7 @@ class DaliLoader(Loader):
 
     def __init__(self, manifest: Manifest, split: str, *, num_workers: int, **options):
         if not available():
-            raise DataError("loader kind 'dali' needs NVIDIA DALI: `pip install -e .[dali]`, "
+            raise DataError(f"loader kind 'dali': {import_error() or 'NVIDIA DALI is unavailable'}; "
                             "or use --loader torch")
         super().__init__(manifest, split, **options)
         self.num_threads = max(1, num_workers)
