@@ -13,7 +13,8 @@ from pathlib import Path
 from adautomix.config import ConfigError
 from adautomix.data.errors import DataError
 from adautomix.data.versioning import normalise_version, tracked_version
-from adautomix.steps import TEST_METRICS, build_config, check_run, default_model_name
+from adautomix.registry import default_model_name
+from adautomix.steps import TEST_METRICS, build_config, check_run
 from pipeline.cluster import ClusterSettings
 from pipeline.sweep import sweep_pipeline
 from pipeline.training import training_pipeline
@@ -130,6 +131,8 @@ def _checked_config(preset: str, num_gpus: int, run_values: dict, num_nodes: int
                           "(other settings come from the preset)")
     config = build_config(preset, **run_values)
     check_run(config, num_gpus)
+    if num_nodes < 1:
+        raise ConfigError(f"num_nodes must be >= 1, got {num_nodes}")
     # the engine splits the batch over the processes: one per GPU (or one per CPU node), per node
     processes = max(num_gpus, 1) * num_nodes
     if config.batch_size % processes:

@@ -11,13 +11,16 @@ from adautomix.config import ConfigError
 from adautomix.launch import single_pod_command
 from components import BASE_IMAGE
 from pipeline.cluster import ClusterSettings
-from pipeline.run import compile_pipeline, training_arguments
+from pipeline.cli import main
+from pipeline.run import training_arguments
 from tests.pipeline.test_trainjob import PROJECT
 
 
-def compiled(tmp_path, num_gpus: int, cluster: ClusterSettings = ClusterSettings()):
-    arguments = training_arguments(project=PROJECT, method="mixup", num_gpus=num_gpus)
-    path = compile_pipeline(tmp_path / "pipeline.yaml", arguments, cluster=cluster)
+def compiled(tmp_path, *flags: str):
+    """The training pipeline compiled through the command line, as a user would."""
+    path = tmp_path / "pipeline.yaml"
+    assert main(["compile", "-o", str(path), "--workspace", str(PROJECT), "--method", "mixup",
+                 *flags]) == 0
     spec, platform = yaml.safe_load_all(path.read_text())
     return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
@@ -34,7 +37,7 @@ def inner_tasks(spec: dict) -> dict:
 
 
 def test_four_gpus_in_one_pod_are_four_torchrun_processes_with_shared_memory(tmp_path):
-    spec, executors = compiled(tmp_path, num_gpus=4)
+    spec, executors = compiled(tmp_path, "--num-gpus", "4")
     defaults = spec["root"]["inputDefinitions"]["parameters"]
     assert defaults["num_gpus"]["defaultValue"] == 4
     assert "num_gpus" in gpu_parameter(spec, "exec-train")
@@ -56,18 +59,19 @@ def test_four_gpus_in_one_pod_are_four_torchrun_processes_with_shared_memory(tmp
 
 
 def test_cpu_runs_evaluate_without_a_gpu(tmp_path):
-    spec, _ = compiled(tmp_path, num_gpus=0)
+    spec, _ = compiled(tmp_path, "--num-gpus", "0")
     assert spec["root"]["inputDefinitions"]["parameters"]["evaluate_gpus"]["defaultValue"] == 0
 
 
 def test_two_nodes_train_through_a_trainjob_step_with_the_single_pod_settings(tmp_path):
-    cluster = ClusterSettings(num_nodes=2, node_selector={"gpu": "a100"})
-    spec, executors = compiled(tmp_path, num_gpus=4, cluster=cluster)
+    spec, executors = compiled(tmp_path, "--num-gpus", "4", "--num-nodes", "2",
+                               "--batch-size", "128", "--node-selector", "gpu=a100",
+                               "--schedule-timeout", "900")
     tasks = inner_tasks(spec)
     assert "train" not in tasks
     job = tasks["train-job"]["inputs"]["parameters"]
     expected = {"num_nodes": 2, "image": BASE_IMAGE, "gpu_resource": "nvidia.com/gpu",
-                "runtime": "torch-distributed", "schedule_timeout": 1800}
+                "runtime": "torch-distributed", "schedule_timeout": 900}
     assert {k: job[k]["runtimeValue"]["constant"] for k in expected} == expected
     assert job["num_gpus"]["componentInputParameter"] == "num_gpus"
     assert tasks["evaluate"]["inputs"]["artifacts"]["checkpoint"]["taskOutputArtifact"] \
@@ -92,6 +96,12 @@ def test_two_nodes_train_through_a_trainjob_step_with_the_single_pod_settings(tm
 def test_cluster_sizes_are_checked(values):
     with pytest.raises(ConfigError, match="must be >= 1"):
         ClusterSettings(**values)
+
+
+def test_a_bad_node_count_fails_on_the_command_line_and_writes_nothing(tmp_path, capsys):
+    path = tmp_path / "pipeline.yaml"
+    assert main(["compile", "-o", str(path), "--workspace", str(PROJECT), "--num-nodes", "0"]) == 2
+    assert "num_nodes must be >= 1, got 0" in capsys.readouterr().err and not path.exists()
 
 
 @pytest.mark.parametrize("num_gpus, num_nodes", [(4, 1), (2, 3), (0, 3)])
