@@ -16,11 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import mlflow
-
 from .gate import CHANCE_MARGIN, Gate, GateRejected  # noqa: F401  (part of this module's API)
-from .steps import default_model_name
-from .tracking import connect, tracking_uri
 
 log = logging.getLogger("adautomix.registry")
 
@@ -64,11 +60,22 @@ class Registration:
             "longer or with more data, or lower the gate (--chance-margin, --min-score)")
 
 
+def default_model_name(dataset: str) -> str:
+    """One registered model per dataset, so its champion is always judged on that dataset."""
+    return f"adautomix-{dataset}"
+
+
 def register(candidate: Candidate, name: str, dataset: str, data_version: str = "",
              metric: str = SCORE_METRIC, gate: Gate = Gate()) -> Registration:
     """Register `candidate` as a new version of model `name` ('' names it adautomix-DATASET).
     If it meets `gate`, make it the challenger, and the champion if it beats the current one on
     `dataset` by `metric` (higher is better); if not, tag it with the reason and move no alias."""
+    # MLflow is imported here, not at the top: compiling a pipeline names the registered model
+    # (default_model_name) and should not pay for importing MLflow.
+    import mlflow
+
+    from .tracking import connect, tracking_uri
+
     name = name or default_model_name(dataset)
     client = connect()
     rejection = gate.rejection(metric, candidate.score, candidate.chance)

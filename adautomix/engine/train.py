@@ -6,8 +6,9 @@ One run = one RunConfig. Every epoch: train, evaluate the online and the EMA net
 validation split (training images held out, `val_size`) and on the test split, log to MLflow,
 checkpoint atomically. The epoch whose registered network (the EMA one when there is one) scores
 best on validation is kept beside the checkpoint as `selected.pt`; with no validation split (the
-paper's protocol) the last epoch is the selected one. Metric names: docs/architecture.md. `resume=True` continues from the checkpoint in output_dir exactly
-(weights, optimiser, EMA, RNG streams, counters) and in the same MLflow run.
+paper's protocol) the last epoch is the selected one. Metric names: docs/architecture.md.
+`resume=True` continues from the checkpoint in output_dir exactly (weights, optimiser, EMA, RNG
+streams, counters) and in the same MLflow run.
 
 Under torchrun every process runs this same code on its own device (engine/distributed.py): the
 batch size is the global one, split evenly over the ranks; gradients are averaged across ranks
@@ -38,6 +39,7 @@ from ..eval import evaluate
 from ..mixers import Method, create_method, resolved_options
 from ..models import create_model
 from ..progress import progress
+from ..provenance import Provenance
 from ..tracking import Tracker, setup_params
 from ..visualize import image_grid, training_curves
 from . import distributed
@@ -122,15 +124,6 @@ def build_networks(config: RunConfig, manifest, device: torch.device, sync_bn: b
 
 
 # --- setup --------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Provenance:
-    """Where a run's data and code came from, beyond its config: recorded in its MLflow run."""
-
-    data_version: str = ""      # the DVC version; '' records the content hash instead
-    data_source: str = ""       # the DVC remote's URL; '' records the local dataset folder
-    tags: dict[str, str] = field(default_factory=dict)   # e.g. the pipeline run's id and name
-
 
 def setup(config: RunConfig, resume: bool, ranks: Ranks, device: torch.device,
           provenance: Provenance = Provenance()) -> Run:
@@ -331,7 +324,10 @@ def checkpoint_state(run: Run, epoch: int) -> dict[str, Any]:
 # --- the run ------------------------------------------------------------------------------------
 
 def train(config: RunConfig, resume: bool = False,
-          provenance: Provenance = Provenance()) -> TrainResult:
+          provenance: Provenance | None = None) -> TrainResult:
+    """Train `config`; `provenance` None reads the one saved beside its config, if any."""
+    if provenance is None:
+        provenance = Provenance.load(config.output_dir)
     with distributed.process_group(config.device) as (ranks, device):
         run = setup(config, resume, ranks, device, provenance)
         try:

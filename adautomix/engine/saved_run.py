@@ -1,6 +1,10 @@
-"""Evaluate a finished (or interrupted) training run from its output folder: the networks of its
-selected epoch (selected.pt, chosen on the validation split) when it has one, else of its last
-checkpoint, on its validation split (when it holds one out) and its test split."""
+"""A finished (or interrupted) training run loaded back from its output folder, and evaluated:
+the networks of its selected epoch (selected.pt, chosen on the validation split) when it has
+one, else of its last checkpoint, on its validation split (when it holds one out) and its test
+split.
+
+It lives in the engine, beside the training it restores, so that eval/ (the metrics) stays a
+leaf that the engine imports and that imports nothing of the engine."""
 
 from __future__ import annotations
 
@@ -12,10 +16,11 @@ from torch import nn
 
 from ..config import RunConfig
 from ..data import Loader, Manifest, Recipe, build_loader, ensure_dataset
-from ..engine.checkpoint import CHECKPOINT_NAME, SELECTED_NAME, load_checkpoint
-from ..engine.train import build_networks, resolve_device, split_pools
+from ..eval import evaluate
 from ..progress import progress
-from . import evaluate
+from .checkpoint import CHECKPOINT_NAME, SELECTED_NAME, load_checkpoint
+from .distributed import resolve_device
+from .train import build_networks, split_pools
 
 
 @dataclass
