@@ -50,7 +50,8 @@ class Trainer:
 
     def __init__(self, name: str, args: argparse.Namespace, device: torch.device):
         method, options, memory_format = method_spec(name)
-        self.model = create_model(args.model, args.num_classes).to(device,
+        self.model = create_model(args.model, args.num_classes, args.in_chans,
+                                  width=args.width).to(device,
                                                                    memory_format=memory_format)
         self.method = create_method(method, self.model, args.num_classes, **options)
         self.method.to(device, memory_format=memory_format)
@@ -85,7 +86,7 @@ def method_spec(spec: str) -> tuple[str, dict, torch.memory_format]:
 
 def synthetic_batch(args: argparse.Namespace, device: torch.device):
     g = torch.Generator().manual_seed(0)
-    images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=g)
+    images = torch.randn(args.batch_size, args.in_chans, args.image_size, args.image_size, generator=g)
     labels = torch.randint(0, args.num_classes, (args.batch_size,), generator=g)
     return images.to(device), labels.to(device)
 
@@ -128,7 +129,8 @@ def peak_memory_here(name: str, args: argparse.Namespace, device: torch.device) 
     """MiB a method adds at its peak over a model already built (run in a fresh process)."""
     torch.manual_seed(0)
     images, labels = synthetic_batch(args, device)
-    model_only = create_model(args.model, args.num_classes).to(device)
+    model_only = create_model(args.model, args.num_classes, args.in_chans,
+                              width=args.width).to(device)
     del model_only  # warms the allocator and imports up to the point the method starts
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -145,7 +147,8 @@ def peak_memory_here(name: str, args: argparse.Namespace, device: torch.device) 
 def peak_memory(name: str, args: argparse.Namespace) -> float:
     command = [sys.executable, __file__, "--memory-of", name, "--model", args.model,
                "--batch-size", str(args.batch_size), "--image-size", str(args.image_size),
-               "--num-classes", str(args.num_classes), "--memory-steps", str(args.memory_steps),
+               "--num-classes", str(args.num_classes), "--in-chans", str(args.in_chans),
+               "--width", str(args.width), "--memory-steps", str(args.memory_steps),
                "--device", args.device, "--threads", str(args.threads)]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_mib"]
@@ -162,6 +165,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--num-classes", type=int, default=100)
+    p.add_argument("--in-chans", type=int, default=3, help="image channels [3]")
+    p.add_argument("--width", type=int, default=0,
+                   help="CIFAR-stem ResNets' width (0: the paper's 64) [0]")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds over all methods [3]")
     p.add_argument("--steps", type=int, default=1, help="steps per method per round [1]")
     p.add_argument("--memory-steps", type=int, default=2, help="steps in each memory run [2]")
@@ -191,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     names = ["vanilla"] + [n for n in names if n != "vanilla"]
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU, {torch.get_num_threads()} threads"
-    print(f"{args.model}, {args.image_size} px, batch {args.batch_size}, {args.num_classes} "
+    print(f"{args.model}{f' width {args.width}' if args.width else ''}, {args.image_size} px, batch {args.batch_size}, {args.num_classes} "
           f"classes, {device_name}; {args.repeats} repeats × {args.steps} step(s)", flush=True)
 
     seconds = time_steps(names, args, device)

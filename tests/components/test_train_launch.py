@@ -9,7 +9,7 @@ from kfp import dsl
 
 from adautomix.engine.checkpoint import load_checkpoint
 from components.train import train
-from tests.components.conftest import TRAINING
+from tests.components.conftest import PIPELINE_RUN, TRAINING
 
 
 def launch(prepared, tmp_path, **changes):
@@ -17,7 +17,7 @@ def launch(prepared, tmp_path, **changes):
     checkpoint = dsl.Model(name="checkpoint", uri=str(tmp_path / "model"))
     run_id = train.python_func(prepared=dataset, data_version=version, experiment="launch",
                                workspace=str(workspace), checkpoint=checkpoint,
-                               **{**TRAINING, "num_gpus": 2, **changes})
+                               **PIPELINE_RUN, **{**TRAINING, "num_gpus": 2, **changes})
     return run_id, checkpoint
 
 

@@ -1,6 +1,7 @@
 """The whole pipeline on one machine (kfp.local), on a Fashion-MNIST subset: killed mid-training,
 run again, it resumes from its checkpoint and registers the model it trained; a bad data version
-stops it before anything is trained or registered."""
+stops it before anything is trained or registered; a sweep whose every model fails the registry
+gate ends non-zero, naming the reason, and moves no champion."""
 
 from __future__ import annotations
 
@@ -37,13 +38,15 @@ def workspace(tmp_path, fmnist_root):
     return workspace
 
 
-def pipeline_command(workspace, experiment: str, model_name: str, *extra: str) -> list[str]:
+def pipeline_command(workspace, experiment: str, model_name: str, *extra: str,
+                     method: tuple[str, ...] = ("--method", "vanilla")) -> list[str]:
+    # 20 steps of a width-8 ResNet-18: enough to clear the registry gate (15 % on ten classes)
     return ["run", "--local", "--workspace", str(workspace),
             "--pipeline-root", str(workspace / "runs" / "pipeline"),
-            "--dataset", "fashion-mnist", "--model", "resnet18", "--method", "mixup",
-            "--epochs", "2", "--batch-size", "50", "--lr", "0.05", "--subset", "50",
-            "--val-subset", "50", "--num-gpus", "0", "--experiment", experiment,
-            "--registered-model", model_name, *extra]
+            "--dataset", "fashion-mnist", "--model", "resnet18", "--model-width", "8", *method,
+            "--epochs", "2", "--batch-size", "25", "--lr", "0.05", "--subset", "250",
+            "--val-size", "100", "--val-subset", "200", "--num-gpus", "0",
+            "--experiment", experiment, "--registered-model", model_name, *extra]
 
 
 def run_until_first_checkpoint(command: list[str], workspace, timeout: float = 300) -> None:
@@ -90,12 +93,29 @@ def test_killed_mid_training_the_rerun_resumes_and_registers_the_trained_model(
     assert version.run_id == final["run_id"]
     assert f"registered model {name} version {version.version}" in out
     assert "challenger, champion" in out and mlflow_http in out and "MLflow UI" in out
+    assert version.tags["metric"] == "model_val_top1" and version.tags["gate"] == "passed"
     served = mlflow.pytorch.load_model(f"models:/{name}@champion")
-    trained = load_run(folder, device="cpu").ema_network
-    images = torch.rand(4, 1, 28, 28)
+    trained = load_run(folder, device="cpu")
+    images = torch.rand(4, 1, 28, 28)                   # raw [0, 1]: the served model normalises
+    normalised = (images - trained.loader.mean[0]) / trained.loader.std[0]
     with torch.inference_mode():
-        np.testing.assert_allclose(served.eval()(images).numpy(), trained.eval()(images).numpy(),
+        np.testing.assert_allclose(served.eval()(images).numpy(),
+                                   trained.ema_network.eval()(normalised).numpy(),
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_a_sweep_the_gate_rejects_entirely_fails_and_moves_no_champion(workspace, mlflow_http,
+                                                                       capsys):
+    experiment, name = f"local-{uuid.uuid4().hex[:8]}", f"local-{uuid.uuid4().hex[:8]}"
+    command = pipeline_command(workspace, experiment, name, "--sweep", "--seeds", "0,1",
+                               "--min-score", "100", method=("--methods", "vanilla"))
+    assert main(command) == 1
+    captured = capsys.readouterr()
+    assert "error:" in captured.err
+    assert "the registry gate rejected every one of the sweep's 2 models" in captured.out + captured.err
+    (version,) = connect().search_model_versions(f"name='{name}'")
+    assert version.tags["gate"] == "rejected" and "minimum score 100" in version.tags["gate_reason"]
+    assert connect().get_registered_model(name).aliases == {}
 
 
 def test_a_data_version_no_remote_holds_stops_the_pipeline_before_training(workspace,
