@@ -65,7 +65,9 @@ def prepare_run(checkpoint_root: str | Path, data_version: str, preset: str = ""
     """The run's configuration with its persistent output folder, saved there as config.json,
     and where its data and code came from, as provenance.json: what a launcher elsewhere
     (torchrun, a TrainJob's nodes) trains from."""
-    config = build_config(preset, **values)
+    # A preset names its runs after itself; a pipeline's runs are named method-model-dataset-seed
+    # (tracking.run_name), so that a sweep's runs tell themselves apart in MLflow's list.
+    config = build_config(preset, **{"run_name": "", **values})
     config = config.replace(output_dir=str(checkpoint_dir(checkpoint_root, config, data_version)))
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     config.save(Path(config.output_dir) / "config.json")
