@@ -11,9 +11,12 @@ Two kinds share one epoch plan and one set of recipes:
   when wanted). Batches cross to the device as uint8 and are normalised there.
 
 The epoch plan works like DistributedSampler: the train split is shuffled by a permutation drawn
-from (seed, epoch), every rank reads its own disjoint slice of it, and the partial last batch is
-dropped so that every rank runs the same number of steps; the test split is read in order, split
-into contiguous per-rank chunks, and its last partial batch is kept. `subset` keeps the first N
+from (seed, epoch), every rank reads every world_size-th index of it (rank r from position r), and
+the partial last (global) batch is dropped so that every rank runs the same number of steps; the
+test split is read in order, split into contiguous per-rank chunks, and its last partial batch is
+kept. Interleaving makes step s of N ranks with batch b read the very images of step s of one
+process with batch N·b, so the number of ranks changes neither an epoch's global batches nor
+its length, and a run resumes on another number of ranks in the same data stream. `subset` keeps the first N
 indices of one fixed permutation (seed 0) whatever the run's seed, so runs with different seeds
 see the same images.
 
@@ -22,9 +25,11 @@ first, RandAugment), by default the dataset's own. Array datasets (≤ 64 px): a
 native/8 pixels of reflect padding (4 at 32 px) and a horizontal flip; test images as they are.
 Folder datasets: RandomResizedCrop(image_size, default 224) and a flip; test
 Resize(image_size·256/224) and CenterCrop(image_size). Augmentation is a function of
-(seed, epoch, rank) alone: the memory loader draws from a generator seeded by them, the torch
-loader hands every sample its own seed along with its index, so neither the worker count nor
-persistent workers nor resuming mid-run changes what an epoch looks like.
+(seed, epoch) and the sample's place in the global epoch order: the memory loader draws a whole
+global batch's crops from a generator seeded by (seed, epoch) and keeps its rank's columns, the
+torch loader hands every sample the seed of its global position along with its index, so neither
+the worker count nor persistent workers nor resuming mid-run, nor the number of ranks, changes
+what an epoch looks like. (DALI's draws follow (seed, epoch, rank): dali.py.)
 """
 
 from __future__ import annotations
@@ -121,8 +126,8 @@ def epoch_indices(count: int, *, train: bool, batch_size: int, seed: int, epoch:
     if train:
         order = pool[np.random.default_rng([seed, epoch]).permutation(len(pool))]
         share = len(order) // world_size
-        mine = order[rank * share:(rank + 1) * share]
-        return mine[:len(mine) - len(mine) % batch_size]
+        usable = (share - share % batch_size) * world_size
+        return order[:usable][rank::world_size]
     return pool[len(pool) * rank // world_size:len(pool) * (rank + 1) // world_size]
 
 
@@ -207,7 +212,9 @@ class MemoryLoader(Loader):
     def __iter__(self):
         order = torch.from_numpy(self.indices()).to(self.device)
         generator = torch.Generator(device=self.device)
-        generator.manual_seed(_derived_seed(self.seed, self.epoch, self.rank))
+        # every rank draws the global batch's augmentation and keeps its own columns (rank 0's
+        # seed is the one-process seed)
+        generator.manual_seed(_derived_seed(self.seed, self.epoch, 0))
         recipe, size = self.recipe, self.image_size
         for start in range(0, len(order), self.batch_size):
             index = order[start:start + self.batch_size]
@@ -226,9 +233,10 @@ class MemoryLoader(Loader):
 
     def _crop_and_flip(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Random crop of the reflect-padded image plus a random horizontal flip."""
-        offset = torch.randint(0, self.offsets, (2, len(index)), device=self.device,
-                               generator=generator)
-        flip = torch.rand(len(index), device=self.device, generator=generator) < 0.5
+        count, mine = len(index) * self.world_size, slice(self.rank, None, self.world_size)
+        offset = torch.randint(0, self.offsets, (2, count), device=self.device,
+                               generator=generator)[:, mine]
+        flip = (torch.rand(count, device=self.device, generator=generator) < 0.5)[mine]
         # Index arrays split by a slice put the batch axis first: (B, C, H, W).
         crops = self.windows[index, :, offset[0], offset[1]]
         return torch.where(flip[:, None, None, None], crops.flip(-1), crops)
@@ -244,9 +252,10 @@ class MemoryLoader(Loader):
         if self.recipe.resize_before_crop:
             images = _resize_shorter(images, self.recipe.resize_before_crop, self.mode)
         batch, channels, height, width = images.shape
-        top, left, crop_h, crop_w = _crop_boxes(batch, height, width, self.recipe.crop_scale,
-                                                generator)
-        flip = torch.rand(batch, device=self.device, generator=generator) < 0.5
+        count, mine = batch * self.world_size, slice(self.rank, None, self.world_size)
+        boxes = _crop_boxes(count, height, width, self.recipe.crop_scale, generator)
+        top, left, crop_h, crop_w = (b[mine] for b in boxes)
+        flip = (torch.rand(count, device=self.device, generator=generator) < 0.5)[mine]
         # affine_grid maps output coordinates in [-1, 1] to input ones; with
         # align_corners=False, -1 and 1 are the outer edges of the crop's edge pixels.
         theta = torch.zeros(batch, 2, 3, device=self.device)
@@ -357,8 +366,12 @@ class _PlanSampler(Sampler):
     def __iter__(self):
         loader = self.loader
         indices = loader.indices()
-        seeds = np.random.default_rng(_derived_seed(loader.seed, loader.epoch, loader.rank))
-        per_sample = seeds.integers(0, 2 ** 62, len(indices))
+        # the seeds of the whole epoch's global order; this rank's samples sit at every
+        # world_size-th place of it in training (a contiguous chunk in testing, where no
+        # augmentation reads them)
+        seeds = np.random.default_rng(_derived_seed(loader.seed, loader.epoch, 0))
+        world, rank = loader.world_size, loader.rank
+        per_sample = seeds.integers(0, 2 ** 62, len(indices) * world)[rank::world]
         return iter(zip(indices.tolist(), per_sample.tolist(), strict=True))
 
     def __len__(self) -> int:

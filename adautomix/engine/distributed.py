@@ -142,6 +142,13 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
+def all_reduce_max(values: torch.Tensor) -> torch.Tensor:
+    """`values`' elementwise maximum over ranks, in place (unchanged in one process)."""
+    if _world() > 1:
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return values
+
+
 def average_gradients(params: Iterable[nn.Parameter]) -> None:
     """Replace every gradient by its mean over ranks, in one flat all-reduce per dtype and device.
 
