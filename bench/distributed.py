@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         shift = repeat % len(launches)
         for launch_ in launches[shift:] + launches[:shift]:
             figures[launch_].append(launch(args, *launch_))
+            print(f"  {launch_}: {figures[launch_][-1]}", file=sys.stderr, flush=True)
         print(f"repeat {repeat + 1} done", file=sys.stderr, flush=True)
 
     def median(launch_, key):

@@ -90,6 +90,8 @@ def test_two_ranks_train_as_one_process_with_the_global_batch(fmnist_root, mlflo
     config = base_config(fmnist_root, tmp_path, "two")
     torchrun(config, tmp_path / "dump-two", 2, "--norm", "none")
     two = load_checkpoint(tmp_path / "two")
+    first, second = states(tmp_path / "dump-two")       # the engine's EMA: one on every rank
+    assert_same_weights(first["ema"], second["ema"], exact=True)
     one = engine.train(config.replace(output_dir=str(tmp_path / "one")))
     reference = load_checkpoint(tmp_path / "one")
     assert two["step"] == reference["step"] == 16
