@@ -411,27 +411,24 @@ def _num(value: float | None) -> str:
 
 def bar_chart(comparison: Comparison, path: str | Path) -> Path:
     """The chart_figure as a PNG."""
-    import matplotlib.pyplot as plt
-
-    fig = chart_figure(comparison)
     path = Path(path)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    chart_figure(comparison).savefig(path, dpi=120, bbox_inches="tight")
     return path
 
 
 def chart_figure(comparison: Comparison):
     """One panel per setting, one bar per method (mean over seeds, std as error bars), the y-axis
     zoomed to the data, Vanilla's mean as a dashed line, the legend outside the panels."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
 
     settings, rows = comparison.settings, comparison.rows
-    colours = {r: plt.cm.tab10(i % 10) for i, r in enumerate(rows)}
+    colours = {r: colormaps["tab10"](i % 10) for i, r in enumerate(rows)}
     bars = [max(3, sum(1 for r in rows if r in s.cells)) for s in settings]   # room for titles
-    fig, axes = plt.subplots(1, len(settings), squeeze=False, gridspec_kw={"width_ratios": bars},
-                             figsize=(1.5 + 0.45 * sum(bars) + 1.0 * len(settings), 3.8))
+    fig = Figure(figsize=(1.5 + 0.45 * sum(bars) + 1.0 * len(settings), 3.8))
+    axes = fig.subplots(1, len(settings), squeeze=False, gridspec_kw={"width_ratios": bars})
     for ax, setting in zip(axes[0], settings):
         stats = [(r, comparison.stat(setting, r, HEADLINE_KEY)) for r in rows]
         stats = [(r, s) for r, s in stats if s]
@@ -458,10 +455,10 @@ def chart_figure(comparison: Comparison):
         ax.set_ylabel(describe(comparison.metric, setting.epochs).replace(", ", " (%)\n", 1),
                       fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[r]) for r in rows]
+    handles = [Rectangle((0, 0), 1, 1, color=colours[r]) for r in rows]
     labels = list(rows)
     if any(comparison.stat(s, "vanilla", HEADLINE_KEY) for s in settings):
-        handles.append(plt.Line2D([0], [0], color="black", linestyle="--", linewidth=0.8))
+        handles.append(Line2D([0], [0], color="black", linestyle="--", linewidth=0.8))
         labels.append("vanilla mean")
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
                frameon=False)

@@ -26,7 +26,7 @@ from ..eval import evaluate
 from ..mixers import create_method
 from ..models import create_model
 from ..tracking import Tracker
-from ..visualize import image_grid, training_curves
+from ..visualize import sample_figure, training_curves
 from .checkpoint import load_checkpoint, preserved_rng, rng_state, save_checkpoint, set_rng_state
 from .ema import ModelEma
 from .optim import build_optimizer, optimizer_step, param_groups, set_lr
@@ -203,4 +203,4 @@ def log_sample_grid(tracker: Tracker, method, model, loader, epoch: int) -> None
         was_training = model.training
         rows = method.sample_grid(model, images[:16], labels[:16])
         model.train(was_training)
-    tracker.log_image(image_grid(rows, loader.mean, loader.std), f"samples/epoch_{epoch:04d}.png")
+    tracker.log_figure(sample_figure(rows, loader.mean, loader.std), f"samples/epoch_{epoch:04d}.png")
