@@ -31,13 +31,17 @@ from .steps import UNKEYED_FIELDS
 # validation split, whose val_ metrics were measured on the test split.
 HEADLINE = ("test_top1_ema_median10", "test_top1_median10",
             "val_top1_ema_median10", "val_top1_median10")
-# test_ metrics that are clean accuracy or its by-products, not robustness.
+# Where robustness metrics are found, in preference order: the evaluate step's measure of the
+# selected checkpoint, then a plain test_ metric.
+ROBUSTNESS_PREFIXES = ("selected_test_", "test_")
+# test metrics that are clean accuracy or its by-products, not robustness.
 PLAIN_TEST_METRICS = ("top1", "top5", "loss")
 # Params that do not change what a run computes: left out of the setting.
 UNPOOLED_PARAMS = ("seed", *UNKEYED_FIELDS)
 # Params that say which method a run trained, and with which options: a row, not a setting.
 METHOD_PARAM = "method"
-METHOD_OPTION_PREFIXES = ("method_args.",)
+# (method_args.KEY: the options given; method.KEY: every option resolved, defaults included)
+METHOD_OPTION_PREFIXES = ("method_args.", "method.")
 # Tags that are part of what a run computed (the data it read).
 SETTING_TAGS = ("data_hash",)
 LOWER_IS_BETTER = re.compile(r"error|loss|ece|nll", re.IGNORECASE)
@@ -226,20 +230,24 @@ def _row_labels(runs: list[_Run]) -> dict[_Run, str]:
 
 
 def _robustness_names(runs: list[_Run]) -> list[str]:
-    """test_NAME metrics beyond clean accuracy, loss and their per-epoch statistics."""
+    """Test metrics beyond clean accuracy, loss and their per-epoch statistics."""
     names = set()
     for run in runs:
         for key in run.metrics:
-            if key.startswith("test_") and "median" not in key:
-                name = key[len("test_"):].removesuffix("_ema")
+            prefix = next((p for p in ROBUSTNESS_PREFIXES if key.startswith(p)), None)
+            if prefix and "median" not in key:
+                name = key[len(prefix):].removesuffix("_ema")
                 if name not in PLAIN_TEST_METRICS:
                     names.add(name)
     return sorted(names)
 
 
 def _served(metrics: dict[str, float], name: str) -> float | None:
-    """test_NAME of the network a run is judged by: its EMA one when it has one."""
-    return metrics.get(f"test_{name}_ema", metrics.get(f"test_{name}"))
+    """A robustness metric of the network a run is judged by: its EMA one when it has one."""
+    for key in (f"{p}{name}{suffix}" for p in ROBUSTNESS_PREFIXES for suffix in ("_ema", "")):
+        if key in metrics:
+            return metrics[key]
+    return None
 
 
 def _setting_order(setting: Setting):
