@@ -24,8 +24,8 @@ def png(fig) -> Image.Image:
 def grid_rows(batch: int = 4):
     torch.manual_seed(0)
     images = torch.randn(batch, 1, 28, 28)
-    mask = torch.zeros(batch, 1, 28, 28)
-    mask[..., 4:18, 6:20] = 1.0
+    mask = torch.full((batch, 1, 28, 28), 0.25)   # soft weights that do not span [0, 1] alone
+    mask[..., 4:18, 6:20] = 0.75
     return [("source 1", images), ("source 2", images.flip(0)), ("mask 1", mask),
             ("mask 2", 1.0 - mask), ("mixed", images * mask + images.flip(0) * (1 - mask))]
 
