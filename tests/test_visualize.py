@@ -1,5 +1,6 @@
-"""The pictures: a sample grid shows masks in a colour map with its scale and each column's λ and
-class names; training curves have integer epoch ticks and an lr panel; both decode as PNGs."""
+"""The pictures: a sample grid shows un-normalised images, masks in a colour map with its scale and
+each column's λ and class names; training curves have integer epoch ticks and an lr panel; both
+decode as PNGs. (Replaces the tests of the PIL grid this module drew before.)"""
 
 from __future__ import annotations
 
@@ -63,15 +64,31 @@ def test_the_grid_draws_masks_in_a_colour_map_with_its_scale_and_captions_every_
     assert image.format == "PNG" and image.width > 300 and image.height > 300
 
 
+def test_tiles_show_the_images_un_normalised_and_the_masks_as_they_are():
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.1)
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.rand(5, 3, 6, 4, generator=g)                 # what the images really are
+    normalised = (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    mask = torch.rand(5, 1, 6, 4, generator=g)
+    fig = sample_figure([("input", normalised), ("mask 1", mask), ("mixed", normalised[:4])],
+                        mean, std)
+    tiles = [ax for ax in fig.axes if ax.images]
+    assert len(tiles) == 3 * 4                                    # the shortest row's columns
+    for ax in tiles:
+        row, col = ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start
+        shown = torch.from_numpy(ax.images[0].get_array().copy()).float()
+        if row == 1:
+            torch.testing.assert_close(shown, mask[col, 0])
+        else:
+            want = (pixels[col].permute(1, 2, 0) * 255).round()
+            assert (shown - want).abs().max() <= 1, (row, col)
+
+
 def test_a_grid_without_masks_or_targets_has_no_scale_and_no_captions():
     rows = [("input", torch.rand(2, 3, 8, 8)), ("mixed", torch.rand(2, 3, 8, 8))]
     fig = sample_figure(rows, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     assert len(fig.axes) == 2 * 2                                   # the tiles, no scale
     assert not any(ax.get_xlabel() for ax in fig.axes)
-    # un-normalised pixels shown as they are: the tile is the image, in uint8
-    shown = fig.axes[0].images[0].get_array()
-    assert torch.equal(torch.from_numpy(shown[..., 0].copy()),
-                       (rows[0][1][0, 0] * 255).round().to(torch.uint8))
 
 
 @pytest.mark.parametrize("epochs", [1, 5, 40])
@@ -91,3 +108,4 @@ def test_training_curves_have_integer_epochs_every_top1_and_an_lr_panel(epochs):
     assert lr.get_ylabel().startswith("learning rate")
     (line,) = lr.get_lines()
     assert list(line.get_ydata()) == [h["lr"] for h in history]
+    assert list(loss.get_lines()[0].get_ydata()) == [h["train_loss"] for h in history]
