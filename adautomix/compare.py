@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import DATASETS, METHODS
-from .steps import UNKEYED_FIELDS
+from .steps.train import UNKEYED_FIELDS
 
 # Preference order per run. The val_ names are the paper protocol's runs from before the
 # validation split, whose val_ metrics were measured on the test split.
