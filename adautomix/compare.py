@@ -2,9 +2,10 @@
 
 The table has one row per method and one column per dataset/model, like the paper's. A cell is the
 median EMA top-1 of the run's last 10 epochs (the online network's where a run kept no EMA),
-averaged over seeds, with the spread over seeds when there are several. Robustness metrics that
-the evaluate step logged (every `test_*` metric beyond top-1, top-5 and loss) get a table of their
-own per dataset/model."""
+averaged over seeds, with the spread over seeds when there are several. The robustness and
+calibration figures the evaluation logged (ROBUSTNESS_METRICS, as `test_NAME[_ema]`; their
+meaning is in docs/evaluation.md) get a table of their own per dataset/model, beside clean test
+top-1 as the paper's Table 3 sets them."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from typing import Any
 from .config import DATASETS, METHODS
 
 HEADLINE = ("val_top1_ema_median10", "val_top1_median10")
-PLAIN_TEST_METRICS = ("top1", "top5", "loss")
+# The summary figures of adautomix.eval, in Table 3's order after clean top-1; the per-corruption,
+# per-severity and per-ratio breakdowns stay in the run (and its figures), out of the table.
+ROBUSTNESS_METRICS = ("corruption_top1", "fgsm_error", "fgsm_error_paper", "ece", "ece_paper",
+                      "occlusion_top1_mean")
 
 
 @dataclass
@@ -63,8 +67,8 @@ def format_table(comparison: Comparison) -> str:
                     lambda m, c: comparison.top1.get((m, c)))]
     for column in comparison.columns:
         table = comparison.robustness.get(column)
-        if table:
-            names = _ordered({n for _, n in table}, ())
+        if table and {n for _, n in table} - {"top1"}:
+            names = _ordered({n for _, n in table}, ("top1", *ROBUSTNESS_METRICS))
             methods = _ordered({m for m, _ in table}, METHODS)
             lines += ["", f"robustness, {column}",
                       _table(methods, names, lambda m, n: table.get((m, n)))]
@@ -106,11 +110,10 @@ def compare(experiment: str, chart: str | Path | None = None) -> str:
 
 
 def _robustness(metrics: dict[str, float]) -> dict[str, float]:
-    """test_NAME of the network a run is judged by (its EMA one when it has one), beyond the
-    plain accuracy and loss."""
-    names = {k[len("test_"):].removesuffix("_ema") for k in metrics if k.startswith("test_")}
+    """test_NAME of the network a run is judged by (its EMA one when it has one), for clean
+    top-1 and the robustness summaries."""
     out = {}
-    for name in names - set(PLAIN_TEST_METRICS):
+    for name in ("top1", *ROBUSTNESS_METRICS):
         value = metrics.get(f"test_{name}_ema", metrics.get(f"test_{name}"))
         if value is not None:
             out[name] = value

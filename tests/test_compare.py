@@ -42,12 +42,15 @@ def test_cells_are_the_seed_mean_of_the_ema_median_grouped_by_method_and_dataset
 
 def test_robustness_tables_appear_only_when_runs_logged_robustness_metrics():
     assert "robustness" not in format_table(collect(RUNS))
+    assert "robustness" not in format_table(collect([run("mixup", 0, 78.0, test_top1=70.0)]))
     runs = [run("mixup", 0, 78.0, test_top1_ema=77.0, test_fgsm_error_ema=60.0,
-                test_fgsm_error=70.0, test_corruption_top1=50.0)]
+                test_fgsm_error=70.0, test_ece_paper_ema=3.0, test_corruption_top1=50.0,
+                test_corruption_top1_fog=40.0, test_occlusion_top1_r0=77.0, test_loss=1.0)]
     table = format_table(collect(runs))
     assert "robustness, cifar100/resnet18" in table
     header = table.split("robustness, cifar100/resnet18")[1].splitlines()[1]
-    assert header.split() == ["method", "corruption_top1", "fgsm_error"]
+    # Table 3's order, clean top-1 first; breakdowns (per corruption, per ratio) left out
+    assert header.split() == ["method", "top1", "corruption_top1", "fgsm_error", "ece_paper"]
     assert "60.00" in table and "70.00" not in table                    # the EMA network's value
 
 
