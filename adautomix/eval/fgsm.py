@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError
-from .passes import logits_of
+from .passes import evaluating, logits_of
 
 VARIANTS = ("standard", "paper")
 
@@ -67,11 +67,9 @@ class FGSM:
                 torch.tensor(std, device=device).view(shape))
 
     def run(self, network: nn.Module, loader: Iterable, amp: bool = False) -> dict[str, float]:
-        was_training = network.training
-        network.eval()
         wrong = {variant: None for variant in VARIANTS}
         count = 0
-        try:
+        with evaluating(network):
             for images, labels in loader:
                 mean, std = self._constants(loader, images.device)
                 gradient = fgsm_gradient(network, images, labels, amp)
@@ -81,8 +79,6 @@ class FGSM:
                         miss = (logits_of(network, moved, amp).argmax(1) != labels).sum()
                         wrong[variant] = miss if wrong[variant] is None else wrong[variant] + miss
                 count += labels.shape[0]
-        finally:
-            network.train(was_training)
         if not count:
             raise ValueError("fgsm got no batches")
         return {"fgsm_error": 100 * float(wrong["standard"]) / count,

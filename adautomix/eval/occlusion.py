@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
-from .passes import logits_of
+from .passes import evaluating, logits_of
 
 RATIOS = tuple(round(0.1 * i, 1) for i in range(10))   # 0.0 ... 0.9
 PAPER_SIZE, PAPER_PATCH = 224, 16
@@ -59,25 +59,20 @@ class Occlusion:
         self.curve: dict[float, float] = {}
 
     def run(self, network: nn.Module, loader: Iterable, amp: bool = False) -> dict[str, float]:
-        was_training = network.training
-        network.eval()
         correct = [None] * len(self.ratios)
         count = 0
-        try:
-            with torch.inference_mode():
-                for batch, (images, labels) in enumerate(loader):
-                    height, width = images.shape[-2:]
-                    patch = self.patch or patch_size(min(height, width))
-                    for i, ratio in enumerate(self.ratios):
-                        generator = torch.Generator().manual_seed(
-                            int(np.random.SeedSequence([self.seed, i, batch]).generate_state(1)[0]))
-                        mask = occlusion_mask(height, width, patch, ratio, generator)
-                        hidden = images.masked_fill(mask.to(images.device), 0)
-                        hit = (logits_of(network, hidden, amp).argmax(1) == labels).sum()
-                        correct[i] = hit if correct[i] is None else correct[i] + hit
-                    count += labels.shape[0]
-        finally:
-            network.train(was_training)
+        with evaluating(network), torch.inference_mode():
+            for batch, (images, labels) in enumerate(loader):
+                height, width = images.shape[-2:]
+                patch = self.patch or patch_size(min(height, width))
+                for i, ratio in enumerate(self.ratios):
+                    generator = torch.Generator().manual_seed(
+                        int(np.random.SeedSequence([self.seed, i, batch]).generate_state(1)[0]))
+                    mask = occlusion_mask(height, width, patch, ratio, generator)
+                    hidden = images.masked_fill(mask.to(images.device), 0)
+                    hit = (logits_of(network, hidden, amp).argmax(1) == labels).sum()
+                    correct[i] = hit if correct[i] is None else correct[i] + hit
+                count += labels.shape[0]
         if not count:
             raise ValueError("occlusion got no batches")
         self.curve = {r: 100 * float(c) / count for r, c in zip(self.ratios, correct)}

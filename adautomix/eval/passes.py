@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -13,17 +14,23 @@ def logits_of(network: nn.Module, images: torch.Tensor, amp: bool = False) -> to
         return network(images)
 
 
-def accumulate(network: nn.Module, loader: Iterable, trackers: Sequence,
-               amp: bool = False, transform: Callable | None = None) -> None:
-    """Feed every tracker's `update(logits, labels)` from one pass in inference mode, over the
-    loader's images or `transform(images)` of them; the network is left in the mode it was in."""
+@contextmanager
+def evaluating(network: nn.Module) -> Iterator[nn.Module]:
+    """The network in eval mode for the block, then back in the mode it was in."""
     was_training = network.training
     network.eval()
     try:
-        with torch.inference_mode():
-            for images, labels in loader:
-                logits = logits_of(network, transform(images) if transform else images, amp)
-                for tracker in trackers:
-                    tracker.update(logits, labels)
+        yield network
     finally:
         network.train(was_training)
+
+
+def accumulate(network: nn.Module, loader: Iterable, trackers: Sequence,
+               amp: bool = False, transform: Callable | None = None) -> None:
+    """Feed every tracker's `update(logits, labels)` from one pass in inference mode, over the
+    loader's images or `transform(images)` of them."""
+    with evaluating(network), torch.inference_mode():
+        for images, labels in loader:
+            logits = logits_of(network, transform(images) if transform else images, amp)
+            for tracker in trackers:
+                tracker.update(logits, labels)
