@@ -7,7 +7,8 @@ normalisation, resolution recipe, batch size, device, subset and rank. Reported:
   (every split has as many images as the test split, so it is also the top-1 over their union);
 - `corruption_top1_<corruption>`: the mean over severities of one corruption;
 - `corruption_top1_s<k>`: the mean over corruptions at severity k;
-and every (corruption, severity) top-1 in `details`, drawn as a per-corruption bar chart."""
+and every (corruption, severity) top-1 in `details`, drawn as a per-corruption bar chart; `tags`
+name the corrupted set and its content hash for the run's record."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class CorruptionAccuracy:
             raise ConfigError("corruption needs at least one corruption and one severity")
         self.corruptions, self.severities, self.progress = corruptions, severities, progress
         self.details: dict[str, float] = {}
+        self.tags: dict[str, str] = {}
 
     def run(self, network: nn.Module, loader, amp: bool = False) -> dict[str, float]:
         from ..data import build_loader
@@ -69,6 +71,8 @@ class CorruptionAccuracy:
             accumulate(network, split_loader, [tracker], amp)
             top1[corruption, severity] = tracker.compute()
         self.details = {split_name(c, s): v for (c, s), v in top1.items()}
+        # which corrupted set the numbers are of, for the run's record
+        self.tags = {"corruption_data": corrupted.name, "corruption_data_hash": corrupted.sha256}
         values = {"corruption_top1": sum(top1.values()) / len(top1)}
         for corruption in self.corruptions:
             values[f"corruption_top1_{corruption}"] = _mean(

@@ -56,6 +56,7 @@ class Report:
     metrics: dict[str, float]          # NAME (online network), NAME_ema (EMA network)
     figures: dict[str, Any] = field(default_factory=dict)   # artifact path -> matplotlib figure
     details: dict[str, dict] = field(default_factory=dict)  # artifact path -> JSON-able dict
+    tags: dict[str, str] = field(default_factory=dict)      # what the figures are of (data hashes)
 
 
 def evaluate_networks(run: LoadedRun, metrics: Sequence[str] = ("top1", "top5", "loss"),
@@ -74,6 +75,7 @@ def evaluate_networks(run: LoadedRun, metrics: Sequence[str] = ("top1", "top5", 
                 report.figures[f"eval/{metric.figure_name}{suffix}.png"] = metric.figure()
             if getattr(metric, "details", None):
                 report.details[f"eval/{metric.name}{suffix}.json"] = metric.details
+            report.tags.update(getattr(metric, "tags", {}))
     return report
 
 
@@ -87,6 +89,8 @@ def log_report(tracker, report: Report, step: int, prefix: str = "test_") -> Non
         plt.close(figure)
     for path, values in report.details.items():
         tracker.log_dict(values, path)
+    if report.tags:
+        tracker.set_tags(report.tags)
 
 
 def evaluate_run(run_dir: str | Path, metrics: Sequence[str] = ("top1", "top5", "loss"),

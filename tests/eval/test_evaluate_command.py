@@ -8,6 +8,7 @@ import pytest
 
 from adautomix.cli import main
 from adautomix.config import RunConfig
+from adautomix.data import load_manifest
 from adautomix.engine.train import train
 from tests.data.fixtures import make_fashion_mnist
 
@@ -16,14 +17,15 @@ TABLE3 = ("test_top1", "test_corruption_top1", "test_fgsm_error", "test_fgsm_err
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """One epoch of vanilla training on a 20-image Fashion-MNIST, tracked in its own store."""
+def run_dir(tmp_path_factory, mlflow_server):
+    """One epoch of vanilla training on a 20-image Fashion-MNIST, tracked on the session's
+    server (a fresh SQLite store would cost its migrations, seconds, per module)."""
     from adautomix.data import prepare
 
     root = tmp_path_factory.mktemp("evaluate")
     prepare("fashion-mnist", source=make_fashion_mnist(root / "raw"), data_root=root / "data")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        patch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
         patch.chdir(root)
         config = RunConfig(dataset="fashion-mnist", data_root=str(root / "data"), epochs=1,
                            batch_size=10, output_dir=str(root / "run"), progress=False,
@@ -32,9 +34,8 @@ def run_dir(tmp_path_factory):
     return root, result.run_id
 
 
-def test_every_metric_of_both_networks_lands_in_the_run(run_dir, monkeypatch, capsys):
+def test_every_metric_of_both_networks_lands_in_the_run(run_dir, mlflow_http):
     root, run_id = run_dir
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     # every metric, two corruptions only: a 28 px ResNet-18 pass is what costs here
     metrics = "top1,top5,loss,ece,fgsm,occlusion:ratios=0+0.5,corruption:corruptions=fog+snow"
     assert main(["evaluate", str(root / "run"), "--subset", "4", "--metrics", metrics]) == 0
@@ -48,7 +49,8 @@ def test_every_metric_of_both_networks_lands_in_the_run(run_dir, monkeypatch, ca
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "eval")}
     assert {"eval/reliability.png", "eval/reliability_ema.png", "eval/occlusion_curve.png",
             "eval/corruption_bars.png", "eval/corruption.json"} <= artifacts
-    assert (root / "data" / "fashion-mnist-c" / "manifest.json").exists()   # generated once
+    corrupted = load_manifest("fashion-mnist-c", root / "data")          # generated once
+    assert logged.data.tags["corruption_data_hash"] == corrupted.sha256
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -58,9 +60,8 @@ def test_every_metric_of_both_networks_lands_in_the_run(run_dir, monkeypatch, ca
     (["--metrics", "corruption:severities=0+3"], "severity [0] outside 1-5"),
     (["--metrics", "corruption:corruptions=fogg"], "unknown corruption(s) ['fogg']; valid: gaussian_noise"),
 ])
-def test_bad_metrics_fail_in_one_line_and_log_nothing(run_dir, monkeypatch, capsys, argv, message):
+def test_bad_metrics_fail_in_one_line_and_log_nothing(run_dir, mlflow_http, capsys, argv, message):
     root, run_id = run_dir
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     before = mlflow.get_run(run_id).data.metrics
     assert main(["evaluate", str(root / "run"), *argv]) == 2
     error = capsys.readouterr().err
