@@ -70,3 +70,12 @@ def test_the_reliability_diagram_draws():
 def test_bad_bin_counts_are_refused(bins):
     with pytest.raises(ConfigError, match="ece bins"):
         CalibrationError(bins)
+
+
+def test_bins_are_closed_on_the_right():
+    """Confidence exactly 0.5 (equal logits) is in (0.4, 0.5], and 1.0 in (0.9, 1]."""
+    metric = CalibrationError()
+    metric.update(torch.tensor([[0.0, 0.0], [0.0, 0.0], [200.0, -200.0]]), torch.tensor([0, 1, 0]))
+    count, accuracy, _ = metric.per_bin()
+    assert count.tolist() == [0] * 4 + [2] + [0] * 4 + [1]
+    assert accuracy[4] == 0.5
