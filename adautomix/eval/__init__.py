@@ -27,8 +27,8 @@ from .accuracy import MeanLoss, TopK
 from .calibration import CalibrationError
 from .corruption import CorruptionAccuracy
 from .fgsm import FGSM
+from .loop import predictions
 from .occlusion import Occlusion
-from .passes import accumulate
 
 METRICS = {
     "top1": lambda: TopK(1),
@@ -91,20 +91,27 @@ def check_metrics(specs: Sequence[str]) -> list[str]:
 
 
 def evaluate(network: nn.Module, loader: Iterable, metrics: Sequence = ("top1", "top5", "loss"),
-             amp: bool = False) -> dict[str, float]:
+             amp: bool = False, sharded: bool = False) -> dict[str, float]:
     """Every metric's values on the loader. `metrics` holds spec strings or metric objects; pass
-    objects to draw their figures afterwards."""
+    objects to draw their figures afterwards.
+
+    `sharded`: the loader reads this rank's shard of the split; the metrics' sums and counts
+    are all-reduced over the ranks, so every rank returns the whole split's figures."""
     objects = [create_metric(m) if isinstance(m, str) else m for m in metrics]
     batch = [m for m in objects if hasattr(m, "update")]
     results: dict[str, float] = {}
     if batch:
-        accumulate(network, loader, batch, amp)
+        for logits, labels in predictions(network, loader, amp):
+            for metric in batch:
+                metric.update(logits, labels)
         for metric in batch:
+            if sharded:
+                metric.all_reduce()
             value = metric.compute()
             results.update(value if isinstance(value, dict) else {metric.name: value})
     for metric in objects:
         if not hasattr(metric, "update"):
-            results.update(metric.run(network, loader, amp))
+            results.update(metric.run(network, loader, amp, sharded=sharded))
     return results
 
 

@@ -37,6 +37,10 @@ class CalibrationError:
         sums.index_add_(0, index, values)
         self.sums = sums if self.sums is None else self.sums + sums
 
+    def all_reduce(self) -> None:
+        import torch.distributed as dist
+        dist.all_reduce(self.sums)
+
     def per_bin(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(count, accuracy, mean confidence) of each bin on the CPU; 0 in empty bins."""
         if self.sums is None:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ..config import ConfigError
 from .accuracy import TopK
-from .passes import accumulate
+from .loop import predictions
 
 
 class CorruptionAccuracy:
@@ -48,7 +48,8 @@ class CorruptionAccuracy:
         self.details: dict[str, float] = {}
         self.tags: dict[str, str] = {}
 
-    def run(self, network: nn.Module, loader, amp: bool = False) -> dict[str, float]:
+    def run(self, network: nn.Module, loader, amp: bool = False,
+            sharded: bool = False) -> dict[str, float]:
         from ..data import build_loader
         from ..data.corrupted import ensure_corrupted, split_name
 
@@ -68,7 +69,10 @@ class CorruptionAccuracy:
                                         device=loader.device, subset=loader.subset, recipe=recipe,
                                         rank=loader.rank, world_size=loader.world_size)
             tracker = TopK(1)
-            accumulate(network, split_loader, [tracker], amp)
+            for logits, labels in predictions(network, split_loader, amp):
+                tracker.update(logits, labels)
+            if sharded:
+                tracker.all_reduce()
             top1[corruption, severity] = tracker.compute()
         self.details = {split_name(c, s): v for (c, s), v in top1.items()}
         # which corrupted set the numbers are of, for the run's record

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError
-from .passes import evaluating, logits_of
+from .accuracy import summed_over_ranks
+from .loop import evaluating, logits_of
 
 VARIANTS = ("standard", "paper")
 
@@ -66,7 +67,8 @@ class FGSM:
         return (torch.tensor(mean, device=device).view(shape),
                 torch.tensor(std, device=device).view(shape))
 
-    def run(self, network: nn.Module, loader: Iterable, amp: bool = False) -> dict[str, float]:
+    def run(self, network: nn.Module, loader: Iterable, amp: bool = False,
+            sharded: bool = False) -> dict[str, float]:
         wrong = {variant: None for variant in VARIANTS}
         count = 0
         with evaluating(network):
@@ -81,5 +83,8 @@ class FGSM:
                 count += labels.shape[0]
         if not count:
             raise ValueError("fgsm got no batches")
+        if sharded:   # every call sums this rank's count afresh: each returns the global one
+            wrong, counts = zip(*(summed_over_ranks(wrong[v], count) for v in VARIANTS))
+            wrong, count = dict(zip(VARIANTS, wrong)), counts[0]
         return {"fgsm_error": 100 * float(wrong["standard"]) / count,
                 "fgsm_error_paper": 100 * float(wrong["paper"]) / count}

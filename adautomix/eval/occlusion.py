@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
-from .passes import evaluating, logits_of
+from .accuracy import summed_over_ranks
+from .loop import evaluating, logits_of
 
 RATIOS = tuple(round(0.1 * i, 1) for i in range(10))   # 0.0 ... 0.9
 PAPER_SIZE, PAPER_PATCH = 224, 16
@@ -58,7 +59,8 @@ class Occlusion:
         self.ratios, self.patch, self.seed = ratios, patch, seed
         self.curve: dict[float, float] = {}
 
-    def run(self, network: nn.Module, loader: Iterable, amp: bool = False) -> dict[str, float]:
+    def run(self, network: nn.Module, loader: Iterable, amp: bool = False,
+            sharded: bool = False) -> dict[str, float]:
         correct = [None] * len(self.ratios)
         count = 0
         with evaluating(network), torch.inference_mode():
@@ -75,6 +77,9 @@ class Occlusion:
                 count += labels.shape[0]
         if not count:
             raise ValueError("occlusion got no batches")
+        if sharded:   # every call sums this rank's count afresh: each returns the global one
+            correct, counts = zip(*(summed_over_ranks(c, count) for c in correct))
+            count = counts[0]
         self.curve = {r: 100 * float(c) / count for r, c in zip(self.ratios, correct)}
         values = {metric_name(r): v for r, v in self.curve.items()}
         values["occlusion_top1_mean"] = sum(self.curve.values()) / len(self.curve)
