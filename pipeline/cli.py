@@ -20,7 +20,8 @@ def _pipeline_arguments(args: argparse.Namespace) -> dict:
     run_values = {f: getattr(args, f) for f in RUN_FIELDS if getattr(args, f, None) is not None}
     common = dict(preset=args.preset, data_version=args.data_version, num_gpus=args.num_gpus,
                   registered_model=args.registered_model, project=args.workspace,
-                  test_metrics=tuple(args.test_metrics.split(",")), **run_values)
+                  test_metrics=tuple(args.test_metrics.split(",")),
+                  num_nodes=getattr(args, "num_nodes", 1), **run_values)
     if args.sweep:
         return sweep_arguments(args.methods.split(",") if args.methods else [],
                                [int(s) for s in args.seeds.split(",")], **common)
@@ -109,6 +110,14 @@ def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
                        help="run GPU steps on nodes with this label (repeatable)")
     group.add_argument("--parallelism", dest="sweep_parallelism", type=int,
                        default=argparse.SUPPRESS, help="sweep runs at once")
+    group.add_argument("--num-nodes", dest="num_nodes", type=int, default=argparse.SUPPRESS,
+                       help="train on this many nodes of --num-gpus GPUs through a Kubeflow "
+                            "Trainer TrainJob [1: one pod]")
+    group.add_argument("--trainer-runtime", dest="trainer_runtime", default=argparse.SUPPRESS,
+                       help="the TrainJob's ClusterTrainingRuntime [torch-distributed]")
+    group.add_argument("--schedule-timeout", dest="schedule_timeout", type=int,
+                       default=argparse.SUPPRESS, metavar="SECONDS",
+                       help="fail a TrainJob that has no running node after this long [1800]")
 
 
 def build_parser() -> argparse.ArgumentParser:
