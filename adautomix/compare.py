@@ -31,11 +31,15 @@ from .steps.train import UNKEYED_FIELDS
 # validation split, whose val_ metrics were measured on the test split.
 HEADLINE = ("test_top1_ema_median10", "test_top1_median10",
             "val_top1_ema_median10", "val_top1_median10")
-# Where robustness metrics are found, in preference order: the evaluate step's measure of the
-# selected checkpoint, then a plain test_ metric.
+# The summary figures of adautomix.eval, in Table 3's order after the evaluated network's clean
+# top-1 (docs/evaluation.md); the per-corruption, per-severity and per-ratio breakdowns stay in
+# the run (and its figures), out of the table. Any other test metric can be named instead.
+ROBUSTNESS_METRICS = ("corruption_top1", "fgsm_error", "fgsm_error_paper", "ece", "ece_paper",
+                      "occlusion_top1_mean")
+CLEAN_TOP1 = "top1"      # shown beside them, so that a drop is read against the same network
+# Where they are found, in preference order: the evaluate step's measure of the selected
+# checkpoint, then a plain test_ metric.
 ROBUSTNESS_PREFIXES = ("selected_test_", "test_")
-# test metrics that are clean accuracy or its by-products, not robustness.
-PLAIN_TEST_METRICS = ("top1", "top5", "loss")
 # Params that do not change what a run computes: left out of the setting.
 UNPOOLED_PARAMS = ("seed", *UNKEYED_FIELDS)
 # Params that say which method a run trained, and with which options: a row, not a setting.
@@ -124,7 +128,8 @@ def collect(runs: Iterable[dict[str, Any]], experiment: str = "",
             ignore: Sequence[str] = ()) -> Comparison:
     """Group finished runs ({"run_id", "start_time", "params", "tags", "metrics"}, as
     tracking.experiment_runs gives them). `metric` is the headline's preference order per run;
-    `robustness` the test metric names to set beside it (None: every one the runs logged);
+    `robustness` the test metric names to set beside it (None: ROBUSTNESS_METRICS, with the
+    evaluated network's clean top-1 first where a run logged any of them);
     `ignore` params or tags left out of the setting, to pool runs that differ only in them."""
     notes: list[str] = []
     parsed, lacking = [], 0
@@ -147,7 +152,7 @@ def collect(runs: Iterable[dict[str, Any]], experiment: str = "",
     deduped = list(latest.values())
 
     row_of = _row_labels(deduped)
-    names = list(robustness) if robustness is not None else _robustness_names(deduped)
+    names = list(robustness) if robustness is not None else [CLEAN_TOP1, *ROBUSTNESS_METRICS]
     headline_used: set[str] = set()
     settings: dict[tuple, Setting] = {}
     for run in deduped:
@@ -156,7 +161,10 @@ def collect(runs: Iterable[dict[str, Any]], experiment: str = "",
         name = next(m for m in metric if m in run.metrics)
         headline_used.add(name)
         cells[HEADLINE_KEY].append(run.metrics[name])
-        for robust in names:
+        # by default the clean top-1 goes only beside robustness figures, not alone
+        shown = (names if robustness is not None
+                 or any(_served(run.metrics, n) is not None for n in ROBUSTNESS_METRICS) else [])
+        for robust in shown:
             value = _served(run.metrics, robust)
             if value is not None:
                 cells[robust].append(value)
@@ -229,19 +237,6 @@ def _row_labels(runs: list[_Run]) -> dict[_Run, str]:
     return labels
 
 
-def _robustness_names(runs: list[_Run]) -> list[str]:
-    """Test metrics beyond clean accuracy, loss and their per-epoch statistics."""
-    names = set()
-    for run in runs:
-        for key in run.metrics:
-            prefix = next((p for p in ROBUSTNESS_PREFIXES if key.startswith(p)), None)
-            if prefix and "median" not in key:
-                name = key[len(prefix):].removesuffix("_ema")
-                if name not in PLAIN_TEST_METRICS:
-                    names.add(name)
-    return sorted(names)
-
-
 def _served(metrics: dict[str, float], name: str) -> float | None:
     """A robustness metric of the network a run is judged by: its EMA one when it has one."""
     for key in (f"{p}{name}{suffix}" for p in ROBUSTNESS_PREFIXES for suffix in ("_ema", "")):
@@ -304,6 +299,7 @@ class _Table:
     header: list[str]
     rows: list[list[Any]]        # str (row label), int (seeds), Stat | None, float | None (Δ)
     best: set[tuple[int, int]]   # (row, column) of each column's best value
+    robustness: list[str]        # the metric names of the columns after Δ
 
 
 def tables(comparison: Comparison) -> list[_Table]:
@@ -328,8 +324,8 @@ def tables(comparison: Comparison) -> list[_Table]:
                 target = pick(means.values())
                 best |= {(i, column) for i, v in means.items() if v == target}
         header = ["method", "seeds", describe(comparison.metric, setting.epochs),
-                  "Δ vs vanilla", *metrics[1:]]
-        out.append(_Table(setting.label, header, body, best))
+                  "Δ vs vanilla", *(f"clean {m}" if m == CLEAN_TOP1 else m for m in metrics[1:])]
+        out.append(_Table(setting.label, header, body, best, metrics[1:]))
     return out
 
 
@@ -401,7 +397,7 @@ def _csv(comparison: Comparison, found: list[_Table]) -> str:
     for table in found:
         for i, row in enumerate(table.rows):
             columns = [(2, comparison.metric, row[3])] + [
-                (4 + k, name, None) for k, name in enumerate(table.header[4:])]
+                (4 + k, name, None) for k, name in enumerate(table.robustness)]
             for column, name, delta in columns:
                 stat = row[column]
                 if stat is None:

@@ -75,7 +75,11 @@ class Tracker:
         experiment = self.client.get_experiment_by_name(config.experiment)
         experiment_id = (experiment.experiment_id if experiment else self.client.create_experiment(
             config.experiment, artifact_location=_artifact_location(self.uri)))
+        self.previous_status = None
         if run_id:
+            # what the run was before this resumed it: a later evaluation must not turn a
+            # FAILED or KILLED training into a FINISHED one
+            self.previous_status = self.client.get_run(run_id).info.status
             self.run = mlflow.start_run(run_id=run_id)
             log.info("resumed MLflow run %s", run_id)
             return

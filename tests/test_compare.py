@@ -132,6 +132,24 @@ def test_runs_that_share_no_config_are_refused_with_what_tells_them_apart(mlflow
     assert "+2.00" in capsys.readouterr().out
 
 
+def test_table_3_sets_clean_top1_first_and_leaves_the_breakdowns_out():
+    metrics = {HEADLINE: 78.0, "test_top1_ema": 77.0, "test_top1": 75.0, "test_loss": 1.0,
+               "test_fgsm_error_ema": 60.0, "test_fgsm_error": 70.0, "test_ece_paper_ema": 3.0,
+               "test_corruption_top1": 50.0, "test_corruption_top1_fog": 40.0,
+               "test_occlusion_top1_r0": 77.0}
+    plain = {HEADLINE: 70.0, "test_top1": 69.0}                    # no robustness: no columns
+    runs = [{"params": {"method": "mixup", "seed": "0"}, "metrics": metrics},
+            {"params": {"method": "vanilla", "seed": "0"}, "metrics": plain}]
+    table = format_comparison(collect(runs, "x"))
+    header = [c.strip() for c in table.split("**?/?**")[1].strip().splitlines()[0].strip("|").split("|")]
+    assert header[4:] == ["clean top1", "corruption_top1", "fgsm_error", "ece_paper"]
+    row = rows_of(table, "?/?")["mixup"]
+    assert row[3:] == ["77.00", "50.00", "60.00", "3.00"]          # the EMA network's values
+    assert rows_of(table, "?/?")["vanilla"][3:] == ["-", "-", "-", "-"]
+    assert "robustness" not in format_comparison(collect(runs[1:], "x")).lower()
+    assert "clean top1" not in format_comparison(collect(runs[1:], "x"))
+
+
 def test_one_method_over_several_settings_is_a_budget_study_not_an_error():
     runs = [{"params": {"method": "mixup", "seed": "0", "epochs": str(e), "dataset": "cifar100",
                         "model": "resnet18"}, "metrics": {HEADLINE: float(e)}} for e in (1, 5)]
