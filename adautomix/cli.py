@@ -1,5 +1,7 @@
-"""The front door: `adautomix train | evaluate | presets | data prepare | data verify |
-pipeline compile | pipeline run --local | pipeline submit | compare`.
+"""The front door: `adautomix train | evaluate | presets | data prepare | data verify | compare`.
+
+The Kubeflow pipeline has its own front door in the pipeline layer (`python -m pipeline compile |
+run --local | submit`, pipeline/cli.py): the package never imports the layers built on it.
 
 Every RunConfig field is a flag of `train` (`--batch-size 64`); a preset, a saved config file and
 the flags stack in that order, the later winning."""
@@ -14,7 +16,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import DATASETS, LOADERS, METHODS, MODELS, OPTIMIZERS, ConfigError, RunConfig, parse_override
+from .config import (DATASETS, EVAL_METRICS, LOADERS, METHODS, MODELS, OPTIMIZERS, ConfigError,
+                     RunConfig, parse_override)
+
+# The corrupted test sets `data prepare` makes (adautomix/data/corrupted.py): array datasets only.
+CORRUPTED_DATASETS = tuple(f"{name}-c" for name in ("fashion-mnist", "cifar10", "cifar100",
+                                                     "tiny-imagenet"))
 
 HELP = {
     "dataset": f"dataset name: {', '.join(DATASETS)}",
@@ -123,10 +130,30 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .eval.run import evaluate_run
+    from .engine.saved_run import evaluate_networks, load_run, log_report
+    from .eval import check_metrics
 
-    metrics = evaluate_run(args.run_dir, metrics=args.metrics.split(","))
-    print(json.dumps(metrics, indent=2, sort_keys=True))
+    metrics = check_metrics(args.metrics.split(","))   # before anything is loaded
+    if args.subset is not None and args.subset < 0:
+        raise ConfigError(f"--subset must be >= 0 (0: the whole test split), got {args.subset}")
+    run = load_run(args.run_dir, args.device, subset=args.subset)
+    report = evaluate_networks(run, metrics, progress=True)
+    print(json.dumps(report.metrics, indent=2, sort_keys=True))
+    if run.run_id is None or args.no_log:
+        print("not logged to MLflow" + ("" if args.no_log else
+              ": the checkpoint names no MLflow run (it was trained without tracking)"))
+        return 0
+    from .tracking import Tracker, tracking_uri
+
+    tracker = Tracker(run.config, run.manifest.sha256, run_id=run.run_id)
+    try:
+        log_report(tracker, report, step=run.config.epochs)
+        tracker.set_tags({"eval_subset": str(run.loader.subset), "eval_metrics": ",".join(metrics)})
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    tracker.finish(tracker.previous_status or "FINISHED")
+    print(f"logged as test_* to MLflow run {run.run_id} in {tracking_uri()}")
     return 0
 
 
@@ -149,7 +176,15 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from .data import prepare, verify
 
-    if args.data_command == "prepare":
+    if args.data_command == "prepare" and args.name in CORRUPTED_DATASETS:
+        from .data.corrupted import prepare_corrupted
+        manifest = prepare_corrupted(args.name, source=args.source, data_root=args.data_root,
+                                     force=args.force, progress=True)
+        print(f"{args.name}: {len(manifest.counts)} corrupted test sets of "
+              f"{next(iter(manifest.counts.values()))} images in "
+              f"{Path(args.data_root, args.name).resolve()}\ncontent hash {manifest.sha256}"
+              f"\nversion it with: dvc add {Path(args.data_root, args.name)}")
+    elif args.data_command == "prepare":
         manifest = prepare(args.name, source=args.source, data_root=args.data_root, force=args.force)
         print(f"{args.name}: {manifest.counts} images in {Path(args.data_root, args.name).resolve()}"
               f"\ncontent hash {manifest.sha256}")
@@ -159,113 +194,25 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pipeline_arguments(args: argparse.Namespace) -> dict:
-    from pipeline.run import RUN_FIELDS, sweep_arguments, training_arguments
-
-    run_values = {f: getattr(args, f) for f in RUN_FIELDS if getattr(args, f, None) is not None}
-    common = dict(preset=args.preset, data_version=args.data_version, num_gpus=args.num_gpus,
-                  registered_model=args.registered_model, project=args.workspace,
-                  test_metrics=tuple(args.test_metrics.split(",")), **run_values)
-    if args.sweep:
-        return sweep_arguments(args.methods.split(",") if args.methods else [],
-                               [int(s) for s in args.seeds.split(",")], **common)
-    return training_arguments(**common)
-
-
-def _cluster_settings(args: argparse.Namespace):
-    from pipeline.cluster import ClusterSettings
-
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(ClusterSettings)
-             if hasattr(args, f.name)}
-    if "gpu_tolerations" in given:
-        given["gpu_tolerations"] = tuple(given["gpu_tolerations"])
-    if "node_selector" in given:
-        given["node_selector"] = dict(parse_override(item) for item in given["node_selector"])
-    return ClusterSettings(**given)
-
-
-def cmd_pipeline(args: argparse.Namespace) -> int:
-    from pipeline.run import compile_pipeline, local_summary, run_local, submit
-
-    if args.pipeline_command == "run" and not args.local:
-        raise ConfigError("`pipeline run` runs on this machine and needs --local; use "
-                          "`pipeline submit --host URL` for a Kubeflow cluster")
-    arguments = _pipeline_arguments(args)
-    try:
-        if args.pipeline_command == "compile":
-            path = compile_pipeline(args.output, arguments, args.sweep, _cluster_settings(args))
-            print(f"wrote {path.resolve()}")
-        elif args.pipeline_command == "submit":
-            run_id = submit(args.host, arguments, arguments["experiment"], args.run_name,
-                            args.sweep, _cluster_settings(args), args.namespace,
-                            cache=not args.no_cache)
-            print(f"submitted run {run_id} to {args.host}, experiment {arguments['experiment']}")
-        else:
-            registered = run_local(arguments, args.sweep, args.pipeline_root, args.workspace,
-                                   args.data_remote)
-            print(local_summary(arguments, registered))
-    # SubmitError, or kfp.local's report of a failed step (whose log is printed above it)
-    except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare
+    from .compare import CompareError, compare
     from .tracking import TrackingError
 
-    chart = args.chart or f"compare-{args.experiment}.png"
+    chart = None if args.no_chart else args.chart or f"compare-{args.experiment}.png"
     try:
-        print(compare(args.experiment, chart))
-    except TrackingError as exc:
+        print(compare(args.experiment, chart, args.format, metric=_names(args.metric),
+                      robustness=None if args.robustness is None else _names(args.robustness),
+                      ignore=_names(args.ignore)))
+    except (TrackingError, CompareError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"\nbar chart: {Path(chart).resolve()}")
+    if chart is not None:   # on stderr, so that stdout is the table alone (a CSV to redirect)
+        print(f"bar chart: {Path(chart).resolve()}", file=sys.stderr)
     return 0
 
 
-def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("pipeline parameters (unset ones come from the preset)")
-    for name in ("dataset", "model", "method", "experiment"):
-        group.add_argument("--" + name, help=HELP[name])
-    for name, kind in (("epochs", int), ("batch_size", int), ("lr", float), ("seed", int),
-                       ("subset", int), ("val_subset", int)):
-        group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=HELP[name])
-    group.add_argument("--preset", default="", help="start from a named recipe")
-    group.add_argument("--data-version", default="",
-                       help="DVC hash of the dataset version [the one data.dvc tracks]")
-    group.add_argument("--num-gpus", type=int, default=1, help="GPUs per training run [1]")
-    group.add_argument("--registered-model", default="",
-                       help="MLflow registered model name [adautomix-DATASET]")
-    group.add_argument("--test-metrics", default="top1,top5,loss",
-                       help="what the evaluate step measures, comma-separated [top1,top5,loss]")
-    group.add_argument("--workspace", default=".",
-                       help="the project checkout: data.dvc, data/, runs/checkpoints/ [.]")
-    group.add_argument("--sweep", action="store_true",
-                       help="the sweep pipeline: --methods x --seeds in parallel, the best registered")
-    group.add_argument("--methods", help="sweep: comma-separated methods")
-    group.add_argument("--seeds", default="0", help="sweep: comma-separated seeds [0]")
-
-
-def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "cluster (defaults in pipeline/cluster.py; secrets are named, never given: docs/cluster.md)")
-    flags = [("--pvc", "workspace_pvc", "the workspace PersistentVolumeClaim"),
-             ("--mount-path", "workspace_path", "where the workspace is mounted"),
-             ("--gpu-resource", "gpu_resource", "the GPU resource name"),
-             ("--s3-secret", "s3_secret", "the secret with the S3 credentials"),
-             ("--mlflow-secret", "mlflow_secret", "the secret with the MLflow URI and credentials")]
-    for flag, dest, help_text in flags:
-        group.add_argument(flag, dest=dest, default=argparse.SUPPRESS, help=help_text)
-    group.add_argument("--gpu-toleration", dest="gpu_tolerations", action="append",
-                       default=argparse.SUPPRESS, metavar="TAINT_KEY",
-                       help="tolerate this taint key on GPU steps (repeatable)")
-    group.add_argument("--node-selector", dest="node_selector", action="append",
-                       default=argparse.SUPPRESS, metavar="KEY=VALUE",
-                       help="run GPU steps on nodes with this label (repeatable)")
-    group.add_argument("--parallelism", dest="sweep_parallelism", type=int,
-                       default=argparse.SUPPRESS, help="sweep runs at once")
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,9 +233,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="evaluate a trained run's online and EMA networks")
+    p = sub.add_parser("evaluate", help="evaluate a trained run's online and EMA networks",
+                       description="Clean accuracy, robustness (corruptions, FGSM, occlusion) and "
+                                   "calibration of a run's online and EMA networks on the test "
+                                   "split, logged to the run's MLflow record as test_NAME and "
+                                   "test_NAME_ema, with reliability, occlusion and corruption "
+                                   "figures. What each metric reports: docs/evaluation.md.")
     p.add_argument("run_dir", help="a training output_dir (holds config.json and checkpoint.pt)")
-    p.add_argument("--metrics", default="top1,top5,loss", help="comma-separated metric names")
+    p.add_argument("--metrics", default=",".join(EVAL_METRICS),
+                   help="comma-separated metrics, each NAME or NAME:KEY=VALUE[:KEY=VALUE] "
+                        f"(lists joined by +); names: {', '.join(EVAL_METRICS)} [all of them]; "
+                        "e.g. top1,fgsm:epsilon=0.0157,corruption:severities=1+5")
+    p.add_argument("--subset", type=int, help="evaluate on the first N test images, every "
+                                              "metric on the same ones [the run's val_subset]")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda [auto]")
+    p.add_argument("--no-log", action="store_true", help="print the metrics, log nothing")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("presets", help="list the official recipes, or print one")
@@ -299,55 +258,64 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="prepare or verify a dataset")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     q = data_sub.add_parser("prepare", help="write a dataset once in the canonical format under DATA_ROOT/NAME")
-    q.add_argument("name", choices=DATASETS)
+    q.add_argument("name", choices=DATASETS + CORRUPTED_DATASETS,
+                   help="a dataset, or NAME-c: its test split under the 19 CIFAR-C corruptions "
+                        "× 5 severities (cifar10-c / cifar100-c read the official arrays from "
+                        "--source; without --source they are generated from NAME)")
     q.add_argument("--source", help="the raw dataset's folder (Fashion-MNIST needs none)")
     q.add_argument("--data-root", default="data")
     q.add_argument("--force", action="store_true", help="rewrite it even if it exists")
     q = data_sub.add_parser("verify", help="recompute the content hash and compare with the manifest")
-    q.add_argument("name", choices=DATASETS)
+    q.add_argument("name", choices=DATASETS + CORRUPTED_DATASETS)
     q.add_argument("--data-root", default="data")
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("pipeline", help="the Kubeflow pipeline: compile, run here, or submit",
-                       description="Parameters are checked as one run configuration before "
-                                   "anything is compiled, run or submitted.")
-    pipeline_sub = p.add_subparsers(dest="pipeline_command", required=True)
-    q = pipeline_sub.add_parser("compile", help="write the pipeline as IR YAML")
-    q.add_argument("-o", "--output", default="adautomix-pipeline.yaml", help="the YAML file")
-    _add_pipeline_flags(q)
-    _add_cluster_flags(q)
-    q = pipeline_sub.add_parser("run", help="run the whole pipeline on this machine (kfp.local)")
-    q.add_argument("--local", action="store_true", help="run here, each step a subprocess")
-    q.add_argument("--pipeline-root", default="runs/pipeline", help="where step outputs go")
-    q.add_argument("--data-remote", default="", help="DVC remote [the default remote]")
-    _add_pipeline_flags(q)
-    q = pipeline_sub.add_parser("submit", help="compile and start a run on a Kubeflow endpoint")
-    q.add_argument("--host", required=True, help="the Kubeflow Pipelines API or UI URL")
-    q.add_argument("--run-name", required=True, help="the Kubeflow run name")
-    q.add_argument("--namespace", help="the Kubeflow namespace (multi-user installs)")
-    q.add_argument("--no-cache", action="store_true",
-                   help="run every step, even where an identical one already ran")
-    _add_pipeline_flags(q)
-    _add_cluster_flags(q)
-    p.set_defaults(func=cmd_pipeline)
+    from .compare import FORMATS, HEADLINE
 
-    p = sub.add_parser("compare", help="the paper-style table of an MLflow experiment's runs")
+    p = sub.add_parser("compare", help="the paper-style tables of an MLflow experiment's runs",
+                       description="One table per setting (runs pool only when their whole "
+                                   "config but the seed and the method is the same): per method "
+                                   "the seeds, mean ± std, the Δ to Vanilla and the robustness "
+                                   "metrics, the best in bold; the latest run of each seed counts.")
     p.add_argument("--experiment", required=True, help="MLflow experiment name")
+    p.add_argument("--format", choices=FORMATS, default="markdown", help="the tables' format [markdown]")
     p.add_argument("--chart", help="bar chart PNG [compare-EXPERIMENT.png]")
+    p.add_argument("--no-chart", action="store_true", help="write no bar chart")
+    p.add_argument("--metric", default=",".join(HEADLINE),
+                   help="the headline: the first of these metrics a run logged, comma-separated "
+                        f"[{','.join(HEADLINE)}]")
+    p.add_argument("--robustness", metavar="NAMES",
+                   help="test metrics set beside the headline, comma-separated, e.g. "
+                        "corruption_top1,fgsm_error ('' for none) [every one the runs logged]")
+    p.add_argument("--ignore", default="", metavar="FIELDS",
+                   help="config fields or tags to pool over, comma-separated, e.g. device "
+                        "(runs that differ only in them share a setting) [none]")
     p.set_defaults(func=cmd_compare)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Parse `argv` with `parser` (this CLI's by default; pipeline/cli.py passes its own), run
+    the chosen command, and turn bad input into one line and exit status 2."""
+    args = (parser or build_parser()).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except Exception as exc:
+        if not _bad_input(exc):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _bad_input(exc: Exception) -> bool:
+    # DataError's module is looked up, not imported: importing the data package costs a second,
+    # and where it was never imported nothing can have raised its error.
+    data_errors = sys.modules.get("adautomix.data.errors")
+    return isinstance(exc, (ConfigError, FileNotFoundError)) or (
+        data_errors is not None and isinstance(exc, data_errors.DataError))
 
 
 if __name__ == "__main__":

@@ -35,10 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError
-from .automix import (LearnedMixMethod, constant_masks, mix_images, mix_targets,
-                      pair_with_identity, random_permutations, sample_beta)
 from .base import soft_cross_entropy
 from .generator import MaskGenerator
+from .learned_mix import LearnedMixMethod, constant_masks, mix_images, mix_targets
+from .sampling import pair_with_identity, random_permutations, sample_beta
 
 LAM_MARGIN_RULES = ("official", "openmixup")
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -197,4 +197,4 @@ class AdAutoMix(LearnedMixMethod):
     def sample_masks(self, images):
         _, lams, perm, _, _ = self.draw(images.shape[0], images.device)
         features = self.net_k.features(images, upto=self.feature_stage)
-        return perm, self.generator(features[perm], lams, images.shape[-2:])
+        return perm, self.generator(features[perm], lams, images.shape[-2:]), tuple(lams)

@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient
 import adautomix.engine.train as engine
 from adautomix.config import RunConfig
 from adautomix.engine.checkpoint import load_checkpoint
-from adautomix.eval.run import evaluate_networks, load_run
+from adautomix.engine.saved_run import evaluate_networks, load_run
 from tests.conftest import _free_port
 from tests.engine.distributed_worker import tiny_model
 
@@ -126,7 +126,7 @@ def test_two_rank_adautomix_keeps_every_rank_identical_and_writes_once(fmnist_ro
 
     # the logged top-1 is the whole test set's, as one process computes it from the checkpoint
     monkeypatch.setattr(engine, "create_model", tiny_model("batch"))
-    one_process = evaluate_networks(load_run(tmp_path / "run", device="cpu"))
+    one_process = evaluate_networks(load_run(tmp_path / "run", device="cpu")).metrics
     last = first["history"][-1]
     assert last["val_top1"] == one_process["top1"]
     assert last["val_top1_ema"] == one_process["top1_ema"]

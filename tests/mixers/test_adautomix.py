@@ -15,35 +15,14 @@ from mlflow.tracking import MlflowClient
 from adautomix.config import ConfigError, RunConfig
 from adautomix.mixers import create_method
 from adautomix.mixers.adautomix import AdAutoMix
-from adautomix.mixers.automix import mix_images
+from adautomix.mixers.learned_mix import mix_images
 from tests.conftest import TinyBackbone
-
-
-def batch(seed=0, size=8, classes=10):
-    g = torch.Generator().manual_seed(seed)
-    images = torch.randn(size, 3, 16, 16, generator=g)
-    return images, torch.randint(0, classes, (size,), generator=g)
+from tests.mixers.conftest import all_logs, batch, perturb
+from tests.mixers.conftest import setup as build
 
 
 def setup(seed=0, **options):
-    torch.manual_seed(seed)
-    model = TinyBackbone(num_classes=10)
-    return model, AdAutoMix(model, num_classes=10, **options)
-
-
-def perturb(module, seed=1, scale=0.5):
-    """Weights far from the near-zero init, so generated masks differ clearly from linear ones."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * scale)
-
-
-def all_logs(method, model, images, labels, step):
-    logs = {}
-    for _, part_logs in method.loss_parts(model, images, labels, step):
-        logs.update(part_logs)
-    return logs
+    return build(AdAutoMix, seed, **options)
 
 
 def test_generator_and_classifier_gradients_stay_on_their_side():
@@ -246,7 +225,8 @@ def test_sample_grid_shows_sources_masks_and_mixed_images():
     perturb(method.generator)
     images, labels = batch()
     before = {k: v.clone() for k, v in method.net_k.state_dict().items()}
-    rows = method.sample_grid(model, images, labels)
+    grid = method.sample_grid(model, images, labels)
+    rows = grid.rows
     assert [title for title, _ in rows] == ["source 1", "source 2", "source 3",
                                            "mask 1", "mask 2", "mask 3", "mixed"]
     sources, masks, mixed = rows[:3], rows[3:6], rows[6][1]
@@ -254,6 +234,14 @@ def test_sample_grid_shows_sources_masks_and_mixed_images():
     assert all(t.shape == (8, 1, 16, 16) for _, t in masks)
     torch.testing.assert_close(sum(t for _, t in masks), torch.ones(8, 1, 16, 16))
     torch.testing.assert_close(mixed, sum(s * m for (_, s), (_, m) in zip(sources, masks)))
+    # the captions' targets: Σ λ_i one-hot(class of source i) with the λ the generator branch
+    # drew (not the mask areas), re-drawn here from the same seed
+    torch.manual_seed(3)
+    grid = method.sample_grid(model, images, labels)
+    torch.manual_seed(3)
+    _, lams, perm, _, _ = method.draw(8, images.device)
+    expected = sum(lam * F.one_hot(labels[perm[:, i]], 10).float() for i, lam in enumerate(lams))
+    torch.testing.assert_close(grid.targets, expected)
     for key, value in method.net_k.state_dict().items():  # drawing it must not move the teacher
         assert torch.equal(value, before[key]), key
 
@@ -261,12 +249,16 @@ def test_sample_grid_shows_sources_masks_and_mixed_images():
 def test_teacher_is_a_frozen_copy_with_the_clean_head():
     model, method = setup()
     teacher = method.teacher()
-    assert teacher is method.net_k and teacher.head is not model.head
     assert all(not p.requires_grad for p in teacher.parameters())
     images, _ = batch()
     model.eval()
     teacher.eval()
     torch.testing.assert_close(teacher(images), model(images))
+    # a copy, not the online network itself: training the model leaves the teacher as it was
+    with torch.no_grad():
+        model.head.weight.add_(1.0)
+        model.stages[0][0].weight.mul_(2.0)
+    assert (teacher(images) - model(images)).abs().max() > 0.1
 
 
 @pytest.mark.slow
