@@ -10,11 +10,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import mlflow
-
-from .steps import default_model_name
-from .tracking import connect, tracking_uri
-
 log = logging.getLogger("adautomix.registry")
 
 CHAMPION = "champion"
@@ -43,11 +38,22 @@ class Registration:
         return CHAMPION in self.aliases
 
 
+def default_model_name(dataset: str) -> str:
+    """One registered model per dataset, so its champion is always judged on that dataset."""
+    return f"adautomix-{dataset}"
+
+
 def register(candidate: Candidate, name: str, dataset: str, data_version: str = "",
              metric: str = SCORE_METRIC) -> Registration:
     """Register `candidate` as a new version of model `name` ('' names it adautomix-DATASET),
     make it the challenger, and make it the champion if it beats the current one on `dataset`
     by `metric` (higher is better)."""
+    # MLflow is imported here, not at the top: compiling a pipeline names the registered model
+    # (default_model_name) and should not pay for importing MLflow.
+    import mlflow
+
+    from .tracking import connect, tracking_uri
+
     name = name or default_model_name(dataset)
     client = connect()
     tags = {"dataset": dataset, "metric": metric, "score": repr(candidate.score),

@@ -14,7 +14,8 @@ from pathlib import Path
 from adautomix.config import ConfigError
 from adautomix.data.errors import DataError
 from adautomix.data.versioning import normalise_version, tracked_version
-from adautomix.steps import TEST_METRICS, build_config, check_run, default_model_name
+from adautomix.registry import default_model_name
+from adautomix.steps import TEST_METRICS, build_config, check_run
 from pipeline import credentials
 from pipeline.cluster import ClusterSettings, cpu_only
 from pipeline.sweep import sweep_pipeline

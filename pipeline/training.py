@@ -15,12 +15,24 @@ from kfp.dsl import Dataset
 from adautomix.steps import TEST_METRICS
 from components.data import data
 from components.evaluate import evaluate
-from components.register import register
+from components.register import Registered, register
 from components.train import train
 from pipeline.cluster import ClusterSettings, use_gpus, use_mlflow, use_s3, use_workspace
 
 # A retried train task resumes from its last checkpoint (Kubeflow retries; kfp.local does not).
 TRAIN_RETRIES = 2
+# What train-and-evaluate hands on to the register steps.
+Evaluated = NamedTuple("Evaluated", [("model_uri", str), ("score", float)])
+
+
+def finish(materialised, registered, cluster: ClusterSettings | None) -> Registered:
+    """What both pipelines end with: the data and register steps' cluster settings, and the
+    register step's outputs as the pipeline's own."""
+    if cluster is not None:
+        use_workspace(materialised, cluster)
+        use_s3(materialised, cluster)
+        use_mlflow(registered, cluster)
+    return Registered(*(registered.outputs[field] for field in Registered._fields))
 
 
 def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
@@ -31,7 +43,7 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
         prepared: Dataset, data_version: str, dataset: str, model: str, method: str,
         preset: str, epochs: int, batch_size: int, lr: float, seed: int, num_gpus: int,
         subset: int, val_subset: int, experiment: str, workspace: str, test_metrics: List[str],
-    ) -> NamedTuple("Evaluated", [("model_uri", str), ("score", float)]):
+    ) -> Evaluated:
         trained = train(prepared=prepared, data_version=data_version, dataset=dataset, model=model,
                         method=method, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr,
                         seed=seed, subset=subset, val_subset=val_subset, experiment=experiment,
@@ -44,8 +56,7 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
                 use_gpus(task, num_gpus, cluster)
                 use_workspace(task, cluster)
                 use_mlflow(task, cluster)
-        outputs = NamedTuple("Evaluated", [("model_uri", str), ("score", float)])
-        return outputs(evaluated.outputs["model_uri"], evaluated.outputs["score"])
+        return Evaluated(*(evaluated.outputs[field] for field in Evaluated._fields))
 
     return train_and_evaluate
 
@@ -62,8 +73,7 @@ def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
         lr: float = 0.1, seed: int = 0, num_gpus: int = 1, subset: int = 0, val_subset: int = 0,
         experiment: str = "adautomix", registered_model: str = "", data_remote: str = "s3",
         workspace: str = workspace_default, test_metrics: List[str] = list(TEST_METRICS),
-    ) -> NamedTuple("Registered", [("version", str), ("aliases", List[str]),
-                                ("tracking_uri", str)]):
+    ) -> Registered:
         materialised = data(dataset=dataset, data_version=data_version, workspace=workspace,
                             remote=data_remote)
         evaluated = train_and_evaluate(
@@ -76,13 +86,6 @@ def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
                               score=evaluated.outputs["score"], dataset=dataset,
                               data_version=materialised.outputs["Output"],
                               registered_model=registered_model)
-        if cluster is not None:
-            use_workspace(materialised, cluster)
-            use_s3(materialised, cluster)
-            use_mlflow(registered, cluster)
-        outputs = NamedTuple("Registered", [("version", str), ("aliases", List[str]),
-                                ("tracking_uri", str)])
-        return outputs(registered.outputs["version"], registered.outputs["aliases"],
-                       registered.outputs["tracking_uri"])
+        return finish(materialised, registered, cluster)
 
     return training

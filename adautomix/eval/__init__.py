@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-import torch
 from torch import nn
 
 from .accuracy import MeanLoss, TopK
+from .loop import predictions
 
 METRICS = {
     "top1": lambda: TopK(1),
@@ -20,18 +20,17 @@ METRICS = {
 
 
 def evaluate(network: nn.Module, loader: Iterable, metrics: Sequence[str] = ("top1", "top5", "loss"),
-             amp: bool = False) -> dict[str, float]:
+             amp: bool = False, sharded: bool = False) -> dict[str, float]:
+    """`sharded`: the loader reads this rank's shard of the split; the metrics' sums and counts
+    are all-reduced over the ranks, so every rank returns the whole split's figures."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
     trackers = [METRICS[m]() for m in metrics]
-    was_training = network.training
-    network.eval()
-    with torch.inference_mode():
-        for images, labels in loader:
-            with torch.autocast(images.device.type, enabled=amp and images.device.type == "cuda"):
-                logits = network(images)
-            for tracker in trackers:
-                tracker.update(logits, labels)
-    network.train(was_training)
+    for logits, labels in predictions(network, loader, amp):
+        for tracker in trackers:
+            tracker.update(logits, labels)
+    if sharded:
+        for tracker in trackers:
+            tracker.all_reduce()
     return {t.name: t.compute() for t in trackers}
