@@ -81,6 +81,9 @@ STEP_RESOURCES = {
 }
 
 
+DATA, TRAIN, EVALUATE, REGISTER = (STEP_RESOURCES[s] for s in ("data", "train", "evaluate", "register"))
+
+
 def cpu_only(cluster: ClusterSettings) -> ClusterSettings:
     """The settings for runs with no GPU: no GPU request, no GPU toleration."""
     return replace(cluster, gpu_resource="", gpu_tolerations=())
@@ -128,3 +131,10 @@ def use_gpus(task: PipelineTask, count, cluster: ClusterSettings) -> PipelineTas
     for key, value in cluster.node_selector.items():
         kubernetes.add_node_selector(task, label_key=key, label_value=value)
     return task
+
+
+def use_shared_memory(task: PipelineTask) -> PipelineTask:
+    """A memory-backed /dev/shm: DataLoader workers hand batches over through it, and a
+    container's default one is 64 MiB. It counts as the container's memory (its limit bounds it)."""
+    return kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm",
+                                      medium="Memory")
