@@ -33,6 +33,11 @@ class ClusterSettings:
     s3_secret: str = "adautomix-s3"
     mlflow_secret: str = "adautomix-mlflow"
     sweep_parallelism: int = 4                   # sweep runs at once (each with its own GPUs)
+    # More than one node: the train step hands training to a Kubeflow Trainer TrainJob of this
+    # ClusterTrainingRuntime, and fails if the job has no running node after schedule_timeout s.
+    num_nodes: int = 1
+    trainer_runtime: str = "torch-distributed"
+    schedule_timeout: int = 1800
     image: str = ""                  # every step's image, '' for docker/IMAGE; IMAGE@sha256:... pins it
     image_pull_secrets: tuple[str, ...] = ()     # docker-registry secrets of a private registry
     # the workspace claim submit creates when it is missing (docs/cluster.md, deploy/workspace-pvc.yaml)
@@ -41,6 +46,9 @@ class ClusterSettings:
     workspace_size: str = "100Gi"
 
     def __post_init__(self):
+        if self.num_nodes < 1 or self.schedule_timeout < 1:
+            raise ConfigError(f"num_nodes ({self.num_nodes}) and schedule_timeout "
+                              f"({self.schedule_timeout} s) must be >= 1")
         if self.image and not IMAGE_REFERENCE.match(self.image):
             raise ConfigError(f"image {self.image!r} is not an image reference: "
                               "REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:<64 hex digits>")
@@ -134,7 +142,7 @@ def use_gpus(task: PipelineTask, count, cluster: ClusterSettings) -> PipelineTas
 
 
 def use_shared_memory(task: PipelineTask) -> PipelineTask:
-    """A memory-backed /dev/shm: DataLoader workers hand batches over through it, and a
-    container's default one is 64 MiB. It counts as the container's memory (its limit bounds it)."""
+    """A memory-backed /dev/shm: NCCL between the pod's GPU processes and DataLoader workers pass
+    tensors through it, and a container's default is 64 MiB."""
     return kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm",
                                       medium="Memory")
