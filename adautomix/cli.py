@@ -192,17 +192,24 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare
+    from .compare import CompareError, compare
     from .tracking import TrackingError
 
-    chart = args.chart or f"compare-{args.experiment}.png"
+    chart = None if args.no_chart else args.chart or f"compare-{args.experiment}.png"
     try:
-        print(compare(args.experiment, chart))
-    except TrackingError as exc:
+        print(compare(args.experiment, chart, args.format, metric=_names(args.metric),
+                      robustness=None if args.robustness is None else _names(args.robustness),
+                      ignore=_names(args.ignore)))
+    except (TrackingError, CompareError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"\nbar chart: {Path(chart).resolve()}")
+    if chart is not None:   # on stderr, so that stdout is the table alone (a CSV to redirect)
+        print(f"bar chart: {Path(chart).resolve()}", file=sys.stderr)
     return 0
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,9 +267,26 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data-root", default="data")
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("compare", help="the paper-style table of an MLflow experiment's runs")
+    from .compare import FORMATS, HEADLINE
+
+    p = sub.add_parser("compare", help="the paper-style tables of an MLflow experiment's runs",
+                       description="One table per setting (runs pool only when their whole "
+                                   "config but the seed and the method is the same): per method "
+                                   "the seeds, mean ± std, the Δ to Vanilla and the robustness "
+                                   "metrics, the best in bold; the latest run of each seed counts.")
     p.add_argument("--experiment", required=True, help="MLflow experiment name")
+    p.add_argument("--format", choices=FORMATS, default="markdown", help="the tables' format [markdown]")
     p.add_argument("--chart", help="bar chart PNG [compare-EXPERIMENT.png]")
+    p.add_argument("--no-chart", action="store_true", help="write no bar chart")
+    p.add_argument("--metric", default=",".join(HEADLINE),
+                   help="the headline: the first of these metrics a run logged, comma-separated "
+                        f"[{','.join(HEADLINE)}]")
+    p.add_argument("--robustness", metavar="NAMES",
+                   help="test metrics set beside the headline, comma-separated, e.g. "
+                        "corruption_top1,fgsm_error ('' for none) [every one the runs logged]")
+    p.add_argument("--ignore", default="", metavar="FIELDS",
+                   help="config fields or tags to pool over, comma-separated, e.g. device "
+                        "(runs that differ only in them share a setting) [none]")
     p.set_defaults(func=cmd_compare)
     return parser
 

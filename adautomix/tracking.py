@@ -145,8 +145,8 @@ class Tracker:
 
 
 def experiment_runs(experiment: str) -> list[dict[str, Any]]:
-    """The finished runs of an experiment: {"run_id", "name", "tags", "metrics"} each, the
-    metrics at their last logged value."""
+    """The finished runs of an experiment: {"run_id", "name", "start_time" (ms), "params",
+    "tags", "metrics"} each, the metrics at their last logged value."""
     client = connect()
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -157,7 +157,8 @@ def experiment_runs(experiment: str) -> list[dict[str, Any]]:
     while True:
         page = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
                                   max_results=1000, page_token=token)
-        runs += [{"run_id": r.info.run_id, "name": r.info.run_name, "tags": r.data.tags,
+        runs += [{"run_id": r.info.run_id, "name": r.info.run_name,
+                  "start_time": r.info.start_time, "params": r.data.params, "tags": r.data.tags,
                   "metrics": r.data.metrics} for r in page]
         token = page.token
         if not token:
