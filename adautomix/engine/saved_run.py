@@ -1,7 +1,4 @@
-"""A finished (or interrupted) training run loaded back from its output folder, and evaluated:
-the networks of its selected epoch (selected.pt, chosen on the validation split) when it has
-one, else of its last checkpoint, on its validation split (when it holds one out) and its test
-split.
+"""A finished (or interrupted) training run loaded back from its output folder, and evaluated.
 
 It lives in the engine, beside the training it restores, so that eval/ (the metrics) stays a
 leaf that the engine imports and that imports nothing of the engine."""
@@ -9,15 +6,16 @@ leaf that the engine imports and that imports nothing of the engine."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from ..config import RunConfig
 from ..data import Loader, Manifest, Recipe, build_loader, ensure_dataset
-from ..eval import evaluate
-from ..progress import progress
+from ..eval import create_metric, evaluate
+from ..progress import progress as shown
 from .checkpoint import CHECKPOINT_NAME, SELECTED_NAME, load_checkpoint
 from .distributed import resolve_device
 from .train import build_networks, split_pools
@@ -35,8 +33,9 @@ class LoadedRun:
     epoch: int = 0                   # the epoch the networks are from
 
 
-def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
-    """A training output folder's networks, restored from its checkpoint, and its test loader."""
+def load_run(run_dir: str | Path, device: str = "auto", subset: int | None = None) -> LoadedRun:
+    """A training output folder's networks, restored from its checkpoint, and its test loader
+    (over the first `subset` test images when given, else the run's own val_subset)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():
         raise FileNotFoundError(f"{run_dir} holds no config.json: pass a training output_dir")
@@ -46,6 +45,7 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     if latest is None:
         raise FileNotFoundError(f"{run_dir} holds no {CHECKPOINT_NAME}: the run never finished an "
                                 "epoch")
+    # the networks of the epoch validation selected, when the run held a validation split out
     state = load_checkpoint(run_dir, map_location=dev, name=SELECTED_NAME) or latest
     manifest = ensure_dataset(config.dataset, config.data_root)
     model, method, ema = build_networks(config, manifest, dev)
@@ -56,7 +56,8 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     options = dict(data_root=config.data_root, batch_size=config.batch_size, train=False,
                    kind=config.loader, device=dev, num_workers=config.num_workers,
                    recipe=Recipe.from_config(config, manifest))
-    loader = build_loader(manifest, "test", subset=config.val_subset, **options)
+    loader = build_loader(manifest, "test", subset=config.val_subset if subset is None else subset,
+                          **options)
     _, val_pool = split_pools(config, manifest)
     val_loader = (build_loader(manifest, "train", pool=val_pool, **options)
                   if val_pool is not None else None)
@@ -65,22 +66,53 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
                      val_loader, state["epoch"])
 
 
+@dataclass
+class Report:
+    metrics: dict[str, float]          # NAME (online network), NAME_ema (EMA network)
+    figures: dict[str, Any] = field(default_factory=dict)   # artifact path -> matplotlib figure
+    details: dict[str, dict] = field(default_factory=dict)  # artifact path -> JSON-able dict
+    tags: dict[str, str] = field(default_factory=dict)      # what the figures are of (data hashes)
+
+
 def evaluate_networks(run: LoadedRun, metrics: Sequence[str] = ("top1", "top5", "loss"),
-                      split: str = "test") -> dict[str, float]:
+                      progress: bool = False, split: str = "test") -> Report:
     """Metrics of the online network (`NAME`) and of the EMA network (`NAME_ema`) on the test
-    split, or on the validation split (`split` "val")."""
+    split, with the figures and details of the metrics that draw or tabulate what they measured
+    (`eval/NAME[_ema].png`, `eval/NAME[_ema].json`)."""
     loader = run.val_loader if split == "val" else run.loader
     if loader is None:
         raise ValueError(f"{run.config.output_dir} holds out no validation split (val_size 0)")
-    results = evaluate(run.model, progress(loader, f"{split}: online network", unit="batch"),
-                       metrics)
-    if run.ema_network is not None:
-        batches = progress(loader, f"{split}: EMA network", unit="batch")
-        results.update({f"{k}_ema": v for k, v in evaluate(run.ema_network, batches, metrics).items()})
-    return results
+    report = Report({})
+    networks = [("", run.model)] + ([("_ema", run.ema_network)] if run.ema_network is not None else [])
+    for suffix, network in networks:
+        objects = [create_metric(spec, progress=progress) for spec in metrics]
+        batches = shown(loader, f"{split}: {'EMA' if suffix else 'online'} network", unit="batch")
+        values = evaluate(network, batches, objects)
+        report.metrics.update({f"{k}{suffix}": v for k, v in values.items()})
+        for metric in objects:
+            if hasattr(metric, "figure"):
+                report.figures[f"eval/{metric.figure_name}{suffix}.png"] = metric.figure()
+            if getattr(metric, "details", None):
+                report.details[f"eval/{metric.name}{suffix}.json"] = metric.details
+            report.tags.update(getattr(metric, "tags", {}))
+    return report
+
+
+def log_report(tracker, report: Report, step: int, prefix: str = "test_") -> None:
+    """Into the tracker's run: the metrics as `prefix`NAME, the figures and details as artifacts."""
+    import matplotlib.pyplot as plt
+
+    tracker.log_metrics({prefix + k: v for k, v in report.metrics.items()}, step=step)
+    for path, figure in report.figures.items():
+        tracker.log_figure(figure, path)
+        plt.close(figure)
+    for path, values in report.details.items():
+        tracker.log_dict(values, path)
+    if report.tags:
+        tracker.set_tags(report.tags)
 
 
 def evaluate_run(run_dir: str | Path, metrics: Sequence[str] = ("top1", "top5", "loss"),
                  device: str = "auto") -> dict[str, float]:
     """Metrics of the online network (`NAME`) and of the EMA network (`NAME_ema`) on the test split."""
-    return evaluate_networks(load_run(run_dir, device), metrics)
+    return evaluate_networks(load_run(run_dir, device), metrics).metrics

@@ -41,7 +41,7 @@ from ..models import create_model
 from ..progress import progress
 from ..provenance import Provenance
 from ..tracking import Tracker, setup_params
-from ..visualize import image_grid, training_curves
+from ..visualize import sample_figure, training_curves
 from . import distributed
 from .checkpoint import (SELECTED_NAME, load_checkpoint, preserved_rng, rng_state,
                          save_checkpoint, set_rng_state)
@@ -136,7 +136,12 @@ def setup(config: RunConfig, resume: bool, ranks: Ranks, device: torch.device,
     seed_everything(config.seed, config.deterministic)
     batch_size = rank_batch_size(config.batch_size, ranks.world_size)
 
-    manifest = ensure_dataset(config.dataset, config.data_root)
+    # Fashion-MNIST prepares itself on first use: one process per node writes it, then the rest read
+    if ranks.local_rank == 0:
+        manifest = ensure_dataset(config.dataset, config.data_root)
+    distributed.barrier()
+    if ranks.local_rank != 0:
+        manifest = ensure_dataset(config.dataset, config.data_root)
     loader_args = dict(data_root=config.data_root, kind=config.loader, device=device, seed=config.seed,
                        num_workers=config.num_workers, rank=ranks.rank, world_size=ranks.world_size,
                        recipe=Recipe.from_config(config, manifest))
@@ -170,7 +175,8 @@ def setup(config: RunConfig, resume: bool, ranks: Ranks, device: torch.device,
     state = load_checkpoint(out, map_location=device) if resume else None
     if state is not None:
         restore(run, state)
-        log.info("resumed from %s at epoch %d (step %d)", out, run.start_epoch, run.step)
+        if ranks.is_main:
+            log.info("resumed from %s at epoch %d (step %d)", out, run.start_epoch, run.step)
     distributed.broadcast_state(networks(run))
     if ranks.is_main:
         run.tracker = Tracker(config, manifest.sha256, run_id=run.run_id,
@@ -179,6 +185,7 @@ def setup(config: RunConfig, resume: bool, ranks: Ranks, device: torch.device,
                                             recipe_params(train_loader)))
         run.tracker.log_dataset(config.dataset, provenance.data_version or manifest.sha256,
                                 provenance.data_source or str(manifest.root))
+    distributed.barrier()   # the epoch clocks start together, not while rank 0 opens MLflow
     return run
 
 
@@ -247,9 +254,12 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
         if run.step % 10 == 0 and isinstance(bar, tqdm):  # a host sync; not every step
             rate = seen * run.ranks.world_size / (time.perf_counter() - started)
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", img_s=f"{rate:.0f}")
-    train_time = time.perf_counter() - started
-    totals = distributed.all_reduce_sum(torch.stack([loss_sum.double().cpu(),
-                                                     torch.tensor(seen, dtype=torch.float64)]).to(device))
+    # global figures, the same on every rank: the loss over all ranks' steps, and every rank's
+    # images over the slowest rank's time
+    train_time = distributed.all_reduce_max(
+        torch.tensor(time.perf_counter() - started, dtype=torch.float64, device=device)).item()
+    totals = distributed.all_reduce_sum(torch.stack([loss_sum.double(),
+                                                     torch.tensor(seen, dtype=torch.float64, device=device)]))
     loss_total, seen_total = totals.tolist()
     return {"epoch": epoch + 1, "train_loss": loss_total / (run.steps_per_epoch * run.ranks.world_size),
             "lr": lr, "images_per_sec": seen_total / train_time}
@@ -270,7 +280,8 @@ def evaluate_and_log(run: Run, epoch: int, metrics: dict[str, float]) -> dict[st
     if run.tracker is not None:
         run.tracker.log_metrics(metrics, step=epoch + 1)
     if run.config.log_images_every and (epoch + 1) % run.config.log_images_every == 0:
-        log_sample_grid(run.tracker, run.method, run.model, run.test_loader, epoch + 1)
+        log_sample_grid(run.tracker, run.method, run.model, run.test_loader, epoch + 1,
+                        run.manifest.classes)
     if run.tracker is not None:
         run.run_id = run.tracker.run_id
     if run.ranks.is_main:
@@ -373,15 +384,18 @@ def summary_line(metrics: dict[str, float]) -> str:
     return "  ".join([*parts, f"{metrics['images_per_sec']:.0f} img/s"])
 
 
-def log_sample_grid(tracker: Tracker | None, method, model, loader, epoch: int) -> None:
-    """What the method trains on (sources, masks, mixed), drawn without moving the run's RNG.
+def log_sample_grid(tracker: Tracker | None, method, model, loader, epoch: int,
+                    classes: list[str] | None = None) -> None:
+    """What the method trains on (sources, masks, mixed, each column's λ and classes), drawn
+    without moving the run's RNG.
 
     Every rank draws it (a SyncBatchNorm in the teacher waits for all of them); rank 0, the one
     with a tracker, logs it."""
     images, labels = next(iter(loader))
     with preserved_rng():
         was_training = model.training
-        rows = method.sample_grid(model, images[:16], labels[:16])
+        grid = method.sample_grid(model, images[:16], labels[:16])
         model.train(was_training)
     if tracker is not None:
-        tracker.log_image(image_grid(rows, loader.mean, loader.std), f"samples/epoch_{epoch:04d}.png")
+        tracker.log_figure(sample_figure(grid.rows, loader.mean, loader.std, grid.targets, classes),
+                           f"samples/epoch_{epoch:04d}.png")
