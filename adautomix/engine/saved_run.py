@@ -5,6 +5,8 @@ leaf that the engine imports and that imports nothing of the engine."""
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +17,11 @@ from torch import nn
 from ..config import RunConfig
 from ..data import Loader, Manifest, Recipe, build_loader, ensure_dataset
 from ..eval import create_metric, evaluate
-from ..progress import progress as shown
 from .checkpoint import CHECKPOINT_NAME, SELECTED_NAME, load_checkpoint
 from .distributed import resolve_device
 from .train import build_networks, split_pools
+
+log = logging.getLogger("adautomix.eval")
 
 
 @dataclass
@@ -86,8 +89,10 @@ def evaluate_networks(run: LoadedRun, metrics: Sequence[str] = ("top1", "top5", 
     networks = [("", run.model)] + ([("_ema", run.ema_network)] if run.ema_network is not None else [])
     for suffix, network in networks:
         objects = [create_metric(spec, progress=progress) for spec in metrics]
-        batches = shown(loader, f"{split}: {'EMA' if suffix else 'online'} network", unit="batch")
-        values = evaluate(network, batches, objects)
+        # the loader itself, not a one-pass progress generator: protocols read it again
+        log.info("%s: the %s network over %d batches", split, "EMA" if suffix else "online",
+                 len(loader))
+        values = evaluate(network, loader, objects)
         report.metrics.update({f"{k}{suffix}": v for k, v in values.items()})
         for metric in objects:
             if hasattr(metric, "figure"):
