@@ -22,10 +22,23 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv"
   "$PYTHON" -m venv .venv
 fi
-# The lock holds every package at an exact version (torch 2.14.0 + torchvision 0.29.0 CUDA builds,
-# which also run on the CPU); pip skips what is already installed.
-echo "==> installing locked dependencies (first time: about 4 minutes, 7 GB; then seconds)"
-.venv/bin/pip install -q --disable-pip-version-check -r requirements.lock
-.venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
+# uv installs the lock (a fresh machine: about 2 minutes instead of pip's 4). It comes first,
+# through pip, at the version and hashes requirements-dev.lock holds for it.
+if [ ! -x .venv/bin/uv ]; then
+  echo "==> installing uv"
+  uv_entry=$(mktemp)
+  awk '/^uv==/ {take = 1} take {print} take && !/\\$/ {exit}' requirements-dev.lock > "$uv_entry"
+  .venv/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps -r "$uv_entry"
+  rm -f "$uv_entry"
+fi
+# requirements-dev.lock holds every package at an exact version and hash (torch 2.14.0 +
+# torchvision 0.29.0 CUDA builds, which also run on the CPU); uv skips what is already installed.
+echo "==> installing locked dependencies (first time: minutes, 7 GB; then a second)"
+.venv/bin/uv pip install --quiet --python .venv/bin/python --require-hashes -r requirements-dev.lock
+# setuptools comes from the lock, so the package builds with no network.
+if ! .venv/bin/uv pip show --python .venv/bin/python adautomix 2>/dev/null \
+    | grep -qxF "Editable project location: $PWD"; then
+  .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps --no-build-isolation -e .
+fi
 echo "==> preparing the default dataset"
 .venv/bin/adautomix data prepare fashion-mnist
