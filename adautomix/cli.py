@@ -10,11 +10,14 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from .config import DATASETS, LOADERS, METHODS, MODELS, OPTIMIZERS, ConfigError, RunConfig, parse_override
+from .errors import InputError, RunFailure
+from .redact import redact, redact_handlers
 
 HELP = {
     "dataset": f"dataset name: {', '.join(DATASETS)}",
@@ -94,27 +97,50 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         from .presets import get_preset
         values = get_preset(args.preset).to_dict()
     if getattr(args, "config", None):
-        values.update(json.loads(Path(args.config).read_text()))
+        values.update(read_config_file(args.config))
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     values.update({k: v for k, v in vars(args).items() if k in fields})
-    method_args = dict(values.get("method_args", {}))
-    method_args.update(parse_override(o) for o in args.method_arg)
+    method_args = values.get("method_args", {})
+    if not isinstance(method_args, dict):
+        raise ConfigError(f"method_args must be a dict of method options, got {method_args!r}")
+    method_args = {**method_args, **dict(parse_override(o) for o in args.method_arg)}
+    if method_args:   # as the method takes them, so the records show what the run used
+        from .mixers import resolve_options
+        method_args = resolve_options(values.get("method", RunConfig.method), method_args)
     values["method_args"] = method_args
     return RunConfig.from_dict(values)
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """A saved config.json's fields, or a ConfigError naming the file and what is wrong."""
+    try:
+        values = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file; pass a config.json that a run wrote "
+                          "(OUTPUT_DIR/config.json) or that `adautomix presets NAME` printed") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config {path} cannot be read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--config {path} is not valid JSON ({exc}); fix it or write it again "
+                          "with `adautomix presets NAME > FILE`") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"--config {path} holds a JSON {type(values).__name__}, not an object "
+                          "of config fields")
+    return values
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .engine.train import train
 
     config = config_from_args(args)
-    result = train(config, resume=args.resume)
+    result = train(config, resume={"auto": True, "must": "must", None: False}[args.resume])
     m = result.metrics
     print(f"\nfinished: top-1 {m['val_top1']:.2f}% (online)"
           + (f", {m['val_top1_ema']:.2f}% (EMA; median of last 10 epochs {m['val_top1_ema_median10']:.2f}%)"
              if "val_top1_ema" in m else ""))
     print(f"checkpoint and config: {result.output_dir.resolve()}")
-    from .tracking import tracking_uri
-    print(f"MLflow run {result.run_id} in {tracking_uri()}")
+    from .tracking import display_uri
+    print(f"MLflow run {result.run_id} in {display_uri()}")
     return 0
 
 
@@ -202,21 +228,16 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             print(local_summary(arguments, registered))
     # SubmitError, or kfp.local's report of a failed step (whose log is printed above it)
     except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(_one_line(exc))}", file=sys.stderr)
         return 1
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare
-    from .tracking import TrackingError
 
     chart = args.chart or f"compare-{args.experiment}.png"
-    try:
-        print(compare(args.experiment, chart))
-    except TrackingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    print(compare(args.experiment, chart))   # a TrackingError is one line, from main
     print(f"\nbar chart: {Path(chart).resolve()}")
     return 0
 
@@ -270,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Adversarial AutoMixup and the mixup baselines of its paper. "
                     "Quick start: adautomix train --dataset fashion-mnist --method adautomix --epochs 1 --subset 2000")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback behind an error line (or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a network with a mixing method",
@@ -277,8 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(MLFLOW_TRACKING_URI, default sqlite:///mlflow.db).")
     p.add_argument("--preset", help="start from a named recipe (adautomix presets lists them)")
     p.add_argument("--config", help="start from a saved config.json")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from output_dir/checkpoint.pt, in the same MLflow run")
+    p.add_argument("--resume", nargs="?", const="auto", choices=("auto", "must"),
+                   help="continue from output_dir/checkpoint.pt, in the same MLflow run, under "
+                        "the config it was written with (epochs, workers and logging may "
+                        "change); with no checkpoint, say so and start anew. `--resume must` "
+                        "fails instead")
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
@@ -339,11 +365,50 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    redact_handlers()
+    return run_reporting_errors(args.func, args)
+
+
+# Set to 1 (or pass --debug) for the traceback behind an `error:` line.
+DEBUG_ENV = "ADAUTOMIX_DEBUG"
+# Errors of the user's own files and paths, reported as bad input like the package's own.
+FILE_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, json.JSONDecodeError)
+
+
+def run_reporting_errors(func, args: argparse.Namespace) -> int:
+    """`func(args)`, with every failure the user can act on as one line on stderr, `error: ...`,
+    credentials masked: exit status 2 for bad input (InputError, a missing or malformed file),
+    1 for a run that failed (RunFailure, an OS error such as a full disk), 130 for Ctrl-C. A bug
+    keeps its traceback, and so does everything under --debug or ADAUTOMIX_DEBUG=1."""
+    debug = getattr(args, "debug", False) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
-        return args.func(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return func(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except (InputError, *FILE_ERRORS) as exc:
+        status = 2
+        error = exc
+    except (RunFailure, OSError) as exc:
+        status = 1
+        error = exc
+    if debug:
+        raise error
+    print(f"error: {redact(_one_line(error))}", file=sys.stderr)
+    return status
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and not isinstance(exc, InputError) and exc.filename:
+        text = f"{exc.strerror or type(exc).__name__}: {exc.filename}"
+        if isinstance(exc, FileNotFoundError):
+            text += " (check the path)"
+        elif isinstance(exc, PermissionError):
+            text += " (check its permissions, or write somewhere else)"
+    return text
 
 
 if __name__ == "__main__":

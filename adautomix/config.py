@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
+
 # Names are listed here rather than imported from their packages so that building a config
 # (for example while compiling a pipeline) needs neither torch nor any dataset on disk.
 DATASETS = (
@@ -38,7 +40,7 @@ INTERPOLATIONS = ("bilinear", "bicubic")
 CROP_SCALE = (0.08, 1.0)         # torchvision's RandomResizedCrop default area range
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A run configuration that cannot work; the message names the field and the fix."""
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import mlflow
 
+from .errors import InputError
 from .steps import default_model_name
 from .tracking import connect, display_uri
 
@@ -31,7 +32,7 @@ class Candidate:
     score: float
 
 
-class RegistryError(ValueError):
+class RegistryError(InputError):
     """A candidate that must not be registered; the message says why."""
 
 

@@ -21,6 +21,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from .config import RunConfig
+from .errors import RunFailure
 from .redact import redact, redact_handlers
 
 log = logging.getLogger("adautomix.tracking")
@@ -32,7 +33,7 @@ OUTPUT_DIR_TAG = "output_dir"
 FAILURE_TAG = "failure_reason"
 
 
-class TrackingError(RuntimeError):
+class TrackingError(RunFailure):
     """The tracking server cannot be used; the message names the URI and the fix."""
 
 

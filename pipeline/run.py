@@ -12,6 +12,7 @@ from pathlib import Path
 
 from adautomix.config import ConfigError
 from adautomix.data.errors import DataError
+from adautomix.errors import RunFailure
 from adautomix.data.versioning import normalise_version, tracked_version
 from adautomix.steps import TEST_METRICS, build_config, check_run, default_model_name
 from pipeline.cluster import ClusterSettings
@@ -24,7 +25,7 @@ RUN_FIELDS = ("dataset", "model", "method", "epochs", "batch_size", "lr", "seed"
 SWEEP_SHARED_FIELDS = tuple(f for f in RUN_FIELDS if f not in ("method", "seed"))
 
 
-class SubmitError(RuntimeError):
+class SubmitError(RunFailure):
     """The Kubeflow Pipelines endpoint refused or could not be reached; names the host."""
 
 

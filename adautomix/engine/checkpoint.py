@@ -22,12 +22,14 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from ..errors import InputError
+
 CHECKPOINT_NAME = "checkpoint.pt"
 # What a write in progress is called; a kill mid-write leaves one behind (see remove_partial_writes).
 TEMP_PREFIX, TEMP_SUFFIX = ".checkpoint-", ".tmp"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that cannot be used; the message names the file and what to do."""
 
 
