@@ -163,6 +163,16 @@ class Tracker:
             code_paths=[str(Path(__file__).resolve().parent)])
         return info.model_uri
 
+    def log_resume(self, changes: dict[str, tuple[Any, Any]], epoch: int) -> None:
+        """Record the config changes a resume made (params keep the first values: MLflow params
+        cannot change), as the tag resume_changes and the artifact resumes/epoch_NNNN.json."""
+        shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in sorted(changes.items()))
+        previous = self.client.get_run(self.run_id).data.tags.get("resume_changes")
+        mlflow.set_tag("resume_changes", f"{previous}; {shown}" if previous else shown)
+        mlflow.log_dict({"epoch": epoch, "changes": {k: list(c) for k, c in changes.items()}},
+                        f"resumes/epoch_{epoch:04d}.json")
+        log.info("resumed at epoch %d with %s", epoch, shown)
+
     def finish(self, status: str = "FINISHED", reason: str = "") -> None:
         """End the run; a FAILED or KILLED one says why in its failure_reason tag."""
         if reason:

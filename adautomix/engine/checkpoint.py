@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from ..config import ConfigError, RunConfig, resume_changes
 from ..errors import InputError
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -117,3 +118,25 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
             f"checkpoint {path} cannot be read ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); delete it to start over, "
             "or restore it from the artifact store") from None
+
+
+def check_resume(state: dict[str, Any], config: RunConfig, directory: str | Path) -> dict:
+    """The changes `config` makes to the config the checkpoint was written under, all of them
+    allowed (RESUMABLE_FIELDS), as {field: (saved, new)}; a ConfigError listing every field
+    that would change what is computed, or an epoch count below what is already done."""
+    path = Path(directory) / CHECKPOINT_NAME
+    if not isinstance(state.get("config"), dict):
+        raise CheckpointError(f"checkpoint {path} records no config to resume under; it was not "
+                              "written by this version of adautomix. Train into a new --output-dir")
+    allowed, refused = resume_changes(state["config"], config)
+    if refused:
+        shown = "; ".join(f"{k} {old!r} in the checkpoint, {new!r} now"
+                          for k, (old, new) in sorted(refused.items()))
+        raise ConfigError(
+            f"--resume: {path} was trained under another config ({shown}); these change what "
+            f"is computed. Resume with the checkpoint's values (--config {Path(directory) / 'config.json'}"
+            f" plus only epochs, workers or logging flags), or train into a new --output-dir")
+    if config.epochs < state["epoch"]:
+        raise ConfigError(f"--resume: epochs {config.epochs} is fewer than the {state['epoch']} "
+                          f"the checkpoint has done; pass --epochs {state['epoch']} or more")
+    return allowed

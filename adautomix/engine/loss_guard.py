@@ -37,7 +37,8 @@ class LossGuard:
         self.pending = torch.zeros((), dtype=torch.int64, device=device)   # not yet read (limit 1)
 
     def skip(self, loss: torch.Tensor, step: int, epoch: int) -> bool:
-        """Whether to skip this step's update; call it after the loss, before the backward."""
+        """Whether to skip this step's update; call it after the loss, before the backward.
+        `step` is the run's count of steps before this one, as `check` takes the count after."""
         bad = ~torch.isfinite(loss.detach())
         if self.limit == 1:
             self.pending += bad
@@ -46,7 +47,7 @@ class LossGuard:
             return False
         self.seen += 1
         if self.seen >= self.limit:
-            self._stop(step, epoch)
+            self._stop(step + 1, epoch)   # this step counts as done: the steps so far
         return True
 
     def check(self, step: int, epoch: int) -> None:

@@ -24,11 +24,14 @@ from ..config import RunConfig
 from ..data import Recipe, build_loader, ensure_dataset
 from ..eval import evaluate
 from ..mixers import create_method
-from ..models import create_model
+from ..models import check_input_size, create_model
 from ..tracking import Tracker
 from ..visualize import image_grid, training_curves
-from .checkpoint import load_checkpoint, preserved_rng, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (CHECKPOINT_NAME, CheckpointError, check_resume, load_checkpoint,
+                         preserved_rng, remove_partial_writes, rng_state, save_checkpoint,
+                         set_rng_state)
 from .ema import ModelEma
+from .loss_guard import LossGuard
 from .optim import build_optimizer, optimizer_step, param_groups, set_lr
 
 log = logging.getLogger("adautomix.train")
@@ -80,10 +83,25 @@ def build_networks(config: RunConfig, manifest, device: torch.device):
     return model, method, ema
 
 
-def train(config: RunConfig, resume: bool = False) -> TrainResult:
+def resumable_state(config: RunConfig, resume: bool | str) -> tuple[dict | None, dict]:
+    """The checkpoint to resume from (None: start anew) and the allowed config changes it
+    takes, checked before the run writes anything. `resume` True resumes if there is a
+    checkpoint and says so if there is none; "must" fails instead."""
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    config.save(out / "config.json")
+    state = load_checkpoint(out) if resume else None
+    if state is None:
+        if resume == "must":
+            raise CheckpointError(f"--resume must: {out} holds no {CHECKPOINT_NAME}; train "
+                                  "there first, or drop `must` to start anew when there is none")
+        if resume:
+            log.info("--resume: no %s in %s; starting a new run", CHECKPOINT_NAME, out)
+        return None, {}
+    return state, check_resume(state, config, out)
+
+
+def train(config: RunConfig, resume: bool | str = False) -> TrainResult:
+    out = Path(config.output_dir)
+    state, changes = resumable_state(config, resume)
     device = resolve_device(config.device)
     amp = config.amp and device.type == "cuda"
     seed_everything(config.seed, config.deterministic)
@@ -99,6 +117,7 @@ def train(config: RunConfig, resume: bool = False) -> TrainResult:
                               subset=config.val_subset, **loader_args)
 
     model, method, ema = build_networks(config, manifest, device)
+    check_input_size(model, config.model, manifest.channels, loader_args["recipe"].image_size)
     ema_network = method.teacher() or (ema.module if ema else None)
     named = chain(model.named_parameters(prefix="model"), method.named_parameters(prefix="method"))
     optimizer = build_optimizer(config, param_groups(config, named, method.mix_block_parameters()))
@@ -107,7 +126,6 @@ def train(config: RunConfig, resume: bool = False) -> TrainResult:
     total_steps = config.epochs * steps_per_epoch
 
     start_epoch, step, history, run_id = 0, 0, [], None
-    state = load_checkpoint(out, map_location=device) if resume else None
     if state is not None:
         model.load_state_dict(state["model"])
         method.load_state_dict(state["method"])
@@ -118,7 +136,15 @@ def train(config: RunConfig, resume: bool = False) -> TrainResult:
         set_rng_state(state["rng"])
         start_epoch, step, history, run_id = state["epoch"], state["step"], state["history"], state["run_id"]
         log.info("resumed from %s at epoch %d (step %d)", out, start_epoch, step)
-    tracker = Tracker(config, manifest.sha256, run_id=run_id) if is_main_process() else None
+    guard = LossGuard(config.nonfinite_loss_limit, device, config.lr)
+    tracker = None
+    if is_main_process():   # every check has passed: the run may write
+        out.mkdir(parents=True, exist_ok=True)
+        remove_partial_writes(out)
+        config.save(out / "config.json")
+        tracker = Tracker(config, manifest.sha256, run_id=run_id)
+        if changes:
+            tracker.log_resume(changes, start_epoch)
 
     try:
         for epoch in range(start_epoch, config.epochs):
@@ -133,6 +159,10 @@ def train(config: RunConfig, resume: bool = False) -> TrainResult:
                 lr = set_lr(optimizer, config, step, steps_per_epoch)
                 with torch.autocast(device.type, enabled=amp):
                     loss, _ = method.training_step(model, images, labels, step)
+                if guard.skip(loss, step, epoch):
+                    optimizer.zero_grad(set_to_none=True)
+                    step += 1
+                    continue
                 optimizer_step(loss, optimizer, scaler, config.grad_clip)
                 method.after_optimizer_step(model, step, total_steps)
                 if ema is not None:
@@ -141,9 +171,11 @@ def train(config: RunConfig, resume: bool = False) -> TrainResult:
                 seen += images.shape[0]
                 step += 1
                 if step % 10 == 0:  # a host sync; not every step
+                    guard.check(step, epoch)
                     rate = seen / (time.perf_counter() - started)
                     bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", img_s=f"{rate:.0f}")
             train_time = time.perf_counter() - started
+            guard.check(step, epoch)
 
             metrics = {"epoch": epoch + 1, "train_loss": float(loss_sum) / steps_per_epoch,
                        "lr": lr, "images_per_sec": seen / train_time}
@@ -153,6 +185,8 @@ def train(config: RunConfig, resume: bool = False) -> TrainResult:
             history.append(metrics)
             if tracker is not None:
                 tracker.log_metrics(metrics, step=epoch + 1)
+            guard.check_metrics(metrics, epoch)
+            if tracker is not None:
                 if config.log_images_every and (epoch + 1) % config.log_images_every == 0:
                     log_sample_grid(tracker, method, model, val_loader, epoch + 1)
                 run_id = tracker.run_id
@@ -175,7 +209,9 @@ def train(config: RunConfig, resume: bool = False) -> TrainResult:
             tracker.finish()
     except BaseException as exc:
         if tracker is not None:
-            tracker.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            killed = isinstance(exc, KeyboardInterrupt)
+            tracker.finish("KILLED" if killed else "FAILED",
+                           reason="interrupted" if killed else f"{type(exc).__name__}: {exc}")
         raise
     return TrainResult(final, out, run_id, history)
 
