@@ -109,6 +109,9 @@ class RunConfig:
     amp: bool = False                # autocast + GradScaler, CUDA only
     # NHWC convolution weights and activations: faster on CPUs (oneDNN) and on tensor cores
     channels_last: bool = True
+    # Distributed runs (torchrun): BatchNorm computes its batch statistics over every rank's
+    # share of the batch (SyncBatchNorm), in the online network and the EMA teacher; CUDA only
+    sync_bn: bool = False
 
     # run
     seed: int = 0

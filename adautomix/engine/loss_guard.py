@@ -51,10 +51,13 @@ class LossGuard:
         return True
 
     def check(self, step: int, epoch: int) -> None:
-        """Read the device count (a host sync: call it where the loop syncs anyway)."""
-        if self.limit == 1 and int(self.pending):
-            self.seen += int(self.pending)
-            self._stop(step, epoch)
+        """Read the device count, summed over ranks: a host sync, so call it where the loop
+        syncs anyway; in a distributed run, on every rank at once (the end of an epoch)."""
+        if self.limit == 1:
+            bad = int(self.reduce(self.pending.clone()))
+            if bad:
+                self.seen += bad
+                self._stop(step, epoch)
 
     def check_metrics(self, metrics: dict[str, float], epoch: int) -> None:
         bad = {k: v for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)}

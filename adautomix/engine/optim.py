@@ -11,7 +11,7 @@ same warm-up and cosine shape between them, as mmcv's per-group annealing does."
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -85,14 +85,21 @@ def set_lr(optimizer: torch.optim.Optimizer, config: RunConfig, step: int,
 
 
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
-                   scaler: torch.amp.GradScaler, grad_clip: float = 0.0) -> None:
-    """Backward, optional clipping of the global gradient norm (on the unscaled gradients, as
-    mmcv's Fp16OptimizerHook does), then the step."""
+                   scaler: torch.amp.GradScaler, grad_clip: float = 0.0,
+                   reduce_gradients: Callable[[list[nn.Parameter]], None] | None = None) -> None:
+    """Backward, the gradients' reduction across ranks (`reduce_gradients`, for a distributed
+    run), optional clipping of the global gradient norm (on the unscaled gradients, as mmcv's
+    Fp16OptimizerHook does), then the step.
+
+    The reduction sees the scaled gradients: a mean is linear, and an inf on one rank becomes an
+    inf on every rank, so every rank's scaler skips the same steps."""
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if reduce_gradients is not None:
+        reduce_gradients(params)
     if grad_clip:
         scaler.unscale_(optimizer)
-        params = [p for group in optimizer.param_groups for p in group["params"]]
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
     scaler.step(optimizer)
     scaler.update()

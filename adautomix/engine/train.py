@@ -1,8 +1,18 @@
-"""The training loop: read it top to bottom.
+"""The training loop, in the shape of torchvision's classification reference: `setup` builds a
+run, `train_one_epoch` trains it for an epoch, `evaluate_and_log` measures, logs and checkpoints
+it, and `train` strings them together. Read top to bottom.
 
 One run = one RunConfig. Every epoch: train, evaluate the online and the EMA network, log to
 MLflow, checkpoint atomically. `resume=True` continues from the checkpoint in output_dir exactly
-(weights, optimiser, EMA, RNG streams, counters) and in the same MLflow run."""
+(weights, optimiser, EMA, RNG streams, counters) and in the same MLflow run, once its config is
+found to compute the same thing (checkpoint.check_resume). A non-finite loss or metric stops the
+run FAILED before its epoch is checkpointed (loss_guard.py). Nothing is written until every check
+of `setup` has passed (docs/reliability.md).
+
+Under torchrun every process runs this same code on its own device (engine/distributed.py): the
+batch size is the global one, split evenly over the ranks; gradients are averaged across ranks
+before each optimiser step; only rank 0 writes config.json, checkpoints, MLflow records and the
+summary lines."""
 
 from __future__ import annotations
 
@@ -14,22 +24,25 @@ import time
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
+from torch import nn
 from tqdm import tqdm
 
-from ..config import RunConfig
-from ..data import Recipe, build_loader, ensure_dataset
+from ..config import ConfigError, RunConfig
+from ..data import Loader, Manifest, Recipe, build_loader, ensure_dataset
 from ..eval import evaluate
-from ..mixers import create_method
+from ..mixers import Method, create_method
 from ..models import check_input_size, create_model
 from ..tracking import Tracker
 from ..visualize import image_grid, training_curves
+from . import distributed
 from .checkpoint import (CHECKPOINT_NAME, CheckpointError, check_resume, load_checkpoint,
                          preserved_rng, remove_partial_writes, rng_state, save_checkpoint,
                          set_rng_state)
+from .distributed import Ranks, resolve_device  # noqa: F401  (resolve_device: public here too)
 from .ema import ModelEma
 from .loss_guard import LossGuard
 from .optim import build_optimizer, optimizer_step, param_groups, set_lr
@@ -45,12 +58,35 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but CUDA is not available; use --device cpu or auto")
-    return torch.device(name)
+@dataclass
+class Run:
+    """Everything a run holds between epochs; built by `setup`."""
+
+    config: RunConfig
+    out: Path
+    ranks: Ranks
+    device: torch.device
+    amp: bool
+    manifest: Manifest
+    train_loader: Loader
+    val_loader: Loader
+    model: nn.Module
+    method: Method
+    ema: ModelEma | None
+    ema_network: nn.Module | None       # what the *_ema metrics measure: teacher or engine EMA
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    steps_per_epoch: int
+    total_steps: int
+    guard: LossGuard | None = None      # stops the run on NaN or infinite losses
+    tracker: Tracker | None = None      # rank 0 only
+    start_epoch: int = 0
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    run_id: str | None = None
+
+    def trainable(self) -> list[nn.Parameter]:
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -63,19 +99,21 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def is_main_process() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
 def median_last(history: list[dict[str, float]], key: str, n: int = 10) -> float:
     return statistics.median(h[key] for h in history[-n:])
 
 
-def build_networks(config: RunConfig, manifest, device: torch.device):
-    """The online model, the method (with its own networks) and the engine's EMA, if any."""
+def build_networks(config: RunConfig, manifest, device: torch.device, sync_bn: bool = False):
+    """The online model, the method (with its own networks) and the engine's EMA, if any.
+
+    `sync_bn` turns the model's BatchNorms into SyncBatchNorms before the method copies it, so
+    the EMA teacher, which also runs in train mode, computes global batch statistics too."""
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
     model = create_model(config.model, manifest.num_classes, in_chans=manifest.channels,
-                         pretrained=config.pretrained).to(device, memory_format=memory_format)
+                         pretrained=config.pretrained)
+    if sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device, memory_format=memory_format)
     method = create_method(config.method, model, manifest.num_classes,
                            label_smoothing=config.label_smoothing, **config.method_args)
     method.to(device, memory_format=memory_format)
@@ -83,10 +121,68 @@ def build_networks(config: RunConfig, manifest, device: torch.device):
     return model, method, ema
 
 
+# --- setup --------------------------------------------------------------------------------------
+
+def setup(config: RunConfig, resume: bool | str, ranks: Ranks, device: torch.device) -> Run:
+    """Data, networks, optimiser, the checkpoint's state when resuming, and the MLflow run.
+
+    Everything that can be wrong with the config, the data, the network or the resume is
+    checked before anything is written: config.json, the MLflow run and the cleanup of a killed
+    write come last."""
+    out = Path(config.output_dir)
+    state, changes = resumable_state(config, resume)
+    amp = config.amp and device.type == "cuda"
+    seed_everything(config.seed, config.deterministic)
+    batch_size = rank_batch_size(config.batch_size, ranks.world_size)
+
+    manifest = ensure_dataset(config.dataset, config.data_root)
+    loader_args = dict(data_root=config.data_root, kind=config.loader, device=device, seed=config.seed,
+                       num_workers=config.num_workers, rank=ranks.rank, world_size=ranks.world_size,
+                       recipe=Recipe.from_config(config, manifest))
+    train_loader = build_loader(manifest, "train", batch_size=batch_size, train=True,
+                                subset=config.subset, **loader_args)
+    val_loader = build_loader(manifest, "test", batch_size=batch_size, train=False,
+                              subset=config.val_subset, **loader_args)
+
+    if config.sync_bn and ranks.distributed and device.type != "cuda":
+        raise ConfigError("sync_bn needs CUDA devices (torch's SyncBatchNorm runs on GPUs only); "
+                          "drop --sync-bn for a CPU run")
+    model, method, ema = build_networks(config, manifest, device,
+                                        sync_bn=config.sync_bn and ranks.distributed)
+    check_input_size(model, config.model, manifest.channels, loader_args["recipe"].image_size)
+    smallest = getattr(method, "min_batch_size", 1)
+    if ranks.distributed and batch_size < smallest:   # one process: the method says so itself
+        raise ConfigError(f"each of the {ranks.world_size} processes gets {batch_size} images of "
+                          f"the batch of {config.batch_size}, but method {config.method!r} mixes "
+                          f"{smallest} per sample; use batch_size >= {smallest * ranks.world_size}")
+    named = chain(model.named_parameters(prefix="model"), method.named_parameters(prefix="method"))
+    optimizer = build_optimizer(config, param_groups(config, named, method.mix_block_parameters()))
+    steps_per_epoch = len(train_loader)
+    run = Run(config=config, out=out, ranks=ranks, device=device, amp=amp, manifest=manifest,
+              train_loader=train_loader, val_loader=val_loader, model=model, method=method,
+              ema=ema, ema_network=method.teacher() or (ema.module if ema else None),
+              optimizer=optimizer, scaler=torch.amp.GradScaler(device.type, enabled=amp),
+              steps_per_epoch=steps_per_epoch, total_steps=config.epochs * steps_per_epoch,
+              guard=LossGuard(config.nonfinite_loss_limit, device, config.lr,
+                              reduce=distributed.all_reduce_sum))
+    if state is not None:
+        restore(run, state)
+        log.info("resumed from %s at epoch %d (step %d)", out, run.start_epoch, run.step)
+    distributed.broadcast_state(networks(run))
+    if ranks.is_main:   # every check has passed: the run may write
+        out.mkdir(parents=True, exist_ok=True)
+        remove_partial_writes(out)
+        config.save(out / "config.json")
+        run.tracker = Tracker(config, manifest.sha256, run_id=run.run_id)
+        if changes:
+            run.tracker.log_resume(changes, run.start_epoch)
+    return run
+
+
 def resumable_state(config: RunConfig, resume: bool | str) -> tuple[dict | None, dict]:
     """The checkpoint to resume from (None: start anew) and the allowed config changes it
-    takes, checked before the run writes anything. `resume` True resumes if there is a
-    checkpoint and says so if there is none; "must" fails instead."""
+    takes (checkpoint.check_resume refuses the others). `resume` True resumes if there is a
+    checkpoint and says so in one line if there is none; "must" fails instead."""
     out = Path(config.output_dir)
     state = load_checkpoint(out) if resume else None
     if state is None:
@@ -99,121 +195,131 @@ def resumable_state(config: RunConfig, resume: bool | str) -> tuple[dict | None,
     return state, check_resume(state, config, out)
 
 
+def rank_batch_size(batch_size: int, world_size: int) -> int:
+    """The share of the (global) batch each rank computes."""
+    if batch_size % world_size:
+        raise ConfigError(f"batch_size {batch_size} is the global batch and must split evenly "
+                          f"over the {world_size} processes; use a multiple of {world_size}")
+    return batch_size // world_size
+
+
+def networks(run: Run) -> list[nn.Module]:
+    return [m for m in (run.model, run.method, run.ema) if m is not None]
+
+
+def restore(run: Run, state: dict[str, Any]) -> None:
+    run.model.load_state_dict(state["model"])
+    run.method.load_state_dict(state["method"])
+    if run.ema is not None:
+        run.ema.load_state_dict(state["ema"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    run.start_epoch, run.step = state["epoch"], state["step"]
+    run.history, run.run_id = state["history"], state["run_id"]
+
+
+# --- one epoch ----------------------------------------------------------------------------------
+
+def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
+    """Train for one epoch; returns its train_loss, lr and images_per_sec, over all ranks."""
+    config, model, method, device = run.config, run.model, run.method, run.device
+    model.train()
+    method.train()
+    run.train_loader.set_epoch(epoch)
+    loss_sum = torch.zeros((), device=device)
+    seen, started = 0, time.perf_counter()
+    bar = tqdm(run.train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+               disable=not (config.progress and run.ranks.is_main))
+    for images, labels in bar:
+        lr = set_lr(run.optimizer, config, run.step, run.steps_per_epoch)
+        with torch.autocast(device.type, enabled=run.amp):
+            loss, _ = method.training_step(model, images, labels, run.step)
+        if run.guard.skip(loss, run.step, epoch):
+            run.optimizer.zero_grad(set_to_none=True)
+            run.step += 1
+            continue
+        optimizer_step(loss, run.optimizer, run.scaler, config.grad_clip,
+                       reduce_gradients=distributed.average_gradients)
+        method.after_optimizer_step(model, run.step, run.total_steps)
+        if run.ema is not None:
+            run.ema.update(model)
+        loss_sum += loss.detach()
+        seen += images.shape[0]
+        run.step += 1
+        if run.step % 10 == 0:  # a host sync; not every step
+            if not run.ranks.distributed:   # all ranks check together, at the end of the epoch
+                run.guard.check(run.step, epoch)
+            rate = seen * run.ranks.world_size / (time.perf_counter() - started)
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", img_s=f"{rate:.0f}")
+    train_time = time.perf_counter() - started
+    run.guard.check(run.step, epoch)
+    totals = distributed.all_reduce_sum(torch.stack([loss_sum.double().cpu(),
+                                                     torch.tensor(seen, dtype=torch.float64)]).to(device))
+    loss_total, seen_total = totals.tolist()
+    return {"epoch": epoch + 1, "train_loss": loss_total / (run.steps_per_epoch * run.ranks.world_size),
+            "lr": lr, "images_per_sec": seen_total / train_time}
+
+
+# --- evaluate and log ---------------------------------------------------------------------------
+
+def evaluate_and_log(run: Run, epoch: int, metrics: dict[str, float]) -> dict[str, float]:
+    """Evaluate the online and the EMA network on the whole test split, log the epoch to MLflow
+    and checkpoint it (rank 0), and print its summary line."""
+    distributed.average_batchnorm_statistics(networks(run))
+    sharded = run.ranks.distributed
+    metrics = dict(metrics)
+    metrics.update({f"val_{k}": v for k, v in
+                    evaluate(run.model, run.val_loader, amp=run.amp, sharded=sharded).items()})
+    if run.ema_network is not None:
+        metrics.update({f"val_{k}_ema": v for k, v in
+                        evaluate(run.ema_network, run.val_loader, amp=run.amp, sharded=sharded).items()})
+    run.history.append(metrics)
+    if run.tracker is not None:
+        run.tracker.log_metrics(metrics, step=epoch + 1)
+    run.guard.check_metrics(metrics, epoch)   # the same on every rank: the metrics are reduced
+    if run.config.log_images_every and (epoch + 1) % run.config.log_images_every == 0:
+        log_sample_grid(run.tracker, run.method, run.model, run.val_loader, epoch + 1)
+    if run.tracker is not None:
+        run.run_id = run.tracker.run_id
+    if run.ranks.is_main:
+        save_checkpoint(checkpoint_state(run, epoch + 1), run.out)
+        print(summary_line(metrics), flush=True)
+    distributed.barrier()   # no rank runs ahead of a checkpoint that is not yet on disk
+    return metrics
+
+
+def checkpoint_state(run: Run, epoch: int) -> dict[str, Any]:
+    return {"model": run.model.state_dict(), "method": run.method.state_dict(),
+            "ema": run.ema.state_dict() if run.ema is not None else None,
+            "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
+            "rng": rng_state(), "epoch": epoch, "step": run.step, "history": run.history,
+            "run_id": run.run_id, "config": run.config.to_dict()}
+
+
+# --- the run ------------------------------------------------------------------------------------
+
 def train(config: RunConfig, resume: bool | str = False) -> TrainResult:
-    out = Path(config.output_dir)
-    state, changes = resumable_state(config, resume)
-    device = resolve_device(config.device)
-    amp = config.amp and device.type == "cuda"
-    seed_everything(config.seed, config.deterministic)
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-
-    manifest = ensure_dataset(config.dataset, config.data_root)
-    loader_args = dict(data_root=config.data_root, kind=config.loader, device=device, seed=config.seed,
-                       num_workers=config.num_workers, rank=rank, world_size=world,
-                       recipe=Recipe.from_config(config, manifest))
-    train_loader = build_loader(manifest, "train", batch_size=config.batch_size, train=True,
-                                subset=config.subset, **loader_args)
-    val_loader = build_loader(manifest, "test", batch_size=config.batch_size, train=False,
-                              subset=config.val_subset, **loader_args)
-
-    model, method, ema = build_networks(config, manifest, device)
-    check_input_size(model, config.model, manifest.channels, loader_args["recipe"].image_size)
-    ema_network = method.teacher() or (ema.module if ema else None)
-    named = chain(model.named_parameters(prefix="model"), method.named_parameters(prefix="method"))
-    optimizer = build_optimizer(config, param_groups(config, named, method.mix_block_parameters()))
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    steps_per_epoch = len(train_loader)
-    total_steps = config.epochs * steps_per_epoch
-
-    start_epoch, step, history, run_id = 0, 0, [], None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        method.load_state_dict(state["method"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        start_epoch, step, history, run_id = state["epoch"], state["step"], state["history"], state["run_id"]
-        log.info("resumed from %s at epoch %d (step %d)", out, start_epoch, step)
-    guard = LossGuard(config.nonfinite_loss_limit, device, config.lr)
-    tracker = None
-    if is_main_process():   # every check has passed: the run may write
-        out.mkdir(parents=True, exist_ok=True)
-        remove_partial_writes(out)
-        config.save(out / "config.json")
-        tracker = Tracker(config, manifest.sha256, run_id=run_id)
-        if changes:
-            tracker.log_resume(changes, start_epoch)
-
-    try:
-        for epoch in range(start_epoch, config.epochs):
-            model.train()
-            method.train()
-            train_loader.set_epoch(epoch)
-            loss_sum = torch.zeros((), device=device)
-            seen, started = 0, time.perf_counter()
-            bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-                       disable=not (config.progress and is_main_process()))
-            for images, labels in bar:
-                lr = set_lr(optimizer, config, step, steps_per_epoch)
-                with torch.autocast(device.type, enabled=amp):
-                    loss, _ = method.training_step(model, images, labels, step)
-                if guard.skip(loss, step, epoch):
-                    optimizer.zero_grad(set_to_none=True)
-                    step += 1
-                    continue
-                optimizer_step(loss, optimizer, scaler, config.grad_clip)
-                method.after_optimizer_step(model, step, total_steps)
-                if ema is not None:
-                    ema.update(model)
-                loss_sum += loss.detach()
-                seen += images.shape[0]
-                step += 1
-                if step % 10 == 0:  # a host sync; not every step
-                    guard.check(step, epoch)
-                    rate = seen / (time.perf_counter() - started)
-                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", img_s=f"{rate:.0f}")
-            train_time = time.perf_counter() - started
-            guard.check(step, epoch)
-
-            metrics = {"epoch": epoch + 1, "train_loss": float(loss_sum) / steps_per_epoch,
-                       "lr": lr, "images_per_sec": seen / train_time}
-            metrics.update({f"val_{k}": v for k, v in evaluate(model, val_loader, amp=amp).items()})
-            if ema_network is not None:
-                metrics.update({f"val_{k}_ema": v for k, v in evaluate(ema_network, val_loader, amp=amp).items()})
-            history.append(metrics)
-            if tracker is not None:
-                tracker.log_metrics(metrics, step=epoch + 1)
-            guard.check_metrics(metrics, epoch)
-            if tracker is not None:
-                if config.log_images_every and (epoch + 1) % config.log_images_every == 0:
-                    log_sample_grid(tracker, method, model, val_loader, epoch + 1)
-                run_id = tracker.run_id
-            if is_main_process():
-                save_checkpoint({
-                    "model": model.state_dict(), "method": method.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None,
-                    "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                    "rng": rng_state(), "epoch": epoch + 1, "step": step, "history": history,
-                    "run_id": run_id, "config": config.to_dict(),
-                }, out)
-            print(summary_line(metrics), flush=True)
-
-        final = final_metrics(history)
-        if tracker is not None:
-            # the last epoch's values are logged already; only the medians are new
-            tracker.log_metrics({k: v for k, v in final.items() if k.endswith("median10")},
-                                step=config.epochs)
-            tracker.log_figure(training_curves(history), "curves/training.png")
-            tracker.finish()
-    except BaseException as exc:
-        if tracker is not None:
-            killed = isinstance(exc, KeyboardInterrupt)
-            tracker.finish("KILLED" if killed else "FAILED",
-                           reason="interrupted" if killed else f"{type(exc).__name__}: {exc}")
-        raise
-    return TrainResult(final, out, run_id, history)
+    with distributed.process_group(config.device) as (ranks, device):
+        run = setup(config, resume, ranks, device)
+        try:
+            for epoch in range(run.start_epoch, config.epochs):
+                metrics = train_one_epoch(run, epoch)
+                evaluate_and_log(run, epoch, metrics)
+            final = final_metrics(run.history)
+            if run.tracker is not None:
+                # the last epoch's values are logged already; only the medians are new
+                run.tracker.log_metrics({k: v for k, v in final.items() if k.endswith("median10")},
+                                        step=config.epochs)
+                run.tracker.log_figure(training_curves(run.history), "curves/training.png")
+                run.tracker.finish()
+        except BaseException as exc:
+            if run.tracker is not None:
+                killed = isinstance(exc, KeyboardInterrupt)
+                run.tracker.finish("KILLED" if killed else "FAILED",
+                                   reason="interrupted" if killed else f"{type(exc).__name__}: {exc}")
+            raise
+    return TrainResult(final, run.out, run.run_id, run.history)
 
 
 def final_metrics(history: list[dict[str, float]]) -> dict[str, float]:
@@ -232,11 +338,15 @@ def summary_line(metrics: dict[str, float]) -> str:
             f"{ema}  {metrics['images_per_sec']:.0f} img/s")
 
 
-def log_sample_grid(tracker: Tracker, method, model, loader, epoch: int) -> None:
-    """What the method trains on (sources, masks, mixed), drawn without moving the run's RNG."""
+def log_sample_grid(tracker: Tracker | None, method, model, loader, epoch: int) -> None:
+    """What the method trains on (sources, masks, mixed), drawn without moving the run's RNG.
+
+    Every rank draws it (a SyncBatchNorm in the teacher waits for all of them); rank 0, the one
+    with a tracker, logs it."""
     images, labels = next(iter(loader))
     with preserved_rng():
         was_training = model.training
         rows = method.sample_grid(model, images[:16], labels[:16])
         model.train(was_training)
-    tracker.log_image(image_grid(rows, loader.mean, loader.std), f"samples/epoch_{epoch:04d}.png")
+    if tracker is not None:
+        tracker.log_image(image_grid(rows, loader.mean, loader.std), f"samples/epoch_{epoch:04d}.png")

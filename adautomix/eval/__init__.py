@@ -20,7 +20,9 @@ METRICS = {
 
 
 def evaluate(network: nn.Module, loader: Iterable, metrics: Sequence[str] = ("top1", "top5", "loss"),
-             amp: bool = False) -> dict[str, float]:
+             amp: bool = False, sharded: bool = False) -> dict[str, float]:
+    """`sharded`: the loader reads this rank's shard of the split; the metrics' sums and counts
+    are all-reduced over the ranks, so every rank returns the whole split's figures."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
@@ -34,4 +36,7 @@ def evaluate(network: nn.Module, loader: Iterable, metrics: Sequence[str] = ("to
             for tracker in trackers:
                 tracker.update(logits, labels)
     network.train(was_training)
+    if sharded:
+        for tracker in trackers:
+            tracker.all_reduce()
     return {t.name: t.compute() for t in trackers}

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+
+
+def summed_over_ranks(total: torch.Tensor, count: int) -> tuple[torch.Tensor, int]:
+    """(total, count) summed over the ranks of the process group (every rank's shard holds at
+    least one batch: the loader checks). float64 keeps the counts of any test set exact."""
+    pair = torch.stack([total.double(), torch.tensor(float(count), dtype=torch.float64,
+                                                     device=total.device)])
+    dist.all_reduce(pair)
+    return pair[0], int(pair[1].item())
 
 
 class TopK:
@@ -21,6 +31,9 @@ class TopK:
         self.correct = hit if self.correct is None else self.correct + hit
         self.count += labels.shape[0]
 
+    def all_reduce(self) -> None:
+        self.correct, self.count = summed_over_ranks(self.correct, self.count)
+
     def compute(self) -> float:
         return 100.0 * float(self.correct) / max(self.count, 1)
 
@@ -36,6 +49,9 @@ class MeanLoss:
         loss = F.cross_entropy(logits.float(), labels, reduction="sum")
         self.total = loss if self.total is None else self.total + loss
         self.count += labels.shape[0]
+
+    def all_reduce(self) -> None:
+        self.total, self.count = summed_over_ranks(self.total, self.count)
 
     def compute(self) -> float:
         return float(self.total) / max(self.count, 1)
