@@ -10,14 +10,13 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from .config import DATASETS, LOADERS, METHODS, MODELS, OPTIMIZERS, ConfigError, RunConfig, parse_override
-from .errors import InputError, RunFailure
-from .redact import redact, redact_handlers
+from .errors import DEBUG_ENV, debug_requested, exit_status, one_line
+from .redact import redact_handlers
 
 HELP = {
     "dataset": f"dataset name: {', '.join(DATASETS)}",
@@ -229,7 +228,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             print(local_summary(arguments, registered))
     # SubmitError, or kfp.local's report of a failed step (whose log is printed above it)
     except RuntimeError as exc:
-        print(f"error: {redact(_one_line(exc))}", file=sys.stderr)
+        print(one_line(exc), file=sys.stderr)
         return 1
     return 0
 
@@ -370,18 +369,12 @@ def main(argv: list[str] | None = None) -> int:
     return run_reporting_errors(args.func, args)
 
 
-# Set to 1 (or pass --debug) for the traceback behind an `error:` line.
-DEBUG_ENV = "ADAUTOMIX_DEBUG"
-# Errors of the user's own files and paths, reported as bad input like the package's own.
-FILE_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, json.JSONDecodeError)
-
-
 def run_reporting_errors(func, args: argparse.Namespace) -> int:
     """`func(args)`, with every failure the user can act on as one line on stderr, `error: ...`,
-    credentials masked: exit status 2 for bad input (InputError, a missing or malformed file),
-    1 for a run that failed (RunFailure, an OS error such as a full disk), 130 for Ctrl-C. A bug
-    keeps its traceback, and so does everything under --debug or ADAUTOMIX_DEBUG=1."""
-    debug = getattr(args, "debug", False) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    credentials masked, and its exit status (errors.exit_status: 2 bad input, 1 a failed run;
+    130 for Ctrl-C). A bug keeps its traceback, and so does everything under --debug or
+    ADAUTOMIX_DEBUG=1."""
+    debug = debug_requested(getattr(args, "debug", False))
     try:
         return func(args)
     except KeyboardInterrupt:
@@ -389,27 +382,12 @@ def run_reporting_errors(func, args: argparse.Namespace) -> int:
             raise
         print("error: interrupted", file=sys.stderr)
         return 130
-    except (InputError, *FILE_ERRORS) as exc:
-        status = 2
-        error = exc
-    except (RunFailure, OSError) as exc:
-        status = 1
-        error = exc
-    if debug:
-        raise error
-    print(f"error: {redact(_one_line(error))}", file=sys.stderr)
-    return status
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, OSError) and not isinstance(exc, InputError) and exc.filename:
-        text = f"{exc.strerror or type(exc).__name__}: {exc.filename}"
-        if isinstance(exc, FileNotFoundError):
-            text += " (check the path)"
-        elif isinstance(exc, PermissionError):
-            text += " (check its permissions, or write somewhere else)"
-    return text
+    except Exception as exc:
+        status = exit_status(exc)
+        if status is None or debug:
+            raise
+        print(one_line(exc), file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":
