@@ -1,5 +1,7 @@
-"""The front door: `adautomix train | evaluate | presets | data prepare | data verify |
-pipeline compile | pipeline run --local | pipeline submit | compare`.
+"""The front door: `adautomix train | evaluate | presets | data prepare | data verify | compare`.
+
+The Kubeflow pipeline has its own front door in the pipeline layer (`python -m pipeline compile |
+run --local | submit`, pipeline/cli.py): the package never imports the layers built on it.
 
 Every RunConfig field is a flag of `train` (`--batch-size 64`); a preset, a saved config file and
 the flags stack in that order, the later winning."""
@@ -145,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .eval.run import evaluate_run
+    from .engine.saved_run import evaluate_run
 
     metrics = evaluate_run(args.run_dir, metrics=args.metrics.split(","))
     print(json.dumps(metrics, indent=2, sort_keys=True))
@@ -181,58 +183,6 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pipeline_arguments(args: argparse.Namespace) -> dict:
-    from pipeline.run import RUN_FIELDS, sweep_arguments, training_arguments
-
-    run_values = {f: getattr(args, f) for f in RUN_FIELDS if getattr(args, f, None) is not None}
-    common = dict(preset=args.preset, data_version=args.data_version, num_gpus=args.num_gpus,
-                  registered_model=args.registered_model, project=args.workspace,
-                  test_metrics=tuple(args.test_metrics.split(",")), **run_values)
-    if args.sweep:
-        return sweep_arguments(args.methods.split(",") if args.methods else [],
-                               [int(s) for s in args.seeds.split(",")], **common)
-    return training_arguments(**common)
-
-
-def _cluster_settings(args: argparse.Namespace):
-    from pipeline.cluster import ClusterSettings
-
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(ClusterSettings)
-             if hasattr(args, f.name)}
-    if "gpu_tolerations" in given:
-        given["gpu_tolerations"] = tuple(given["gpu_tolerations"])
-    if "node_selector" in given:
-        given["node_selector"] = dict(parse_override(item) for item in given["node_selector"])
-    return ClusterSettings(**given)
-
-
-def cmd_pipeline(args: argparse.Namespace) -> int:
-    from pipeline.run import compile_pipeline, local_summary, run_local, submit
-
-    if args.pipeline_command == "run" and not args.local:
-        raise ConfigError("`pipeline run` runs on this machine and needs --local; use "
-                          "`pipeline submit --host URL` for a Kubeflow cluster")
-    arguments = _pipeline_arguments(args)
-    try:
-        if args.pipeline_command == "compile":
-            path = compile_pipeline(args.output, arguments, args.sweep, _cluster_settings(args))
-            print(f"wrote {path.resolve()}")
-        elif args.pipeline_command == "submit":
-            run_id = submit(args.host, arguments, arguments["experiment"], args.run_name,
-                            args.sweep, _cluster_settings(args), args.namespace,
-                            cache=not args.no_cache)
-            print(f"submitted run {run_id} to {args.host}, experiment {arguments['experiment']}")
-        else:
-            registered = run_local(arguments, args.sweep, args.pipeline_root, args.workspace,
-                                   args.data_remote)
-            print(local_summary(arguments, registered))
-    # SubmitError, or kfp.local's report of a failed step (whose log is printed above it)
-    except RuntimeError as exc:
-        print(one_line(exc), file=sys.stderr)
-        return 1
-    return 0
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare
 
@@ -240,49 +190,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(compare(args.experiment, chart))   # a TrackingError is one line, from main
     print(f"\nbar chart: {Path(chart).resolve()}")
     return 0
-
-
-def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("pipeline parameters (unset ones come from the preset)")
-    for name in ("dataset", "model", "method", "experiment"):
-        group.add_argument("--" + name, help=HELP[name])
-    for name, kind in (("epochs", int), ("batch_size", int), ("lr", float), ("seed", int),
-                       ("subset", int), ("val_subset", int)):
-        group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=HELP[name])
-    group.add_argument("--preset", default="", help="start from a named recipe")
-    group.add_argument("--data-version", default="",
-                       help="DVC hash of the dataset version [the one data.dvc tracks]")
-    group.add_argument("--num-gpus", type=int, default=1, help="GPUs per training run [1]")
-    group.add_argument("--registered-model", default="",
-                       help="MLflow registered model name [adautomix-DATASET]")
-    group.add_argument("--test-metrics", default="top1,top5,loss",
-                       help="what the evaluate step measures, comma-separated [top1,top5,loss]")
-    group.add_argument("--workspace", default=".",
-                       help="the project checkout: data.dvc, data/, runs/checkpoints/ [.]")
-    group.add_argument("--sweep", action="store_true",
-                       help="the sweep pipeline: --methods x --seeds in parallel, the best registered")
-    group.add_argument("--methods", help="sweep: comma-separated methods")
-    group.add_argument("--seeds", default="0", help="sweep: comma-separated seeds [0]")
-
-
-def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "cluster (defaults in pipeline/cluster.py; secrets are named, never given: docs/cluster.md)")
-    flags = [("--pvc", "workspace_pvc", "the workspace PersistentVolumeClaim"),
-             ("--mount-path", "workspace_path", "where the workspace is mounted"),
-             ("--gpu-resource", "gpu_resource", "the GPU resource name"),
-             ("--s3-secret", "s3_secret", "the secret with the S3 credentials"),
-             ("--mlflow-secret", "mlflow_secret", "the secret with the MLflow URI and credentials")]
-    for flag, dest, help_text in flags:
-        group.add_argument(flag, dest=dest, default=argparse.SUPPRESS, help=help_text)
-    group.add_argument("--gpu-toleration", dest="gpu_tolerations", action="append",
-                       default=argparse.SUPPRESS, metavar="TAINT_KEY",
-                       help="tolerate this taint key on GPU steps (repeatable)")
-    group.add_argument("--node-selector", dest="node_selector", action="append",
-                       default=argparse.SUPPRESS, metavar="KEY=VALUE",
-                       help="run GPU steps on nodes with this label (repeatable)")
-    group.add_argument("--parallelism", dest="sweep_parallelism", type=int,
-                       default=argparse.SUPPRESS, help="sweep runs at once")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -330,29 +237,6 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data-root", default="data")
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("pipeline", help="the Kubeflow pipeline: compile, run here, or submit",
-                       description="Parameters are checked as one run configuration before "
-                                   "anything is compiled, run or submitted.")
-    pipeline_sub = p.add_subparsers(dest="pipeline_command", required=True)
-    q = pipeline_sub.add_parser("compile", help="write the pipeline as IR YAML")
-    q.add_argument("-o", "--output", default="adautomix-pipeline.yaml", help="the YAML file")
-    _add_pipeline_flags(q)
-    _add_cluster_flags(q)
-    q = pipeline_sub.add_parser("run", help="run the whole pipeline on this machine (kfp.local)")
-    q.add_argument("--local", action="store_true", help="run here, each step a subprocess")
-    q.add_argument("--pipeline-root", default="runs/pipeline", help="where step outputs go")
-    q.add_argument("--data-remote", default="", help="DVC remote [the default remote]")
-    _add_pipeline_flags(q)
-    q = pipeline_sub.add_parser("submit", help="compile and start a run on a Kubeflow endpoint")
-    q.add_argument("--host", required=True, help="the Kubeflow Pipelines API or UI URL")
-    q.add_argument("--run-name", required=True, help="the Kubeflow run name")
-    q.add_argument("--namespace", help="the Kubeflow namespace (multi-user installs)")
-    q.add_argument("--no-cache", action="store_true",
-                   help="run every step, even where an identical one already ran")
-    _add_pipeline_flags(q)
-    _add_cluster_flags(q)
-    p.set_defaults(func=cmd_pipeline)
-
     p = sub.add_parser("compare", help="the paper-style table of an MLflow experiment's runs")
     p.add_argument("--experiment", required=True, help="MLflow experiment name")
     p.add_argument("--chart", help="bar chart PNG [compare-EXPERIMENT.png]")
@@ -360,8 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Parse `argv` with `parser` (this CLI's by default; pipeline/cli.py passes its own), run
+    the chosen command, and turn every error the user can act on into one line and an exit
+    status (run_reporting_errors)."""
+    args = (parser or build_parser()).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -11,11 +11,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-import mlflow
-
 from .errors import InputError
-from .steps import default_model_name
-from .tracking import connect, display_uri
 
 log = logging.getLogger("adautomix.registry")
 
@@ -49,11 +45,22 @@ class Registration:
         return CHAMPION in self.aliases
 
 
+def default_model_name(dataset: str) -> str:
+    """One registered model per dataset, so its champion is always judged on that dataset."""
+    return f"adautomix-{dataset}"
+
+
 def register(candidate: Candidate, name: str, dataset: str, data_version: str = "",
              metric: str = SCORE_METRIC) -> Registration:
     """Register `candidate` as a new version of model `name` ('' names it adautomix-DATASET),
     make it the challenger, and make it the champion if it beats the current one on `dataset`
     by `metric` (higher is better)."""
+    # MLflow is imported here, not at the top: compiling a pipeline names the registered model
+    # (default_model_name) and should not pay for importing MLflow.
+    import mlflow
+
+    from .tracking import connect, display_uri
+
     name = name or default_model_name(dataset)
     if not math.isfinite(candidate.score):
         # A NaN champion could never be beaten (every comparison with NaN is false).

@@ -4,7 +4,7 @@
     .venv/bin/python bench/loaders.py --only throughput --rounds 5
 
 Throughput: images/s over one train epoch of each loader kind, with the augmentations of
-loaders.py (the kinds differ only in how they apply them):
+the recipes (data/augment.py; the kinds differ only in how they apply them):
 - torch: DataLoader, 2 workers, per-sample torchvision v2 transforms;
 - dali: DALI with 2 threads (on the GPU when there is one);
 - memory: the whole uint8 array on the device, batched crop and flip (array datasets only).

@@ -4,7 +4,7 @@ on the same configuration.
 Both sides run as the user would run them, as CLI processes, against one fresh SQLite MLflow
 store, on the same prepared Fashion-MNIST:
 - direct: `adautomix train ...` then `adautomix evaluate OUTPUT_DIR`;
-- pipeline: `adautomix pipeline run --local ...` in a DVC workspace seeded from this checkout
+- pipeline: `python -m pipeline run --local ...` in a DVC workspace seeded from this checkout
   whose data is already in the DVC cache (the steady state; the first run also caches it).
 Each repeat starts from no checkpoint, and the two sides alternate so that a shared machine's
 drifts hit both. Besides wall time, each side's CPU time (user + system, summed over every process
@@ -35,6 +35,7 @@ from adautomix.data.versioning import init_workspace, materialise
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "adautomix.cli"]
+PIPELINE = [sys.executable, "-m", "pipeline"]   # the pipeline layer is not installed: PYTHONPATH
 
 
 def timed(*commands: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
@@ -72,7 +73,8 @@ def main() -> None:
     workspace = init_workspace(scratch / "workspace", ROOT)
     prepare("fashion-mnist", data_root=workspace / "data")
     materialise("fashion-mnist", "", workspace)     # into the DVC cache: the steady state
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{scratch / 'mlflow.db'}"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{scratch / 'mlflow.db'}",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     results = {"direct": [], "pipeline": []}
     try:
         for repeat in range(args.repeats):
@@ -82,7 +84,7 @@ def main() -> None:
             shutil.rmtree(workspace / "runs", ignore_errors=True)
             sides = {"direct": lambda: timed(train, [*CLI, "evaluate", str(out)], cwd=scratch,
                                              env=env),
-                     "pipeline": lambda: timed([*CLI, "pipeline", "run", "--local", *run,
+                     "pipeline": lambda: timed([*PIPELINE, "run", "--local", *run,
                                                 "--num-gpus", "0"], cwd=workspace, env=env)}
             for name in sorted(sides, reverse=repeat % 2 == 1):
                 wall, cpu = sides[name]()

@@ -10,6 +10,11 @@ from kfp import dsl
 
 from components import BASE_IMAGE
 
+# The register steps' outputs, for the pipelines that return them. The components below spell the
+# same type inline: kfp runs a component from its function's source alone, where a module-level
+# name would be undefined.
+Registered = NamedTuple("Registered", [("version", str), ("aliases", List[str]), ("tracking_uri", str)])
+
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def register(model_uri: str, score: float, dataset: str, data_version: str, registered_model: str

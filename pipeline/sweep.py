@@ -7,15 +7,15 @@ models are collected and only the best-scoring one is registered.
 
 (No `from __future__ import annotations` here: kfp reads the parameter types at run time.)"""
 
-from typing import List, NamedTuple
+from typing import List
 
 from kfp import dsl
 
 from adautomix.steps import TEST_METRICS
 from components.data import data
-from components.register import register_best
-from pipeline.cluster import ClusterSettings, use_mlflow, use_s3, use_workspace
-from pipeline.training import train_and_evaluate_pipeline
+from components.register import Registered, register_best
+from pipeline.cluster import ClusterSettings
+from pipeline.training import finish, train_and_evaluate_pipeline
 
 
 def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
@@ -30,11 +30,11 @@ def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
     def sweep(
         grid: List[dict], dataset: str = "fashion-mnist", data_version: str = "",
         model: str = "resnet18", preset: str = "", epochs: int = 2, batch_size: int = 100,
-        lr: float = 0.1, num_gpus: int = 1, subset: int = 0, val_subset: int = 0,
+        lr: float = 0.1, num_gpus: int = 1, evaluate_gpus: int = 1, subset: int = 0,
+        val_subset: int = 0,
         experiment: str = "adautomix", registered_model: str = "", data_remote: str = "s3",
         workspace: str = workspace_default, test_metrics: List[str] = list(TEST_METRICS),
-    ) -> NamedTuple("Registered", [("version", str), ("aliases", List[str]),
-                                ("tracking_uri", str)]):
+    ) -> Registered:
         materialised = data(dataset=dataset, data_version=data_version, workspace=workspace,
                             remote=data_remote)
         with dsl.ParallelFor(grid, parallelism=parallelism) as run:
@@ -42,19 +42,13 @@ def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
                 prepared=materialised.outputs["prepared"],
                 data_version=materialised.outputs["Output"], dataset=dataset, model=model,
                 method=run.method, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr,
-                seed=run.seed, num_gpus=num_gpus, subset=subset, val_subset=val_subset,
+                seed=run.seed, num_gpus=num_gpus, evaluate_gpus=evaluate_gpus, subset=subset,
+                val_subset=val_subset,
                 experiment=experiment, workspace=workspace, test_metrics=test_metrics)
         registered = register_best(model_uris=dsl.Collected(evaluated.outputs["model_uri"]),
                                    scores=dsl.Collected(evaluated.outputs["score"]),
                                    dataset=dataset, data_version=materialised.outputs["Output"],
                                    registered_model=registered_model)
-        if cluster is not None:
-            use_workspace(materialised, cluster)
-            use_s3(materialised, cluster)
-            use_mlflow(registered, cluster)
-        outputs = NamedTuple("Registered", [("version", str), ("aliases", List[str]),
-                                ("tracking_uri", str)])
-        return outputs(registered.outputs["version"], registered.outputs["aliases"],
-                       registered.outputs["tracking_uri"])
+        return finish(materialised, registered, cluster)
 
     return sweep

@@ -22,6 +22,17 @@ from adautomix.models.backbone import Backbone
 torch.set_num_threads(2)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` skip where CUDA is absent, and only those: every other test runs (a
+    missing or broken dependency fails, it does not skip)."""
+    if torch.cuda.is_available():
+        return
+    no_gpu = pytest.mark.skip(reason="needs CUDA (marked gpu)")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(no_gpu)
+
+
 class TinyBackbone(Backbone):
     """A 4-stage conv net with the real Backbone interface, small enough for unit tests."""
 

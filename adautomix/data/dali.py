@@ -1,7 +1,7 @@
 """DALI loaders for both canonical dataset formats; the only module that imports nvidia.dali.
 
 DALI is imported inside functions, so the package works where it is not installed; `available()`
-says whether it is. The loader shares the epoch plan of loaders.py (`epoch_indices`: the same
+says whether it is. The loader shares the epoch plan of epoch_plan.py (`epoch_indices`: the same
 shuffle from (seed, epoch), the same per-rank slices, train drops the partial last batch, test
 keeps it), so switching loader kinds changes neither which images an epoch holds nor their order.
 
@@ -29,6 +29,7 @@ on CPU threads (num_workers of them) otherwise; a CPU pipeline needs device_id=N
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import itertools
 import warnings
@@ -39,17 +40,39 @@ import torch
 from adautomix.data.augment import (CROP_RATIO, RANDAUGMENT_BINS, RANDAUGMENT_MAGNITUDE,
                                     RANDAUGMENT_OPS)
 from adautomix.data.errors import DataError
-from adautomix.data.loaders import Loader, _derived_seed, epoch_indices
-from adautomix.data.prepare import Manifest
+from adautomix.data.base import Loader
+from adautomix.data.epoch_plan import derived_seed, epoch_indices
+from adautomix.data.prepare import Manifest, read_list
 from adautomix.data.sources import decode_image
 
 # Batches DALI prepares ahead of the one being consumed.
 PREFETCH = 2
 
 
-def available() -> bool:
-    """Whether NVIDIA DALI is installed (the `dali` extra)."""
+def installed() -> bool:
+    """Whether NVIDIA DALI (the `dali` extra) is installed, whether or not it imports."""
     return importlib.util.find_spec("nvidia.dali") is not None
+
+
+@functools.cache
+def import_error() -> str | None:
+    """Why DALI cannot be used here, or None when it imports. An installed DALI can still fail
+    (a missing CUDA or codec library, a wheel for another platform): that is a broken install,
+    which loader kind 'dali' and the tests report rather than hide."""
+    if not installed():
+        return "NVIDIA DALI is not installed: `pip install -e .[dali]`"
+    try:
+        import nvidia.dali  # noqa: F401
+        import nvidia.dali.plugin.pytorch  # noqa: F401
+    except Exception as error:   # ImportError, or OSError from a missing shared library
+        return (f"NVIDIA DALI is installed but fails to import "
+                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
+    return None
+
+
+def available() -> bool:
+    """Whether DALI is installed and imports."""
+    return import_error() is None
 
 
 class DaliLoader(Loader):
@@ -57,7 +80,7 @@ class DaliLoader(Loader):
 
     def __init__(self, manifest: Manifest, split: str, *, num_workers: int, **options):
         if not available():
-            raise DataError("loader kind 'dali' needs NVIDIA DALI: `pip install -e .[dali]`, "
+            raise DataError(f"loader kind 'dali': {import_error() or 'NVIDIA DALI is unavailable'}; "
                             "or use --loader torch")
         super().__init__(manifest, split, **options)
         self.num_threads = max(1, num_workers)
@@ -71,10 +94,8 @@ class DaliLoader(Loader):
             self.images = np.load(root / f"{split}_images.npy", mmap_mode="r")
             self.labels = np.load(root / f"{split}_labels.npy")
         else:
-            lines = (root / f"{split}_list.txt").read_text().splitlines()
-            pairs = [line.rsplit(" ", 1) for line in lines]
-            self.files = [path for path, _ in pairs]
-            self.labels = np.array([int(label) for _, label in pairs], np.int64)
+            self.files, labels = read_list(root, split)
+            self.labels = np.array(labels, np.int64)
 
     def __iter__(self):
         pipe = (self._array_pipeline() if self.manifest.format == "array"
@@ -108,7 +129,7 @@ class DaliLoader(Loader):
         build = pipeline_def(graph, enable_conditionals=self.train and self.recipe.randaugment,
                              batch_size=self.batch_size, num_threads=self.num_threads,
                              device_id=self.device_id, prefetch_queue_depth=PREFETCH,
-                             seed=_derived_seed(self.seed, self.epoch, self.rank))
+                             seed=derived_seed(self.seed, self.epoch, self.rank))
         return build()
 
     def _interp(self):

@@ -1,7 +1,7 @@
 """Write a raw dataset once into the canonical on-disk format under DATA_ROOT/NAME/.
 
-Array format (images of at most 64 px), plain .npy so that torch (np.load with mmap) and DALI's
-fn.readers.numpy both read it fast:
+Array format (images of at most 64 px), plain .npy that torch and DALI both read memory-mapped
+(DALI through fn.external_source: dali.py says why not fn.readers.numpy):
     train_images.npy  uint8 N×H×W×C (C = 1 for Fashion-MNIST)     train_labels.npy  int64 N
     test_images.npy                                               test_labels.npy
 Folder format (larger images), the encoded files copied byte for byte (no re-encoding, so the copy
@@ -154,6 +154,12 @@ def ensure_dataset(name: str, data_root: str | Path = "data") -> Manifest:
         return verify_cached(prepare(name, data_root=data_root))
     raise DataError(f"dataset {name} is not prepared in {data_root}; run "
                     f"`adautomix data prepare {name} --source PATH` (or `dvc pull`) first")
+
+
+def read_list(root: str | Path, split: str) -> tuple[list[str], list[int]]:
+    """A folder dataset's `SPLIT_list.txt`: (image paths relative to `root`, labels), in order."""
+    pairs = [line.rsplit(" ", 1) for line in (Path(root) / f"{split}_list.txt").read_text().splitlines()]
+    return [path for path, _ in pairs], [int(label) for _, label in pairs]
 
 
 def content_hash(folder: str | Path, description: dict | None = None) -> str:

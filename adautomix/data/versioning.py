@@ -25,13 +25,15 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
-from dvc.exceptions import DvcException
-from dvc.repo import Repo
 
 from adautomix.data.errors import DataError
 from adautomix.data.prepare import Manifest, prepare, verify
+
+if TYPE_CHECKING:
+    from dvc.repo import Repo
 
 log = logging.getLogger("adautomix.data")
 
@@ -99,6 +101,9 @@ def materialise(name: str, version: str = "", workspace: str | Path = ".",
     version = normalise_version(version) or tracked_version(name, workspace)
     dvc_file = _dvc_file_for(name, version, workspace)
     data_root = (dvc_file.parent / _read_out(dvc_file)["path"]).parent
+    # DVC is imported here, not at the top: checking and compiling a pipeline reads .dvc files
+    # only, and importing DVC costs about a second.
+    from dvc.repo import Repo
     with Repo(str(workspace)) as repo:
         state = _state(repo, dvc_file)
         if state == "missing":
@@ -183,6 +188,8 @@ def _fetch(repo: Repo, dvc_file: Path, data_root: Path, name: str, version: str,
            remote: str | None) -> str:
     """Pull the version; when no remote has it, prepare it here if that is possible. Returns
     the state of the data afterwards."""
+    from dvc.exceptions import DvcException
+
     check_credentials(repo, remote)
     try:
         repo.pull(targets=[str(dvc_file)], remote=remote)

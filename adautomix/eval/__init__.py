@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-import torch
 from torch import nn
 
 from .accuracy import MeanLoss, TopK
+from .loop import predictions
 
 METRICS = {
     "top1": lambda: TopK(1),
@@ -27,15 +27,9 @@ def evaluate(network: nn.Module, loader: Iterable, metrics: Sequence[str] = ("to
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
     trackers = [METRICS[m]() for m in metrics]
-    was_training = network.training
-    network.eval()
-    with torch.inference_mode():
-        for images, labels in loader:
-            with torch.autocast(images.device.type, enabled=amp and images.device.type == "cuda"):
-                logits = network(images)
-            for tracker in trackers:
-                tracker.update(logits, labels)
-    network.train(was_training)
+    for logits, labels in predictions(network, loader, amp):
+        for tracker in trackers:
+            tracker.update(logits, labels)
     if sharded:
         for tracker in trackers:
             tracker.all_reduce()

@@ -7,18 +7,15 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
+from .loop import predictions
+
 
 def confusion_matrix(network: nn.Module, loader: Iterable, num_classes: int) -> torch.Tensor:
     """counts[true, predicted] over the loader, accumulated on the device; int64, on the CPU."""
     counts = None
-    was_training = network.training
-    network.eval()
-    with torch.inference_mode():
-        for images, labels in loader:
-            predicted = network(images).argmax(dim=1)
-            pairs = torch.bincount(labels * num_classes + predicted, minlength=num_classes ** 2)
-            counts = pairs if counts is None else counts + pairs
-    network.train(was_training)
+    for logits, labels in predictions(network, loader):
+        pairs = torch.bincount(labels * num_classes + logits.argmax(dim=1), minlength=num_classes ** 2)
+        counts = pairs if counts is None else counts + pairs
     if counts is None:
         raise ValueError("confusion_matrix got an empty loader")
     return counts.view(num_classes, num_classes).cpu()

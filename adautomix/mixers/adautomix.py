@@ -35,10 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError
-from .automix import (LearnedMixMethod, constant_masks, mix_images, mix_targets,
-                      pair_with_identity, random_permutations, sample_beta)
 from .base import soft_cross_entropy
 from .generator import MaskGenerator
+from .learned_mix import LearnedMixMethod, constant_masks, mix_images, mix_targets
+from .sampling import pair_with_identity, random_permutations, sample_beta
 
 LAM_MARGIN_RULES = ("official", "openmixup")
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)

@@ -37,17 +37,6 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
 
 
-def sample_beta(alpha: float) -> float:
-    """λ ~ Beta(α, α) from torch's global generator, so one seed governs the whole run."""
-    concentration = torch.tensor([float(alpha)])
-    return float(torch.distributions.Beta(concentration, concentration).sample())
-
-
-def mix_partner(batch_size: int, device: torch.device) -> torch.Tensor:
-    """A random permutation pairing each sample with a partner."""
-    return torch.randperm(batch_size, device="cpu").to(device)
-
-
 class Method(nn.Module, ABC):
     """Base class. Subclasses implement `training_step`; the rest has sensible defaults."""
 

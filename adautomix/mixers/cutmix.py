@@ -10,16 +10,7 @@ import math
 
 import torch
 
-from .base import sample_beta
-
-
-def derangement(batch_size: int, device: torch.device, tries: int = 10) -> torch.Tensor:
-    index = torch.randperm(batch_size)
-    for _ in range(tries - 1):
-        if batch_size < 2 or not bool((index == torch.arange(batch_size)).any()):
-            break
-        index = torch.randperm(batch_size)
-    return index.to(device)
+from .sampling import derangement, sample_beta
 
 
 def random_box(lam: float, height: int, width: int) -> tuple[int, int, int, int]:
@@ -46,7 +37,7 @@ def paste_box(images: torch.Tensor, targets: torch.Tensor, index: torch.Tensor,
 
 
 def cutmix(images: torch.Tensor, targets: torch.Tensor, alpha: float = 0.2):
-    lam = sample_beta(alpha)
+    lam = sample_beta(alpha, 1)[0]
     index = derangement(images.shape[0], images.device)
     box = random_box(lam, *images.shape[-2:])
     return paste_box(images, targets, index, box)

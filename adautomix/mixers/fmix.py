@@ -15,8 +15,7 @@ import math
 
 import torch
 
-from .base import sample_beta
-from .cutmix import derangement
+from .sampling import derangement, sample_beta
 
 
 def low_frequency_noise(height: int, width: int, decay_power: float) -> torch.Tensor:
@@ -44,7 +43,7 @@ def binarise_top(noise: torch.Tensor, lam: float) -> torch.Tensor:
 def fmix(images: torch.Tensor, targets: torch.Tensor, alpha: float = 0.2,
          decay_power: float = 3.0):
     height, width = images.shape[-2:]
-    mask = binarise_top(low_frequency_noise(height, width, decay_power), sample_beta(alpha))
+    mask = binarise_top(low_frequency_noise(height, width, decay_power), sample_beta(alpha, 1)[0])
     # The label weight is the realised area: λ up to rounding λ·H·W to whole pixels.
     lam = float(mask.mean())
     mask = mask.to(images.device)

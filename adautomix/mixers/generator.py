@@ -31,9 +31,11 @@ def init_mix_block(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class MaskGenerator(nn.Module):
-    def __init__(self, in_channels: int, reduction: int = 2, lam_concat: bool = False,
-                 upsampling: str = "bilinear"):
+class MixBlock(nn.Module):
+    """What AdAutoMix's generator and AutoMix's PixelMixBlock share: λ optionally concatenated to
+    the features as one more channel, the attention width d = C / reduction, the upsampling."""
+
+    def __init__(self, in_channels: int, reduction: int, lam_concat: bool, upsampling: str):
         super().__init__()
         if upsampling not in UPSAMPLING_MODES:
             raise ValueError(
@@ -41,6 +43,12 @@ class MaskGenerator(nn.Module):
         self.lam_concat = lam_concat
         self.upsampling = upsampling
         self.dim = max(in_channels // reduction, 1)
+
+
+class MaskGenerator(MixBlock):
+    def __init__(self, in_channels: int, reduction: int = 2, lam_concat: bool = False,
+                 upsampling: str = "bilinear"):
+        super().__init__(in_channels, reduction, lam_concat, upsampling)
         conv_in = in_channels + int(lam_concat)
         # q and k get separate convs, each followed by a ReLU (mmcv ConvModule's default
         # activation), unlike AutoMix's one shared conv without activation.

@@ -11,13 +11,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Method, mix_partner, sample_beta, soft_cross_entropy
+from .base import Method, soft_cross_entropy
+from .sampling import mix_partner, sample_beta
 
 
 def manifold_mix(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
                  alpha: float = 2.0, layers: tuple[int, ...] = (0, 1, 2)):
     """Logits of the batch mixed at a random layer, and the mixed soft targets."""
-    lam = sample_beta(alpha)
+    lam = sample_beta(alpha, 1)[0]
     layer = layers[int(torch.randint(len(layers), (1,)))]
     index = mix_partner(images.shape[0], images.device)
     if layer == 0:
@@ -51,7 +52,7 @@ class ManifoldMix(Method):
     @torch.no_grad()
     def sample_grid(self, model, images, labels):
         """Hidden mixes cannot be drawn; the row shows the input-layer mix at a fresh λ."""
-        lam = sample_beta(self.alpha)
+        lam = sample_beta(self.alpha, 1)[0]
         index = mix_partner(images.shape[0], images.device)
         return [("input", images), (f"mixed at the input, λ={lam:.2f}",
                                     images.mul(lam).add_(images[index], alpha=1.0 - lam))]

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import torch
 
-from .base import mix_partner, sample_beta
+from .sampling import mix_partner, sample_beta
 
 
 def mixup(images: torch.Tensor, targets: torch.Tensor, alpha: float = 1.0):
-    lam = sample_beta(alpha)
+    lam = sample_beta(alpha, 1)[0]
     index = mix_partner(images.shape[0], images.device)
     mixed = images.mul(lam).add_(images[index], alpha=1.0 - lam)
     masks = torch.tensor([lam, 1.0 - lam], device=images.device).view(1, 2, 1, 1).expand(

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Method, mix_partner, sample_beta, soft_cross_entropy
+from .base import Method, soft_cross_entropy
+from .sampling import mix_partner, sample_beta
 
 
 def input_saliency(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -151,7 +152,7 @@ def puzzlemix(images: torch.Tensor, targets: torch.Tensor, saliency: torch.Tenso
     side = choices[int(torch.randint(len(choices), (1,)))]
     block = height // side
     neigh = math.gcd(neigh_size, block)
-    prior_lam = sample_beta(alpha)
+    prior_lam = sample_beta(alpha, 1)[0]
     index = mix_partner(batch, images.device)
     partner = images[index]
     beta = beta / side / 16  # the official normalisation by the grid size

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import mix_partner, sample_beta
+from .sampling import mix_partner, sample_beta
 from .cutmix import random_box
 
 
@@ -18,7 +18,7 @@ def sample_scale(alpha: float, scope: tuple[float, float]) -> float:
     low, high = scope
     if not 0.0 < low <= high <= 1.0:
         raise ValueError(f"resizemix scope must satisfy 0 < low <= high <= 1; got {scope}")
-    tau = sample_beta(alpha)
+    tau = sample_beta(alpha, 1)[0]
     if not low <= tau <= high:
         tau = low + (high - low) * float(torch.rand(()))
     return tau

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from .base import mix_partner, sample_beta
+from .sampling import mix_partner, sample_beta
 from .cutmix import paste_box
 
 
@@ -56,7 +56,7 @@ def centred_box(lam: float, row: int, col: int, height: int,
 
 
 def saliencymix(images: torch.Tensor, targets: torch.Tensor, alpha: float = 0.2):
-    lam = sample_beta(alpha)
+    lam = sample_beta(alpha, 1)[0]
     index = mix_partner(images.shape[0], images.device)
     row, col = saliency_peak(images[index[0]])
     box = centred_box(lam, row, col, *images.shape[-2:])

@@ -64,6 +64,13 @@ class Backbone(nn.Module):
         return self.forward_from(self.stem(x), 0)
 
 
+def kaiming_init_convs(net: nn.Module) -> None:
+    """He-normal (fan-out) weights for every conv, as torchvision's ResNets start."""
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+
 def linear_head(num_features: int, num_classes: int) -> nn.Linear:
     """The classifier every model ends with, initialised as mmcls' heads: N(0, 0.01²), bias 0.
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbone import Backbone, linear_head
+from .backbone import Backbone, kaiming_init_convs, linear_head
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 
@@ -99,9 +99,7 @@ class ResNetCIFAR(Backbone):
         self.stage_strides = (1, 2, 4, 8)
         self.in_chans = in_chans
         self.num_classes = num_classes
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        kaiming_init_convs(self)
 
 
 def resnet18(num_classes: int, in_chans: int = 3) -> ResNetCIFAR:

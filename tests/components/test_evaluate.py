@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from kfp import dsl
 
-from adautomix.eval.run import load_run
+from adautomix.engine.saved_run import load_run
 from components.evaluate import evaluate
 
 

@@ -22,11 +22,12 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from adautomix.config import ConfigError, RunConfig
-from adautomix.data import DataError, Recipe, build_loader, dali, loaders
+from adautomix.data import DataError, Recipe, build_loader, crops, dali, loaders
 from adautomix.data.prepare import FORMAT_VERSION, Manifest
 from adautomix.presets import PRESETS
 
-needs_dali = pytest.mark.skipif(not dali.available(), reason="needs NVIDIA DALI")
+# Skipped only without the dali extra; an installed DALI that fails to import fails these tests.
+needs_dali = pytest.mark.skipif(not dali.installed(), reason="needs NVIDIA DALI (the dali extra)")
 DALI = pytest.param("dali", marks=needs_dali)
 ARRAY_KINDS = ["torch", "memory", DALI]
 FOLDER_KINDS = ["torch", DALI]
@@ -309,7 +310,7 @@ def test_memory_rrc_of_the_whole_image_is_torchvisions_resize_or_its_mirror(nois
 @pytest.mark.parametrize("height,width", [(32, 32), (20, 60)], ids=["square", "wide"])
 def test_memory_crop_boxes_follow_torchvisions_get_params(height, width):
     generator = torch.Generator().manual_seed(0)
-    top, left, crop_h, crop_w = loaders._crop_boxes(4000, height, width, (0.08, 1.0), generator)
+    top, left, crop_h, crop_w = crops.crop_boxes(4000, height, width, (0.08, 1.0), generator)
     assert (top >= 0).all() and (left >= 0).all() and (crop_h >= 1).all() and (crop_w >= 1).all()
     assert (top + crop_h <= height).all() and (left + crop_w <= width).all()
     assert (top == top.round()).all() and (crop_w == crop_w.round()).all()
@@ -362,8 +363,8 @@ def test_memory_loader_refuses_randaugment_and_auto_picks_another(noise, caplog,
     recipe = rrc(noise, 64, randaugment=True)
     with pytest.raises(DataError, match="memory loader has no RandAugment.*--loader torch"):
         build_loader(noise, "train", batch_size=8, train=True, kind="memory", recipe=recipe)
-    # Where auto would pick memory (arrays on a GPU), it picks DALI, else torch, and says why.
-    monkeypatch.setattr(loaders, "_auto_kind", lambda manifest, device: "memory")
+    # Where auto would pick memory (array datasets), it picks DALI, else torch, and says why.
+    monkeypatch.setattr(loaders, "_auto_kind", lambda manifest: "memory")
     expected = "dali" if dali.available() else "torch"
     with caplog.at_level(logging.INFO, logger="adautomix.data"):
         loader = build_loader(noise, "train", batch_size=8, train=True, kind="auto",
@@ -385,7 +386,7 @@ def test_without_a_recipe_a_loader_takes_the_datasets_default_at_image_size(ramp
                         image_size=48).recipe == Recipe(48, "pad")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 @pytest.mark.parametrize("kind,fields", [
     ("memory", dict(image_size=96, train_crop="rrc", interpolation="bicubic",
                     resize_before_crop=96)),

@@ -1,4 +1,4 @@
-"""The DALI loader against the reference loaders of loaders.py, on tiny prepared datasets.
+"""The DALI loader against the reference loaders (memory.py, torch_loader.py), on tiny prepared datasets.
 
 The array dataset is a CIFAR-100 fixture with fewer images than classes, so a label names its
 image. The folder dataset has one solid-colour image per class, so a label names its image and
@@ -15,11 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("nvidia.dali")
+from adautomix.data import DataError, build_loader, dali, load_manifest, prepare
+from tests.data.fixtures import make_cifar100, make_image_folder, solid_image
 
-from adautomix.data import DataError, build_loader, load_manifest, prepare  # noqa: E402
-from adautomix.data import dali, loaders  # noqa: E402
-from tests.data.fixtures import make_cifar100, make_image_folder, solid_image  # noqa: E402
+# DALI is pinned in the lock: where it is installed, these tests run, and a DALI that fails to
+# import fails them (here, with its import error) instead of skipping them. Only an environment
+# installed without the `dali` extra skips.
+if not dali.installed():
+    pytest.skip("NVIDIA DALI is not installed (the dali extra)", allow_module_level=True)
+if not dali.available():
+    raise ImportError(dali.import_error())
 
 # Odd, so that the two test shards differ in length (4 and 5 images, batches of 4).
 FOLDER_CLASSES = 9
@@ -173,14 +178,14 @@ def test_a_corrupt_image_is_named(folders, tmp_path, damage):
         epoch(load(manifest, batch_size=2))
 
 
-def test_auto_prefers_dali_on_cpu_and_logs_its_choice(folders, arrays, caplog, monkeypatch):
+def test_auto_picks_the_fastest_kind_measured_and_logs_its_choice(folders, arrays, caplog,
+                                                                   monkeypatch):
+    """docs/benchmarks.md: on arrays the memory loader is 4x DALI, on JPEG folders DALI 1.6x torch."""
     with caplog.at_level(logging.INFO, logger="adautomix.data"):
         assert load(folders, kind="auto").kind == "dali"
+        assert load(arrays, kind="auto").kind == "memory"
     assert "loader auto: dali for image-folder" in caplog.text
-    assert load(arrays, kind="auto").kind == "dali"
-    # On a GPU the GPU-resident memory loader serves array datasets.
-    assert loaders._auto_kind(arrays, torch.device("cuda")) == "memory"
-    assert loaders._auto_kind(folders, torch.device("cuda")) == "dali"
+    assert "loader auto: memory for cifar100" in caplog.text
     monkeypatch.setattr(dali, "available", lambda: False)
     assert load(folders, kind="auto").kind == "torch"
     assert load(arrays, kind="auto").kind == "memory"
@@ -188,7 +193,7 @@ def test_auto_prefers_dali_on_cpu_and_logs_its_choice(folders, arrays, caplog, m
         load(folders)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA for DALI's mixed decoder")
+@pytest.mark.gpu
 @pytest.mark.parametrize("dataset", ["arrays", "folders"])
 def test_gpu_pipeline_equals_the_cpu_one(request, dataset):
     manifest = request.getfixturevalue(dataset)

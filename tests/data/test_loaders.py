@@ -190,7 +190,7 @@ def test_bad_loader_requests(cifar100, folder):
         build_loader(cifar100, "val", batch_size=10, train=False, kind="memory")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 @pytest.mark.parametrize("kind", ["memory", "torch"])
 def test_batches_arrive_on_the_gpu(cifar100, kind):
     def load(split, device, train):

@@ -15,35 +15,14 @@ from mlflow.tracking import MlflowClient
 from adautomix.config import ConfigError, RunConfig
 from adautomix.mixers import create_method
 from adautomix.mixers.adautomix import AdAutoMix
-from adautomix.mixers.automix import mix_images
+from adautomix.mixers.learned_mix import mix_images
 from tests.conftest import TinyBackbone
-
-
-def batch(seed=0, size=8, classes=10):
-    g = torch.Generator().manual_seed(seed)
-    images = torch.randn(size, 3, 16, 16, generator=g)
-    return images, torch.randint(0, classes, (size,), generator=g)
+from tests.mixers.conftest import all_logs, batch, perturb
+from tests.mixers.conftest import setup as build
 
 
 def setup(seed=0, **options):
-    torch.manual_seed(seed)
-    model = TinyBackbone(num_classes=10)
-    return model, AdAutoMix(model, num_classes=10, **options)
-
-
-def perturb(module, seed=1, scale=0.5):
-    """Weights far from the near-zero init, so generated masks differ clearly from linear ones."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * scale)
-
-
-def all_logs(method, model, images, labels, step):
-    logs = {}
-    for _, part_logs in method.loss_parts(model, images, labels, step):
-        logs.update(part_logs)
-    return logs
+    return build(AdAutoMix, seed, **options)
 
 
 def test_generator_and_classifier_gradients_stay_on_their_side():
@@ -261,12 +240,16 @@ def test_sample_grid_shows_sources_masks_and_mixed_images():
 def test_teacher_is_a_frozen_copy_with_the_clean_head():
     model, method = setup()
     teacher = method.teacher()
-    assert teacher is method.net_k and teacher.head is not model.head
     assert all(not p.requires_grad for p in teacher.parameters())
     images, _ = batch()
     model.eval()
     teacher.eval()
     torch.testing.assert_close(teacher(images), model(images))
+    # a copy, not the online network itself: training the model leaves the teacher as it was
+    with torch.no_grad():
+        model.head.weight.add_(1.0)
+        model.stages[0][0].weight.mul_(2.0)
+    assert (teacher(images) - model(images)).abs().max() > 0.1
 
 
 @pytest.mark.slow

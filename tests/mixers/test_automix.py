@@ -11,29 +11,16 @@ import torch
 import torch.nn.functional as F
 
 import adautomix.mixers.automix as automix_module
+import adautomix.mixers.learned_mix as learned_mix_module
 from adautomix.config import ConfigError
 from adautomix.mixers.adautomix import AdAutoMix
 from adautomix.mixers.automix import AutoMix, PixelMixBlock
-from tests.conftest import TinyBackbone
-
-
-def batch(seed=0, size=8, classes=10):
-    g = torch.Generator().manual_seed(seed)
-    images = torch.randn(size, 3, 16, 16, generator=g)
-    return images, torch.randint(0, classes, (size,), generator=g)
+from tests.mixers.conftest import batch, perturb
+from tests.mixers.conftest import setup as build
 
 
 def setup(cls=AutoMix, seed=0, **options):
-    torch.manual_seed(seed)
-    model = TinyBackbone(num_classes=10)
-    return model, cls(model, num_classes=10, **options)
-
-
-def perturb(module, seed=1, scale=0.5):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * scale)
+    return build(cls, seed, **options)
 
 
 def feature_pair(seed=0, c=16, h=4):
@@ -121,7 +108,7 @@ def test_lambda_margin_gives_the_classifier_plain_mixup(monkeypatch, lam_bb, con
 def test_part_by_part_backward_equals_one_joint_backward(monkeypatch, cls):
     def step(release):
         model, method = setup(cls)
-        monkeypatch.setattr(automix_module, "fp16_autocast", lambda device: not release)
+        monkeypatch.setattr(learned_mix_module, "fp16_autocast", lambda device: not release)
         torch.manual_seed(1)
         loss, _ = method.training_step(model, *batch(), step=0)
         loss.backward()
@@ -136,11 +123,10 @@ def test_part_by_part_backward_equals_one_joint_backward(monkeypatch, cls):
         torch.testing.assert_close(banked[name], grad, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_sample_grid_and_teacher():
+def test_sample_grid_shows_both_sources_their_masks_and_the_mix():
     model, method = setup()
     rows = method.sample_grid(model, *batch())
     assert [t for t, _ in rows] == ["source 1", "source 2", "mask 1", "mask 2", "mixed"]
-    assert method.teacher() is method.net_k
 
 
 def test_bad_configs_say_what_to_change(tiny_backbone):

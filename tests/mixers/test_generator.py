@@ -10,19 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from adautomix.mixers.generator import MaskGenerator
+from tests.mixers.conftest import perturb
 
 
 def features(b=4, n=3, c=16, h=4, w=4, seed=0):
     return torch.randn(b, n, c, h, w, generator=torch.Generator().manual_seed(seed))
-
-
-def trained_looking(generator, seed=1):
-    """Weights far from the near-zero init, so the masks vary in space and across images."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in generator.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    return generator
 
 
 def reference_masks(generator, z, lams, size):
@@ -47,7 +39,7 @@ def reference_masks(generator, z, lams, size):
 @pytest.mark.parametrize("upsampling", ["bilinear", "nearest"])
 def test_masks_have_image_size_and_sum_to_one_per_pixel(n, lam_concat, upsampling):
     torch.manual_seed(0)
-    generator = trained_looking(MaskGenerator(16, lam_concat=lam_concat, upsampling=upsampling))
+    generator = perturb(MaskGenerator(16, lam_concat=lam_concat, upsampling=upsampling))
     masks = generator(features(n=n), [1.0 / n] * n, (16, 16))
     assert masks.shape == (4, n, 16, 16)
     torch.testing.assert_close(masks.sum(dim=1), torch.ones(4, 16, 16))
@@ -59,7 +51,7 @@ def test_masks_have_image_size_and_sum_to_one_per_pixel(n, lam_concat, upsamplin
 @pytest.mark.parametrize("lam_concat", [False, True])
 def test_attention_matches_the_slot_by_slot_definition(n, lam_concat):
     torch.manual_seed(0)
-    generator = trained_looking(MaskGenerator(16, lam_concat=lam_concat))
+    generator = perturb(MaskGenerator(16, lam_concat=lam_concat))
     z = features(n=n)
     lams = [0.2, 0.8] if n == 2 else [0.5, 0.3, 0.2]
     expected = reference_masks(generator, z, lams, (16, 16))
@@ -87,16 +79,16 @@ def test_scale_follows_image_and_feature_sizes():
 def test_lambda_reaches_the_masks_only_with_lam_concat():
     torch.manual_seed(0)
     z = features(n=2)
-    plain = trained_looking(MaskGenerator(16, lam_concat=False))
+    plain = perturb(MaskGenerator(16, lam_concat=False))
     torch.testing.assert_close(plain(z, [0.1, 0.9], (16, 16)), plain(z, [0.7, 0.3], (16, 16)))
-    with_lam = trained_looking(MaskGenerator(16, lam_concat=True))
+    with_lam = perturb(MaskGenerator(16, lam_concat=True))
     assert not torch.allclose(with_lam(z, [0.1, 0.9], (16, 16)), with_lam(z, [0.7, 0.3], (16, 16)))
 
 
 @pytest.mark.parametrize("n,expected_first", [(2, 0.0), (3, 1.0 / 3)])
 def test_nan_features_fall_back_to_the_official_constants(n, expected_first):
     torch.manual_seed(0)
-    generator = trained_looking(MaskGenerator(16))
+    generator = perturb(MaskGenerator(16))
     z = features(n=n)
     z[1] = float("nan")
     masks = generator(z, [1.0 / n] * n, (16, 16))

@@ -8,9 +8,9 @@ import socket
 import pytest
 import yaml
 
-from adautomix.cli import main
 from adautomix.config import ConfigError
 from adautomix.data.versioning import tracked_version
+from pipeline.cli import main
 from pipeline.run import SubmitError, submit, sweep_arguments, training_arguments
 from tests.workspaces import PROJECT
 
@@ -23,7 +23,7 @@ def compile_yaml(tmp_path, monkeypatch, *flags: str) -> tuple[str, dict]:
     for name, value in SECRETS.items():     # what a user's shell might hold while compiling
         monkeypatch.setenv(name, value)
     path = tmp_path / "pipeline.yaml"
-    assert main(["pipeline", "compile", "-o", str(path), "--workspace", str(PROJECT), *flags]) == 0
+    assert main(["compile", "-o", str(path), "--workspace", str(PROJECT), *flags]) == 0
     text = path.read_text()
     return text, list(yaml.safe_load_all(text))
 
@@ -35,10 +35,10 @@ def executor_of(spec: dict, name: str) -> dict:
 def test_the_training_yaml_requests_gpus_and_reads_secrets_by_name_only(tmp_path, monkeypatch):
     text, (spec, platform) = compile_yaml(tmp_path, monkeypatch, "--method", "mixup",
                                           "--num-gpus", "1", "--node-selector", "gpu=a100")
-    for step in ("train", "evaluate"):
+    for step, count in (("train", "num_gpus"), ("evaluate", "evaluate_gpus")):
         accelerator = executor_of(spec, step)["resources"]["accelerator"]
         assert accelerator["resourceType"] == "nvidia.com/gpu"
-        assert "num_gpus" in accelerator["resourceCount"]
+        assert count in accelerator["resourceCount"]
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert executors["exec-train"]["nodeSelector"]["labels"] == {"gpu": "a100"}
     assert executors["exec-train"]["tolerations"][0]["key"] == "nvidia.com/gpu"
@@ -76,18 +76,18 @@ def test_the_sweep_yaml_fans_out_over_the_grid_and_registers_the_best(tmp_path, 
     (["--method", "nomix"], "unknown method 'nomix'"),
     (["--method", "adautomix", "--batch-size", "2"], "smaller than method 'adautomix' needs"),
     (["--data-version", "latest"], "not a DVC hash"),
-    (["--num-gpus", "2"], "num_gpus 2"),
+    (["--num-gpus", "-1"], "num_gpus must be >= 0"),
     (["--sweep", "--seeds", "0"], "at least one method"),
     (["--test-metrics", "top1,nonsense"], "unknown test metric(s) ['nonsense']"),
 ])
 def test_bad_parameters_fail_at_compile_time_and_write_nothing(tmp_path, capsys, flags, message):
     path = tmp_path / "pipeline.yaml"
-    assert main(["pipeline", "compile", "-o", str(path), "--workspace", str(PROJECT), *flags]) == 2
+    assert main(["compile", "-o", str(path), "--workspace", str(PROJECT), *flags]) == 2
     assert message in capsys.readouterr().err and not path.exists()
 
 
 def test_run_without_local_points_to_submit(capsys):
-    assert main(["pipeline", "run"]) == 2
+    assert main(["run"]) == 2
     assert "pipeline submit --host" in capsys.readouterr().err
 
 

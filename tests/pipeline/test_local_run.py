@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from adautomix.cli import main
 from adautomix.data.versioning import init_workspace
 from adautomix.engine.checkpoint import load_checkpoint
-from adautomix.eval.run import load_run
+from adautomix.engine.saved_run import load_run
 from adautomix.tracking import connect
+from pipeline.cli import main
 from tests.workspaces import PROJECT
 
 pytestmark = pytest.mark.slow
@@ -38,7 +38,7 @@ def workspace(tmp_path, fmnist_root):
 
 
 def pipeline_command(workspace, experiment: str, model_name: str, *extra: str) -> list[str]:
-    return ["pipeline", "run", "--local", "--workspace", str(workspace),
+    return ["run", "--local", "--workspace", str(workspace),
             "--pipeline-root", str(workspace / "runs" / "pipeline"),
             "--dataset", "fashion-mnist", "--model", "resnet18", "--method", "mixup",
             "--epochs", "2", "--batch-size", "50", "--lr", "0.05", "--subset", "50",
@@ -49,8 +49,11 @@ def pipeline_command(workspace, experiment: str, model_name: str, *extra: str) -
 def run_until_first_checkpoint(command: list[str], workspace, timeout: float = 300) -> None:
     """Run the pipeline in its own process group and kill the whole group (the runner and its
     training step) as soon as the first epoch's checkpoint lands."""
-    process = subprocess.Popen([sys.executable, "-m", "adautomix.cli", *command], cwd=workspace,
-                               start_new_session=True, stdout=subprocess.DEVNULL,
+    # The pipeline layer is not installed: the project root goes on the path, as from a checkout.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", *command], cwd=workspace,
+                               env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
     try:

@@ -1,4 +1,7 @@
-"""Evaluate a finished (or interrupted) training run from its output folder."""
+"""A finished (or interrupted) training run loaded back from its output folder, and evaluated.
+
+It lives in the engine, beside the training it restores, so that eval/ (the metrics) stays a
+leaf that the engine imports and that imports nothing of the engine."""
 
 from __future__ import annotations
 
@@ -10,9 +13,10 @@ from torch import nn
 
 from ..config import RunConfig, resume_changes
 from ..data import Loader, Manifest, Recipe, build_loader, ensure_dataset
-from ..engine.checkpoint import CheckpointError, load_checkpoint
-from ..engine.train import build_networks, resolve_device
-from . import evaluate
+from ..eval import evaluate
+from .checkpoint import CheckpointError, load_checkpoint
+from .distributed import resolve_device
+from .train import build_networks
 
 
 @dataclass

@@ -1,0 +1,34 @@
+"""The epoch plan every loader kind follows: which sample indices one rank reads in one epoch.
+
+It works like DistributedSampler: the train split is shuffled by a permutation drawn from
+(seed, epoch), every rank reads its own disjoint slice of it, and the partial last batch is
+dropped so that every rank runs the same number of steps; the test split is read in order, split
+into contiguous per-rank chunks, and its last partial batch is kept. `subset` keeps the first N
+indices of one fixed permutation (seed 0) whatever the run's seed, so runs with different seeds
+see the same images. Augmentation seeds come from `derived_seed(seed, epoch, rank)`, so an epoch
+is a function of those alone."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def derived_seed(*parts: int) -> int:
+    """A 63-bit seed mixed from several integers, so (seed, epoch) pairs never collide."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> 1)
+
+
+def epoch_indices(count: int, *, train: bool, batch_size: int, seed: int, epoch: int,
+                  subset: int, rank: int, world_size: int) -> np.ndarray:
+    """The sample indices one rank reads in one epoch, in reading order."""
+    pool = np.arange(count)
+    if subset:
+        pool = np.random.default_rng(0).permutation(count)[:subset]
+        if not train:
+            pool = np.sort(pool)   # same images, read in order
+    if train:
+        order = pool[np.random.default_rng([seed, epoch]).permutation(len(pool))]
+        share = len(order) // world_size
+        mine = order[rank * share:(rank + 1) * share]
+        return mine[:len(mine) - len(mine) % batch_size]
+    return pool[len(pool) * rank // world_size:len(pool) * (rank + 1) // world_size]

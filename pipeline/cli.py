@@ -1,0 +1,159 @@
+"""The pipeline's front door: `python -m pipeline compile | run --local | submit`, run from the
+project checkout (the workspace: data.dvc, .dvc/config, runs/).
+
+It lives in the pipeline layer, not in `adautomix.cli`, because the package never imports the
+layers built on it; it shares that CLI's flag help and its handling of bad input."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from adautomix.cli import HELP, main as run_cli
+from adautomix.config import ConfigError, parse_override
+from adautomix.errors import DEBUG_ENV, one_line
+
+
+def _pipeline_arguments(args: argparse.Namespace) -> dict:
+    from pipeline.run import RUN_FIELDS, sweep_arguments, training_arguments
+
+    run_values = {f: getattr(args, f) for f in RUN_FIELDS if getattr(args, f, None) is not None}
+    common = dict(preset=args.preset, data_version=args.data_version, num_gpus=args.num_gpus,
+                  registered_model=args.registered_model, project=args.workspace,
+                  test_metrics=tuple(args.test_metrics.split(",")),
+                  num_nodes=getattr(args, "num_nodes", 1), **run_values)
+    if args.sweep:
+        return sweep_arguments(args.methods.split(",") if args.methods else [],
+                               [int(s) for s in args.seeds.split(",")], **common)
+    return training_arguments(**common)
+
+
+def _cluster_settings(args: argparse.Namespace):
+    from pipeline.cluster import ClusterSettings
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(ClusterSettings)
+             if hasattr(args, f.name)}
+    if "gpu_tolerations" in given:
+        given["gpu_tolerations"] = tuple(given["gpu_tolerations"])
+    if "node_selector" in given:
+        given["node_selector"] = dict(parse_override(item) for item in given["node_selector"])
+    return ClusterSettings(**given)
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from pipeline.run import compile_pipeline, local_summary, run_local, submit
+
+    if args.pipeline_command == "run" and not args.local:
+        raise ConfigError("`run` runs on this machine and needs --local; use "
+                          "`python -m pipeline submit --host URL` for a Kubeflow cluster")
+    arguments = _pipeline_arguments(args)
+    try:
+        if args.pipeline_command == "compile":
+            path = compile_pipeline(args.output, arguments, args.sweep, _cluster_settings(args))
+            print(f"wrote {path.resolve()}")
+        elif args.pipeline_command == "submit":
+            run_id = submit(args.host, arguments, arguments["experiment"], args.run_name,
+                            args.sweep, _cluster_settings(args), args.namespace,
+                            cache=not args.no_cache)
+            print(f"submitted run {run_id} to {args.host}, experiment {arguments['experiment']}")
+        else:
+            registered = run_local(arguments, args.sweep, args.pipeline_root, args.workspace,
+                                   args.data_remote)
+            print(local_summary(arguments, registered))
+    # SubmitError, or kfp.local's report of a failed step (whose one-line error is printed above)
+    except RuntimeError as exc:
+        print(one_line(exc), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("pipeline parameters (unset ones come from the preset)")
+    for name in ("dataset", "model", "method", "experiment"):
+        group.add_argument("--" + name, help=HELP[name])
+    for name, kind in (("epochs", int), ("batch_size", int), ("lr", float), ("seed", int),
+                       ("subset", int), ("val_subset", int)):
+        group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=HELP[name])
+    group.add_argument("--preset", default="", help="start from a named recipe")
+    group.add_argument("--data-version", default="",
+                       help="DVC hash of the dataset version [the one data.dvc tracks]")
+    group.add_argument("--num-gpus", type=int, default=1, help="GPUs per training run [1]")
+    group.add_argument("--registered-model", default="",
+                       help="MLflow registered model name [adautomix-DATASET]")
+    group.add_argument("--test-metrics", default="top1,top5,loss",
+                       help="what the evaluate step measures, comma-separated [top1,top5,loss]")
+    group.add_argument("--workspace", default=".",
+                       help="the project checkout: data.dvc, data/, runs/checkpoints/ [.]")
+    group.add_argument("--sweep", action="store_true",
+                       help="the sweep pipeline: --methods x --seeds in parallel, the best registered")
+    group.add_argument("--methods", help="sweep: comma-separated methods")
+    group.add_argument("--seeds", default="0", help="sweep: comma-separated seeds [0]")
+
+
+def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "cluster (defaults in pipeline/cluster.py; secrets are named, never given: docs/cluster.md)")
+    flags = [("--pvc", "workspace_pvc", "the workspace PersistentVolumeClaim"),
+             ("--mount-path", "workspace_path", "where the workspace is mounted"),
+             ("--gpu-resource", "gpu_resource", "the GPU resource name"),
+             ("--s3-secret", "s3_secret", "the secret with the S3 credentials"),
+             ("--mlflow-secret", "mlflow_secret", "the secret with the MLflow URI and credentials")]
+    for flag, dest, help_text in flags:
+        group.add_argument(flag, dest=dest, default=argparse.SUPPRESS, help=help_text)
+    group.add_argument("--gpu-toleration", dest="gpu_tolerations", action="append",
+                       default=argparse.SUPPRESS, metavar="TAINT_KEY",
+                       help="tolerate this taint key on GPU steps (repeatable)")
+    group.add_argument("--node-selector", dest="node_selector", action="append",
+                       default=argparse.SUPPRESS, metavar="KEY=VALUE",
+                       help="run GPU steps on nodes with this label (repeatable)")
+    group.add_argument("--parallelism", dest="sweep_parallelism", type=int,
+                       default=argparse.SUPPRESS, help="sweep runs at once")
+    group.add_argument("--num-nodes", dest="num_nodes", type=int, default=argparse.SUPPRESS,
+                       help="train on this many nodes of --num-gpus GPUs through a Kubeflow "
+                            "Trainer TrainJob [1: one pod]")
+    group.add_argument("--trainer-runtime", dest="trainer_runtime", default=argparse.SUPPRESS,
+                       help="the TrainJob's ClusterTrainingRuntime [torch-distributed]")
+    group.add_argument("--schedule-timeout", dest="schedule_timeout", type=int,
+                       default=argparse.SUPPRESS, metavar="SECONDS",
+                       help="fail a TrainJob that has no running node after this long [1800]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="The Kubeflow pipeline: compile, run here, or submit. Parameters are checked "
+                    "as one run configuration before anything is compiled, run or submitted. "
+                    "Quick start: python -m pipeline run --local --method mixup --epochs 4")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback behind an error line (or set {DEBUG_ENV}=1)")
+    sub = parser.add_subparsers(dest="pipeline_command", required=True)
+    q = sub.add_parser("compile", help="write the pipeline as IR YAML")
+    q.add_argument("-o", "--output", default="adautomix-pipeline.yaml", help="the YAML file")
+    _add_pipeline_flags(q)
+    _add_cluster_flags(q)
+    q = sub.add_parser("run", help="run the whole pipeline on this machine (kfp.local)")
+    q.add_argument("--local", action="store_true", help="run here, each step a subprocess")
+    q.add_argument("--pipeline-root", default="runs/pipeline", help="where step outputs go")
+    q.add_argument("--data-remote", default="", help="DVC remote [the default remote]")
+    _add_pipeline_flags(q)
+    q = sub.add_parser("submit", help="compile and start a run on a Kubeflow endpoint")
+    q.add_argument("--host", required=True, help="the Kubeflow Pipelines API or UI URL")
+    q.add_argument("--run-name", required=True, help="the Kubeflow run name")
+    q.add_argument("--namespace", help="the Kubeflow namespace (multi-user installs)")
+    q.add_argument("--no-cache", action="store_true",
+                   help="run every step, even where an identical one already ran")
+    _add_pipeline_flags(q)
+    _add_cluster_flags(q)
+    for q in sub.choices.values():
+        q.set_defaults(func=cmd_pipeline)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(argv, build_parser())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
