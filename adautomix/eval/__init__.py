@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 
 from torch import nn
 
+from ..config import ConfigError
 from .accuracy import MeanLoss, TopK
 from .loop import predictions
 
@@ -25,7 +26,7 @@ def evaluate(network: nn.Module, loader: Iterable, metrics: Sequence[str] = ("to
     are all-reduced over the ranks, so every rank returns the whole split's figures."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
+        raise ConfigError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
     trackers = [METRICS[m]() for m in metrics]
     for logits, labels in predictions(network, loader, amp):
         for tracker in trackers:
