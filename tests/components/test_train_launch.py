@@ -39,5 +39,9 @@ def test_a_failing_rank_fails_the_step_and_names_the_launcher(prepared, tmp_path
         launch(prepared, tmp_path, batch_size=11, seed=2)
     assert stopped.value.code == 1                      # the step failed, in one line
     err = capfd.readouterr().err
-    assert re.search(r"error: torchrun with 2 processes exited with status [1-9].*re-run resumes", err)
-    assert "over the 2 processes" in err and "Traceback" not in err
+    assert re.search(r"error: torchrun with 2 processes exited with status [1-9].*re-run resumes",
+                     err)
+    # each rank's one line (torchrun adds its own report of the failed children), then the step's
+    assert err.count("error: batch_size 11 is the global batch and must split evenly over the 2 "
+                     "processes") == 2
+    assert err.rstrip().splitlines()[-1].startswith("error: torchrun with 2 processes")
