@@ -82,7 +82,9 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--registered-model", default="",
                        help="MLflow registered model name [adautomix-DATASET]")
     group.add_argument("--test-metrics", default="top1,top5,loss",
-                       help="what the evaluate step measures, comma-separated [top1,top5,loss]")
+                       help="what the evaluate step measures, comma-separated metric specs "
+                            "as for `adautomix evaluate --metrics` (top1, top5, loss, ece, fgsm, "
+                            "corruption, occlusion; docs/evaluation.md) [top1,top5,loss]")
     group.add_argument("--workspace", default=".",
                        help="the project checkout: data.dvc, data/, runs/checkpoints/ [.]")
     group.add_argument("--sweep", action="store_true",

@@ -149,12 +149,9 @@ def _gpus(num_gpus: int) -> dict:
 
 
 def _checked_metrics(names: tuple[str, ...]) -> list[str]:
-    from adautomix.eval import METRICS
+    from adautomix.eval import check_metrics
 
-    unknown = [n for n in names if n not in METRICS]
-    if unknown:
-        raise ConfigError(f"unknown test metric(s) {unknown}; valid: {', '.join(METRICS)}")
-    return list(names)
+    return check_metrics(names)
 
 
 def _data_and_registry(dataset: str, data_version: str, registered_model: str,

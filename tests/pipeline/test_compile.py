@@ -78,7 +78,7 @@ def test_the_sweep_yaml_fans_out_over_the_grid_and_registers_the_best(tmp_path, 
     (["--data-version", "latest"], "not a DVC hash"),
     (["--num-gpus", "-1"], "num_gpus must be >= 0"),
     (["--sweep", "--seeds", "0"], "at least one method"),
-    (["--test-metrics", "top1,nonsense"], "unknown test metric(s) ['nonsense']"),
+    (["--test-metrics", "top1,nonsense"], "unknown metric 'nonsense'; valid: top1"),
 ])
 def test_bad_parameters_fail_at_compile_time_and_write_nothing(tmp_path, capsys, flags, message):
     path = tmp_path / "pipeline.yaml"
@@ -117,3 +117,10 @@ def test_submit_names_an_unreachable_host():
     arguments = training_arguments(project=PROJECT, method="mixup")
     with pytest.raises(SubmitError, match=f"127.0.0.1:{port}"):
         submit(host, arguments, "adautomix", "run-1")
+
+
+def test_the_robustness_metrics_are_a_pipeline_parameter(tmp_path, monkeypatch):
+    metrics = "top1,ece,fgsm:epsilon=0.0157,occlusion,corruption:severities=1+5"
+    _, (spec, _) = compile_yaml(tmp_path, monkeypatch, "--test-metrics", metrics)
+    defaults = spec["root"]["inputDefinitions"]["parameters"]
+    assert defaults["test_metrics"]["defaultValue"] == metrics.split(",")
