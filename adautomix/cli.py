@@ -16,7 +16,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import DATASETS, LOADERS, METHODS, MODELS, OPTIMIZERS, ConfigError, RunConfig, parse_override
+from .config import (DATASETS, EVAL_METRICS, LOADERS, METHODS, MODELS, OPTIMIZERS, ConfigError,
+                     RunConfig, parse_override)
+
+# The corrupted test sets `data prepare` makes (adautomix/data/corrupted.py): array datasets only.
+CORRUPTED_DATASETS = tuple(f"{name}-c" for name in ("fashion-mnist", "cifar10", "cifar100",
+                                                     "tiny-imagenet"))
 
 HELP = {
     "dataset": f"dataset name: {', '.join(DATASETS)}",
@@ -122,10 +127,30 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .engine.saved_run import evaluate_run
+    from .engine.saved_run import evaluate_networks, load_run, log_report
+    from .eval import check_metrics
 
-    metrics = evaluate_run(args.run_dir, metrics=args.metrics.split(","))
-    print(json.dumps(metrics, indent=2, sort_keys=True))
+    metrics = check_metrics(args.metrics.split(","))   # before anything is loaded
+    if args.subset is not None and args.subset < 0:
+        raise ConfigError(f"--subset must be >= 0 (0: the whole test split), got {args.subset}")
+    run = load_run(args.run_dir, args.device, subset=args.subset)
+    report = evaluate_networks(run, metrics, progress=True)
+    print(json.dumps(report.metrics, indent=2, sort_keys=True))
+    if run.run_id is None or args.no_log:
+        print("not logged to MLflow" + ("" if args.no_log else
+              ": the checkpoint names no MLflow run (it was trained without tracking)"))
+        return 0
+    from .tracking import Tracker, tracking_uri
+
+    tracker = Tracker(run.config, run.manifest.sha256, run_id=run.run_id)
+    try:
+        log_report(tracker, report, step=run.config.epochs)
+        tracker.set_tags({"eval_subset": str(run.loader.subset), "eval_metrics": ",".join(metrics)})
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    tracker.finish(tracker.previous_status or "FINISHED")
+    print(f"logged as test_* to MLflow run {run.run_id} in {tracking_uri()}")
     return 0
 
 
@@ -148,7 +173,15 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from .data import prepare, verify
 
-    if args.data_command == "prepare":
+    if args.data_command == "prepare" and args.name in CORRUPTED_DATASETS:
+        from .data.corrupted import prepare_corrupted
+        manifest = prepare_corrupted(args.name, source=args.source, data_root=args.data_root,
+                                     force=args.force, progress=True)
+        print(f"{args.name}: {len(manifest.counts)} corrupted test sets of "
+              f"{next(iter(manifest.counts.values()))} images in "
+              f"{Path(args.data_root, args.name).resolve()}\ncontent hash {manifest.sha256}"
+              f"\nversion it with: dvc add {Path(args.data_root, args.name)}")
+    elif args.data_command == "prepare":
         manifest = prepare(args.name, source=args.source, data_root=args.data_root, force=args.force)
         print(f"{args.name}: {manifest.counts} images in {Path(args.data_root, args.name).resolve()}"
               f"\ncontent hash {manifest.sha256}")
@@ -159,17 +192,24 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare
+    from .compare import CompareError, compare
     from .tracking import TrackingError
 
-    chart = args.chart or f"compare-{args.experiment}.png"
+    chart = None if args.no_chart else args.chart or f"compare-{args.experiment}.png"
     try:
-        print(compare(args.experiment, chart))
-    except TrackingError as exc:
+        print(compare(args.experiment, chart, args.format, metric=_names(args.metric),
+                      robustness=None if args.robustness is None else _names(args.robustness),
+                      ignore=_names(args.ignore)))
+    except (TrackingError, CompareError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"\nbar chart: {Path(chart).resolve()}")
+    if chart is not None:   # on stderr, so that stdout is the table alone (a CSV to redirect)
+        print(f"bar chart: {Path(chart).resolve()}", file=sys.stderr)
     return 0
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,9 +230,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="evaluate a trained run's online and EMA networks")
+    p = sub.add_parser("evaluate", help="evaluate a trained run's online and EMA networks",
+                       description="Clean accuracy, robustness (corruptions, FGSM, occlusion) and "
+                                   "calibration of a run's online and EMA networks on the test "
+                                   "split, logged to the run's MLflow record as test_NAME and "
+                                   "test_NAME_ema, with reliability, occlusion and corruption "
+                                   "figures. What each metric reports: docs/evaluation.md.")
     p.add_argument("run_dir", help="a training output_dir (holds config.json and checkpoint.pt)")
-    p.add_argument("--metrics", default="top1,top5,loss", help="comma-separated metric names")
+    p.add_argument("--metrics", default=",".join(EVAL_METRICS),
+                   help="comma-separated metrics, each NAME or NAME:KEY=VALUE[:KEY=VALUE] "
+                        f"(lists joined by +); names: {', '.join(EVAL_METRICS)} [all of them]; "
+                        "e.g. top1,fgsm:epsilon=0.0157,corruption:severities=1+5")
+    p.add_argument("--subset", type=int, help="evaluate on the first N test images, every "
+                                              "metric on the same ones [the run's val_subset]")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda [auto]")
+    p.add_argument("--no-log", action="store_true", help="print the metrics, log nothing")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("presets", help="list the official recipes, or print one")
@@ -203,18 +255,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="prepare or verify a dataset")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     q = data_sub.add_parser("prepare", help="write a dataset once in the canonical format under DATA_ROOT/NAME")
-    q.add_argument("name", choices=DATASETS)
+    q.add_argument("name", choices=DATASETS + CORRUPTED_DATASETS,
+                   help="a dataset, or NAME-c: its test split under the 19 CIFAR-C corruptions "
+                        "× 5 severities (cifar10-c / cifar100-c read the official arrays from "
+                        "--source; without --source they are generated from NAME)")
     q.add_argument("--source", help="the raw dataset's folder (Fashion-MNIST needs none)")
     q.add_argument("--data-root", default="data")
     q.add_argument("--force", action="store_true", help="rewrite it even if it exists")
     q = data_sub.add_parser("verify", help="recompute the content hash and compare with the manifest")
-    q.add_argument("name", choices=DATASETS)
+    q.add_argument("name", choices=DATASETS + CORRUPTED_DATASETS)
     q.add_argument("--data-root", default="data")
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("compare", help="the paper-style table of an MLflow experiment's runs")
+    from .compare import FORMATS, HEADLINE
+
+    p = sub.add_parser("compare", help="the paper-style tables of an MLflow experiment's runs",
+                       description="One table per setting (runs pool only when their whole "
+                                   "config but the seed and the method is the same): per method "
+                                   "the seeds, mean ± std, the Δ to Vanilla and the robustness "
+                                   "metrics, the best in bold; the latest run of each seed counts.")
     p.add_argument("--experiment", required=True, help="MLflow experiment name")
+    p.add_argument("--format", choices=FORMATS, default="markdown", help="the tables' format [markdown]")
     p.add_argument("--chart", help="bar chart PNG [compare-EXPERIMENT.png]")
+    p.add_argument("--no-chart", action="store_true", help="write no bar chart")
+    p.add_argument("--metric", default=",".join(HEADLINE),
+                   help="the headline: the first of these metrics a run logged, comma-separated "
+                        f"[{','.join(HEADLINE)}]")
+    p.add_argument("--robustness", metavar="NAMES",
+                   help="test metrics set beside the headline, comma-separated, e.g. "
+                        "corruption_top1,fgsm_error ('' for none) [every one the runs logged]")
+    p.add_argument("--ignore", default="", metavar="FIELDS",
+                   help="config fields or tags to pool over, comma-separated, e.g. device "
+                        "(runs that differ only in them share a setting) [none]")
     p.set_defaults(func=cmd_compare)
     return parser
 
@@ -228,9 +300,19 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except Exception as exc:
+        if not _bad_input(exc):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _bad_input(exc: Exception) -> bool:
+    # DataError's module is looked up, not imported: importing the data package costs a second,
+    # and where it was never imported nothing can have raised its error.
+    data_errors = sys.modules.get("adautomix.data.errors")
+    return isinstance(exc, (ConfigError, FileNotFoundError)) or (
+        data_errors is not None and isinstance(exc, data_errors.DataError))
 
 
 if __name__ == "__main__":

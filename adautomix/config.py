@@ -29,6 +29,8 @@ METHODS = (
     "resizemix", "automix", "adautomix",
 )
 MIX_BLOCK_METHODS = ("automix", "adautomix")
+# adautomix.eval.METRICS, in its order (docs/evaluation.md says what each reports)
+EVAL_METRICS = ("top1", "top5", "loss", "ece", "fgsm", "corruption", "occlusion")
 OPTIMIZERS = ("sgd", "adamw")
 LOADERS = ("auto", "torch", "memory", "dali")
 DEVICES = ("auto", "cpu", "cuda")

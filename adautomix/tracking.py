@@ -75,7 +75,11 @@ class Tracker:
         experiment = self.client.get_experiment_by_name(config.experiment)
         experiment_id = (experiment.experiment_id if experiment else self.client.create_experiment(
             config.experiment, artifact_location=_artifact_location(self.uri)))
+        self.previous_status = None
         if run_id:
+            # what the run was before this resumed it: a later evaluation must not turn a
+            # FAILED or KILLED training into a FINISHED one
+            self.previous_status = self.client.get_run(run_id).info.status
             self.run = mlflow.start_run(run_id=run_id)
             log.info("resumed MLflow run %s", run_id)
             return
@@ -141,8 +145,8 @@ class Tracker:
 
 
 def experiment_runs(experiment: str) -> list[dict[str, Any]]:
-    """The finished runs of an experiment: {"run_id", "name", "tags", "metrics"} each, the
-    metrics at their last logged value."""
+    """The finished runs of an experiment: {"run_id", "name", "start_time" (ms), "params",
+    "tags", "metrics"} each, the metrics at their last logged value."""
     client = connect()
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -153,7 +157,8 @@ def experiment_runs(experiment: str) -> list[dict[str, Any]]:
     while True:
         page = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
                                   max_results=1000, page_token=token)
-        runs += [{"run_id": r.info.run_id, "name": r.info.run_name, "tags": r.data.tags,
+        runs += [{"run_id": r.info.run_id, "name": r.info.run_name,
+                  "start_time": r.info.start_time, "params": r.data.params, "tags": r.data.tags,
                   "metrics": r.data.metrics} for r in page]
         token = page.token
         if not token:

@@ -20,7 +20,8 @@ def _pipeline_arguments(args: argparse.Namespace) -> dict:
     run_values = {f: getattr(args, f) for f in RUN_FIELDS if getattr(args, f, None) is not None}
     common = dict(preset=args.preset, data_version=args.data_version, num_gpus=args.num_gpus,
                   registered_model=args.registered_model, project=args.workspace,
-                  test_metrics=tuple(args.test_metrics.split(",")), **run_values)
+                  test_metrics=tuple(args.test_metrics.split(",")),
+                  num_nodes=getattr(args, "num_nodes", 1), **run_values)
     if args.sweep:
         return sweep_arguments(args.methods.split(",") if args.methods else [],
                                [int(s) for s in args.seeds.split(",")], **common)
@@ -80,7 +81,9 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--registered-model", default="",
                        help="MLflow registered model name [adautomix-DATASET]")
     group.add_argument("--test-metrics", default="top1,top5,loss",
-                       help="what the evaluate step measures, comma-separated [top1,top5,loss]")
+                       help="what the evaluate step measures, comma-separated metric specs "
+                            "as for `adautomix evaluate --metrics` (top1, top5, loss, ece, fgsm, "
+                            "corruption, occlusion; docs/evaluation.md) [top1,top5,loss]")
     group.add_argument("--workspace", default=".",
                        help="the project checkout: data.dvc, data/, runs/checkpoints/ [.]")
     group.add_argument("--sweep", action="store_true",
@@ -107,6 +110,14 @@ def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
                        help="run GPU steps on nodes with this label (repeatable)")
     group.add_argument("--parallelism", dest="sweep_parallelism", type=int,
                        default=argparse.SUPPRESS, help="sweep runs at once")
+    group.add_argument("--num-nodes", dest="num_nodes", type=int, default=argparse.SUPPRESS,
+                       help="train on this many nodes of --num-gpus GPUs through a Kubeflow "
+                            "Trainer TrainJob [1: one pod]")
+    group.add_argument("--trainer-runtime", dest="trainer_runtime", default=argparse.SUPPRESS,
+                       help="the TrainJob's ClusterTrainingRuntime [torch-distributed]")
+    group.add_argument("--schedule-timeout", dest="schedule_timeout", type=int,
+                       default=argparse.SUPPRESS, metavar="SECONDS",
+                       help="fail a TrainJob that has no running node after this long [1800]")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
+from adautomix.config import ConfigError
+
 # secret key -> environment variable; the optional ones may be absent from the secret.
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
 S3_OPTIONAL_KEYS = {"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL"}
@@ -30,6 +32,16 @@ class ClusterSettings:
     s3_secret: str = "adautomix-s3"
     mlflow_secret: str = "adautomix-mlflow"
     sweep_parallelism: int = 4                   # sweep runs at once (each with its own GPUs)
+    # More than one node: the train step hands training to a Kubeflow Trainer TrainJob of this
+    # ClusterTrainingRuntime, and fails if the job has no running node after schedule_timeout s.
+    num_nodes: int = 1
+    trainer_runtime: str = "torch-distributed"
+    schedule_timeout: int = 1800
+
+    def __post_init__(self):
+        if self.num_nodes < 1 or self.schedule_timeout < 1:
+            raise ConfigError(f"num_nodes ({self.num_nodes}) and schedule_timeout "
+                              f"({self.schedule_timeout} s) must be >= 1")
 
 
 def use_workspace(task: PipelineTask, cluster: ClusterSettings) -> PipelineTask:
@@ -56,3 +68,10 @@ def use_gpus(task: PipelineTask, count, cluster: ClusterSettings) -> PipelineTas
     for key, value in cluster.node_selector.items():
         kubernetes.add_node_selector(task, label_key=key, label_value=value)
     return task
+
+
+def use_shared_memory(task: PipelineTask) -> PipelineTask:
+    """A memory-backed /dev/shm: NCCL between the pod's GPU processes and DataLoader workers pass
+    tensors through it, and a container's default is 64 MiB."""
+    return kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm",
+                                      medium="Memory")

@@ -31,30 +31,31 @@ class SubmitError(RuntimeError):
 
 def training_arguments(preset: str = "", data_version: str = "", num_gpus: int = 1,
                        registered_model: str = "", test_metrics: tuple[str, ...] = TEST_METRICS,
-                       project: str | Path = ".", **run_values) -> dict:
+                       project: str | Path = ".", num_nodes: int = 1, **run_values) -> dict:
     """The training pipeline's arguments: the preset (or the defaults) with `run_values` (RUN_FIELDS)
     on top, checked as one run configuration, plus the data version, the registry name and the
-    test metrics."""
-    config = _checked_config(preset, num_gpus, run_values)
+    test metrics. `num_nodes` (ClusterSettings' node count, not a parameter) checks that the batch
+    splits over every process."""
+    config = _checked_config(preset, num_gpus, run_values, num_nodes)
     return {**{f: getattr(config, f) for f in RUN_FIELDS}, "preset": preset,
-            "num_gpus": num_gpus, "test_metrics": _checked_metrics(test_metrics),
+            **_gpus(num_gpus), "test_metrics": _checked_metrics(test_metrics),
             **_data_and_registry(config.dataset, data_version, registered_model, project)}
 
 
 def sweep_arguments(methods: list[str], seeds: list[int], preset: str = "",
                     data_version: str = "", num_gpus: int = 1, registered_model: str = "",
                     test_metrics: tuple[str, ...] = TEST_METRICS, project: str | Path = ".",
-                    **run_values) -> dict:
+                    num_nodes: int = 1, **run_values) -> dict:
     """The sweep's arguments: every method x seed is checked as a run configuration."""
     if not methods or not seeds:
         raise ConfigError("a sweep needs at least one method and one seed (--methods, --seeds)")
     if {"method", "seed"} & run_values.keys():
         raise ConfigError("a sweep takes --methods and --seeds, not --method and --seed")
-    configs = [_checked_config(preset, num_gpus, {**run_values, "method": m, "seed": s})
-               for m in methods for s in seeds]
+    configs = [_checked_config(preset, num_gpus, {**run_values, "method": m, "seed": s},
+                               num_nodes) for m in methods for s in seeds]
     shared = configs[0]
     return {**{f: getattr(shared, f) for f in SWEEP_SHARED_FIELDS}, "preset": preset,
-            "num_gpus": num_gpus, "grid": [{"method": c.method, "seed": c.seed} for c in configs],
+            **_gpus(num_gpus), "grid": [{"method": c.method, "seed": c.seed} for c in configs],
             "test_metrics": _checked_metrics(test_metrics),
             **_data_and_registry(shared.dataset, data_version, registered_model, project)}
 
@@ -123,23 +124,33 @@ def local_summary(arguments: dict, registered: dict) -> str:
             f"\nMLflow UI: {ui}")
 
 
-def _checked_config(preset: str, num_gpus: int, run_values: dict):
+def _checked_config(preset: str, num_gpus: int, run_values: dict, num_nodes: int = 1):
     unknown = sorted(set(run_values) - set(RUN_FIELDS))
     if unknown:
         raise ConfigError(f"{unknown} are not pipeline parameters; valid: {', '.join(RUN_FIELDS)} "
                           "(other settings come from the preset)")
     config = build_config(preset, **run_values)
     check_run(config, num_gpus)
+    if num_nodes < 1:
+        raise ConfigError(f"num_nodes must be >= 1, got {num_nodes}")
+    # the engine splits the batch over the processes: one per GPU (or one per CPU node), per node
+    processes = max(num_gpus, 1) * num_nodes
+    if config.batch_size % processes:
+        raise ConfigError(f"batch_size {config.batch_size} does not split evenly over "
+                          f"{processes} processes ({max(num_gpus, 1)} per node x {num_nodes} "
+                          f"node(s)); use a multiple of {processes}")
     return config
 
 
-def _checked_metrics(names: tuple[str, ...]) -> list[str]:
-    from adautomix.eval import METRICS
+def _gpus(num_gpus: int) -> dict:
+    """Training's GPUs, and evaluation's: one whenever training has any (pipeline.training)."""
+    return {"num_gpus": num_gpus, "evaluate_gpus": min(num_gpus, 1)}
 
-    unknown = [n for n in names if n not in METRICS]
-    if unknown:
-        raise ConfigError(f"unknown test metric(s) {unknown}; valid: {', '.join(METRICS)}")
-    return list(names)
+
+def _checked_metrics(names: tuple[str, ...]) -> list[str]:
+    from adautomix.eval import check_metrics
+
+    return check_metrics(names)
 
 
 def _data_and_registry(dataset: str, data_version: str, registered_model: str,

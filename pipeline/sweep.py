@@ -30,7 +30,8 @@ def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
     def sweep(
         grid: List[dict], dataset: str = "fashion-mnist", data_version: str = "",
         model: str = "resnet18", preset: str = "", epochs: int = 2, batch_size: int = 100,
-        lr: float = 0.1, num_gpus: int = 1, subset: int = 0, val_subset: int = 0,
+        lr: float = 0.1, num_gpus: int = 1, evaluate_gpus: int = 1, subset: int = 0,
+        val_subset: int = 0,
         experiment: str = "adautomix", registered_model: str = "", data_remote: str = "s3",
         workspace: str = workspace_default, test_metrics: List[str] = list(TEST_METRICS),
     ) -> Registered:
@@ -41,7 +42,8 @@ def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
                 prepared=materialised.outputs["prepared"],
                 data_version=materialised.outputs["Output"], dataset=dataset, model=model,
                 method=run.method, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr,
-                seed=run.seed, num_gpus=num_gpus, subset=subset, val_subset=val_subset,
+                seed=run.seed, num_gpus=num_gpus, evaluate_gpus=evaluate_gpus, subset=subset,
+                val_subset=val_subset,
                 experiment=experiment, workspace=workspace, test_metrics=test_metrics)
         registered = register_best(model_uris=dsl.Collected(evaluated.outputs["model_uri"]),
                                    scores=dsl.Collected(evaluated.outputs["score"]),

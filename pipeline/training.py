@@ -15,9 +15,12 @@ from kfp.dsl import Dataset
 from adautomix.steps import TEST_METRICS
 from components.data import data
 from components.evaluate import evaluate
+from components import BASE_IMAGE
 from components.register import Registered, register
 from components.train import train
-from pipeline.cluster import ClusterSettings, use_gpus, use_mlflow, use_s3, use_workspace
+from components.train_job import train_job
+from pipeline.cluster import (ClusterSettings, use_gpus, use_mlflow, use_s3, use_shared_memory,
+                              use_workspace)
 
 # A retried train task resumes from its last checkpoint (Kubeflow retries; kfp.local does not).
 TRAIN_RETRIES = 2
@@ -36,24 +39,42 @@ def finish(materialised, registered, cluster: ClusterSettings | None) -> Registe
 
 
 def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
-    """The part a sweep repeats: train one configuration, evaluate it, log its model."""
+    """The part a sweep repeats: train one configuration, evaluate it, log its model.
+
+    Training takes `num_gpus` GPUs: one process each (torchrun) in one pod, or, when the cluster
+    settings ask for several nodes, a Kubeflow Trainer TrainJob of `num_nodes` such nodes. The
+    evaluation takes `evaluate_gpus` (one, or none on CPU nodes) whatever the training took: it
+    is one pass over a test split that one GPU reads in seconds, and one process logs the model
+    to MLflow; sharding it would hold the other GPUs through a pod start for nothing."""
+    multi_node = cluster is not None and cluster.num_nodes > 1
 
     @dsl.pipeline(name="adautomix-train-and-evaluate")
     def train_and_evaluate(
         prepared: Dataset, data_version: str, dataset: str, model: str, method: str,
         preset: str, epochs: int, batch_size: int, lr: float, seed: int, num_gpus: int,
-        subset: int, val_subset: int, experiment: str, workspace: str, test_metrics: List[str],
+        evaluate_gpus: int, subset: int, val_subset: int, experiment: str, workspace: str,
+        test_metrics: List[str],
     ) -> Evaluated:
-        trained = train(prepared=prepared, data_version=data_version, dataset=dataset, model=model,
-                        method=method, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr,
-                        seed=seed, subset=subset, val_subset=val_subset, experiment=experiment,
-                        workspace=workspace)
+        run = dict(prepared=prepared, data_version=data_version, dataset=dataset, model=model,
+                   method=method, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr,
+                   seed=seed, subset=subset, val_subset=val_subset, experiment=experiment,
+                   workspace=workspace, num_gpus=num_gpus)
+        if multi_node:
+            trained = train_job(**run, num_nodes=cluster.num_nodes, image=BASE_IMAGE,
+                                gpu_resource=cluster.gpu_resource,
+                                runtime=cluster.trainer_runtime,
+                                schedule_timeout=cluster.schedule_timeout)
+        else:
+            trained = train(**run)
         trained.set_retry(TRAIN_RETRIES, backoff_duration="30s")
         evaluated = evaluate(checkpoint=trained.outputs["checkpoint"], data_version=data_version,
                              test_metrics=test_metrics)
         if cluster is not None:
+            use_gpus(trained, num_gpus, cluster)
+            use_gpus(evaluated, evaluate_gpus, cluster)
+            if not multi_node:   # a TrainJob's nodes get theirs from adautomix.trainjob
+                use_shared_memory(trained)
             for task in (trained, evaluated):
-                use_gpus(task, num_gpus, cluster)
                 use_workspace(task, cluster)
                 use_mlflow(task, cluster)
         return Evaluated(*(evaluated.outputs[field] for field in Evaluated._fields))
@@ -70,7 +91,8 @@ def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
     def training(
         dataset: str = "fashion-mnist", data_version: str = "", model: str = "resnet18",
         method: str = "vanilla", preset: str = "", epochs: int = 2, batch_size: int = 100,
-        lr: float = 0.1, seed: int = 0, num_gpus: int = 1, subset: int = 0, val_subset: int = 0,
+        lr: float = 0.1, seed: int = 0, num_gpus: int = 1, evaluate_gpus: int = 1,
+        subset: int = 0, val_subset: int = 0,
         experiment: str = "adautomix", registered_model: str = "", data_remote: str = "s3",
         workspace: str = workspace_default, test_metrics: List[str] = list(TEST_METRICS),
     ) -> Registered:
@@ -79,7 +101,8 @@ def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
         evaluated = train_and_evaluate(
             prepared=materialised.outputs["prepared"], data_version=materialised.outputs["Output"],
             dataset=dataset, model=model, method=method, preset=preset, epochs=epochs,
-            batch_size=batch_size, lr=lr, seed=seed, num_gpus=num_gpus, subset=subset,
+            batch_size=batch_size, lr=lr, seed=seed, num_gpus=num_gpus,
+            evaluate_gpus=evaluate_gpus, subset=subset,
             val_subset=val_subset, experiment=experiment, workspace=workspace,
             test_metrics=test_metrics)
         registered = register(model_uri=evaluated.outputs["model_uri"],

@@ -20,6 +20,10 @@ from torch import nn
 from adautomix.models.backbone import Backbone
 
 torch.set_num_threads(2)
+# MLflow's telemetry client sets and unsets an environment variable from a thread of its own
+# while the first request of a process reads os.environ: a race that fails that request with
+# KeyError('_MLFLOW_TELEMETRY_SESSION_ID'). Tests send no telemetry anyway.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -124,7 +124,8 @@ def test_no_import_cycles_among_the_projects_modules():
     # checking and compiling a pipeline reads .dvc files and builds the graph: no DVC, no MLflow
     ("import pipeline.run", ("dvc", "mlflow")),
     # what every component imports at the top, in every step's process
-    ("import components.data, components.train, components.evaluate, components.register",
+    ("import components.data, components.train, components.train_job, components.evaluate, "
+     "components.register",
      ("dvc", "mlflow", "torch")),
     ("import adautomix.steps, adautomix.registry", ("dvc", "mlflow", "torch")),
 ])

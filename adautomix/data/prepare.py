@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,11 +94,17 @@ def prepare(name: str, source: str | Path | None = None, data_root: str | Path =
         manifest = load_manifest(name, data_root)
         return _check_hash(manifest) if verify else manifest
     raw = read_source(name, source, download_dir=data_root / ".downloads")
-    data_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=data_root))
+    return write_atomically(target, lambda staging: _write(raw, staging))
+
+
+def write_atomically(target: Path, write: Callable[[Path], Manifest]) -> Manifest:
+    """Run `write(staging)` in a temporary folder beside `target` and swap it into place only
+    when it returned; on any error the staging folder goes and `target` stays as it was."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     staging.chmod(0o755)   # mkdtemp makes it private; the dataset it becomes is not
     try:
-        manifest = _write(raw, staging)
+        manifest = write(staging)
         _move_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -182,13 +189,21 @@ def _move_into_place(staging: Path, target: Path) -> None:
 
 def _write(raw: RawDataset, out: Path) -> Manifest:
     write = _write_arrays if raw.format == "array" else _write_folders
-    counts, image_size, channels, (mean, std) = write(raw, out)
+    counts, image_size, channels, stats = write(raw, out)
+    return write_manifest(out, raw.name, raw.format, list(raw.classes), counts, image_size,
+                          channels, stats, str(Path(raw.source).resolve()))
+
+
+def write_manifest(out: Path, name: str, format: str, classes: list[str], counts: dict[str, int],
+                   image_size: tuple[int, int] | None, channels: int,
+                   stats: tuple[np.ndarray, np.ndarray], source: str) -> Manifest:
+    """The manifest of the data files already written to `out`, hashed, written beside them."""
+    mean, std = stats
     manifest = Manifest(
-        name=raw.name, format=raw.format, classes=list(raw.classes),
-        num_classes=len(raw.classes), counts=counts, image_size=image_size, channels=channels,
+        name=name, format=format, classes=classes, num_classes=len(classes), counts=counts,
+        image_size=image_size, channels=channels,
         mean=tuple(round(float(m), 6) for m in mean), std=tuple(round(float(s), 6) for s in std),
-        sha256=content_hash(out), format_version=FORMAT_VERSION,
-        source=str(Path(raw.source).resolve()), root=out)
+        sha256=content_hash(out), format_version=FORMAT_VERSION, source=source, root=out)
     text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
     (out / MANIFEST).write_text(text)
     return manifest

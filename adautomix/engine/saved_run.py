@@ -6,14 +6,15 @@ leaf that the engine imports and that imports nothing of the engine."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from ..config import RunConfig
 from ..data import Loader, Manifest, Recipe, build_loader, ensure_dataset
-from ..eval import evaluate
+from ..eval import create_metric, evaluate
 from .checkpoint import load_checkpoint
 from .distributed import resolve_device
 from .train import build_networks
@@ -29,8 +30,9 @@ class LoadedRun:
     run_id: str | None               # the run's MLflow run
 
 
-def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
-    """A training output folder's networks, restored from its checkpoint, and its test loader."""
+def load_run(run_dir: str | Path, device: str = "auto", subset: int | None = None) -> LoadedRun:
+    """A training output folder's networks, restored from its checkpoint, and its test loader
+    (over the first `subset` test images when given, else the run's own val_subset)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():
         raise FileNotFoundError(f"{run_dir} holds no config.json: pass a training output_dir")
@@ -46,21 +48,56 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     if ema is not None:
         ema.load_state_dict(state["ema"])
     loader = build_loader(manifest, "test", data_root=config.data_root, batch_size=config.batch_size,
-                          train=False, kind=config.loader, device=dev, subset=config.val_subset,
+                          train=False, kind=config.loader, device=dev,
+                          subset=config.val_subset if subset is None else subset,
                           num_workers=config.num_workers, recipe=Recipe.from_config(config, manifest))
     ema_network = method.teacher() or (ema.module if ema else None)
     return LoadedRun(config, manifest, model, ema_network, loader, state.get("run_id"))
 
 
-def evaluate_networks(run: LoadedRun, metrics: Sequence[str] = ("top1", "top5", "loss")) -> dict[str, float]:
-    """Metrics of the online network (`NAME`) and of the EMA network (`NAME_ema`) on the test split."""
-    results = evaluate(run.model, run.loader, metrics)
-    if run.ema_network is not None:
-        results.update({f"{k}_ema": v for k, v in evaluate(run.ema_network, run.loader, metrics).items()})
-    return results
+@dataclass
+class Report:
+    metrics: dict[str, float]          # NAME (online network), NAME_ema (EMA network)
+    figures: dict[str, Any] = field(default_factory=dict)   # artifact path -> matplotlib figure
+    details: dict[str, dict] = field(default_factory=dict)  # artifact path -> JSON-able dict
+    tags: dict[str, str] = field(default_factory=dict)      # what the figures are of (data hashes)
+
+
+def evaluate_networks(run: LoadedRun, metrics: Sequence[str] = ("top1", "top5", "loss"),
+                      progress: bool = False) -> Report:
+    """Metrics of the online network (`NAME`) and of the EMA network (`NAME_ema`) on the test
+    split, with the figures and details of the metrics that draw or tabulate what they measured
+    (`eval/NAME[_ema].png`, `eval/NAME[_ema].json`)."""
+    report = Report({})
+    networks = [("", run.model)] + ([("_ema", run.ema_network)] if run.ema_network is not None else [])
+    for suffix, network in networks:
+        objects = [create_metric(spec, progress=progress) for spec in metrics]
+        values = evaluate(network, run.loader, objects)
+        report.metrics.update({f"{k}{suffix}": v for k, v in values.items()})
+        for metric in objects:
+            if hasattr(metric, "figure"):
+                report.figures[f"eval/{metric.figure_name}{suffix}.png"] = metric.figure()
+            if getattr(metric, "details", None):
+                report.details[f"eval/{metric.name}{suffix}.json"] = metric.details
+            report.tags.update(getattr(metric, "tags", {}))
+    return report
+
+
+def log_report(tracker, report: Report, step: int, prefix: str = "test_") -> None:
+    """Into the tracker's run: the metrics as `prefix`NAME, the figures and details as artifacts."""
+    import matplotlib.pyplot as plt
+
+    tracker.log_metrics({prefix + k: v for k, v in report.metrics.items()}, step=step)
+    for path, figure in report.figures.items():
+        tracker.log_figure(figure, path)
+        plt.close(figure)
+    for path, values in report.details.items():
+        tracker.log_dict(values, path)
+    if report.tags:
+        tracker.set_tags(report.tags)
 
 
 def evaluate_run(run_dir: str | Path, metrics: Sequence[str] = ("top1", "top5", "loss"),
                  device: str = "auto") -> dict[str, float]:
     """Metrics of the online network (`NAME`) and of the EMA network (`NAME_ema`) on the test split."""
-    return evaluate_networks(load_run(run_dir, device), metrics)
+    return evaluate_networks(load_run(run_dir, device), metrics).metrics

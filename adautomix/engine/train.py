@@ -34,7 +34,7 @@ from ..eval import evaluate
 from ..mixers import Method, create_method
 from ..models import create_model
 from ..tracking import Tracker
-from ..visualize import image_grid, training_curves
+from ..visualize import sample_figure, training_curves
 from . import distributed
 from .checkpoint import load_checkpoint, preserved_rng, rng_state, save_checkpoint, set_rng_state
 from .distributed import Ranks, resolve_device  # noqa: F401  (resolve_device: public here too)
@@ -239,7 +239,8 @@ def evaluate_and_log(run: Run, epoch: int, metrics: dict[str, float]) -> dict[st
     if run.tracker is not None:
         run.tracker.log_metrics(metrics, step=epoch + 1)
     if run.config.log_images_every and (epoch + 1) % run.config.log_images_every == 0:
-        log_sample_grid(run.tracker, run.method, run.model, run.val_loader, epoch + 1)
+        log_sample_grid(run.tracker, run.method, run.model, run.val_loader, epoch + 1,
+                        run.manifest.classes)
     if run.tracker is not None:
         run.run_id = run.tracker.run_id
     if run.ranks.is_main:
@@ -296,15 +297,18 @@ def summary_line(metrics: dict[str, float]) -> str:
             f"{ema}  {metrics['images_per_sec']:.0f} img/s")
 
 
-def log_sample_grid(tracker: Tracker | None, method, model, loader, epoch: int) -> None:
-    """What the method trains on (sources, masks, mixed), drawn without moving the run's RNG.
+def log_sample_grid(tracker: Tracker | None, method, model, loader, epoch: int,
+                    classes: list[str] | None = None) -> None:
+    """What the method trains on (sources, masks, mixed, each column's λ and classes), drawn
+    without moving the run's RNG.
 
     Every rank draws it (a SyncBatchNorm in the teacher waits for all of them); rank 0, the one
     with a tracker, logs it."""
     images, labels = next(iter(loader))
     with preserved_rng():
         was_training = model.training
-        rows = method.sample_grid(model, images[:16], labels[:16])
+        grid = method.sample_grid(model, images[:16], labels[:16])
         model.train(was_training)
     if tracker is not None:
-        tracker.log_image(image_grid(rows, loader.mean, loader.std), f"samples/epoch_{epoch:04d}.png")
+        tracker.log_figure(sample_figure(grid.rows, loader.mean, loader.std, grid.targets, classes),
+                           f"samples/epoch_{epoch:04d}.png")

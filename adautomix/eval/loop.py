@@ -1,24 +1,35 @@
 """The one evaluation loop: a network's logits over a labelled loader, in eval mode and without
-autograd. Every evaluation (the metrics table, the confusion matrix) consumes it."""
+autograd. Every evaluation (the metrics table, the confusion matrix, each corrupted set) consumes
+it; FGSM and occlusion, which change the input first, share its eval-mode and autocast helpers."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 
-def predictions(network: nn.Module, loader: Iterable, amp: bool = False
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(logits, labels) per batch; the network's train/eval mode is restored afterwards."""
+@contextmanager
+def evaluating(network: nn.Module) -> Iterator[nn.Module]:
+    """The network in eval mode for the block, then back in the mode it was in."""
     was_training = network.training
     network.eval()
     try:
-        with torch.inference_mode():
-            for images, labels in loader:
-                with torch.autocast(images.device.type, enabled=amp and images.device.type == "cuda"):
-                    logits = network(images)
-                yield logits, labels
+        yield network
     finally:
         network.train(was_training)
+
+
+def logits_of(network: nn.Module, images: torch.Tensor, amp: bool = False) -> torch.Tensor:
+    with torch.autocast(images.device.type, enabled=amp and images.device.type == "cuda"):
+        return network(images)
+
+
+def predictions(network: nn.Module, loader: Iterable, amp: bool = False
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(logits, labels) per batch; the network's train/eval mode is restored afterwards."""
+    with evaluating(network), torch.inference_mode():
+        for images, labels in loader:
+            yield logits_of(network, images, amp), labels

@@ -197,4 +197,4 @@ class AdAutoMix(LearnedMixMethod):
     def sample_masks(self, images):
         _, lams, perm, _, _ = self.draw(images.shape[0], images.device)
         features = self.net_k.features(images, upto=self.feature_stage)
-        return perm, self.generator(features[perm], lams, images.shape[-2:])
+        return perm, self.generator(features[perm], lams, images.shape[-2:]), tuple(lams)

@@ -124,4 +124,5 @@ class AutoMix(LearnedMixMethod):
         lam = sample_beta(self.alpha, 1)[0]
         perm = pair_with_identity(images.shape[0], images.device)
         features = self.net_k.features(images, upto=self.feature_stage)
-        return perm, self.mix_block(features, features[perm[:, 1]], lam, images.shape[-2:])
+        masks = self.mix_block(features, features[perm[:, 1]], lam, images.shape[-2:])
+        return perm, masks, (lam, 1.0 - lam)

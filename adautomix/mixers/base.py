@@ -14,6 +14,7 @@ checkpoint and the optimiser find them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -71,10 +72,19 @@ class Method(nn.Module, ABC):
 
     @torch.no_grad()
     def sample_grid(self, model: nn.Module, images: torch.Tensor,
-                    labels: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
-        """Rows of images (title, B×C×H×W, in the loader's normalised space) that show what the
-        method trains on; logged to MLflow as a PNG grid. Masks come as 1-channel rows."""
-        return [("input", images)]
+                    labels: torch.Tensor) -> SampleGrid:
+        """What the method trains on, drawn as it draws a training batch; logged to MLflow as a
+        picture (visualize.sample_figure)."""
+        return SampleGrid([("input", images)], self.targets(labels))
+
+
+@dataclass
+class SampleGrid:
+    """Rows of (title, tensor): images B×C×H×W in the loader's normalised space, or masks B×1×H×W
+    of per-pixel weights in [0, 1] under a title that starts with "mask"; and the soft targets
+    (B×classes) the last row, the mixed images, is trained towards."""
+    rows: list[tuple[str, torch.Tensor]]
+    targets: torch.Tensor | None = None
 
 
 class Vanilla(Method):
@@ -99,8 +109,8 @@ class InputMixMethod(Method):
 
     @torch.no_grad()
     def sample_grid(self, model, images, labels):
-        mixed, _, masks = self.mix(images, self.targets(labels))
+        mixed, targets, masks = self.mix(images, self.targets(labels))
         rows = [("input", images)]
         if masks is not None:
             rows += [(f"mask {i}", masks[:, i:i + 1]) for i in range(masks.shape[1])]
-        return rows + [("mixed", mixed)]
+        return SampleGrid(rows + [("mixed", mixed)], targets)

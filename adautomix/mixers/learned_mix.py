@@ -27,7 +27,7 @@ from torch import nn
 from ..config import ConfigError
 from ..engine.ema import cosine_momentum, ema_update, frozen_copy
 from ..models.backbone import Backbone, linear_head
-from .base import Method
+from .base import Method, SampleGrid
 from .gradient_bank import GradientBank, fp16_autocast
 
 LossParts = Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -140,11 +140,14 @@ class LearnedMixMethod(Method):
     def sample_grid(self, model, images, labels):
         with unchanged_buffers(self.net_k):
             self.net_k.train()
-            perm, masks = self.sample_masks(images)
+            perm, masks, lams = self.sample_masks(images)
         rows = [(f"source {i + 1}", images[perm[:, i]]) for i in range(perm.shape[1])]
         rows += [(f"mask {i + 1}", masks[:, i:i + 1]) for i in range(perm.shape[1])]
-        return rows + [("mixed", mix_images(images, perm, masks))]
+        return SampleGrid(rows + [("mixed", mix_images(images, perm, masks))],
+                          mix_targets(self.targets(labels), perm, lams))
 
     @abstractmethod
-    def sample_masks(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B×N permutation, B×N×H×W masks) as the generator branch draws them."""
+    def sample_masks(self, images: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, tuple[float, ...]]:
+        """(B×N permutation, B×N×H×W masks, the N label weights λ) as the generator branch
+        draws them."""

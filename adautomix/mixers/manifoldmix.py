@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Method, soft_cross_entropy
+from .base import Method, SampleGrid, soft_cross_entropy
 from .sampling import mix_partner, sample_beta
 
 
@@ -54,5 +54,7 @@ class ManifoldMix(Method):
         """Hidden mixes cannot be drawn; the row shows the input-layer mix at a fresh λ."""
         lam = sample_beta(self.alpha, 1)[0]
         index = mix_partner(images.shape[0], images.device)
-        return [("input", images), (f"mixed at the input, λ={lam:.2f}",
-                                    images.mul(lam).add_(images[index], alpha=1.0 - lam))]
+        targets = self.targets(labels)
+        return SampleGrid([("input", images), (f"mixed at the input, λ={lam:.2f}",
+                                               images.mul(lam).add_(images[index], alpha=1.0 - lam))],
+                          targets.mul(lam).add_(targets[index], alpha=1.0 - lam))

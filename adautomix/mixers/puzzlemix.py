@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Method, soft_cross_entropy
+from .base import Method, SampleGrid, soft_cross_entropy
 from .sampling import mix_partner, sample_beta
 
 
@@ -234,5 +234,6 @@ class PuzzleMix(Method):
 
     @torch.no_grad()
     def sample_grid(self, model, images, labels):
-        mixed, _, masks = self.mix(model, images, labels)
-        return [("input", images), ("share of the input", masks[:, :1]), ("mixed", mixed)]
+        mixed, targets, masks = self.mix(model, images, labels)
+        return SampleGrid([("input", images), ("mask: share of the input", masks[:, :1]),
+                           ("mixed", mixed)], targets)

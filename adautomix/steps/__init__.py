@@ -6,14 +6,16 @@ guard a run are the same when a pipeline is compiled as when it runs:
 
 - checks.py: `build_config` (a preset with values on top) and `check_run`, the checks a
   RunConfig cannot make alone; what `python -m pipeline` runs before compiling anything.
-- train.py: `train_step`, training in a checkpoint folder keyed by what the run computes.
+- train.py: `train_step`, training in a checkpoint folder keyed by what the run computes (in
+  this process or as torchrun's processes); `prepare_run` and `finished_result`, what the
+  TrainJob step writes before and reads after Kubeflow Trainer trains on several nodes.
 - evaluate.py: `evaluate_step`, the test metrics, confusion matrix and logged model of a run.
 
 The data step is `data.versioning.materialise`, the register step `registry.register`."""
 
 from .checks import build_config, check_run
 from .evaluate import TEST_METRICS, Evaluation, evaluate_step
-from .train import UNKEYED_FIELDS, checkpoint_dir, train_step
+from .train import UNKEYED_FIELDS, checkpoint_dir, finished_result, prepare_run, train_step
 
 __all__ = ["TEST_METRICS", "UNKEYED_FIELDS", "Evaluation", "build_config", "check_run",
-           "checkpoint_dir", "evaluate_step", "train_step"]
+           "checkpoint_dir", "evaluate_step", "finished_result", "prepare_run", "train_step"]

@@ -25,9 +25,6 @@ def check_run(config: RunConfig, num_gpus: int = 0) -> None:
 
     if num_gpus < 0:
         raise ConfigError(f"num_gpus must be >= 0, got {num_gpus}")
-    if num_gpus > 1:
-        raise ConfigError(f"num_gpus {num_gpus}: a run trains on one device; run several "
-                          "configurations in parallel with the sweep pipeline instead")
     # Class and channel counts do not change which options or batch sizes a method accepts.
     model = create_model(config.model, num_classes=10, in_chans=3)
     method = create_method(config.method, model, 10, **config.method_args)

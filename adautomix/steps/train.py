@@ -1,5 +1,6 @@
 """The train step: train a configuration in a checkpoint folder named by what it computes, so a
-retried or re-run step resumes there instead of starting over."""
+retried or re-run step resumes there instead of starting over; in this process, as several
+processes of torch's launcher, or (`prepare_run`, `finished_result`) by a TrainJob's nodes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig
+from ..config import ConfigError, RunConfig
 from .checks import build_config
 
 # Fields that say where or how visibly a run happens, not what it computes: they stay out of the
@@ -25,11 +26,58 @@ def checkpoint_dir(root: str | Path, config: RunConfig, data_version: str) -> Pa
     return Path(root) / f"{config.dataset}-{config.model}-{config.method}-seed{config.seed}-{digest}"
 
 
-def train_step(checkpoint_root: str | Path, data_version: str, preset: str = "", **values: Any):
+def train_step(checkpoint_root: str | Path, data_version: str, preset: str = "", nproc: int = 1,
+               **values: Any):
     """Train the configuration `build_config(preset, **values)` in its persistent checkpoint
-    folder under `checkpoint_root`, resuming from the checkpoint there if there is one."""
-    from ..engine.train import train
+    folder under `checkpoint_root`, resuming from the checkpoint there if there is one.
 
+    `nproc` > 1 starts that many processes here through torch's launcher (one per GPU, Gloo
+    processes on a machine without CUDA) and reads the result back from the checkpoint."""
+    config = prepare_run(checkpoint_root, data_version, preset, **values)
+    if nproc <= 1:
+        from ..engine.train import train
+        return train(config, resume=True)
+    import subprocess
+
+    import torch
+
+    from ..launch import single_pod_command
+
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if 0 < visible < nproc:
+        raise ConfigError(f"num_gpus {nproc} but this machine sees {visible} GPU(s); request "
+                          f"{nproc} GPUs for the step or lower --num-gpus")
+    out = Path(config.output_dir)
+    done = subprocess.run(single_pod_command(nproc, out / "config.json"), check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"torchrun with {nproc} processes exited with status "
+                           f"{done.returncode} (the failing rank's error is above); the last "
+                           f"checkpoint in {out} is intact and a re-run resumes from it")
+    return finished_result(out)
+
+
+def prepare_run(checkpoint_root: str | Path, data_version: str, preset: str = "",
+                **values: Any) -> RunConfig:
+    """The run's configuration with its persistent output folder, saved there as config.json:
+    what a launcher elsewhere (torchrun, a TrainJob's nodes) trains from."""
     config = build_config(preset, **values)
-    out = checkpoint_dir(checkpoint_root, config, data_version)
-    return train(config.replace(output_dir=str(out)), resume=True)
+    config = config.replace(output_dir=str(checkpoint_dir(checkpoint_root, config, data_version)))
+    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    config.save(Path(config.output_dir) / "config.json")
+    return config
+
+
+def finished_result(run_dir: str | Path):
+    """The TrainResult of a run trained by other processes, read from its checkpoint; an error
+    if the run stopped before its last epoch (the checkpoint stays for the re-run to resume)."""
+    from ..engine.checkpoint import load_checkpoint
+    from ..engine.train import TrainResult, final_metrics
+
+    run_dir = Path(run_dir)
+    config = RunConfig.load(run_dir / "config.json")
+    state = load_checkpoint(run_dir, map_location="cpu")
+    epoch = state["epoch"] if state is not None else 0
+    if epoch < config.epochs:
+        raise RuntimeError(f"training in {run_dir} stopped after epoch {epoch} of {config.epochs}; "
+                           "its checkpoint is intact and a re-run resumes from it")
+    return TrainResult(final_metrics(state["history"]), run_dir, state["run_id"], state["history"])

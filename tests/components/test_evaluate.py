@@ -36,3 +36,18 @@ def test_the_run_gets_test_metrics_a_confusion_matrix_and_the_trained_model(trai
     with torch.inference_mode():
         np.testing.assert_allclose(served.eval()(images).numpy(),
                                    trained_ema.eval()(images).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_robustness_metrics_from_the_pipeline_parameter_reach_the_run(trained, mlflow_http,
+                                                                     tmp_path):
+    run_id, checkpoint = trained
+    metrics = dsl.Metrics(name="metrics", uri=str(tmp_path / "metrics"))
+    evaluate.python_func(checkpoint=checkpoint, data_version="v1", metrics=metrics,
+                         test_metrics=["ece", "occlusion:ratios=0+1"])
+    assert {"test_ece_ema", "test_ece_paper_ema", "test_occlusion_top1_mean_ema",
+            "test_occlusion_top1_r1_ema"} <= set(metrics.metadata)
+    logged = mlflow.get_run(run_id).data.metrics
+    assert logged["test_ece"] == metrics.metadata["test_ece"]
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "eval")}
+    assert {"eval/reliability.png", "eval/reliability_ema.png", "eval/occlusion_curve.png",
+            "eval/occlusion_curve_ema.png"} <= artifacts

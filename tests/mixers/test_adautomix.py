@@ -225,7 +225,8 @@ def test_sample_grid_shows_sources_masks_and_mixed_images():
     perturb(method.generator)
     images, labels = batch()
     before = {k: v.clone() for k, v in method.net_k.state_dict().items()}
-    rows = method.sample_grid(model, images, labels)
+    grid = method.sample_grid(model, images, labels)
+    rows = grid.rows
     assert [title for title, _ in rows] == ["source 1", "source 2", "source 3",
                                            "mask 1", "mask 2", "mask 3", "mixed"]
     sources, masks, mixed = rows[:3], rows[3:6], rows[6][1]
@@ -233,6 +234,14 @@ def test_sample_grid_shows_sources_masks_and_mixed_images():
     assert all(t.shape == (8, 1, 16, 16) for _, t in masks)
     torch.testing.assert_close(sum(t for _, t in masks), torch.ones(8, 1, 16, 16))
     torch.testing.assert_close(mixed, sum(s * m for (_, s), (_, m) in zip(sources, masks)))
+    # the captions' targets: Σ λ_i one-hot(class of source i) with the λ the generator branch
+    # drew (not the mask areas), re-drawn here from the same seed
+    torch.manual_seed(3)
+    grid = method.sample_grid(model, images, labels)
+    torch.manual_seed(3)
+    _, lams, perm, _, _ = method.draw(8, images.device)
+    expected = sum(lam * F.one_hot(labels[perm[:, i]], 10).float() for i, lam in enumerate(lams))
+    torch.testing.assert_close(grid.targets, expected)
     for key, value in method.net_k.state_dict().items():  # drawing it must not move the teacher
         assert torch.equal(value, before[key]), key
 

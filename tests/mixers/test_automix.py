@@ -15,6 +15,7 @@ import adautomix.mixers.learned_mix as learned_mix_module
 from adautomix.config import ConfigError
 from adautomix.mixers.adautomix import AdAutoMix
 from adautomix.mixers.automix import AutoMix, PixelMixBlock
+from adautomix.mixers.sampling import sample_beta
 from tests.mixers.conftest import batch, perturb
 from tests.mixers.conftest import setup as build
 
@@ -125,8 +126,19 @@ def test_part_by_part_backward_equals_one_joint_backward(monkeypatch, cls):
 
 def test_sample_grid_shows_both_sources_their_masks_and_the_mix():
     model, method = setup()
-    rows = method.sample_grid(model, *batch())
-    assert [t for t, _ in rows] == ["source 1", "source 2", "mask 1", "mask 2", "mixed"]
+    images, labels = batch()
+    grid = method.sample_grid(model, images, labels)
+    assert [t for t, _ in grid.rows] == ["source 1", "source 2", "mask 1", "mask 2", "mixed"]
+    # each column is trained towards λ of its own class and 1 - λ of its partner's, with the λ the
+    # mix block was given (not the mask areas), re-drawn here from the same seed
+    torch.manual_seed(3)
+    grid = method.sample_grid(model, images, labels)
+    torch.manual_seed(3)
+    (lam,) = sample_beta(method.alpha, 1)
+    partner = torch.tensor([int((images == s).flatten(1).all(1).nonzero()[0])
+                            for s in grid.rows[1][1]])
+    expected = lam * F.one_hot(labels, 10).float() + (1 - lam) * F.one_hot(labels[partner], 10).float()
+    torch.testing.assert_close(grid.targets, expected)
 
 
 def test_bad_configs_say_what_to_change(tiny_backbone):

@@ -91,8 +91,11 @@ def test_factory_builds_every_baseline_with_the_papers_cifar100_alpha(tiny_backb
         images, labels = torch.randn(3, 3, 16, 16), torch.tensor([0, 4, 9])
         loss, _ = method.training_step(tiny_backbone, images, labels, step=0)
         assert loss.ndim == 0 and torch.isfinite(loss)
-        rows = method.sample_grid(tiny_backbone, images, labels)
-        assert rows[0][0] == "input" and rows[-1][1].shape == images.shape
+        grid = method.sample_grid(tiny_backbone, images, labels)
+        assert grid.rows[0][0] == "input" and grid.rows[-1][1].shape == images.shape
+        # the mixed images' targets, which caption the picture: a mix of the batch's own classes
+        torch.testing.assert_close(grid.targets.sum(1), torch.ones(3), msg=name)
+        assert set(grid.targets.nonzero()[:, 1].tolist()) <= {0, 4, 9}, name
 
 
 # --- SaliencyMix ---------------------------------------------------------------------------
@@ -309,8 +312,8 @@ def test_puzzlemix_step_keeps_train_mode_and_trains(make_backbone, channels, bat
     loss.backward()
     assert torch.isfinite(loss) and model.training
     assert all(p.grad is not None for p in model.parameters())
-    titles = [title for title, _ in method.sample_grid(model, images, labels)]
-    assert titles == ["input", "share of the input", "mixed"]
+    titles = [title for title, _ in method.sample_grid(model, images, labels).rows]
+    assert titles == ["input", "mask: share of the input", "mixed"]
 
 
 def test_puzzlemix_explains_image_sizes_it_cannot_tile():

@@ -35,10 +35,10 @@ def executor_of(spec: dict, name: str) -> dict:
 def test_the_training_yaml_requests_gpus_and_reads_secrets_by_name_only(tmp_path, monkeypatch):
     text, (spec, platform) = compile_yaml(tmp_path, monkeypatch, "--method", "mixup",
                                           "--num-gpus", "1", "--node-selector", "gpu=a100")
-    for step in ("train", "evaluate"):
+    for step, count in (("train", "num_gpus"), ("evaluate", "evaluate_gpus")):
         accelerator = executor_of(spec, step)["resources"]["accelerator"]
         assert accelerator["resourceType"] == "nvidia.com/gpu"
-        assert "num_gpus" in accelerator["resourceCount"]
+        assert count in accelerator["resourceCount"]
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert executors["exec-train"]["nodeSelector"]["labels"] == {"gpu": "a100"}
     assert executors["exec-train"]["tolerations"][0]["key"] == "nvidia.com/gpu"
@@ -76,9 +76,9 @@ def test_the_sweep_yaml_fans_out_over_the_grid_and_registers_the_best(tmp_path, 
     (["--method", "nomix"], "unknown method 'nomix'"),
     (["--method", "adautomix", "--batch-size", "2"], "smaller than method 'adautomix' needs"),
     (["--data-version", "latest"], "not a DVC hash"),
-    (["--num-gpus", "2"], "num_gpus 2"),
+    (["--num-gpus", "-1"], "num_gpus must be >= 0"),
     (["--sweep", "--seeds", "0"], "at least one method"),
-    (["--test-metrics", "top1,nonsense"], "unknown test metric(s) ['nonsense']"),
+    (["--test-metrics", "top1,nonsense"], "unknown metric 'nonsense'; valid: top1"),
 ])
 def test_bad_parameters_fail_at_compile_time_and_write_nothing(tmp_path, capsys, flags, message):
     path = tmp_path / "pipeline.yaml"
@@ -117,3 +117,10 @@ def test_submit_names_an_unreachable_host():
     arguments = training_arguments(project=PROJECT, method="mixup")
     with pytest.raises(SubmitError, match=f"127.0.0.1:{port}"):
         submit(host, arguments, "adautomix", "run-1")
+
+
+def test_the_robustness_metrics_are_a_pipeline_parameter(tmp_path, monkeypatch):
+    metrics = "top1,ece,fgsm:epsilon=0.0157,occlusion,corruption:severities=1+5"
+    _, (spec, _) = compile_yaml(tmp_path, monkeypatch, "--test-metrics", metrics)
+    defaults = spec["root"]["inputDefinitions"]["parameters"]
+    assert defaults["test_metrics"]["defaultValue"] == metrics.split(",")

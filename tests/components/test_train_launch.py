@@ -1,0 +1,39 @@
+"""The train step with more than one GPU: torch's launcher starts one process per GPU (Gloo
+processes here, on the CPU), the result is read back from the checkpoint they wrote, and a rank
+that fails fails the step with the checkpoint intact."""
+
+from __future__ import annotations
+
+import pytest
+from kfp import dsl
+
+from adautomix.engine.checkpoint import load_checkpoint
+from components.train import train
+from tests.components.conftest import TRAINING
+
+
+def launch(prepared, tmp_path, **changes):
+    workspace, version, dataset = prepared
+    checkpoint = dsl.Model(name="checkpoint", uri=str(tmp_path / "model"))
+    run_id = train.python_func(prepared=dataset, data_version=version, experiment="launch",
+                               workspace=str(workspace), checkpoint=checkpoint,
+                               **{**TRAINING, "num_gpus": 2, **changes})
+    return run_id, checkpoint
+
+
+@pytest.mark.slow
+def test_two_processes_train_the_run_and_pass_on_its_checkpoint(prepared, mlflow_server,
+                                                                 monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    run_id, checkpoint = launch(prepared, tmp_path, seed=1)
+    state = load_checkpoint(checkpoint.path)
+    assert state["epoch"] == TRAINING["epochs"] and state["run_id"] == run_id
+    assert checkpoint.metadata["run_id"] == run_id and "val_top1" in checkpoint.metadata
+
+
+def test_a_failing_rank_fails_the_step_and_names_the_launcher(prepared, tmp_path, capfd):
+    # 11 images do not split over 2 processes: each rank refuses at set-up, before a checkpoint
+    with pytest.raises(RuntimeError, match=r"torchrun with 2 processes exited with status [1-9]"
+                                           r".*re-run resumes"):
+        launch(prepared, tmp_path, batch_size=11, seed=2)
+    assert "over the 2 processes" in capfd.readouterr().err
