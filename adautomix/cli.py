@@ -112,10 +112,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .engine.distributed import ranks_from_environment
     from .engine.train import train
 
     config = config_from_args(args)
     result = train(config, resume=args.resume)
+    if not ranks_from_environment().is_main:   # under torchrun: rank 0 reports for all
+        return 0
     m = result.metrics
     print(f"\nfinished: top-1 {m['val_top1']:.2f}% (online)"
           + (f", {m['val_top1_ema']:.2f}% (EMA; median of last 10 epochs {m['val_top1_ema_median10']:.2f}%)"

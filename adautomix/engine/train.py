@@ -126,7 +126,12 @@ def setup(config: RunConfig, resume: bool, ranks: Ranks, device: torch.device) -
     seed_everything(config.seed, config.deterministic)
     batch_size = rank_batch_size(config.batch_size, ranks.world_size)
 
-    manifest = ensure_dataset(config.dataset, config.data_root)
+    # Fashion-MNIST prepares itself on first use: one process per node writes it, then the rest read
+    if ranks.local_rank == 0:
+        manifest = ensure_dataset(config.dataset, config.data_root)
+    distributed.barrier()
+    if ranks.local_rank != 0:
+        manifest = ensure_dataset(config.dataset, config.data_root)
     loader_args = dict(data_root=config.data_root, kind=config.loader, device=device, seed=config.seed,
                        num_workers=config.num_workers, rank=ranks.rank, world_size=ranks.world_size,
                        recipe=Recipe.from_config(config, manifest))
@@ -156,10 +161,12 @@ def setup(config: RunConfig, resume: bool, ranks: Ranks, device: torch.device) -
     state = load_checkpoint(out, map_location=device) if resume else None
     if state is not None:
         restore(run, state)
-        log.info("resumed from %s at epoch %d (step %d)", out, run.start_epoch, run.step)
+        if ranks.is_main:
+            log.info("resumed from %s at epoch %d (step %d)", out, run.start_epoch, run.step)
     distributed.broadcast_state(networks(run))
     if ranks.is_main:
         run.tracker = Tracker(config, manifest.sha256, run_id=run.run_id)
+    distributed.barrier()   # the epoch clocks start together, not while rank 0 opens MLflow
     return run
 
 
@@ -214,9 +221,12 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
         if run.step % 10 == 0:  # a host sync; not every step
             rate = seen * run.ranks.world_size / (time.perf_counter() - started)
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", img_s=f"{rate:.0f}")
-    train_time = time.perf_counter() - started
-    totals = distributed.all_reduce_sum(torch.stack([loss_sum.double().cpu(),
-                                                     torch.tensor(seen, dtype=torch.float64)]).to(device))
+    # global figures, the same on every rank: the loss over all ranks' steps, and every rank's
+    # images over the slowest rank's time
+    train_time = distributed.all_reduce_max(
+        torch.tensor(time.perf_counter() - started, dtype=torch.float64, device=device)).item()
+    totals = distributed.all_reduce_sum(torch.stack([loss_sum.double(),
+                                                     torch.tensor(seen, dtype=torch.float64, device=device)]))
     loss_total, seen_total = totals.tolist()
     return {"epoch": epoch + 1, "train_loss": loss_total / (run.steps_per_epoch * run.ranks.world_size),
             "lr": lr, "images_per_sec": seen_total / train_time}
