@@ -8,13 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import ConfigError
+from .errors import RunFailure
 
 # Percentage points above chance a candidate needs by default: 10 classes then need 15 %. A model
 # at chance has learned nothing, whatever its logged loss says.
 CHANCE_MARGIN = 5.0
 
 
-class GateRejected(RuntimeError):
+class GateRejected(RunFailure):
     """The gate rejected every candidate: the message says which version and why."""
 
 

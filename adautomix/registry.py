@@ -14,8 +14,10 @@ The score is the registered network's validation top-1 (`SCORE_METRIC`), or its 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
+from .errors import InputError
 from .gate import CHANCE_MARGIN, Gate, GateRejected  # noqa: F401  (part of this module's API)
 
 log = logging.getLogger("adautomix.registry")
@@ -33,13 +35,17 @@ class Candidate:
     chance: float       # top-1 in % of guessing: 100 / classes
 
 
+class RegistryError(InputError):
+    """A candidate that must not be registered; the message says why."""
+
+
 @dataclass(frozen=True)
 class Registration:
     name: str
     version: str
     aliases: tuple[str, ...]    # the aliases this version holds after registration
     reason: str                 # why it was or was not promoted, or why the gate rejected it
-    tracking_uri: str           # the MLflow store that holds the registry
+    tracking_uri: str           # the MLflow store that holds the registry (credentials masked)
     passed: bool = True         # whether it met the gate
 
     @property
@@ -74,9 +80,14 @@ def register(candidate: Candidate, name: str, dataset: str, data_version: str = 
     # (default_model_name) and should not pay for importing MLflow.
     import mlflow
 
-    from .tracking import connect, tracking_uri
+    from .tracking import connect, display_uri
 
     name = name or default_model_name(dataset)
+    if not math.isfinite(candidate.score):
+        # A NaN champion could never be beaten (every comparison with NaN is false).
+        raise RegistryError(f"model {candidate.model_uri} scored {candidate.score} on {metric}: "
+                            "a model without a finite score is not registered; its training "
+                            "or evaluation failed")
     client = connect()
     rejection = gate.rejection(metric, candidate.score, candidate.chance)
     tags = {"dataset": dataset, "metric": metric, "score": repr(candidate.score),
@@ -88,14 +99,14 @@ def register(candidate: Candidate, name: str, dataset: str, data_version: str = 
     version = str(mlflow.register_model(candidate.model_uri, name, tags=tags).version)
     if rejection:
         log.warning("registered %s version %s without an alias: %s", name, version, rejection)
-        return Registration(name, version, (), rejection, tracking_uri(), passed=False)
+        return Registration(name, version, (), rejection, display_uri(), passed=False)
     client.set_registered_model_alias(name, CHALLENGER, version)
     promote, reason = _judge(client, name, dataset, metric, candidate.score)
     if promote:
         client.set_registered_model_alias(name, CHAMPION, version)
     log.info("registered %s version %s: %s", name, version, reason)
     aliases = (CHALLENGER, CHAMPION) if promote else (CHALLENGER,)
-    return Registration(name, version, aliases, reason, tracking_uri())
+    return Registration(name, version, aliases, reason, display_uri())
 
 
 def register_best(candidates: list[Candidate], name: str, dataset: str, data_version: str = "",
@@ -103,9 +114,16 @@ def register_best(candidates: list[Candidate], name: str, dataset: str, data_ver
     """Register only the best-scoring of several candidates (a sweep's runs); if the gate
     rejects it, it rejects them all."""
     if not candidates:
-        raise ValueError("register_best got no candidates; the sweep produced no evaluated runs")
-    best = max(candidates, key=lambda c: c.score)
-    return register(best, name, dataset, data_version, metric, gate)
+        raise RegistryError("register_best got no candidates; the sweep produced no evaluated runs")
+    # max() over a NaN answers by list order, so candidates without a finite score leave first
+    scored = [c for c in candidates if math.isfinite(c.score)]
+    if not scored:
+        raise RegistryError(f"none of the {len(candidates)} candidates has a finite score "
+                            f"({', '.join(str(c.score) for c in candidates)}); nothing is registered")
+    for dropped in set(candidates) - set(scored):
+        log.warning("not registering %s: its score is %s", dropped.model_uri, dropped.score)
+    return register(max(scored, key=lambda c: c.score), name, dataset, data_version, metric,
+                    gate)
 
 
 def _judge(client, name: str, dataset: str, metric: str, score: float) -> tuple[bool, str]:
@@ -119,6 +137,8 @@ def _judge(client, name: str, dataset: str, metric: str, score: float) -> tuple[
                        f"{held.get('dataset')}/{held.get('metric')}, not {dataset}/{metric}; "
                        "set the champion alias by hand to switch")
     best = float(held["score"])
+    if not math.isfinite(best):   # registered before scores were checked
+        return True, f"champion version {champion.version} has no finite score ({best})"
     if score > best:
         return True, f"{metric} {score:.4g} beats champion version {champion.version} ({best:.4g})"
     return False, f"{metric} {score:.4g} does not beat champion version {champion.version} ({best:.4g})"

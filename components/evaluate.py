@@ -18,9 +18,11 @@ def evaluate(checkpoint: Input[Model], data_version: str, test_metrics: List[str
     confusion matrix and the served model. Returns the logged model's URI, its score (the served
     network's validation top-1, or test top-1 without a validation split), the score's name and
     chance's top-1, which the registry judges by."""
+    from adautomix.errors import exit_on_error
     from adautomix.steps import evaluate_step
 
-    result = evaluate_step(checkpoint.path, tuple(test_metrics), data_version)
+    with exit_on_error():   # one line and exit status 2 or 1, as from the CLI
+        result = evaluate_step(checkpoint.path, tuple(test_metrics), data_version)
     for name, value in result.metrics.items():
         metrics.log_metric(name, value)
     return result.model_uri, result.score, result.metric, result.chance

@@ -23,13 +23,15 @@ def register(model_uri: str, score: float, metric: str, chance: float, dataset: 
              data_version: str, registered_model: str, chance_margin: float, min_score: float
              ) -> NamedTuple("Registered", [("version", str), ("aliases", List[str]), ("tracking_uri", str)]):
     """Register the model; registered_model '' names it adautomix-DATASET."""
+    from adautomix.errors import exit_on_error
     from adautomix.registry import Candidate, Gate
     from adautomix.registry import register as register_model
 
-    done = register_model(Candidate(model_uri, score, chance), registered_model, dataset,
-                          data_version, metric, Gate(chance_margin, min_score))
-    print(f"registered {done.name} version {done.version}: {done.reason}", flush=True)
-    done.raise_if_rejected()
+    with exit_on_error():   # one line and exit status 2 or 1, as from the CLI
+        done = register_model(Candidate(model_uri, score, chance), registered_model, dataset,
+                              data_version, metric, Gate(chance_margin, min_score))
+        print(f"registered {done.name} version {done.version}: {done.reason}", flush=True)
+        done.raise_if_rejected()
     return done.version, list(done.aliases), done.tracking_uri
 
 
@@ -39,14 +41,16 @@ def register_best(model_uris: List[str], scores: List[float], metrics: List[str]
                   chance_margin: float, min_score: float
                   ) -> NamedTuple("Registered", [("version", str), ("aliases", List[str]), ("tracking_uri", str)]):
     """Register the best of a sweep's models; registered_model '' names it adautomix-DATASET."""
+    from adautomix.errors import exit_on_error
     from adautomix.registry import Candidate, Gate
     from adautomix.registry import register_best as register_model
 
-    candidates = [Candidate(uri, score, chance)
-                  for uri, score, chance in zip(model_uris, scores, chances, strict=True)]
-    # The runs of a sweep share every setting but method and seed, so one metric names them all.
-    done = register_model(candidates, registered_model, dataset, data_version, metrics[0],
-                          Gate(chance_margin, min_score))
-    print(f"registered {done.name} version {done.version}: {done.reason}", flush=True)
-    done.raise_if_rejected(candidates=len(candidates))
+    with exit_on_error():   # one line and exit status 2 or 1, as from the CLI
+        candidates = [Candidate(uri, score, chance)
+                      for uri, score, chance in zip(model_uris, scores, chances, strict=True)]
+        # The runs of a sweep share every setting but method and seed, so one metric names them all.
+        done = register_model(candidates, registered_model, dataset, data_version, metrics[0],
+                              Gate(chance_margin, min_score))
+        print(f"registered {done.name} version {done.version}: {done.reason}", flush=True)
+        done.raise_if_rejected(candidates=len(candidates))
     return done.version, list(done.aliases), done.tracking_uri

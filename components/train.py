@@ -21,17 +21,19 @@ def train(prepared: Input[Dataset], data_version: str, dataset: str, model: str,
     dataset and the pipeline run as tags. Returns the MLflow run id."""
     import shutil
 
+    from adautomix.errors import exit_on_error
     from adautomix.steps import train_step
 
-    tags = {"kfp_pipeline": pipeline_name, "kfp_run_id": pipeline_run_id,
-            "kfp_run_name": pipeline_run_name}
-    # progress stays on: with no terminal it is a log line per tenth of each epoch
-    result = train_step(f"{workspace}/runs/checkpoints", data_version, preset, nproc=num_gpus,
-                        data_source=prepared.metadata.get("remote_url", ""), tags=tags,
-                        dataset=dataset, model=model, model_width=model_width, method=method,
-                        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, subset=subset,
-                        val_subset=val_subset, val_size=val_size, experiment=experiment,
-                        data_root=prepared.metadata["data_root"])
+    with exit_on_error():   # one line and exit status 2 or 1, as from the CLI
+        tags = {"kfp_pipeline": pipeline_name, "kfp_run_id": pipeline_run_id,
+                "kfp_run_name": pipeline_run_name}
+        # progress stays on: with no terminal it is a log line per tenth of each epoch
+        result = train_step(f"{workspace}/runs/checkpoints", data_version, preset, nproc=num_gpus,
+                            data_source=prepared.metadata.get("remote_url", ""), tags=tags,
+                            dataset=dataset, model=model, model_width=model_width, method=method,
+                            epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, subset=subset,
+                            val_subset=val_subset, val_size=val_size, experiment=experiment,
+                            data_root=prepared.metadata["data_root"])
     shutil.copytree(result.output_dir, checkpoint.path)
     checkpoint.metadata.update(run_id=result.run_id, **result.metrics)
     return result.run_id

@@ -12,6 +12,7 @@ import sys
 
 from adautomix.cli import HELP, main as run_cli
 from adautomix.config import ConfigError, parse_override
+from adautomix.errors import DEBUG_ENV, one_line
 from adautomix.gate import CHANCE_MARGIN, Gate
 
 
@@ -63,9 +64,9 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             registered = run_local(arguments, args.sweep, args.pipeline_root, args.workspace,
                                    args.data_remote)
             print(local_summary(arguments, registered))
-    # SubmitError, or kfp.local's report of a failed step (whose log is printed above it)
+    # SubmitError, or kfp.local's report of a failed step (whose one-line error is printed above)
     except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(one_line(exc), file=sys.stderr)
         return 1
     return 0
 
@@ -149,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "as one run configuration before anything is compiled, run or submitted. "
                     "Quick start: python -m pipeline run --local --method mixup --epochs 4")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback behind an error line (or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="pipeline_command", required=True)
     q = sub.add_parser("compile", help="write the pipeline as IR YAML")
     q.add_argument("-o", "--output", default="adautomix-pipeline.yaml", help="the YAML file")

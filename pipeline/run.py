@@ -13,6 +13,7 @@ from pathlib import Path
 
 from adautomix.config import ConfigError
 from adautomix.data.errors import DataError
+from adautomix.errors import RunFailure
 from adautomix.data.versioning import normalise_version, tracked_version
 from adautomix.gate import Gate
 from adautomix.registry import default_model_name
@@ -28,7 +29,7 @@ RUN_FIELDS = ("dataset", "model", "model_width", "method", "epochs", "batch_size
 SWEEP_SHARED_FIELDS = tuple(f for f in RUN_FIELDS if f not in ("method", "seed"))
 
 
-class SubmitError(RuntimeError):
+class SubmitError(RunFailure):
     """The Kubeflow Pipelines endpoint refused or could not be reached; names the host."""
 
 

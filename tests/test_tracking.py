@@ -1,97 +1,85 @@
-"""What a run records in MLflow: a readable name, the resolved setup, its dataset as an input, and
-a model that a clean environment loads and feeds with raw [0, 1] images."""
+"""Tracking: a killed run is never left RUNNING by the next start, and no URI the project prints
+carries a password."""
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
-import numpy as np
-import torch
+import pytest
 from mlflow.tracking import MlflowClient
 
 from adautomix.config import RunConfig
-from adautomix.models import create_model
-from adautomix.tracking import Tracker, setup_params
+from adautomix.redact import redact
+from adautomix.tracking import FAILURE_TAG, OUTPUT_DIR_TAG, Tracker, TrackingError, connect
 
-ROOT = Path(__file__).resolve().parents[1]
-
-# Run in a fresh interpreter: the project (this checkout, and the editable install's finder in
-# site-packages) is taken off the import path first, and the test checks adautomix is gone
-# before MLflow loads the model, which must bring its own copy of the code.
-CLEAN_PREDICT = textwrap.dedent("""
-    import importlib.util, json, sys
-    sys.meta_path = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
-    sys.path = [p for p in sys.path if p not in ("", ".", {root!r})
-                and not (p.startswith({root!r} + "/") and "site-packages" not in p)]
-    assert importlib.util.find_spec("adautomix") is None, "the project is still importable"
-    import numpy as np, mlflow.pyfunc
-    model = mlflow.pyfunc.load_model({uri!r})
-    images = np.load({images!r})
-    print(json.dumps(np.asarray(model.predict(images)).tolist()))
-""")
+# A process that opens its MLflow run and is killed (SIGKILL: no handler, no cleanup runs)
+# before it writes anything else: a training killed before its first checkpoint.
+KILLED_RUN = """
+import os, signal, sys
+from adautomix.config import RunConfig
+from adautomix.tracking import Tracker
+tracker = Tracker(RunConfig(output_dir=sys.argv[1], experiment="stale"), "hash")
+print(tracker.run_id, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
 
 
-def tracker(name: str = "", method: str = "mixup") -> Tracker:
-    config = RunConfig(method=method, model="resnet18", seed=3, run_name=name,
-                       experiment="test-tracking")
-    return Tracker(config, "0" * 64)
+def killed_run(output_dir) -> str:
+    proc = subprocess.run([sys.executable, "-c", KILLED_RUN, str(output_dir)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    return proc.stdout.split()[0]
 
 
-def test_the_logged_model_predicts_raw_images_without_the_project(mlflow_sqlite, tmp_path):
-    torch.manual_seed(0)
-    network = create_model("resnet18", 10, in_chans=1, width=8).eval()
-    mean, std = (0.286,), (0.353,)
-    images = torch.rand(3, 1, 28, 28)                          # raw images in [0, 1]
-    with torch.no_grad():
-        expected = network((images - mean[0]) / std[0]).numpy()
-    run = tracker()
-    uri = run.log_model(network, images, mean, std)
-    run.finish()
-    np.save(tmp_path / "images.npy", images.numpy())
-    script = CLEAN_PREDICT.format(root=str(ROOT), uri=uri, images=str(tmp_path / "images.npy"))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          cwd=tmp_path, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    predicted = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
-    np.testing.assert_allclose(predicted, expected, rtol=1e-4, atol=1e-4)
+def left_running(client: MlflowClient, output_dir) -> str:
+    """Another run a kill left RUNNING, as the store holds it."""
+    experiment = client.get_experiment_by_name("stale").experiment_id
+    return client.create_run(experiment, tags={OUTPUT_DIR_TAG: str(output_dir.resolve())}).info.run_id
 
 
-def test_a_torchvision_network_requires_torchvision(mlflow_sqlite, tmp_path):
-    network = create_model("tv_resnet18", 10, in_chans=3).eval()
-    run = tracker()
-    uri = run.log_model(network, torch.rand(1, 3, 32, 32), (0.5,) * 3, (0.25,) * 3)
-    run.finish()
-    import mlflow.pyfunc
-    requirements = Path(mlflow.pyfunc.get_model_dependencies(uri)).read_text()
-    assert "torchvision==" in requirements and "torch==" in requirements
+def test_a_resume_continues_the_killed_run_and_a_fresh_start_marks_it_killed(mlflow_sqlite, tmp_path):
+    client = MlflowClient(mlflow_sqlite)
+    stale = killed_run(tmp_path / "run")
+    assert client.get_run(stale).info.status == "RUNNING"
+    twin, other = left_running(client, tmp_path / "run"), left_running(client, tmp_path / "other")
+
+    resumed = Tracker(RunConfig(output_dir=str(tmp_path / "run"), experiment="stale"), "hash",
+                      run_id=stale)
+    assert resumed.run_id == stale and client.get_run(stale).info.status == "RUNNING"
+    assert client.get_run(twin).info.status == "KILLED"
+    assert "killed" in client.get_run(twin).data.tags[FAILURE_TAG]
+    assert client.get_run(other).info.status == "RUNNING"      # another folder's run is not ours
+    resumed.finish("FAILED", reason="training loss became nan")
+    run = client.get_run(stale)
+    assert run.info.status == "FAILED" and run.data.tags[FAILURE_TAG] == "training loss became nan"
+
+    fresh = Tracker(RunConfig(output_dir=str(tmp_path / "other"), experiment="stale"), "hash")
+    fresh.finish()
+    assert client.get_run(other).info.status == "KILLED"
+    assert client.get_run(fresh.run_id).info.status == "FINISHED"
+    assert client.get_run(fresh.run_id).data.tags[OUTPUT_DIR_TAG] == str((tmp_path / "other").resolve())
 
 
-def test_a_run_has_a_readable_name_its_commit_its_setup_and_its_dataset(mlflow_sqlite):
-    run = tracker()
-    run.log_params(setup_params({"alpha": 1.0}, {"mean": [0.5], "train_crop": "pad"}))
-    run.log_dataset("fashion-mnist", "a" * 32 + ".dir", "s3://bucket/dvc")
-    run.log_dataset("fashion-mnist", "a" * 32 + ".dir", "s3://bucket/dvc")   # a resume: once
-    run.finish()
-    logged = MlflowClient(mlflow_sqlite).get_run(run.run_id)
-    assert logged.info.run_name == "mixup-resnet18-fashion-mnist-seed3"
-    assert logged.data.tags["mlflow.source.git.commit"] == logged.data.tags["git_commit"]
-    params = logged.data.params
-    assert params["method.alpha"] == "1.0" and params["recipe.mean"] == "[0.5]"
-    assert params["recipe.train_crop"] == "pad"
-    (dataset,) = logged.inputs.dataset_inputs
-    assert dataset.dataset.name == "fashion-mnist"
-    assert dataset.dataset.digest == "a" * 32 + ".dir"
-    assert json.loads(dataset.dataset.source) == {"uri": "s3://bucket/dvc"}
-    assert dataset.tags[0].value == "training"
+@pytest.mark.parametrize("uri,shown", [
+    ("http://alice:s3cret@mlflow.example:5000/", "http://alice:***@mlflow.example:5000/"),
+    ("https://s3cret@mlflow.example/", "https://***@mlflow.example/"),
+    ("postgresql://mlflow:s3cret@db:5432/mlflow", "postgresql://mlflow:***@db:5432/mlflow"),
+    ("https://mlflow.example/?token=s3cret&x=1", "https://mlflow.example/?token=***&x=1"),
+    ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
+])
+def test_redact_masks_credentials_and_keeps_the_place(uri, shown):
+    assert redact(f"error at {uri} (retry)") == f"error at {shown} (retry)"
 
 
-def test_a_run_name_given_is_kept(mlflow_sqlite):
-    run = tracker(name="my-run")
-    run.finish()
-    assert MlflowClient(mlflow_sqlite).get_run(run.run_id).info.run_name == "my-run"
+def test_an_unreachable_server_is_named_without_its_password(monkeypatch, caplog):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://alice:s3cret@127.0.0.1:9")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with caplog.at_level(logging.DEBUG), pytest.raises(TrackingError) as error:
+        connect()
+    assert "127.0.0.1:9" in str(error.value) and "alice:***@" in str(error.value)
+    assert error.value.__cause__ is None    # the server's own message may quote the URI
+    assert "s3cret" not in str(error.value) and "s3cret" not in caplog.text
+    assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"

@@ -86,7 +86,7 @@ def resolve_device(name: str, local_rank: int = 0, world_size: int = 1) -> torch
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but CUDA is not available; use --device cpu or auto")
+        raise ConfigError("device 'cuda' was asked for but CUDA is not available; use --device cpu or auto")
     if name != "cuda" or world_size == 1:
         return torch.device(name)
     visible = torch.cuda.device_count()
