@@ -24,7 +24,7 @@ class Stop(Exception):
 
 
 def tiny_model(norm: str):
-    def create(name, num_classes, in_chans, pretrained):
+    def create(name, num_classes, in_chans, pretrained, width=None):
         model = TinyBackbone(num_classes, in_chans)
         if norm == "none":   # BN-free: one process and N ranks then compute the same maths
             for parent in model.modules():

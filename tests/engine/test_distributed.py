@@ -99,7 +99,7 @@ def test_two_ranks_train_as_one_process_with_the_global_batch(fmnist_root, mlflo
     assert_same_weights(two["ema"], reference["ema"], exact=False)
     for ours, theirs in zip(two["history"], reference["history"]):
         assert ours["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-4)
-        assert ours["val_top1"] == pytest.approx(theirs["val_top1"], abs=0.5)  # 1 image in 200
+        assert ours["test_top1"] == pytest.approx(theirs["test_top1"], abs=0.5)  # 1 image in 200
     # and training moved the weights far beyond that tolerance, so the match says something
     torch.manual_seed(config.seed)
     initial = tiny_model("none")("resnet18", 10, 1, False).state_dict()
@@ -128,9 +128,9 @@ def test_two_rank_adautomix_keeps_every_rank_identical_and_writes_once(fmnist_ro
     monkeypatch.setattr(engine, "create_model", tiny_model("batch"))
     one_process = evaluate_networks(load_run(tmp_path / "run", device="cpu")).metrics
     last = first["history"][-1]
-    assert last["val_top1"] == one_process["top1"]
-    assert last["val_top1_ema"] == one_process["top1_ema"]
-    assert last["val_loss"] == pytest.approx(one_process["loss"], rel=1e-4)
+    assert last["test_top1"] == one_process["top1"]
+    assert last["test_top1_ema"] == one_process["top1_ema"]
+    assert last["test_loss"] == pytest.approx(one_process["loss"], rel=1e-4)
 
     # every rank-0-only write happened once: config, tracker, each epoch's metrics and checkpoint
     writes = (tmp_path / "dump" / "writes-0.log").read_text().splitlines()
@@ -141,7 +141,7 @@ def test_two_rank_adautomix_keeps_every_rank_identical_and_writes_once(fmnist_ro
     client = MlflowClient(mlflow_sqlite)
     [run] = client.search_runs([client.get_experiment_by_name("test-distributed").experiment_id])
     assert run.info.status == "FINISHED"
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_top1")] == [1, 2]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "test_top1")] == [1, 2]
     assert len(client.list_artifacts(run.info.run_id, "samples")) == 2
 
 
@@ -161,7 +161,7 @@ def test_checkpoint_of_two_ranks_resumes_on_one(fmnist_root, mlflow_sqlite, tmp_
     final, expected = load_checkpoint(tmp_path / "resumed"), load_checkpoint(tmp_path / "uninterrupted")
     assert final["step"] == expected["step"]
     assert_same_weights(final["model"], expected["model"], exact=False)
-    steps = [m.step for m in MlflowClient(mlflow_sqlite).get_metric_history(resumed.run_id, "val_top1")]
+    steps = [m.step for m in MlflowClient(mlflow_sqlite).get_metric_history(resumed.run_id, "test_top1")]
     assert steps == [1, 2]
 
 

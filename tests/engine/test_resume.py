@@ -42,7 +42,7 @@ from adautomix.config import RunConfig
 from tests.conftest import TinyBackbone
 
 kill_at = int(sys.argv[2])
-engine.create_model = lambda name, num_classes, in_chans, pretrained: TinyBackbone(num_classes, in_chans)
+engine.create_model = lambda name, num_classes, in_chans, pretrained, width: TinyBackbone(num_classes, in_chans)
 build_method = engine.create_method
 
 def create_method(*args, **kwargs):
@@ -61,7 +61,7 @@ engine.train(RunConfig.load(sys.argv[1]))
 
 
 def tiny_engine(monkeypatch):
-    monkeypatch.setattr(engine, "create_model", lambda name, num_classes, in_chans, pretrained:
+    monkeypatch.setattr(engine, "create_model", lambda name, num_classes, in_chans, pretrained, width:
                         TinyBackbone(num_classes, in_chans))
 
 
@@ -128,10 +128,10 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_state(
     # one MLflow run, each epoch logged once, with the uninterrupted run's values
     assert resumed.run_id == interrupted["run_id"]
     client = MlflowClient(mlflow_sqlite)
-    history = client.get_metric_history(resumed.run_id, "val_top1")
+    history = client.get_metric_history(resumed.run_id, "test_top1")
     assert sorted(m.step for m in history) == [1, 2]
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == \
-        [m.value for m in sorted(client.get_metric_history(reference.run_id, "val_top1"),
+        [m.value for m in sorted(client.get_metric_history(reference.run_id, "test_top1"),
                                  key=lambda m: m.step)]
     assert client.get_run(resumed.run_id).info.status == "FINISHED"
 

@@ -268,7 +268,7 @@ def test_ema_network_learns_fashion_mnist(fmnist_root, mlflow_sqlite, tmp_path, 
     images its stage-3 map is 7×7, the generator's odd-sized case."""
     import adautomix.engine.train as engine
 
-    monkeypatch.setattr(engine, "create_model", lambda name, num_classes, in_chans, pretrained:
+    monkeypatch.setattr(engine, "create_model", lambda name, num_classes, in_chans, pretrained, width:
                         TinyBackbone(num_classes, in_chans))
     config = RunConfig(dataset="fashion-mnist", model="resnet18", method="adautomix",
                        method_args={"momentum": 0.99, "end_momentum": 0.999}, epochs=3,

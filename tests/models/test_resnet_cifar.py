@@ -1,12 +1,18 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from adautomix.models.resnet_cifar import BasicBlock, Bottleneck
+from adautomix.models.resnet_cifar import BasicBlock, Bottleneck, StridedPointwiseConv
+
+ROOT = Path(__file__).resolve().parents[2]
 
 RESIDUAL_NETS = ("resnet18", "resnet50", "resnext50")
 
@@ -71,3 +77,32 @@ def test_resnext_blocks_are_32_groups_of_4_channels(build):
     first = model.stages[0][0]
     assert (first.conv2.groups, first.conv2.in_channels) == (32, 128)
     assert model.stages[3][0].conv2.in_channels == 32 * 4 * 8
+
+
+@pytest.mark.parametrize("size", [28, 7])
+def test_the_strided_shortcut_computes_a_strided_1x1_conv(size):
+    shortcut = StridedPointwiseConv(8, 16, 1, 2, bias=False)
+    reference = nn.Conv2d(8, 16, 1, 2, bias=False)
+    reference.weight.data.copy_(shortcut.weight.data)
+    x = torch.randn(3, 8, size, size)
+    ours, theirs = shortcut(x), reference(x)            # NCHW: PyTorch's own strided kernel
+    assert ours.shape == theirs.shape == (3, 16, (size + 1) // 2, (size + 1) // 2)
+    torch.testing.assert_close(ours, theirs)
+    grad = torch.randn_like(ours)
+    (ours_grad,) = torch.autograd.grad(ours, shortcut.weight, grad)
+    (theirs_grad,) = torch.autograd.grad(theirs, reference.weight, grad)
+    torch.testing.assert_close(ours_grad, theirs_grad)
+
+
+def test_a_narrow_network_trains_in_channels_last_at_an_odd_batch():
+    # PyTorch's strided 1×1 weight-gradient kernel aborts the process for this shape, so the step
+    # runs in a child: a crash there is a failure here, not a dead test session.
+    step = ("import torch; from adautomix.models import create_model;"
+            "m = create_model('resnet18', 10, in_chans=1, width=8).to(memory_format=torch.channels_last);"
+            "x = torch.randn(25, 1, 28, 28).to(memory_format=torch.channels_last);"
+            "[m(x).sum().backward() for _ in range(3)]; print('trained')")
+    child = subprocess.run([sys.executable, "-c", step], capture_output=True, text=True,
+                           timeout=120, cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                               filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    assert child.returncode == 0 and child.stdout.strip() == "trained", child.stderr[-2000:]

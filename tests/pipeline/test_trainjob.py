@@ -330,14 +330,14 @@ def test_a_run_that_stopped_early_is_not_passed_on_and_its_checkpoint_stays(tmp_
     with pytest.raises(RuntimeError, match="no checkpoint|after epoch 0 of 2"):
         finished_result(tmp_path)
     epoch = {"epoch": 1, "step": 3, "run_id": "r1",
-             "history": [{"epoch": 1, "train_loss": 2.0, "val_top1": 10.0}]}
+             "history": [{"epoch": 1, "train_loss": 2.0, "test_top1": 10.0}]}
     save_checkpoint(epoch, tmp_path)
     with pytest.raises(RuntimeError, match="stopped after epoch 1 of 2.*re-run resumes"):
         finished_result(tmp_path)
     assert (tmp_path / CHECKPOINT_NAME).exists()
     save_checkpoint({**epoch, "epoch": 2, "history": [*epoch["history"],
-                                                      {"epoch": 2, "train_loss": 1.0, "val_top1": 30.0}]},
+                                                      {"epoch": 2, "train_loss": 1.0, "test_top1": 30.0}]},
                     tmp_path)
     result = finished_result(tmp_path)
-    assert (result.run_id, result.metrics["val_top1"], result.metrics["val_top1_median10"]) \
+    assert (result.run_id, result.metrics["test_top1"], result.metrics["test_top1_median10"]) \
         == ("r1", 30.0, 20.0)
