@@ -18,6 +18,8 @@ from typing import Any
 
 from .config import (DATASETS, EVAL_METRICS, LOADERS, METHODS, MODELS, OPTIMIZERS, ConfigError,
                      RunConfig, parse_override)
+from .errors import DEBUG_ENV, debug_requested, exit_status, one_line
+from .redact import redact_handlers
 
 # The corrupted test sets `data prepare` makes (adautomix/data/corrupted.py): array datasets only.
 CORRUPTED_DATASETS = tuple(f"{name}-c" for name in ("fashion-mnist", "cifar10", "cifar100",
@@ -102,27 +104,53 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         from .presets import get_preset
         values = get_preset(args.preset).to_dict()
     if getattr(args, "config", None):
-        values.update(json.loads(Path(args.config).read_text()))
+        values.update(read_config_file(args.config))
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     values.update({k: v for k, v in vars(args).items() if k in fields})
-    method_args = dict(values.get("method_args", {}))
-    method_args.update(parse_override(o) for o in args.method_arg)
+    method_args = values.get("method_args", {})
+    if not isinstance(method_args, dict):
+        raise ConfigError(f"method_args must be a dict of method options, got {method_args!r}")
+    method_args = {**method_args, **dict(parse_override(o) for o in args.method_arg)}
+    if method_args:   # as the method takes them, so the records show what the run used
+        from .mixers import resolve_options
+        method_args = resolve_options(values.get("method", RunConfig.method), method_args)
     values["method_args"] = method_args
     return RunConfig.from_dict(values)
 
 
+def read_config_file(path: str) -> dict[str, Any]:
+    """A saved config.json's fields, or a ConfigError naming the file and what is wrong."""
+    try:
+        values = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file; pass a config.json that a run wrote "
+                          "(OUTPUT_DIR/config.json) or that `adautomix presets NAME` printed") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config {path} cannot be read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--config {path} is not valid JSON ({exc}); fix it or write it again "
+                          "with `adautomix presets NAME > FILE`") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"--config {path} holds a JSON {type(values).__name__}, not an object "
+                          "of config fields")
+    return values
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from .engine.distributed import ranks_from_environment
     from .engine.train import train
 
     config = config_from_args(args)
-    result = train(config, resume=args.resume)
+    result = train(config, resume={"auto": True, "must": "must", None: False}[args.resume])
+    if not ranks_from_environment().is_main:   # under torchrun: rank 0 reports for all
+        return 0
     m = result.metrics
     print(f"\nfinished: top-1 {m['val_top1']:.2f}% (online)"
           + (f", {m['val_top1_ema']:.2f}% (EMA; median of last 10 epochs {m['val_top1_ema_median10']:.2f}%)"
              if "val_top1_ema" in m else ""))
     print(f"checkpoint and config: {result.output_dir.resolve()}")
-    from .tracking import tracking_uri
-    print(f"MLflow run {result.run_id} in {tracking_uri()}")
+    from .tracking import display_uri
+    print(f"MLflow run {result.run_id} in {display_uri()}")
     return 0
 
 
@@ -201,7 +229,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                       robustness=None if args.robustness is None else _names(args.robustness),
                       ignore=_names(args.ignore)))
     except (TrackingError, CompareError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(one_line(exc), file=sys.stderr)
         return 1
     if chart is not None:   # on stderr, so that stdout is the table alone (a CSV to redirect)
         print(f"bar chart: {Path(chart).resolve()}", file=sys.stderr)
@@ -218,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Adversarial AutoMixup and the mixup baselines of its paper. "
                     "Quick start: adautomix train --dataset fashion-mnist --method adautomix --epochs 1 --subset 2000")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback behind an error line (or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a network with a mixing method",
@@ -225,8 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(MLFLOW_TRACKING_URI, default sqlite:///mlflow.db).")
     p.add_argument("--preset", help="start from a named recipe (adautomix presets lists them)")
     p.add_argument("--config", help="start from a saved config.json")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from output_dir/checkpoint.pt, in the same MLflow run")
+    p.add_argument("--resume", nargs="?", const="auto", choices=("auto", "must"),
+                   help="continue from output_dir/checkpoint.pt, in the same MLflow run, under "
+                        "the config it was written with (epochs, workers and logging may "
+                        "change); with no checkpoint, say so and start anew. `--resume must` "
+                        "fails instead")
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
@@ -293,26 +326,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """Parse `argv` with `parser` (this CLI's by default; pipeline/cli.py passes its own), run
-    the chosen command, and turn bad input into one line and exit status 2."""
+    the chosen command, and turn every error the user can act on into one line and an exit
+    status (run_reporting_errors)."""
     args = (parser or build_parser()).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    redact_handlers()
+    return run_reporting_errors(args.func, args)
+
+
+def run_reporting_errors(func, args: argparse.Namespace) -> int:
+    """`func(args)`, with every failure the user can act on as one line on stderr, `error: ...`,
+    credentials masked, and its exit status (errors.exit_status: 2 bad input, 1 a failed run;
+    130 for Ctrl-C). A bug keeps its traceback, and so does everything under --debug or
+    ADAUTOMIX_DEBUG=1."""
+    debug = debug_requested(getattr(args, "debug", False))
     try:
-        return args.func(args)
-    except Exception as exc:
-        if not _bad_input(exc):
+        return func(args)
+    except KeyboardInterrupt:
+        if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _bad_input(exc: Exception) -> bool:
-    # DataError's module is looked up, not imported: importing the data package costs a second,
-    # and where it was never imported nothing can have raised its error.
-    data_errors = sys.modules.get("adautomix.data.errors")
-    return isinstance(exc, (ConfigError, FileNotFoundError)) or (
-        data_errors is not None and isinstance(exc, data_errors.DataError))
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        status = exit_status(exc)
+        if status is None or debug:
+            raise
+        print(one_line(exc), file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

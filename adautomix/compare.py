@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import DATASETS, METHODS
+from .errors import InputError
 from .steps.train import UNKEYED_FIELDS
 
 # Preference order per run. The val_ names are the paper protocol's runs from before the
@@ -53,7 +54,7 @@ FORMATS = ("markdown", "csv", "latex")
 HEADLINE_KEY = ""    # the headline's slot among a cell's metrics
 
 
-class CompareError(ValueError):
+class CompareError(InputError):
     """The runs of an experiment cannot be compared; the message says why and what to do."""
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .errors import InputError
 
 # Names are listed here rather than imported from their packages so that building a config
 # (for example while compiling a pipeline) needs neither torch nor any dataset on disk.
@@ -39,8 +42,17 @@ INTERPOLATIONS = ("bilinear", "bicubic")
 CROP_SCALE = (0.08, 1.0)         # torchvision's RandomResizedCrop default area range
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A run configuration that cannot work; the message names the field and the fix."""
+
+
+# Fields a resumed run may change: how long it runs (a finished run extended by more epochs),
+# where and how visibly it runs, how many loader workers feed it and how it reacts to a bad loss.
+# Every other field changes what is computed, so a resume under a different value is refused.
+# (A longer run's cosine schedule is stretched from the resume on; the change is logged.)
+RESUMABLE_FIELDS = ("epochs", "output_dir", "data_root", "run_name", "progress", "num_workers",
+                    "log_images_every", "device", "nonfinite_loss_limit")
+SEED_RANGE = 2 ** 32             # numpy's seeds are 32-bit
 
 
 def _one_of(field_name: str, value: str, valid: tuple[str, ...]) -> None:
@@ -112,8 +124,12 @@ class RunConfig:
     run_name: str = ""
     log_images_every: int = 1        # epochs between mixed-sample grids (0: never)
     progress: bool = True
+    # Stop the run (FAILED, nothing checkpointed or registered) once this many training losses
+    # were NaN or infinite; 1 stops at the first. Below the limit, such a step is skipped.
+    nonfinite_loss_limit: int = 1
 
     def __post_init__(self) -> None:
+        self._check_types()
         _one_of("dataset", self.dataset, DATASETS)
         _one_of("model", self.model, MODELS)
         _one_of("method", self.method, METHODS)
@@ -124,9 +140,10 @@ class RunConfig:
         _one_of("lr_schedule_by", self.lr_schedule_by, ("epoch", "step"))
         if not isinstance(self.method_args, dict):
             raise ConfigError(f"method_args must be a dict, got {type(self.method_args).__name__}")
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                    "nonfinite_loss_limit": self.nonfinite_loss_limit}
         for name, value in positive.items():
-            if value <= 0:
+            if not value > 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
         non_negative = {
             "subset": self.subset, "val_subset": self.val_subset, "num_workers": self.num_workers,
@@ -136,8 +153,12 @@ class RunConfig:
             "grad_clip": self.grad_clip,
         }
         for name, value in non_negative.items():
-            if value < 0:
+            if not value >= 0:
                 raise ConfigError(f"{name} must be >= 0, got {value}")
+        if not 0 <= self.seed < SEED_RANGE:
+            raise ConfigError(f"seed must be in [0, 2**32), got {self.seed}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.min_lr > self.lr:
             raise ConfigError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
         if self.mix_block_lr and self.method not in MIX_BLOCK_METHODS:
@@ -177,15 +198,37 @@ class RunConfig:
                               f"least image_size ({self.image_size}): the test split "
                               "centre-crops image_size out of it")
         mean, std = self.normalize_mean, self.normalize_std
-        if len(mean) != len(std) or not all(0 < s for s in std):
+        if (len(mean) != len(std) or not all(0 < s <= 1 for s in std)
+                or not all(0 <= m <= 1 for m in mean)):
             raise ConfigError(f"normalize_mean {mean} and normalize_std {std} must both be empty "
-                              "(the dataset's own statistics) or give one value per channel, "
-                              "with every std > 0")
+                              "(the dataset's own statistics) or give one value per channel in "
+                              "[0, 1] units, with every std > 0")
         object.__setattr__(self, "normalize_mean", [float(m) for m in mean])
         object.__setattr__(self, "normalize_std", [float(s) for s in std])
         if self.train_crop == "pad" and (self.resize_before_crop or self.crop_scale != list(CROP_SCALE)):
             raise ConfigError("crop_scale and resize_before_crop shape the rrc crop only; set "
                               "train_crop rrc or leave them at their defaults")
+
+    def _check_types(self) -> None:
+        """Each field has its declared type (an int for a float is widened) and every number is
+        finite, so no later comparison lets a NaN through and no string reaches the network."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "float" and _is_number(value):
+                object.__setattr__(self, f.name, float(value))
+            elif f.type.startswith("list") and isinstance(value, (list, tuple)) and all(
+                    _is_number(v) for v in value):
+                object.__setattr__(self, f.name, [float(v) for v in value])
+            elif not _has_type(value, f.type):
+                raise ConfigError(f"{f.name} must be {_TYPE_NAMES[f.type.split('[')[0]]}, got "
+                                  f"{value!r} ({type(value).__name__})")
+            if f.name != "method_args" and not all(map(math.isfinite, _numbers_in(value))):
+                raise ConfigError(f"{f.name} must be finite, got {value!r}")
+        for key, value in self.method_args.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"method_args keys must be option names, got {key!r}")
+            if not all(map(math.isfinite, _numbers_in(value))):
+                raise ConfigError(f"method option {key} must be finite, got {value!r}")
 
     # --- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -214,6 +257,50 @@ class RunConfig:
         out = {k: v for k, v in self.to_dict().items() if k != "method_args"}
         out.update({f"method_args.{k}": v for k, v in sorted(self.method_args.items())})
         return out
+
+
+_TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+               "list": "a list of numbers", "dict": "a dict of method options"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _has_type(value: Any, declared: str) -> bool:
+    if declared == "bool":
+        return isinstance(value, bool)
+    if declared == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if declared == "str":
+        return isinstance(value, str)
+    if declared.startswith("dict"):
+        return isinstance(value, dict)
+    return False    # floats and lists of floats that got here are not numbers
+
+
+def _numbers_in(value: Any):
+    """Every float inside a value, through lists, tuples and dicts (method_args included)."""
+    if isinstance(value, float):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _numbers_in(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _numbers_in(v)
+
+
+def resume_changes(saved: dict[str, Any], new: "RunConfig") -> tuple[dict, dict]:
+    """How `new` differs from the config a checkpoint was written under, split into the changes
+    a resume may make (RESUMABLE_FIELDS) and those it may not: {field: (saved, new)} each."""
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    # A field added since the checkpoint was written takes its default there.
+    saved = RunConfig.from_dict({k: v for k, v in saved.items() if k in fields}).to_dict()
+    changed = {k: (saved[k], v) for k, v in new.to_dict().items() if saved[k] != v}
+    allowed = {k: c for k, c in changed.items() if k in RESUMABLE_FIELDS}
+    refused = {k: c for k, c in changed.items() if k not in RESUMABLE_FIELDS}
+    return allowed, refused
 
 
 def parse_override(text: str) -> tuple[str, Any]:

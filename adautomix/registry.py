@@ -8,7 +8,10 @@ metric, score, data version), so the comparison needs nothing but the registry."
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
+
+from .errors import InputError
 
 log = logging.getLogger("adautomix.registry")
 
@@ -25,13 +28,17 @@ class Candidate:
     score: float
 
 
+class RegistryError(InputError):
+    """A candidate that must not be registered; the message says why."""
+
+
 @dataclass(frozen=True)
 class Registration:
     name: str
     version: str
     aliases: tuple[str, ...]    # the aliases this version holds after registration
     reason: str                 # why it was or was not promoted
-    tracking_uri: str           # the MLflow store that holds the registry
+    tracking_uri: str           # the MLflow store that holds the registry (credentials masked)
 
     @property
     def promoted(self) -> bool:
@@ -52,9 +59,14 @@ def register(candidate: Candidate, name: str, dataset: str, data_version: str = 
     # (default_model_name) and should not pay for importing MLflow.
     import mlflow
 
-    from .tracking import connect, tracking_uri
+    from .tracking import connect, display_uri
 
     name = name or default_model_name(dataset)
+    if not math.isfinite(candidate.score):
+        # A NaN champion could never be beaten (every comparison with NaN is false).
+        raise RegistryError(f"model {candidate.model_uri} scored {candidate.score} on {metric}: "
+                            "a model without a finite score is not registered; its training "
+                            "or evaluation failed")
     client = connect()
     tags = {"dataset": dataset, "metric": metric, "score": repr(candidate.score),
             "data_version": data_version}
@@ -65,15 +77,22 @@ def register(candidate: Candidate, name: str, dataset: str, data_version: str = 
         client.set_registered_model_alias(name, CHAMPION, version)
     log.info("registered %s version %s: %s", name, version, reason)
     aliases = (CHALLENGER, CHAMPION) if promote else (CHALLENGER,)
-    return Registration(name, str(version), aliases, reason, tracking_uri())
+    return Registration(name, str(version), aliases, reason, display_uri())
 
 
 def register_best(candidates: list[Candidate], name: str, dataset: str, data_version: str = "",
                   metric: str = SCORE_METRIC) -> Registration:
     """Register only the best-scoring of several candidates (a sweep's runs)."""
     if not candidates:
-        raise ValueError("register_best got no candidates; the sweep produced no evaluated runs")
-    return register(max(candidates, key=lambda c: c.score), name, dataset, data_version, metric)
+        raise RegistryError("register_best got no candidates; the sweep produced no evaluated runs")
+    # max() over a NaN answers by list order, so candidates without a finite score leave first
+    scored = [c for c in candidates if math.isfinite(c.score)]
+    if not scored:
+        raise RegistryError(f"none of the {len(candidates)} candidates has a finite score "
+                            f"({', '.join(str(c.score) for c in candidates)}); nothing is registered")
+    for dropped in set(candidates) - set(scored):
+        log.warning("not registering %s: its score is %s", dropped.model_uri, dropped.score)
+    return register(max(scored, key=lambda c: c.score), name, dataset, data_version, metric)
 
 
 def _judge(client, name: str, dataset: str, metric: str, score: float) -> tuple[bool, str]:
@@ -87,6 +106,8 @@ def _judge(client, name: str, dataset: str, metric: str, score: float) -> tuple[
                        f"{held.get('dataset')}/{held.get('metric')}, not {dataset}/{metric}; "
                        "set the champion alias by hand to switch")
     best = float(held["score"])
+    if not math.isfinite(best):   # registered before scores were checked
+        return True, f"champion version {champion.version} has no finite score ({best})"
     if score > best:
         return True, f"{metric} {score:.4g} beats champion version {champion.version} ({best:.4g})"
     return False, f"{metric} {score:.4g} does not beat champion version {champion.version} ({best:.4g})"

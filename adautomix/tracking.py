@@ -2,7 +2,12 @@
 
 The embedded default is a SQLite store in the working directory (`mlflow.db`, artifacts under
 `mlartifacts/`); `MLFLOW_TRACKING_URI` points anywhere else (an `http://` server, another file).
-Only this module and registry.py import mlflow."""
+Only this module and registry.py import mlflow.
+
+Every URI this module puts in a message goes through `redact`, and MLflow's own "View run at"
+lines are turned off for a URI that carries credentials, so no password reaches a terminal or a
+log. A run is tagged with its output folder: a fresh start there marks a run that a kill left
+RUNNING as KILLED, so no run stays RUNNING with no process behind it."""
 
 from __future__ import annotations
 
@@ -16,16 +21,29 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from .config import RunConfig
+from .errors import RunFailure
+from .redact import redact, redact_handlers
 
 log = logging.getLogger("adautomix.tracking")
+redact_handlers(logging.getLogger("mlflow"))   # MLflow logs URIs on its own handler
+
+# The tag that ties a run to the folder it checkpoints in.
+OUTPUT_DIR_TAG = "output_dir"
+# Why a run ended FAILED or KILLED, when it did not end on its own.
+FAILURE_TAG = "failure_reason"
 
 
-class TrackingError(RuntimeError):
+class TrackingError(RunFailure):
     """The tracking server cannot be used; the message names the URI and the fix."""
 
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def display_uri() -> str:
+    """The tracking URI as it may be printed: credentials masked."""
+    return redact(tracking_uri())
 
 
 def _artifact_location(uri: str) -> str | None:
@@ -51,6 +69,8 @@ def connect(uri: str | None = None) -> MlflowClient:
     """Point MLflow at the store and check it answers, so a dead server fails now and clearly."""
     uri = uri or tracking_uri()
     mlflow.set_tracking_uri(uri)
+    if redact(uri) != uri:   # MLflow would print the URI, credentials and all, on every run's end
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     if uri.startswith("http"):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
@@ -58,10 +78,11 @@ def connect(uri: str | None = None) -> MlflowClient:
     try:
         client.search_experiments(max_results=1)
     except Exception as exc:
-        raise TrackingError(
+        detail = (str(exc).splitlines() or [""])[0][:200]
+        raise TrackingError(redact(
             f"MLflow tracking server at {uri} cannot be reached ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200]}). Start it (mlflow server --host 127.0.0.1 --port 5000), "
-            "fix MLFLOW_TRACKING_URI, or unset it to use the embedded SQLite store.") from exc
+            f"{detail}). Start it (mlflow server --host 127.0.0.1 --port 5000), "
+            "fix MLFLOW_TRACKING_URI, or unset it to use the embedded SQLite store.")) from None
     return client
 
 
@@ -75,6 +96,12 @@ class Tracker:
         experiment = self.client.get_experiment_by_name(config.experiment)
         experiment_id = (experiment.experiment_id if experiment else self.client.create_experiment(
             config.experiment, artifact_location=_artifact_location(self.uri)))
+        output_dir = str(Path(config.output_dir).resolve())
+        stale = _running_runs(self.client, experiment_id, output_dir, besides=run_id)
+        for run in stale:   # a kill leaves its run RUNNING; nothing else will end it
+            self.client.set_tag(run, FAILURE_TAG, "killed: its process ended without closing it")
+            self.client.set_terminated(run, "KILLED")
+            log.info("marked MLflow run %s of %s KILLED: its process is gone", run, output_dir)
         self.previous_status = None
         if run_id:
             # what the run was before this resumed it: a later evaluation must not turn a
@@ -86,7 +113,7 @@ class Tracker:
         tags = {
             "method": config.method, "model": config.model, "dataset": config.dataset,
             "seed": str(config.seed), "git_commit": git_commit(), "data_hash": data_hash,
-            "image": os.environ.get("ADAUTOMIX_IMAGE", "local"),
+            "image": os.environ.get("ADAUTOMIX_IMAGE", "local"), OUTPUT_DIR_TAG: output_dir,
             **(extra_tags or {}),
         }
         self.run = mlflow.start_run(experiment_id=experiment_id, run_name=config.run_name or None,
@@ -140,8 +167,35 @@ class Tracker:
             code_paths=[str(Path(__file__).resolve().parent)])
         return info.model_uri
 
-    def finish(self, status: str = "FINISHED") -> None:
+    def log_resume(self, changes: dict[str, tuple[Any, Any]], epoch: int) -> None:
+        """Record the config changes a resume made (params keep the first values: MLflow params
+        cannot change), as the tag resume_changes and the artifact resumes/epoch_NNNN.json."""
+        shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in sorted(changes.items()))
+        previous = self.client.get_run(self.run_id).data.tags.get("resume_changes")
+        mlflow.set_tag("resume_changes", f"{previous}; {shown}" if previous else shown)
+        mlflow.log_dict({"epoch": epoch, "changes": {k: list(c) for k, c in changes.items()}},
+                        f"resumes/epoch_{epoch:04d}.json")
+        log.info("resumed at epoch %d with %s", epoch, shown)
+
+    def finish(self, status: str = "FINISHED", reason: str = "") -> None:
+        """End the run; a FAILED or KILLED one says why in its failure_reason tag."""
+        if reason:
+            mlflow.set_tag(FAILURE_TAG, redact(reason)[:5000])
         mlflow.end_run(status=status)
+
+
+def _running_runs(client: MlflowClient, experiment_id: str, output_dir: str,
+                  besides: str | None) -> list[str]:
+    """The RUNNING runs tagged with `output_dir`, except `besides`."""
+    if "'" in output_dir:
+        if '"' in output_dir:   # no quoting can hold both; such a folder keeps its stale runs
+            return []
+        quoted = f'"{output_dir}"'
+    else:
+        quoted = f"'{output_dir}'"
+    found = client.search_runs([experiment_id], f"tags.{OUTPUT_DIR_TAG} = {quoted} and "
+                               "attributes.status = 'RUNNING'", max_results=100)
+    return [r.info.run_id for r in found if r.info.run_id != besides]
 
 
 def experiment_runs(experiment: str) -> list[dict[str, Any]]:
@@ -151,7 +205,7 @@ def experiment_runs(experiment: str) -> list[dict[str, Any]]:
     found = client.get_experiment_by_name(experiment)
     if found is None:
         names = ", ".join(e.name for e in client.search_experiments(max_results=50))
-        raise TrackingError(f"MLflow at {tracking_uri()} has no experiment {experiment!r}; "
+        raise TrackingError(f"MLflow at {display_uri()} has no experiment {experiment!r}; "
                             f"it has: {names or 'none'}")
     runs, token = [], None
     while True:

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Callable
 
+from .errors import RunFailure
+
 GROUP, VERSION = "trainer.kubeflow.org", "v1alpha1"
 TRAINJOBS, RUNTIMES = "trainjobs", "clustertrainingruntimes"
 DEFAULT_RUNTIME = "torch-distributed"
@@ -43,7 +45,7 @@ SHM_MOUNT = {"name": "dshm", "mountPath": "/dev/shm"}
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
-class TrainJobError(RuntimeError):
+class TrainJobError(RunFailure):
     """The TrainJob could not be created, failed, or never ran; the message says which and why."""
 
 

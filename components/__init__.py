@@ -2,8 +2,8 @@
 the adautomix package, artifacts out).
 
 Every component is a lightweight Python component that runs in one image, built from docker/ and
-named in docker/IMAGE (ADAUTOMIX_IMAGE overrides it, for an image pushed elsewhere or the CPU
-variant). The image holds the package and all its dependencies, so no step installs anything at
+named in docker/IMAGE (ADAUTOMIX_IMAGE overrides it; so does `--image` when compiling, per
+task). The image holds the package and all its dependencies, so no step installs anything at
 run time; on one machine kfp.local runs the same functions in the current environment."""
 
 import os

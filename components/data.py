@@ -15,10 +15,12 @@ def data(dataset: str, data_version: str, workspace: str, remote: str,
     import json
     import os
 
+    from adautomix.errors import exit_on_error
     from adautomix.data.versioning import materialise
 
-    found = materialise(dataset, data_version, workspace, remote or None,
-                        project=os.environ.get("ADAUTOMIX_PROJECT"))
+    with exit_on_error():   # one line and exit status 2 or 1, as from the CLI
+        found = materialise(dataset, data_version, workspace, remote or None,
+                            project=os.environ.get("ADAUTOMIX_PROJECT"))
     with open(prepared.path, "w") as f:
         json.dump(found.manifest.to_dict(), f, indent=2, sort_keys=True)
     prepared.metadata.update(dataset=dataset, data_version=found.version,

@@ -20,10 +20,12 @@ Registered = NamedTuple("Registered", [("version", str), ("aliases", List[str]),
 def register(model_uri: str, score: float, dataset: str, data_version: str, registered_model: str
              ) -> NamedTuple("Registered", [("version", str), ("aliases", List[str]), ("tracking_uri", str)]):
     """Register the model; registered_model '' names it adautomix-DATASET."""
+    from adautomix.errors import exit_on_error
     from adautomix.registry import Candidate
     from adautomix.registry import register as register_model
 
-    done = register_model(Candidate(model_uri, score), registered_model, dataset, data_version)
+    with exit_on_error():   # one line and exit status 2 or 1, as from the CLI
+        done = register_model(Candidate(model_uri, score), registered_model, dataset, data_version)
     return done.version, list(done.aliases), done.tracking_uri
 
 
@@ -32,9 +34,11 @@ def register_best(model_uris: List[str], scores: List[float], dataset: str, data
                   registered_model: str
                   ) -> NamedTuple("Registered", [("version", str), ("aliases", List[str]), ("tracking_uri", str)]):
     """Register the best of a sweep's models; registered_model '' names it adautomix-DATASET."""
+    from adautomix.errors import exit_on_error
     from adautomix.registry import Candidate
     from adautomix.registry import register_best as register_model
 
     candidates = [Candidate(uri, score) for uri, score in zip(model_uris, scores)]
-    done = register_model(candidates, registered_model, dataset, data_version)
+    with exit_on_error():   # one line and exit status 2 or 1, as from the CLI
+        done = register_model(candidates, registered_model, dataset, data_version)
     return done.version, list(done.aliases), done.tracking_uri

@@ -18,13 +18,15 @@ def train(prepared: Input[Dataset], data_version: str, dataset: str, model: str,
     checkpoint.pt. Returns the MLflow run id."""
     import shutil
 
+    from adautomix.errors import exit_on_error
     from adautomix.steps import train_step
 
-    result = train_step(f"{workspace}/runs/checkpoints", data_version, preset, nproc=num_gpus,
-                        dataset=dataset, model=model, method=method, epochs=epochs,
-                        batch_size=batch_size, lr=lr, seed=seed, subset=subset,
-                        val_subset=val_subset, experiment=experiment,
-                        data_root=prepared.metadata["data_root"], progress=False)
+    with exit_on_error():   # one line and exit status 2 or 1, as from the CLI
+        result = train_step(f"{workspace}/runs/checkpoints", data_version, preset, nproc=num_gpus,
+                            dataset=dataset, model=model, method=method, epochs=epochs,
+                            batch_size=batch_size, lr=lr, seed=seed, subset=subset,
+                            val_subset=val_subset, experiment=experiment,
+                            data_root=prepared.metadata["data_root"], progress=False)
     shutil.copytree(result.output_dir, checkpoint.path)
     checkpoint.metadata.update(run_id=result.run_id, **result.metrics)
     return result.run_id

@@ -36,21 +36,25 @@ def train_job(prepared: Input[Dataset], data_version: str, dataset: str, model: 
     gets no running node within `schedule_timeout` seconds. Returns the MLflow run id."""
     import shutil
 
+    from adautomix.errors import exit_on_error
     from adautomix.launch import trainer_node_command
     from adautomix.steps import finished_result, prepare_run
     from adautomix.trainjob import (in_cluster_client, job_name, node_settings, run_trainjob,
                                     trainjob_manifest)
 
-    config = prepare_run(f"{workspace}/runs/checkpoints", data_version, preset, dataset=dataset,
-                         model=model, method=method, epochs=epochs, batch_size=batch_size, lr=lr,
-                         seed=seed, subset=subset, val_subset=val_subset, experiment=experiment,
-                         data_root=prepared.metadata["data_root"], progress=False)
-    job = trainjob_manifest(job_name(), image, trainer_node_command(f"{config.output_dir}/config.json"),
-                            num_nodes, num_gpus, node_settings(node), config.output_dir,
-                            gpu_resource=gpu_resource, runtime=runtime)
-    api_client, namespace = in_cluster_client()
-    run_trainjob(job, namespace, api_client, schedule_timeout=schedule_timeout)
-    result = finished_result(config.output_dir)
+    with exit_on_error():   # one line and exit status 2 or 1, as from the CLI
+        config = prepare_run(f"{workspace}/runs/checkpoints", data_version, preset,
+                             dataset=dataset, model=model, method=method, epochs=epochs,
+                             batch_size=batch_size, lr=lr, seed=seed, subset=subset,
+                             val_subset=val_subset, experiment=experiment,
+                             data_root=prepared.metadata["data_root"], progress=False)
+        job = trainjob_manifest(job_name(), image,
+                                trainer_node_command(f"{config.output_dir}/config.json"),
+                                num_nodes, num_gpus, node_settings(node), config.output_dir,
+                                gpu_resource=gpu_resource, runtime=runtime)
+        api_client, namespace = in_cluster_client()
+        run_trainjob(job, namespace, api_client, schedule_timeout=schedule_timeout)
+        result = finished_result(config.output_dir)
     shutil.copytree(result.output_dir, checkpoint.path)
     checkpoint.metadata.update(run_id=result.run_id, trainjob=job.metadata.name, **result.metrics)
     return result.run_id

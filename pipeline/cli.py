@@ -12,6 +12,7 @@ import sys
 
 from adautomix.cli import HELP, main as run_cli
 from adautomix.config import ConfigError, parse_override
+from adautomix.errors import DEBUG_ENV, one_line
 
 
 def _pipeline_arguments(args: argparse.Namespace) -> dict:
@@ -33,8 +34,9 @@ def _cluster_settings(args: argparse.Namespace):
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(ClusterSettings)
              if hasattr(args, f.name)}
-    if "gpu_tolerations" in given:
-        given["gpu_tolerations"] = tuple(given["gpu_tolerations"])
+    for name in ("gpu_tolerations", "image_pull_secrets"):
+        if name in given:
+            given[name] = tuple(given[name])
     if "node_selector" in given:
         given["node_selector"] = dict(parse_override(item) for item in given["node_selector"])
     return ClusterSettings(**given)
@@ -54,15 +56,15 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         elif args.pipeline_command == "submit":
             run_id = submit(args.host, arguments, arguments["experiment"], args.run_name,
                             args.sweep, _cluster_settings(args), args.namespace,
-                            cache=not args.no_cache)
+                            cache=not args.no_cache, preflight=not args.no_preflight)
             print(f"submitted run {run_id} to {args.host}, experiment {arguments['experiment']}")
         else:
             registered = run_local(arguments, args.sweep, args.pipeline_root, args.workspace,
                                    args.data_remote)
             print(local_summary(arguments, registered))
-    # SubmitError, or kfp.local's report of a failed step (whose log is printed above it)
+    # SubmitError, or kfp.local's report of a failed step (whose one-line error is printed above)
     except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(one_line(exc), file=sys.stderr)
         return 1
     return 0
 
@@ -118,6 +120,20 @@ def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--schedule-timeout", dest="schedule_timeout", type=int,
                        default=argparse.SUPPRESS, metavar="SECONDS",
                        help="fail a TrainJob that has no running node after this long [1800]")
+    group.add_argument("--image", default=argparse.SUPPRESS,
+                       help="every step's image [docker/IMAGE]; IMAGE@sha256:DIGEST pins it")
+    group.add_argument("--image-pull-secret", dest="image_pull_secrets", action="append",
+                       default=argparse.SUPPRESS, metavar="SECRET",
+                       help="a docker-registry secret to pull the image with (repeatable)")
+    group.add_argument("--storage-class", dest="storage_class", default=argparse.SUPPRESS,
+                       help="the workspace claim's storage class, when submit creates it "
+                            "[the cluster's default]")
+    group.add_argument("--access-mode", dest="access_mode", default=argparse.SUPPRESS,
+                       choices=("ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"),
+                       help="the workspace claim's access mode [ReadWriteMany]; ReadWriteOnce "
+                            "sweeps need --parallelism 1")
+    group.add_argument("--workspace-size", dest="workspace_size", default=argparse.SUPPRESS,
+                       help="the workspace claim's size, when submit creates it [100Gi]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "as one run configuration before anything is compiled, run or submitted. "
                     "Quick start: python -m pipeline run --local --method mixup --epochs 4")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback behind an error line (or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="pipeline_command", required=True)
     q = sub.add_parser("compile", help="write the pipeline as IR YAML")
     q.add_argument("-o", "--output", default="adautomix-pipeline.yaml", help="the YAML file")
@@ -140,7 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("submit", help="compile and start a run on a Kubeflow endpoint")
     q.add_argument("--host", required=True, help="the Kubeflow Pipelines API or UI URL")
     q.add_argument("--run-name", required=True, help="the Kubeflow run name")
-    q.add_argument("--namespace", help="the Kubeflow namespace (multi-user installs)")
+    q.add_argument("--namespace", help="the Kubeflow profile namespace (multi-user installs) "
+                                       "[KF_PIPELINES_NAMESPACE]; the token comes from "
+                                       "KF_PIPELINES_TOKEN or KF_PIPELINES_TOKEN_FILE")
+    q.add_argument("--no-preflight", action="store_true",
+                   help="skip checking the namespace's secrets, pull secrets and workspace claim "
+                        "through the Kubernetes API (kubeconfig)")
     q.add_argument("--no-cache", action="store_true",
                    help="run every step, even where an identical one already ran")
     _add_pipeline_flags(q)

@@ -7,15 +7,18 @@ arguments they return are complete: the preset's values fill every parameter the
 and an empty data version becomes the one data.dvc tracks, so the data step's cache key is always
 the data version itself."""
 
+import sys
 import warnings
 from pathlib import Path
 
 from adautomix.config import ConfigError
 from adautomix.data.errors import DataError
+from adautomix.errors import RunFailure
 from adautomix.data.versioning import normalise_version, tracked_version
 from adautomix.registry import default_model_name
 from adautomix.steps import TEST_METRICS, build_config, check_run
-from pipeline.cluster import ClusterSettings
+from pipeline import credentials
+from pipeline.cluster import ClusterSettings, cpu_only
 from pipeline.sweep import sweep_pipeline
 from pipeline.training import training_pipeline
 
@@ -25,7 +28,7 @@ RUN_FIELDS = ("dataset", "model", "method", "epochs", "batch_size", "lr", "seed"
 SWEEP_SHARED_FIELDS = tuple(f for f in RUN_FIELDS if f not in ("method", "seed"))
 
 
-class SubmitError(RuntimeError):
+class SubmitError(RunFailure):
     """The Kubeflow Pipelines endpoint refused or could not be reached; names the host."""
 
 
@@ -65,9 +68,15 @@ def compile_pipeline(path: str | Path, arguments: dict, sweep: bool = False,
     """Write the IR YAML, with `arguments` as its parameters' defaults."""
     from kfp import compiler
 
-    build = sweep_pipeline if sweep else training_pipeline
-    compiler.Compiler().compile(build(cluster), str(path), pipeline_parameters=arguments)
+    compiler.Compiler().compile(_build(sweep, cluster, arguments), str(path),
+                                pipeline_parameters=arguments)
     return Path(path)
+
+
+def _build(sweep: bool, cluster: ClusterSettings, arguments: dict):
+    """The pipeline for the cluster; GPU settings only when the run asks for GPUs."""
+    build = sweep_pipeline if sweep else training_pipeline
+    return build(cluster if arguments["num_gpus"] else cpu_only(cluster))
 
 
 def run_local(arguments: dict, sweep: bool = False, pipeline_root: str | Path = "runs/pipeline",
@@ -94,23 +103,60 @@ def run_local(arguments: dict, sweep: bool = False, pipeline_root: str | Path = 
 
 def submit(host: str, arguments: dict, experiment: str, run_name: str, sweep: bool = False,
            cluster: ClusterSettings = ClusterSettings(), namespace: str | None = None,
-           cache: bool = True) -> str:
+           cache: bool = True, kube_api=None, preflight: bool = True) -> str:
     """Compile and start a run on a Kubeflow Pipelines endpoint; returns the run id. `cache`
     False runs every step again even where an identical one (same inputs, same data version)
-    already ran."""
+    already ran. Credentials and the namespace come from the environment (pipeline.credentials).
+    With `preflight` and a Kubernetes API (`kube_api`, else the kubeconfig's), the namespace is
+    checked first (pipeline.preflight) and the workspace claim created if missing."""
     import kfp
 
-    build = sweep_pipeline if sweep else training_pipeline
     try:
-        client = kfp.Client(host=host, namespace=namespace)
-        run = client.create_run_from_pipeline_func(build(cluster), arguments=arguments,
-                                                   run_name=run_name, experiment_name=experiment,
+        auth = credentials.resolve(namespace)
+    except credentials.CredentialsError as error:
+        raise SubmitError(str(error)) from None
+    if preflight:
+        _preflight(kube_api, auth.namespace, cluster)
+    try:
+        client = kfp.Client(host=host, **auth.client_arguments())
+        run = client.create_run_from_pipeline_func(_build(sweep, cluster, arguments),
+                                                   arguments=arguments, run_name=run_name,
+                                                   experiment_name=experiment,
                                                    enable_caching=cache)
     except Exception as exc:  # connection, auth and API errors all mean the same to the user
-        raise SubmitError(f"Kubeflow Pipelines at {host} did not accept the run "
-                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); check the "
-                          "URL (the KFP API or UI address), the namespace and your access") from exc
+        message = auth.redact(f"{exc}")
+        refused = credentials.refusal(host, auth, getattr(exc, "status", None), message)
+        # `from None`: the chained exception would print the request, token included
+        raise SubmitError(refused or (
+            f"Kubeflow Pipelines at {host} did not accept the run ({type(exc).__name__}: "
+            f"{(message.splitlines() or [''])[0][:300]}); check the URL (the KFP API or UI "
+            "address), the namespace and your access"
+            + ("" if auth.source else f"; behind a Kubeflow login it also needs credentials: "
+                                      f"{credentials.HOW_TO_AUTHENTICATE}"))) from None
     return run.run_id
+
+
+def _preflight(kube_api, namespace: str | None, cluster: ClusterSettings) -> None:
+    from pipeline import preflight
+
+    api = kube_api or preflight.api_client()
+    if api is None:
+        print("note: no Kubernetes API here (kubeconfig); the namespace's secrets and workspace "
+              "claim were not checked", file=sys.stderr)
+        return
+    problems = preflight.check_namespace(api, namespace or _kube_namespace(), cluster)
+    if problems:
+        raise SubmitError("the namespace is not ready for the run:\n  " + "\n  ".join(problems))
+
+
+def _kube_namespace() -> str:
+    """The kubeconfig context's namespace, the namespace a single-user install runs in."""
+    from kubernetes import config
+
+    try:
+        return config.list_kube_config_contexts()[1]["context"].get("namespace", "kubeflow")
+    except Exception:
+        return "kubeflow"
 
 
 def local_summary(arguments: dict, registered: dict) -> str:

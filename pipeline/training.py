@@ -19,7 +19,8 @@ from components import BASE_IMAGE
 from components.register import Registered, register
 from components.train import train
 from components.train_job import train_job
-from pipeline.cluster import (ClusterSettings, use_gpus, use_mlflow, use_s3, use_shared_memory,
+from pipeline.cluster import (DATA, EVALUATE, REGISTER, TRAIN, ClusterSettings, use_gpus,
+                              use_image, use_mlflow, use_resources, use_s3, use_shared_memory,
                               use_workspace)
 
 # A retried train task resumes from its last checkpoint (Kubeflow retries; kfp.local does not).
@@ -28,13 +29,18 @@ TRAIN_RETRIES = 2
 Evaluated = NamedTuple("Evaluated", [("model_uri", str), ("score", float)])
 
 
-def finish(materialised, registered, cluster: ClusterSettings | None) -> Registered:
-    """What both pipelines end with: the data and register steps' cluster settings, and the
+def finish(materialised, registered, cluster: ClusterSettings | None, data_resources: tuple,
+           register_resources: tuple) -> Registered:
+    """What both pipelines end with: the data and register steps' cluster settings (their CPU
+    and memory requests and limits, pipeline parameters, in StepResources' order), and the
     register step's outputs as the pipeline's own."""
     if cluster is not None:
         use_workspace(materialised, cluster)
         use_s3(materialised, cluster)
         use_mlflow(registered, cluster)
+        for task, resources in ((materialised, data_resources), (registered, register_resources)):
+            use_image(task, cluster)
+            use_resources(task, *resources)
     return Registered(*(registered.outputs[field] for field in Registered._fields))
 
 
@@ -53,14 +59,17 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
         prepared: Dataset, data_version: str, dataset: str, model: str, method: str,
         preset: str, epochs: int, batch_size: int, lr: float, seed: int, num_gpus: int,
         evaluate_gpus: int, subset: int, val_subset: int, experiment: str, workspace: str,
-        test_metrics: List[str],
+        test_metrics: List[str], train_cpu_request: str, train_cpu_limit: str,
+        train_memory_request: str, train_memory_limit: str, evaluate_cpu_request: str,
+        evaluate_cpu_limit: str, evaluate_memory_request: str, evaluate_memory_limit: str,
     ) -> Evaluated:
         run = dict(prepared=prepared, data_version=data_version, dataset=dataset, model=model,
                    method=method, preset=preset, epochs=epochs, batch_size=batch_size, lr=lr,
                    seed=seed, subset=subset, val_subset=val_subset, experiment=experiment,
                    workspace=workspace, num_gpus=num_gpus)
         if multi_node:
-            trained = train_job(**run, num_nodes=cluster.num_nodes, image=BASE_IMAGE,
+            trained = train_job(**run, num_nodes=cluster.num_nodes,
+                                image=cluster.image or BASE_IMAGE,
                                 gpu_resource=cluster.gpu_resource,
                                 runtime=cluster.trainer_runtime,
                                 schedule_timeout=cluster.schedule_timeout)
@@ -74,9 +83,15 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
             use_gpus(evaluated, evaluate_gpus, cluster)
             if not multi_node:   # a TrainJob's nodes get theirs from adautomix.trainjob
                 use_shared_memory(trained)
+                use_resources(trained, train_cpu_request, train_cpu_limit, train_memory_request,
+                              train_memory_limit)
             for task in (trained, evaluated):
                 use_workspace(task, cluster)
                 use_mlflow(task, cluster)
+                use_image(task, cluster)
+            use_shared_memory(evaluated)
+            use_resources(evaluated, evaluate_cpu_request, evaluate_cpu_limit,
+                          evaluate_memory_request, evaluate_memory_limit)
         return Evaluated(*(evaluated.outputs[field] for field in Evaluated._fields))
 
     return train_and_evaluate
@@ -95,6 +110,19 @@ def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
         subset: int = 0, val_subset: int = 0,
         experiment: str = "adautomix", registered_model: str = "", data_remote: str = "s3",
         workspace: str = workspace_default, test_metrics: List[str] = list(TEST_METRICS),
+        data_cpu_request: str = DATA.cpu_request, data_cpu_limit: str = DATA.cpu_limit,
+        data_memory_request: str = DATA.memory_request, data_memory_limit: str = DATA.memory_limit,
+        train_cpu_request: str = TRAIN.cpu_request, train_cpu_limit: str = TRAIN.cpu_limit,
+        train_memory_request: str = TRAIN.memory_request,
+        train_memory_limit: str = TRAIN.memory_limit,
+        evaluate_cpu_request: str = EVALUATE.cpu_request,
+        evaluate_cpu_limit: str = EVALUATE.cpu_limit,
+        evaluate_memory_request: str = EVALUATE.memory_request,
+        evaluate_memory_limit: str = EVALUATE.memory_limit,
+        register_cpu_request: str = REGISTER.cpu_request,
+        register_cpu_limit: str = REGISTER.cpu_limit,
+        register_memory_request: str = REGISTER.memory_request,
+        register_memory_limit: str = REGISTER.memory_limit,
     ) -> Registered:
         materialised = data(dataset=dataset, data_version=data_version, workspace=workspace,
                             remote=data_remote)
@@ -104,11 +132,18 @@ def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
             batch_size=batch_size, lr=lr, seed=seed, num_gpus=num_gpus,
             evaluate_gpus=evaluate_gpus, subset=subset,
             val_subset=val_subset, experiment=experiment, workspace=workspace,
-            test_metrics=test_metrics)
+            test_metrics=test_metrics, train_cpu_request=train_cpu_request,
+            train_cpu_limit=train_cpu_limit, train_memory_request=train_memory_request,
+            train_memory_limit=train_memory_limit, evaluate_cpu_request=evaluate_cpu_request,
+            evaluate_cpu_limit=evaluate_cpu_limit, evaluate_memory_request=evaluate_memory_request,
+            evaluate_memory_limit=evaluate_memory_limit)
         registered = register(model_uri=evaluated.outputs["model_uri"],
                               score=evaluated.outputs["score"], dataset=dataset,
                               data_version=materialised.outputs["Output"],
                               registered_model=registered_model)
-        return finish(materialised, registered, cluster)
+        return finish(materialised, registered, cluster,
+                      (data_cpu_request, data_cpu_limit, data_memory_request, data_memory_limit),
+                      (register_cpu_request, register_cpu_limit, register_memory_request,
+                       register_memory_limit))
 
     return training

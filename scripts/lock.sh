@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates the two lock files from pyproject.toml, with a hash for every file of every package:
-#   requirements.lock      what the image installs: the package's dependencies, the dali and
-#                          pipeline extras, and the build tools (setuptools, wheel) that an offline
-#                          `pip install .` and the source-only packages need
+#   requirements.lock      what the image installs: the package's dependencies, the dali,
+#                          pipeline and server extras, and the build tools (setuptools, wheel)
+#                          that an offline `pip install .` and the source-only packages need
 #   requirements-dev.lock  what .venv installs: all of the above at the same versions, plus the
 #                          test and dev extras (pytest, moto, the validators, uv)
 # Versions already in the locks are kept; pass uv's own flags to move them, e.g.
@@ -34,8 +34,8 @@ compile() {
     --python-platform x86_64-manylinux_2_28 --custom-compile-command "bash scripts/lock.sh" \
     --no-annotate "$@"
 }
-compile pyproject.toml "$build_in" --extra dali --extra pipeline -o requirements.lock "${@}"
+compile pyproject.toml "$build_in" --extra dali --extra pipeline --extra server -o requirements.lock "${@}"
 # Constrained by the runtime lock, so .venv runs exactly the image's versions.
-compile pyproject.toml "$build_in" --extra dali --extra pipeline --extra test --extra dev \
+compile pyproject.toml "$build_in" --extra dali --extra pipeline --extra server --extra test --extra dev \
   -c requirements.lock -o requirements-dev.lock "${@}"
 echo "requirements.lock: $(grep -c '==' requirements.lock) packages; requirements-dev.lock: $(grep -c '==' requirements-dev.lock)"

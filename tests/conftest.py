@@ -3,6 +3,7 @@ fight between tests and results do not depend on the machine's core count."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -92,38 +93,49 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real `mlflow server` for the session: SQLite backend, artifacts served over HTTP."""
-    root = tmp_path_factory.mktemp("mlflow-server")
+@contextlib.contextmanager
+def serve_mlflow(args: list[str], root: Path, env: dict | None = None,
+                 health_headers: dict | None = None):
+    """`mlflow server ARGS` on 127.0.0.1:PORT until the block ends; yields its URL."""
     port = _free_port()
     log = open(root / "server.log", "wb")
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts"],
+         "--port", str(port), "--workers", "1", *args],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         # no background job runner: tracking and the registry need none, and it costs a process
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while True:
         try:
-            urllib.request.urlopen(f"{url}/health", timeout=2).close()
+            request = urllib.request.Request(f"{url}/health", headers=health_headers or {})
+            urllib.request.urlopen(request, timeout=2).close()
             break
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
                 os.killpg(server.pid, signal.SIGKILL)
                 pytest.fail(f"mlflow server did not start:\n{(root / 'server.log').read_text()[-3000:]}")
             time.sleep(0.5)
-    yield url
-    os.killpg(server.pid, signal.SIGTERM)
     try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-    log.close()
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` for the session: SQLite backend, artifacts served over HTTP."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    with serve_mlflow(["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+                       "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts"],
+                      root) as url:
+        yield url
 
 
 @pytest.fixture

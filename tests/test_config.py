@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from adautomix.config import ConfigError, RunConfig, parse_override
+from adautomix.config import ConfigError, RunConfig, parse_override, resume_changes
 
 
 def test_defaults_are_valid_and_round_trip(tmp_path):
@@ -53,3 +53,63 @@ def test_flat_expands_method_args():
 ])
 def test_parse_override(text, expected):
     assert parse_override(text) == expected
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("field", ["lr", "min_lr", "momentum", "weight_decay", "grad_clip",
+                                   "warmup_epochs", "label_smoothing", "ema_decay", "mix_block_lr"])
+@pytest.mark.parametrize("value", [NAN, INF, -INF])
+def test_non_finite_numbers_are_refused(field, value):
+    changes = {field: value}
+    if field == "mix_block_lr":
+        changes["method"] = "automix"
+    with pytest.raises(ConfigError, match=f"{field} must be finite"):
+        RunConfig(**changes)
+
+
+@pytest.mark.parametrize("changes,fragment", [
+    ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
+    ({"seed": -1}, "seed must be in"),
+    ({"seed": 2 ** 32}, "seed must be in"),
+    ({"nonfinite_loss_limit": 0}, "nonfinite_loss_limit must be > 0"),
+    ({"normalize_mean": [1.5], "normalize_std": [0.5]}, "normalize_mean"),
+    ({"crop_scale": [NAN, 1.0], "train_crop": "rrc"}, "crop_scale"),
+    ({"method_args": {"alpha": NAN}}, "method option alpha must be finite"),
+])
+def test_out_of_range_values_are_refused(changes, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        RunConfig(**changes)
+
+
+@pytest.mark.parametrize("changes,fragment", [
+    ({"lr": "abc"}, r"lr must be a number, got 'abc' \(str\)"),
+    ({"epochs": 2.5}, "epochs must be an integer"),
+    ({"epochs": True}, "epochs must be an integer"),
+    ({"amp": "no"}, "amp must be true or false"),
+    ({"amp": 1}, "amp must be true or false"),
+    ({"dataset": 3}, "dataset must be a string"),
+    ({"crop_scale": ["a", 1]}, "crop_scale must be a list of numbers"),
+    ({"method_args": [1]}, "method_args must be a dict"),
+])
+def test_wrong_types_are_refused_as_json_gives_them(changes, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        RunConfig(**changes)
+
+
+def test_an_int_for_a_float_is_widened_so_the_json_round_trip_is_exact(tmp_path):
+    config = RunConfig(lr=1, crop_scale=[1, 1], train_crop="rrc")
+    assert isinstance(config.lr, float) and config.crop_scale == [1.0, 1.0]
+    config.save(tmp_path / "c.json")
+    assert RunConfig.load(tmp_path / "c.json").to_dict() == config.to_dict()
+
+
+def test_resume_changes_split_allowed_from_refused():
+    saved = RunConfig(method="mixup", epochs=2).to_dict()
+    del saved["nonfinite_loss_limit"]            # written before the field existed
+    allowed, refused = resume_changes(saved, RunConfig(method="cutmix", lr=0.2, epochs=4,
+                                                       num_workers=0, progress=False))
+    assert allowed == {"epochs": (2, 4), "num_workers": (2, 0), "progress": (True, False)}
+    assert refused == {"method": ("mixup", "cutmix"), "lr": (0.1, 0.2)}
+    assert resume_changes(saved, RunConfig(method="mixup", epochs=2)) == ({}, {})

@@ -16,7 +16,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNTIME_EXTRAS = ("dali", "pipeline")
+RUNTIME_EXTRAS = ("dali", "pipeline", "server")
 DEV_ONLY = ("pytest", "moto", "dockerfile", "kubernetes-validate", "uv")
 ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s\\;]+)\s*$")
 HASH = re.compile(r"^--hash=sha256:[0-9a-f]{64}$")

@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from adautomix.registry import CHALLENGER, CHAMPION, Candidate, register, register_best
+from adautomix.registry import (CHALLENGER, CHAMPION, Candidate, RegistryError, register,
+                                register_best)
 from adautomix.tracking import TrackingError, connect
 from tests.tracking_helpers import logged_model
 
@@ -75,3 +76,34 @@ def test_an_unreachable_server_is_named(monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     with pytest.raises(TrackingError, match="127.0.0.1:9"):
         register(Candidate("models:/m-x", 1.0), "x", "fashion-mnist")
+
+
+@pytest.mark.parametrize("score", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_score_is_never_registered(name, score):
+    register(candidate(80.0), name, "fashion-mnist")
+    with pytest.raises(RegistryError, match="finite score"):
+        register(candidate(score), name, "fashion-mnist")
+    assert len(connect().search_model_versions(f"name='{name}'")) == 1
+    assert aliases(name) == {CHALLENGER: "1", CHAMPION: "1"}
+
+
+def test_register_best_passes_over_a_nan_candidate(name):
+    done = register_best([candidate(float("nan")), candidate(60.0), candidate(70.0)], name,
+                         "fashion-mnist")
+    assert float(connect().get_model_version(name, done.version).tags["score"]) == 70.0
+    with pytest.raises(RegistryError, match="none of the 1 candidates"):
+        register_best([candidate(float("nan"))], name, "fashion-mnist")
+
+
+def test_a_nan_champion_from_before_the_check_can_be_beaten(name):
+    client = connect()
+    register(candidate(80.0), name, "fashion-mnist")
+    client.set_model_version_tag(name, "1", "score", "nan")
+    assert register(candidate(10.0), name, "fashion-mnist").promoted
+
+
+def test_the_reported_store_has_no_password(monkeypatch, mlflow_http, name):
+    with_password = mlflow_http.replace("http://", "http://alice:s3cret@")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", with_password)
+    done = register(candidate(50.0), name, "fashion-mnist")
+    assert "s3cret" not in done.tracking_uri and done.tracking_uri.startswith("http://alice:***@")

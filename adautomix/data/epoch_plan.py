@@ -1,12 +1,17 @@
 """The epoch plan every loader kind follows: which sample indices one rank reads in one epoch.
 
 It works like DistributedSampler: the train split is shuffled by a permutation drawn from
-(seed, epoch), every rank reads its own disjoint slice of it, and the partial last batch is
-dropped so that every rank runs the same number of steps; the test split is read in order, split
-into contiguous per-rank chunks, and its last partial batch is kept. `subset` keeps the first N
+(seed, epoch), every rank reads every world_size-th index of it (rank r from position r), and the
+partial last (global) batch is dropped so that every rank runs the same number of steps; the
+test split is read in order, split into contiguous per-rank chunks, and its last partial batch
+is kept. Interleaving makes step s of N ranks with batch b read the very images of step s of one
+process with batch N·b, so the number of ranks changes neither an epoch's global batches nor its
+length, and a run resumes on another number of ranks in the same data stream. `subset` keeps the first N
 indices of one fixed permutation (seed 0) whatever the run's seed, so runs with different seeds
-see the same images. Augmentation seeds come from `derived_seed(seed, epoch, rank)`, so an epoch
-is a function of those alone."""
+see the same images. Augmentation follows (seed, epoch) and each sample's place in the global
+epoch order: the memory and torch kinds draw the global batch's (or epoch's) augmentation from
+`derived_seed(seed, epoch, 0)` on every rank and keep their own places, so it does not depend on
+the number of ranks either (DALI's pipelines draw from `derived_seed(seed, epoch, rank)`)."""
 
 from __future__ import annotations
 
@@ -29,6 +34,6 @@ def epoch_indices(count: int, *, train: bool, batch_size: int, seed: int, epoch:
     if train:
         order = pool[np.random.default_rng([seed, epoch]).permutation(len(pool))]
         share = len(order) // world_size
-        mine = order[rank * share:(rank + 1) * share]
-        return mine[:len(mine) - len(mine) % batch_size]
+        usable = (share - share % batch_size) * world_size
+        return order[:usable][rank::world_size]
     return pool[len(pool) * rank // world_size:len(pool) * (rank + 1) // world_size]

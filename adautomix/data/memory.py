@@ -46,7 +46,9 @@ class MemoryLoader(Loader):
     def __iter__(self):
         order = torch.from_numpy(self.indices()).to(self.device)
         generator = torch.Generator(device=self.device)
-        generator.manual_seed(derived_seed(self.seed, self.epoch, self.rank))
+        # every rank draws the global batch's augmentation and keeps its own places (rank 0's
+        # seed is the one-process seed): augmentation then does not depend on the rank count
+        generator.manual_seed(derived_seed(self.seed, self.epoch, 0))
         recipe, size = self.recipe, self.image_size
         for start in range(0, len(order), self.batch_size):
             index = order[start:start + self.batch_size]
@@ -65,9 +67,10 @@ class MemoryLoader(Loader):
 
     def _crop_and_flip(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Random crop of the reflect-padded image plus a random horizontal flip."""
-        offset = torch.randint(0, self.offsets, (2, len(index)), device=self.device,
-                               generator=generator)
-        flip = torch.rand(len(index), device=self.device, generator=generator) < 0.5
+        count, mine = len(index) * self.world_size, slice(self.rank, None, self.world_size)
+        offset = torch.randint(0, self.offsets, (2, count), device=self.device,
+                               generator=generator)[:, mine]
+        flip = (torch.rand(count, device=self.device, generator=generator) < 0.5)[mine]
         # Index arrays split by a slice put the batch axis first: (B, C, H, W).
         crops = self.windows[index, :, offset[0], offset[1]]
         return torch.where(flip[:, None, None, None], crops.flip(-1), crops)
@@ -83,9 +86,10 @@ class MemoryLoader(Loader):
         if self.recipe.resize_before_crop:
             images = resize_shorter(images, self.recipe.resize_before_crop, self.mode)
         batch, channels, height, width = images.shape
-        top, left, crop_h, crop_w = crop_boxes(batch, height, width, self.recipe.crop_scale,
-                                                generator)
-        flip = torch.rand(batch, device=self.device, generator=generator) < 0.5
+        count, mine = batch * self.world_size, slice(self.rank, None, self.world_size)
+        boxes = crop_boxes(count, height, width, self.recipe.crop_scale, generator)
+        top, left, crop_h, crop_w = (b[mine] for b in boxes)
+        flip = (torch.rand(count, device=self.device, generator=generator) < 0.5)[mine]
         # affine_grid maps output coordinates in [-1, 1] to input ones; with
         # align_corners=False, -1 and 1 are the outer edges of the crop's edge pixels.
         theta = torch.zeros(batch, 2, 3, device=self.device)

@@ -9,7 +9,14 @@ is lossless and deterministic), with the file lists DALI's fn.readers.file reads
     train/<class:04d>/<index:06d>.<ext>   train_list.txt ("train/0003/000012.jpg 3" per line)
     test/...                              test_list.txt
 Both formats get a manifest.json: classes, counts, image size, per-channel mean and std over the
-train split, and a content hash of every data file (the manifest itself excluded).
+train split, and a content hash of every data file and of the manifest's own description of them
+(every field but the hash itself and the raw source's path), so editing the classes, channels or
+statistics is a change of content like editing a pixel.
+
+A run checks the bytes it trains on against that hash (`ensure_dataset`): in full once per
+prepared version, then by each file's size, mtime and ctime, recorded beside the dataset in
+DATA_ROOT/.NAME.verified.json. A write to any file changes its ctime (which no user can set
+back), so the next run hashes it again; `data verify` always hashes in full.
 
 The statistics of a folder dataset come from a fixed sample of at most 500 train images, decoded
 and resized to 64×64: decoding a whole ImageNet for a mean is not worth it, and 500 images pin
@@ -29,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -43,12 +51,19 @@ from PIL import Image
 from adautomix.data.errors import DataError
 from adautomix.data.sources import RawDataset, decode_image, read_source
 
-FORMAT_VERSION = 1
+# 2: the content hash covers the manifest's description of the data (format 1 hashed the files only)
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
+# Manifest fields outside the content hash: the hash itself, and where the raw files were read
+# from (a path on one machine, which says nothing about the data).
+UNHASHED_FIELDS = ("sha256", "source")
+VERIFIED_SUFFIX = ".verified.json"
 STATS_SAMPLE = 500
 STATS_SIZE = 64
 # What a writer reports: counts per split, image size (H, W) or None, channels, (mean, std).
 Written = tuple[dict[str, int], tuple[int, int] | None, int, tuple[np.ndarray, np.ndarray]]
+
+log = logging.getLogger("adautomix.data")
 
 
 @dataclass(frozen=True)
@@ -130,17 +145,20 @@ def load_manifest(name: str, data_root: str | Path = "data") -> Manifest:
 
 
 def verify(name: str, data_root: str | Path = "data") -> Manifest:
-    """Recompute the content hash of a prepared dataset; raise DataError if it changed."""
-    return _check_hash(load_manifest(name, data_root))
+    """Recompute the content hash of a prepared dataset and check its labels; raise DataError if
+    either is wrong."""
+    return _check_labels(_check_hash(load_manifest(name, data_root)))
 
 
 def ensure_dataset(name: str, data_root: str | Path = "data") -> Manifest:
-    """The prepared dataset's manifest. Fashion-MNIST is prepared on first use, since it needs no
-    source; any other dataset must have been prepared (or pulled with DVC) beforehand."""
+    """The prepared dataset's manifest, its bytes checked against its content hash (in full the
+    first time, by file stamps after: see `verify_cached`). Fashion-MNIST is prepared on first
+    use, since it needs no source; any other dataset must have been prepared (or pulled with
+    DVC) beforehand."""
     if (Path(data_root) / name / MANIFEST).exists():
-        return load_manifest(name, data_root)
+        return verify_cached(load_manifest(name, data_root))
     if name == "fashion-mnist":
-        return prepare(name, data_root=data_root)
+        return verify_cached(prepare(name, data_root=data_root))
     raise DataError(f"dataset {name} is not prepared in {data_root}; run "
                     f"`adautomix data prepare {name} --source PATH` (or `dvc pull`) first")
 
@@ -151,10 +169,10 @@ def read_list(root: str | Path, split: str) -> tuple[list[str], list[int]]:
     return [path for path, _ in pairs], [int(label) for _, label in pairs]
 
 
-def content_hash(folder: str | Path) -> str:
-    """sha256 over each data file's relative path, size and bytes, in sorted path order.
-
-    The manifest is left out, so the hash names the data alone and can be stored inside it."""
+def content_hash(folder: str | Path, description: dict | None = None) -> str:
+    """sha256 over each data file's relative path, size and bytes, in sorted path order, then
+    over the manifest's description of them: `description` (manifest fields), or else the
+    folder's manifest.json, less UNHASHED_FIELDS."""
     folder = Path(folder)
     files = sorted((p.relative_to(folder).as_posix(), p) for p in folder.rglob("*")
                    if p.is_file() and p != folder / MANIFEST)
@@ -164,7 +182,43 @@ def content_hash(folder: str | Path) -> str:
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
+    if description is None:
+        manifest = folder / MANIFEST
+        description = json.loads(manifest.read_text()) if manifest.exists() else {}
+    described = {k: v for k, v in description.items() if k not in UNHASHED_FIELDS}
+    digest.update(f"{MANIFEST}\0{json.dumps(described, sort_keys=True)}".encode())
     return digest.hexdigest()
+
+
+def verify_cached(manifest: Manifest) -> Manifest:
+    """`verify` at the cost of a stat per file once a version has been hashed here.
+
+    The full check (content hash and label range) runs when no record beside the dataset shows
+    every file at the size, mtime and ctime it had when this hash was last confirmed; a data
+    root that cannot be written is hashed every time."""
+    record = manifest.root.parent / f".{manifest.name}{VERIFIED_SUFFIX}"
+    seen = {"sha256": manifest.sha256, "files": _file_stamps(manifest.root)}
+    try:
+        if json.loads(record.read_text()) == seen:
+            return manifest
+    except (OSError, ValueError):
+        pass
+    _check_labels(_check_hash(manifest))
+    try:
+        record.write_text(json.dumps(seen, sort_keys=True))
+    except OSError as error:
+        log.debug("cannot record the verified hash in %s (%s)", record, error)
+    return manifest
+
+
+def _file_stamps(folder: Path) -> dict[str, list[int]]:
+    stamps = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            stamps[path.relative_to(folder).as_posix()] = [stat.st_size, stat.st_mtime_ns,
+                                                           stat.st_ctime_ns]
+    return stamps
 
 
 def _check_hash(manifest: Manifest) -> Manifest:
@@ -173,6 +227,27 @@ def _check_hash(manifest: Manifest) -> Manifest:
         raise DataError(f"dataset {manifest.name} in {manifest.root} does not match its manifest: "
                         f"content hash {actual} != recorded {manifest.sha256}. Re-run "
                         f"`adautomix data prepare {manifest.name} --force` or `dvc pull`")
+    return manifest
+
+
+def _check_labels(manifest: Manifest) -> Manifest:
+    """Every label names one of the manifest's classes: a label out of range would otherwise
+    fail deep in the loss, or worse, index a wrong row without failing."""
+    if manifest.num_classes != len(manifest.classes):
+        raise DataError(f"{manifest.root / MANIFEST} lists {len(manifest.classes)} classes but "
+                        f"num_classes {manifest.num_classes}; re-run `adautomix data prepare "
+                        f"{manifest.name} --force`")
+    for split in manifest.counts:
+        if manifest.format == "array":
+            labels = np.load(manifest.root / f"{split}_labels.npy", mmap_mode="r")
+        else:
+            lines = (manifest.root / f"{split}_list.txt").read_text().split("\n")
+            labels = np.array([int(line.rsplit(" ", 1)[1]) for line in lines if line.strip()])
+        if len(labels) and not (0 <= labels.min() and labels.max() < manifest.num_classes):
+            raise DataError(f"dataset {manifest.name}: {split} labels span {labels.min()}.."
+                            f"{labels.max()}, outside the manifest's {manifest.num_classes} "
+                            f"classes (0..{manifest.num_classes - 1}); re-run `adautomix data "
+                            f"prepare {manifest.name} --force`")
     return manifest
 
 
@@ -203,7 +278,10 @@ def write_manifest(out: Path, name: str, format: str, classes: list[str], counts
         name=name, format=format, classes=classes, num_classes=len(classes), counts=counts,
         image_size=image_size, channels=channels,
         mean=tuple(round(float(m), 6) for m in mean), std=tuple(round(float(s), 6) for s in std),
-        sha256=content_hash(out), format_version=FORMAT_VERSION, source=source, root=out)
+        sha256="", format_version=FORMAT_VERSION, source=source, root=out)
+    # hashed as it will read back from JSON (tuples become lists)
+    manifest = dataclasses.replace(
+        manifest, sha256=content_hash(out, json.loads(json.dumps(manifest.to_dict()))))
     text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
     (out / MANIFEST).write_text(text)
     return manifest

@@ -55,8 +55,12 @@ class _PlanSampler(Sampler):
     def __iter__(self):
         loader = self.loader
         indices = loader.indices()
-        seeds = np.random.default_rng(derived_seed(loader.seed, loader.epoch, loader.rank))
-        per_sample = seeds.integers(0, 2 ** 62, len(indices))
+        # the seeds of the whole epoch's global order; this rank's samples sit at every
+        # world_size-th place of it in training (a contiguous chunk in testing, where no
+        # augmentation reads them)
+        seeds = np.random.default_rng(derived_seed(loader.seed, loader.epoch, 0))
+        world, rank = loader.world_size, loader.rank
+        per_sample = seeds.integers(0, 2 ** 62, len(indices) * world)[rank::world]
         return iter(zip(indices.tolist(), per_sample.tolist(), strict=True))
 
     def __len__(self) -> int:

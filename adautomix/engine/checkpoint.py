@@ -2,13 +2,18 @@
 
 The file holds the model, the method (its generator, heads and EMA teacher are submodules), the
 engine's EMA, the optimiser, the AMP scaler, every RNG stream the run draws from, the epoch and
-step counters, the metric history (for the median of the last epochs) and the MLflow run id. The
-lr needs no state: it is a function of the step (engine/optim.py)."""
+step counters, the metric history (for the median of the last epochs), the MLflow run id and the
+run's config. The lr needs no state: it is a function of the step (engine/optim.py).
+
+Everything in it is a tensor or a plain Python value (numbers, strings, lists, tuples, dicts), so
+it loads with torch's weights-only unpickler: a file that holds anything else (a crafted pickle
+that would run code on load) is refused before any of it runs."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import random
 import tempfile
 from pathlib import Path
@@ -17,11 +22,23 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from ..config import ConfigError, RunConfig, resume_changes
+from ..errors import InputError
+
 CHECKPOINT_NAME = "checkpoint.pt"
+# What a write in progress is called; a kill mid-write leaves one behind (see remove_partial_writes).
+TEMP_PREFIX, TEMP_SUFFIX = ".checkpoint-", ".tmp"
+
+
+class CheckpointError(InputError):
+    """A checkpoint that cannot be used; the message names the file and what to do."""
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+    """Every random stream as tensors and plain values (numpy's key array becomes a tensor)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
              "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -30,7 +47,9 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
+    np.random.set_state((kind, keys.astype(np.uint32), pos, has_gauss, gauss))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -52,7 +71,7 @@ def save_checkpoint(state: dict[str, Any], directory: str | Path) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / CHECKPOINT_NAME
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
@@ -66,13 +85,58 @@ def save_checkpoint(state: dict[str, Any], directory: str | Path) -> Path:
     return target
 
 
+def remove_partial_writes(directory: str | Path) -> list[Path]:
+    """Delete what a write killed before its rename left behind (a SIGKILL runs no cleanup), so
+    that an interrupted run does not keep a checkpoint-sized temporary file forever. Call it
+    when a run starts, before it writes; returns what it removed."""
+    removed = []
+    for path in Path(directory).glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
+    """The checkpoint in `directory`, or None if there is none. Only tensors and plain values are
+    unpickled: anything else is refused with a CheckpointError, and none of it runs."""
     path = Path(directory) / CHECKPOINT_NAME
     if not path.exists():
         return None
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message names the refused global, e.g. "Unsupported global: GLOBAL os.system"
+        reason = next((line.strip() for line in str(exc).splitlines()
+                       if "Unsupported" in line or "global" in line.lower()), str(exc).splitlines()[0])
+        raise CheckpointError(
+            f"checkpoint {path} is not one adautomix wrote: it holds something other than "
+            f"tensors and plain values ({reason}); it was not loaded and nothing in it ran. "
+            "Only load checkpoints you wrote; delete it to start over, or restore it from the artifact store") from None
     except Exception as exc:  # a damaged file must say which file and what to do
-        raise RuntimeError(
-            f"checkpoint {path} cannot be read ({exc}); delete it to start over, "
-            "or restore it from the artifact store") from exc
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); delete it to start over, "
+            "or restore it from the artifact store") from None
+
+
+def check_resume(state: dict[str, Any], config: RunConfig, directory: str | Path) -> dict:
+    """The changes `config` makes to the config the checkpoint was written under, all of them
+    allowed (RESUMABLE_FIELDS), as {field: (saved, new)}; a ConfigError listing every field
+    that would change what is computed, or an epoch count below what is already done."""
+    path = Path(directory) / CHECKPOINT_NAME
+    if not isinstance(state.get("config"), dict):
+        raise CheckpointError(f"checkpoint {path} records no config to resume under; it was not "
+                              "written by this version of adautomix. Train into a new --output-dir")
+    allowed, refused = resume_changes(state["config"], config)
+    if refused:
+        shown = "; ".join(f"{k} {old!r} in the checkpoint, {new!r} now"
+                          for k, (old, new) in sorted(refused.items()))
+        raise ConfigError(
+            f"--resume: {path} was trained under another config ({shown}); these change what "
+            f"is computed. Resume with the checkpoint's values (--config {Path(directory) / 'config.json'}"
+            f" plus only epochs, workers or logging flags), or train into a new --output-dir")
+    if config.epochs < state["epoch"]:
+        raise ConfigError(f"--resume: epochs {config.epochs} is fewer than the {state['epoch']} "
+                          f"the checkpoint has done; pass --epochs {state['epoch']} or more")
+    return allowed

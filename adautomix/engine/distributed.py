@@ -23,7 +23,7 @@ The choices, and why (docs/distributed.md says more):
   draws (N, λ, the adversarial phase, permutations of the local batch, PuzzleMix's grid) are the
   same on every rank, and every rank takes the same branch of a step and reduces the same
   gradients. Augmentation is per sample and follows the sample's place in the global epoch
-  order (adautomix/data/loaders.py), so it differs between samples and ranks as it would in one
+  order (adautomix/data/epoch_plan.py), so it differs between samples and ranks as it would in one
   process, and does not depend on the number of ranks.
 - Evaluation: each rank evaluates its shard of the test split; the metrics' sums and counts are
   all-reduced (adautomix/eval), so every rank holds the full-set figures.
@@ -86,7 +86,7 @@ def resolve_device(name: str, local_rank: int = 0, world_size: int = 1) -> torch
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but CUDA is not available; use --device cpu or auto")
+        raise ConfigError("device 'cuda' was asked for but CUDA is not available; use --device cpu or auto")
     if name != "cuda" or world_size == 1:
         return torch.device(name)
     visible = torch.cuda.device_count()
@@ -139,6 +139,13 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     """`values` summed over ranks, in place (unchanged in one process)."""
     if _world() > 1:
         dist.all_reduce(values)
+    return values
+
+
+def all_reduce_max(values: torch.Tensor) -> torch.Tensor:
+    """`values`' elementwise maximum over ranks, in place (unchanged in one process)."""
+    if _world() > 1:
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
     return values
 
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from torch import nn
 
-from ..config import RunConfig
+from ..config import RunConfig, resume_changes
 from ..data import Loader, Manifest, Recipe, build_loader, ensure_dataset
 from ..eval import create_metric, evaluate
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint
 from .distributed import resolve_device
 from .train import build_networks
 
@@ -41,6 +41,13 @@ def load_run(run_dir: str | Path, device: str = "auto", subset: int | None = Non
     state = load_checkpoint(run_dir, map_location=dev)
     if state is None:
         raise FileNotFoundError(f"{run_dir} holds no checkpoint.pt: the run never finished an epoch")
+    if isinstance(state.get("config"), dict):   # the weights are what the checkpoint says
+        _, differs = resume_changes(state["config"], config)
+        if differs:
+            raise CheckpointError(
+                f"{run_dir / 'config.json'} and its checkpoint disagree on "
+                f"{', '.join(sorted(differs))}; the checkpoint's networks were trained under its "
+                "own config: restore config.json from the MLflow run's config.json artifact")
     manifest = ensure_dataset(config.dataset, config.data_root)
     model, method, ema = build_networks(config, manifest, dev)
     model.load_state_dict(state["model"])

@@ -4,7 +4,10 @@ it, and `train` strings them together. Read top to bottom.
 
 One run = one RunConfig. Every epoch: train, evaluate the online and the EMA network, log to
 MLflow, checkpoint atomically. `resume=True` continues from the checkpoint in output_dir exactly
-(weights, optimiser, EMA, RNG streams, counters) and in the same MLflow run.
+(weights, optimiser, EMA, RNG streams, counters) and in the same MLflow run, once its config is
+found to compute the same thing (checkpoint.check_resume). A non-finite loss or metric stops the
+run FAILED before its epoch is checkpointed (loss_guard.py). Nothing is written until every check
+of `setup` has passed (docs/reliability.md).
 
 Under torchrun every process runs this same code on its own device (engine/distributed.py): the
 batch size is the global one, split evenly over the ranks; gradients are averaged across ranks
@@ -32,13 +35,16 @@ from ..config import ConfigError, RunConfig
 from ..data import Loader, Manifest, Recipe, build_loader, ensure_dataset
 from ..eval import evaluate
 from ..mixers import Method, create_method
-from ..models import create_model
+from ..models import check_input_size, create_model
 from ..tracking import Tracker
 from ..visualize import sample_figure, training_curves
 from . import distributed
-from .checkpoint import load_checkpoint, preserved_rng, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (CHECKPOINT_NAME, CheckpointError, check_resume, load_checkpoint,
+                         preserved_rng, remove_partial_writes, rng_state, save_checkpoint,
+                         set_rng_state)
 from .distributed import Ranks, resolve_device  # noqa: F401  (resolve_device: public here too)
 from .ema import ModelEma
+from .loss_guard import LossGuard
 from .optim import build_optimizer, optimizer_step, param_groups, set_lr
 
 log = logging.getLogger("adautomix.train")
@@ -72,6 +78,7 @@ class Run:
     scaler: torch.amp.GradScaler
     steps_per_epoch: int
     total_steps: int
+    guard: LossGuard | None = None      # stops the run on NaN or infinite losses
     tracker: Tracker | None = None      # rank 0 only
     start_epoch: int = 0
     step: int = 0
@@ -116,17 +123,24 @@ def build_networks(config: RunConfig, manifest, device: torch.device, sync_bn: b
 
 # --- setup --------------------------------------------------------------------------------------
 
-def setup(config: RunConfig, resume: bool, ranks: Ranks, device: torch.device) -> Run:
-    """Data, networks, optimiser, the checkpoint's state when resuming, and the MLflow run."""
+def setup(config: RunConfig, resume: bool | str, ranks: Ranks, device: torch.device) -> Run:
+    """Data, networks, optimiser, the checkpoint's state when resuming, and the MLflow run.
+
+    Everything that can be wrong with the config, the data, the network or the resume is
+    checked before anything is written: config.json, the MLflow run and the cleanup of a killed
+    write come last."""
     out = Path(config.output_dir)
-    if ranks.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        config.save(out / "config.json")
+    state, changes = resumable_state(config, resume)
     amp = config.amp and device.type == "cuda"
     seed_everything(config.seed, config.deterministic)
     batch_size = rank_batch_size(config.batch_size, ranks.world_size)
 
-    manifest = ensure_dataset(config.dataset, config.data_root)
+    # Fashion-MNIST prepares itself on first use: one process per node writes it, then the rest read
+    if ranks.local_rank == 0:
+        manifest = ensure_dataset(config.dataset, config.data_root)
+    distributed.barrier()
+    if ranks.local_rank != 0:
+        manifest = ensure_dataset(config.dataset, config.data_root)
     loader_args = dict(data_root=config.data_root, kind=config.loader, device=device, seed=config.seed,
                        num_workers=config.num_workers, rank=ranks.rank, world_size=ranks.world_size,
                        recipe=Recipe.from_config(config, manifest))
@@ -140,6 +154,7 @@ def setup(config: RunConfig, resume: bool, ranks: Ranks, device: torch.device) -
                           "drop --sync-bn for a CPU run")
     model, method, ema = build_networks(config, manifest, device,
                                         sync_bn=config.sync_bn and ranks.distributed)
+    check_input_size(model, config.model, manifest.channels, loader_args["recipe"].image_size)
     smallest = getattr(method, "min_batch_size", 1)
     if ranks.distributed and batch_size < smallest:   # one process: the method says so itself
         raise ConfigError(f"each of the {ranks.world_size} processes gets {batch_size} images of "
@@ -152,15 +167,39 @@ def setup(config: RunConfig, resume: bool, ranks: Ranks, device: torch.device) -
               train_loader=train_loader, val_loader=val_loader, model=model, method=method,
               ema=ema, ema_network=method.teacher() or (ema.module if ema else None),
               optimizer=optimizer, scaler=torch.amp.GradScaler(device.type, enabled=amp),
-              steps_per_epoch=steps_per_epoch, total_steps=config.epochs * steps_per_epoch)
-    state = load_checkpoint(out, map_location=device) if resume else None
+              steps_per_epoch=steps_per_epoch, total_steps=config.epochs * steps_per_epoch,
+              guard=LossGuard(config.nonfinite_loss_limit, device, config.lr,
+                              reduce=distributed.all_reduce_sum))
     if state is not None:
         restore(run, state)
-        log.info("resumed from %s at epoch %d (step %d)", out, run.start_epoch, run.step)
+        if ranks.is_main:
+            log.info("resumed from %s at epoch %d (step %d)", out, run.start_epoch, run.step)
     distributed.broadcast_state(networks(run))
-    if ranks.is_main:
+    if ranks.is_main:   # every check has passed: the run may write
+        out.mkdir(parents=True, exist_ok=True)
+        remove_partial_writes(out)
+        config.save(out / "config.json")
         run.tracker = Tracker(config, manifest.sha256, run_id=run.run_id)
+        if changes:
+            run.tracker.log_resume(changes, run.start_epoch)
+    distributed.barrier()   # the epoch clocks start together, not while rank 0 opens MLflow
     return run
+
+
+def resumable_state(config: RunConfig, resume: bool | str) -> tuple[dict | None, dict]:
+    """The checkpoint to resume from (None: start anew) and the allowed config changes it
+    takes (checkpoint.check_resume refuses the others). `resume` True resumes if there is a
+    checkpoint and says so in one line if there is none; "must" fails instead."""
+    out = Path(config.output_dir)
+    state = load_checkpoint(out) if resume else None
+    if state is None:
+        if resume == "must":
+            raise CheckpointError(f"--resume must: {out} holds no {CHECKPOINT_NAME}; train "
+                                  "there first, or drop `must` to start anew when there is none")
+        if resume:
+            log.info("--resume: no %s in %s; starting a new run", CHECKPOINT_NAME, out)
+        return None, {}
+    return state, check_resume(state, config, out)
 
 
 def rank_batch_size(batch_size: int, world_size: int) -> int:
@@ -203,6 +242,10 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
         lr = set_lr(run.optimizer, config, run.step, run.steps_per_epoch)
         with torch.autocast(device.type, enabled=run.amp):
             loss, _ = method.training_step(model, images, labels, run.step)
+        if run.guard.skip(loss, run.step, epoch):
+            run.optimizer.zero_grad(set_to_none=True)
+            run.step += 1
+            continue
         optimizer_step(loss, run.optimizer, run.scaler, config.grad_clip,
                        reduce_gradients=distributed.average_gradients)
         method.after_optimizer_step(model, run.step, run.total_steps)
@@ -212,11 +255,17 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
         seen += images.shape[0]
         run.step += 1
         if run.step % 10 == 0:  # a host sync; not every step
+            if not run.ranks.distributed:   # all ranks check together, at the end of the epoch
+                run.guard.check(run.step, epoch)
             rate = seen * run.ranks.world_size / (time.perf_counter() - started)
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", img_s=f"{rate:.0f}")
-    train_time = time.perf_counter() - started
-    totals = distributed.all_reduce_sum(torch.stack([loss_sum.double().cpu(),
-                                                     torch.tensor(seen, dtype=torch.float64)]).to(device))
+    # global figures, the same on every rank: the loss over all ranks' steps, and every rank's
+    # images over the slowest rank's time
+    train_time = distributed.all_reduce_max(
+        torch.tensor(time.perf_counter() - started, dtype=torch.float64, device=device)).item()
+    run.guard.check(run.step, epoch)   # every rank, before the epoch counts
+    totals = distributed.all_reduce_sum(torch.stack([loss_sum.double(),
+                                                     torch.tensor(seen, dtype=torch.float64, device=device)]))
     loss_total, seen_total = totals.tolist()
     return {"epoch": epoch + 1, "train_loss": loss_total / (run.steps_per_epoch * run.ranks.world_size),
             "lr": lr, "images_per_sec": seen_total / train_time}
@@ -238,6 +287,7 @@ def evaluate_and_log(run: Run, epoch: int, metrics: dict[str, float]) -> dict[st
     run.history.append(metrics)
     if run.tracker is not None:
         run.tracker.log_metrics(metrics, step=epoch + 1)
+    run.guard.check_metrics(metrics, epoch)   # the same on every rank: the metrics are reduced
     if run.config.log_images_every and (epoch + 1) % run.config.log_images_every == 0:
         log_sample_grid(run.tracker, run.method, run.model, run.val_loader, epoch + 1,
                         run.manifest.classes)
@@ -260,7 +310,7 @@ def checkpoint_state(run: Run, epoch: int) -> dict[str, Any]:
 
 # --- the run ------------------------------------------------------------------------------------
 
-def train(config: RunConfig, resume: bool = False) -> TrainResult:
+def train(config: RunConfig, resume: bool | str = False) -> TrainResult:
     with distributed.process_group(config.device) as (ranks, device):
         run = setup(config, resume, ranks, device)
         try:
@@ -276,7 +326,9 @@ def train(config: RunConfig, resume: bool = False) -> TrainResult:
                 run.tracker.finish()
         except BaseException as exc:
             if run.tracker is not None:
-                run.tracker.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+                killed = isinstance(exc, KeyboardInterrupt)
+                run.tracker.finish("KILLED" if killed else "FAILED",
+                                   reason="interrupted" if killed else f"{type(exc).__name__}: {exc}")
             raise
     return TrainResult(final, run.out, run.run_id, run.history)
 

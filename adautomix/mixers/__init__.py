@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from typing import Any
 
 from torch import nn
@@ -41,11 +42,62 @@ METHOD_CLASSES: dict[str, type[Method]] = {
 }
 
 
+# How a boolean option may be spelled on the command line (`-o is_random=no`).
+BOOLEAN_SPELLINGS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+
+
 def _check_options(name: str, options: dict[str, Any], valid: set[str]) -> None:
     unknown = sorted(set(options) - valid)
     if unknown:
         raise ConfigError(
             f"method {name!r} has no option(s) {unknown}; valid: {', '.join(sorted(valid)) or 'none'}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _coerced(method: str, key: str, value: Any, default: Any) -> Any:
+    """`value` as the type of the option's default, or a ConfigError saying what it takes."""
+    where = f"method {method!r} option {key}"
+    if isinstance(default, bool):
+        spelled = str(value).lower() if isinstance(value, (str, int)) else None
+        if isinstance(value, bool):
+            return value
+        if spelled in BOOLEAN_SPELLINGS and not isinstance(value, float):
+            return BOOLEAN_SPELLINGS[spelled]
+        raise ConfigError(f"{where} takes a boolean ({', '.join(BOOLEAN_SPELLINGS)}), "
+                          f"got {value!r}")
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} takes an integer, got {value!r}")
+    if isinstance(default, float):
+        if _is_number(value) and math.isfinite(value):
+            return float(value)
+        raise ConfigError(f"{where} takes a finite number, got {value!r}")
+    if isinstance(default, tuple):
+        element = int if all(isinstance(d, int) for d in default) else float
+        if isinstance(value, (list, tuple)) and all(
+                _is_number(v) and math.isfinite(v) and (element is float or isinstance(v, int))
+                for v in value):
+            return [element(v) for v in value]
+        kind = "integers" if element is int else "finite numbers"
+        raise ConfigError(f"{where} takes a list of {kind} like {list(default)}, got {value!r}")
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"{where} takes a string, got {value!r}")
+    return value
+
+
+def resolve_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """A method's options checked by name and type against its defaults (booleans from their
+    spellings, ints widened to floats, lists of numbers), as the method will take them: what
+    a config records, so that the records show what the run used."""
+    if name not in INPUT_MIXERS and name not in METHOD_CLASSES:
+        raise ConfigError(f"unknown method {name!r}; valid: {', '.join(available_methods())}")
+    defaults = method_defaults(name)
+    _check_options(name, options, set(defaults))
+    return {k: _coerced(name, k, v, defaults[k]) for k, v in options.items()}
 
 
 def method_defaults(name: str) -> dict[str, Any]:
@@ -61,23 +113,27 @@ def method_defaults(name: str) -> dict[str, Any]:
 
 def create_method(name: str, model: nn.Module, num_classes: int, label_smoothing: float = 0.0,
                   **options: Any) -> Method:
+    options = resolve_options(name, options)
     if name in INPUT_MIXERS:
         fn, defaults = INPUT_MIXERS[name]
-        _check_options(name, options, set(defaults))
+        if not options.get("alpha", 1.0) > 0:   # Beta(α, α) has no α <= 0
+            raise ConfigError(f"method {name!r} option alpha must be > 0, got {options['alpha']}")
         mix = functools.partial(fn, **{**defaults, **options})
         return InputMixMethod(name, mix, num_classes, label_smoothing)
-    if name not in METHOD_CLASSES:
-        raise ConfigError(f"unknown method {name!r}; valid: {', '.join(available_methods())}")
     cls = METHOD_CLASSES[name]
-    _check_options(name, options, set(method_defaults(name)))
     params = inspect.signature(cls.__init__).parameters
     extra = {"model": model} if "model" in params else {}
-    return cls(num_classes=num_classes, label_smoothing=label_smoothing, **extra, **options)
+    try:
+        return cls(num_classes=num_classes, label_smoothing=label_smoothing, **extra, **options)
+    except ConfigError:
+        raise
+    except ValueError as exc:   # a method's own range checks on its options
+        raise ConfigError(f"method {name!r}: {exc}") from None
 
 
 def available_methods() -> list[str]:
     return sorted({*INPUT_MIXERS, *METHOD_CLASSES})
 
 
-__all__ = ["Method", "InputMixMethod", "create_method", "available_methods", "method_defaults",
+__all__ = ["Method", "InputMixMethod", "create_method", "resolve_options", "available_methods", "method_defaults",
            "soft_cross_entropy", "soft_targets"]

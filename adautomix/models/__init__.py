@@ -47,4 +47,37 @@ def create_model(name: str, num_classes: int, in_chans: int = 3,
     return SMALL_IMAGE_MODELS[name](num_classes, in_chans)
 
 
-__all__ = ["Backbone", "create_model", "linear_head", "SMALL_IMAGE_MODELS", "TORCHVISION_MODELS"]
+# Sides tried, in order, to tell a user what a network that refuses their images would take.
+PROBE_SIZES = (32, 64, 96, 128, 160, 224)
+
+
+def check_input_size(network, name: str, in_chans: int, image_size: int) -> None:
+    """Raise a ConfigError now if `network` cannot take in_chans x image_size x image_size
+    images (ConvNeXt's stride-2 2x2 downsampling needs 32 px or more, say), rather than at the
+    first training step. One image, eval mode, no gradient: no weight, statistic or random
+    stream moves."""
+    import torch
+
+    def takes(size: int) -> bool:
+        try:
+            with torch.no_grad():
+                network(torch.zeros(1, in_chans, size, size, device=device))
+            return True
+        except RuntimeError:
+            return False
+
+    device = next(network.parameters()).device
+    was_training = network.training
+    network.eval()
+    try:
+        if takes(image_size):
+            return
+        fits = next((s for s in PROBE_SIZES if s > image_size and takes(s)), None)
+    finally:
+        network.train(was_training)
+    fix = (f"set --image-size {fits} or more" if fits else "choose another --model")
+    raise ConfigError(f"model {name!r} cannot take {image_size} px images; {fix} "
+                      "(small-image networks: " + ", ".join(SMALL_IMAGE_MODELS) + ")")
+
+
+__all__ = ["Backbone", "check_input_size", "create_model", "linear_head", "SMALL_IMAGE_MODELS", "TORCHVISION_MODELS"]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, RunConfig
+from ..errors import RunFailure
 from .checks import build_config
 
 # Fields that say where or how visibly a run happens, not what it computes: they stay out of the
@@ -50,7 +51,7 @@ def train_step(checkpoint_root: str | Path, data_version: str, preset: str = "",
     out = Path(config.output_dir)
     done = subprocess.run(single_pod_command(nproc, out / "config.json"), check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"torchrun with {nproc} processes exited with status "
+        raise RunFailure(f"torchrun with {nproc} processes exited with status "
                            f"{done.returncode} (the failing rank's error is above); the last "
                            f"checkpoint in {out} is intact and a re-run resumes from it")
     return finished_result(out)
@@ -78,6 +79,6 @@ def finished_result(run_dir: str | Path):
     state = load_checkpoint(run_dir, map_location="cpu")
     epoch = state["epoch"] if state is not None else 0
     if epoch < config.epochs:
-        raise RuntimeError(f"training in {run_dir} stopped after epoch {epoch} of {config.epochs}; "
+        raise RunFailure(f"training in {run_dir} stopped after epoch {epoch} of {config.epochs}; "
                            "its checkpoint is intact and a re-run resumes from it")
     return TrainResult(final_metrics(state["history"]), run_dir, state["run_id"], state["history"])

@@ -4,6 +4,8 @@ that fails fails the step with the checkpoint intact."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from kfp import dsl
 
@@ -33,7 +35,13 @@ def test_two_processes_train_the_run_and_pass_on_its_checkpoint(prepared, mlflow
 
 def test_a_failing_rank_fails_the_step_and_names_the_launcher(prepared, tmp_path, capfd):
     # 11 images do not split over 2 processes: each rank refuses at set-up, before a checkpoint
-    with pytest.raises(RuntimeError, match=r"torchrun with 2 processes exited with status [1-9]"
-                                           r".*re-run resumes"):
+    with pytest.raises(SystemExit) as stopped:
         launch(prepared, tmp_path, batch_size=11, seed=2)
-    assert "over the 2 processes" in capfd.readouterr().err
+    assert stopped.value.code == 1                      # the step failed, in one line
+    err = capfd.readouterr().err
+    assert re.search(r"error: torchrun with 2 processes exited with status [1-9].*re-run resumes",
+                     err)
+    # each rank's one line (torchrun adds its own report of the failed children), then the step's
+    assert err.count("error: batch_size 11 is the global batch and must split evenly over the 2 "
+                     "processes") == 2
+    assert err.rstrip().splitlines()[-1].startswith("error: torchrun with 2 processes")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from adautomix.data import DataError, build_loader, prepare
+from adautomix.data import DataError, Recipe, build_loader, prepare
 from tests.data import fixtures
 
 
@@ -125,6 +125,31 @@ def test_ranks_read_disjoint_slices(cifar100, kind):
     assert all(len(labels) == 30 for labels in train)
     assert len(set(sum(train, []))) == 90                   # no sample on two ranks
     assert sum(test, []) == list(range(30))                 # every test sample exactly once
+
+
+@pytest.mark.parametrize("kind", ["memory", "torch"])
+@pytest.mark.parametrize("crop", ["pad", "rrc"])
+def test_ranks_read_the_global_batches_of_one_process(cifar100, kind, crop):
+    # Step s of 2 ranks with 5 images each: the images, and augmentation, of step s of one
+    # process with 10 (distributed training and resuming on another number of ranks rely on it).
+    recipe = Recipe.resolve(cifar100, train_crop=crop)
+
+    def batches(rank, world_size, batch_size):
+        loader = build_loader(cifar100, "train", batch_size=batch_size, train=True, kind=kind,
+                              num_workers=0, seed=3, rank=rank, world_size=world_size,
+                              recipe=recipe)
+        loader.set_epoch(2)
+        return list(loader)
+
+    one = batches(0, 1, 10)
+    ranks = [batches(rank, 2, 5) for rank in range(2)]
+    assert len(one) == len(ranks[0]) == len(ranks[1]) == 10
+    for step, (images, labels) in enumerate(one):
+        (first, first_labels), (second, second_labels) = ranks[0][step], ranks[1][step]
+        # rank r holds the global batch's places r, r + 2, r + 4, ...
+        assert torch.equal(labels[0::2], first_labels) and torch.equal(labels[1::2], second_labels)
+        torch.testing.assert_close(images[0::2], first, rtol=0, atol=1e-5)
+        torch.testing.assert_close(images[1::2], second, rtol=0, atol=1e-5)
 
 
 def test_subset_is_a_fixed_sample_whatever_the_seed(cifar100):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from adautomix.data import DataError, content_hash, ensure_dataset, load_manifest, prepare, verify
+from adautomix.data.prepare import FORMAT_VERSION
 from adautomix.data.sources import DEBIAN_FASHION_MNIST
 from tests.data import fixtures
 
@@ -144,7 +145,8 @@ def test_missing_or_stale_datasets_say_what_to_run(tmp_path):
         load_manifest("cars", tmp_path)
     manifest = prepare("cifar10", fixtures.make_cifar10(tmp_path / "raw"), tmp_path / "data")
     path = manifest.root / "manifest.json"
-    path.write_text(path.read_text().replace('"format_version": 1', '"format_version": 0'))
+    path.write_text(path.read_text().replace(f'"format_version": {FORMAT_VERSION}',
+                                             '"format_version": 0'))
     with pytest.raises(DataError, match="format version 0.*--force"):
         ensure_dataset("cifar10", tmp_path / "data")
     (tmp_path / "data" / "cars").mkdir()

@@ -92,6 +92,14 @@ def test_two_nodes_train_through_a_trainjob_step_with_the_single_pod_settings(tm
     assert "emptyDirMounts" not in step
 
 
+def test_a_sweep_on_two_nodes_trains_every_run_through_a_trainjob(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    assert main(["compile", "-o", str(path), "--workspace", str(PROJECT), "--sweep",
+                 "--methods", "mixup,cutmix", "--num-gpus", "2", "--num-nodes", "2"]) == 0
+    spec, _ = yaml.safe_load_all(path.read_text())
+    assert set(inner_tasks(spec)) == {"train-job", "evaluate"}
+
+
 @pytest.mark.parametrize("values", [{"num_nodes": 0}, {"schedule_timeout": 0}])
 def test_cluster_sizes_are_checked(values):
     with pytest.raises(ConfigError, match="must be >= 1"):

@@ -1,0 +1,47 @@
+"""Credentials out of every URI the project prints or logs.
+
+A tracking URI may carry them (`https://user:token@mlflow.example/`, a database URL with a
+password) and so may a message that quotes one (MLflow's "View run at ..." line, an error from
+the server). `redact(text)` masks the password of every `scheme://user:password@` in a text, a
+bare `scheme://token@` userinfo, and the value of query parameters that name a secret; the rest
+of the URI stays readable, so the message still says where."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+MASK = "***"
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^\s/@:?#]*)"
+                       r"(?::(?P<password>[^\s/@?#]*))?@")
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|access_token|secret|"
+                           r"api_key|apikey|key|signature|sig|x-amz-signature|x-amz-credential)=)[^&\s#]*")
+
+
+def _mask_userinfo(match: re.Match) -> str:
+    if match["password"] is not None:
+        return f"{match['scheme']}{match['user']}:{MASK}@"
+    return f"{match['scheme']}{MASK}@"   # a lone userinfo is as often a token as a name
+
+
+def redact(text: str) -> str:
+    """`text` with the credentials of every URI in it masked."""
+    return _SECRET_QUERY.sub(rf"\g<1>{MASK}", _USERINFO.sub(_mask_userinfo, str(text)))
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's message with `redact`, for handlers of libraries that log URIs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def redact_handlers(logger: logging.Logger | None = None) -> None:
+    """Put the filter on every handler of `logger` (the root logger if None), once."""
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

@@ -1,0 +1,137 @@
+"""A run killed mid-epoch (SIGKILL, no clean-up) and resumed ends in exactly the state of a run
+that was never interrupted: the online network, the method's own networks (the EMA teacher with
+its BN statistics, the generator or mix block, both heads), the engine's EMA, the optimiser's
+state, the RNG streams, the step counter that decides the adversarial/cooperative alternation,
+the history, and one MLflow run holding each epoch once.
+
+The engine builds the small TinyBackbone instead of ResNet-18 (as in test_adautomix.py), so an
+AdAutoMix run of two short epochs takes seconds. The killed run is a child process that sends
+itself SIGKILL right after a chosen optimiser step in the middle of epoch 2."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+import adautomix.engine.train as engine
+from adautomix.config import RunConfig
+from adautomix.engine.checkpoint import load_checkpoint
+from tests.conftest import TinyBackbone
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS_PER_EPOCH = 4
+KILL_AFTER_STEP = STEPS_PER_EPOCH + 1   # the second step of epoch 2 (steps count from 0)
+
+# The child: the same engine with the tiny backbone, killed after optimiser step KILL_AT.
+CHILD = """
+import os, signal, sys
+import torch
+torch.set_num_threads(2)
+import adautomix.engine.train as engine
+from adautomix.config import RunConfig
+from tests.conftest import TinyBackbone
+
+kill_at = int(sys.argv[2])
+engine.create_model = lambda name, num_classes, in_chans, pretrained: TinyBackbone(num_classes, in_chans)
+build_method = engine.create_method
+
+def create_method(*args, **kwargs):
+    method = build_method(*args, **kwargs)
+    after = method.after_optimizer_step
+    def after_optimizer_step(model, step, total_steps):
+        after(model, step, total_steps)
+        if step == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    method.after_optimizer_step = after_optimizer_step
+    return method
+
+engine.create_method = create_method
+engine.train(RunConfig.load(sys.argv[1]))
+"""
+
+
+def tiny_engine(monkeypatch):
+    monkeypatch.setattr(engine, "create_model", lambda name, num_classes, in_chans, pretrained:
+                        TinyBackbone(num_classes, in_chans))
+
+
+def assert_same(actual, expected, where="checkpoint"):
+    """Equal to the bit: tensors with torch.equal, containers element by element."""
+    if isinstance(expected, torch.Tensor):
+        assert isinstance(actual, torch.Tensor) and torch.equal(actual, expected), where
+    elif isinstance(expected, np.ndarray):   # numpy's RNG state
+        assert np.array_equal(actual, expected), where
+    elif isinstance(expected, dict):
+        assert set(actual) == set(expected), where
+        for key in expected:
+            assert_same(actual[key], expected[key], f"{where}[{key!r}]")
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected), where
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_same(a, e, f"{where}[{i}]")
+    else:
+        assert actual == expected, where
+
+
+def without_timing(history):
+    return [{k: v for k, v in epoch.items() if k != "images_per_sec"} for epoch in history]
+
+
+@pytest.mark.parametrize("method, options", [
+    ("adautomix", {"mix_samples": 3, "momentum": 0.9, "end_momentum": 0.99}),
+    ("automix", {"momentum": 0.9, "end_momentum": 0.99}),
+    ("mixup", {}),   # no teacher of its own, so the engine keeps its EMA
+])
+def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_state(
+        method, options, fmnist_root, mlflow_sqlite, tmp_path, monkeypatch):
+    tiny_engine(monkeypatch)
+    common = dict(dataset="fashion-mnist", model="resnet18", method=method, method_args=options,
+                  epochs=2, subset=16 * STEPS_PER_EPOCH, val_subset=16, batch_size=16, lr=0.05,
+                  ema_decay=0.9, data_root=str(fmnist_root), deterministic=True,
+                  experiment="test-resume-learned", progress=False, log_images_every=0)
+    reference = engine.train(RunConfig(**common, output_dir=str(tmp_path / "reference")))
+
+    config = RunConfig(**common, output_dir=str(tmp_path / "killed"))
+    config.save(tmp_path / "killed.json")
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, str(tmp_path / "killed.json"), str(KILL_AFTER_STEP)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "2",
+             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
+    interrupted = load_checkpoint(tmp_path / "killed")
+    assert interrupted["epoch"] == 1 and interrupted["step"] == STEPS_PER_EPOCH   # mid-epoch 2
+
+    resumed = engine.train(config, resume=True)
+    final = load_checkpoint(tmp_path / "killed")
+    expected = load_checkpoint(tmp_path / "reference")
+    for key in ("model", "method", "ema", "optimizer", "scaler", "rng", "epoch", "step"):
+        assert_same(final[key], expected[key], key)
+    assert without_timing(final["history"]) == without_timing(expected["history"])
+    if method == "mixup":
+        assert final["ema"] is not None and final["method"] == {}
+    else:
+        # the teacher's BN statistics are part of what must match, and the method has no engine EMA
+        assert final["ema"] is None
+        assert any(k.startswith("net_k.") and k.endswith("running_var") for k in final["method"])
+
+    # one MLflow run, each epoch logged once, with the uninterrupted run's values
+    assert resumed.run_id == interrupted["run_id"]
+    client = MlflowClient(mlflow_sqlite)
+    history = client.get_metric_history(resumed.run_id, "val_top1")
+    assert sorted(m.step for m in history) == [1, 2]
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == \
+        [m.value for m in sorted(client.get_metric_history(reference.run_id, "val_top1"),
+                                 key=lambda m: m.step)]
+    assert client.get_run(resumed.run_id).info.status == "FINISHED"
+

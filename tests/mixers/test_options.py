@@ -1,0 +1,54 @@
+"""Method options are checked by name and by type against each method's defaults, and come out
+as the type the method takes, so a string never reaches a network and "no" never means true."""
+
+import pytest
+
+from adautomix.config import ConfigError
+from adautomix.mixers import BOOLEAN_SPELLINGS, create_method, resolve_options
+from tests.conftest import TinyBackbone
+
+
+@pytest.mark.parametrize("spelled,expected", [("no", False), ("yes", True), ("False", False),
+                                              ("TRUE", True), (0, False), (1, True),
+                                              ("0", False), (True, True)])
+def test_boolean_options_take_only_their_spellings(spelled, expected):
+    assert resolve_options("adautomix", {"is_random": spelled}) == {"is_random": expected}
+
+
+@pytest.mark.parametrize("method,options,fragment", [
+    ("adautomix", {"is_random": "maybe"}, "is_random takes a boolean"),
+    ("adautomix", {"is_random": 2}, "is_random takes a boolean"),
+    ("adautomix", {"is_random": 1.0}, "is_random takes a boolean"),
+    ("mixup", {"alpha": "abc"}, "alpha takes a finite number, got 'abc'"),
+    ("mixup", {"alpha": float("nan")}, "alpha takes a finite number"),
+    ("mixup", {"alpha": True}, "alpha takes a finite number"),
+    ("adautomix", {"mix_samples": 2.5}, "mix_samples takes an integer"),
+    ("manifoldmix", {"layers": [0, 1.5]}, "layers takes a list of integers"),
+    ("resizemix", {"scope": "wide"}, "scope takes a list of finite numbers"),
+    ("automix", {"upsampling": 3}, "upsampling takes a string"),
+    ("mixup", {"alhpa": 1.0}, r"has no option\(s\) \['alhpa'\]; valid: alpha"),
+])
+def test_wrong_option_types_name_the_option_and_what_it_takes(method, options, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        resolve_options(method, options)
+
+
+def test_the_error_lists_every_boolean_spelling():
+    with pytest.raises(ConfigError) as error:
+        resolve_options("puzzlemix", {"transport": "on"})
+    assert all(spelling in str(error.value) for spelling in BOOLEAN_SPELLINGS)
+
+
+def test_numbers_come_out_as_the_method_takes_them():
+    assert resolve_options("mixup", {"alpha": 1}) == {"alpha": 1.0}
+    assert isinstance(resolve_options("mixup", {"alpha": 1})["alpha"], float)
+    assert resolve_options("resizemix", {"scope": [0, 1]}) == {"scope": [0.0, 1.0]}
+
+
+@pytest.mark.parametrize("method,options,fragment", [
+    ("mixup", {"alpha": 0.0}, "alpha must be > 0"),
+    ("manifoldmix", {"layers": [9]}, "method 'manifoldmix': manifoldmix layers must be in"),
+])
+def test_a_method_s_own_range_checks_are_config_errors(method, options, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        create_method(method, TinyBackbone(), 10, **options)
