@@ -64,7 +64,10 @@ def proxied_server(s3_server, tmp_path_factory):
         # the test's client reaches the server at 127.0.0.1 on a free port
         "ALLOWED_HOSTS": config_value("ALLOWED_HOSTS") + ",127.0.0.1:*"})
     # only the server holds the bucket's credentials, as in the Deployment
-    server_env = {**S3_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3_server}
+    # Every S3 endpoint setting points at this test's moto: the server inherits the test
+    # process's environment, where an earlier test may have left another endpoint.
+    server_env = {**S3_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3_server,
+                  "AWS_ENDPOINT_URL": s3_server, "AWS_ENDPOINT_URL_S3": s3_server}
     with serve_mlflow(args, tmp_path, server_env, health_headers={"Host": IN_CLUSTER_HOST}) as url:
         yield url, s3, bucket
 

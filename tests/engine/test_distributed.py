@@ -56,7 +56,7 @@ def torchrun(config: RunConfig, dump: Path, ranks: int = 2, *extra: str, wait: b
 
 
 def states(dump: Path, ranks: int = 2) -> list[dict]:
-    return [torch.load(dump / f"state-{r}.pt", weights_only=False) for r in range(ranks)]
+    return [torch.load(dump / f"state-{r}.pt", weights_only=True) for r in range(ranks)]
 
 
 def base_config(root, tmp_path, name, **changes) -> RunConfig:
