@@ -61,6 +61,7 @@ HELP = {
     "weight_decay": "weight decay",
     "label_smoothing": "label smoothing of the targets",
     "ema_decay": "decay of the EMA network evaluated every epoch (0 disables; AdAutoMix/AutoMix use their own teacher)",
+    "ema_warmup": "warm the EMA's decay up as min(ema_decay, (1 + step) / (10 + step)), so a short run's EMA is not its random init",
     "amp": "mixed precision on CUDA",
     "channels_last": "NHWC memory format for the networks (faster convolutions on CPU and GPU)",
     "sync_bn": "under torchrun: BatchNorm statistics over the whole global batch (SyncBatchNorm; CUDA only)",

@@ -113,6 +113,7 @@ class RunConfig:
     grad_clip: float = 0.0           # max global gradient norm; 0 disables
     label_smoothing: float = 0.0
     ema_decay: float = 0.999         # EMA of the online weights, evaluated every epoch; 0 disables
+    ema_warmup: bool = True          # decay min(ema_decay, (1 + t) / (10 + t)) at step t
     amp: bool = False                # autocast + GradScaler, CUDA only
     # NHWC convolution weights and activations: faster on CPUs (oneDNN) and on tensor cores
     channels_last: bool = True

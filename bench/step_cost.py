@@ -68,7 +68,7 @@ class Trainer:
             optimizer_step(loss, self.optimizer, self.scaler)
             self.method.after_optimizer_step(self.model, self.step, TOTAL_STEPS)
             if self.ema is not None:
-                self.ema.update(self.model)
+                self.ema.update(self.model, self.step)
             self.step += 1
 
 

@@ -61,6 +61,20 @@ class TinyBackbone(Backbone):
         self.num_classes = num_classes
 
 
+@pytest.fixture(autouse=True)
+def mlflow_follows_the_environment():
+    """tracking.connect() sets MLflow's process-wide tracking URI, which outranks
+    MLFLOW_TRACKING_URI and also writes it into os.environ: left in place, a test that connected
+    sends every later test's fluent calls (mlflow.start_run, ...) to its store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    import mlflow
+
+    mlflow.set_tracking_uri(None)
+    if before is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 @pytest.fixture
 def tiny_backbone():
     torch.manual_seed(0)

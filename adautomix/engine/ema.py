@@ -2,7 +2,7 @@
 
 Two flavours are needed:
 - the engine's generic EMA (timm's ModelEmaV2 style): parameters and BN buffers averaged, the
-  copy only ever run in eval mode, a constant decay;
+  copy only ever run in eval mode, a constant decay after a warm-up (below);
 - AdAutoMix/AutoMix's teacher (spec §1, §2 step 9): parameters only, because the teacher runs in
   train mode and keeps its own BN running statistics, with a momentum that is constant for the
   first part of training and then follows a cosine in the absolute iteration count.
@@ -54,16 +54,26 @@ def ema_update(target: nn.Module, source: nn.Module, momentum: float, buffers: b
                 tb.copy_(sb)
 
 
-class ModelEma(nn.Module):
-    """The engine's EMA of the online network (parameters and buffers, constant decay)."""
+def warmed_up_decay(decay: float, step: int) -> float:
+    """min(decay, (1 + t) / (10 + t)): the decay at optimiser step t (0-based). A constant 0.999
+    leaves 98 % of the random initialisation in the average after 20 steps, so a short run's EMA
+    network scores at chance; with the warm-up it follows the online network early and reaches
+    the full decay after 9 / (1 − decay) − 1 steps (8,990 for 0.999)."""
+    return min(decay, (1.0 + step) / (10.0 + step))
 
-    def __init__(self, model: nn.Module, decay: float):
+
+class ModelEma(nn.Module):
+    """The engine's EMA of the online network (parameters and buffers)."""
+
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = True):
         super().__init__()
         self.module = frozen_copy(model).eval()
         self.decay = decay
+        self.warmup = warmup
 
-    def update(self, model: nn.Module) -> None:
-        ema_update(self.module, model, self.decay, buffers=True)
+    def update(self, model: nn.Module, step: int) -> None:
+        decay = warmed_up_decay(self.decay, step) if self.warmup else self.decay
+        ema_update(self.module, model, decay, buffers=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x)

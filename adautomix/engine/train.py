@@ -125,7 +125,7 @@ def build_networks(config: RunConfig, manifest, device: torch.device, sync_bn: b
     method = create_method(config.method, model, manifest.num_classes,
                            label_smoothing=config.label_smoothing, **config.method_args)
     method.to(device, memory_format=memory_format)
-    ema = ModelEma(model, config.ema_decay) if method.teacher() is None and config.ema_decay > 0 else None
+    ema = ModelEma(model, config.ema_decay, config.ema_warmup) if method.teacher() is None and config.ema_decay > 0 else None
     return model, method, ema
 
 
@@ -282,7 +282,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
                        reduce_gradients=distributed.average_gradients)
         method.after_optimizer_step(model, run.step, run.total_steps)
         if run.ema is not None:
-            run.ema.update(model)
+            run.ema.update(model, run.step)
         loss_sum += loss.detach()
         seen += images.shape[0]
         run.step += 1
