@@ -170,7 +170,10 @@ def node_jobs(ready: int) -> list[dict]:
 
 class StandInKubernetes:
     """Answers the discovery, runtime, create, get and delete calls; each GET of the TrainJob
-    returns the next of `statuses` (the last one repeats)."""
+    returns the next of `statuses` (the last one repeats). A subclass serves another operator's
+    API by changing the class attributes."""
+
+    api, plural, resources = API, "trainjobs", RESOURCES
 
     def __init__(self, statuses=(), served=True, runtime=True, create_status=201, vanish=False):
         self.statuses, self.served, self.runtime = list(statuses), served, runtime
@@ -193,9 +196,9 @@ class StandInKubernetes:
 
     def answer(self, method: str, path: str, body: dict | None):
         self.requests.append((method, path))
-        jobs = f"{API}/namespaces/team-a/trainjobs"
-        if path == API:
-            return (200, RESOURCES) if self.served else (404, _status(404, "NotFound"))
+        jobs = f"{self.api}/namespaces/team-a/{self.plural}"
+        if path == self.api:
+            return (200, self.resources) if self.served else (404, _status(404, "NotFound"))
         if path == f"{API}/clustertrainingruntimes/torch-distributed":
             return (200, {"metadata": {"name": "torch-distributed"}}) if self.runtime \
                 else (404, _status(404, "NotFound"))
