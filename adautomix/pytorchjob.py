@@ -1,4 +1,4 @@
-"""Runs on several nodes, handed to the older Kubeflow training operator (v1, for clusters that
+"""Runs on several nodes, handed to the older Kubeflow training operator (v1.8 or newer, for clusters that
 still run it instead of Kubeflow Trainer): the PyTorchJob manifest, its creation and the wait.
 
 The manifest is built from the training operator's own typed models (`kubeflow-training`, the
@@ -43,9 +43,9 @@ class PyTorchJobError(RunFailure):
 
 PYTORCHJOB = JobKind(
     GROUP, VERSION, PYTORCHJOBS, "PyTorchJob", operator="the Kubeflow training operator",
-    install="install training-operator v1.9 (docs/cluster.md), train through Kubeflow Trainer "
+    install="install training-operator v1.8 or newer (docs/cluster.md), train through Kubeflow Trainer "
             "(--trainer trainjob) or on one node (--num-nodes 1)",
-    served_without="install training-operator v1.9, whose kubeflow.org/v1 serves PyTorchJobs "
+    served_without="install training-operator v1.8 or newer, whose kubeflow.org/v1 serves PyTorchJobs "
                    "(docs/cluster.md)",
     logs="training.kubeflow.org/job-name={name}", error=PyTorchJobError)
 
