@@ -1,5 +1,5 @@
-"""Runs on several nodes, handed to the older Kubeflow training operator (v1.8 or newer, for clusters that
-still run it instead of Kubeflow Trainer): the PyTorchJob manifest, its creation and the wait.
+"""Runs on several nodes, handed to the older Kubeflow training operator (v1.8 or newer, for
+clusters that still run it instead of Kubeflow Trainer): the PyTorchJob manifest, its creation and the wait.
 
 The manifest is built from the training operator's own typed models (`kubeflow-training`, the
 models its SDK builds its jobs from) for `kubeflow.org/v1` as the PyTorchJob CRD defines it:
@@ -43,10 +43,10 @@ class PyTorchJobError(RunFailure):
 
 PYTORCHJOB = JobKind(
     GROUP, VERSION, PYTORCHJOBS, "PyTorchJob", operator="the Kubeflow training operator",
-    install="install training-operator v1.8 or newer (docs/cluster.md), train through Kubeflow Trainer "
-            "(--trainer trainjob) or on one node (--num-nodes 1)",
-    served_without="install training-operator v1.8 or newer, whose kubeflow.org/v1 serves PyTorchJobs "
-                   "(docs/cluster.md)",
+    install="install training-operator v1.8 or newer (docs/cluster.md), train through Kubeflow "
+            "Trainer (--trainer trainjob) or on one node (--num-nodes 1)",
+    served_without="install training-operator v1.8 or newer, whose kubeflow.org/v1 serves "
+                   "PyTorchJobs (docs/cluster.md)",
     logs="training.kubeflow.org/job-name={name}", error=PyTorchJobError)
 
 
