@@ -1,5 +1,6 @@
 """Runs on several nodes, handed to the older Kubeflow training operator (v1.8 or newer, for
-clusters that still run it instead of Kubeflow Trainer): the PyTorchJob manifest, its creation and the wait.
+clusters that still run it instead of Kubeflow Trainer): the PyTorchJob manifest, its creation
+and the wait.
 
 The manifest is built from the training operator's own typed models (`kubeflow-training`, the
 models its SDK builds its jobs from) for `kubeflow.org/v1` as the PyTorchJob CRD defines it:
