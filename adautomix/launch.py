@@ -5,7 +5,11 @@ adautomix.cli train ...` (torchrun as a module of the interpreter that runs the 
 needs no `torchrun` on its PATH). A node of a Kubeflow Trainer TrainJob runs `torchrun -m
 adautomix.cli train ...` with no sizes at all: Trainer's torch runtime puts the node count, the
 processes per node, the node rank and the rendezvous address in the PET_* environment variables,
-which torchrun reads as its defaults.
+which torchrun reads as its defaults. A node of the training operator's PyTorchJob runs the same,
+naming only the rendezvous host: the operator sets PET_NNODES, PET_NPROC_PER_NODE and PET_NODE_RANK
+but gives the master's address and port only as MASTER_ADDR and MASTER_PORT, which torchrun does
+not read (its own default, 127.0.0.1, would leave every worker waiting on itself); Kubernetes
+expands the $(VAR) references from the container's environment when the container starts.
 
 Both train the configuration saved in OUTPUT_DIR/config.json and resume from the checkpoint
 there, so a retried step or a re-submitted TrainJob continues where the last one stopped.
@@ -34,3 +38,9 @@ def single_pod_command(nproc_per_node: int, config_path: str | Path,
 def trainer_node_command(config_path: str | Path) -> list[str]:
     """What each node of a TrainJob runs; Trainer's PET_* variables size the run."""
     return ["torchrun", *train_arguments(config_path)]
+
+
+def pytorchjob_node_command(config_path: str | Path) -> list[str]:
+    """What each replica of a PyTorchJob runs: PET_* size the run, MASTER_* locate rank 0."""
+    return ["torchrun", "--master-addr", "$(MASTER_ADDR)", "--master-port", "$(MASTER_PORT)",
+            *train_arguments(config_path)]

@@ -1,8 +1,9 @@
-"""The train step on several nodes: a Kubeflow Trainer TrainJob trains, this step waits for it.
+"""The train step on several nodes: a Kubeflow Trainer TrainJob, or the older training operator's
+PyTorchJob (`trainer`), trains; this step waits for it.
 
 The pipeline gives this task the same GPUs, workspace volume, secrets, node selector and
 tolerations as the single-pod train step; Kubeflow Pipelines passes them through to the step as
-a dsl.TaskConfig (task_config_passthroughs), and the step writes them into the TrainJob's nodes.
+a dsl.TaskConfig (task_config_passthroughs), and the step writes them into the job's nodes.
 The step's own pod takes only the volume (to read the finished checkpoint) and the environment:
 its GPUs, node selector and tolerations go to the nodes alone, so the waiting pod holds no GPU.
 The output is the same as the single-pod step's: the final config.json and checkpoint.pt as the
@@ -29,20 +30,19 @@ def train_job(prepared: Input[Dataset], data_version: str, dataset: str, model: 
               model_width: int, method: str, preset: str, epochs: int, batch_size: int, lr: float,
               seed: int, subset: int, val_subset: int, val_size: int, experiment: str,
               workspace: str, pipeline_name: str, pipeline_run_id: str, pipeline_run_name: str,
-              num_gpus: int, num_nodes: int,
-              image: str, gpu_resource: str, runtime: str, schedule_timeout: int,
+              num_gpus: int, num_nodes: int, image: str, gpu_resource: str, trainer: str,
+              runtime: str, schedule_timeout: int,
               node: dsl.TaskConfig, checkpoint: Output[Model]) -> str:
-    """Train one configuration on `num_nodes` nodes of `num_gpus` GPUs through a TrainJob of the
-    ClusterTrainingRuntime `runtime`, in the same checkpoint folder the single-pod step uses (so
-    a retried or re-run step resumes). Fails with the TrainJob's reason if it fails, or if it
-    gets no running node within `schedule_timeout` seconds. Returns the MLflow run id."""
+    """Train one configuration on `num_nodes` nodes of `num_gpus` GPUs through a job of `trainer`
+    (trainjob: a TrainJob of the ClusterTrainingRuntime `runtime`; pytorchjob: a PyTorchJob), in
+    the same checkpoint folder the single-pod step uses (so a retried or re-run step resumes).
+    Fails with the job's reason if it fails, or if it gets no running node within
+    `schedule_timeout` seconds. Returns the MLflow run id."""
     import shutil
 
     from adautomix.errors import exit_on_error
-    from adautomix.launch import trainer_node_command
+    from adautomix.multinode import train_on_nodes
     from adautomix.steps import finished_result, prepare_run
-    from adautomix.trainjob import (in_cluster_client, job_name, node_settings, run_trainjob,
-                                    trainjob_manifest)
 
     with exit_on_error():   # one line and exit status 2 or 1, as from the CLI
         tags = {"kfp_pipeline": pipeline_name, "kfp_run_id": pipeline_run_id,
@@ -53,12 +53,10 @@ def train_job(prepared: Input[Dataset], data_version: str, dataset: str, model: 
                              epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, subset=subset,
                              val_subset=val_subset, val_size=val_size, experiment=experiment,
                              data_root=prepared.metadata["data_root"])
-        job = trainjob_manifest(job_name(), image, trainer_node_command(f"{config.output_dir}/config.json"),
-                                num_nodes, num_gpus, node_settings(node), config.output_dir,
-                                gpu_resource=gpu_resource, runtime=runtime)
-        api_client, namespace = in_cluster_client()
-        run_trainjob(job, namespace, api_client, schedule_timeout=schedule_timeout)
+        job = train_on_nodes(trainer, f"{config.output_dir}/config.json", image, num_nodes,
+                             num_gpus, node, config.output_dir, gpu_resource, runtime,
+                             schedule_timeout)
         result = finished_result(config.output_dir)
     shutil.copytree(result.output_dir, checkpoint.path)
-    checkpoint.metadata.update(run_id=result.run_id, trainjob=job.metadata.name, **result.metrics)
+    checkpoint.metadata.update(run_id=result.run_id, **{trainer: job}, **result.metrics)
     return result.run_id

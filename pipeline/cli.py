@@ -121,12 +121,16 @@ def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
                        default=argparse.SUPPRESS, help="sweep runs at once")
     group.add_argument("--num-nodes", dest="num_nodes", type=int, default=argparse.SUPPRESS,
                        help="train on this many nodes of --num-gpus GPUs through a Kubeflow "
-                            "Trainer TrainJob [1: one pod]")
+                            "Trainer TrainJob or a PyTorchJob (--trainer) [1: one pod]")
+    group.add_argument("--trainer", dest="trainer", default=argparse.SUPPRESS,
+                       metavar="trainjob|pytorchjob",
+                       help="what runs the nodes: trainjob (Kubeflow Trainer v2) or pytorchjob "
+                            "(the training operator v1, for clusters that still run it) [trainjob]")
     group.add_argument("--trainer-runtime", dest="trainer_runtime", default=argparse.SUPPRESS,
                        help="the TrainJob's ClusterTrainingRuntime [torch-distributed]")
     group.add_argument("--schedule-timeout", dest="schedule_timeout", type=int,
                        default=argparse.SUPPRESS, metavar="SECONDS",
-                       help="fail a TrainJob that has no running node after this long [1800]")
+                       help="fail a job that has no running node after this long [1800]")
     group.add_argument("--image", default=argparse.SUPPRESS,
                        help="every step's image [docker/IMAGE]; IMAGE@sha256:DIGEST pins it")
     group.add_argument("--image-pull-secret", dest="image_pull_secrets", action="append",

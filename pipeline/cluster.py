@@ -13,6 +13,7 @@ from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
 from adautomix.config import ConfigError
+from adautomix.multinode import check_trainer
 
 # secret key -> environment variable; the optional ones may be absent from the secret.
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
@@ -34,8 +35,10 @@ class ClusterSettings:
     mlflow_secret: str = "adautomix-mlflow"
     sweep_parallelism: int = 4                   # sweep runs at once (each with its own GPUs)
     # More than one node: the train step hands training to a Kubeflow Trainer TrainJob of this
-    # ClusterTrainingRuntime, and fails if the job has no running node after schedule_timeout s.
+    # ClusterTrainingRuntime (trainer "trainjob") or to the older training operator's PyTorchJob
+    # ("pytorchjob"), and fails if the job has no running node after schedule_timeout s.
     num_nodes: int = 1
+    trainer: str = "trainjob"
     trainer_runtime: str = "torch-distributed"
     schedule_timeout: int = 1800
     image: str = ""                  # every step's image, '' for docker/IMAGE; IMAGE@sha256:... pins it
@@ -49,6 +52,7 @@ class ClusterSettings:
         if self.num_nodes < 1 or self.schedule_timeout < 1:
             raise ConfigError(f"num_nodes ({self.num_nodes}) and schedule_timeout "
                               f"({self.schedule_timeout} s) must be >= 1")
+        check_trainer(self.trainer)
         if self.image and not IMAGE_REFERENCE.match(self.image):
             raise ConfigError(f"image {self.image!r} is not an image reference: "
                               "REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:<64 hex digits>")

@@ -51,7 +51,8 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
     """The part a sweep repeats: train one configuration, evaluate it, log its model.
 
     Training takes `num_gpus` GPUs: one process each (torchrun) in one pod, or, when the cluster
-    settings ask for several nodes, a Kubeflow Trainer TrainJob of `num_nodes` such nodes. The
+    settings ask for several nodes, a Kubeflow Trainer TrainJob (or, with trainer "pytorchjob", a
+    training-operator PyTorchJob) of `num_nodes` such nodes. The
     evaluation takes `evaluate_gpus` (one, or none on CPU nodes) whatever the training took: it
     is one pass over a test split that one GPU reads in seconds, and one process logs the model
     to MLflow; sharding it would hold the other GPUs through a pod start for nothing."""
@@ -77,7 +78,7 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
             trained = train_job(**run, num_nodes=cluster.num_nodes,
                                 image=cluster.image or BASE_IMAGE,
                                 gpu_resource=cluster.gpu_resource,
-                                runtime=cluster.trainer_runtime,
+                                trainer=cluster.trainer, runtime=cluster.trainer_runtime,
                                 schedule_timeout=cluster.schedule_timeout)
         else:
             trained = train(**run)
@@ -87,7 +88,7 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
         if cluster is not None:
             use_gpus(trained, num_gpus, cluster)
             use_gpus(evaluated, evaluate_gpus, cluster)
-            if not multi_node:   # a TrainJob's nodes get theirs from adautomix.trainjob
+            if not multi_node:   # the job's nodes get theirs from adautomix.clusterjob
                 use_shared_memory(trained)
                 use_resources(trained, train_cpu_request, train_cpu_limit, train_memory_request,
                               train_memory_limit)

@@ -158,6 +158,9 @@ RESOURCES = {"kind": "APIResourceList", "apiVersion": "v1",
                             "kind": "TrainJob", "verbs": ["create", "get", "delete"]}]}
 
 
+MAX_GETS = 300   # 6 s of polling every 0.02 s
+
+
 def condition(kind: str, reason: str, message: str) -> dict:
     return {"type": kind, "status": "True", "reason": reason, "message": message,
             "lastTransitionTime": "2026-12-01T20:00:00Z"}
@@ -170,12 +173,16 @@ def node_jobs(ready: int) -> list[dict]:
 
 class StandInKubernetes:
     """Answers the discovery, runtime, create, get and delete calls; each GET of the TrainJob
-    returns the next of `statuses` (the last one repeats)."""
+    returns the next of `statuses` (the last one repeats). A subclass serves another operator's
+    API by changing the class attributes."""
+
+    api, plural, resources = API, "trainjobs", RESOURCES
 
     def __init__(self, statuses=(), served=True, runtime=True, create_status=201, vanish=False):
         self.statuses, self.served, self.runtime = list(statuses), served, runtime
         self.vanish = vanish     # the job is deleted by someone else right after it is created
         self.create_status, self.requests, self.created = create_status, [], None
+        self.gets = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -193,9 +200,9 @@ class StandInKubernetes:
 
     def answer(self, method: str, path: str, body: dict | None):
         self.requests.append((method, path))
-        jobs = f"{API}/namespaces/team-a/trainjobs"
-        if path == API:
-            return (200, RESOURCES) if self.served else (404, _status(404, "NotFound"))
+        jobs = f"{self.api}/namespaces/team-a/{self.plural}"
+        if path == self.api:
+            return (200, self.resources) if self.served else (404, _status(404, "NotFound"))
         if path == f"{API}/clustertrainingruntimes/torch-distributed":
             return (200, {"metadata": {"name": "torch-distributed"}}) if self.runtime \
                 else (404, _status(404, "NotFound"))
@@ -206,6 +213,9 @@ class StandInKubernetes:
             return 201, body
         if method == "GET" and self.created and not self.vanish \
                 and path == f"{jobs}/{self.created['metadata']['name']}":
+            self.gets += 1
+            if self.gets > MAX_GETS:   # a step that never sees the end fails the test, not hangs
+                return 404, _status(404, "NotFound")
             status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
             return 200, {**self.created, "status": status}
         if method == "DELETE":

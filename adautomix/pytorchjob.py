@@ -1,0 +1,144 @@
+"""Runs on several nodes, handed to the older Kubeflow training operator (v1.8 or newer, for
+clusters that still run it instead of Kubeflow Trainer): the PyTorchJob manifest, its creation
+and the wait.
+
+The manifest is built from the training operator's own typed models (`kubeflow-training`, the
+models its SDK builds its jobs from) for `kubeflow.org/v1` as the PyTorchJob CRD defines it:
+`spec.pytorchReplicaSpecs` has a `Master` (1 replica, node rank 0) and `Worker` (K - 1 replicas),
+each a pod template whose container must be called `pytorch` (the operator looks it up by that
+name to add its port and environment), `spec.nprocPerNode` (a string in the CRD) is the processes
+per node and `spec.runPolicy` says what happens on failure. The pod templates are the kubernetes
+client's typed models (the SDK's models use them), filled from the same dsl.TaskConfig settings the
+TrainJob gets (adautomix/clusterjob.py): GPUs, environment from secrets, the workspace volume,
+/dev/shm, node selector, affinity, tolerations.
+
+A pod that fails fails the job (restartPolicy Never, backoffLimit 0) rather than restarting in
+place: one torchrun group cannot lose a node and go on, and the step's own retry makes a new job
+that resumes from the checkpoint, as with a TrainJob. Pods still running when the job ends are
+deleted (cleanPodPolicy Running), so a failed job frees its GPUs; finished pods stay for their logs.
+
+The operator sets WORLD_SIZE, RANK, PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK, MASTER_ADDR and
+MASTER_PORT in every replica; the command (adautomix.launch.pytorchjob_node_command) is torchrun
+told where the master is, and torchrun gives each process the RANK, WORLD_SIZE and LOCAL_RANK
+adautomix/engine/distributed.py reads. (No torch import here; kubernetes and kubeflow.training
+are imported where they are used.)"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+from .clusterjob import (JobKind, NodeSettings, Progress, check_node_settings, check_sizes,
+                         gpu_summary, node_resources, pod_volumes, run_job, true_conditions)
+from .errors import RunFailure
+
+GROUP, VERSION, PYTORCHJOBS = "kubeflow.org", "v1", "pytorchjobs"
+# The operator finds the training container by this name (it adds the port and environment).
+CONTAINER = "pytorch"
+MASTER, WORKER = "Master", "Worker"
+
+
+class PyTorchJobError(RunFailure):
+    """The PyTorchJob could not be created, failed, or never ran; the message says which and why."""
+
+
+PYTORCHJOB = JobKind(
+    GROUP, VERSION, PYTORCHJOBS, "PyTorchJob", operator="the Kubeflow training operator",
+    install="install training-operator v1.8 or newer (docs/cluster.md), train through Kubeflow "
+            "Trainer (--trainer trainjob) or on one node (--num-nodes 1)",
+    served_without="install training-operator v1.8 or newer, whose kubeflow.org/v1 serves "
+                   "PyTorchJobs (docs/cluster.md)",
+    logs="training.kubeflow.org/job-name={name}", error=PyTorchJobError)
+
+
+class _Response:
+    """What ApiClient.deserialize reads from an HTTP response: its body."""
+
+    def __init__(self, obj):
+        self.data = json.dumps(obj)
+
+
+def _typed(data, klass: str):
+    """Kubernetes JSON as a typed model of kubeflow.training.models (which includes the
+    kubernetes client's V1 models), through the SDK's own deserializer."""
+    from kubeflow.training import ApiClient
+
+    return ApiClient().deserialize(_Response(data), klass)
+
+
+def as_dict(job) -> dict:
+    """The typed job as the Kubernetes JSON the API takes (camelCase, unset fields left out)."""
+    from kubernetes.client import ApiClient
+
+    return ApiClient().sanitize_for_serialization(job)
+
+
+def pytorchjob_manifest(name: str, image: str, command: list[str], num_nodes: int,
+                        gpus_per_node: int, node: NodeSettings, output_dir: str,
+                        gpu_resource: str = "nvidia.com/gpu",
+                        labels: dict[str, str] | None = None):
+    """The PyTorchJob (a kubeflow.training KubeflowOrgV1PyTorchJob): `num_nodes` replicas (one
+    Master, the rest Workers) of `gpus_per_node` GPUs and as many processes (one process on a node
+    without GPUs)."""
+    from kubeflow.training import models as m
+    from kubernetes import client as k
+
+    check_sizes(num_nodes, gpus_per_node)
+    check_node_settings(node, output_dir, PyTorchJobError, "PyTorchJob")
+    resources = node_resources(node, gpus_per_node, gpu_resource)
+    volumes, mounts = pod_volumes(node)
+    container = k.V1Container(
+        name=CONTAINER, image=image, command=command,
+        env=[_typed(e, "V1EnvVar") for e in node.env] or None,
+        resources=k.V1ResourceRequirements(**resources) if resources else None,
+        volume_mounts=[_typed(v, "V1VolumeMount") for v in mounts])
+    pod = k.V1PodSpec(
+        containers=[container], volumes=[_typed(v, "V1Volume") for v in volumes],
+        node_selector=node.node_selector or None,
+        tolerations=[_typed(t, "V1Toleration") for t in node.tolerations] or None,
+        affinity=_typed(node.affinity, "V1Affinity") if node.affinity else None)
+
+    def replicas(count: int):
+        return m.KubeflowOrgV1ReplicaSpec(replicas=count, restart_policy="Never",
+                                          template=k.V1PodTemplateSpec(spec=pod))
+
+    specs = {MASTER: replicas(1)}
+    if num_nodes > 1:
+        specs[WORKER] = replicas(num_nodes - 1)
+    return m.KubeflowOrgV1PyTorchJob(
+        api_version=f"{GROUP}/{VERSION}", kind="PyTorchJob",
+        metadata=k.V1ObjectMeta(name=name, labels=labels),
+        spec=m.KubeflowOrgV1PyTorchJobSpec(
+            pytorch_replica_specs=specs, nproc_per_node=str(max(gpus_per_node, 1)),
+            run_policy=m.KubeflowOrgV1RunPolicy(clean_pod_policy="Running", backoff_limit=0)))
+
+
+def run_pytorchjob(job, namespace: str, api_client, schedule_timeout: float = 1800,
+                   poll_interval: float = 15, say: Callable[[str], None] = print):
+    """Create `job` in `namespace` and wait until it succeeds; returns the final PyTorchJob
+    (typed). Raises PyTorchJobError naming the cause otherwise."""
+    specs = job.spec.pytorch_replica_specs
+    nodes = sum(spec.replicas for spec in specs.values())
+    container = specs[MASTER].template.spec.containers[0]
+    limits = container.resources.limits if container.resources else None
+    final = run_job(PYTORCHJOB, as_dict(job), namespace, api_client, _progress, nodes=nodes,
+                    gpus=gpu_summary(limits), schedule_timeout=schedule_timeout,
+                    poll_interval=poll_interval, say=say,
+                    created=f"1 master + {nodes - 1} workers x {job.spec.nproc_per_node} "
+                            "processes")
+    return _typed(final, "KubeflowOrgV1PyTorchJob")
+
+
+def _progress(job: dict) -> Progress:
+    status = job.get("status") or {}
+    conditions = true_conditions(status)
+    failed = conditions.get("Failed")
+    ran = any((r or {}).get(key) for r in (status.get("replicaStatuses") or {}).values()
+              for key in ("active", "succeeded", "failed"))
+    suspended = conditions.get("Suspended")
+    return Progress(
+        failed=(failed.get("reason"), failed.get("message")) if failed else None,
+        complete="Succeeded" in conditions,
+        running=ran or "Running" in conditions,
+        waiting=f"suspended ({suspended.get('reason')})" if suspended
+        else "waiting for its pods" if "Created" in conditions else "waiting for its nodes")
