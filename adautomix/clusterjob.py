@@ -90,6 +90,15 @@ def check_node_settings(node: NodeSettings, output_dir: str, error: type[RunFail
                     "workspace PVC to the step (docs/cluster.md)")
 
 
+def node_pod_parts(num_nodes: int, gpus_per_node: int, node: NodeSettings, output_dir: str,
+                   gpu_resource: str, error: type[RunFailure], kind: str):
+    """Checked sizes and settings, then one node's (resources, volumes, mounts) as Kubernetes
+    JSON: what both jobs' manifests put in their pods."""
+    check_sizes(num_nodes, gpus_per_node)
+    check_node_settings(node, output_dir, error, kind)
+    return (node_resources(node, gpus_per_node, gpu_resource), *pod_volumes(node))
+
+
 def gpu_summary(limits: dict | None) -> str:
     gpus = {k: v for k, v in (limits or {}).items() if "gpu" in k}
     return ", ".join(f"{v} {k}" for k, v in gpus.items()) or "no GPUs"

@@ -28,8 +28,8 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from .clusterjob import (JobKind, NodeSettings, Progress, check_node_settings, check_sizes,
-                         gpu_summary, node_resources, pod_volumes, run_job, true_conditions)
+from .clusterjob import (JobKind, NodeSettings, Progress, gpu_summary, node_pod_parts, run_job,
+                         true_conditions)
 from .errors import RunFailure
 
 GROUP, VERSION, PYTORCHJOBS = "kubeflow.org", "v1", "pytorchjobs"
@@ -83,10 +83,8 @@ def pytorchjob_manifest(name: str, image: str, command: list[str], num_nodes: in
     from kubeflow.training import models as m
     from kubernetes import client as k
 
-    check_sizes(num_nodes, gpus_per_node)
-    check_node_settings(node, output_dir, PyTorchJobError, "PyTorchJob")
-    resources = node_resources(node, gpus_per_node, gpu_resource)
-    volumes, mounts = pod_volumes(node)
+    resources, volumes, mounts = node_pod_parts(num_nodes, gpus_per_node, node, output_dir,
+                                                gpu_resource, PyTorchJobError, "PyTorchJob")
     container = k.V1Container(
         name=CONTAINER, image=image, command=command,
         env=[_typed(e, "V1EnvVar") for e in node.env] or None,

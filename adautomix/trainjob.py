@@ -29,9 +29,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .clusterjob import (JobKind, NodeSettings, Progress, api_reason, check_node_settings,
-                         check_sizes, gpu_summary, in_cluster_client, job_name, node_resources,
-                         node_settings, pod_volumes, run_job, true_conditions)
+from .clusterjob import (JobKind, NodeSettings, Progress, api_reason, gpu_summary,
+                         in_cluster_client, job_name, node_pod_parts, node_settings, run_job,
+                         true_conditions)
 from .errors import RunFailure
 
 __all__ = ["TrainJobError", "NodeSettings", "node_settings", "job_name", "in_cluster_client",
@@ -63,10 +63,8 @@ def trainjob_manifest(name: str, image: str, command: list[str], num_nodes: int,
     `gpus_per_node` GPUs and as many processes (one process on a node without GPUs)."""
     from kubeflow_trainer_api import models as m
 
-    check_sizes(num_nodes, gpus_per_node)
-    check_node_settings(node, output_dir, TrainJobError, "TrainJob")
-    resources = node_resources(node, gpus_per_node, gpu_resource)
-    volumes, mounts = pod_volumes(node)
+    resources, volumes, mounts = node_pod_parts(num_nodes, gpus_per_node, node, output_dir,
+                                                gpu_resource, TrainJobError, "TrainJob")
     trainer = m.TrainerV1alpha1Trainer(
         image=image, command=command, numNodes=num_nodes,
         numProcPerNode=max(gpus_per_node, 1),

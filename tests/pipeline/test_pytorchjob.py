@@ -6,7 +6,6 @@ test_trainjob.py, and the compiled pipeline with --trainer pytorchjob. No cluste
 from __future__ import annotations
 
 import pytest
-import yaml
 from kfp import dsl
 
 from adautomix.clusterjob import node_settings
@@ -16,7 +15,8 @@ from adautomix.pytorchjob import PyTorchJobError, as_dict, pytorchjob_manifest, 
 from pipeline.cli import main
 from tests.pipeline.test_scale_out import compiled, inner_tasks
 from tests.pipeline.test_trainjob import (OUT, PROJECT, SECRET_ENV, TASK_CONFIG,
-                                          StandInKubernetes, _status, condition)
+                                          StandInKubernetes, _status, condition, role_verbs,
+                                          shipped_rbac)
 
 IMAGE = "registry.example.com/ml/adautomix:0.1.0"
 # The fields the kubeflow.org/v1 PyTorchJob CRD (training-operator v1.9,
@@ -188,11 +188,7 @@ def test_a_service_account_without_rbac_is_pointed_at_the_manifest():
 
 
 def test_the_shipped_rbac_lets_the_pipeline_create_watch_and_delete_pytorchjobs():
-    docs = list(yaml.safe_load_all((PROJECT / "deploy" / "rbac.yaml").read_text()))
-    role = next(d for d in docs if d["kind"] == "Role")
-    verbs = {v for rule in role["rules"] if "pytorchjobs" in rule["resources"]
-             and "kubeflow.org" in rule["apiGroups"] for v in rule["verbs"]}
-    assert {"create", "get", "delete"} <= verbs
+    assert {"create", "get", "delete"} <= role_verbs(shipped_rbac(), "pytorchjobs", "kubeflow.org")
 
 
 # -- the compiled pipeline ------------------------------------------------------------------------

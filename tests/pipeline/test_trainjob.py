@@ -316,16 +316,25 @@ def test_a_service_account_without_rbac_is_pointed_at_the_manifest():
             run(k8s)
 
 
-def test_the_shipped_rbac_lets_the_pipeline_create_watch_and_delete_trainjobs():
-    docs = list(yaml.safe_load_all((PROJECT / "deploy" / "rbac.yaml").read_text()))
+def shipped_rbac():
+    return list(yaml.safe_load_all((PROJECT / "deploy" / "rbac.yaml").read_text()))
+
+
+def role_verbs(docs, resource: str, group: str) -> set[str]:
+    """What deploy/rbac.yaml's namespaced Role lets the pipeline do to `resource` of `group`."""
     role = next(d for d in docs if d["kind"] == "Role")
-    verbs = {v for rule in role["rules"] if "trainjobs" in rule["resources"]
-             and "trainer.kubeflow.org" in rule["apiGroups"] for v in rule["verbs"]}
-    assert {"create", "get", "delete"} <= verbs
+    return {v for rule in role["rules"] if resource in rule["resources"]
+            and group in rule["apiGroups"] for v in rule["verbs"]}
+
+
+def test_the_shipped_rbac_lets_the_pipeline_create_watch_and_delete_trainjobs():
+    docs = shipped_rbac()
+    assert {"create", "get", "delete"} <= role_verbs(docs, "trainjobs", "trainer.kubeflow.org")
     runtimes = [r for r in docs if r["kind"] == "ClusterRole"
                 for rule in r["rules"] if "clustertrainingruntimes" in rule["resources"]]
     assert runtimes, "reading the runtime is what names a missing one"
     binding = next(d for d in docs if d["kind"] == "RoleBinding")
+    role = next(d for d in docs if d["kind"] == "Role")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
 
 
