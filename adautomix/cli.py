@@ -39,7 +39,7 @@ HELP = {
     "loader": f"data loader: {', '.join(LOADERS)}",
     "num_workers": "worker processes of the torch loader",
     "image_size": "side of the images fed to the network (0 = native for arrays, 224 for folders)",
-    "train_crop": "auto, pad (reflect-padded random crop) or rrc (RandomResizedCrop)",
+    "train_crop": "auto, pad (reflect-padded random crop), flip (the whole image, flipped half the time) or rrc (RandomResizedCrop)",
     "crop_scale": "area fraction range of the rrc crop: LOW HIGH",
     "interpolation": "of every resize: bilinear or bicubic",
     "resize_before_crop": "rrc only: resize the shorter side to this first (0 = off)",

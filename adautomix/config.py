@@ -37,7 +37,7 @@ EVAL_METRICS = ("top1", "top5", "loss", "ece", "fgsm", "corruption", "occlusion"
 OPTIMIZERS = ("sgd", "adamw")
 LOADERS = ("auto", "torch", "memory", "dali")
 DEVICES = ("auto", "cpu", "cuda")
-TRAIN_CROPS = ("auto", "pad", "rrc")
+TRAIN_CROPS = ("auto", "pad", "flip", "rrc")
 INTERPOLATIONS = ("bilinear", "bicubic")
 CROP_SCALE = (0.08, 1.0)         # torchvision's RandomResizedCrop default area range
 
@@ -84,7 +84,8 @@ class RunConfig:
     num_workers: int = 2
     # augmentation (adautomix/data/augment.py says what each loader does with these)
     image_size: int = 0              # 0: the dataset's native size for arrays, 224 for folders
-    train_crop: str = "auto"         # pad: reflect-padded random crop; rrc: RandomResizedCrop;
+    train_crop: str = "auto"         # pad: reflect-padded random crop; flip: no crop, a flip
+                                     # only (arrays); rrc: RandomResizedCrop;
                                      # auto: pad for arrays, rrc for folders (whatever image_size)
     crop_scale: list[float] = field(default_factory=lambda: list(CROP_SCALE))   # rrc area fraction
     interpolation: str = "bilinear"  # of every resize: bilinear, bicubic
@@ -212,7 +213,8 @@ class RunConfig:
                               "[0, 1] units, with every std > 0")
         object.__setattr__(self, "normalize_mean", [float(m) for m in mean])
         object.__setattr__(self, "normalize_std", [float(s) for s in std])
-        if self.train_crop == "pad" and (self.resize_before_crop or self.crop_scale != list(CROP_SCALE)):
+        if self.train_crop != "rrc" and (self.resize_before_crop
+                                         or self.crop_scale != list(CROP_SCALE)):
             raise ConfigError("crop_scale and resize_before_crop shape the rrc crop only; set "
                               "train_crop rrc or leave them at their defaults")
 

@@ -175,9 +175,10 @@ class DaliLoader(Loader):
         from nvidia.dali import fn
         height, width = self.manifest.image_size
         size, recipe = self.image_size, self.recipe
-        pad_crop = self.train and recipe.train_crop == "pad"
+        # "flip" is the pad crop with no padding: one position, the image itself
+        pad_crop = self.train and recipe.train_crop in ("pad", "flip")
         randaugment = self.train and recipe.randaugment
-        padding = height // 8 if pad_crop else 0
+        padding = height // 8 if self.train and recipe.train_crop == "pad" else 0
 
         def graph():
             images, labels = fn.external_source(

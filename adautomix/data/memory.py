@@ -30,11 +30,12 @@ class MemoryLoader(Loader):
         images = torch.from_numpy(np.load(root / f"{split}_images.npy")).permute(0, 3, 1, 2)
         self.labels = torch.from_numpy(np.load(root / f"{split}_labels.npy")).to(self.device)
         self.mode = self.recipe.interpolation
-        if self.train and self.recipe.train_crop == "pad":
+        if self.train and self.recipe.train_crop in ("pad", "flip"):
             # Reflect-padded once (about 1.6x the bytes at 28-32 px) and viewed as every crop
             # window: a batch's crops are then one indexing op that copies only the crops.
+            # "flip" is the same gather with no padding: one window, the image itself.
             height, width = manifest.image_size
-            pad = height // 8
+            pad = height // 8 if self.recipe.train_crop == "pad" else 0
             padded = images[:, :, reflect(torch.arange(-pad, height + pad), height)]
             padded = padded[:, :, :, reflect(torch.arange(-pad, width + pad), width)]
             self.images = padded.contiguous().to(self.device)
@@ -57,7 +58,7 @@ class MemoryLoader(Loader):
                 if recipe.test_resize:
                     images = centre_crop(resize_shorter(images, recipe.test_resize, self.mode),
                                           size)
-            elif recipe.train_crop == "pad":
+            elif recipe.train_crop in ("pad", "flip"):
                 images = self._crop_and_flip(index, generator)
             else:
                 images = self._resized_crop_and_flip(index, generator)

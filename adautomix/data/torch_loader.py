@@ -83,9 +83,10 @@ def _transform(manifest: Manifest, recipe: Recipe, train: bool) -> v2.Transform:
                   v2.RandomHorizontalFlip()]
     else:
         native = manifest.image_size
+        if train and recipe.train_crop == "pad":
+            steps.append(v2.RandomCrop(native, padding=native[0] // 8, padding_mode="reflect"))
         if train:
-            steps += [v2.RandomCrop(native, padding=native[0] // 8, padding_mode="reflect"),
-                      v2.RandomHorizontalFlip()]
+            steps.append(v2.RandomHorizontalFlip())
         if not train and recipe.test_resize:
             steps += [v2.Resize(recipe.test_resize, mode, antialias=True), v2.CenterCrop(size)]
         elif manifest.format == "array" and native[0] != size:

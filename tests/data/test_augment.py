@@ -127,6 +127,8 @@ def test_auto_and_defaults_resolve_by_storage_format(ramps, folder_ramps):
     assert Recipe.resolve(folder_ramps, image_size=112).test_resize == 128
     with pytest.raises(DataError, match="train_crop 'pad' needs an array dataset"):
         Recipe.resolve(folder_ramps, train_crop="pad")
+    with pytest.raises(DataError, match="train_crop 'flip' needs an array dataset"):
+        Recipe.resolve(folder_ramps, train_crop="flip")
     with pytest.raises(DataError, match="contradicts the recipe"):
         build_loader(ramps, "train", batch_size=8, train=True, kind="memory", image_size=48,
                      recipe=rrc(ramps, 64))
@@ -144,8 +146,9 @@ def test_auto_and_defaults_resolve_by_storage_format(ramps, folder_ramps):
      Recipe(224, "rrc", (0.5, 1.0), resize_before_crop=256, test_resize=256)),
     ("cifar100-swin-adautomix", "ramps",
      Recipe(224, "rrc", interpolation="bicubic", randaugment=True)),
+    ("fashion-mnist-quickstart", "ramps", Recipe(32, "flip")),
 ], ids=lambda value: value if isinstance(value, str) else "")
-def test_presets_resolve_to_the_official_recipes(request, noise, preset, manifest, expected):
+def test_presets_resolve_to_their_recipes(request, noise, preset, manifest, expected):
     manifest = noise if manifest == "tiny" else request.getfixturevalue(manifest)   # 64 px
     config = PRESETS[preset]
     expected = dataclasses.replace(expected, mean=config.normalize_mean, std=config.normalize_std)
@@ -153,7 +156,7 @@ def test_presets_resolve_to_the_official_recipes(request, noise, preset, manifes
 
 
 @pytest.mark.parametrize("changes,fragment", [
-    ({"train_crop": "random"}, "unknown train_crop 'random'; valid: auto, pad, rrc"),
+    ({"train_crop": "random"}, "unknown train_crop 'random'; valid: auto, pad, flip, rrc"),
     ({"interpolation": "nearest"}, "unknown interpolation 'nearest'; valid: bilinear, bicubic"),
     ({"crop_scale": [0.5]}, re.escape("crop_scale must be [low, high]")),
     ({"crop_scale": [0.0, 1.0]}, re.escape("must be [low, high] with 0 < low <= high <= 1")),
@@ -165,6 +168,7 @@ def test_presets_resolve_to_the_official_recipes(request, noise, preset, manifes
     ({"image_size": 224, "resize_before_crop": 200}, r"resize_before_crop \(200\) must be 0 or"),
     ({"train_crop": "pad", "crop_scale": [0.5, 1.0]}, "rrc crop only"),
     ({"train_crop": "pad", "resize_before_crop": 40}, "rrc crop only"),
+    ({"train_crop": "flip", "crop_scale": [0.5, 1.0]}, "rrc crop only"),
 ])
 def test_bad_augmentation_fields_fail_on_construction(changes, fragment):
     with pytest.raises(ConfigError, match=fragment):
@@ -218,6 +222,28 @@ def test_folder_recipes_give_float_images_of_image_size(folder_ramps, kind, fiel
     size = recipe.image_size
     assert images.shape == (8, 3, size, size) and images.dtype == torch.float32
     assert images.min() >= -1e-3 and images.max() <= 255 + 1e-3
+
+
+# --- flip only ----------------------------------------------------------------------------------
+
+def as_they_are_or_mirrored(manifest, images, labels):
+    """Per yielded image: whether it is its source image exactly, and whether its mirror."""
+    source = torch.from_numpy(np.load(manifest.root / "train_images.npy")).permute(0, 3, 1, 2)
+    source = source[labels].float()
+    return ((images - source).abs().amax((1, 2, 3)) < 1e-3,
+            (images - source.flip(-1)).abs().amax((1, 2, 3)) < 1e-3)
+
+
+@pytest.mark.parametrize("kind", ARRAY_KINDS)
+def test_flip_yields_each_whole_image_mirrored_about_half_the_time(ramps, kind):
+    flip = Recipe.resolve(ramps, train_crop="flip")
+    as_is, mirrored = as_they_are_or_mirrored(ramps, *pixels(ramps, flip, kind, epochs=range(4)))
+    assert (as_is | mirrored).all()                 # never shifted, cropped or resampled
+    assert 0.3 < mirrored.float().mean() < 0.7
+    # the pad crop of the same images shifts most of them, so the check above can tell
+    pad = Recipe.resolve(ramps, train_crop="pad")
+    as_is, mirrored = as_they_are_or_mirrored(ramps, *pixels(ramps, pad, kind, epochs=range(4)))
+    assert (~as_is & ~mirrored).float().mean() > 0.5
 
 
 # --- RandomResizedCrop --------------------------------------------------------------------------

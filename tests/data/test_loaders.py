@@ -128,7 +128,7 @@ def test_ranks_read_disjoint_slices(cifar100, kind):
 
 
 @pytest.mark.parametrize("kind", ["memory", "torch"])
-@pytest.mark.parametrize("crop", ["pad", "rrc"])
+@pytest.mark.parametrize("crop", ["pad", "flip", "rrc"])
 def test_ranks_read_the_global_batches_of_one_process(cifar100, kind, crop):
     # Step s of 2 ranks with 5 images each: the images, and augmentation, of step s of one
     # process with 10 (distributed training and resuming on another number of ranks rely on it).
