@@ -13,14 +13,13 @@ pipeline does more than the direct pair (the DVC check, a confusion matrix, logg
 with its signature, registering it), so its extra time is mostly fixed: the overhead shrinks as
 the training grows.
 
-    python bench/pipeline_overhead.py                      # the README's main job
+    python bench/pipeline_overhead.py                      # AdAutoMix, 2 epochs x 500 images
     python bench/pipeline_overhead.py --subset 500 --epochs 1 --method mixup --repeats 2
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import shutil
 import statistics
@@ -30,10 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from adautomix.data import prepare
-from adautomix.data.versioning import init_workspace, materialise
+from workspace import fresh_workspace
 
-ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "adautomix.cli"]
 PIPELINE = [sys.executable, "-m", "pipeline"]   # the pipeline layer is not installed: PYTHONPATH
 
@@ -70,11 +67,7 @@ def main() -> None:
            "--lr", str(args.lr), "--experiment", "overhead"]
 
     scratch = Path(tempfile.mkdtemp(prefix="pipeline-overhead-"))
-    workspace = init_workspace(scratch / "workspace", ROOT)
-    prepare("fashion-mnist", data_root=workspace / "data")
-    materialise("fashion-mnist", "", workspace)     # into the DVC cache: the steady state
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{scratch / 'mlflow.db'}",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    workspace, env = fresh_workspace(scratch)
     results = {"direct": [], "pipeline": []}
     try:
         for repeat in range(args.repeats):
