@@ -20,8 +20,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_one_epoch_learns_and_mlflow_records_the_run(fmnist_root, mlflow_sqlite, tmp_path):
-    # 3000 images in batches of 25: 120 steps, annealed per step so the last weights are settled
-    config = RunConfig(dataset="fashion-mnist", model="resnet18", method="vanilla", epochs=1,
+    # 3000 images in batches of 25: 120 steps, annealed per step so the last weights are settled;
+    # width 16 learns as much in so few steps (46 % test) at a quarter of the full width's time
+    config = RunConfig(dataset="fashion-mnist", model="resnet18", model_width=16,
+                       method="vanilla", epochs=1,
                        subset=3000, val_subset=500, val_size=300, batch_size=25, lr=0.05,
                        ema_decay=0.9, lr_schedule_by="step",
                        data_root=str(fmnist_root), output_dir=str(tmp_path / "run"),
