@@ -28,6 +28,8 @@ CHALLENGER = "challenger"
 # (the EMA network when the run has one) on the validation split, or on test without one.
 SCORE_METRIC = "model_val_top1"
 TEST_SCORE_METRIC = "model_test_top1"
+
+
 @dataclass(frozen=True)
 class Candidate:
     model_uri: str      # a logged model (models:/m-...); its version links back to its run

@@ -289,9 +289,9 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
         if run.step % 10 == 0:  # a host sync; not every step
             if not run.ranks.distributed:   # all ranks check together, at the end of the epoch
                 run.guard.check(run.step, epoch)
-        if run.step % 10 == 0 and isinstance(bar, tqdm):
-            rate = seen * run.ranks.world_size / (time.perf_counter() - started)
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", img_s=f"{rate:.0f}")
+            if isinstance(bar, tqdm):
+                rate = seen * run.ranks.world_size / (time.perf_counter() - started)
+                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", img_s=f"{rate:.0f}")
     # global figures, the same on every rank: the loss over all ranks' steps, and every rank's
     # images over the slowest rank's time
     train_time = distributed.all_reduce_max(
@@ -365,8 +365,8 @@ def selected_state(run: Run, epoch: int) -> dict[str, Any]:
 
 
 def checkpoint_state(run: Run, epoch: int) -> dict[str, Any]:
-    return {"model": run.model.state_dict(), "method": run.method.state_dict(),
-            "ema": run.ema.state_dict() if run.ema is not None else None,
+    """The selected state's networks plus everything an exact resume needs."""
+    return {**selected_state(run, epoch),
             "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
             "rng": rng_state(), "epoch": epoch, "step": run.step, "history": run.history,
             "run_id": run.run_id, "config": run.config.to_dict()}
