@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import DATASETS, METHODS
+from .config import DATASETS, METHODS, UNCOMPUTED_FIELDS
 from .errors import InputError
-from .steps.train import UNKEYED_FIELDS
 
 # Preference order per run. The val_ names are the paper protocol's runs from before the
 # validation split, whose val_ metrics were measured on the test split.
@@ -41,8 +40,9 @@ CLEAN_TOP1 = "top1"      # shown beside them, so that a drop is read against the
 # Where they are found, in preference order: the evaluate step's measure of the selected
 # checkpoint, then a plain test_ metric.
 ROBUSTNESS_PREFIXES = ("selected_test_", "test_")
-# Params that do not change what a run computes: left out of the setting.
-UNPOOLED_PARAMS = ("seed", *UNKEYED_FIELDS)
+# Params left out of the setting: the seed (a setting's cells average over seeds) and the fields
+# that do not change what a run computes (config.UNCOMPUTED_FIELDS).
+UNPOOLED_PARAMS = ("seed", *UNCOMPUTED_FIELDS)
 # Params that say which method a run trained, and with which options: a row, not a setting.
 METHOD_PARAM = "method"
 # (method_args.KEY: the options given; method.KEY: every option resolved, defaults included)

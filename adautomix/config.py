@@ -46,12 +46,19 @@ class ConfigError(InputError):
     """A run configuration that cannot work; the message names the field and the fix."""
 
 
-# Fields a resumed run may change: how long it runs (a finished run extended by more epochs),
-# where and how visibly it runs, how many loader workers feed it and how it reacts to a bad loss.
-# Every other field changes what is computed, so a resume under a different value is refused.
-# (A longer run's cosine schedule is stretched from the resume on; the change is logged.)
-RESUMABLE_FIELDS = ("epochs", "output_dir", "data_root", "run_name", "progress", "num_workers",
-                    "log_images_every", "device", "nonfinite_loss_limit")
+# The one list of fields that say where a run happens and how visibly, never what it computes:
+# its weights and figures are the same whatever their values (a step checkpoint's resume is
+# exact, so checkpoint_minutes is one of them). The pipeline's checkpoint key leaves them out
+# (steps/train.py), `compare` pools runs over them (compare.py) and a resume may change them.
+UNCOMPUTED_FIELDS = ("output_dir", "data_root", "run_name", "progress", "num_workers",
+                     "checkpoint_minutes")
+# Fields a resumed run may change besides: how long it runs (a finished run extended by more
+# epochs; its cosine schedule is stretched from the resume on, and the change is logged), how
+# often it logs sample grids, the device it continues on, and how it reacts to a bad loss. Each
+# may change a run's figures, so they stay in the checkpoint key and in compare's settings; every
+# other field changes what is computed, and a resume under a different value is refused.
+RESUMABLE_FIELDS = (*UNCOMPUTED_FIELDS, "epochs", "log_images_every", "device",
+                    "nonfinite_loss_limit")
 SEED_RANGE = 2 ** 32             # numpy's seeds are 32-bit
 
 
@@ -134,6 +141,9 @@ class RunConfig:
     # Stop the run (FAILED, nothing checkpointed or registered) once this many training losses
     # were NaN or infinite; 1 stops at the first. Below the limit, such a step is skipped.
     nonfinite_loss_limit: int = 1
+    # Minutes between mid-epoch checkpoints (besides the one at every epoch's end), so a lost
+    # node costs at most this much training; 0: epoch ends only. A resume from one is exact.
+    checkpoint_minutes: float = 10.0
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -158,7 +168,7 @@ class RunConfig:
             "min_lr": self.min_lr, "warmup_epochs": self.warmup_epochs,
             "weight_decay": self.weight_decay, "log_images_every": self.log_images_every,
             "mix_block_lr": self.mix_block_lr, "mix_block_min_lr": self.mix_block_min_lr,
-            "grad_clip": self.grad_clip,
+            "grad_clip": self.grad_clip, "checkpoint_minutes": self.checkpoint_minutes,
         }
         for name, value in non_negative.items():
             if not value >= 0:

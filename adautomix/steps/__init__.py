@@ -15,7 +15,7 @@ The data step is `data.versioning.materialise`, the register step `registry.regi
 
 from .checks import build_config, check_run
 from .evaluate import TEST_METRICS, Evaluation, evaluate_step
-from .train import UNKEYED_FIELDS, checkpoint_dir, finished_result, prepare_run, train_step
+from .train import checkpoint_dir, finished_result, prepare_run, train_step
 
-__all__ = ["TEST_METRICS", "UNKEYED_FIELDS", "Evaluation", "build_config", "check_run",
+__all__ = ["TEST_METRICS", "Evaluation", "build_config", "check_run",
            "checkpoint_dir", "evaluate_step", "finished_result", "prepare_run", "train_step"]
