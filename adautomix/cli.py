@@ -73,6 +73,8 @@ HELP = {
     "run_name": "MLflow run name",
     "log_images_every": "epochs between mixed-sample grids logged to MLflow (0 = never)",
     "progress": "show a progress bar",
+    "checkpoint_minutes": "minutes between checkpoints within an epoch (0 = at epoch ends "
+                          "only); a SIGTERM also checkpoints, then stops",
 }
 
 
@@ -145,7 +147,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .engine.train import train
 
     config = config_from_args(args)
-    result = train(config, resume={"auto": True, "must": "must", None: False}[args.resume])
+    result = train(config, resume={"auto": True, "must": "must", None: False}[args.resume],
+                   allow_code_change=args.allow_code_change)
     if not ranks_from_environment().is_main:   # under torchrun: rank 0 reports for all
         return 0
     m = result.metrics
@@ -265,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the config it was written with (epochs, workers and logging may "
                         "change); with no checkpoint, say so and start anew. `--resume must` "
                         "fails instead")
+    p.add_argument("--allow-code-change", action="store_true",
+                   help="let --resume continue a checkpoint that another code version (package "
+                        "version and git commit) wrote; recorded in the run's resume_changes")
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from .config import RunConfig
 from .errors import RunFailure
+from .provenance import git_commit
 from .redact import redact, redact_handlers
 
 log = logging.getLogger("adautomix.tracking")
@@ -55,18 +55,6 @@ def _artifact_location(uri: str) -> str | None:
     if uri.startswith("sqlite:///"):
         return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
     return None
-
-
-def git_commit() -> str:
-    """The commit the code came from: $ADAUTOMIX_GIT_COMMIT (set in images) or git, else 'unknown'."""
-    if os.environ.get("ADAUTOMIX_GIT_COMMIT"):
-        return os.environ["ADAUTOMIX_GIT_COMMIT"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def connect(uri: str | None = None) -> MlflowClient:

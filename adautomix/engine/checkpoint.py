@@ -1,9 +1,12 @@
-"""Checkpoints: written atomically every epoch, and enough state to resume exactly.
+"""Checkpoints: written atomically at every epoch's end and every `checkpoint_minutes` within
+an epoch, with enough state to resume exactly.
 
 The file holds the model, the method (its generator, heads and EMA teacher are submodules), the
 engine's EMA, the optimiser, the AMP scaler, every RNG stream the run draws from, the epoch and
-step counters, the metric history (for the median of the last epochs), the MLflow run id and the
-run's config. The lr needs no state: it is a function of the step (engine/optim.py).
+step counters, the metric history (for the median of the last epochs), the MLflow run id, the
+run's config and the code version that wrote it. A checkpoint taken within an epoch also holds
+how many of its batches are done and their running loss sums (`epoch_step`, `epoch_totals`). The
+lr needs no state: it is a function of the step (engine/optim.py).
 
 Everything in it is a tensor or a plain Python value (numbers, strings, lists, tuples, dicts), so
 it loads with torch's weights-only unpickler: a file that holds anything else (a crafted pickle
@@ -24,6 +27,7 @@ import torch
 
 from ..config import ConfigError, RunConfig, resume_changes
 from ..errors import InputError
+from ..provenance import code_version
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # The networks of the epoch selected on the validation split (engine/train.py), beside the
@@ -31,6 +35,12 @@ CHECKPOINT_NAME = "checkpoint.pt"
 SELECTED_NAME = "selected.pt"
 # What a write in progress is called; a kill mid-write leaves one behind (see remove_partial_writes).
 TEMP_PREFIX, TEMP_SUFFIX = ".checkpoint-", ".tmp"
+# What a checkpoint must hold to be restored, and the type of each entry: the networks alone for
+# evaluation (selected.pt holds no more), everything for a resume. Anything else (a bare
+# tensor, a dict from an older version) is refused with a CheckpointError, not a traceback.
+NETWORK_KEYS = {"model": dict, "method": dict, "ema": (dict, type(None)), "epoch": int}
+RESUME_KEYS = {**NETWORK_KEYS, "optimizer": dict, "scaler": dict, "rng": dict, "step": int,
+               "history": list, "run_id": (str, type(None)), "config": dict}
 
 
 class CheckpointError(InputError):
@@ -102,12 +112,38 @@ def remove_partial_writes(directory: str | Path) -> list[Path]:
 
 
 def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu",
-                    name: str = CHECKPOINT_NAME) -> dict[str, Any] | None:
+                    name: str = CHECKPOINT_NAME,
+                    keys: dict[str, type | tuple] | None = None) -> dict[str, Any] | None:
     """The checkpoint in `directory`, or None if there is none. Only tensors and plain values are
-    unpickled: anything else is refused with a CheckpointError, and none of it runs."""
+    unpickled: anything else is refused with a CheckpointError, and none of it runs. `keys`
+    (NETWORK_KEYS, RESUME_KEYS): what it must hold, of which types, else a CheckpointError."""
     path = Path(directory) / name
     if not path.exists():
         return None
+    state = _read(path, map_location)
+    if keys is not None:
+        check_contents(state, path, keys)
+    return state
+
+
+def check_contents(state: Any, path: Path, keys: dict[str, type | tuple]) -> None:
+    """A CheckpointError naming the file and what it lacks unless `state` is a dict holding
+    `keys`, each of its type."""
+    if not isinstance(state, dict):
+        what = f"a {type(state).__name__}"
+    else:
+        missing = [k for k in keys if k not in state]
+        wrong = [f"{k} is a {type(state[k]).__name__}" for k, kind in keys.items()
+                 if k in state and not isinstance(state[k], kind)]
+        if not missing and not wrong:
+            return
+        what = "; ".join(filter(None, [f"no {', '.join(missing)}" if missing else "", *wrong]))
+    raise CheckpointError(
+        f"checkpoint {path} is not a training checkpoint of this version of adautomix ({what}); "
+        "it was not used. Train into a new --output-dir, or delete it to start over there")
+
+
+def _read(path: Path, map_location: str | torch.device) -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -125,14 +161,17 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
             "or restore it from the artifact store") from None
 
 
-def check_resume(state: dict[str, Any], config: RunConfig, directory: str | Path) -> dict:
+def check_resume(state: dict[str, Any], config: RunConfig, directory: str | Path,
+                 allow_code_change: bool = False) -> dict:
     """The changes `config` makes to the config the checkpoint was written under, all of them
     allowed (RESUMABLE_FIELDS), as {field: (saved, new)}; a ConfigError listing every field
-    that would change what is computed, or an epoch count below what is already done."""
+    that would change what is computed, or an epoch count below what is already done.
+
+    The code that wrote the checkpoint must be this code (provenance.code_version): another one
+    may compute something else, so a resume under it is a CheckpointError unless
+    `allow_code_change`, and then it is one more change, {"code_version": (saved, now)}."""
     path = Path(directory) / CHECKPOINT_NAME
-    if not isinstance(state.get("config"), dict):
-        raise CheckpointError(f"checkpoint {path} records no config to resume under; it was not "
-                              "written by this version of adautomix. Train into a new --output-dir")
+    check_contents(state, path, RESUME_KEYS)
     allowed, refused = resume_changes(state["config"], config)
     if refused:
         shown = "; ".join(f"{k} {old!r} in the checkpoint, {new!r} now"
@@ -141,7 +180,22 @@ def check_resume(state: dict[str, Any], config: RunConfig, directory: str | Path
             f"--resume: {path} was trained under another config ({shown}); these change what "
             f"is computed. Resume with the checkpoint's values (--config {Path(directory) / 'config.json'}"
             f" plus only epochs, workers or logging flags), or train into a new --output-dir")
-    if config.epochs < state["epoch"]:
-        raise ConfigError(f"--resume: epochs {config.epochs} is fewer than the {state['epoch']} "
-                          f"the checkpoint has done; pass --epochs {state['epoch']} or more")
+    # a checkpoint within an epoch has started one more than it has done
+    begun = state["epoch"] + (1 if state.get("epoch_step") else 0)
+    if config.epochs < begun:
+        raise ConfigError(f"--resume: epochs {config.epochs} is fewer than the {begun} the "
+                          f"checkpoint has {'begun' if state.get('epoch_step') else 'done'}; "
+                          f"pass --epochs {begun} or more")
+    saved, now = state.get("code_version", UNRECORDED), code_version()
+    if saved != now:
+        if not allow_code_change:
+            raise CheckpointError(
+                f"--resume: {path} was written by code version {saved}, this is {now}; other "
+                "code may compute something else. Train into a new --output-dir, or pass "
+                "--allow-code-change to continue it under this code (recorded in the run)")
+        allowed = {**allowed, "code_version": (saved, now)}
     return allowed
+
+
+# The code version of a checkpoint written before checkpoints recorded it.
+UNRECORDED = "unrecorded"

@@ -4,14 +4,16 @@ it, and `train` strings them together. Read top to bottom.
 
 One run = one RunConfig. Every epoch: train, evaluate the online and the EMA network on the
 validation split (training images held out, `val_size`) and on the test split, log to MLflow,
-checkpoint atomically. The epoch whose registered network (the EMA one when there is one) scores
+checkpoint atomically; within an epoch, checkpoint every `checkpoint_minutes` and at the next
+step after a SIGTERM (which then stops the run: engine/preemption.py). The epoch whose registered network (the EMA one when there is one) scores
 best on validation is kept beside the checkpoint as `selected.pt`; with no validation split (the
 paper's protocol) the last epoch is the selected one. Metric names: docs/architecture.md.
 `resume=True` continues from the checkpoint in output_dir exactly (weights, optimiser, EMA, RNG
-streams, counters) and in the same MLflow run, once its config is found to compute the same
-thing (checkpoint.check_resume). A non-finite loss or metric stops the run FAILED before its
-epoch is checkpointed (loss_guard.py). Nothing is written until every check of `setup` has
-passed (docs/reliability.md).
+streams, counters; from a checkpoint within an epoch, the epoch's plan with its first batches
+skipped) and in the same MLflow run, once its config and code version are found to compute the
+same thing (checkpoint.check_resume). A non-finite loss or metric stops the run FAILED before
+the weights it touched are checkpointed (loss_guard.py). One run at a time trains into a folder
+(run_lock.py). Nothing is written until every check of `setup` has passed (docs/reliability.md).
 
 Under torchrun every process runs this same code on its own device (engine/distributed.py): the
 batch size is the global one, split evenly over the ranks; gradients are averaged across ranks
@@ -25,6 +27,7 @@ import os
 import random
 import statistics
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -42,17 +45,19 @@ from ..eval import evaluate
 from ..mixers import Method, create_method, resolved_options
 from ..models import check_input_size, create_model
 from ..progress import progress
-from ..provenance import Provenance
+from ..provenance import Provenance, code_version
 from ..tracking import Tracker, setup_params
 from ..visualize import sample_figure, training_curves
 from . import distributed
-from .checkpoint import (CHECKPOINT_NAME, SELECTED_NAME, CheckpointError, check_resume,
-                         load_checkpoint, preserved_rng, remove_partial_writes, rng_state,
-                         save_checkpoint, set_rng_state)
+from . import run_lock
+from .checkpoint import (CHECKPOINT_NAME, RESUME_KEYS, SELECTED_NAME, CheckpointError,
+                         check_resume, load_checkpoint, preserved_rng, remove_partial_writes,
+                         rng_state, save_checkpoint, set_rng_state)
 from .distributed import Ranks, resolve_device  # noqa: F401  (resolve_device: public here too)
 from .ema import ModelEma
 from .loss_guard import LossGuard
 from .optim import build_optimizer, optimizer_step, param_groups, set_lr
+from .preemption import Preempted, StopRequest, stop_on_sigterm
 
 log = logging.getLogger("adautomix.train")
 
@@ -92,6 +97,15 @@ class Run:
     step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     run_id: str | None = None
+    code_version: str = ""
+    lock: run_lock.RunLock | None = None   # rank 0 only
+    stop: StopRequest = field(default_factory=StopRequest)   # set by SIGTERM
+    last_checkpoint: float = 0.0        # time.monotonic() of the last checkpoint (or start)
+    # Resuming from a checkpoint taken within epoch `start_epoch`: the batches of it already
+    # trained, their running sums, and the RNG streams to restore once they are skipped.
+    epoch_step: int = 0
+    epoch_totals: dict[str, Any] | None = None
+    resume_rng: dict[str, Any] | None = None
 
     def trainable(self) -> list[nn.Parameter]:
         return [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -132,14 +146,14 @@ def build_networks(config: RunConfig, manifest, device: torch.device, sync_bn: b
 # --- setup --------------------------------------------------------------------------------------
 
 def setup(config: RunConfig, resume: bool | str, ranks: Ranks, device: torch.device,
-          provenance: Provenance = Provenance()) -> Run:
+          provenance: Provenance = Provenance(), allow_code_change: bool = False) -> Run:
     """Data, networks, optimiser, the checkpoint's state when resuming, and the MLflow run.
 
     Everything that can be wrong with the config, the data, the network or the resume is
-    checked before anything is written: config.json, the MLflow run and the cleanup of a killed
-    write come last."""
+    checked before anything is written: the folder's lock, config.json (and provenance.json,
+    when there is provenance), the MLflow run and the cleanup of a killed write come last."""
     out = Path(config.output_dir)
-    state, changes = resumable_state(config, resume)
+    state, changes = resumable_state(config, resume, allow_code_change)
     amp = config.amp and device.type == "cuda"
     seed_everything(config.seed, config.deterministic)
     batch_size = rank_batch_size(config.batch_size, ranks.world_size)
@@ -168,10 +182,15 @@ def setup(config: RunConfig, resume: bool | str, ranks: Ranks, device: torch.dev
                                         sync_bn=config.sync_bn and ranks.distributed)
     check_input_size(model, config.model, manifest.channels, loader_args["recipe"].image_size)
     smallest = getattr(method, "min_batch_size", 1)
-    if ranks.distributed and batch_size < smallest:   # one process: the method says so itself
+    if ranks.distributed and batch_size < smallest:
         raise ConfigError(f"each of the {ranks.world_size} processes gets {batch_size} images of "
                           f"the batch of {config.batch_size}, but method {config.method!r} mixes "
                           f"{smallest} per sample; use batch_size >= {smallest * ranks.world_size}")
+    if batch_size < smallest:
+        raise ConfigError(
+            f"batch_size {config.batch_size} is smaller than method {config.method!r} needs "
+            f"({smallest}: it mixes that many images into each sample); raise the batch size "
+            "or lower the method's mix_samples")
     named = chain(model.named_parameters(prefix="model"), method.named_parameters(prefix="method"))
     optimizer = build_optimizer(config, param_groups(config, named, method.mix_block_parameters()))
     steps_per_epoch = len(train_loader)
@@ -182,24 +201,38 @@ def setup(config: RunConfig, resume: bool | str, ranks: Ranks, device: torch.dev
               optimizer=optimizer, scaler=torch.amp.GradScaler(device.type, enabled=amp),
               steps_per_epoch=steps_per_epoch, total_steps=config.epochs * steps_per_epoch,
               guard=LossGuard(config.nonfinite_loss_limit, device, config.lr,
-                              reduce=distributed.all_reduce_sum))
+                              reduce=distributed.all_reduce_sum),
+              code_version=code_version())
     if state is not None:
         restore(run, state)
         if ranks.is_main:
-            log.info("resumed from %s at epoch %d (step %d)", out, run.start_epoch, run.step)
+            log.info("resumed from %s at epoch %d (step %d%s)", out, run.start_epoch, run.step,
+                     f", batch {run.epoch_step} of the epoch" if run.epoch_step else "")
+            if "code_version" in changes:
+                log.warning("--allow-code-change: %s was written by code %s; continuing it "
+                            "under %s", out, *changes["code_version"])
     distributed.broadcast_state(networks(run))
     if ranks.is_main:   # every check has passed: the run may write
         out.mkdir(parents=True, exist_ok=True)
-        remove_partial_writes(out)
-        config.save(out / "config.json")
-        run.tracker = Tracker(config, manifest.sha256, run_id=run.run_id,
-                              extra_tags=provenance.tags)
-        run.tracker.log_params(setup_params(resolved_options(config.method, config.method_args),
-                                            recipe_params(train_loader)))
-        run.tracker.log_dataset(config.dataset, provenance.data_version or manifest.sha256,
-                                provenance.data_source or str(manifest.root))
-        if changes:
-            run.tracker.log_resume(changes, run.start_epoch)
+        run.lock = run_lock.acquire(out, run.run_id)
+        try:
+            remove_partial_writes(out)
+            config.save(out / "config.json")
+            if provenance != Provenance():
+                provenance.save(out)
+            run.tracker = Tracker(config, manifest.sha256, run_id=run.run_id,
+                                  extra_tags=provenance.tags)
+            run.run_id = run.tracker.run_id
+            run.lock.set_run_id(run.run_id)
+            run.tracker.log_params(setup_params(
+                resolved_options(config.method, config.method_args), recipe_params(train_loader)))
+            run.tracker.log_dataset(config.dataset, provenance.data_version or manifest.sha256,
+                                    provenance.data_source or str(manifest.root))
+            if changes:
+                run.tracker.log_resume(changes, run.start_epoch)
+        except BaseException:
+            run.lock.release()
+            raise
     distributed.barrier()   # the epoch clocks start together, not while rank 0 opens MLflow
     return run
 
@@ -218,12 +251,14 @@ def recipe_params(loader: Loader) -> dict[str, Any]:
     return {**recipe, "mean": list(loader.mean), "std": list(loader.std)}
 
 
-def resumable_state(config: RunConfig, resume: bool | str) -> tuple[dict | None, dict]:
+def resumable_state(config: RunConfig, resume: bool | str,
+                    allow_code_change: bool = False) -> tuple[dict | None, dict]:
     """The checkpoint to resume from (None: start anew) and the allowed config changes it
-    takes (checkpoint.check_resume refuses the others). `resume` True resumes if there is a
-    checkpoint and says so in one line if there is none; "must" fails instead."""
+    takes (checkpoint.check_resume refuses the others, and a change of code version unless
+    `allow_code_change`). `resume` True resumes if there is a checkpoint and says so in one
+    line if there is none; "must" fails instead."""
     out = Path(config.output_dir)
-    state = load_checkpoint(out) if resume else None
+    state = load_checkpoint(out, keys=RESUME_KEYS) if resume else None
     if state is None:
         if resume == "must":
             raise CheckpointError(f"--resume must: {out} holds no {CHECKPOINT_NAME}; train "
@@ -231,7 +266,7 @@ def resumable_state(config: RunConfig, resume: bool | str) -> tuple[dict | None,
         if resume:
             log.info("--resume: no %s in %s; starting a new run", CHECKPOINT_NAME, out)
         return None, {}
-    return state, check_resume(state, config, out)
+    return state, check_resume(state, config, out, allow_code_change)
 
 
 def rank_batch_size(batch_size: int, world_size: int) -> int:
@@ -256,52 +291,120 @@ def restore(run: Run, state: dict[str, Any]) -> None:
     set_rng_state(state["rng"])
     run.start_epoch, run.step = state["epoch"], state["step"]
     run.history, run.run_id = state["history"], state["run_id"]
+    run.guard.seen = state.get("nonfinite_losses", 0)
+    run.epoch_step = state.get("epoch_step", 0)
+    if run.epoch_step:
+        run.epoch_totals, run.resume_rng = state["epoch_totals"], state["rng"]
 
 
 # --- one epoch ----------------------------------------------------------------------------------
 
 def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
-    """Train for one epoch; returns its train_loss, lr and images_per_sec, over all ranks."""
+    """Train for one epoch; returns its train_loss, lr and images_per_sec, over all ranks.
+
+    Resumed within the epoch (run.epoch_step batches done), it skips the batches already
+    trained: the epoch's plan and augmentation follow from (seed, epoch) alone, so the rest of
+    the epoch reads what it would have read, and the RNG streams are restored after the skip."""
     config, model, method, device = run.config, run.model, run.method, run.device
     model.train()
     method.train()
     run.train_loader.set_epoch(epoch)
+    start = run.epoch_step if epoch == run.start_epoch else 0
     loss_sum = torch.zeros((), device=device)
-    seen, started = 0, time.perf_counter()
-    bar = progress(run.train_loader, f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+    counted, seen, earlier_seconds = 0, 0, 0.0    # counted: the steps not skipped for a bad loss
+    batches = iter(run.train_loader)
+    if start:
+        totals = run.epoch_totals if run.ranks.is_main else None
+        if totals is not None:   # the sums over every rank, on rank 0 alone
+            loss_sum = totals["loss_sum"].to(device)
+            counted, seen, earlier_seconds = totals["counted"], totals["seen"], totals["seconds"]
+        for _ in range(start):
+            next(batches)
+        set_rng_state(run.resume_rng)   # reading the batches may draw (a DataLoader's seed)
+    lr = run.optimizer.param_groups[0]["lr"]
+    started = time.perf_counter()
+    bar = progress(batches, f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+                   total=run.steps_per_epoch - start,
                    enabled=config.progress and run.ranks.is_main)
-    for images, labels in bar:
+    for index, (images, labels) in enumerate(bar, start=start):
         lr = set_lr(run.optimizer, config, run.step, run.steps_per_epoch)
         with torch.autocast(device.type, enabled=run.amp):
             loss, _ = method.training_step(model, images, labels, run.step)
         if run.guard.skip(loss, run.step, epoch):
             run.optimizer.zero_grad(set_to_none=True)
             run.step += 1
-            continue
-        optimizer_step(loss, run.optimizer, run.scaler, config.grad_clip,
-                       reduce_gradients=distributed.average_gradients)
-        method.after_optimizer_step(model, run.step, run.total_steps)
-        if run.ema is not None:
-            run.ema.update(model, run.step)
-        loss_sum += loss.detach()
-        seen += images.shape[0]
-        run.step += 1
-        if run.step % 10 == 0:  # a host sync; not every step
-            if not run.ranks.distributed:   # all ranks check together, at the end of the epoch
-                run.guard.check(run.step, epoch)
-            if isinstance(bar, tqdm):
-                rate = seen * run.ranks.world_size / (time.perf_counter() - started)
-                bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", img_s=f"{rate:.0f}")
-    # global figures, the same on every rank: the loss over all ranks' steps, and every rank's
-    # images over the slowest rank's time
-    train_time = distributed.all_reduce_max(
-        torch.tensor(time.perf_counter() - started, dtype=torch.float64, device=device)).item()
+        else:
+            optimizer_step(loss, run.optimizer, run.scaler, config.grad_clip,
+                           reduce_gradients=distributed.average_gradients)
+            method.after_optimizer_step(model, run.step, run.total_steps)
+            if run.ema is not None:
+                run.ema.update(model, run.step)
+            loss_sum += loss.detach()
+            seen += images.shape[0]
+            counted += 1
+            run.step += 1
+            if run.step % 10 == 0:  # a host sync; not every step
+                if not run.ranks.distributed:   # all ranks check together, at the epoch's end
+                    run.guard.check(run.step, epoch)
+                if isinstance(bar, tqdm):
+                    rate = seen * run.ranks.world_size / (time.perf_counter() - started)
+                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}",
+                                    img_s=f"{rate:.0f}")
+        # the epoch's last batch is followed by its own checkpoint
+        if index + 1 < run.steps_per_epoch and step_checkpoint_due(run):
+            seconds = earlier_seconds + time.perf_counter() - started
+            save_step_checkpoint(run, epoch, index + 1, loss_sum, counted, seen, seconds)
+    # global figures, the same on every rank: the loss over all ranks' steps that counted, and
+    # every rank's images over the slowest rank's time
+    train_time = distributed.all_reduce_max(torch.tensor(
+        earlier_seconds + time.perf_counter() - started, dtype=torch.float64, device=device)).item()
     run.guard.check(run.step, epoch)   # every rank, before the epoch counts
-    totals = distributed.all_reduce_sum(torch.stack([loss_sum.double(),
-                                                     torch.tensor(seen, dtype=torch.float64, device=device)]))
-    loss_total, seen_total = totals.tolist()
-    return {"epoch": epoch + 1, "train_loss": loss_total / (run.steps_per_epoch * run.ranks.world_size),
+    totals = distributed.all_reduce_sum(torch.stack([
+        loss_sum.double(), torch.tensor(seen, dtype=torch.float64, device=device),
+        torch.tensor(counted, dtype=torch.float64, device=device)]))
+    loss_total, seen_total, counted_total = totals.tolist()
+    return {"epoch": epoch + 1,
+            "train_loss": loss_total / counted_total if counted_total else float("nan"),
             "lr": lr, "images_per_sec": seen_total / train_time}
+
+
+def step_checkpoint_due(run: Run) -> bool:
+    """Whether to checkpoint at this step boundary: `checkpoint_minutes` have passed since the
+    last checkpoint, or a SIGTERM asked the run to stop. Under torchrun the ranks decide together
+    (any rank's reason counts for all) at every 10th step, where the loop syncs anyway."""
+    minutes = run.config.checkpoint_minutes
+    due = run.stop.requested or bool(
+        minutes and time.monotonic() - run.last_checkpoint >= minutes * 60)
+    if not run.ranks.distributed:
+        return due
+    if run.step % 10:
+        return False
+    return bool(distributed.all_reduce_max(
+        torch.tensor(int(due), dtype=torch.int64, device=run.device)).item())
+
+
+def save_step_checkpoint(run: Run, epoch: int, epoch_step: int, loss_sum: torch.Tensor,
+                         counted: int, seen: int, seconds: float) -> None:
+    """Checkpoint within epoch `epoch` after `epoch_step` of its batches (every rank calls it);
+    then stop the run if a SIGTERM asked for it."""
+    run.guard.check(run.step, epoch)   # a non-finite loss stops the run before it is saved
+    if run.ranks.distributed:   # the epoch's sums so far over every rank, saved by rank 0
+        summed = distributed.all_reduce_sum(torch.stack([
+            loss_sum.double(), torch.tensor(float(counted), dtype=torch.float64, device=run.device),
+            torch.tensor(float(seen), dtype=torch.float64, device=run.device)]))
+        loss_sum, counted, seen = summed[0].to(loss_sum.dtype), int(summed[1]), int(summed[2])
+    if run.ranks.is_main:
+        totals = {"loss_sum": loss_sum.detach().cpu(), "counted": counted, "seen": seen,
+                  "seconds": seconds}
+        save_checkpoint(checkpoint_state(run, epoch, epoch_step, totals), run.out)
+    distributed.barrier()
+    run.last_checkpoint = time.monotonic()
+    if run.stop.requested:
+        raise Preempted(
+            f"stopped by {run.stop.signal_name or 'SIGTERM'} at step {run.step} (epoch "
+            f"{epoch + 1}, batch {epoch_step} of {run.steps_per_epoch}) after checkpointing it in "
+            f"{run.out / CHECKPOINT_NAME}; start it again with --resume (a retried pipeline step "
+            "does) to continue from there")
 
 
 # --- evaluate and log ---------------------------------------------------------------------------
@@ -330,6 +433,7 @@ def evaluate_and_log(run: Run, epoch: int, metrics: dict[str, float]) -> dict[st
         save_checkpoint(checkpoint_state(run, epoch + 1), run.out)
         print(summary_line(metrics), flush=True)
     distributed.barrier()   # no rank runs ahead of a checkpoint that is not yet on disk
+    run.last_checkpoint = time.monotonic()
     return metrics
 
 
@@ -364,27 +468,42 @@ def selected_state(run: Run, epoch: int) -> dict[str, Any]:
             "ema": run.ema.state_dict() if run.ema is not None else None, "epoch": epoch}
 
 
-def checkpoint_state(run: Run, epoch: int) -> dict[str, Any]:
-    """The selected state's networks plus everything an exact resume needs."""
+def checkpoint_state(run: Run, epoch: int, epoch_step: int = 0,
+                     epoch_totals: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The selected state's networks plus everything an exact resume needs; `epoch` epochs
+    done, and `epoch_step` batches of the next one with their running sums `epoch_totals`."""
     return {**selected_state(run, epoch),
             "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
             "rng": rng_state(), "epoch": epoch, "step": run.step, "history": run.history,
-            "run_id": run.run_id, "config": run.config.to_dict()}
+            "run_id": run.run_id, "config": run.config.to_dict(),
+            "code_version": run.code_version, "nonfinite_losses": run.guard.seen,
+            "epoch_step": epoch_step, "epoch_totals": epoch_totals}
 
 
 # --- the run ------------------------------------------------------------------------------------
 
 def train(config: RunConfig, resume: bool | str = False,
-          provenance: Provenance | None = None) -> TrainResult:
-    """Train `config`; `provenance` None reads the one saved beside its config, if any."""
+          provenance: Provenance | None = None, allow_code_change: bool = False) -> TrainResult:
+    """Train `config`; `provenance` None reads the one saved beside its config, if any.
+    `allow_code_change` lets a resume continue a checkpoint that other code wrote."""
     if provenance is None:
         provenance = Provenance.load(config.output_dir)
-    with distributed.process_group(config.device) as (ranks, device):
-        run = setup(config, resume, ranks, device, provenance)
+    with ExitStack() as stack:
+        ranks, device = stack.enter_context(distributed.process_group(config.device))
+        stop = stack.enter_context(stop_on_sigterm())
+        run = setup(config, resume, ranks, device, provenance, allow_code_change)
+        if run.lock is not None:
+            stack.callback(run.lock.release)
+        run.stop, run.last_checkpoint = stop, time.monotonic()
         try:
             for epoch in range(run.start_epoch, config.epochs):
                 metrics = train_one_epoch(run, epoch)
                 evaluate_and_log(run, epoch, metrics)
+                if stop.requested and epoch + 1 < config.epochs:
+                    raise Preempted(
+                        f"stopped by {stop.signal_name} after epoch {epoch + 1} and its "
+                        f"checkpoint in {run.out / CHECKPOINT_NAME}; start it again with "
+                        "--resume (a retried pipeline step does) to continue from there")
             final = final_metrics(run.history)
             if run.tracker is not None:
                 # the last epoch's values are logged already; only the summaries are new
@@ -394,9 +513,10 @@ def train(config: RunConfig, resume: bool | str = False,
                 run.tracker.finish()
         except BaseException as exc:
             if run.tracker is not None:
-                killed = isinstance(exc, KeyboardInterrupt)
+                killed = isinstance(exc, (KeyboardInterrupt, Preempted))
                 run.tracker.finish("KILLED" if killed else "FAILED",
-                                   reason="interrupted" if killed else f"{type(exc).__name__}: {exc}")
+                                   reason=f"{type(exc).__name__}: {exc}" if not killed
+                                   else str(exc) or "interrupted")
             raise
     return TrainResult(final, run.out, run.run_id, run.history)
 

@@ -1,6 +1,8 @@
-"""The train step: train a configuration in a checkpoint folder named by what it computes, so a
-retried or re-run step resumes there instead of starting over; in this process, as several
-processes of torch's launcher, or (`prepare_run`, `finished_result`) by a TrainJob's nodes."""
+"""The train step: train a configuration in a checkpoint folder named by what it computes (the
+config, the data version and the code version), so a retried or re-run step resumes there
+instead of starting over, and a new image starts a new folder instead of reusing an old model;
+in this process, as several processes of torch's launcher, or (`prepare_run`,
+`finished_result`) by a TrainJob's nodes. Nothing is written before the run's checks pass."""
 
 from __future__ import annotations
 
@@ -9,21 +11,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, RunConfig
-from ..provenance import Provenance
+from ..config import UNCOMPUTED_FIELDS, ConfigError, RunConfig
 from ..errors import RunFailure
-from .checks import build_config
-
-# Fields that say where or how visibly a run happens, not what it computes: they stay out of the
-# checkpoint key, so a re-run resumes whatever the run name, data location or worker count.
-UNKEYED_FIELDS = ("output_dir", "data_root", "run_name", "progress", "num_workers")
+from ..provenance import Provenance, code_version
+from .checks import build_config, check_run
 
 
-def checkpoint_dir(root: str | Path, config: RunConfig, data_version: str) -> Path:
-    """A folder named by what the run computes, so that a retried or re-run step with the same
-    parameters and data finds its own checkpoint and resumes instead of starting over."""
-    keyed = {k: v for k, v in config.to_dict().items() if k not in UNKEYED_FIELDS}
-    text = json.dumps({"config": keyed, "data_version": data_version}, sort_keys=True)
+def checkpoint_dir(root: str | Path, config: RunConfig, data_version: str,
+                   code: str | None = None) -> Path:
+    """A folder named by what the run computes: its config less config.UNCOMPUTED_FIELDS (so a
+    re-run resumes whatever the run name, data location or worker count), the data version and
+    the code version (`code`, default this code's: provenance.code_version), so that a retried
+    or re-run step of the same code finds its own checkpoint and resumes, and other code starts
+    anew."""
+    keyed = {k: v for k, v in config.to_dict().items() if k not in UNCOMPUTED_FIELDS}
+    text = json.dumps({"config": keyed, "data_version": data_version,
+                       "code_version": code or code_version()}, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     return Path(root) / f"{config.dataset}-{config.model}-{config.method}-seed{config.seed}-{digest}"
 
@@ -36,11 +39,11 @@ def train_step(checkpoint_root: str | Path, data_version: str, preset: str = "",
 
     `nproc` > 1 starts that many processes here through torch's launcher (one per GPU, Gloo
     processes on a machine without CUDA) and reads the result back from the checkpoint."""
-    config = prepare_run(checkpoint_root, data_version, preset, data_source=data_source,
-                         tags=tags, **values)
-    if nproc <= 1:
+    if nproc <= 1:   # the engine checks, then writes config.json and provenance.json
         from ..engine.train import train
-        return train(config, resume=True)
+        config, provenance = planned_run(checkpoint_root, data_version, preset, data_source,
+                                         tags, values)
+        return train(config, resume=True, provenance=provenance)
     import subprocess
 
     import torch
@@ -51,6 +54,8 @@ def train_step(checkpoint_root: str | Path, data_version: str, preset: str = "",
     if 0 < visible < nproc:
         raise ConfigError(f"num_gpus {nproc} but this machine sees {visible} GPU(s); request "
                           f"{nproc} GPUs for the step or lower --num-gpus")
+    config = prepare_run(checkpoint_root, data_version, preset, data_source=data_source,
+                         tags=tags, **values)
     out = Path(config.output_dir)
     done = subprocess.run(single_pod_command(nproc, out / "config.json"), check=False)
     if done.returncode != 0:
@@ -65,26 +70,56 @@ def prepare_run(checkpoint_root: str | Path, data_version: str, preset: str = ""
                 **values: Any) -> RunConfig:
     """The run's configuration with its persistent output folder, saved there as config.json,
     and where its data and code came from, as provenance.json: what a launcher elsewhere
-    (torchrun, a TrainJob's nodes) trains from."""
+    (torchrun, a TrainJob's nodes) trains from. Written only once `check_start` has passed."""
+    config, provenance = planned_run(checkpoint_root, data_version, preset, data_source, tags,
+                                     values)
+    check_start(config)
+    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    config.save(Path(config.output_dir) / "config.json")
+    provenance.save(config.output_dir)
+    return config
+
+
+def planned_run(checkpoint_root: str | Path, data_version: str, preset: str,
+                data_source: str, tags: dict[str, str] | None,
+                values: dict[str, Any]) -> tuple[RunConfig, Provenance]:
+    """The run's configuration in its checkpoint folder, and its provenance; nothing written."""
     # A preset names its runs after itself; a pipeline's runs are named method-model-dataset-seed
     # (tracking.run_name), so that a sweep's runs tell themselves apart in MLflow's list.
     config = build_config(preset, **{"run_name": "", **values})
     config = config.replace(output_dir=str(checkpoint_dir(checkpoint_root, config, data_version)))
-    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-    config.save(Path(config.output_dir) / "config.json")
-    Provenance(data_version, data_source, dict(tags or {})).save(config.output_dir)
-    return config
+    return config, Provenance(data_version, data_source, dict(tags or {}))
+
+
+def check_start(config: RunConfig) -> None:
+    """What the engine's setup checks before it writes, made here for a run that processes
+    elsewhere will train: the method's options and smallest batch, the data and the network's
+    input size, the resume from the folder's checkpoint (its config and code version) and the
+    folder's lock."""
+    from ..data import Recipe, ensure_dataset
+    from ..engine import run_lock
+    from ..engine.train import resumable_state
+    from ..models import check_input_size, create_model
+
+    check_run(config)
+    manifest = ensure_dataset(config.dataset, config.data_root)
+    model = create_model(config.model, manifest.num_classes, in_chans=manifest.channels,
+                         width=config.model_width)
+    check_input_size(model, config.model, manifest.channels,
+                     Recipe.from_config(config, manifest).image_size)
+    resumable_state(config, resume=True)
+    run_lock.check_free(config.output_dir)
 
 
 def finished_result(run_dir: str | Path):
     """The TrainResult of a run trained by other processes, read from its checkpoint; an error
     if the run stopped before its last epoch (the checkpoint stays for the re-run to resume)."""
-    from ..engine.checkpoint import load_checkpoint
+    from ..engine.checkpoint import RESUME_KEYS, load_checkpoint
     from ..engine.train import TrainResult, final_metrics
 
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir / "config.json")
-    state = load_checkpoint(run_dir, map_location="cpu")
+    state = load_checkpoint(run_dir, map_location="cpu", keys=RESUME_KEYS)
     epoch = state["epoch"] if state is not None else 0
     if epoch < config.epochs:
         raise RunFailure(f"training in {run_dir} stopped after epoch {epoch} of {config.epochs}; "
