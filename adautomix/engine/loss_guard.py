@@ -6,12 +6,14 @@ FINISHED, checkpointed and ready to register. `LossGuard` counts such losses and
 with a NonFiniteLossError once `RunConfig.nonfinite_loss_limit` of them were seen:
 
 - limit 1 (the default): the losses are counted on the device, with no host sync of their own,
-  and the count is read at the loop's existing syncs (every 10 steps, one process) and at the end
-  of the epoch (all processes, on the reduced epoch loss), before anything is evaluated, logged
-  or checkpointed. The weights a bad loss touched are never saved.
+  and the count is read at the loop's existing syncs (every 10 steps, one process), before every
+  checkpoint within an epoch, and at the end of the epoch (all processes, on the reduced epoch
+  loss), before anything is evaluated, logged or checkpointed. The weights a bad loss touched
+  are never saved.
 - limit N > 1: each step's loss is read on the host (one sync per step; in a distributed run one
   tiny all-reduce, so every process skips the same steps) and a step with a non-finite loss is
-  skipped: no update, no EMA, not in the epoch's mean loss. The N-th stops the run.
+  skipped: no update, no EMA, not in the epoch's mean loss (the mean over the steps that
+  counted). The N-th stops the run.
 
 `check_metrics` applies the same rule to the epoch's metrics (a NaN validation loss)."""
 
@@ -65,13 +67,13 @@ class LossGuard:
             shown = ", ".join(f"{k} {v}" for k, v in sorted(bad.items()))
             raise NonFiniteLossError(
                 f"training stopped after epoch {epoch + 1}: {shown}; the network diverged and "
-                f"nothing of this epoch was checkpointed. {self._fix()}")
+                f"this epoch's end was not checkpointed. {self._fix()}")
 
     def _stop(self, step: int, epoch: int) -> None:
         count = f"{self.seen} non-finite training loss{'es' if self.seen > 1 else ''}"
         raise NonFiniteLossError(
             f"training stopped at step {step} (epoch {epoch + 1}): {count} (NaN or inf), the "
-            f"limit is {self.limit}; nothing of this epoch was checkpointed. {self._fix()}")
+            f"limit is {self.limit}; no weights it touched were checkpointed. {self._fix()}")
 
     def _fix(self) -> str:
         return (f"Lower --lr (now {self.lr:g}), set --grad-clip, or raise --nonfinite-loss-limit "

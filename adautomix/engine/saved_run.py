@@ -17,7 +17,8 @@ from torch import nn
 from ..config import RunConfig, resume_changes
 from ..data import Loader, Manifest, Recipe, build_loader, ensure_dataset
 from ..eval import create_metric, evaluate
-from .checkpoint import CHECKPOINT_NAME, SELECTED_NAME, CheckpointError, load_checkpoint
+from .checkpoint import (CHECKPOINT_NAME, NETWORK_KEYS, SELECTED_NAME, CheckpointError,
+                         load_checkpoint)
 from .distributed import resolve_device
 from .train import build_networks, split_pools
 
@@ -44,12 +45,13 @@ def load_run(run_dir: str | Path, device: str = "auto", subset: int | None = Non
         raise FileNotFoundError(f"{run_dir} holds no config.json: pass a training output_dir")
     config = RunConfig.load(run_dir / "config.json")
     dev = resolve_device(device)
-    latest = load_checkpoint(run_dir, map_location=dev)
+    latest = load_checkpoint(run_dir, map_location=dev, keys=NETWORK_KEYS)
     if latest is None:
         raise FileNotFoundError(f"{run_dir} holds no {CHECKPOINT_NAME}: the run never finished an "
                                 "epoch")
     # the networks of the epoch validation selected, when the run held a validation split out
-    state = load_checkpoint(run_dir, map_location=dev, name=SELECTED_NAME) or latest
+    state = load_checkpoint(run_dir, map_location=dev, name=SELECTED_NAME,
+                            keys=NETWORK_KEYS) or latest
     if isinstance(latest.get("config"), dict):   # the weights are what the checkpoint says
         _, differs = resume_changes(latest["config"], config)
         if differs:

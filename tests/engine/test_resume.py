@@ -2,7 +2,9 @@
 that was never interrupted: the online network, the method's own networks (the EMA teacher with
 its BN statistics, the generator or mix block, both heads), the engine's EMA, the optimiser's
 state, the RNG streams, the step counter that decides the adversarial/cooperative alternation,
-the history, and one MLflow run holding each epoch once.
+the history, and one MLflow run holding each epoch once; from the last epoch's checkpoint, or
+from the last checkpoint taken within the epoch (checkpoint_minutes), which skips the batches
+the epoch already trained.
 
 The engine builds the small TinyBackbone instead of ResNet-18 (as in test_adautomix.py), so an
 AdAutoMix run of two short epochs takes seconds. The killed run is a child process that sends
@@ -60,6 +62,14 @@ engine.train(RunConfig.load(sys.argv[1]))
 """
 
 
+def run_killed_child(config_path, kill_after_step):
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, str(config_path), str(kill_after_step)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "2",
+             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+
+
 def tiny_engine(monkeypatch):
     monkeypatch.setattr(engine, "create_model", lambda name, num_classes, in_chans, pretrained, width:
                         TinyBackbone(num_classes, in_chans))
@@ -103,11 +113,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_state(
 
     config = RunConfig(**common, output_dir=str(tmp_path / "killed"))
     config.save(tmp_path / "killed.json")
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD, str(tmp_path / "killed.json"), str(KILL_AFTER_STEP)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "2",
-             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    child = run_killed_child(tmp_path / "killed.json", KILL_AFTER_STEP)
     assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
     interrupted = load_checkpoint(tmp_path / "killed")
     assert interrupted["epoch"] == 1 and interrupted["step"] == STEPS_PER_EPOCH   # mid-epoch 2
@@ -135,3 +141,37 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_state(
                                  key=lambda m: m.step)]
     assert client.get_run(resumed.run_id).info.status == "FINISHED"
 
+
+
+def test_a_run_killed_after_a_step_checkpoint_resumes_mid_epoch_to_the_uninterrupted_state(
+        fmnist_root, mlflow_sqlite, tmp_path, monkeypatch):
+    tiny_engine(monkeypatch)
+    common = dict(dataset="fashion-mnist", model="resnet18", method="adautomix",
+                  method_args={"mix_samples": 3, "momentum": 0.9, "end_momentum": 0.99},
+                  epochs=2, subset=16 * STEPS_PER_EPOCH, val_subset=16, batch_size=16, lr=0.05,
+                  data_root=str(fmnist_root), deterministic=True,
+                  experiment="test-resume-step", progress=False, log_images_every=0)
+    # checkpoints every epoch only: computing the same as every 60 ns, which is every step
+    reference = engine.train(RunConfig(**common, output_dir=str(tmp_path / "reference"),
+                                       checkpoint_minutes=0))
+
+    config = RunConfig(**common, output_dir=str(tmp_path / "killed"), checkpoint_minutes=1e-9)
+    config.save(tmp_path / "killed.json")
+    child = run_killed_child(tmp_path / "killed.json", KILL_AFTER_STEP + 1)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
+    interrupted = load_checkpoint(tmp_path / "killed")
+    # killed during the third step of epoch 2, checkpointed after its second
+    assert (interrupted["epoch"], interrupted["epoch_step"], interrupted["step"]) == \
+        (1, 2, STEPS_PER_EPOCH + 2)
+
+    resumed = engine.train(config, resume=True)
+    final = load_checkpoint(tmp_path / "killed")
+    expected = load_checkpoint(tmp_path / "reference")
+    for key in ("model", "method", "ema", "optimizer", "scaler", "rng", "epoch", "step"):
+        assert_same(final[key], expected[key], key)
+    assert without_timing(final["history"]) == without_timing(expected["history"])
+    assert resumed.run_id == interrupted["run_id"]
+    client = MlflowClient(mlflow_sqlite)
+    for metric in ("train_loss", "test_top1"):
+        assert [m.value for m in client.get_metric_history(resumed.run_id, metric)] == \
+            [m.value for m in client.get_metric_history(reference.run_id, metric)], metric
