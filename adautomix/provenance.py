@@ -24,7 +24,8 @@ COMMIT_ENV = "ADAUTOMIX_GIT_COMMIT"
 
 
 def git_commit() -> str:
-    """The commit the code came from: $ADAUTOMIX_GIT_COMMIT (set in images) or git, else 'unknown'."""
+    """The commit the code came from: $ADAUTOMIX_GIT_COMMIT (set in images) or git, else
+    'unknown'."""
     return os.environ.get(COMMIT_ENV) or _checkout_commit()
 
 

@@ -5,9 +5,10 @@ it, and `train` strings them together. Read top to bottom.
 One run = one RunConfig. Every epoch: train, evaluate the online and the EMA network on the
 validation split (training images held out, `val_size`) and on the test split, log to MLflow,
 checkpoint atomically; within an epoch, checkpoint every `checkpoint_minutes` and at the next
-step after a SIGTERM (which then stops the run: engine/preemption.py). The epoch whose registered network (the EMA one when there is one) scores
-best on validation is kept beside the checkpoint as `selected.pt`; with no validation split (the
-paper's protocol) the last epoch is the selected one. Metric names: docs/architecture.md.
+step after a SIGTERM (which then stops the run: engine/preemption.py). The epoch whose
+registered network (the EMA one when there is one) scores best on validation is kept beside the
+checkpoint as `selected.pt`; with no validation split (the paper's protocol) the last epoch is
+the selected one. Metric names: docs/architecture.md.
 `resume=True` continues from the checkpoint in output_dir exactly (weights, optimiser, EMA, RNG
 streams, counters; from a checkpoint within an epoch, the epoch's plan with its first batches
 skipped) and in the same MLflow run, once its config and code version are found to compute the
@@ -48,8 +49,7 @@ from ..progress import progress
 from ..provenance import Provenance, code_version
 from ..tracking import Tracker, setup_params
 from ..visualize import sample_figure, training_curves
-from . import distributed
-from . import run_lock
+from . import distributed, run_lock
 from .checkpoint import (CHECKPOINT_NAME, RESUME_KEYS, SELECTED_NAME, CheckpointError,
                          check_resume, load_checkpoint, preserved_rng, remove_partial_writes,
                          rng_state, save_checkpoint, set_rng_state)

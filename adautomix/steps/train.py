@@ -119,7 +119,9 @@ def finished_result(run_dir: str | Path):
 
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir / "config.json")
-    state = load_checkpoint(run_dir, map_location="cpu", keys=RESUME_KEYS)
+    # what the result is read from, not the networks
+    needed = {k: RESUME_KEYS[k] for k in ("epoch", "history", "run_id")}
+    state = load_checkpoint(run_dir, map_location="cpu", keys=needed)
     epoch = state["epoch"] if state is not None else 0
     if epoch < config.epochs:
         raise RunFailure(f"training in {run_dir} stopped after epoch {epoch} of {config.epochs}; "

@@ -63,11 +63,11 @@ engine.train(RunConfig.load(sys.argv[1]))
 
 
 def run_killed_child(config_path, kill_after_step):
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-c", CHILD, str(config_path), str(kill_after_step)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "2",
-             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+        env={**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": path})
 
 
 def tiny_engine(monkeypatch):
