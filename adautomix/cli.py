@@ -119,15 +119,11 @@ def flag_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    from .steps.checks import build_config, merged_values
+    """The preset, then the saved config (--config), then the flags."""
+    from .steps.checks import build_config
 
-    base: dict[str, Any] = {}
-    if getattr(args, "preset", None):
-        from .presets import get_preset
-        base = get_preset(args.preset).to_dict()
-    if getattr(args, "config", None):
-        base.update(read_config_file(args.config))
-    return build_config(**merged_values(base, flag_values(args)))
+    saved = read_config_file(args.config) if getattr(args, "config", None) else None
+    return build_config(getattr(args, "preset", None) or "", saved=saved, **flag_values(args))
 
 
 def read_config_file(path: str) -> dict[str, Any]:
