@@ -371,16 +371,26 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
 def step_checkpoint_due(run: Run) -> bool:
     """Whether to checkpoint at this step boundary: `checkpoint_minutes` have passed since the
     last checkpoint, or a SIGTERM asked the run to stop. Under torchrun the ranks decide together
-    (any rank's reason counts for all) at every 10th step, where the loop syncs anyway."""
+    (any rank's reason counts for all, a SIGTERM too) at every 10th step, where the loop syncs
+    anyway."""
     minutes = run.config.checkpoint_minutes
-    due = run.stop.requested or bool(
-        minutes and time.monotonic() - run.last_checkpoint >= minutes * 60)
+    due = bool(minutes and time.monotonic() - run.last_checkpoint >= minutes * 60)
     if not run.ranks.distributed:
-        return due
+        return due or run.stop.requested
     if run.step % 10:
         return False
-    return bool(distributed.all_reduce_max(
-        torch.tensor(int(due), dtype=torch.int64, device=run.device)).item())
+    due, stop = distributed.all_reduce_max(torch.tensor(
+        [int(due), int(run.stop.requested)], dtype=torch.int64, device=run.device)).tolist()
+    run.stop.requested = bool(stop)
+    return bool(due or stop)
+
+
+def stop_agreed(run: Run) -> bool:
+    """Whether a SIGTERM asked the run to stop, on any rank (every rank calls it)."""
+    if run.ranks.distributed:
+        run.stop.requested = bool(distributed.all_reduce_max(torch.tensor(
+            int(run.stop.requested), dtype=torch.int64, device=run.device)).item())
+    return run.stop.requested
 
 
 def save_step_checkpoint(run: Run, epoch: int, epoch_step: int, loss_sum: torch.Tensor,
@@ -499,10 +509,10 @@ def train(config: RunConfig, resume: bool | str = False,
             for epoch in range(run.start_epoch, config.epochs):
                 metrics = train_one_epoch(run, epoch)
                 evaluate_and_log(run, epoch, metrics)
-                if stop.requested and epoch + 1 < config.epochs:
+                if epoch + 1 < config.epochs and stop_agreed(run):
                     raise Preempted(
-                        f"stopped by {stop.signal_name} after epoch {epoch + 1} and its "
-                        f"checkpoint in {run.out / CHECKPOINT_NAME}; start it again with "
+                        f"stopped by {stop.signal_name or 'SIGTERM'} after epoch {epoch + 1} "
+                        f"and its checkpoint in {run.out / CHECKPOINT_NAME}; start it again with "
                         "--resume (a retried pipeline step does) to continue from there")
             final = final_metrics(run.history)
             if run.tracker is not None:
