@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from adautomix.config import RunConfig, parse_override
-from adautomix.engine.ema import ModelEma
+from adautomix.ema import ModelEma
 from adautomix.engine.optim import build_optimizer, optimizer_step, param_groups
 from adautomix.mixers import available_methods, create_method
 from adautomix.models import create_model

@@ -50,7 +50,7 @@ from .checkpoint import (CHECKPOINT_NAME, SELECTED_NAME, CheckpointError, check_
                          load_checkpoint, preserved_rng, remove_partial_writes, rng_state,
                          save_checkpoint, set_rng_state)
 from .distributed import Ranks, resolve_device  # noqa: F401  (resolve_device: public here too)
-from .ema import ModelEma
+from ..ema import ModelEma
 from .loss_guard import LossGuard
 from .optim import build_optimizer, optimizer_step, param_groups, set_lr
 

@@ -35,18 +35,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError
+from ..models.backbone import running_stat_batch_norms
 from .base import soft_cross_entropy
 from .generator import MaskGenerator
 from .learned_mix import LearnedMixMethod, constant_masks, mix_images, mix_targets
 from .sampling import pair_with_identity, random_permutations, sample_beta
 
 LAM_MARGIN_RULES = ("official", "openmixup")
-BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def batch_norms(net: nn.Module) -> tuple[list[nn.Module], float]:
     """The BN layers that keep running statistics, and their (common) momentum."""
-    layers = [m for m in net.modules() if isinstance(m, BATCH_NORMS) and m.track_running_stats]
+    layers = running_stat_batch_norms(net)
     momenta = {m.momentum for m in layers}
     if None in momenta or len(momenta) > 1:
         raise ConfigError(

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
-from ..engine.ema import cosine_momentum, ema_update, frozen_copy
+from ..ema import cosine_momentum, ema_update, frozen_copy
 from ..models.backbone import Backbone, linear_head
 from .base import Method, SampleGrid
 from .gradient_bank import GradientBank, fp16_autocast
