@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import (DATASETS, EVAL_METRICS, LOADERS, METHODS, MODELS, OPTIMIZERS, ConfigError,
-                     RunConfig, parse_override)
+                     RunConfig, parse_override, upgrade_saved_config)
 from .errors import DEBUG_ENV, debug_requested, exit_status, one_line
 from .redact import redact_handlers
 
@@ -33,7 +33,7 @@ HELP = {
     "pretrained": "start from torchvision's ImageNet weights (tv_* models; must be in TORCH_HOME)",
     "data_root": "folder holding prepared datasets (data_root/NAME/)",
     "subset": "train on the first N images of a fixed shuffle (0 = all); for quick runs",
-    "val_subset": "evaluate on the first N test images (0 = all)",
+    "test_subset": "the test split is its first N images (0 = all)",
     "val_size": "hold out N training images (stratified) as the validation split that selects "
                 "the checkpoint and judges the champion (0 = none: the paper's protocol)",
     "loader": f"data loader: {', '.join(LOADERS)}",
@@ -57,7 +57,7 @@ HELP = {
     "min_lr": "cosine floor of the learning rate",
     "warmup_epochs": "linear warm-up length in epochs",
     "lr_schedule_by": "'epoch' (lr changes once per epoch, as the official recipes) or 'step'",
-    "momentum": "SGD momentum",
+    "momentum": "SGD momentum (AutoMix/AdAutoMix's teacher has its own: -o teacher_momentum=...)",
     "weight_decay": "weight decay",
     "label_smoothing": "label smoothing of the targets",
     "ema_decay": "decay of the EMA network evaluated every epoch (0 disables; AdAutoMix/AutoMix use their own teacher)",
@@ -116,8 +116,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         raise ConfigError(f"method_args must be a dict of method options, got {method_args!r}")
     method_args = {**method_args, **dict(parse_override(o) for o in args.method_arg)}
     if method_args:   # as the method takes them, so the records show what the run used
-        from .mixers import resolve_options
-        method_args = resolve_options(values.get("method", RunConfig.method), method_args)
+        from .mixers import checked_options
+        method_args = checked_options(values.get("method", RunConfig.method), method_args)
     values["method_args"] = method_args
     return RunConfig.from_dict(values)
 
@@ -137,7 +137,7 @@ def read_config_file(path: str) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"--config {path} holds a JSON {type(values).__name__}, not an object "
                           "of config fields")
-    return values
+    return upgrade_saved_config(values, path)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(lists joined by +); names: {', '.join(EVAL_METRICS)} [all of them]; "
                         "e.g. top1,fgsm:epsilon=0.0157,corruption:severities=1+5")
     p.add_argument("--subset", type=int, help="evaluate on the first N test images, every "
-                                              "metric on the same ones [the run's val_subset]")
+                                              "metric on the same ones [the run's test_subset]")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda [auto]")
     p.add_argument("--no-log", action="store_true", help="print the metrics, log nothing")
     p.set_defaults(func=cmd_evaluate)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,9 @@ METHODS = (
     "resizemix", "automix", "adautomix",
 )
 MIX_BLOCK_METHODS = ("automix", "adautomix")
+# The methods that bring their own EMA teacher (Method.teacher() is not None): it is their EMA
+# network, so the engine's (ema_decay, ema_warmup) does not apply to them.
+TEACHER_METHODS = ("automix", "adautomix")
 # adautomix.eval.METRICS, in its order (docs/evaluation.md says what each reports)
 EVAL_METRICS = ("top1", "top5", "loss", "ece", "fgsm", "corruption", "occlusion")
 OPTIMIZERS = ("sgd", "adamw")
@@ -53,6 +57,12 @@ class ConfigError(InputError):
 RESUMABLE_FIELDS = ("epochs", "output_dir", "data_root", "run_name", "progress", "num_workers",
                     "log_images_every", "device", "nonfinite_loss_limit")
 SEED_RANGE = 2 ** 32             # numpy's seeds are 32-bit
+# Names changed since runs were first written. A config.json or checkpoint written under the old
+# ones still loads, mapped with a warning (upgrade_saved_config), so no earlier run is stranded.
+RENAMED_FIELDS = {"val_subset": "test_subset"}
+RENAMED_TEACHER_OPTIONS = {"momentum": "teacher_momentum"}
+
+log = logging.getLogger("adautomix.config")
 
 
 def _one_of(field_name: str, value: str, valid: tuple[str, ...]) -> None:
@@ -75,7 +85,7 @@ class RunConfig:
     # data
     data_root: str = "data"          # prepared datasets live in data_root/NAME/
     subset: int = 0                  # >0: train on the first N images of a fixed shuffle
-    val_subset: int = 0              # >0: evaluate on the first N test images
+    test_subset: int = 0             # >0: the test split is its first N images (0: all of them)
     # Train images held out, stratified by class, as the validation split that selects the
     # checkpoint and judges the champion (data/split.py); 0: the paper's protocol, no validation
     # split (the last epoch is the one kept and it is judged on test).
@@ -153,7 +163,7 @@ class RunConfig:
             if not value > 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
         non_negative = {
-            "subset": self.subset, "val_subset": self.val_subset, "val_size": self.val_size,
+            "subset": self.subset, "test_subset": self.test_subset, "val_size": self.val_size,
             "model_width": self.model_width, "num_workers": self.num_workers,
             "min_lr": self.min_lr, "warmup_epochs": self.warmup_epochs,
             "weight_decay": self.weight_decay, "log_images_every": self.log_images_every,
@@ -182,10 +192,25 @@ class RunConfig:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        self._check_ema()
         if self.subset and self.subset < self.batch_size:
             raise ConfigError(
                 f"subset ({self.subset}) is smaller than one batch ({self.batch_size}); "
                 "raise --subset or lower --batch-size")
+
+    def _check_ema(self) -> None:
+        """A method with its own teacher evaluates that teacher as its EMA network, so the
+        engine's EMA settings would be recorded but never used: a changed one is refused."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        changed = [name for name in ("ema_decay", "ema_warmup")
+                   if getattr(self, name) != defaults[name]]
+        if self.method in TEACHER_METHODS and changed:
+            raise ConfigError(
+                f"method {self.method!r} brings its own EMA teacher, so {' and '.join(changed)} "
+                "(the engine's EMA, for methods without one) would not be used: drop "
+                f"{' and '.join('--' + n.replace('_', '-') for n in changed)}, and set the "
+                "teacher with the method options teacher_momentum, end_momentum and "
+                "momentum_warmup")
 
     def _check_augmentation(self) -> None:
         _one_of("train_crop", self.train_crop, TRAIN_CROPS)
@@ -247,6 +272,9 @@ class RunConfig:
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
+        renamed = [f"{old} is now {RENAMED_FIELDS[old]}" for old in unknown if old in RENAMED_FIELDS]
+        if renamed:
+            raise ConfigError(f"unknown config field(s) {unknown}: {'; '.join(renamed)}")
         if unknown:
             raise ConfigError(f"unknown config field(s) {unknown}; valid: {', '.join(sorted(known))}")
         return cls(**values)
@@ -259,7 +287,8 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """A saved config.json (one written under older names included)."""
+        return cls.from_dict(upgrade_saved_config(json.loads(Path(path).read_text()), str(path)))
 
     def flat(self) -> dict[str, Any]:
         """Flattened for MLflow params: method_args become method_args.KEY."""
@@ -304,12 +333,43 @@ def resume_changes(saved: dict[str, Any], new: "RunConfig") -> tuple[dict, dict]
     """How `new` differs from the config a checkpoint was written under, split into the changes
     a resume may make (RESUMABLE_FIELDS) and those it may not: {field: (saved, new)} each."""
     fields = {f.name for f in dataclasses.fields(RunConfig)}
+    saved = upgrade_saved_config(saved, "the checkpoint's config")
     # A field added since the checkpoint was written takes its default there.
     saved = RunConfig.from_dict({k: v for k, v in saved.items() if k in fields}).to_dict()
     changed = {k: (saved[k], v) for k, v in new.to_dict().items() if saved[k] != v}
     allowed = {k: c for k, c in changed.items() if k in RESUMABLE_FIELDS}
     refused = {k: c for k, c in changed.items() if k not in RESUMABLE_FIELDS}
     return allowed, refused
+
+
+def upgrade_saved_config(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """A saved config's fields under today's names, with a warning naming what was mapped:
+    renamed fields and teacher options take their new names, and the engine's EMA settings,
+    which a method with its own teacher never used, their defaults."""
+    values = dict(values)
+    mapped = []
+    for old, new in RENAMED_FIELDS.items():
+        if old in values and new not in values:
+            values[new] = values.pop(old)
+            mapped.append(f"{old} -> {new}")
+    if values.get("method") in TEACHER_METHODS:
+        options = values.get("method_args")
+        if isinstance(options, dict):
+            options = dict(options)
+            for old, new in RENAMED_TEACHER_OPTIONS.items():
+                if old in options and new not in options:
+                    options[new] = options.pop(old)
+                    mapped.append(f"method option {old} -> {new}")
+            values["method_args"] = options
+        defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+        for name in ("ema_decay", "ema_warmup"):
+            if name in values and values[name] != defaults[name]:
+                mapped.append(f"{name} {values[name]} -> {defaults[name]} (unused by "
+                              f"{values['method']}, which evaluates its own teacher)")
+                values[name] = defaults[name]
+    if mapped:
+        log.warning("%s was written under older names, read as: %s", source, "; ".join(mapped))
+    return values
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -56,14 +56,14 @@ def main() -> None:
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--subset", type=int, default=500)
-    parser.add_argument("--val-subset", type=int, default=500)
+    parser.add_argument("--test-subset", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     run = ["--dataset", "fashion-mnist", "--model", args.model, "--method", args.method,
            "--epochs", str(args.epochs), "--subset", str(args.subset),
-           "--val-subset", str(args.val_subset), "--batch-size", str(args.batch_size),
+           "--test-subset", str(args.test_subset), "--batch-size", str(args.batch_size),
            "--lr", str(args.lr), "--experiment", "overhead"]
 
     scratch = Path(tempfile.mkdtemp(prefix="pipeline-overhead-"))
@@ -87,7 +87,7 @@ def main() -> None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"\n{args.method}, {args.model}, {args.epochs} epochs x {args.subset} images, "
-          f"test {args.val_subset}, batch {args.batch_size}, {args.repeats} repeat(s), median:")
+          f"test {args.test_subset}, batch {args.batch_size}, {args.repeats} repeat(s), median:")
     for index, kind in enumerate(("wall", "cpu")):
         d = statistics.median(r[index] for r in results["direct"])
         p = statistics.median(r[index] for r in results["pipeline"])

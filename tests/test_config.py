@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from adautomix.config import ConfigError, RunConfig, parse_override, resume_changes
+from adautomix.config import (ConfigError, RunConfig, parse_override, resume_changes,
+                              upgrade_saved_config)
 
 
 def test_defaults_are_valid_and_round_trip(tmp_path):
@@ -113,3 +114,62 @@ def test_resume_changes_split_allowed_from_refused():
     assert allowed == {"epochs": (2, 4), "num_workers": (2, 0), "progress": (True, False)}
     assert refused == {"method": ("mixup", "cutmix"), "lr": (0.1, 0.2)}
     assert resume_changes(saved, RunConfig(method="mixup", epochs=2)) == ({}, {})
+
+
+def old_format(config: RunConfig, **extra) -> dict:
+    """`config` as a config.json written before the renames: val_subset, the teacher's
+    momentum as `momentum`, and (as the quickstart preset wrote) an EMA decay it never used."""
+    values = config.to_dict()
+    values["val_subset"] = values.pop("test_subset")
+    options = values["method_args"]
+    if "teacher_momentum" in options:
+        options["momentum"] = options.pop("teacher_momentum")
+    return {**values, **extra}
+
+
+def test_a_config_json_under_the_old_names_loads_mapped_with_a_warning(tmp_path, caplog):
+    config = RunConfig(method="adautomix", test_subset=300,
+                       method_args={"teacher_momentum": 0.9, "end_momentum": 0.99})
+    (tmp_path / "config.json").write_text(json.dumps(old_format(config, ema_decay=0.99)))
+    with caplog.at_level("WARNING", logger="adautomix.config"):
+        assert RunConfig.load(tmp_path / "config.json") == config
+    (warning,) = caplog.messages
+    assert warning.startswith(f"{tmp_path / 'config.json'} was written under older names")
+    for mapped in ("val_subset -> test_subset", "method option momentum -> teacher_momentum",
+                   "ema_decay 0.99 -> 0.999"):
+        assert mapped in warning
+
+
+def test_a_config_under_todays_names_is_read_as_it_is(caplog):
+    """Only the teacher's option was renamed (SGD's `momentum` field stays), and the engine's
+    EMA settings of a method without a teacher are its own."""
+    vanilla = RunConfig(method="vanilla", momentum=0.8, ema_decay=0.99, ema_warmup=False)
+    with caplog.at_level("WARNING", logger="adautomix.config"):
+        assert upgrade_saved_config(vanilla.to_dict(), "config.json") == vanilla.to_dict()
+    assert caplog.messages == []
+
+
+def test_a_checkpoint_under_the_old_names_resumes_with_no_change():
+    config = RunConfig(method="automix", test_subset=16, method_args={"teacher_momentum": 0.9})
+    assert resume_changes(old_format(config), config) == ({}, {})
+    allowed, refused = resume_changes(old_format(config), config.replace(test_subset=32))
+    assert (allowed, refused) == ({}, {"test_subset": (16, 32)})
+
+
+def test_an_old_name_given_now_is_refused_with_its_new_name():
+    with pytest.raises(ConfigError, match=r"unknown config field\(s\) \['val_subset'\]: "
+                                          "val_subset is now test_subset"):
+        RunConfig.from_dict({"val_subset": 100})
+
+
+@pytest.mark.parametrize("method", ["automix", "adautomix"])
+@pytest.mark.parametrize("changes, flags", [
+    ({"ema_decay": 0.99}, "drop --ema-decay,"),
+    ({"ema_warmup": False}, "drop --ema-warmup,"),
+    ({"ema_decay": 0.0, "ema_warmup": False}, "drop --ema-decay and --ema-warmup,"),
+])
+def test_the_engines_ema_is_refused_for_a_method_with_its_own_teacher(method, changes, flags):
+    with pytest.raises(ConfigError, match=f"method '{method}' brings its own EMA teacher") as e:
+        RunConfig(method=method, **changes)
+    assert flags in str(e.value) and "teacher_momentum" in str(e.value)
+    assert RunConfig(method="mixup", **changes).ema_decay == changes.get("ema_decay", 0.999)

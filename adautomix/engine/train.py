@@ -39,7 +39,7 @@ from ..config import ConfigError, RunConfig
 from ..data import Loader, Manifest, Recipe, build_loader, ensure_dataset
 from ..data.split import holdout_split, split_labels
 from ..eval import evaluate
-from ..mixers import Method, create_method, resolved_options
+from ..mixers import Method, create_method, options_with_defaults
 from ..models import check_input_size, create_model
 from ..progress import progress
 from ..provenance import Provenance
@@ -159,7 +159,7 @@ def setup(config: RunConfig, resume: bool | str, ranks: Ranks, device: torch.dev
     val_loader = (build_loader(manifest, "train", batch_size=batch_size, train=False,
                                pool=val_pool, **loader_args) if val_pool is not None else None)
     test_loader = build_loader(manifest, "test", batch_size=batch_size, train=False,
-                               subset=config.val_subset, **loader_args)
+                               subset=config.test_subset, **loader_args)
 
     if config.sync_bn and ranks.distributed and device.type != "cuda":
         raise ConfigError("sync_bn needs CUDA devices (torch's SyncBatchNorm runs on GPUs only); "
@@ -194,7 +194,7 @@ def setup(config: RunConfig, resume: bool | str, ranks: Ranks, device: torch.dev
         config.save(out / "config.json")
         run.tracker = Tracker(config, manifest.sha256, run_id=run.run_id,
                               extra_tags=provenance.tags)
-        run.tracker.log_params(setup_params(resolved_options(config.method, config.method_args),
+        run.tracker.log_params(setup_params(options_with_defaults(config.method, config.method_args),
                                             recipe_params(train_loader)))
         run.tracker.log_dataset(config.dataset, provenance.data_version or manifest.sha256,
                                 provenance.data_source or str(manifest.root))

@@ -63,14 +63,14 @@ class AdAutoMix(LearnedMixMethod):
                  beta: float = 0.3, linear_mix_weight: float = 0.5, lam_margin: float = 0.03,
                  lam_margin_rule: str = "official", maximise_cosine: bool = False,
                  lam_concat: bool = False, reduction: int = 2, upsampling: str = "bilinear",
-                 feature_stage: int = 3, momentum: float = 0.999, end_momentum: float = 0.999999,
-                 momentum_warmup: float = 0.1):
+                 feature_stage: int = 3, teacher_momentum: float = 0.999,
+                 end_momentum: float = 0.999999, momentum_warmup: float = 0.1):
         """Options (official names in brackets): mix_samples N [mix_samples]; beta β, the
-        adversarial weight [beta_radio]; linear_mix_weight ρ [mixup_radio]; momentum and
-        end_momentum, the EMA momentum before momentum_warmup·T and at T [momentum,
+        adversarial weight [beta_radio]; linear_mix_weight ρ [mixup_radio]; teacher_momentum
+        and end_momentum, the EMA teacher's momentum before momentum_warmup·T and at T [momentum,
         CosineScheduleHook end_momentum, adjust_scope[0]]; lam_concat, reduction and upsampling
         configure the generator [mix_block]."""
-        super().__init__(model, num_classes, label_smoothing, feature_stage, momentum,
+        super().__init__(model, num_classes, label_smoothing, feature_stage, teacher_momentum,
                          end_momentum, momentum_warmup)
         if mix_samples < 2:
             raise ConfigError(f"AdAutoMix mix_samples must be >= 2 (images per mixed sample), "
