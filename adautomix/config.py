@@ -272,7 +272,8 @@ class RunConfig:
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
-        renamed = [f"{old} is now {RENAMED_FIELDS[old]}" for old in unknown if old in RENAMED_FIELDS]
+        renamed = [f"{old} is now {RENAMED_FIELDS[old]}" for old in unknown
+                   if old in RENAMED_FIELDS]
         if renamed:
             raise ConfigError(f"unknown config field(s) {unknown}: {'; '.join(renamed)}")
         if unknown:

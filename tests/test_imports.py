@@ -188,8 +188,10 @@ def test_each_system_is_imported_only_where_the_map_says(system):
 
 
 def test_the_cluster_rule_holds_in_the_sub_package_too():
-    assert is_cluster_module("adautomix.cluster.trainjob") and is_cluster_module("adautomix.cluster")
-    assert not is_cluster_module("adautomix.clusters") and not is_cluster_module("adautomix.steps.train")
+    assert is_cluster_module("adautomix.cluster.trainjob")
+    assert is_cluster_module("adautomix.cluster")
+    assert not is_cluster_module("adautomix.clusters")
+    assert not is_cluster_module("adautomix.steps.train")
 
 
 @pytest.mark.parametrize("entry, banned", [
