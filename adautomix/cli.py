@@ -178,7 +178,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     tracker = Tracker(run.config, run.manifest.sha256, run_id=run.run_id)
     try:
         log_report(tracker, report, step=run.config.epochs)
-        tracker.set_tags({"eval_subset": str(run.loader.subset), "eval_metrics": ",".join(metrics)})
+        tracker.set_tags({"eval_test_subset": str(run.loader.subset),
+                          "eval_metrics": ",".join(metrics)})
     except BaseException:
         tracker.finish("FAILED")
         raise

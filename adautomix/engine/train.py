@@ -194,8 +194,8 @@ def setup(config: RunConfig, resume: bool | str, ranks: Ranks, device: torch.dev
         config.save(out / "config.json")
         run.tracker = Tracker(config, manifest.sha256, run_id=run.run_id,
                               extra_tags=provenance.tags)
-        run.tracker.log_params(setup_params(options_with_defaults(config.method, config.method_args),
-                                            recipe_params(train_loader)))
+        options = options_with_defaults(config.method, config.method_args)
+        run.tracker.log_params(setup_params(options, recipe_params(train_loader)))
         run.tracker.log_dataset(config.dataset, provenance.data_version or manifest.sha256,
                                 provenance.data_source or str(manifest.root))
         if changes:
