@@ -41,7 +41,7 @@ def train_job(prepared: Input[Dataset], data_version: str, dataset: str, model: 
     import shutil
 
     from adautomix.errors import exit_on_error
-    from adautomix.multinode import train_on_nodes
+    from adautomix.cluster.multinode import train_on_nodes
     from adautomix.steps import finished_result, prepare_run
 
     with exit_on_error():   # one line and exit status 2 or 1, as from the CLI

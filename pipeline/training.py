@@ -88,7 +88,7 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
         if cluster is not None:
             use_gpus(trained, num_gpus, cluster)
             use_gpus(evaluated, evaluate_gpus, cluster)
-            if not multi_node:   # the job's nodes get theirs from adautomix.clusterjob
+            if not multi_node:   # the job's nodes get theirs from adautomix.cluster.job
                 use_shared_memory(trained)
                 use_resources(trained, train_cpu_request, train_cpu_limit, train_memory_request,
                               train_memory_limit)

@@ -157,10 +157,8 @@ def test_the_graph_of_packages_has_a_rank_for_each_package():
 
 
 def is_cluster_module(name: str) -> bool:
-    """The Kubernetes modules: the sub-package adautomix.cluster, or (before it existed) the
-    modules of the package root that create and watch cluster jobs."""
-    return (name == "adautomix.cluster" or name.startswith("adautomix.cluster.")
-            or name in ("adautomix.clusterjob", "adautomix.trainjob", "adautomix.pytorchjob"))
+    """The Kubernetes modules: the sub-package adautomix.cluster, whatever its modules' names."""
+    return name == "adautomix.cluster" or name.startswith("adautomix.cluster.")
 
 
 # Each third-party system, the top-level names it is imported under, and who may import it

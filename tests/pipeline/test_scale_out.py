@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from adautomix.config import ConfigError
-from adautomix.launch import single_pod_command
+from adautomix.cluster.launch import single_pod_command
 from components import BASE_IMAGE
 from pipeline.cluster import ClusterSettings
 from pipeline.cli import main
@@ -88,7 +88,7 @@ def test_two_nodes_train_through_a_trainjob_step_with_the_single_pod_settings(tm
     assert {s["secretName"] for s in step["secretAsEnv"]} == {"adautomix-mlflow"}
     assert step["nodeSelector"]["labels"] == {"gpu": "a100"}
     assert step["tolerations"][0]["key"] == "nvidia.com/gpu"
-    # ...and /dev/shm is the TrainJob's own (adautomix.trainjob), not the waiting pod's
+    # ...and /dev/shm is the TrainJob's own (adautomix.cluster.trainjob), not the waiting pod's
     assert "emptyDirMounts" not in step
 
 
