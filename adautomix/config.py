@@ -369,7 +369,7 @@ def upgrade_saved_config(values: dict[str, Any], source: str) -> dict[str, Any]:
                               f"{values['method']}, which evaluates its own teacher)")
                 values[name] = defaults[name]
     if mapped:
-        log.warning("%s was written under older names, read as: %s", source, "; ".join(mapped))
+        log.warning("%s uses older names, read as: %s", source, "; ".join(mapped))
     return values
 
 

@@ -134,7 +134,7 @@ def test_a_config_json_under_the_old_names_loads_mapped_with_a_warning(tmp_path,
     with caplog.at_level("WARNING", logger="adautomix.config"):
         assert RunConfig.load(tmp_path / "config.json") == config
     (warning,) = caplog.messages
-    assert warning.startswith(f"{tmp_path / 'config.json'} was written under older names")
+    assert warning.startswith(f"{tmp_path / 'config.json'} uses older names, read as: ")
     for mapped in ("val_subset -> test_subset", "method option momentum -> teacher_momentum",
                    "ema_decay 0.99 -> 0.999"):
         assert mapped in warning

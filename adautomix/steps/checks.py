@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import ConfigError, RunConfig
+from ..config import ConfigError, RunConfig, upgrade_saved_config
 
 
 def build_config(preset: str = "", **values: Any) -> RunConfig:
@@ -14,7 +14,8 @@ def build_config(preset: str = "", **values: Any) -> RunConfig:
     if preset:
         from ..presets import get_preset
         base = get_preset(preset).to_dict()
-    return RunConfig.from_dict({**base, **values})
+    # Mapped until the pipeline layer passes today's names (issue 27 renamed the fields).
+    return RunConfig.from_dict(upgrade_saved_config({**base, **values}, "the pipeline's values"))
 
 
 def check_run(config: RunConfig, num_gpus: int = 0) -> None:
