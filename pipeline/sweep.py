@@ -15,7 +15,7 @@ from adautomix.gate import CHANCE_MARGIN
 from adautomix.steps import TEST_METRICS
 from components.data import data
 from components.register import Registered, register_best
-from pipeline.cluster import DATA, EVALUATE, REGISTER, TRAIN, ClusterSettings
+from pipeline.cluster import ClusterSettings
 from pipeline.training import finish, train_and_evaluate_pipeline
 
 
@@ -39,19 +39,6 @@ def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
         chance_margin: float = CHANCE_MARGIN, min_score: float = 0.0,
         experiment: str = "adautomix", registered_model: str = "", data_remote: str = "s3",
         workspace: str = workspace_default, test_metrics: List[str] = list(TEST_METRICS),
-        data_cpu_request: str = DATA.cpu_request, data_cpu_limit: str = DATA.cpu_limit,
-        data_memory_request: str = DATA.memory_request, data_memory_limit: str = DATA.memory_limit,
-        train_cpu_request: str = TRAIN.cpu_request, train_cpu_limit: str = TRAIN.cpu_limit,
-        train_memory_request: str = TRAIN.memory_request,
-        train_memory_limit: str = TRAIN.memory_limit,
-        evaluate_cpu_request: str = EVALUATE.cpu_request,
-        evaluate_cpu_limit: str = EVALUATE.cpu_limit,
-        evaluate_memory_request: str = EVALUATE.memory_request,
-        evaluate_memory_limit: str = EVALUATE.memory_limit,
-        register_cpu_request: str = REGISTER.cpu_request,
-        register_cpu_limit: str = REGISTER.cpu_limit,
-        register_memory_request: str = REGISTER.memory_request,
-        register_memory_limit: str = REGISTER.memory_limit,
     ) -> Registered:
         materialised = data(dataset=dataset, data_version=data_version, workspace=workspace,
                             remote=data_remote)
@@ -63,12 +50,7 @@ def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
                 batch_size=batch_size, lr=lr, seed=run.seed, num_gpus=num_gpus,
                 evaluate_gpus=evaluate_gpus, subset=subset, val_subset=val_subset,
                 val_size=val_size, experiment=experiment, workspace=workspace,
-                test_metrics=test_metrics, pipeline_name=PIPELINE_NAME,
-                train_cpu_request=train_cpu_request, train_cpu_limit=train_cpu_limit,
-                train_memory_request=train_memory_request, train_memory_limit=train_memory_limit,
-                evaluate_cpu_request=evaluate_cpu_request, evaluate_cpu_limit=evaluate_cpu_limit,
-                evaluate_memory_request=evaluate_memory_request,
-                evaluate_memory_limit=evaluate_memory_limit)
+                test_metrics=test_metrics, pipeline_name=PIPELINE_NAME)
         registered = register_best(model_uris=dsl.Collected(evaluated.outputs["model_uri"]),
                                    scores=dsl.Collected(evaluated.outputs["score"]),
                                    metrics=dsl.Collected(evaluated.outputs["metric"]),
@@ -76,9 +58,6 @@ def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
                                    dataset=dataset, data_version=materialised.outputs["Output"],
                                    registered_model=registered_model, chance_margin=chance_margin,
                                    min_score=min_score)
-        return finish(materialised, registered, cluster,
-                      (data_cpu_request, data_cpu_limit, data_memory_request, data_memory_limit),
-                      (register_cpu_request, register_cpu_limit, register_memory_request,
-                       register_memory_limit))
+        return finish(materialised, registered, cluster)
 
     return sweep

@@ -16,13 +16,10 @@ from adautomix.gate import CHANCE_MARGIN
 from adautomix.steps import TEST_METRICS
 from components.data import data
 from components.evaluate import evaluate
-from components import BASE_IMAGE
 from components.register import Registered, register
 from components.train import train
 from components.train_job import train_job
-from pipeline.cluster import (DATA, EVALUATE, REGISTER, TRAIN, ClusterSettings, use_gpus,
-                              use_image, use_mlflow, use_resources, use_s3, use_shared_memory,
-                              use_workspace)
+from pipeline.cluster import ClusterSettings, configure, job_options
 
 PIPELINE_NAME = "adautomix-training"
 # A retried train task resumes from its last checkpoint (Kubeflow retries; kfp.local does not).
@@ -32,18 +29,11 @@ Evaluated = NamedTuple("Evaluated", [("model_uri", str), ("score", float), ("met
                                      ("chance", float)])
 
 
-def finish(materialised, registered, cluster: ClusterSettings | None, data_resources: tuple,
-           register_resources: tuple) -> Registered:
-    """What both pipelines end with: the data and register steps' cluster settings (their CPU
-    and memory requests and limits, pipeline parameters, in StepResources' order), and the
+def finish(materialised, registered, cluster: ClusterSettings | None) -> Registered:
+    """What both pipelines end with: the data and register steps' cluster settings, and the
     register step's outputs as the pipeline's own."""
-    if cluster is not None:
-        use_workspace(materialised, cluster)
-        use_s3(materialised, cluster)
-        use_mlflow(registered, cluster)
-        for task, resources in ((materialised, data_resources), (registered, register_resources)):
-            use_image(task, cluster)
-            use_resources(task, *resources)
+    configure(materialised, "data", cluster)
+    configure(registered, "register", cluster)
     return Registered(*(registered.outputs[field] for field in Registered._fields))
 
 
@@ -63,9 +53,7 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
         prepared: Dataset, data_version: str, dataset: str, model: str, model_width: int,
         method: str, preset: str, epochs: int, batch_size: int, lr: float, seed: int,
         num_gpus: int, evaluate_gpus: int, subset: int, val_subset: int, val_size: int,
-        experiment: str, workspace: str, test_metrics: List[str], pipeline_name: str, train_cpu_request: str, train_cpu_limit: str,
-        train_memory_request: str, train_memory_limit: str, evaluate_cpu_request: str,
-        evaluate_cpu_limit: str, evaluate_memory_request: str, evaluate_memory_limit: str,
+        experiment: str, workspace: str, test_metrics: List[str], pipeline_name: str,
     ) -> Evaluated:
         run = dict(prepared=prepared, data_version=data_version, dataset=dataset, model=model,
                    model_width=model_width, method=method, preset=preset, epochs=epochs,
@@ -75,30 +63,14 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
                    pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                    pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER)
         if multi_node:
-            trained = train_job(**run, num_nodes=cluster.num_nodes,
-                                image=cluster.image or BASE_IMAGE,
-                                gpu_resource=cluster.gpu_resource,
-                                trainer=cluster.trainer, runtime=cluster.trainer_runtime,
-                                schedule_timeout=cluster.schedule_timeout)
+            trained = train_job(**run, job_options=job_options(cluster))
         else:
             trained = train(**run)
         trained.set_retry(TRAIN_RETRIES, backoff_duration="30s")
         evaluated = evaluate(checkpoint=trained.outputs["checkpoint"], data_version=data_version,
                              test_metrics=test_metrics)
-        if cluster is not None:
-            use_gpus(trained, num_gpus, cluster)
-            use_gpus(evaluated, evaluate_gpus, cluster)
-            if not multi_node:   # the job's nodes get theirs from adautomix.cluster.job
-                use_shared_memory(trained)
-                use_resources(trained, train_cpu_request, train_cpu_limit, train_memory_request,
-                              train_memory_limit)
-            for task in (trained, evaluated):
-                use_workspace(task, cluster)
-                use_mlflow(task, cluster)
-                use_image(task, cluster)
-            use_shared_memory(evaluated)
-            use_resources(evaluated, evaluate_cpu_request, evaluate_cpu_limit,
-                          evaluate_memory_request, evaluate_memory_limit)
+        configure(trained, "train", cluster, gpus=num_gpus)
+        configure(evaluated, "evaluate", cluster, gpus=evaluate_gpus)
         return Evaluated(*(evaluated.outputs[field] for field in Evaluated._fields))
 
     return train_and_evaluate
@@ -118,19 +90,6 @@ def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
         chance_margin: float = CHANCE_MARGIN, min_score: float = 0.0,
         experiment: str = "adautomix", registered_model: str = "", data_remote: str = "s3",
         workspace: str = workspace_default, test_metrics: List[str] = list(TEST_METRICS),
-        data_cpu_request: str = DATA.cpu_request, data_cpu_limit: str = DATA.cpu_limit,
-        data_memory_request: str = DATA.memory_request, data_memory_limit: str = DATA.memory_limit,
-        train_cpu_request: str = TRAIN.cpu_request, train_cpu_limit: str = TRAIN.cpu_limit,
-        train_memory_request: str = TRAIN.memory_request,
-        train_memory_limit: str = TRAIN.memory_limit,
-        evaluate_cpu_request: str = EVALUATE.cpu_request,
-        evaluate_cpu_limit: str = EVALUATE.cpu_limit,
-        evaluate_memory_request: str = EVALUATE.memory_request,
-        evaluate_memory_limit: str = EVALUATE.memory_limit,
-        register_cpu_request: str = REGISTER.cpu_request,
-        register_cpu_limit: str = REGISTER.cpu_limit,
-        register_memory_request: str = REGISTER.memory_request,
-        register_memory_limit: str = REGISTER.memory_limit,
     ) -> Registered:
         materialised = data(dataset=dataset, data_version=data_version, workspace=workspace,
                             remote=data_remote)
@@ -140,20 +99,13 @@ def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
             epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, num_gpus=num_gpus,
             evaluate_gpus=evaluate_gpus, subset=subset, val_subset=val_subset, val_size=val_size,
             experiment=experiment, workspace=workspace, test_metrics=test_metrics,
-            pipeline_name=PIPELINE_NAME, train_cpu_request=train_cpu_request,
-            train_cpu_limit=train_cpu_limit, train_memory_request=train_memory_request,
-            train_memory_limit=train_memory_limit, evaluate_cpu_request=evaluate_cpu_request,
-            evaluate_cpu_limit=evaluate_cpu_limit, evaluate_memory_request=evaluate_memory_request,
-            evaluate_memory_limit=evaluate_memory_limit)
+            pipeline_name=PIPELINE_NAME)
         registered = register(model_uri=evaluated.outputs["model_uri"],
                               score=evaluated.outputs["score"], metric=evaluated.outputs["metric"],
                               chance=evaluated.outputs["chance"], dataset=dataset,
                               data_version=materialised.outputs["Output"],
                               registered_model=registered_model, chance_margin=chance_margin,
                               min_score=min_score)
-        return finish(materialised, registered, cluster,
-                      (data_cpu_request, data_cpu_limit, data_memory_request, data_memory_limit),
-                      (register_cpu_request, register_cpu_limit, register_memory_request,
-                       register_memory_limit))
+        return finish(materialised, registered, cluster)
 
     return training

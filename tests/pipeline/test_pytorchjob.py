@@ -199,8 +199,8 @@ def test_two_nodes_compile_to_a_train_job_step_that_creates_a_pytorchjob(tmp_pat
     tasks = inner_tasks(spec)
     assert "train" not in tasks
     job = tasks["train-job"]["inputs"]["parameters"]
-    assert job["trainer"]["runtimeValue"]["constant"] == "pytorchjob"
-    assert job["num_nodes"]["runtimeValue"]["constant"] == 2
+    options = job["job_options"]["runtimeValue"]["constant"]
+    assert (options["trainer"], options["num_nodes"]) == ("pytorchjob", 2)
     step = executors["exec-train-job"]
     assert {s["secretName"] for s in step["secretAsEnv"]} == {"adautomix-mlflow"}
     assert "emptyDirMounts" not in step     # /dev/shm is the job's nodes', not the waiting pod's
@@ -208,8 +208,8 @@ def test_two_nodes_compile_to_a_train_job_step_that_creates_a_pytorchjob(tmp_pat
 
 def test_the_default_trainer_is_trainjob(tmp_path):
     spec, _ = compiled(tmp_path, "--num-gpus", "4", "--num-nodes", "2", "--batch-size", "128")
-    assert inner_tasks(spec)["train-job"]["inputs"]["parameters"]["trainer"]["runtimeValue"] \
-        == {"constant": "trainjob"}
+    job = inner_tasks(spec)["train-job"]["inputs"]["parameters"]
+    assert job["job_options"]["runtimeValue"]["constant"]["trainer"] == "trainjob"
 
 
 def test_an_unknown_trainer_fails_on_the_command_line_and_writes_nothing(tmp_path, capsys):
