@@ -14,7 +14,7 @@ from adautomix.cluster.launch import pytorchjob_node_command
 from adautomix.cluster.pytorchjob import PyTorchJobError, as_dict, pytorchjob_manifest, run_pytorchjob
 from pipeline.cli import main
 from tests.pipeline.test_scale_out import compiled, inner_tasks
-from tests.pipeline.test_trainjob import (OUT, PROJECT, SECRET_ENV, TASK_CONFIG,
+from tests.pipeline.test_trainjob import (OPTIONS, OUT, OWNER, PROJECT, SECRET_ENV, TASK_CONFIG,
                                           StandInKubernetes, _status, condition, role_verbs,
                                           shipped_rbac)
 
@@ -101,6 +101,28 @@ def test_affinity_and_cpu_nodes_and_an_empty_task_config():
     assert "resources" not in pod["containers"][0]
     with pytest.raises(PyTorchJobError, match="no MLFLOW_TRACKING_URI for the PyTorchJob"):
         three_nodes(dsl.TaskConfig(**{**vars(TASK_CONFIG), "env": None}))
+
+
+def test_every_replica_gets_pull_secrets_cpu_memory_a_sized_shm_labels_and_the_istio_annotation():
+    manifest = as_dict(pytorchjob_manifest("adautomix-0123456789", IMAGE, ["torchrun"], 3, 4,
+                                           node_settings(TASK_CONFIG), OUT, options=OPTIONS,
+                                           owner=OWNER))
+    check_against_crd(manifest)
+    assert manifest["spec"]["runPolicy"]["activeDeadlineSeconds"] == 86400
+    assert manifest["metadata"]["ownerReferences"] == [OWNER]
+    assert manifest["metadata"]["labels"]["adautomix.dev/pipeline-run-id"] == "run-7f3a"
+    for replica in manifest["spec"]["pytorchReplicaSpecs"].values():
+        template = replica["template"]
+        assert template["metadata"] == {"labels": manifest["metadata"]["labels"],
+                                        "annotations": {"sidecar.istio.io/inject": "false"}}
+        pod = template["spec"]
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+        assert pod["terminationGracePeriodSeconds"] == 120
+        assert pod["containers"][0]["resources"] == {
+            "requests": {"cpu": "16", "memory": "80Gi"},
+            "limits": {"cpu": "32", "memory": "144Gi", "nvidia.com/gpu": "4"}}
+        assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} \
+            in pod["volumes"]
 
 
 # -- against the stand-in Kubernetes API server ---------------------------------------------------
