@@ -30,36 +30,30 @@ PASSTHROUGHS = [
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False,
                task_config_passthroughs=PASSTHROUGHS)
-def train_job(prepared: Input[Dataset], data_version: str, dataset: str, model: str,
-              model_width: int, method: str, preset: str, epochs: int, batch_size: int, lr: float,
-              seed: int, subset: int, val_subset: int, val_size: int, experiment: str,
+def train_job(prepared: Input[Dataset], data_version: str, config: dict, overrides: dict,
               workspace: str, pipeline_name: str, pipeline_run_id: str, pipeline_run_name: str,
               num_gpus: int, job_options: dict,
               node: dsl.TaskConfig, checkpoint: Output[Model]) -> str:
-    """Train one configuration on job_options["num_nodes"] nodes of `num_gpus` GPUs through a
-    job of job_options["trainer"] (trainjob: a TrainJob; pytorchjob: a PyTorchJob), in the same
-    checkpoint folder the single-pod step uses (so a retried or re-run step resumes). A retried
-    step adopts the job of the attempt before (or replaces it, if it failed). Fails with the
-    job's reason if it fails, or if it gets no running node within
-    job_options["schedule_timeout"] seconds. Returns the MLflow run id."""
+    """Train one configuration (as the single-pod step: `config` with `overrides` on top) on
+    job_options["num_nodes"] nodes of `num_gpus` GPUs through a job of job_options["trainer"]
+    (trainjob: a TrainJob; pytorchjob: a PyTorchJob), in the same checkpoint folder the
+    single-pod step uses (so a retried or re-run step resumes). A retried step adopts the job of
+    the attempt before (or replaces it, if it failed). Fails with the job's reason if it fails,
+    or if it gets no running node within job_options["schedule_timeout"] seconds. Returns the
+    MLflow run id."""
     import shutil
 
     from adautomix.errors import exit_on_error
     from adautomix.cluster.multinode import train_on_nodes
-    from adautomix.steps import finished_result, prepare_run
+    from adautomix.steps import finished_result, prepare_run, step_arguments
 
     with exit_on_error():   # one line and exit status 2 or 1, as from the CLI
-        tags = {"kfp_pipeline": pipeline_name, "kfp_run_id": pipeline_run_id,
-                "kfp_run_name": pipeline_run_name}
-        config = prepare_run(f"{workspace}/runs/checkpoints", data_version, preset,
-                             data_source=prepared.metadata.get("remote_url", ""), tags=tags,
-                             dataset=dataset, model=model, model_width=model_width, method=method,
-                             epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, subset=subset,
-                             val_subset=val_subset, val_size=val_size, experiment=experiment,
-                             data_root=prepared.metadata["data_root"])
-        job = train_on_nodes(f"{config.output_dir}/config.json", config.output_dir, num_gpus,
-                             node, job_options, pipeline_name, pipeline_run_id)
-        result = finished_result(config.output_dir)
+        run_config = prepare_run(**step_arguments(
+            workspace, data_version, prepared.metadata, config, overrides, pipeline_name,
+            pipeline_run_id, pipeline_run_name))
+        job = train_on_nodes(f"{run_config.output_dir}/config.json", run_config.output_dir,
+                             num_gpus, node, job_options, pipeline_name, pipeline_run_id)
+        result = finished_result(run_config.output_dir)
     shutil.copytree(result.output_dir, checkpoint.path)
     checkpoint.metadata.update(run_id=result.run_id, **{job_options["trainer"]: job},
                                **result.metrics)

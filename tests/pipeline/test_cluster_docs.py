@@ -105,7 +105,7 @@ def test_every_documented_pipeline_command_runs_as_written(workspace, monkeypatc
                     assert run["body"]["display_name"] == argv[argv.index("--run-name") + 1]
                     assert image in str(run["body"]), "the run does not use the pinned image"
                 else:
-                    compiled = workspace / argv[argv.index("-o") + 1]
+                    compiled = workspace / argv[argv.index("--output") + 1]
                     assert image in compiled.read_text()
         finally:
             kube.Configuration.set_default(previous)

@@ -23,7 +23,7 @@ FIELDS = ("resourceCpuRequest", "resourceCpuLimit", "resourceMemoryRequest", "re
 
 def compiled(tmp_path, *flags: str) -> tuple[dict, dict]:
     path = tmp_path / "pipeline.yaml"
-    assert main(["compile", "-o", str(path), "--workspace", str(PROJECT), "--method", "mixup",
+    assert main(["compile", "--output", str(path), "--workspace", str(PROJECT), "--method", "mixup",
                  *flags]) == 0
     spec, platform = yaml.safe_load_all(path.read_text())
     return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
@@ -141,6 +141,6 @@ def test_no_gpus_means_no_gpu_request_and_no_gpu_toleration(tmp_path):
 ])
 def test_bad_cluster_settings_fail_at_compile_time_and_write_nothing(tmp_path, capsys, flags, message):
     path = tmp_path / "pipeline.yaml"
-    assert main(["compile", "-o", str(path), "--workspace", str(PROJECT), *flags]) == 2
+    assert main(["compile", "--output", str(path), "--workspace", str(PROJECT), *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and not path.exists()

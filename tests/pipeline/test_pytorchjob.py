@@ -236,7 +236,7 @@ def test_the_default_trainer_is_trainjob(tmp_path):
 
 def test_an_unknown_trainer_fails_on_the_command_line_and_writes_nothing(tmp_path, capsys):
     path = tmp_path / "pipeline.yaml"
-    assert main(["compile", "-o", str(path), "--workspace", str(PROJECT), "--num-nodes", "2",
+    assert main(["compile", "--output", str(path), "--workspace", str(PROJECT), "--num-nodes", "2",
                  "--trainer", "mpijob"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "trainer 'mpijob' is not one of trainjob, pytorchjob" in err[0]
