@@ -20,9 +20,9 @@ that resumes from the checkpoint, as with a TrainJob. Pods still running when th
 deleted (cleanPodPolicy Running), so a failed job frees its GPUs; finished pods stay for their logs.
 
 The operator sets WORLD_SIZE, RANK, PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK, MASTER_ADDR and
-MASTER_PORT in every replica; the command (adautomix.cluster.launch.pytorchjob_node_command) is torchrun
-told where the master is, and torchrun gives each process the RANK, WORLD_SIZE and LOCAL_RANK
-adautomix/engine/distributed.py reads. (No torch import here; kubernetes and kubeflow.training
+MASTER_PORT in every replica; the command (adautomix.cluster.launch.pytorchjob_node_command) is
+torchrun told where the master is, and torchrun gives each process the RANK, WORLD_SIZE and
+LOCAL_RANK adautomix/engine/distributed.py reads. (No torch import here; kubernetes and kubeflow.training
 are imported where they are used.)"""
 
 from __future__ import annotations

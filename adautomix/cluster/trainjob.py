@@ -8,13 +8,14 @@ CRD defines it: `spec.runtimeRef` names the `torch-distributed` ClusterTrainingR
 `resourcesPerNode` (GPUs, CPU, memory), `spec.activeDeadlineSeconds` bounds the run, and one
 `spec.runtimePatches` entry adds to the runtime's `node` pods what the CRD does not let `trainer`
 say: volumes and their mounts (a sized /dev/shm), image pull secrets, node selector, affinity,
-tolerations, the termination grace period, and the pods' labels and annotations. The Kubeflow SDK's `TrainerClient` is not used to create the job because its trainer
-environment takes plain values only, and the credentials here must stay references to secrets.
+tolerations, the termination grace period, and the pods' labels and annotations. The Kubeflow
+SDK's `TrainerClient` is not used to create the job because its trainer environment takes plain
+values only, and the credentials here must stay references to secrets.
 
-Where the pod settings come from: the pipeline configures the TrainJob step exactly as it
-configures the single-pod train step (GPUs, workspace volume, secrets as environment, node
-selector, tolerations) and Kubeflow Pipelines hands those settings to the step as a
-`dsl.TaskConfig`, whose fields are Kubernetes JSON; `node_settings` reads one.
+Where the pod settings come from: the pipeline configures the TrainJob step as it configures the
+single-pod train step (workspace volume, secrets as environment, node selector, tolerations) and
+Kubeflow Pipelines hands those settings to the step as a `dsl.TaskConfig`, whose fields are
+Kubernetes JSON (`node_settings` reads one); the rest comes as the step's JobOptions.
 
 What can go wrong is named: Trainer not installed (its API group is not served), the runtime
 missing, the service account not allowed (RBAC, deploy/rbac.yaml), a job that fails (its
@@ -22,8 +23,9 @@ condition's reason and message), a job that gets no running node within `schedul
 (deleted, so it does not start later). The checkpoints live on the shared volume, so whatever
 happens the last one stays for the re-run to resume from.
 
-What both operators' jobs share (the pod settings, the checks, the wait) is adautomix/cluster/job.py;
-the older training operator's PyTorchJob is adautomix/cluster/pytorchjob.py.
+What both operators' jobs share (the pod settings, the checks, the wait, adoption and deletion)
+is adautomix/cluster/job.py; the older training operator's PyTorchJob is
+adautomix/cluster/pytorchjob.py.
 (No torch import here; kubernetes and kubeflow_trainer_api are imported where they are used.)"""
 
 from __future__ import annotations

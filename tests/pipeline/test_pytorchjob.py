@@ -11,7 +11,8 @@ from kfp import dsl
 from adautomix.cluster.job import node_settings
 from adautomix.config import ConfigError
 from adautomix.cluster.launch import pytorchjob_node_command
-from adautomix.cluster.pytorchjob import PyTorchJobError, as_dict, pytorchjob_manifest, run_pytorchjob
+from adautomix.cluster.pytorchjob import (PyTorchJobError, as_dict, pytorchjob_manifest,
+                                          run_pytorchjob)
 from pipeline.cli import main
 from tests.pipeline.test_scale_out import compiled, inner_tasks
 from tests.pipeline.test_trainjob import (OPTIONS, OUT, OWNER, PROJECT, SECRET_ENV, TASK_CONFIG,
