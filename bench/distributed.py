@@ -109,7 +109,8 @@ def launch(args: argparse.Namespace, method: str, ranks: int, plain: bool) -> di
     """One configuration in fresh processes; rank 0's figures."""
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
-        options = ["--worker", "--method", method, "--model", args.model, "--width", str(args.width),
+        options = ["--worker", "--method", method, "--model", args.model,
+                   "--width", str(args.width),
                    "--batch-size", str(args.batch_size), "--image-size", str(args.image_size),
                    "--num-classes", str(args.num_classes), "--steps", str(args.steps),
                    "--warmup", str(args.warmup), "--device", args.device,

@@ -7,7 +7,7 @@ The data is CIFAR-10's pickle layout written from random bytes (no CIFAR is reac
 pixel values do not change the cost), prepared once; MLflow writes to a scratch store (SQLite, or
 a file store where SQLAlchemy is missing, as on a bare GPU machine).
 
-    python bench/epoch.py                                # vanilla and adautomix, fp32, 50,000 images
+    python bench/epoch.py                       # vanilla and adautomix, fp32, 50,000 images
     python bench/epoch.py --methods adautomix --precision fp32,bf16 --eval-batch-size 1000
     python bench/epoch.py --tiny                         # smoke run (tests/test_bench.py)
 """

@@ -85,7 +85,8 @@ def test_fp16_off_cuda_is_refused_in_one_line(tmp_path):
     # device auto on a machine without CUDA: refused by the engine before anything is written
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="precision fp16 needs a CUDA device"):
-            train(RunConfig(precision="fp16", output_dir=str(tmp_path / "run"), data_root="nowhere"))
+            train(RunConfig(precision="fp16", output_dir=str(tmp_path / "run"),
+                            data_root="nowhere"))
         assert not (tmp_path / "run").exists()
     result = subprocess.run([sys.executable, "-m", "adautomix.cli", "train", "--precision", "fp16",
                              "--device", "cpu", "--output-dir", str(tmp_path / "cli")],

@@ -3,8 +3,8 @@
 A metric is one of two kinds:
 - a batch metric, `update(logits, labels)` then `compute()`: top-1, top-5, loss, ECE. All of them
   share one forward pass in inference mode, so adding one costs no pass;
-- a protocol, `run(network, loader, precision) -> {name: value}`: evaluations that change the input or
-  need its gradient and so make their own passes (FGSM, occlusion, corruptions).
+- a protocol, `run(network, loader, precision) -> {name: value}`: evaluations that change the input
+  or need its gradient and so make their own passes (FGSM, occlusion, corruptions).
 After it ran, a metric with a `figure()` method can draw what it measured (reliability diagram,
 occlusion curve, per-corruption bars).
 

@@ -20,7 +20,8 @@ METRICS = ("top1", "top5", "loss", "ece")
 
 def split(count: int = 103, classes: int = 10, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(count, 3, 16, 16, generator=g), torch.randint(0, classes, (count,), generator=g)
+    return (torch.randn(count, 3, 16, 16, generator=g),
+            torch.randint(0, classes, (count,), generator=g))
 
 
 def batches(images, labels, size: int):
