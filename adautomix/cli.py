@@ -83,8 +83,8 @@ HELP = {
 
 def add_run_flags(parser: argparse.ArgumentParser, leave_out: tuple[str, ...] = ()) -> None:
     """A flag for every RunConfig field but those in `leave_out` (`--batch-size 64`, lists as
-    `--crop-scale 0.5 1`, booleans as `--amp/--no-amp`), with its help from HELP, and `-o
-    KEY=VALUE` for the method's options: `adautomix train`'s flags, and the pipeline's."""
+    `--crop-scale 0.5 1`, booleans as `--progress/--no-progress`), with its help from HELP, and
+    `-o KEY=VALUE` for the method's options: `adautomix train`'s flags, and the pipeline's."""
     group = parser.add_argument_group("run configuration (defaults in brackets)")
     defaults = RunConfig()
     for f in dataclasses.fields(RunConfig):
