@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from adautomix.cli import add_run_flags, flag_values, main as run_cli
+from adautomix.cli import add_run_flags, flag_values, main as run_cli, read_config_file
 from adautomix.config import ConfigError
 from adautomix.steps.checks import STEP_FIELDS
 from adautomix.errors import DEBUG_ENV, one_line
@@ -30,6 +30,7 @@ def _pipeline_arguments(args: argparse.Namespace) -> dict:
                   test_metrics=tuple(args.test_metrics.split(",")),
                   gate=Gate(args.chance_margin, args.min_score),
                   num_nodes=getattr(args, "num_nodes", 1),
+                  saved_config=read_config_file(args.config) if args.config else None,
                   # STEP_FIELDS have no run flag here: a value under such a name is the
                   # pipeline's own (submit's --run-name names the Kubeflow run)
                   **{k: v for k, v in flag_values(args).items() if k not in STEP_FIELDS})
@@ -81,6 +82,8 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="",
                         help="start from a named recipe (`adautomix presets` lists them); the "
                              "run flags go on top")
+    parser.add_argument("--config", help="start from a saved config.json (a run's, or `adautomix "
+                                         "presets NAME`'s), after the preset")
     add_run_flags(parser, leave_out=STEP_FIELDS)
     group = parser.add_argument_group(
         f"pipeline parameters ({', '.join(STEP_FIELDS)} are decided by the steps)")

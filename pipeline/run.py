@@ -35,13 +35,13 @@ class SubmitError(RunFailure):
 def training_arguments(preset: str = "", data_version: str = "", num_gpus: int = 1,
                        registered_model: str = "", test_metrics: tuple[str, ...] = TEST_METRICS,
                        project: str | Path = ".", num_nodes: int = 1, gate: Gate = Gate(),
-                       **run_values) -> dict:
+                       saved_config: dict | None = None, **run_values) -> dict:
     """The training pipeline's arguments: the preset (or the defaults) with `run_values` (any
-    RunConfig fields, `method_args` included) on top, checked as one run configuration and
+    RunConfig fields, `method_args` included) on top of a `saved_config`'s fields, checked as one run configuration and
     passed as `dataset` and `config`, plus the data version, the registry name and gate, and the
     test metrics. `num_nodes` (ClusterSettings' node count, not a parameter) checks that the
     batch splits over every process."""
-    config = _checked_config(preset, num_gpus, run_values, num_nodes)
+    config = _checked_config(preset, saved_config, num_gpus, run_values, num_nodes)
     return {**_run(config), **_gpus(num_gpus), "test_metrics": _checked_metrics(test_metrics),
             **_gate(gate), **_data_and_registry(config.dataset, data_version, registered_model,
                                                  project)}
@@ -50,15 +50,18 @@ def training_arguments(preset: str = "", data_version: str = "", num_gpus: int =
 def sweep_arguments(methods: list[str], seeds: list[int], preset: str = "",
                     data_version: str = "", num_gpus: int = 1, registered_model: str = "",
                     test_metrics: tuple[str, ...] = TEST_METRICS, project: str | Path = ".",
-                    num_nodes: int = 1, gate: Gate = Gate(), **run_values) -> dict:
+                    num_nodes: int = 1, gate: Gate = Gate(), saved_config: dict | None = None,
+                    **run_values) -> dict:
     """The sweep's arguments: every method x seed is checked as a run configuration; the grid
-    holds what each run changes of the first one's `config`."""
+    holds what each run changes of the first one's `config`. A run whose method is the preset's
+    (or the saved config's) keeps its method options; another method starts from its own."""
     if not methods or not seeds:
         raise ConfigError("a sweep needs at least one method and one seed (--methods, --seeds)")
     if {"method", "seed"} & run_values.keys():
         raise ConfigError("a sweep takes --methods and --seeds, not --method and --seed")
-    configs = [_checked_config(preset, num_gpus, {**run_values, "method": m, "seed": s},
-                               num_nodes) for m in methods for s in seeds]
+    configs = [_checked_config(preset, saved_config, num_gpus,
+                               {**run_values, "method": m, "seed": s}, num_nodes)
+               for m in methods for s in seeds]
     shared = configs[0]
     return {**_run(shared), **_gpus(num_gpus),
             "grid": [{"method": c.method, "seed": c.seed, "method_args": c.method_args}
@@ -194,12 +197,15 @@ def local_summary(arguments: dict, registered: dict) -> str:
             f"\nMLflow UI: {ui}")
 
 
-def _checked_config(preset: str, num_gpus: int, run_values: dict, num_nodes: int = 1):
+def _checked_config(preset: str, saved_config: dict | None, num_gpus: int, run_values: dict,
+                    num_nodes: int = 1):
     decided = sorted(set(run_values) & set(STEP_FIELDS))
     if decided:
         raise ConfigError(f"{decided} are decided by the pipeline's steps (the checkpoint folder, "
                           "the data step's folder, the MLflow run name); leave them out")
-    config = build_config(preset, **run_values)
+    # where the saved run trained, its data and its MLflow name are the steps' to decide here
+    saved = {k: v for k, v in (saved_config or {}).items() if k not in STEP_FIELDS}
+    config = build_config(preset, saved=saved, **run_values)
     check_run(config, num_gpus)
     if num_nodes < 1:
         raise ConfigError(f"num_nodes must be >= 1, got {num_nodes}")

@@ -20,23 +20,26 @@ def merged_values(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any
     """`values` over `base` (a preset's or a saved config's fields). The base's method options
     carry over while the method stays the base's, and `values`' method options add to them;
     a different method starts from its own defaults."""
-    method_args = values.get("method_args", {})
-    if not isinstance(method_args, dict):
-        raise ConfigError(f"method_args must be a dict of method options, got {method_args!r}")
-    base_args = base.get("method_args", {})
+    for given in (base, values):
+        if not isinstance(given.get("method_args", {}), dict):
+            raise ConfigError(f"method_args must be a dict of method options, got "
+                              f"{given['method_args']!r}")
+    base_args, method_args = base.get("method_args", {}), values.get("method_args", {})
     if values.get("method", base.get("method")) != base.get("method"):
         base_args = {}
     return {**base, **values, "method_args": {**base_args, **method_args}}
 
 
-def build_config(preset: str = "", **values: Any) -> RunConfig:
-    """A preset's recipe (or the defaults when `preset` is empty) with `values` on top
-    (merged_values), its method options checked and recorded as the method takes them."""
+def build_config(preset: str = "", *, saved: dict[str, Any] | None = None,
+                 **values: Any) -> RunConfig:
+    """A preset's recipe (or the defaults when `preset` is empty), then a `saved` config's
+    fields, with `values` on top (merged_values), its method options checked and recorded as
+    the method takes them."""
     base: dict[str, Any] = {}
     if preset:
         from ..presets import get_preset
         base = get_preset(preset).to_dict()
-    values = merged_values(base, values)
+    values = merged_values({**base, **(saved or {})}, values)
     if values.get("method_args"):
         from ..mixers import resolve_options
         values["method_args"] = resolve_options(values.get("method", RunConfig.method),

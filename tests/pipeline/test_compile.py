@@ -230,3 +230,22 @@ def test_a_field_added_to_run_config_alone_reaches_the_compiled_pipeline_and_the
         env={**os.environ, "PYTHONPATH": str(copy)}, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1]) == {"compiled": 7, "trained": 7}
+
+
+def test_a_saved_config_is_a_pipeline_run_with_the_flags_on_top(tmp_path, monkeypatch):
+    from adautomix.presets import get_preset
+
+    recipe = get_preset("cifar100-r18-adautomix")
+    saved = tmp_path / "config.json"
+    recipe.save(saved)
+    _, (spec, _) = compile_yaml(tmp_path, monkeypatch, "--config", str(saved), "--epochs", "3",
+                                "-o", "beta=0.5", "--data-version", "c" * 32)
+    config = spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"]
+    expected = recipe.replace(epochs=3, method_args={**recipe.method_args, "beta": 0.5})
+    assert config == {k: v for k, v in expected.to_dict().items()
+                      if k not in ("dataset", "output_dir", "data_root", "run_name")}
+    # a sweep over it: its method keeps the saved options, another starts from its own
+    _, (spec, _) = compile_yaml(tmp_path, monkeypatch, "--config", str(saved), "--sweep",
+                                "--methods", "mixup,adautomix", "--data-version", "c" * 32)
+    grid = spec["root"]["inputDefinitions"]["parameters"]["grid"]["defaultValue"]
+    assert [run["method_args"] for run in grid] == [{}, recipe.method_args]
