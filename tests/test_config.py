@@ -78,6 +78,10 @@ def test_non_finite_numbers_are_refused(field, value):
     ({"normalize_mean": [1.5], "normalize_std": [0.5]}, "normalize_mean"),
     ({"crop_scale": [NAN, 1.0], "train_crop": "rrc"}, "crop_scale"),
     ({"method_args": {"alpha": NAN}}, "method option alpha must be finite"),
+    ({"precision": "fp8"}, "unknown precision 'fp8'; valid: fp32, bf16, fp16"),
+    ({"precision": "fp16", "device": "cpu"}, "precision fp16 needs a CUDA device; use "
+                                              "--precision bf16 or fp32"),
+    ({"eval_batch_size": -1}, "eval_batch_size must be >= 0"),
 ])
 def test_out_of_range_values_are_refused(changes, fragment):
     with pytest.raises(ConfigError, match=fragment):
@@ -88,8 +92,8 @@ def test_out_of_range_values_are_refused(changes, fragment):
     ({"lr": "abc"}, r"lr must be a number, got 'abc' \(str\)"),
     ({"epochs": 2.5}, "epochs must be an integer"),
     ({"epochs": True}, "epochs must be an integer"),
-    ({"amp": "no"}, "amp must be true or false"),
-    ({"amp": 1}, "amp must be true or false"),
+    ({"channels_last": "no"}, "channels_last must be true or false"),
+    ({"channels_last": 1}, "channels_last must be true or false"),
     ({"dataset": 3}, "dataset must be a string"),
     ({"crop_scale": ["a", 1]}, "crop_scale must be a list of numbers"),
     ({"method_args": [1]}, "method_args must be a dict"),
@@ -173,3 +177,15 @@ def test_the_engines_ema_is_refused_for_a_method_with_its_own_teacher(method, ch
         RunConfig(method=method, **changes)
     assert flags in str(e.value) and "teacher_momentum" in str(e.value)
     assert RunConfig(method="mixup", **changes).ema_decay == changes.get("ema_decay", 0.999)
+
+
+def test_a_config_written_with_amp_loads_as_the_precision_it_trained_in(tmp_path):
+    """`precision` replaced `amp` (fp16 autocast on CUDA): old run folders still load, and a
+    checkpoint written under amp resumes with the precision it trained in and no other change."""
+    old = RunConfig().to_dict()
+    del old["precision"]
+    assert RunConfig.from_dict({**old, "amp": True}).precision == "fp16"
+    assert RunConfig.from_dict({**old, "amp": False}).precision == "fp32"
+    assert resume_changes({**old, "amp": True}, RunConfig(precision="fp16")) == ({}, {})
+    assert resume_changes({**old, "amp": False}, RunConfig(precision="bf16")) == (
+        {}, {"precision": ("fp32", "bf16")})
