@@ -55,7 +55,7 @@ if [ "$SMOKE" = 1 ]; then
     STEP=(--methods vanilla,mixup --width 4 --image-size 16 --num-classes 4 --repeats 1
           --steps 1 --memory-steps 0 --threads 1)
     BATCHES=(4)
-    EPOCH=(--tiny --methods vanilla --precision fp32,bf16)
+    EPOCH=(--tiny --methods vanilla --precision bf16)
     DISTRIBUTED=(--methods vanilla --width 4 --batch-size 4 --image-size 16 --num-classes 4
                  --steps 1 --warmup 0 --repeats 1 --threads 1)
 else
