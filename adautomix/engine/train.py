@@ -43,7 +43,7 @@ from ..mixers import Method, create_method, resolved_options
 from ..models import check_input_size, create_model
 from ..progress import progress
 from ..provenance import Provenance
-from ..tracking import Tracker, setup_params
+from ..tracking import Tracker, check_store, setup_params
 from ..visualize import sample_figure, training_curves
 from . import distributed
 from .checkpoint import (CHECKPOINT_NAME, SELECTED_NAME, CheckpointError, check_resume,
@@ -139,6 +139,8 @@ def setup(config: RunConfig, resume: bool | str, ranks: Ranks, device: torch.dev
     checked before anything is written: config.json, the MLflow run and the cleanup of a killed
     write come last."""
     out = Path(config.output_dir)
+    if ranks.is_main:   # a tracking store that cannot take the run fails before the data loads
+        check_store()
     state, changes = resumable_state(config, resume)
     amp = config.amp and device.type == "cuda"
     seed_everything(config.seed, config.deterministic)
