@@ -166,10 +166,15 @@ def probe_server(uri: str) -> None:
 
 
 def _unreachable(uri: str, exc: BaseException) -> TrackingError:
-    detail = (str(exc).splitlines() or [""])[0][:200]
+    text = str(exc)
+    if "refused" in text.lower():
+        detail = "connection refused"
+    elif "timed out" in text.lower() or "timeout" in text.lower():
+        detail = f"no answer within {PROBE_TIMEOUT[0]} s"
+    else:
+        detail = f"{type(exc).__name__}: {(text.splitlines() or [''])[0][:200]}"
     return TrackingError(redact(
-        f"MLflow tracking server at {uri} cannot be reached ({type(exc).__name__}: "
-        f"{detail}). Start it (mlflow server --host 127.0.0.1 --port 5000), "
+        f"MLflow tracking server at {uri} cannot be reached ({detail}). Start it (mlflow server --host 127.0.0.1 --port 5000), "
         "fix MLFLOW_TRACKING_URI, or unset it to use the embedded SQLite store."))
 
 

@@ -78,6 +78,13 @@ def test_redact_masks_credentials_and_keeps_the_place(uri, shown):
     assert redact(f"error at {uri} (retry)") == f"error at {shown} (retry)"
 
 
+def test_redact_masks_the_token_and_password_mlflow_takes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "eyJhbGciOi.tok")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "hunter22")
+    said = redact("401 for Bearer eyJhbGciOi.tok at https://mlflow.example/ (bob/hunter22)")
+    assert said == "401 for Bearer *** at https://mlflow.example/ (bob/***)"
+
+
 def test_an_unreachable_server_is_named_without_its_password(monkeypatch, caplog):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://alice:s3cret@127.0.0.1:9")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")

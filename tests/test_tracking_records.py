@@ -210,3 +210,12 @@ def test_a_run_records_the_image_it_ran_from(mlflow_sqlite, monkeypatch):
     tags = MlflowClient(mlflow_sqlite).get_run(run.run_id).data.tags
     assert (tags["image"], tags["image_digest"]) == (PINNED, DIGEST)
     assert tags["image_digest_source"] == "pinned reference (ADAUTOMIX_IMAGE)"
+
+
+def test_the_shipped_rbac_lets_a_step_read_its_own_pod():
+    import yaml
+
+    role = next(d for d in yaml.safe_load_all((ROOT / "deploy" / "rbac.yaml").read_text())
+                if d["kind"] == "Role")
+    assert any("pods" in rule["resources"] and "" in rule["apiGroups"] and "get" in rule["verbs"]
+               for rule in role["rules"])
