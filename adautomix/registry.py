@@ -54,7 +54,6 @@ LOCK_SUFFIX = ".champion-lock"
 # A holder's judgement and write are a few requests; a lock unchanged this long has lost its holder.
 LOCK_STALE_S = 120.0
 LOCK_HOLDER_TAG = "holder"
-IMAGE_TAGS = ("image", "image_digest", "image_digest_source")
 
 
 @dataclass(frozen=True)
