@@ -73,14 +73,20 @@ HELP = {
     "run_name": "MLflow run name",
     "log_images_every": "epochs between mixed-sample grids logged to MLflow (0 = never)",
     "progress": "show a progress bar",
+    "nonfinite_loss_limit": "stop the run (FAILED, nothing checkpointed) once this many training "
+                            "losses were NaN or infinite; below it such a step is skipped",
+    "method_args": "the method's options (-o KEY=VALUE)",
 }
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+def add_run_flags(parser: argparse.ArgumentParser, leave_out: tuple[str, ...] = ()) -> None:
+    """A flag for every RunConfig field but those in `leave_out` (`--batch-size 64`, lists as
+    `--crop-scale 0.5 1`, booleans as `--amp/--no-amp`), with its help from HELP, and `-o
+    KEY=VALUE` for the method's options: `adautomix train`'s flags, and the pipeline's."""
     group = parser.add_argument_group("run configuration (defaults in brackets)")
     defaults = RunConfig()
     for f in dataclasses.fields(RunConfig):
-        if f.name == "method_args":
+        if f.name == "method_args" or f.name in leave_out:
             continue
         default = getattr(defaults, f.name)
         flag = "--" + f.name.replace("_", "-")
@@ -102,24 +108,22 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                             "(`adautomix presets --methods` lists them)")
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    values: dict[str, Any] = {}
-    if getattr(args, "preset", None):
-        from .presets import get_preset
-        values = get_preset(args.preset).to_dict()
-    if getattr(args, "config", None):
-        values.update(read_config_file(args.config))
+def flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The RunConfig fields given as flags (add_run_flags), and the method options given as
+    `-o`, as `method_args`: what goes on top of a preset or a saved config."""
     fields = {f.name for f in dataclasses.fields(RunConfig)}
-    values.update({k: v for k, v in vars(args).items() if k in fields})
-    method_args = values.get("method_args", {})
-    if not isinstance(method_args, dict):
-        raise ConfigError(f"method_args must be a dict of method options, got {method_args!r}")
-    method_args = {**method_args, **dict(parse_override(o) for o in args.method_arg)}
-    if method_args:   # as the method takes them, so the records show what the run used
-        from .mixers import resolve_options
-        method_args = resolve_options(values.get("method", RunConfig.method), method_args)
-    values["method_args"] = method_args
-    return RunConfig.from_dict(values)
+    values = {k: v for k, v in vars(args).items() if k in fields}
+    if args.method_arg:
+        values["method_args"] = dict(parse_override(o) for o in args.method_arg)
+    return values
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The preset, then the saved config (--config), then the flags."""
+    from .steps.checks import build_config
+
+    saved = read_config_file(args.config) if getattr(args, "config", None) else None
+    return build_config(getattr(args, "preset", None) or "", saved=saved, **flag_values(args))
 
 
 def read_config_file(path: str) -> dict[str, Any]:
@@ -265,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the config it was written with (epochs, workers and logging may "
                         "change); with no checkpoint, say so and start anew. `--resume must` "
                         "fails instead")
-    _add_config_flags(p)
+    add_run_flags(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run's online and EMA networks",

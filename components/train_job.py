@@ -26,14 +26,13 @@ PASSTHROUGHS = [
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False,
                task_config_passthroughs=PASSTHROUGHS)
-def train_job(prepared: Input[Dataset], data_version: str, dataset: str, model: str,
-              model_width: int, method: str, preset: str, epochs: int, batch_size: int, lr: float,
-              seed: int, subset: int, val_subset: int, val_size: int, experiment: str,
+def train_job(prepared: Input[Dataset], data_version: str, config: dict, overrides: dict,
               workspace: str, pipeline_name: str, pipeline_run_id: str, pipeline_run_name: str,
               num_gpus: int, num_nodes: int, image: str, gpu_resource: str, trainer: str,
               runtime: str, schedule_timeout: int,
               node: dsl.TaskConfig, checkpoint: Output[Model]) -> str:
-    """Train one configuration on `num_nodes` nodes of `num_gpus` GPUs through a job of `trainer`
+    """Train one configuration (as the single-pod step: `config` with `overrides` on top) on
+    `num_nodes` nodes of `num_gpus` GPUs through a job of `trainer`
     (trainjob: a TrainJob of the ClusterTrainingRuntime `runtime`; pytorchjob: a PyTorchJob), in
     the same checkpoint folder the single-pod step uses (so a retried or re-run step resumes).
     Fails with the job's reason if it fails, or if it gets no running node within
@@ -41,22 +40,17 @@ def train_job(prepared: Input[Dataset], data_version: str, dataset: str, model: 
     import shutil
 
     from adautomix.errors import exit_on_error
-    from adautomix.multinode import train_on_nodes
-    from adautomix.steps import finished_result, prepare_run
+    from adautomix.cluster.multinode import train_on_nodes
+    from adautomix.steps import finished_result, prepare_run, step_arguments
 
     with exit_on_error():   # one line and exit status 2 or 1, as from the CLI
-        tags = {"kfp_pipeline": pipeline_name, "kfp_run_id": pipeline_run_id,
-                "kfp_run_name": pipeline_run_name}
-        config = prepare_run(f"{workspace}/runs/checkpoints", data_version, preset,
-                             data_source=prepared.metadata.get("remote_url", ""), tags=tags,
-                             dataset=dataset, model=model, model_width=model_width, method=method,
-                             epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, subset=subset,
-                             val_subset=val_subset, val_size=val_size, experiment=experiment,
-                             data_root=prepared.metadata["data_root"])
-        job = train_on_nodes(trainer, f"{config.output_dir}/config.json", image, num_nodes,
-                             num_gpus, node, config.output_dir, gpu_resource, runtime,
+        run_config = prepare_run(**step_arguments(
+            workspace, data_version, prepared.metadata, config, overrides, pipeline_name,
+            pipeline_run_id, pipeline_run_name))
+        job = train_on_nodes(trainer, f"{run_config.output_dir}/config.json", image, num_nodes,
+                             num_gpus, node, run_config.output_dir, gpu_resource, runtime,
                              schedule_timeout)
-        result = finished_result(config.output_dir)
+        result = finished_result(run_config.output_dir)
     shutil.copytree(result.output_dir, checkpoint.path)
     checkpoint.metadata.update(run_id=result.run_id, **{trainer: job}, **result.metrics)
     return result.run_id

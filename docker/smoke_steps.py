@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from kfp.dsl import Dataset, Metrics, Model
+from kfp.dsl import Dataset, Markdown, Metrics, Model
 
 STAGES = ("data", "train", "evaluate", "register")
 
@@ -41,22 +41,25 @@ def run(stage: str, state: Path) -> dict:
         prepared = Dataset(uri=str(state / "prepared.json"), metadata=done["data"]["metadata"])
         checkpoint = Model(uri=str(state / "checkpoint"), metadata={})
         run_id = train.python_func(
-            prepared=prepared, data_version=done["data"]["version"], workspace=workspace,
-            checkpoint=checkpoint, **{k: args[k] for k in (
-                "dataset", "model", "method", "preset", "epochs", "batch_size", "lr", "seed",
-                "subset", "val_subset", "experiment")})
+            prepared=prepared, data_version=done["data"]["version"], config=args["config"],
+            overrides={}, workspace=workspace, checkpoint=checkpoint,
+            pipeline_name="image-smoke", pipeline_run_id="smoke", pipeline_run_name="smoke")
         return {"run_id": run_id, "metadata": checkpoint.metadata}
     if stage == "evaluate":
         checkpoint = Model(uri=str(state / "checkpoint"), metadata=done["train"]["metadata"])
         metrics = Metrics(uri=str(state / "metrics"))
-        model_uri, score = evaluate.python_func(
+        model_uri, score, metric, chance = evaluate.python_func(
             checkpoint=checkpoint, data_version=done["data"]["version"],
-            test_metrics=list(args["test_metrics"]), metrics=metrics)
-        return {"model_uri": model_uri, "score": score, "metrics": metrics.metadata}
+            test_metrics=list(args["test_metrics"]), metrics=metrics,
+            mlflow_run=Markdown(uri=str(state / "mlflow_run.md")))
+        return {"model_uri": model_uri, "score": score, "metric": metric, "chance": chance,
+                "metrics": metrics.metadata}
     version, aliases, tracking_uri = register.python_func(
         model_uri=done["evaluate"]["model_uri"], score=done["evaluate"]["score"],
+        metric=done["evaluate"]["metric"], chance=done["evaluate"]["chance"],
         dataset=args["dataset"], data_version=done["data"]["version"],
-        registered_model=args["registered_model"])
+        registered_model=args["registered_model"], chance_margin=args["chance_margin"],
+        min_score=args["min_score"])
     return {"version": version, "aliases": list(aliases), "tracking_uri": tracking_uri}
 
 

@@ -2,7 +2,8 @@
 project checkout (the workspace: data.dvc, .dvc/config, runs/).
 
 It lives in the pipeline layer, not in `adautomix.cli`, because the package never imports the
-layers built on it; it shares that CLI's flag help and its handling of bad input."""
+layers built on it; it shares that CLI's run flags (every RunConfig field, `-o` method options),
+their help and its handling of bad input."""
 
 from __future__ import annotations
 
@@ -10,25 +11,40 @@ import argparse
 import dataclasses
 import sys
 
-from adautomix.cli import HELP, main as run_cli
+from adautomix.cli import add_run_flags, flag_values, main as run_cli, read_config_file
 from adautomix.config import ConfigError, parse_override
+from adautomix.steps.checks import STEP_FIELDS
 from adautomix.errors import DEBUG_ENV, one_line
 from adautomix.gate import CHANCE_MARGIN, Gate
 
 
 def _pipeline_arguments(args: argparse.Namespace) -> dict:
-    from pipeline.run import RUN_FIELDS, sweep_arguments, training_arguments
+    from pipeline.run import sweep_arguments, training_arguments
 
-    run_values = {f: getattr(args, f) for f in RUN_FIELDS if getattr(args, f, None) is not None}
+    for option in args.method_arg:
+        if "=" not in option:   # `-o FILE` named compile's output before it was a method option
+            raise ConfigError(f"-o takes a method option KEY=VALUE, got {option!r}; the YAML "
+                              "file is --output FILE")
+
     common = dict(preset=args.preset, data_version=args.data_version, num_gpus=args.num_gpus,
                   registered_model=args.registered_model, project=args.workspace,
                   test_metrics=tuple(args.test_metrics.split(",")),
                   gate=Gate(args.chance_margin, args.min_score),
-                  num_nodes=getattr(args, "num_nodes", 1), **run_values)
+                  num_nodes=getattr(args, "num_nodes", 1),
+                  saved_config=read_config_file(args.config) if args.config else None,
+                  **flag_values(args))
     if args.sweep:
         return sweep_arguments(args.methods.split(",") if args.methods else [],
-                               [int(s) for s in args.seeds.split(",")], **common)
+                               _seeds(args.seeds), **common)
     return training_arguments(**common)
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(seed) for seed in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds takes comma-separated integers, e.g. 0,1,2; got {text!r}") \
+            from None
 
 
 def _cluster_settings(args: argparse.Namespace):
@@ -56,10 +72,11 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             path = compile_pipeline(args.output, arguments, args.sweep, _cluster_settings(args))
             print(f"wrote {path.resolve()}")
         elif args.pipeline_command == "submit":
-            run_id = submit(args.host, arguments, arguments["experiment"], args.run_name,
+            experiment = arguments["config"]["experiment"]
+            run_id = submit(args.host, arguments, experiment, args.run_name,
                             args.sweep, _cluster_settings(args), args.namespace,
                             cache=not args.no_cache, preflight=not args.no_preflight)
-            print(f"submitted run {run_id} to {args.host}, experiment {arguments['experiment']}")
+            print(f"submitted run {run_id} to {args.host}, experiment {experiment}")
         else:
             registered = run_local(arguments, args.sweep, args.pipeline_root, args.workspace,
                                    args.data_remote)
@@ -72,13 +89,15 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("pipeline parameters (unset ones come from the preset)")
-    for name in ("dataset", "model", "method", "experiment"):
-        group.add_argument("--" + name, help=HELP[name])
-    for name, kind in (("model_width", int), ("epochs", int), ("batch_size", int), ("lr", float),
-                       ("seed", int), ("subset", int), ("val_subset", int), ("val_size", int)):
-        group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=HELP[name])
-    group.add_argument("--preset", default="", help="start from a named recipe")
+    """`adautomix train`'s run flags (but the fields the steps decide) and the pipeline's own."""
+    parser.add_argument("--preset", default="",
+                        help="start from a named recipe (`adautomix presets` lists them); the "
+                             "run flags go on top")
+    parser.add_argument("--config", help="start from a saved config.json (a run's, or `adautomix "
+                                         "presets NAME`'s), after the preset")
+    add_run_flags(parser, leave_out=STEP_FIELDS)
+    group = parser.add_argument_group(
+        f"pipeline parameters ({', '.join(STEP_FIELDS)} are decided by the steps)")
     group.add_argument("--data-version", default="",
                        help="DVC hash of the dataset version [the one data.dvc tracks]")
     group.add_argument("--num-gpus", type=int, default=1, help="GPUs per training run [1]")
@@ -158,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"show the traceback behind an error line (or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="pipeline_command", required=True)
     q = sub.add_parser("compile", help="write the pipeline as IR YAML")
-    q.add_argument("-o", "--output", default="adautomix-pipeline.yaml", help="the YAML file")
+    # `-o` is a method option, as for `adautomix train`
+    q.add_argument("--output", default="adautomix-pipeline.yaml", help="the YAML file")
     _add_pipeline_flags(q)
     _add_cluster_flags(q)
     q = sub.add_parser("run", help="run the whole pipeline on this machine (kfp.local)")

@@ -13,7 +13,7 @@ from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
 from adautomix.config import ConfigError
-from adautomix.multinode import check_trainer
+from adautomix.cluster.multinode import check_trainer
 
 # secret key -> environment variable; the optional ones may be absent from the secret.
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}

@@ -11,22 +11,21 @@ import sys
 import warnings
 from pathlib import Path
 
-from adautomix.config import ConfigError
+from adautomix.config import ConfigError, RunConfig
 from adautomix.data.errors import DataError
 from adautomix.errors import RunFailure
 from adautomix.data.versioning import normalise_version, tracked_version
 from adautomix.gate import Gate
 from adautomix.registry import default_model_name
-from adautomix.steps import TEST_METRICS, build_config, check_run
+from adautomix.steps import STEP_FIELDS, TEST_METRICS, build_config, check_run
 from pipeline import credentials
 from pipeline.cluster import ClusterSettings, cpu_only
 from pipeline.sweep import sweep_pipeline
 from pipeline.training import training_pipeline
 
-# RunConfig fields that are pipeline parameters; the preset (or the defaults) gives the rest.
-RUN_FIELDS = ("dataset", "model", "model_width", "method", "epochs", "batch_size", "lr", "seed",
-              "subset", "val_subset", "val_size", "experiment")
-SWEEP_SHARED_FIELDS = tuple(f for f in RUN_FIELDS if f not in ("method", "seed"))
+# RunConfig fields that are pipeline parameters of their own, not part of `config`: the data
+# and register steps take the dataset too (pipeline/training.py).
+OWN_PARAMETERS = ("dataset",)
 
 
 class SubmitError(RunFailure):
@@ -36,33 +35,55 @@ class SubmitError(RunFailure):
 def training_arguments(preset: str = "", data_version: str = "", num_gpus: int = 1,
                        registered_model: str = "", test_metrics: tuple[str, ...] = TEST_METRICS,
                        project: str | Path = ".", num_nodes: int = 1, gate: Gate = Gate(),
-                       **run_values) -> dict:
-    """The training pipeline's arguments: the preset (or the defaults) with `run_values` (RUN_FIELDS)
-    on top, checked as one run configuration, plus the data version, the registry name and gate,
-    and the test metrics. `num_nodes` (ClusterSettings' node count, not a parameter) checks that the batch
-    splits over every process."""
-    config = _checked_config(preset, num_gpus, run_values, num_nodes)
-    return {**{f: getattr(config, f) for f in RUN_FIELDS}, "preset": preset,
-            **_gpus(num_gpus), "test_metrics": _checked_metrics(test_metrics),
-            **_gate(gate), **_data_and_registry(config.dataset, data_version, registered_model, project)}
+                       saved_config: dict | None = None, **run_values) -> dict:
+    """The training pipeline's arguments: the preset (or the defaults) with `run_values` (any
+    RunConfig fields, `method_args` included) on top of a `saved_config`'s fields, checked as one run configuration and
+    passed as `dataset` and `config`, plus the data version, the registry name and gate, and the
+    test metrics. `num_nodes` (ClusterSettings' node count, not a parameter) checks that the
+    batch splits over every process."""
+    config = _checked_config(preset, saved_config, num_gpus, run_values, num_nodes)
+    return {**_run(config), **_gpus(num_gpus), "test_metrics": _checked_metrics(test_metrics),
+            **_gate(gate), **_data_and_registry(config.dataset, data_version, registered_model,
+                                                 project)}
 
 
 def sweep_arguments(methods: list[str], seeds: list[int], preset: str = "",
                     data_version: str = "", num_gpus: int = 1, registered_model: str = "",
                     test_metrics: tuple[str, ...] = TEST_METRICS, project: str | Path = ".",
-                    num_nodes: int = 1, gate: Gate = Gate(), **run_values) -> dict:
-    """The sweep's arguments: every method x seed is checked as a run configuration."""
+                    num_nodes: int = 1, gate: Gate = Gate(), saved_config: dict | None = None,
+                    **run_values) -> dict:
+    """The sweep's arguments: every method x seed is checked as a run configuration; the grid
+    holds what each run changes of the first one's `config`. A run whose method is the preset's
+    (or the saved config's) keeps its method options; another method starts from its own."""
     if not methods or not seeds:
         raise ConfigError("a sweep needs at least one method and one seed (--methods, --seeds)")
     if {"method", "seed"} & run_values.keys():
         raise ConfigError("a sweep takes --methods and --seeds, not --method and --seed")
-    configs = [_checked_config(preset, num_gpus, {**run_values, "method": m, "seed": s},
-                               num_nodes) for m in methods for s in seeds]
+    configs = [_checked_config(preset, saved_config, num_gpus,
+                               {**run_values, "method": m, "seed": s}, num_nodes)
+               for m in methods for s in seeds]
     shared = configs[0]
-    return {**{f: getattr(shared, f) for f in SWEEP_SHARED_FIELDS}, "preset": preset,
-            **_gpus(num_gpus), "grid": [{"method": c.method, "seed": c.seed} for c in configs],
+    return {**_run(shared), **_gpus(num_gpus),
+            "grid": [{"method": c.method, "seed": c.seed, "method_args": c.method_args}
+                     for c in configs],
             "test_metrics": _checked_metrics(test_metrics), **_gate(gate),
             **_data_and_registry(shared.dataset, data_version, registered_model, project)}
+
+
+def check_arguments(arguments: dict, sweep: bool = False) -> None:
+    """Each run of a pipeline's arguments is a valid RunConfig, whoever assembled them: what
+    compile, run and submit check last, so that a hand-edited `config` fails here, not in a
+    pod."""
+    config = arguments["config"]
+    if not isinstance(config, dict):
+        raise ConfigError(f"config must be a dict of RunConfig fields, got {config!r}")
+    misplaced = sorted(set(config) & {*STEP_FIELDS, *OWN_PARAMETERS})
+    if misplaced:
+        raise ConfigError(f"config holds {misplaced}: {', '.join(OWN_PARAMETERS)} is a pipeline "
+                          f"parameter of its own and {', '.join(STEP_FIELDS)} are decided by "
+                          "the steps; leave them out of config")
+    for run in arguments["grid"] if sweep else [{}]:
+        RunConfig.from_dict({**config, **run, **{f: arguments[f] for f in OWN_PARAMETERS}})
 
 
 def compile_pipeline(path: str | Path, arguments: dict, sweep: bool = False,
@@ -70,6 +91,7 @@ def compile_pipeline(path: str | Path, arguments: dict, sweep: bool = False,
     """Write the IR YAML, with `arguments` as its parameters' defaults."""
     from kfp import compiler
 
+    check_arguments(arguments, sweep)
     compiler.Compiler().compile(_build(sweep, cluster, arguments), str(path),
                                 pipeline_parameters=arguments)
     return Path(path)
@@ -91,6 +113,7 @@ def run_local(arguments: dict, sweep: bool = False, pipeline_root: str | Path = 
     tracking_uri)."""
     from kfp import local
 
+    check_arguments(arguments, sweep)
     local.init(runner=local.SubprocessRunner(use_venv=False),
                pipeline_root=str(Path(pipeline_root).resolve()))
     build = sweep_pipeline if sweep else training_pipeline
@@ -113,6 +136,7 @@ def submit(host: str, arguments: dict, experiment: str, run_name: str, sweep: bo
     checked first (pipeline.preflight) and the workspace claim created if missing."""
     import kfp
 
+    check_arguments(arguments, sweep)
     try:
         auth = credentials.resolve(namespace)
     except credentials.CredentialsError as error:
@@ -168,16 +192,19 @@ def local_summary(arguments: dict, registered: dict) -> str:
           f"mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
     return (f"\nregistered model {name} version {registered['version']}, aliases "
             f"{', '.join(registered['aliases'])}  (load: models:/{name}@{registered['aliases'][-1]})"
-            f"\nMLflow: {uri}, experiment {arguments['experiment']}"
+            f"\nMLflow: {uri}, experiment {arguments['config']['experiment']}"
             f"\nMLflow UI: {ui}")
 
 
-def _checked_config(preset: str, num_gpus: int, run_values: dict, num_nodes: int = 1):
-    unknown = sorted(set(run_values) - set(RUN_FIELDS))
-    if unknown:
-        raise ConfigError(f"{unknown} are not pipeline parameters; valid: {', '.join(RUN_FIELDS)} "
-                          "(other settings come from the preset)")
-    config = build_config(preset, **run_values)
+def _checked_config(preset: str, saved_config: dict | None, num_gpus: int, run_values: dict,
+                    num_nodes: int = 1):
+    decided = sorted(set(run_values) & set(STEP_FIELDS))
+    if decided:
+        raise ConfigError(f"{decided} are decided by the pipeline's steps (the checkpoint folder, "
+                          "the data step's folder, the MLflow run name); leave them out")
+    # where the saved run trained, its data and its MLflow name are the steps' to decide here
+    saved = {k: v for k, v in (saved_config or {}).items() if k not in STEP_FIELDS}
+    config = build_config(preset, saved=saved, **run_values)
     check_run(config, num_gpus)
     if num_nodes < 1:
         raise ConfigError(f"num_nodes must be >= 1, got {num_nodes}")
@@ -188,6 +215,14 @@ def _checked_config(preset: str, num_gpus: int, run_values: dict, num_nodes: int
                           f"{processes} processes ({max(num_gpus, 1)} per node x {num_nodes} "
                           f"node(s)); use a multiple of {processes}")
     return config
+
+
+def _run(config: RunConfig) -> dict:
+    """The run's pipeline parameters: its own (OWN_PARAMETERS) and `config`, the rest of its
+    fields but those the steps decide."""
+    values = config.to_dict()
+    return {**{f: values.pop(f) for f in OWN_PARAMETERS},
+            "config": {k: v for k, v in values.items() if k not in STEP_FIELDS}}
 
 
 def _gpus(num_gpus: int) -> dict:

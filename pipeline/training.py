@@ -1,28 +1,38 @@
-"""The training pipeline: data -> train -> evaluate -> register.
+"""The training pipeline: data -> train -> evaluate -> register; and the sweep's (pipeline/sweep.py),
+which runs a grid of trainings where this runs one.
 
 `training_pipeline(cluster)` builds it. With ClusterSettings the tasks get their GPUs, node
 scheduling, the workspace volume and the secrets; with None (kfp.local on one machine) they get
 none of that, and the workspace is a folder here. Every parameter is typed; `pipeline.run`
 checks a set of them as a whole before anything is compiled, run or submitted.
 
+The run itself is two parameters: `dataset` (the data step's, the train steps' and the register
+step's) and `config`, every other RunConfig field as RunConfig.to_dict() gives it (but the
+fields the steps decide, adautomix.steps.STEP_FIELDS), so that any field, method options
+included, reaches the train step without being spelled out here; the train step checks it as a
+RunConfig again when it runs.
+
 (No `from __future__ import annotations` here: kfp reads the parameter types at run time.)"""
 
+import dataclasses
+import inspect
+from types import SimpleNamespace
 from typing import List, NamedTuple
 
 from kfp import dsl
 from kfp.dsl import Dataset
 
+from adautomix.config import RunConfig
 from adautomix.gate import CHANCE_MARGIN
 from adautomix.steps import TEST_METRICS
 from components.data import data
 from components.evaluate import evaluate
 from components import BASE_IMAGE
-from components.register import Registered, register
+from components.register import Registered, register, register_best
 from components.train import train
 from components.train_job import train_job
-from pipeline.cluster import (DATA, EVALUATE, REGISTER, TRAIN, ClusterSettings, use_gpus,
-                              use_image, use_mlflow, use_resources, use_s3, use_shared_memory,
-                              use_workspace)
+from pipeline.cluster import (STEP_RESOURCES, ClusterSettings, use_gpus, use_image, use_mlflow,
+                              use_resources, use_s3, use_shared_memory, use_workspace)
 
 PIPELINE_NAME = "adautomix-training"
 # A retried train task resumes from its last checkpoint (Kubeflow retries; kfp.local does not).
@@ -30,21 +40,6 @@ TRAIN_RETRIES = 2
 # What train-and-evaluate hands on to the register steps.
 Evaluated = NamedTuple("Evaluated", [("model_uri", str), ("score", float), ("metric", str),
                                      ("chance", float)])
-
-
-def finish(materialised, registered, cluster: ClusterSettings | None, data_resources: tuple,
-           register_resources: tuple) -> Registered:
-    """What both pipelines end with: the data and register steps' cluster settings (their CPU
-    and memory requests and limits, pipeline parameters, in StepResources' order), and the
-    register step's outputs as the pipeline's own."""
-    if cluster is not None:
-        use_workspace(materialised, cluster)
-        use_s3(materialised, cluster)
-        use_mlflow(registered, cluster)
-        for task, resources in ((materialised, data_resources), (registered, register_resources)):
-            use_image(task, cluster)
-            use_resources(task, *resources)
-    return Registered(*(registered.outputs[field] for field in Registered._fields))
 
 
 def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
@@ -60,19 +55,15 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
 
     @dsl.pipeline(name="adautomix-train-and-evaluate")
     def train_and_evaluate(
-        prepared: Dataset, data_version: str, dataset: str, model: str, model_width: int,
-        method: str, preset: str, epochs: int, batch_size: int, lr: float, seed: int,
-        num_gpus: int, evaluate_gpus: int, subset: int, val_subset: int, val_size: int,
-        experiment: str, workspace: str, test_metrics: List[str], pipeline_name: str, train_cpu_request: str, train_cpu_limit: str,
+        prepared: Dataset, data_version: str, config: dict, overrides: dict, num_gpus: int,
+        evaluate_gpus: int, workspace: str, test_metrics: List[str], pipeline_name: str,
+        train_cpu_request: str, train_cpu_limit: str,
         train_memory_request: str, train_memory_limit: str, evaluate_cpu_request: str,
         evaluate_cpu_limit: str, evaluate_memory_request: str, evaluate_memory_limit: str,
     ) -> Evaluated:
-        run = dict(prepared=prepared, data_version=data_version, dataset=dataset, model=model,
-                   model_width=model_width, method=method, preset=preset, epochs=epochs,
-                   batch_size=batch_size, lr=lr, seed=seed, subset=subset, val_subset=val_subset,
-                   val_size=val_size, experiment=experiment, workspace=workspace,
-                   num_gpus=num_gpus, pipeline_name=pipeline_name,
-                   pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        run = dict(prepared=prepared, data_version=data_version, config=config,
+                   overrides=overrides, workspace=workspace, num_gpus=num_gpus,
+                   pipeline_name=pipeline_name, pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                    pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER)
         if multi_node:
             trained = train_job(**run, num_nodes=cluster.num_nodes,
@@ -88,7 +79,7 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
         if cluster is not None:
             use_gpus(trained, num_gpus, cluster)
             use_gpus(evaluated, evaluate_gpus, cluster)
-            if not multi_node:   # the job's nodes get theirs from adautomix.clusterjob
+            if not multi_node:   # the job's nodes get theirs from adautomix.cluster.job
                 use_shared_memory(trained)
                 use_resources(trained, train_cpu_request, train_cpu_limit, train_memory_request,
                               train_memory_limit)
@@ -104,56 +95,79 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
     return train_and_evaluate
 
 
-def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
-    workspace_default = cluster.workspace_path if cluster is not None else "."
+def pipeline_parameters(cluster: ClusterSettings | None, sweep: bool) -> list[inspect.Parameter]:
+    """Both pipelines' parameters, listed once: a sweep's `grid`; the run (`config`, `dataset`);
+    its data version; the GPUs of training and evaluation; the registry's gate and model name;
+    the DVC remote; the workspace; the test metrics; and each step's CPU and memory requests and
+    limits (STEP_cpu_request, ..., defaults in pipeline.cluster.STEP_RESOURCES)."""
+    listed = [("grid", List[dict], inspect.Parameter.empty)] if sweep else []
+    listed += [
+        ("config", dict, inspect.Parameter.empty), ("dataset", str, RunConfig.dataset),
+        ("data_version", str, ""), ("num_gpus", int, 1), ("evaluate_gpus", int, 1),
+        ("chance_margin", float, CHANCE_MARGIN), ("min_score", float, 0.0),
+        ("registered_model", str, ""), ("data_remote", str, "s3"),
+        ("workspace", str, cluster.workspace_path if cluster is not None else "."),
+        ("test_metrics", List[str], list(TEST_METRICS))]
+    listed += [(f"{step}_{field.name}", str, getattr(resources, field.name))
+               for step, resources in STEP_RESOURCES.items()
+               for field in dataclasses.fields(resources)]
+    return [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=kind,
+                              default=default) for name, kind, default in listed]
+
+
+def build_pipeline(cluster: ClusterSettings | None, name: str, description: str, sweep: bool):
+    """The training pipeline (data -> train -> evaluate -> register), or with `sweep` the sweep
+    (data -> the grid's runs in parallel -> the best registered), with pipeline_parameters."""
+    # One run at a time on one machine: each already uses every core.
+    parallelism = cluster.sweep_parallelism if cluster is not None else 1
     train_and_evaluate = train_and_evaluate_pipeline(cluster)
+    parameters = pipeline_parameters(cluster, sweep)
 
-    @dsl.pipeline(name=PIPELINE_NAME,
-                  description="One DVC data version -> train -> evaluate -> MLflow registry")
-    def training(
-        dataset: str = "fashion-mnist", data_version: str = "", model: str = "resnet18",
-        model_width: int = 0, method: str = "vanilla", preset: str = "", epochs: int = 2,
-        batch_size: int = 100, lr: float = 0.1, seed: int = 0, num_gpus: int = 1,
-        evaluate_gpus: int = 1, subset: int = 0, val_subset: int = 0, val_size: int = 0,
-        chance_margin: float = CHANCE_MARGIN, min_score: float = 0.0,
-        experiment: str = "adautomix", registered_model: str = "", data_remote: str = "s3",
-        workspace: str = workspace_default, test_metrics: List[str] = list(TEST_METRICS),
-        data_cpu_request: str = DATA.cpu_request, data_cpu_limit: str = DATA.cpu_limit,
-        data_memory_request: str = DATA.memory_request, data_memory_limit: str = DATA.memory_limit,
-        train_cpu_request: str = TRAIN.cpu_request, train_cpu_limit: str = TRAIN.cpu_limit,
-        train_memory_request: str = TRAIN.memory_request,
-        train_memory_limit: str = TRAIN.memory_limit,
-        evaluate_cpu_request: str = EVALUATE.cpu_request,
-        evaluate_cpu_limit: str = EVALUATE.cpu_limit,
-        evaluate_memory_request: str = EVALUATE.memory_request,
-        evaluate_memory_limit: str = EVALUATE.memory_limit,
-        register_cpu_request: str = REGISTER.cpu_request,
-        register_cpu_limit: str = REGISTER.cpu_limit,
-        register_memory_request: str = REGISTER.memory_request,
-        register_memory_limit: str = REGISTER.memory_limit,
-    ) -> Registered:
-        materialised = data(dataset=dataset, data_version=data_version, workspace=workspace,
-                            remote=data_remote)
-        evaluated = train_and_evaluate(
-            prepared=materialised.outputs["prepared"], data_version=materialised.outputs["Output"],
-            dataset=dataset, model=model, model_width=model_width, method=method, preset=preset,
-            epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, num_gpus=num_gpus,
-            evaluate_gpus=evaluate_gpus, subset=subset, val_subset=val_subset, val_size=val_size,
-            experiment=experiment, workspace=workspace, test_metrics=test_metrics,
-            pipeline_name=PIPELINE_NAME, train_cpu_request=train_cpu_request,
-            train_cpu_limit=train_cpu_limit, train_memory_request=train_memory_request,
-            train_memory_limit=train_memory_limit, evaluate_cpu_request=evaluate_cpu_request,
-            evaluate_cpu_limit=evaluate_cpu_limit, evaluate_memory_request=evaluate_memory_request,
-            evaluate_memory_limit=evaluate_memory_limit)
-        registered = register(model_uri=evaluated.outputs["model_uri"],
-                              score=evaluated.outputs["score"], metric=evaluated.outputs["metric"],
-                              chance=evaluated.outputs["chance"], dataset=dataset,
-                              data_version=materialised.outputs["Output"],
-                              registered_model=registered_model, chance_margin=chance_margin,
-                              min_score=min_score)
-        return finish(materialised, registered, cluster,
-                      (data_cpu_request, data_cpu_limit, data_memory_request, data_memory_limit),
-                      (register_cpu_request, register_cpu_limit, register_memory_request,
-                       register_memory_limit))
+    def steps(*values) -> Registered:
+        # kfp calls a pipeline function with one channel per parameter, in signature order
+        p = SimpleNamespace(**{parameter.name: value
+                               for parameter, value in zip(parameters, values, strict=True)})
+        materialised = data(dataset=p.dataset, data_version=p.data_version,
+                            workspace=p.workspace, remote=p.data_remote)
+        step_resources = {f"{step}_{field.name}": getattr(p, f"{step}_{field.name}")
+                          for step in ("train", "evaluate")
+                          for field in dataclasses.fields(STEP_RESOURCES[step])}
 
-    return training
+        def trained(overrides):
+            return train_and_evaluate(
+                prepared=materialised.outputs["prepared"],
+                data_version=materialised.outputs["Output"], config=p.config, overrides=overrides,
+                num_gpus=p.num_gpus, evaluate_gpus=p.evaluate_gpus, workspace=p.workspace,
+                test_metrics=p.test_metrics, pipeline_name=name, **step_resources)
+
+        judged = dict(dataset=p.dataset, data_version=materialised.outputs["Output"],
+                      registered_model=p.registered_model, chance_margin=p.chance_margin,
+                      min_score=p.min_score)
+        if sweep:
+            with dsl.ParallelFor(p.grid, parallelism=parallelism) as run:
+                evaluated = trained(run)
+            registered = register_best(
+                **{f"{field}s": dsl.Collected(evaluated.outputs[field])
+                   for field in ("model_uri", "score", "metric", "chance")}, **judged)
+        else:
+            evaluated = trained({})
+            registered = register(**{field: evaluated.outputs[field]
+                                     for field in ("model_uri", "score", "metric", "chance")},
+                                  **judged)
+        if cluster is not None:
+            use_workspace(materialised, cluster)
+            use_s3(materialised, cluster)
+            use_mlflow(registered, cluster)
+            for task, step in ((materialised, "data"), (registered, "register")):
+                use_image(task, cluster)
+                use_resources(task, *(getattr(p, f"{step}_{field.name}")
+                                      for field in dataclasses.fields(STEP_RESOURCES[step])))
+        return Registered(*(registered.outputs[field] for field in Registered._fields))
+
+    steps.__signature__ = inspect.Signature(parameters, return_annotation=Registered)
+    return dsl.pipeline(name=name, description=description)(steps)
+
+
+def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
+    return build_pipeline(cluster, PIPELINE_NAME, "One DVC data version -> train -> evaluate -> "
+                                                  "MLflow registry", sweep=False)

@@ -32,6 +32,32 @@ def test_a_preset_keeps_its_lists_unless_a_flag_overrides_them():
     assert parsed("--preset", "cub200-r18-adautomix", "--crop-scale", "0.3", "1").crop_scale == [0.3, 1.0]
 
 
+def test_every_run_config_field_is_a_train_flag_with_its_help():
+    import dataclasses
+
+    from adautomix.cli import HELP
+    from adautomix.config import RunConfig
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    flags = {option: action.help for action in train._actions for option in action.option_strings}
+    for field in dataclasses.fields(RunConfig):
+        if field.name != "method_args":
+            flag = "--" + field.name.replace("_", "-")
+            assert HELP.get(field.name) and flags[flag].startswith(HELP[field.name]), field.name
+
+
+def test_a_preset_keeps_its_method_options_only_for_its_own_method():
+    from adautomix.presets import get_preset
+
+    recipe = get_preset("cifar100-r18-adautomix")
+    tuned = parsed("--preset", "cifar100-r18-adautomix", "-o", "beta=0.5")
+    assert tuned.method_args == {**recipe.method_args, "beta": 0.5}
+    # another method starts from its own defaults, not from AdAutoMix's options
+    assert parsed("--preset", "cifar100-r18-adautomix", "--method", "mixup").method_args == {}
+    assert parsed("--preset", "cifar100-r18-adautomix", "--method", "mixup",
+                  "-o", "alpha=0.4").method_args == {"alpha": 0.4}
+
+
 # --- bad input: one line, naming the thing and the fix; exit 2 (bad input) or 1 (a failed run) --
 
 def run_cli(capsys, *argv):

@@ -73,3 +73,25 @@ def evaluate_step(run_dir: str | Path, metrics: tuple[str, ...] = TEST_METRICS,
     tracker.finish()
     return Evaluation(results, model_uri, run.run_id, results[metric], metric,
                       results["chance_top1"])
+
+
+def run_link(run_id: str) -> str:
+    """Markdown that names a run's MLflow record, for a pipeline's run page: a link to the run
+    in the MLflow UI when the tracking URI is a server, else the store and how to browse it.
+    No credentials: the link keeps only the server's address, and the rest goes through
+    redact."""
+    from urllib.parse import urlsplit
+
+    from ..redact import redact
+    from ..tracking import connect, tracking_uri
+
+    uri = tracking_uri()
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https"):
+        experiment = connect().get_run(run_id).info.experiment_id
+        server = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        page = f"{server}{parts.path.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
+        return redact(f"[MLflow run {run_id}]({page})\n")
+    store = redact(uri)
+    return (f"MLflow run `{run_id}` in the store `{store}`; browse it with "
+            f"`mlflow ui --backend-store-uri {store}`\n")

@@ -45,7 +45,7 @@ def train_step(checkpoint_root: str | Path, data_version: str, preset: str = "",
 
     import torch
 
-    from ..launch import single_pod_command
+    from ..cluster.launch import single_pod_command
 
     visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if 0 < visible < nproc:

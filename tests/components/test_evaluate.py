@@ -9,6 +9,7 @@ import torch
 from kfp import dsl
 
 from adautomix.engine.saved_run import load_run
+from adautomix.steps import run_link
 from components.evaluate import evaluate
 
 
@@ -17,7 +18,8 @@ def test_the_run_gets_test_metrics_a_confusion_matrix_and_the_trained_model(trai
     run_id, checkpoint = trained
     metrics = dsl.Metrics(name="metrics", uri=str(tmp_path / "metrics"))
     model_uri, score, metric, chance = evaluate.python_func(
-        checkpoint=checkpoint, data_version="v1", test_metrics=["top1", "loss"], metrics=metrics)
+        checkpoint=checkpoint, data_version="v1", test_metrics=["top1", "loss"], metrics=metrics,
+        mlflow_run=dsl.Markdown(name="mlflow_run", uri=str(tmp_path / "mlflow_run")))
     logged = mlflow.get_run(run_id).data
     assert metric == "model_val_top1" and chance == 10.0
     assert score == metrics.metadata["model_val_top1"] == logged.metrics["model_val_top1"]
@@ -50,7 +52,8 @@ def test_robustness_metrics_from_the_pipeline_parameter_reach_the_run(trained, m
     run_id, checkpoint = trained
     metrics = dsl.Metrics(name="metrics", uri=str(tmp_path / "metrics"))
     evaluate.python_func(checkpoint=checkpoint, data_version="v1", metrics=metrics,
-                         test_metrics=["ece", "occlusion:ratios=0+1"])
+                         test_metrics=["ece", "occlusion:ratios=0+1"],
+                         mlflow_run=dsl.Markdown(name="mlflow_run", uri=str(tmp_path / "link")))
     assert {"selected_test_ece_ema", "selected_test_ece_paper_ema",
             "selected_test_occlusion_top1_mean_ema",
             "selected_test_occlusion_top1_r1_ema"} <= set(metrics.metadata)
@@ -59,3 +62,18 @@ def test_robustness_metrics_from_the_pipeline_parameter_reach_the_run(trained, m
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "eval")}
     assert {"eval/reliability.png", "eval/reliability_ema.png", "eval/occlusion_curve.png",
             "eval/occlusion_curve_ema.png"} <= artifacts
+
+
+def test_the_run_page_links_to_the_mlflow_run_without_credentials(trained, mlflow_server,
+                                                                   monkeypatch, tmp_path):
+    run_id, _ = trained
+    experiment = mlflow.MlflowClient(mlflow_server).get_run(run_id).info.experiment_id
+    host = mlflow_server.removeprefix("http://")
+    # a server behind basic auth: the URI carries the credentials, the link must not
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://probe-user:probe-password@{host}/")
+    assert run_link(run_id) == (f"[MLflow run {run_id}]({mlflow_server}/#/experiments/"
+                                f"{experiment}/runs/{run_id})\n")
+    store = "postgresql://mlflow:probe-password@db.example:5432/mlflow"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    link = run_link(run_id)
+    assert run_id in link and "db.example:5432/mlflow" in link and "probe-password" not in link

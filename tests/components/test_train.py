@@ -40,16 +40,16 @@ def test_running_the_step_again_resumes_its_checkpoint_instead_of_training_again
     run_id, first = trained
     workspace, version, dataset = prepared
     again = dsl.Model(name="checkpoint", uri=str(tmp_path / "model"))
-    assert train.python_func(prepared=dataset, data_version=version, experiment="components",
-                             workspace=str(workspace), checkpoint=again, **TRAINING,
-                             **PIPELINE_RUN) == run_id
+    assert train.python_func(prepared=dataset, data_version=version,
+                             config={**TRAINING, "experiment": "components"}, overrides={},
+                             workspace=str(workspace), checkpoint=again, **PIPELINE_RUN) == run_id
     before, after = load_checkpoint(first.path), load_checkpoint(again.path)
     assert after["step"] == before["step"]
     assert all(torch.equal(after["model"][k], v) for k, v in before["model"].items())
 
 
 def test_the_checkpoint_folder_is_keyed_by_what_the_run_computes(tmp_path):
-    config = RunConfig(**{k: v for k, v in TRAINING.items() if k != "preset"})
+    config = RunConfig(**TRAINING)
     key = checkpoint_dir(tmp_path, config, "a" * 32 + ".dir")
     assert key == checkpoint_dir(tmp_path, config.replace(run_name="x", data_root="/mnt/d",
                                                           num_workers=0), "a" * 32 + ".dir")

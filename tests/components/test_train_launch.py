@@ -17,9 +17,10 @@ from tests.components.conftest import PIPELINE_RUN, TRAINING
 def launch(prepared, tmp_path, **changes):
     workspace, version, dataset = prepared
     checkpoint = dsl.Model(name="checkpoint", uri=str(tmp_path / "model"))
-    run_id = train.python_func(prepared=dataset, data_version=version, experiment="launch",
-                               workspace=str(workspace), checkpoint=checkpoint,
-                               **PIPELINE_RUN, **{**TRAINING, "num_gpus": 2, **changes})
+    run_id = train.python_func(prepared=dataset, data_version=version,
+                               config={**TRAINING, "experiment": "launch", **changes},
+                               overrides={}, workspace=str(workspace), checkpoint=checkpoint,
+                               num_gpus=2, **PIPELINE_RUN)
     return run_id, checkpoint
 
 

@@ -19,7 +19,7 @@ DEFAULTS = {"data": ("1", "2", "2Gi", "8Gi"), "train": ("4", "8", "16Gi", "32Gi"
 
 def compiled(tmp_path, *flags: str) -> tuple[dict, dict]:
     path = tmp_path / "pipeline.yaml"
-    assert main(["compile", "-o", str(path), "--workspace", str(PROJECT), "--method", "mixup",
+    assert main(["compile", "--output", str(path), "--workspace", str(PROJECT), "--method", "mixup",
                  *flags]) == 0
     spec, platform = yaml.safe_load_all(path.read_text())
     return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
@@ -95,5 +95,5 @@ def test_no_gpus_means_no_gpu_request_and_no_gpu_toleration(tmp_path):
 ])
 def test_bad_cluster_settings_fail_at_compile_time_and_write_nothing(tmp_path, capsys, flags, message):
     path = tmp_path / "pipeline.yaml"
-    assert main(["compile", "-o", str(path), "--workspace", str(PROJECT), *flags]) == 2
+    assert main(["compile", "--output", str(path), "--workspace", str(PROJECT), *flags]) == 2
     assert message in capsys.readouterr().err and not path.exists()

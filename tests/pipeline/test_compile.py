@@ -3,6 +3,8 @@ values anywhere."""
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 
 import pytest
@@ -23,7 +25,7 @@ def compile_yaml(tmp_path, monkeypatch, *flags: str) -> tuple[str, dict]:
     for name, value in SECRETS.items():     # what a user's shell might hold while compiling
         monkeypatch.setenv(name, value)
     path = tmp_path / "pipeline.yaml"
-    assert main(["compile", "-o", str(path), "--workspace", str(PROJECT), *flags]) == 0
+    assert main(["compile", "--output", str(path), "--workspace", str(PROJECT), *flags]) == 0
     text = path.read_text()
     return text, list(yaml.safe_load_all(text))
 
@@ -49,7 +51,7 @@ def test_the_training_yaml_requests_gpus_and_reads_secrets_by_name_only(tmp_path
     for value in SECRETS.values():
         assert value not in text
     defaults = spec["root"]["inputDefinitions"]["parameters"]
-    assert defaults["method"]["defaultValue"] == "mixup"
+    assert defaults["config"]["defaultValue"]["method"] == "mixup"
     # cached steps are keyed on the concrete data version, never on "whatever data.dvc says"
     assert defaults["data_version"]["defaultValue"] == tracked_version("fashion-mnist", PROJECT)
     assert spec["root"]["dag"]["tasks"]["data"]["cachingOptions"]["enableCache"]
@@ -65,7 +67,8 @@ def test_the_sweep_yaml_fans_out_over_the_grid_and_registers_the_best(tmp_path, 
     loop = next(t for t in tasks.values() if "parameterIterator" in t)
     assert loop["iteratorPolicy"]["parallelismLimit"] == 2
     grid = spec["root"]["inputDefinitions"]["parameters"]["grid"]["defaultValue"]
-    assert grid == [{"method": m, "seed": s} for m in ("mixup", "cutmix") for s in (0, 1)]
+    assert [(run["method"], run["seed"]) for run in grid] \
+        == [(m, s) for m in ("mixup", "cutmix") for s in (0, 1)]
     assert "register-best" in tasks
     for value in SECRETS.values():
         assert value not in text
@@ -78,12 +81,18 @@ def test_the_sweep_yaml_fans_out_over_the_grid_and_registers_the_best(tmp_path, 
     (["--data-version", "latest"], "not a DVC hash"),
     (["--num-gpus", "-1"], "num_gpus must be >= 0"),
     (["--sweep", "--seeds", "0"], "at least one method"),
+    (["--sweep", "--methods", "mixup", "--seeds", "0,x"],
+     "--seeds takes comma-separated integers, e.g. 0,1,2; got '0,x'"),
+    (["--method", "mixup", "-o", "alpha=-1"], "alpha"),
+    (["--method", "mixup", "-o", "beta=0.3"], "method 'mixup' has no option(s) ['beta']"),
+    (["-o", "pipeline.yaml"], "-o takes a method option KEY=VALUE, got 'pipeline.yaml'; the YAML file is --output FILE"),
     (["--test-metrics", "top1,nonsense"], "unknown metric 'nonsense'; valid: top1"),
 ])
 def test_bad_parameters_fail_at_compile_time_and_write_nothing(tmp_path, capsys, flags, message):
     path = tmp_path / "pipeline.yaml"
-    assert main(["compile", "-o", str(path), "--workspace", str(PROJECT), *flags]) == 2
-    assert message in capsys.readouterr().err and not path.exists()
+    assert main(["compile", "--output", str(path), "--workspace", str(PROJECT), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not path.exists()
 
 
 def test_run_without_local_points_to_submit(capsys):
@@ -97,9 +106,12 @@ def test_the_preset_fills_the_parameters_the_user_left_out():
     arguments = training_arguments(preset="cifar100-r18-adautomix", epochs=3,
                                    data_version="c" * 32, project=PROJECT)
     recipe = get_preset("cifar100-r18-adautomix")
-    assert arguments["epochs"] == 3 and arguments["data_version"] == "c" * 32 + ".dir"
-    assert (arguments["method"], arguments["model"], arguments["lr"], arguments["batch_size"]) \
-        == (recipe.method, recipe.model, recipe.lr, recipe.batch_size)
+    config = arguments["config"]
+    assert config["epochs"] == 3 and arguments["data_version"] == "c" * 32 + ".dir"
+    assert (config["method"], config["model"], config["lr"], config["batch_size"],
+            config["method_args"]) \
+        == (recipe.method, recipe.model, recipe.lr, recipe.batch_size, recipe.method_args)
+    assert arguments["dataset"] == recipe.dataset
     assert arguments["registered_model"] == "adautomix-cifar100"
 
 
@@ -124,3 +136,116 @@ def test_the_robustness_metrics_are_a_pipeline_parameter(tmp_path, monkeypatch):
     _, (spec, _) = compile_yaml(tmp_path, monkeypatch, "--test-metrics", metrics)
     defaults = spec["root"]["inputDefinitions"]["parameters"]
     assert defaults["test_metrics"]["defaultValue"] == metrics.split(",")
+
+
+def test_the_pipeline_takes_every_run_flag_of_adautomix_train(tmp_path, monkeypatch):
+    from adautomix.cli import build_parser, config_from_args
+
+    flags = ["--preset", "cifar100-r18-adautomix", "--optimizer", "adamw", "--lr", "0.2",
+             "--train-crop", "rrc", "--crop-scale", "0.5", "1", "--no-ema-warmup",
+             "--normalize-mean", "0.5", "0.5", "0.5", "--normalize-std", "0.2", "0.2", "0.2",
+             "-o", "mix_samples=2", "-o", "beta=0.5", "--label-smoothing", "0.1",
+             "--data-version", "c" * 32]
+    _, (spec, _) = compile_yaml(tmp_path, monkeypatch, *flags)
+    defaults = spec["root"]["inputDefinitions"]["parameters"]
+    trained = config_from_args(build_parser().parse_args(["train", *flags[:-2]])).to_dict()
+    assert trained["method_args"]["mix_samples"] == 2 and trained["optimizer"] == "adamw"
+    compiled = {**defaults["config"]["defaultValue"], "dataset": defaults["dataset"]["defaultValue"]}
+    # what the steps decide stays out; every other field is the one `adautomix train` would use
+    assert compiled == {k: v for k, v in trained.items()
+                        if k not in ("output_dir", "data_root", "run_name")}
+    train = spec["components"]["comp-adautomix-train-and-evaluate"]["dag"]["tasks"]["train"]
+    assert train["inputs"]["parameters"]["config"]["componentInputParameter"] == "config"
+
+
+def test_a_hand_edited_config_is_checked_as_a_run_config_before_compiling(tmp_path):
+    from pipeline.run import compile_pipeline
+
+    arguments = training_arguments(project=PROJECT, method="mixup")
+    path = tmp_path / "pipeline.yaml"
+    for change, message in ((dict(epochs=-1), "epochs must be > 0"),
+                            (dict(optimiser="adamw"), "unknown config field(s) ['optimiser']"),
+                            (dict(output_dir="/tmp/x"), "leave them out of config")):
+        edited = {**arguments, "config": {**arguments["config"], **change}}
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            compile_pipeline(path, edited)
+    assert not path.exists()
+
+
+# Run in a copy of the code whose RunConfig has one field more, and nothing else changed: the
+# field is a flag of `python -m pipeline`, a value of the compiled pipeline's `config`, and the
+# train component's run configuration. (The engine's training, which would only carry the field
+# along, is replaced by its preparation: the component's own code runs as it is.)
+NEW_FIELD_PROBE = """
+import json, sys, types
+import yaml
+import adautomix.steps
+from pipeline.cli import main
+from components.train import train
+from kfp import dsl
+
+out, project, workspace = sys.argv[1:4]
+assert main(["compile", "--output", out, "--workspace", project, "--method", "mixup",
+             "--added-in-test", "7"]) == 0
+spec = next(yaml.safe_load_all(open(out)))
+config = spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"]
+
+def prepared_only(nproc, **arguments):
+    run = adautomix.steps.prepare_run(**arguments)
+    return types.SimpleNamespace(output_dir=run.output_dir, run_id="probe", metrics={})
+
+adautomix.steps.train_step = prepared_only
+checkpoint = dsl.Model(name="checkpoint", uri=workspace + "/checkpoint")
+prepared = dsl.Dataset(name="prepared", uri=workspace + "/prepared",
+                       metadata={"dataset": "fashion-mnist", "data_root": workspace + "/data"})
+train.python_func(prepared=prepared, data_version="a" * 32 + ".dir", config=config,
+                  overrides={}, workspace=workspace, pipeline_name="p", pipeline_run_id="r",
+                  pipeline_run_name="n", checkpoint=checkpoint)
+saved = json.load(open(checkpoint.path + "/config.json"))
+print(json.dumps({"compiled": config["added_in_test"], "trained": saved["added_in_test"]}))
+"""
+
+
+def test_a_field_added_to_run_config_alone_reaches_the_compiled_pipeline_and_the_component(
+        tmp_path):
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    copy = tmp_path / "code"
+    for folder in ("adautomix", "components", "pipeline"):
+        shutil.copytree(PROJECT / folder, copy / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "docker").mkdir()
+    shutil.copy(PROJECT / "docker" / "IMAGE", copy / "docker" / "IMAGE")
+    config_py = copy / "adautomix" / "config.py"
+    marker = "\n    def __post_init__(self) -> None:"
+    assert marker in config_py.read_text()
+    config_py.write_text(config_py.read_text().replace(
+        marker, "\n    added_in_test: int = 0" + marker, 1))
+    done = subprocess.run(
+        [sys.executable, "-c", NEW_FIELD_PROBE, str(tmp_path / "p.yaml"), str(PROJECT),
+         str(tmp_path / "workspace")], cwd=copy, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(copy)}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == {"compiled": 7, "trained": 7}
+
+
+def test_a_saved_config_is_a_pipeline_run_with_the_flags_on_top(tmp_path, monkeypatch):
+    from adautomix.presets import get_preset
+
+    recipe = get_preset("cifar100-r18-adautomix")
+    saved = tmp_path / "config.json"
+    recipe.save(saved)
+    _, (spec, _) = compile_yaml(tmp_path, monkeypatch, "--config", str(saved), "--epochs", "3",
+                                "-o", "beta=0.5", "--data-version", "c" * 32)
+    config = spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"]
+    expected = recipe.replace(epochs=3, method_args={**recipe.method_args, "beta": 0.5})
+    assert config == {k: v for k, v in expected.to_dict().items()
+                      if k not in ("dataset", "output_dir", "data_root", "run_name")}
+    # a sweep over it: its method keeps the saved options, another starts from its own
+    _, (spec, _) = compile_yaml(tmp_path, monkeypatch, "--config", str(saved), "--sweep",
+                                "--methods", "mixup,adautomix", "--data-version", "c" * 32)
+    grid = spec["root"]["inputDefinitions"]["parameters"]["grid"]["defaultValue"]
+    assert [run["method_args"] for run in grid] == [{}, recipe.method_args]

@@ -95,6 +95,11 @@ def test_killed_mid_training_the_rerun_resumes_and_registers_the_trained_model(
     assert f"registered model {name} version {version.version}" in out
     assert "challenger, champion" in out and mlflow_http in out and "MLflow UI" in out
     assert version.tags["metric"] == "model_val_top1" and version.tags["gate"] == "passed"
+    # the run page's link to the MLflow run: the evaluate step's Markdown output
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    (link,) = (workspace / "runs" / "pipeline").rglob("mlflow_run")
+    assert link.read_text() == (f"[MLflow run {final['run_id']}]({mlflow_http}/#/experiments/"
+                                f"{experiment_id}/runs/{final['run_id']})\n")
     served = mlflow.pytorch.load_model(f"models:/{name}@champion")
     trained = load_run(folder, device="cpu")
     images = torch.rand(4, 1, 28, 28)                   # raw [0, 1]: the served model normalises

@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 from kfp import dsl
 
-from adautomix.clusterjob import node_settings
+from adautomix.cluster.job import node_settings
 from adautomix.config import ConfigError
-from adautomix.launch import pytorchjob_node_command
-from adautomix.pytorchjob import PyTorchJobError, as_dict, pytorchjob_manifest, run_pytorchjob
+from adautomix.cluster.launch import pytorchjob_node_command
+from adautomix.cluster.pytorchjob import PyTorchJobError, as_dict, pytorchjob_manifest, run_pytorchjob
 from pipeline.cli import main
 from tests.pipeline.test_scale_out import compiled, inner_tasks
 from tests.pipeline.test_trainjob import (OUT, PROJECT, SECRET_ENV, TASK_CONFIG,
@@ -214,7 +214,7 @@ def test_the_default_trainer_is_trainjob(tmp_path):
 
 def test_an_unknown_trainer_fails_on_the_command_line_and_writes_nothing(tmp_path, capsys):
     path = tmp_path / "pipeline.yaml"
-    assert main(["compile", "-o", str(path), "--workspace", str(PROJECT), "--num-nodes", "2",
+    assert main(["compile", "--output", str(path), "--workspace", str(PROJECT), "--num-nodes", "2",
                  "--trainer", "mpijob"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "trainer 'mpijob' is not one of trainjob, pytorchjob" in err[0]

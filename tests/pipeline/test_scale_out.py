@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from adautomix.config import ConfigError
-from adautomix.launch import single_pod_command
+from adautomix.cluster.launch import single_pod_command
 from components import BASE_IMAGE
 from pipeline.cluster import ClusterSettings
 from pipeline.cli import main
@@ -19,7 +19,7 @@ from tests.pipeline.test_trainjob import PROJECT
 def compiled(tmp_path, *flags: str):
     """The training pipeline compiled through the command line, as a user would."""
     path = tmp_path / "pipeline.yaml"
-    assert main(["compile", "-o", str(path), "--workspace", str(PROJECT), "--method", "mixup",
+    assert main(["compile", "--output", str(path), "--workspace", str(PROJECT), "--method", "mixup",
                  *flags]) == 0
     spec, platform = yaml.safe_load_all(path.read_text())
     return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
@@ -88,13 +88,13 @@ def test_two_nodes_train_through_a_trainjob_step_with_the_single_pod_settings(tm
     assert {s["secretName"] for s in step["secretAsEnv"]} == {"adautomix-mlflow"}
     assert step["nodeSelector"]["labels"] == {"gpu": "a100"}
     assert step["tolerations"][0]["key"] == "nvidia.com/gpu"
-    # ...and /dev/shm is the TrainJob's own (adautomix.trainjob), not the waiting pod's
+    # ...and /dev/shm is the TrainJob's own (adautomix.cluster.trainjob), not the waiting pod's
     assert "emptyDirMounts" not in step
 
 
 def test_a_sweep_on_two_nodes_trains_every_run_through_a_trainjob(tmp_path):
     path = tmp_path / "sweep.yaml"
-    assert main(["compile", "-o", str(path), "--workspace", str(PROJECT), "--sweep",
+    assert main(["compile", "--output", str(path), "--workspace", str(PROJECT), "--sweep",
                  "--methods", "mixup,cutmix", "--num-gpus", "2", "--num-nodes", "2"]) == 0
     spec, _ = yaml.safe_load_all(path.read_text())
     assert set(inner_tasks(spec)) == {"train-job", "evaluate"}
@@ -108,7 +108,7 @@ def test_cluster_sizes_are_checked(values):
 
 def test_a_bad_node_count_fails_on_the_command_line_and_writes_nothing(tmp_path, capsys):
     path = tmp_path / "pipeline.yaml"
-    assert main(["compile", "-o", str(path), "--workspace", str(PROJECT), "--num-nodes", "0"]) == 2
+    assert main(["compile", "--output", str(path), "--workspace", str(PROJECT), "--num-nodes", "0"]) == 2
     assert "num_nodes must be >= 1, got 0" in capsys.readouterr().err and not path.exists()
 
 
@@ -119,4 +119,5 @@ def test_a_batch_that_does_not_split_over_the_processes_fails_at_compile_time(nu
         training_arguments(project=PROJECT, method="mixup", batch_size=processes * 8 + 1,
                            num_gpus=num_gpus, num_nodes=num_nodes)
     assert training_arguments(project=PROJECT, method="mixup", batch_size=processes * 8,
-                              num_gpus=num_gpus, num_nodes=num_nodes)["batch_size"] == processes * 8
+                              num_gpus=num_gpus, num_nodes=num_nodes)["config"]["batch_size"] \
+        == processes * 8

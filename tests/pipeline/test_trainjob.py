@@ -14,8 +14,8 @@ import pytest
 import yaml
 from kfp import dsl
 
-from adautomix.launch import trainer_node_command
-from adautomix.trainjob import (TrainJobError, job_name, node_settings, run_trainjob,
+from adautomix.cluster.launch import trainer_node_command
+from adautomix.cluster.trainjob import (TrainJobError, job_name, node_settings, run_trainjob,
                                 trainjob_manifest)
 
 PROJECT = Path(__file__).resolve().parents[2]

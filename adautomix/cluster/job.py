@@ -1,6 +1,6 @@
 """What training on several nodes shares whichever Kubernetes operator runs the nodes (Kubeflow
-Trainer's TrainJob, adautomix/trainjob.py, or the older training operator's PyTorchJob,
-adautomix/pytorchjob.py): the nodes' pod settings from the step's dsl.TaskConfig and their checks,
+Trainer's TrainJob, adautomix/cluster/trainjob.py, or the older training operator's PyTorchJob,
+adautomix/cluster/pytorchjob.py): the nodes' pod settings from the step's dsl.TaskConfig and their checks,
 the in-cluster API client, and the life of the job through the Kubernetes API (is its API served,
 create, wait, fail with the job's own reason, delete a job that never runs).
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Callable
 
-from .errors import RunFailure
+from ..errors import RunFailure
 
 # NCCL and DataLoader workers pass tensors through /dev/shm; a container's default is 64 MiB.
 SHM_VOLUME = {"name": "dshm", "emptyDir": {"medium": "Memory"}}

@@ -1,13 +1,13 @@
 """Training on several nodes, through whichever operator the cluster runs: Kubeflow Trainer's
-TrainJob (adautomix/trainjob.py, the default) or the older training operator's PyTorchJob
-(adautomix/pytorchjob.py). The train_job component calls `train_on_nodes`; both jobs get the same
+TrainJob (adautomix/cluster/trainjob.py, the default) or the older training operator's PyTorchJob
+(adautomix/cluster/pytorchjob.py). The train_job component calls `train_on_nodes`; both jobs get the same
 pod settings and end in the same checkpoint folder, so what follows does not care which ran."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .config import ConfigError
+from ..config import ConfigError
 
 TRAINERS = ("trainjob", "pytorchjob")
 
@@ -26,7 +26,7 @@ def train_on_nodes(trainer: str, config_path: str, image: str, num_nodes: int, g
     """Create the job of `trainer` for the config saved at `config_path`, in this pod's namespace,
     and wait for it to finish; returns the job's name. `runtime` is the TrainJob's
     ClusterTrainingRuntime (a PyTorchJob has none)."""
-    from .clusterjob import in_cluster_client, job_name, node_settings
+    from .job import in_cluster_client, job_name, node_settings
     from .launch import pytorchjob_node_command, trainer_node_command
 
     node, name = node_settings(task_config), job_name()

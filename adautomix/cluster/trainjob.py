@@ -21,18 +21,18 @@ condition's reason and message), a job that gets no running node within `schedul
 (deleted, so it does not start later). The checkpoints live on the shared volume, so whatever
 happens the last one stays for the re-run to resume from.
 
-What both operators' jobs share (the pod settings, the checks, the wait) is adautomix/clusterjob.py;
-the older training operator's PyTorchJob is adautomix/pytorchjob.py.
+What both operators' jobs share (the pod settings, the checks, the wait) is adautomix/cluster/job.py;
+the older training operator's PyTorchJob is adautomix/cluster/pytorchjob.py.
 (No torch import here; kubernetes and kubeflow_trainer_api are imported where they are used.)"""
 
 from __future__ import annotations
 
 from typing import Callable
 
-from .clusterjob import (JobKind, NodeSettings, Progress, api_reason, gpu_summary,
+from .job import (JobKind, NodeSettings, Progress, api_reason, gpu_summary,
                          in_cluster_client, job_name, node_pod_parts, node_settings, run_job,
                          true_conditions)
-from .errors import RunFailure
+from ..errors import RunFailure
 
 __all__ = ["TrainJobError", "NodeSettings", "node_settings", "job_name", "in_cluster_client",
            "trainjob_manifest", "run_trainjob"]

@@ -9,7 +9,7 @@ each a pod template whose container must be called `pytorch` (the operator looks
 name to add its port and environment), `spec.nprocPerNode` (a string in the CRD) is the processes
 per node and `spec.runPolicy` says what happens on failure. The pod templates are the kubernetes
 client's typed models (the SDK's models use them), filled from the same dsl.TaskConfig settings the
-TrainJob gets (adautomix/clusterjob.py): GPUs, environment from secrets, the workspace volume,
+TrainJob gets (adautomix/cluster/job.py): GPUs, environment from secrets, the workspace volume,
 /dev/shm, node selector, affinity, tolerations.
 
 A pod that fails fails the job (restartPolicy Never, backoffLimit 0) rather than restarting in
@@ -18,7 +18,7 @@ that resumes from the checkpoint, as with a TrainJob. Pods still running when th
 deleted (cleanPodPolicy Running), so a failed job frees its GPUs; finished pods stay for their logs.
 
 The operator sets WORLD_SIZE, RANK, PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK, MASTER_ADDR and
-MASTER_PORT in every replica; the command (adautomix.launch.pytorchjob_node_command) is torchrun
+MASTER_PORT in every replica; the command (adautomix.cluster.launch.pytorchjob_node_command) is torchrun
 told where the master is, and torchrun gives each process the RANK, WORLD_SIZE and LOCAL_RANK
 adautomix/engine/distributed.py reads. (No torch import here; kubernetes and kubeflow.training
 are imported where they are used.)"""
@@ -28,9 +28,9 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from .clusterjob import (JobKind, NodeSettings, Progress, gpu_summary, node_pod_parts, run_job,
+from .job import (JobKind, NodeSettings, Progress, gpu_summary, node_pod_parts, run_job,
                          true_conditions)
-from .errors import RunFailure
+from ..errors import RunFailure
 
 GROUP, VERSION, PYTORCHJOBS = "kubeflow.org", "v1", "pytorchjobs"
 # The operator finds the training container by this name (it adds the port and environment).
