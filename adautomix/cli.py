@@ -62,7 +62,9 @@ HELP = {
     "label_smoothing": "label smoothing of the targets",
     "ema_decay": "decay of the EMA network evaluated every epoch (0 disables; AdAutoMix/AutoMix use their own teacher)",
     "ema_warmup": "warm the EMA's decay up as min(ema_decay, (1 + step) / (10 + step)), so a short run's EMA is not its random init",
-    "amp": "mixed precision on CUDA",
+    "precision": "fp32 (the paper's), bf16 (autocast; CPU or CUDA) or fp16 (autocast and loss "
+                 "scaling; CUDA only)",
+    "eval_batch_size": "images per evaluation batch (0 = batch_size); larger is faster",
     "channels_last": "NHWC memory format for the networks (faster convolutions on CPU and GPU)",
     "sync_bn": "under torchrun: BatchNorm statistics over the whole global batch (SyncBatchNorm; CUDA only)",
     "seed": "random seed",
@@ -81,8 +83,8 @@ HELP = {
 
 def add_run_flags(parser: argparse.ArgumentParser, leave_out: tuple[str, ...] = ()) -> None:
     """A flag for every RunConfig field but those in `leave_out` (`--batch-size 64`, lists as
-    `--crop-scale 0.5 1`, booleans as `--amp/--no-amp`), with its help from HELP, and `-o
-    KEY=VALUE` for the method's options: `adautomix train`'s flags, and the pipeline's."""
+    `--crop-scale 0.5 1`, booleans as `--progress/--no-progress`), with its help from HELP, and
+    `-o KEY=VALUE` for the method's options: `adautomix train`'s flags, and the pipeline's."""
     group = parser.add_argument_group("run configuration (defaults in brackets)")
     defaults = RunConfig()
     for f in dataclasses.fields(RunConfig):

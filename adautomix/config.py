@@ -36,6 +36,7 @@ MIX_BLOCK_METHODS = ("automix", "adautomix")
 EVAL_METRICS = ("top1", "top5", "loss", "ece", "fgsm", "corruption", "occlusion")
 OPTIMIZERS = ("sgd", "adamw")
 LOADERS = ("auto", "torch", "memory", "dali")
+PRECISIONS = ("fp32", "bf16", "fp16")   # adautomix/precision.py
 DEVICES = ("auto", "cpu", "cuda")
 TRAIN_CROPS = ("auto", "pad", "flip", "rrc")
 INTERPOLATIONS = ("bilinear", "bicubic")
@@ -51,7 +52,7 @@ class ConfigError(InputError):
 # Every other field changes what is computed, so a resume under a different value is refused.
 # (A longer run's cosine schedule is stretched from the resume on; the change is logged.)
 RESUMABLE_FIELDS = ("epochs", "output_dir", "data_root", "run_name", "progress", "num_workers",
-                    "log_images_every", "device", "nonfinite_loss_limit")
+                    "log_images_every", "device", "nonfinite_loss_limit", "eval_batch_size")
 SEED_RANGE = 2 ** 32             # numpy's seeds are 32-bit
 
 
@@ -82,6 +83,9 @@ class RunConfig:
     val_size: int = 0
     loader: str = "auto"
     num_workers: int = 2
+    # images per evaluation batch (under torchrun: over all processes); 0: batch_size. Larger
+    # batches only make evaluation faster (no autograd, eval-mode BatchNorm)
+    eval_batch_size: int = 0
     # augmentation (adautomix/data/augment.py says what each loader does with these)
     image_size: int = 0              # 0: the dataset's native size for arrays, 224 for folders
     train_crop: str = "auto"         # pad: reflect-padded random crop; flip: no crop, a flip
@@ -115,7 +119,9 @@ class RunConfig:
     label_smoothing: float = 0.0
     ema_decay: float = 0.999         # EMA of the online weights, evaluated every epoch; 0 disables
     ema_warmup: bool = True          # decay min(ema_decay, (1 + t) / (10 + t)) at step t
-    amp: bool = False                # autocast + GradScaler, CUDA only
+    # autocast of the training step's and evaluation's forward passes: fp32 (none, as the
+    # paper trained), bf16, or fp16 with loss scaling (CUDA only); adautomix/precision.py
+    precision: str = "fp32"
     # NHWC convolution weights and activations: faster on CPUs (oneDNN) and on tensor cores
     channels_last: bool = True
     # Distributed runs (torchrun): BatchNorm computes its batch statistics over every rank's
@@ -143,6 +149,10 @@ class RunConfig:
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("loader", self.loader, LOADERS)
         _one_of("device", self.device, DEVICES)
+        _one_of("precision", self.precision, PRECISIONS)
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ConfigError("precision fp16 needs a CUDA device; use --precision bf16 or fp32 "
+                              "on the CPU")
         self._check_augmentation()
         _one_of("lr_schedule_by", self.lr_schedule_by, ("epoch", "step"))
         if not isinstance(self.method_args, dict):
@@ -154,6 +164,7 @@ class RunConfig:
                 raise ConfigError(f"{name} must be > 0, got {value}")
         non_negative = {
             "subset": self.subset, "val_subset": self.val_subset, "val_size": self.val_size,
+            "eval_batch_size": self.eval_batch_size,
             "model_width": self.model_width, "num_workers": self.num_workers,
             "min_lr": self.min_lr, "warmup_epochs": self.warmup_epochs,
             "weight_decay": self.weight_decay, "log_images_every": self.log_images_every,
@@ -245,6 +256,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        values = _upgraded(values)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -270,6 +282,18 @@ class RunConfig:
 
 _TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
                "list": "a list of numbers", "dict": "a dict of method options"}
+
+
+def _upgraded(values: dict[str, Any]) -> dict[str, Any]:
+    """A config written before `precision` replaced `amp` (fp16 autocast on CUDA), as today's:
+    the run folders and checkpoints of such runs load and resume as they trained."""
+    if "amp" not in values:
+        return values
+    values = dict(values)
+    amp = values.pop("amp")
+    if amp is True and "precision" not in values:
+        values["precision"] = "fp16"
+    return values
 
 
 def _is_number(value: Any) -> bool:
@@ -305,7 +329,8 @@ def resume_changes(saved: dict[str, Any], new: "RunConfig") -> tuple[dict, dict]
     a resume may make (RESUMABLE_FIELDS) and those it may not: {field: (saved, new)} each."""
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     # A field added since the checkpoint was written takes its default there.
-    saved = RunConfig.from_dict({k: v for k, v in saved.items() if k in fields}).to_dict()
+    saved = RunConfig.from_dict({k: v for k, v in _upgraded(saved).items()
+                                 if k in fields}).to_dict()
     changed = {k: (saved[k], v) for k, v in new.to_dict().items() if saved[k] != v}
     allowed = {k: c for k, c in changed.items() if k in RESUMABLE_FIELDS}
     refused = {k: c for k, c in changed.items() if k not in RESUMABLE_FIELDS}

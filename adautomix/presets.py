@@ -91,7 +91,7 @@ PRESETS: dict[str, RunConfig] = {preset.run_name: preset for preset in [
             model="resnet18"),
     # Official mix-block lr 0.1 with its own cosine to 1e-3; fp16 as in the official run.
     _recipe("tiny-imagenet-rx50-adautomix", TINY_IMAGENET, "adautomix", {**ADAUTOMIX, "beta": 0.4},
-            model="resnext50", min_lr=0.05, mix_block_min_lr=1e-3, amp=True),
+            model="resnext50", min_lr=0.05, mix_block_min_lr=1e-3, precision="fp16"),
     # Official batch 4×64 on four GPUs; mix block lr 0.1 with its own cosine to 1e-3.
     _recipe("imagenet-r18-adautomix", IMAGENET, "adautomix", IMAGENET_ADAUTOMIX,
             model="tv_resnet18"),

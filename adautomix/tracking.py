@@ -218,10 +218,13 @@ def setup_params(method_options: dict[str, Any], recipe: dict[str, Any]) -> dict
 
 
 class Tracker:
-    """One MLflow run. `Tracker(config, run_id=...)` resumes that run instead of starting one."""
+    """One MLflow run. `Tracker(config, run_id=...)` resumes that run instead of starting one.
+    `system_metrics`: MLflow samples CPU, memory and (through nvidia-ml-py) GPU utilisation and
+    memory as system/* metrics while the run is open; False leaves it to MLflow's own setting
+    (MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING)."""
 
     def __init__(self, config: RunConfig, data_hash: str, run_id: str | None = None,
-                 extra_tags: dict[str, str] | None = None):
+                 extra_tags: dict[str, str] | None = None, system_metrics: bool = False):
         self.uri = tracking_uri()
         self.client = connect(self.uri)
         experiment = self.client.get_experiment_by_name(config.experiment)
@@ -238,7 +241,7 @@ class Tracker:
             # what the run was before this resumed it: a later evaluation must not turn a
             # FAILED or KILLED training into a FINISHED one
             self.previous_status = self.client.get_run(run_id).info.status
-            self.run = mlflow.start_run(run_id=run_id)
+            self.run = mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics or None)
             log.info("resumed MLflow run %s", run_id)
             return
         commit = git_commit()
@@ -250,7 +253,7 @@ class Tracker:
             **(extra_tags or {}),
         }
         self.run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name(config),
-                                    tags=tags)
+                                    tags=tags, log_system_metrics=system_metrics or None)
         mlflow.log_params(config.flat())
         mlflow.log_dict(config.to_dict(), "config.json")
 

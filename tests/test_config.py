@@ -77,6 +77,10 @@ def test_non_finite_numbers_are_refused(field, value):
     ({"normalize_mean": [1.5], "normalize_std": [0.5]}, "normalize_mean"),
     ({"crop_scale": [NAN, 1.0], "train_crop": "rrc"}, "crop_scale"),
     ({"method_args": {"alpha": NAN}}, "method option alpha must be finite"),
+    ({"precision": "fp8"}, "unknown precision 'fp8'; valid: fp32, bf16, fp16"),
+    ({"precision": "fp16", "device": "cpu"}, "precision fp16 needs a CUDA device; use "
+                                              "--precision bf16 or fp32"),
+    ({"eval_batch_size": -1}, "eval_batch_size must be >= 0"),
 ])
 def test_out_of_range_values_are_refused(changes, fragment):
     with pytest.raises(ConfigError, match=fragment):
@@ -87,8 +91,8 @@ def test_out_of_range_values_are_refused(changes, fragment):
     ({"lr": "abc"}, r"lr must be a number, got 'abc' \(str\)"),
     ({"epochs": 2.5}, "epochs must be an integer"),
     ({"epochs": True}, "epochs must be an integer"),
-    ({"amp": "no"}, "amp must be true or false"),
-    ({"amp": 1}, "amp must be true or false"),
+    ({"channels_last": "no"}, "channels_last must be true or false"),
+    ({"channels_last": 1}, "channels_last must be true or false"),
     ({"dataset": 3}, "dataset must be a string"),
     ({"crop_scale": ["a", 1]}, "crop_scale must be a list of numbers"),
     ({"method_args": [1]}, "method_args must be a dict"),
@@ -113,3 +117,15 @@ def test_resume_changes_split_allowed_from_refused():
     assert allowed == {"epochs": (2, 4), "num_workers": (2, 0), "progress": (True, False)}
     assert refused == {"method": ("mixup", "cutmix"), "lr": (0.1, 0.2)}
     assert resume_changes(saved, RunConfig(method="mixup", epochs=2)) == ({}, {})
+
+
+def test_a_config_written_with_amp_loads_as_the_precision_it_trained_in(tmp_path):
+    """`precision` replaced `amp` (fp16 autocast on CUDA): old run folders still load, and a
+    checkpoint written under amp resumes with the precision it trained in and no other change."""
+    old = RunConfig().to_dict()
+    del old["precision"]
+    assert RunConfig.from_dict({**old, "amp": True}).precision == "fp16"
+    assert RunConfig.from_dict({**old, "amp": False}).precision == "fp32"
+    assert resume_changes({**old, "amp": True}, RunConfig(precision="fp16")) == ({}, {})
+    assert resume_changes({**old, "amp": False}, RunConfig(precision="bf16")) == (
+        {}, {"precision": ("fp32", "bf16")})

@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from ..config import ConfigError
+from ..optional import missing, require
 from .adautomix import AdAutoMix
 from .automix import AutoMix
 from .base import InputMixMethod, Method, Vanilla, soft_cross_entropy, soft_targets
@@ -40,6 +41,9 @@ METHOD_CLASSES: dict[str, type[Method]] = {
     "automix": AutoMix,
     "adautomix": AdAutoMix,
 }
+
+# Methods that need an optional package (adautomix/optional.py), checked when one is created.
+REQUIRED_MODULES = {"puzzlemix": "gco", "saliencymix": "cv2"}
 
 
 # How a boolean option may be spelled on the command line (`-o is_random=no`).
@@ -121,6 +125,8 @@ def resolved_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
 def create_method(name: str, model: nn.Module, num_classes: int, label_smoothing: float = 0.0,
                   **options: Any) -> Method:
     options = resolve_options(name, options)
+    if name in REQUIRED_MODULES:
+        require(REQUIRED_MODULES[name], f"method {name!r}")
     if name in INPUT_MIXERS:
         fn, defaults = INPUT_MIXERS[name]
         if not options.get("alpha", 1.0) > 0:   # Beta(α, α) has no α <= 0
@@ -142,6 +148,11 @@ def available_methods() -> list[str]:
     return sorted({*INPUT_MIXERS, *METHOD_CLASSES})
 
 
+def unavailable_reason(name: str) -> str | None:
+    """Why method `name` cannot run here (an optional package it needs is missing), or None."""
+    return missing(REQUIRED_MODULES[name], f"method {name!r}") if name in REQUIRED_MODULES else None
+
+
 __all__ = ["Method", "InputMixMethod", "create_method", "resolve_options", "available_methods", "method_defaults",
-           "resolved_options",
+           "resolved_options", "unavailable_reason",
            "soft_cross_entropy", "soft_targets"]
