@@ -1,7 +1,9 @@
 """The engine's epoch at CIFAR size, timed by part, as `adautomix train` runs it: setup, one
 training epoch (train_one_epoch), the epoch's evaluation, logging and checkpoint
 (evaluate_and_log), and within that, the 10,000-image test split of the online and EMA networks
-(evaluate_split) and of one network alone (evaluate). Timings wait for the device.
+(evaluate_split) and of one network alone (evaluate). Timings wait for the device. On a GPU, the
+mean GPU utilisation over the run (MLflow's system metrics, sampled every second from setup to
+the end) is printed too.
 
 The data is CIFAR-10's pickle layout written from random bytes (no CIFAR is reachable offline;
 pixel values do not change the cost), prepared once; MLflow writes to a scratch store (SQLite, or
@@ -17,9 +19,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import pickle
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -77,7 +81,13 @@ def one_epoch(config) -> dict[str, float]:
                                               precision=config.precision), device)
         finally:
             run.tracker.finish()
-    return {"setup_s": setup_s, "train_s": train_s, "images_per_s": metrics["images_per_sec"],
+        utilisation = math.nan
+        if device.type == "cuda":
+            from mlflow import MlflowClient
+            history = MlflowClient().get_metric_history(run.tracker.run_id,
+                                                         "system/gpu_0_utilization_percentage")
+            utilisation = statistics.mean(m.value for m in history) if history else math.nan
+    return {"gpu_utilisation_percent": utilisation, "setup_s": setup_s, "train_s": train_s, "images_per_s": metrics["images_per_sec"],
             "epoch_end_s": epoch_end_s, "test_online_and_ema_s": test_s,
             "test_one_network_s": one_s, "train_loss": metrics["train_loss"]}
 
@@ -112,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     else:   # mlflow-skinny: no SQL store
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         os.environ.setdefault("MLFLOW_TRACKING_URI", (scratch / "mlruns").as_uri())
+    os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+    os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
     figures = []
     try:
         started = time.perf_counter()
@@ -120,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.train_images:,} + {args.test_images:,} CIFAR-size random images written and "
               f"prepared in {time.perf_counter() - started:.1f} s", flush=True)
         print(f"{'method':10s} {'precision':9s} {'setup s':>8s} {'train s':>8s} {'img/s':>8s} "
-              f"{'epoch end s':>11s} {'test (online+EMA) s':>19s} {'test, one net s':>15s}")
+              f"{'epoch end s':>11s} {'test (online+EMA) s':>19s} {'test, one net s':>15s} "
+              f"{'GPU %':>6s}")
         for method in args.methods.split(","):
             for precision in args.precision.split(","):
                 config = RunConfig(
@@ -135,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{method:10s} {precision:9s} {parts['setup_s']:8.2f} "
                       f"{parts['train_s']:8.2f} {parts['images_per_s']:8.0f} "
                       f"{parts['epoch_end_s']:11.2f} {parts['test_online_and_ema_s']:19.2f} "
-                      f"{parts['test_one_network_s']:15.3f}", flush=True)
+                      f"{parts['test_one_network_s']:15.3f} "
+                      f"{parts['gpu_utilisation_percent']:6.1f}", flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if args.json:

@@ -55,7 +55,7 @@ if [ "$SMOKE" = 1 ]; then
     STEP=(--methods vanilla,mixup --width 4 --image-size 16 --num-classes 4 --repeats 1
           --steps 1 --memory-steps 0 --threads 1)
     BATCHES=(4)
-    EPOCH=(--tiny --methods vanilla --precision fp32,bf16)
+    EPOCH=(--tiny --methods vanilla --precision bf16)
     DISTRIBUTED=(--methods vanilla --width 4 --batch-size 4 --image-size 16 --num-classes 4
                  --steps 1 --warmup 0 --repeats 1 --threads 1)
 else
@@ -65,9 +65,9 @@ else
         > "$OUT/gpu_util.csv" 2>/dev/null &
     SAMPLER=$!
     trap 'kill $SAMPLER 2>/dev/null' EXIT
-    if [ -d gpu-wheels ] && ! "$PY" -c "import mlflow, psutil, pynvml" 2>/dev/null; then
+    if [ -d gpu-wheels ] && ! "$PY" -c "import mlflow, psutil, pynvml, tqdm" 2>/dev/null; then
         "$PY" -m pip install -q --no-index --find-links gpu-wheels mlflow-skinny psutil \
-            nvidia-ml-py || echo "!! installing the carried wheels failed"
+            nvidia-ml-py tqdm || echo "!! installing the carried wheels failed"
     fi
     "$PY" -c "import mlflow" 2>/dev/null || { export MLFLOW_ALLOW_FILE_STORE=true; }
     STEP=(--repeats 3 --steps 5 --memory-steps 2)
@@ -75,7 +75,9 @@ else
     EPOCH=(--methods vanilla,adautomix --precision fp32,bf16 --eval-batch-size 1000)
     DISTRIBUTED=(--methods vanilla,adautomix --batch-size 256 --steps 10 --warmup 3 --repeats 2)
 fi
-"$PY" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__)"
+"$PY" -c "import importlib.util as u, sys, torch; print('python', sys.version.split()[0], 'torch',
+torch.__version__, 'not installed:', [m for m in ('numpy', 'scipy', 'PIL', 'tqdm', 'mlflow',
+'sqlalchemy', 'psutil', 'pynvml', 'gco', 'cv2') if u.find_spec(m) is None])"
 
 for batch in "${BATCHES[@]}"; do
     part "step_cost batch $batch" 100 "$PY" bench/step_cost.py "${STEP[@]}" --device "$DEVICE" \

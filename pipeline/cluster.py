@@ -27,7 +27,7 @@ from adautomix.cluster.multinode import check_trainer
 from adautomix.config import ConfigError, parse_override
 
 # secret key -> environment variable; the optional ones may be absent from the secret.
-S3_KEYS = {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
+S3_KEYS = {key: key for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
 S3_OPTIONAL_KEYS = {"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL"}
 MLFLOW_KEYS = {"MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI"}
 # Basic auth or a bearer token for a server behind a login; and, for a server that does not proxy
@@ -93,8 +93,9 @@ WAITING_POD = StepResources("250m", "1", "1Gi", "2Gi")
 
 @dataclass(frozen=True)
 class ClusterSettings:
-    workspace_pvc: str = "adautomix-workspace"   # a ReadWriteMany claim: data, DVC cache, checkpoints
-    workspace_path: str = "/mnt/adautomix"       # where it is mounted in the data/train/evaluate pods
+    # a ReadWriteMany claim (data, DVC cache, checkpoints), mounted in the data/train/evaluate pods
+    workspace_pvc: str = "adautomix-workspace"
+    workspace_path: str = "/mnt/adautomix"
     gpu_resource: str = "nvidia.com/gpu"
     # taint keys of the GPU nodes, tolerated with operator Exists
     gpu_tolerations: tuple[str, ...] = ("nvidia.com/gpu",)
@@ -114,9 +115,10 @@ class ClusterSettings:
     termination_grace: int = 120                 # job pods' SIGTERM-to-SIGKILL seconds
     job_pod_annotations: dict[str, str] = field(default_factory=lambda: dict(JOB_POD_ANNOTATIONS))
     step_timeouts: dict[str, int] = field(default_factory=dict)  # step -> seconds; none: no limit
-    image: str = ""                  # every step's image, '' for docker/IMAGE; IMAGE@sha256:... pins it
+    image: str = ""      # every step's image, '' for docker/IMAGE; IMAGE@sha256:... pins it
     image_pull_secrets: tuple[str, ...] = ()     # docker-registry secrets of a private registry
-    # the workspace claim submit creates when it is missing (docs/cluster.md, deploy/workspace-pvc.yaml)
+    # the workspace claim submit creates when it is missing (docs/cluster.md,
+    # deploy/workspace-pvc.yaml)
     storage_class: str = ""                      # '' for the cluster's default class
     access_mode: str = "ReadWriteMany"
     workspace_size: str = "100Gi"
@@ -138,7 +140,8 @@ class ClusterSettings:
             raise ConfigError(f"image {self.image!r} is not an image reference: "
                               "REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:<64 hex digits>")
         if self.access_mode not in ACCESS_MODES:
-            raise ConfigError(f"access mode {self.access_mode!r}: use one of {', '.join(ACCESS_MODES)}")
+            raise ConfigError(f"access mode {self.access_mode!r}: use one of "
+                              f"{', '.join(ACCESS_MODES)}")
         if self.access_mode != "ReadWriteMany" and self.num_nodes > 1:
             raise ConfigError(
                 f"a {self.access_mode} workspace attaches to one node, so {self.num_nodes} "
@@ -355,7 +358,8 @@ def use_shared_memory(task: PipelineTask, size: str = "") -> PipelineTask:
 def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
     """The flags of ClusterSettings (compile and submit); unset ones keep its defaults."""
     group = parser.add_argument_group(
-        "cluster (defaults in pipeline/cluster.py; secrets are named, never given: docs/cluster.md)")
+        "cluster (defaults in pipeline/cluster.py; secrets are named, never given: "
+        "docs/cluster.md)")
     flags = [("--pvc", "workspace_pvc", "the workspace PersistentVolumeClaim"),
              ("--mount-path", "workspace_path", "where the workspace is mounted"),
              ("--gpu-resource", "gpu_resource", "the GPU resource name"),

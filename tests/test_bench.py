@@ -84,7 +84,6 @@ def test_gpu_script_smoke_runs_every_part(tmp_path):
         (m, p) for m in ("vanilla", "mixup") for p in ("fp32", "bf16")}
     assert all(f["step_ms"] > 0 for f in steps)
     epochs = json.loads((out / "epoch.json").read_text())
-    assert [(f["method"], f["precision"]) for f in epochs["figures"]] == [
-        ("vanilla", "fp32"), ("vanilla", "bf16")]
+    assert [(f["method"], f["precision"]) for f in epochs["figures"]] == [("vanilla", "bf16")]
     assert all(f["train_s"] > 0 and f["test_one_network_s"] > 0 for f in epochs["figures"])
     assert "plain" in result.stdout and "torchrun×1" in result.stdout   # distributed.py's table

@@ -23,7 +23,7 @@ def check_trainer(trainer: str) -> str:
 
 def train_on_nodes(config_path: str, output_dir: str, gpus_per_node: int, task_config: Any,
                    job_options: dict, pipeline: str = "", pipeline_run_id: str = "",
-                   say: Callable[[str], None] = print) -> str:
+                   say: Callable[[str], None] = print, poll_interval: float = 15) -> str:
     """Create the job that `job_options` (JobOptions as JSON: the trainer, the node count, the
     pods' settings) describe for the config saved at `config_path`, in this pod's namespace, or
     adopt the one an earlier attempt of this step made, and wait for it to finish; returns the
@@ -54,5 +54,6 @@ def train_on_nodes(config_path: str, output_dir: str, gpus_per_node: int, task_c
                                 gpu_resource=options.gpu_resource, runtime=options.runtime,
                                 options=options, owner=owner)
         run = run_trainjob
-    run(job, namespace, api_client, schedule_timeout=options.schedule_timeout, say=say)
+    run(job, namespace, api_client, schedule_timeout=options.schedule_timeout,
+        poll_interval=poll_interval, say=say)
     return name

@@ -63,7 +63,8 @@ def load_run(run_dir: str | Path, device: str = "auto", subset: int | None = Non
     method.load_state_dict(state["method"])
     if ema is not None:
         ema.load_state_dict(state["ema"])
-    options = dict(data_root=config.data_root, batch_size=config.batch_size, train=False,
+    options = dict(data_root=config.data_root, train=False,
+                   batch_size=config.eval_batch_size or config.batch_size,
                    kind=config.loader, device=dev, num_workers=config.num_workers,
                    recipe=Recipe.from_config(config, manifest))
     loader = build_loader(manifest, "test", subset=config.test_subset if subset is None else subset,

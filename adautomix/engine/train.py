@@ -45,7 +45,7 @@ from ..models import check_input_size, create_model
 from ..precision import autocast, check_precision, grad_scaler
 from ..progress import progress
 from ..provenance import Provenance
-from ..tracking import Tracker, setup_params
+from ..tracking import Tracker, check_store, setup_params
 from ..visualize import sample_figure, training_curves
 from . import distributed
 from .checkpoint import (CHECKPOINT_NAME, SELECTED_NAME, CheckpointError, check_resume,
@@ -141,6 +141,8 @@ def setup(config: RunConfig, resume: bool | str, ranks: Ranks, device: torch.dev
     checked before anything is written: config.json, the MLflow run and the cleanup of a killed
     write come last."""
     out = Path(config.output_dir)
+    if ranks.is_main:   # a tracking store that cannot take the run fails before the data loads
+        check_store()
     state, changes = resumable_state(config, resume)
     check_precision(config.precision, device)
     seed_everything(config.seed, config.deterministic)

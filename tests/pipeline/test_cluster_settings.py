@@ -139,7 +139,8 @@ def test_no_gpus_means_no_gpu_request_and_no_gpu_toleration(tmp_path):
     (["--resources", "gpu=1,2,1Gi,2Gi"], "step(s) ['gpu'] in --step-timeout or --resources"),
     (["--step-timeout", "train=1d"], "--step-timeout train=1d: give whole seconds"),
 ])
-def test_bad_cluster_settings_fail_at_compile_time_and_write_nothing(tmp_path, capsys, flags, message):
+def test_bad_cluster_settings_fail_at_compile_time_and_write_nothing(tmp_path, capsys, flags,
+                                                                    message):
     path = tmp_path / "pipeline.yaml"
     assert main(["compile", "--output", str(path), "--workspace", str(PROJECT), *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()

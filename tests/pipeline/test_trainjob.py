@@ -543,3 +543,30 @@ def test_the_shipped_rbac_lets_the_step_own_and_adopt_its_jobs():
     for resource, group in (("trainjobs", "trainer.kubeflow.org"), ("pytorchjobs", "kubeflow.org")):
         assert "patch" in role_verbs(docs, resource, group)
     assert "get" in role_verbs(docs, "pods", "")
+
+
+def test_the_compiled_job_options_reach_the_job_the_step_creates(monkeypatch):
+    """From ClusterSettings through the step's JSON input to the API server: what
+    pipeline/cluster.py decides at compile time is what the created TrainJob carries."""
+    from adautomix.cluster import job as cluster_job
+    from adautomix.cluster.multinode import train_on_nodes
+    from pipeline.cluster import ClusterSettings, job_options
+
+    options = job_options(ClusterSettings(num_nodes=2, train_gpus=4, termination_grace=300,
+                                          image_pull_secrets=("regcred",)))
+    monkeypatch.setenv("HOSTNAME", "step-pod")
+    with StandInKubernetes([COMPLETE]) as k8s:
+        monkeypatch.setattr(cluster_job, "in_cluster_client", lambda: (k8s.client, "team-a"))
+        name = train_on_nodes(f"{OUT}/config.json", OUT, 4, TASK_CONFIG, options,
+                              "adautomix-training", "run-7f3a", say=lambda line: None,
+                              poll_interval=0.02)
+    created = k8s.created
+    assert name == created["metadata"]["name"] == job_name("run-7f3a", OUT)
+    assert created["metadata"]["labels"]["adautomix.dev/pipeline-run-id"] == "run-7f3a"
+    assert created["metadata"]["ownerReferences"][0]["uid"] == "uid-step-pod"
+    assert created["spec"]["trainer"]["resourcesPerNode"] == {
+        "requests": {"cpu": "16", "memory": "80Gi"},
+        "limits": {"cpu": "32", "memory": "144Gi", "nvidia.com/gpu": "4"}}
+    template = node_pod(created)
+    assert template["imagePullSecrets"] == [{"name": "regcred"}]
+    assert template["terminationGracePeriodSeconds"] == 300
