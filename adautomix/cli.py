@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import (DATASETS, EVAL_METRICS, LOADERS, METHODS, MODELS, OPTIMIZERS, ConfigError,
-                     RunConfig, parse_override)
+                     RunConfig, parse_override, upgrade_saved_config)
 from .errors import DEBUG_ENV, debug_requested, exit_status, one_line
 from .redact import redact_handlers
 
@@ -33,7 +33,7 @@ HELP = {
     "pretrained": "start from torchvision's ImageNet weights (tv_* models; must be in TORCH_HOME)",
     "data_root": "folder holding prepared datasets (data_root/NAME/)",
     "subset": "train on the first N images of a fixed shuffle (0 = all); for quick runs",
-    "val_subset": "evaluate on the first N test images (0 = all)",
+    "test_subset": "the test split is its first N images (0 = all)",
     "val_size": "hold out N training images (stratified) as the validation split that selects "
                 "the checkpoint and judges the champion (0 = none: the paper's protocol)",
     "loader": f"data loader: {', '.join(LOADERS)}",
@@ -57,12 +57,14 @@ HELP = {
     "min_lr": "cosine floor of the learning rate",
     "warmup_epochs": "linear warm-up length in epochs",
     "lr_schedule_by": "'epoch' (lr changes once per epoch, as the official recipes) or 'step'",
-    "momentum": "SGD momentum",
+    "momentum": "SGD momentum (AutoMix/AdAutoMix's teacher has its own: -o teacher_momentum=...)",
     "weight_decay": "weight decay",
     "label_smoothing": "label smoothing of the targets",
     "ema_decay": "decay of the EMA network evaluated every epoch (0 disables; AdAutoMix/AutoMix use their own teacher)",
     "ema_warmup": "warm the EMA's decay up as min(ema_decay, (1 + step) / (10 + step)), so a short run's EMA is not its random init",
-    "amp": "mixed precision on CUDA",
+    "precision": "fp32 (the paper's), bf16 (autocast; CPU or CUDA) or fp16 (autocast and loss "
+                 "scaling; CUDA only)",
+    "eval_batch_size": "images per evaluation batch (0 = batch_size); larger is faster",
     "channels_last": "NHWC memory format for the networks (faster convolutions on CPU and GPU)",
     "sync_bn": "under torchrun: BatchNorm statistics over the whole global batch (SyncBatchNorm; CUDA only)",
     "seed": "random seed",
@@ -83,8 +85,8 @@ HELP = {
 
 def add_run_flags(parser: argparse.ArgumentParser, leave_out: tuple[str, ...] = ()) -> None:
     """A flag for every RunConfig field but those in `leave_out` (`--batch-size 64`, lists as
-    `--crop-scale 0.5 1`, booleans as `--amp/--no-amp`), with its help from HELP, and `-o
-    KEY=VALUE` for the method's options: `adautomix train`'s flags, and the pipeline's."""
+    `--crop-scale 0.5 1`, booleans as `--progress/--no-progress`), with its help from HELP, and
+    `-o KEY=VALUE` for the method's options: `adautomix train`'s flags, and the pipeline's."""
     group = parser.add_argument_group("run configuration (defaults in brackets)")
     defaults = RunConfig()
     for f in dataclasses.fields(RunConfig):
@@ -143,7 +145,7 @@ def read_config_file(path: str) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"--config {path} holds a JSON {type(values).__name__}, not an object "
                           "of config fields")
-    return values
+    return upgrade_saved_config(values, path)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -185,7 +187,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     tracker = Tracker(run.config, run.manifest.sha256, run_id=run.run_id)
     try:
         log_report(tracker, report, step=run.config.epochs)
-        tracker.set_tags({"eval_subset": str(run.loader.subset), "eval_metrics": ",".join(metrics)})
+        tracker.set_tags({"eval_test_subset": str(run.loader.subset),
+                          "eval_metrics": ",".join(metrics)})
     except BaseException:
         tracker.finish("FAILED")
         raise
@@ -290,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(lists joined by +); names: {', '.join(EVAL_METRICS)} [all of them]; "
                         "e.g. top1,fgsm:epsilon=0.0157,corruption:severities=1+5")
     p.add_argument("--subset", type=int, help="evaluate on the first N test images, every "
-                                              "metric on the same ones [the run's val_subset]")
+                                              "metric on the same ones [the run's test_subset]")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda [auto]")
     p.add_argument("--no-log", action="store_true", help="print the metrics, log nothing")
     p.set_defaults(func=cmd_evaluate)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +33,14 @@ METHODS = (
     "resizemix", "automix", "adautomix",
 )
 MIX_BLOCK_METHODS = ("automix", "adautomix")
+# The methods that bring their own EMA teacher (Method.teacher() is not None): it is their EMA
+# network, so the engine's (ema_decay, ema_warmup) does not apply to them.
+TEACHER_METHODS = ("automix", "adautomix")
 # adautomix.eval.METRICS, in its order (docs/evaluation.md says what each reports)
 EVAL_METRICS = ("top1", "top5", "loss", "ece", "fgsm", "corruption", "occlusion")
 OPTIMIZERS = ("sgd", "adamw")
 LOADERS = ("auto", "torch", "memory", "dali")
+PRECISIONS = ("fp32", "bf16", "fp16")   # adautomix/precision.py
 DEVICES = ("auto", "cpu", "cuda")
 TRAIN_CROPS = ("auto", "pad", "flip", "rrc")
 INTERPOLATIONS = ("bilinear", "bicubic")
@@ -54,12 +59,19 @@ UNCOMPUTED_FIELDS = ("output_dir", "data_root", "run_name", "progress", "num_wor
                      "checkpoint_minutes")
 # Fields a resumed run may change besides: how long it runs (a finished run extended by more
 # epochs; its cosine schedule is stretched from the resume on, and the change is logged), how
-# often it logs sample grids, the device it continues on, and how it reacts to a bad loss. Each
+# often it logs sample grids, the device it continues on, how it reacts to a bad loss and the
+# batch it evaluates in. Each
 # may change a run's figures, so they stay in the checkpoint key and in compare's settings; every
 # other field changes what is computed, and a resume under a different value is refused.
 RESUMABLE_FIELDS = (*UNCOMPUTED_FIELDS, "epochs", "log_images_every", "device",
-                    "nonfinite_loss_limit")
+                    "nonfinite_loss_limit", "eval_batch_size")
 SEED_RANGE = 2 ** 32             # numpy's seeds are 32-bit
+# Names changed since runs were first written. A config.json or checkpoint written under the old
+# ones still loads, mapped with a warning (upgrade_saved_config), so no earlier run is stranded.
+RENAMED_FIELDS = {"val_subset": "test_subset"}
+RENAMED_TEACHER_OPTIONS = {"momentum": "teacher_momentum"}
+
+log = logging.getLogger("adautomix.config")
 
 
 def _one_of(field_name: str, value: str, valid: tuple[str, ...]) -> None:
@@ -82,13 +94,16 @@ class RunConfig:
     # data
     data_root: str = "data"          # prepared datasets live in data_root/NAME/
     subset: int = 0                  # >0: train on the first N images of a fixed shuffle
-    val_subset: int = 0              # >0: evaluate on the first N test images
+    test_subset: int = 0             # >0: the test split is its first N images (0: all of them)
     # Train images held out, stratified by class, as the validation split that selects the
     # checkpoint and judges the champion (data/split.py); 0: the paper's protocol, no validation
     # split (the last epoch is the one kept and it is judged on test).
     val_size: int = 0
     loader: str = "auto"
     num_workers: int = 2
+    # images per evaluation batch (under torchrun: over all processes); 0: batch_size. Larger
+    # batches only make evaluation faster (no autograd, eval-mode BatchNorm)
+    eval_batch_size: int = 0
     # augmentation (adautomix/data/augment.py says what each loader does with these)
     image_size: int = 0              # 0: the dataset's native size for arrays, 224 for folders
     train_crop: str = "auto"         # pad: reflect-padded random crop; flip: no crop, a flip
@@ -122,7 +137,9 @@ class RunConfig:
     label_smoothing: float = 0.0
     ema_decay: float = 0.999         # EMA of the online weights, evaluated every epoch; 0 disables
     ema_warmup: bool = True          # decay min(ema_decay, (1 + t) / (10 + t)) at step t
-    amp: bool = False                # autocast + GradScaler, CUDA only
+    # autocast of the training step's and evaluation's forward passes: fp32 (none, as the
+    # paper trained), bf16, or fp16 with loss scaling (CUDA only); adautomix/precision.py
+    precision: str = "fp32"
     # NHWC convolution weights and activations: faster on CPUs (oneDNN) and on tensor cores
     channels_last: bool = True
     # Distributed runs (torchrun): BatchNorm computes its batch statistics over every rank's
@@ -153,6 +170,10 @@ class RunConfig:
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("loader", self.loader, LOADERS)
         _one_of("device", self.device, DEVICES)
+        _one_of("precision", self.precision, PRECISIONS)
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ConfigError("precision fp16 needs a CUDA device; use --precision bf16 or fp32 "
+                              "on the CPU")
         self._check_augmentation()
         _one_of("lr_schedule_by", self.lr_schedule_by, ("epoch", "step"))
         if not isinstance(self.method_args, dict):
@@ -163,7 +184,8 @@ class RunConfig:
             if not value > 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
         non_negative = {
-            "subset": self.subset, "val_subset": self.val_subset, "val_size": self.val_size,
+            "subset": self.subset, "test_subset": self.test_subset, "val_size": self.val_size,
+            "eval_batch_size": self.eval_batch_size,
             "model_width": self.model_width, "num_workers": self.num_workers,
             "min_lr": self.min_lr, "warmup_epochs": self.warmup_epochs,
             "weight_decay": self.weight_decay, "log_images_every": self.log_images_every,
@@ -192,10 +214,25 @@ class RunConfig:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        self._check_ema()
         if self.subset and self.subset < self.batch_size:
             raise ConfigError(
                 f"subset ({self.subset}) is smaller than one batch ({self.batch_size}); "
                 "raise --subset or lower --batch-size")
+
+    def _check_ema(self) -> None:
+        """A method with its own teacher evaluates that teacher as its EMA network, so the
+        engine's EMA settings would be recorded but never used: a changed one is refused."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        changed = [name for name in ("ema_decay", "ema_warmup")
+                   if getattr(self, name) != defaults[name]]
+        if self.method in TEACHER_METHODS and changed:
+            raise ConfigError(
+                f"method {self.method!r} brings its own EMA teacher, so {' and '.join(changed)} "
+                "(the engine's EMA, for methods without one) would not be used: drop "
+                f"{' and '.join('--' + n.replace('_', '-') for n in changed)}, and set the "
+                "teacher with the method options teacher_momentum, end_momentum and "
+                "momentum_warmup")
 
     def _check_augmentation(self) -> None:
         _one_of("train_crop", self.train_crop, TRAIN_CROPS)
@@ -255,8 +292,13 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        values = _upgraded(values)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
+        renamed = [f"{old} is now {RENAMED_FIELDS[old]}" for old in unknown
+                   if old in RENAMED_FIELDS]
+        if renamed:
+            raise ConfigError(f"unknown config field(s) {unknown}: {'; '.join(renamed)}")
         if unknown:
             raise ConfigError(f"unknown config field(s) {unknown}; valid: {', '.join(sorted(known))}")
         return cls(**values)
@@ -269,7 +311,8 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """A saved config.json (one written under older names included)."""
+        return cls.from_dict(upgrade_saved_config(json.loads(Path(path).read_text()), str(path)))
 
     def flat(self) -> dict[str, Any]:
         """Flattened for MLflow params: method_args become method_args.KEY."""
@@ -280,6 +323,18 @@ class RunConfig:
 
 _TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
                "list": "a list of numbers", "dict": "a dict of method options"}
+
+
+def _upgraded(values: dict[str, Any]) -> dict[str, Any]:
+    """A config written before `precision` replaced `amp` (fp16 autocast on CUDA), as today's:
+    the run folders and checkpoints of such runs load and resume as they trained."""
+    if "amp" not in values:
+        return values
+    values = dict(values)
+    amp = values.pop("amp")
+    if amp is True and "precision" not in values:
+        values["precision"] = "fp16"
+    return values
 
 
 def _is_number(value: Any) -> bool:
@@ -314,12 +369,44 @@ def resume_changes(saved: dict[str, Any], new: "RunConfig") -> tuple[dict, dict]
     """How `new` differs from the config a checkpoint was written under, split into the changes
     a resume may make (RESUMABLE_FIELDS) and those it may not: {field: (saved, new)} each."""
     fields = {f.name for f in dataclasses.fields(RunConfig)}
+    saved = upgrade_saved_config(saved, "the checkpoint's config")
     # A field added since the checkpoint was written takes its default there.
-    saved = RunConfig.from_dict({k: v for k, v in saved.items() if k in fields}).to_dict()
+    saved = RunConfig.from_dict({k: v for k, v in _upgraded(saved).items()
+                                 if k in fields}).to_dict()
     changed = {k: (saved[k], v) for k, v in new.to_dict().items() if saved[k] != v}
     allowed = {k: c for k, c in changed.items() if k in RESUMABLE_FIELDS}
     refused = {k: c for k, c in changed.items() if k not in RESUMABLE_FIELDS}
     return allowed, refused
+
+
+def upgrade_saved_config(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """A saved config's fields under today's names, with a warning naming what was mapped:
+    renamed fields and teacher options take their new names, and the engine's EMA settings,
+    which a method with its own teacher never used, their defaults."""
+    values = dict(values)
+    mapped = []
+    for old, new in RENAMED_FIELDS.items():
+        if old in values and new not in values:
+            values[new] = values.pop(old)
+            mapped.append(f"{old} -> {new}")
+    if values.get("method") in TEACHER_METHODS:
+        options = values.get("method_args")
+        if isinstance(options, dict):
+            options = dict(options)
+            for old, new in RENAMED_TEACHER_OPTIONS.items():
+                if old in options and new not in options:
+                    options[new] = options.pop(old)
+                    mapped.append(f"method option {old} -> {new}")
+            values["method_args"] = options
+        defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+        for name in ("ema_decay", "ema_warmup"):
+            if name in values and values[name] != defaults[name]:
+                mapped.append(f"{name} {values[name]} -> {defaults[name]} (unused by "
+                              f"{values['method']}, which evaluates its own teacher)")
+                values[name] = defaults[name]
+    if mapped:
+        log.warning("%s uses older names, read as: %s", source, "; ".join(mapped))
+    return values
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -34,7 +34,7 @@ IMAGENET_NORMALIZE = dict(normalize_mean=[0.485, 0.456, 0.406], normalize_std=[0
 # few values, as the official files do: a family is one base, and each preset names what differs.
 # AdAutoMix's options common to every AdAutoMix recipe:
 ADAUTOMIX = {"mix_samples": 3, "alpha": 1.0, "lam_concat": False, "upsampling": "bilinear",
-             "lam_margin": 0.03, "momentum": 0.999, "end_momentum": 0.999999,
+             "lam_margin": 0.03, "teacher_momentum": 0.999, "end_momentum": 0.999999,
              "momentum_warmup": 0.1}
 SGD_BY_EPOCH = dict(optimizer="sgd", momentum=0.9, weight_decay=1e-4, lr_schedule_by="epoch")
 CIFAR = dict(dataset="cifar100", epochs=800, batch_size=100, lr=0.1, min_lr=0.05,
@@ -75,10 +75,10 @@ PRESETS: dict[str, RunConfig] = {preset.run_name: preset for preset in [
     # judged on; the test split is all 10,000 images.
     _recipe("fashion-mnist-quickstart", {}, "adautomix",
             {"mix_samples": 2, "alpha": 1.0, "beta": 0.3,
-             "momentum": 0.9, "end_momentum": 0.99, "momentum_warmup": 0.1},
+             "teacher_momentum": 0.9, "end_momentum": 0.99, "momentum_warmup": 0.1},
             dataset="fashion-mnist", model="resnet18", model_width=8, epochs=2, batch_size=100,
             subset=25000, val_size=5000, train_crop="flip", optimizer="sgd", lr=0.2, min_lr=0.0,
-            momentum=0.9, weight_decay=1e-4, lr_schedule_by="step", ema_decay=0.99),
+            momentum=0.9, weight_decay=1e-4, lr_schedule_by="step"),
     # The paper's main setting (ADAM r18_adautomix_bilinear.py, as printed in the 800-epoch log).
     # The high lr floor is the AutoMix convention; it leaves the online network well behind the EMA.
     _recipe("cifar100-r18-adautomix", CIFAR, "adautomix", {**ADAUTOMIX, "beta": 0.3},
@@ -91,7 +91,7 @@ PRESETS: dict[str, RunConfig] = {preset.run_name: preset for preset in [
             model="resnet18"),
     # Official mix-block lr 0.1 with its own cosine to 1e-3; fp16 as in the official run.
     _recipe("tiny-imagenet-rx50-adautomix", TINY_IMAGENET, "adautomix", {**ADAUTOMIX, "beta": 0.4},
-            model="resnext50", min_lr=0.05, mix_block_min_lr=1e-3, amp=True),
+            model="resnext50", min_lr=0.05, mix_block_min_lr=1e-3, precision="fp16"),
     # Official batch 4×64 on four GPUs; mix block lr 0.1 with its own cosine to 1e-3.
     _recipe("imagenet-r18-adautomix", IMAGENET, "adautomix", IMAGENET_ADAUTOMIX,
             model="tv_resnet18"),
@@ -138,7 +138,7 @@ PRESETS: dict[str, RunConfig] = {preset.run_name: preset for preset in [
     # OMX r18_l2_a2_near_L1_01_mlr5e_2.py at the paper's 800 epochs.
     _recipe("cifar100-r18-automix", CIFAR, "automix",
             {"alpha": 2.0, "lam_margin": 0.08, "mask_loss_weight": 0.1, "mask_loss_margin": 0.1,
-             "lam_concat": False, "upsampling": "nearest", "momentum": 0.999,
+             "lam_concat": False, "upsampling": "nearest", "teacher_momentum": 0.999,
              "end_momentum": 0.999999, "momentum_warmup": 0.1},
             model="resnet18"),
 ]}

@@ -3,12 +3,14 @@
 A tracking URI may carry them (`https://user:token@mlflow.example/`, a database URL with a
 password) and so may a message that quotes one (MLflow's "View run at ..." line, an error from
 the server). `redact(text)` masks the password of every `scheme://user:password@` in a text, a
-bare `scheme://token@` userinfo, and the value of query parameters that name a secret; the rest
-of the URI stays readable, so the message still says where."""
+bare `scheme://token@` userinfo, the value of query parameters that name a secret, and the
+values of the credentials MLflow takes from the environment (SECRET_ENV); the rest of the URI
+stays readable, so the message still says where."""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 
 MASK = "***"
@@ -24,9 +26,19 @@ def _mask_userinfo(match: re.Match) -> str:
     return f"{match['scheme']}{MASK}@"   # a lone userinfo is as often a token as a name
 
 
+# Credentials MLflow's client sends from the environment, never in a URI (a bearer token for an
+# ingress, a basic-auth password): their values are masked wherever they appear.
+SECRET_ENV = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD")
+
+
 def redact(text: str) -> str:
-    """`text` with the credentials of every URI in it masked."""
-    return _SECRET_QUERY.sub(rf"\g<1>{MASK}", _USERINFO.sub(_mask_userinfo, str(text)))
+    """`text` with the credentials of every URI in it masked, and the values of SECRET_ENV."""
+    text = _SECRET_QUERY.sub(rf"\g<1>{MASK}", _USERINFO.sub(_mask_userinfo, str(text)))
+    for name in SECRET_ENV:
+        secret = os.environ.get(name, "")
+        if len(secret) >= 4:   # a shorter value would mask ordinary words
+            text = text.replace(secret, MASK)
+    return text
 
 
 class RedactingFilter(logging.Filter):

@@ -7,7 +7,18 @@ Only this module and registry.py import mlflow.
 Every URI this module puts in a message goes through `redact`, and MLflow's own "View run at"
 lines are turned off for a URI that carries credentials, so no password reaches a terminal or a
 log. A run is tagged with its output folder: a fresh start there marks a run that a kill left
-RUNNING as KILLED, so no run stays RUNNING with no process behind it."""
+RUNNING as KILLED, so no run stays RUNNING with no process behind it.
+
+The store is checked before a run writes anything (`check_store`): a SQLite file must lie in an
+existing, writable folder (InputError, exit 2), and a server must answer one request within
+seconds, with no retries (RunFailure, exit 1). That request goes through MLflow's own HTTP client
+with the same credentials (MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME/PASSWORD, or the URI's
+user:password@) and TLS settings (MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_CLIENT_CERT_PATH,
+MLFLOW_TRACKING_INSECURE_TLS) as every later call, so an ingress that wants a token or a private
+CA is reached by the check exactly as by the run.
+
+A fresh run records the image it ran from (provenance.running_image: the reference, its digest
+and how the digest was learnt) as the tags image, image_digest and image_digest_source."""
 
 from __future__ import annotations
 
@@ -22,8 +33,8 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from .config import RunConfig
-from .errors import RunFailure
-from .provenance import git_commit
+from .errors import InputError, RunFailure
+from .provenance import git_commit, running_image
 from .redact import redact, redact_handlers
 
 log = logging.getLogger("adautomix.tracking")
@@ -39,6 +50,17 @@ FAILURE_TAG = "failure_reason"
 
 class TrackingError(RunFailure):
     """The tracking server cannot be used; the message names the URI and the fix."""
+
+
+class TrackingStoreError(InputError):
+    """A tracking URI that cannot work as given (a SQLite file in a missing or read-only folder);
+    the message names the path and the fix."""
+
+
+# The reachability check: seconds to connect, then to answer. No retries: a refused or silent
+# port is reported at once instead of after MLflow's backoff (about 34 s with two retries).
+PROBE_TIMEOUT = (5, 30)
+PROBE_ENDPOINT = "/api/2.0/mlflow/experiments/search"
 
 
 def tracking_uri() -> str:
@@ -57,24 +79,114 @@ def _artifact_location(uri: str) -> str | None:
     return None
 
 
-def connect(uri: str | None = None) -> MlflowClient:
-    """Point MLflow at the store and check it answers, so a dead server fails now and clearly."""
+def check_store(uri: str | None = None, writing: bool = True) -> None:
+    """Fail now, in one line, if the store cannot take a run: before anything is written.
+
+    A SQLite file needs an existing folder (none is created: a missing one is more often a typo
+    than a wish) that is writable when `writing` (SQLite writes its journal beside the file); a
+    server must answer one request (`probe_server`). Other stores are left to MLflow."""
     uri = uri or tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:///"):
+        _check_sqlite(uri, writing)
+    elif uri.startswith(("http://", "https://")):
+        probe_server(uri)
+
+
+def _check_sqlite(uri: str, writing: bool) -> None:
+    path_text = uri[len("sqlite:///"):].split("?")[0]
+    if not path_text or path_text == ":memory:":
+        return
+    path = Path(path_text).absolute()
+    shown = f"MLFLOW_TRACKING_URI {redact(uri)}"
+    fix = ("or point MLFLOW_TRACKING_URI at a database file in a writable folder "
+           "(or unset it for ./mlflow.db)")
+    if path.is_dir():
+        raise TrackingStoreError(f"{shown}: {path} is a folder, not a database file; name a file "
+                                 f"in it (sqlite:///{path / 'mlflow.db'}) {fix}")
+    folder = path.parent
+    if not folder.is_dir():
+        existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+        if existing.exists() and not existing.is_dir():
+            raise TrackingStoreError(f"{shown}: {existing} is a file, not a folder; move it "
+                                     f"away {fix}")
+        raise TrackingStoreError(f"{shown}: the folder {folder} does not exist; create it "
+                                 f"(mkdir -p {folder}) {fix}")
+    if not writing:
+        return
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise TrackingStoreError(f"{shown}: the folder {folder} is not writable (SQLite writes "
+                                 f"its journal beside the database); make it writable {fix}")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise TrackingStoreError(f"{shown}: the database {path} is read-only; make it writable "
+                                 f"(chmod u+rw {path}) {fix}")
+    artifacts = folder / "mlartifacts"     # where _artifact_location keeps the runs' artifacts
+    if artifacts.exists() and not (artifacts.is_dir() and os.access(artifacts, os.W_OK | os.X_OK)):
+        raise TrackingStoreError(f"{shown}: the artifact folder {artifacts} beside it is "
+                                 f"{'not a folder' if not artifacts.is_dir() else 'not writable'}; "
+                                 f"move it away or make it a writable folder {fix}")
+
+
+def probe_server(uri: str) -> None:
+    """One request to the server with MLflow's own client, auth and TLS settings, no retries
+    and a short timeout: a TrackingError naming the URI and the fix unless it answers."""
+    from mlflow.tracking._tracking_service.utils import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        response = http_request(get_default_host_creds(uri), PROBE_ENDPOINT, "GET",
+                                max_retries=0, backoff_factor=0, backoff_jitter=0,
+                                timeout=PROBE_TIMEOUT, raise_on_status=False,
+                                params={"max_results": 1})
+    except Exception as exc:
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "SSLError" in str(exc):
+            raise TrackingError(redact(
+                f"MLflow tracking server at {uri} presented a TLS certificate this client does "
+                "not trust; set MLFLOW_TRACKING_SERVER_CERT_PATH to the CA bundle that signed "
+                "it (a file in the pod: mount it from a secret)")) from None
+        raise _unreachable(uri, exc) from None
+    if response.status_code in (401, 403):
+        raise TrackingError(redact(
+            f"MLflow tracking server at {uri} refused the request ({response.status_code} "
+            f"{response.reason}); set MLFLOW_TRACKING_TOKEN (a bearer token, e.g. for an "
+            "ingress) or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to credentials "
+            "it accepts"))
+
+
+def _unreachable(uri: str, exc: BaseException) -> TrackingError:
+    text = str(exc)
+    if "refused" in text.lower():
+        detail = "connection refused"
+    elif "timed out" in text.lower() or "timeout" in text.lower():
+        detail = f"no answer within {PROBE_TIMEOUT[0]} s"
+    else:
+        detail = f"{type(exc).__name__}: {(text.splitlines() or [''])[0][:200]}"
+    return TrackingError(redact(
+        f"MLflow tracking server at {uri} cannot be reached ({detail}). Start it (mlflow server --host 127.0.0.1 --port 5000), "
+        "fix MLFLOW_TRACKING_URI, or unset it to use the embedded SQLite store."))
+
+
+def connect(uri: str | None = None, writing: bool = True) -> MlflowClient:
+    """Point MLflow at the store and check it answers, so a dead server fails now and clearly.
+    `writing` False (reading runs only) lets a SQLite store lie in a read-only folder."""
+    uri = uri or tracking_uri()
     if redact(uri) != uri:   # MLflow would print the URI, credentials and all, on every run's end
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    check_store(uri, writing)
+    mlflow.set_tracking_uri(uri)
     if uri.startswith("http"):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-    client = MlflowClient(uri)
     try:
+        client = MlflowClient(uri)
         client.search_experiments(max_results=1)
     except Exception as exc:
+        if not uri.startswith("sqlite:"):
+            raise _unreachable(uri, exc) from None
         detail = (str(exc).splitlines() or [""])[0][:200]
-        raise TrackingError(redact(
-            f"MLflow tracking server at {uri} cannot be reached ({type(exc).__name__}: "
-            f"{detail}). Start it (mlflow server --host 127.0.0.1 --port 5000), "
-            "fix MLFLOW_TRACKING_URI, or unset it to use the embedded SQLite store.")) from None
+        raise TrackingStoreError(redact(
+            f"MLFLOW_TRACKING_URI {uri} cannot be opened as an MLflow store "
+            f"({type(exc).__name__}: {detail}); point it at a new file, or move the damaged one "
+            "away")) from None
     return client
 
 
@@ -93,10 +205,13 @@ def setup_params(method_options: dict[str, Any], recipe: dict[str, Any]) -> dict
 
 
 class Tracker:
-    """One MLflow run. `Tracker(config, run_id=...)` resumes that run instead of starting one."""
+    """One MLflow run. `Tracker(config, run_id=...)` resumes that run instead of starting one.
+    `system_metrics`: MLflow samples CPU, memory and (through nvidia-ml-py) GPU utilisation and
+    memory as system/* metrics while the run is open; False leaves it to MLflow's own setting
+    (MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING)."""
 
     def __init__(self, config: RunConfig, data_hash: str, run_id: str | None = None,
-                 extra_tags: dict[str, str] | None = None):
+                 extra_tags: dict[str, str] | None = None, system_metrics: bool = False):
         self.uri = tracking_uri()
         self.client = connect(self.uri)
         experiment = self.client.get_experiment_by_name(config.experiment)
@@ -113,19 +228,19 @@ class Tracker:
             # what the run was before this resumed it: a later evaluation must not turn a
             # FAILED or KILLED training into a FINISHED one
             self.previous_status = self.client.get_run(run_id).info.status
-            self.run = mlflow.start_run(run_id=run_id)
+            self.run = mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics or None)
             log.info("resumed MLflow run %s", run_id)
             return
         commit = git_commit()
         tags = {
             "method": config.method, "model": config.model, "dataset": config.dataset,
             "seed": str(config.seed), "git_commit": commit, "mlflow.source.git.commit": commit,
-            "data_hash": data_hash, "image": os.environ.get("ADAUTOMIX_IMAGE", "local"),
+            "data_hash": data_hash, **running_image().tags(),
             OUTPUT_DIR_TAG: output_dir,
             **(extra_tags or {}),
         }
         self.run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name(config),
-                                    tags=tags)
+                                    tags=tags, log_system_metrics=system_metrics or None)
         mlflow.log_params(config.flat())
         mlflow.log_dict(config.to_dict(), "config.json")
 
@@ -253,7 +368,7 @@ def _running_runs(client: MlflowClient, experiment_id: str, output_dir: str,
 def experiment_runs(experiment: str) -> list[dict[str, Any]]:
     """The finished runs of an experiment: {"run_id", "name", "start_time" (ms), "params",
     "tags", "metrics"} each, the metrics at their last logged value."""
-    client = connect()
+    client = connect(writing=False)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         names = ", ".join(e.name for e in client.search_experiments(max_results=50))

@@ -53,7 +53,8 @@ def worker(args: argparse.Namespace) -> None:
         if device.type == "cpu":
             torch.set_num_threads(max(1, args.threads // ranks.world_size))
         per_rank = args.batch_size // ranks.world_size
-        config = RunConfig(model=args.model, method=args.method, batch_size=args.batch_size)
+        config = RunConfig(model=args.model, method=args.method, batch_size=args.batch_size,
+                           model_width=args.width)
         manifest = types.SimpleNamespace(num_classes=args.num_classes, channels=3)
         torch.manual_seed(0)
         model, method, ema = build_networks(config, manifest, device)
@@ -81,7 +82,7 @@ def worker(args: argparse.Namespace) -> None:
             optimizer_step(loss, optimizer, scaler, reduce_gradients=timed_reduce)
             method.after_optimizer_step(model, step, TOTAL_STEPS)
             if ema is not None:
-                ema.update(model)
+                ema.update(model, step)
             synchronize(device)
             step_seconds.append(time.perf_counter() - started)
         timed = slice(args.warmup, None)
@@ -109,6 +110,7 @@ def launch(args: argparse.Namespace, method: str, ranks: int, plain: bool) -> di
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
         options = ["--worker", "--method", method, "--model", args.model,
+                   "--width", str(args.width),
                    "--batch-size", str(args.batch_size), "--image-size", str(args.image_size),
                    "--num-classes", str(args.num_classes), "--steps", str(args.steps),
                    "--warmup", str(args.warmup), "--device", args.device,
@@ -132,6 +134,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32, help="the global batch [32]")
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--num-classes", type=int, default=100)
+    p.add_argument("--width", type=int, default=0,
+                   help="CIFAR-stem ResNets' width (0: the paper's 64) [0]")
     p.add_argument("--steps", type=int, default=4, help="timed steps per launch [4]")
     p.add_argument("--warmup", type=int, default=2, help="untimed first steps per launch [2]")
     p.add_argument("--repeats", type=int, default=2, help="rounds over all launches [2]")

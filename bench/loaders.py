@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/loaders.py                    # all of it (about 6 minutes on 2 cores)
     .venv/bin/python bench/loaders.py --only throughput --rounds 5
+    .venv/bin/python bench/loaders.py --tiny --rounds 1 --fmnist-subset 64 --jpeg-images 10 \
+        --wait-subset 48                                 # smoke run (tests/test_bench.py)
 
 Throughput: images/s over one train epoch of each loader kind, with the augmentations of
 the recipes (data/augment.py; the kinds differ only in how they apply them):
@@ -160,7 +162,12 @@ def main() -> None:
     parser.add_argument("--jpeg-images", type=int, default=1000)
     parser.add_argument("--wait-subset", type=int, default=400,
                         help="Fashion-MNIST images per data-wait epoch (JPEGs: a sixth)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="smoke run: batches of 16 (JPEGs 4) and JPEGs read at 32 px, so a "
+                             "handful of images does; the figures mean nothing")
     args = parser.parse_args()
+    fmnist_batch, jpeg_batch, jpeg_size = (16, 4, 32) if args.tiny else (256, 64, 224)
+    wait_batches = (16, 4) if args.tiny else (100, 32)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     device = torch.device(args.device)
     fmnist = ensure_dataset("fashion-mnist", args.data_root)
@@ -170,9 +177,10 @@ def main() -> None:
     lines = []
     if args.only in (None, "throughput"):
         for title, manifest, kinds, batch, subset, size in (
-                ("Fashion-MNIST 28 px", fmnist, ["torch", "dali", "memory"], 256,
+                ("Fashion-MNIST 28 px", fmnist, ["torch", "dali", "memory"], fmnist_batch,
                  args.fmnist_subset, None),
-                ("224 px JPEG folder", jpegs, ["torch", "dali"], 64, 0, 224)):
+                (f"{jpeg_size} px JPEG folder", jpegs, ["torch", "dali"], jpeg_batch, 0,
+                 jpeg_size)):
             rates = throughput(manifest, kinds, rounds=args.rounds, batch_size=batch,
                                subset=subset, device=device, image_size=size)
             lines += [f"\n{title}, batch {batch}, {device}:", "",
@@ -184,8 +192,8 @@ def main() -> None:
                   "| dataset, model, images, batch | loader | waiting | training images/s |",
                   "|---|---|---|---|"]
         for manifest, model, subset, batch, size in (
-                (fmnist, "resnet18", args.wait_subset, 100, None),
-                (jpegs, "tv_resnet18", args.wait_subset // 6, 32, 224)):
+                (fmnist, "resnet18", args.wait_subset, wait_batches[0], None),
+                (jpegs, "tv_resnet18", args.wait_subset // 6, wait_batches[1], jpeg_size)):
             for kind in ("auto", "torch"):
                 result = data_wait(manifest, kind, subset=subset, batch_size=batch,
                                    device=device, model_name=model, image_size=size)

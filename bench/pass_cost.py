@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--num-classes", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--width", type=int, default=0,
+                        help="CIFAR-stem ResNets' width (0: the paper's 64) [0]")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -51,8 +53,10 @@ def main() -> None:
           f"{torch.get_num_threads()} threads; median of {args.repeats}")
     for memory_format in (torch.channels_last, torch.contiguous_format):
         torch.manual_seed(0)
-        online = create_model(args.model, args.num_classes).to(memory_format=memory_format)
-        frozen = create_model(args.model, args.num_classes).to(memory_format=memory_format)
+        online = create_model(args.model, args.num_classes,
+                              width=args.width).to(memory_format=memory_format)
+        frozen = create_model(args.model, args.num_classes,
+                              width=args.width).to(memory_format=memory_format)
         print(f"{str(memory_format).removeprefix('torch.')}:")
         report(online, frozen.requires_grad_(False), images, labels, args.repeats)
 

@@ -15,6 +15,11 @@ the training grows.
 
     python bench/pipeline_overhead.py                      # AdAutoMix, 2 epochs x 500 images
     python bench/pipeline_overhead.py --subset 500 --epochs 1 --method mixup --repeats 2
+    python bench/pipeline_overhead.py --dry-run     # check both sides' flags, run nothing
+
+--dry-run (tests/test_bench.py) builds both sides' configs from their command lines, the direct
+one through `adautomix train`'s parser and the pipeline one by compiling the pipeline with the
+same flags, so a renamed flag or field fails here too; it trains nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from workspace import fresh_workspace
+from workspace import ROOT, fresh_workspace
 
 CLI = [sys.executable, "-m", "adautomix.cli"]
 PIPELINE = [sys.executable, "-m", "pipeline"]   # the pipeline layer is not installed: PYTHONPATH
@@ -50,21 +55,39 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def dry_run(run: list[str]) -> None:
+    """Both sides' configs built from their flags, without training."""
+    from adautomix.cli import build_parser, config_from_args
+
+    config = config_from_args(build_parser().parse_args(["train", *run, "--no-progress"]))
+    with tempfile.TemporaryDirectory() as scratch:
+        subprocess.run([*PIPELINE, "compile", *run, "--num-gpus", "0", "--output",
+                        str(Path(scratch) / "pipeline.yaml")], cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL)
+    print(f"dry run: direct side {config.method} {config.model} {config.epochs} epoch(s) x "
+          f"{config.subset} images; the pipeline compiles with the same flags")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", default="adautomix")
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--subset", type=int, default=500)
-    parser.add_argument("--val-subset", type=int, default=500)
+    parser.add_argument("--test-subset", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check both sides' command lines and exit; trains nothing")
     args = parser.parse_args()
     run = ["--dataset", "fashion-mnist", "--model", args.model, "--method", args.method,
            "--epochs", str(args.epochs), "--subset", str(args.subset),
-           "--val-subset", str(args.val_subset), "--batch-size", str(args.batch_size),
+           "--test-subset", str(args.test_subset), "--batch-size", str(args.batch_size),
            "--lr", str(args.lr), "--experiment", "overhead"]
+    if args.dry_run:
+        dry_run(run)
+        return
 
     scratch = Path(tempfile.mkdtemp(prefix="pipeline-overhead-"))
     workspace, env = fresh_workspace(scratch)
@@ -87,7 +110,7 @@ def main() -> None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"\n{args.method}, {args.model}, {args.epochs} epochs x {args.subset} images, "
-          f"test {args.val_subset}, batch {args.batch_size}, {args.repeats} repeat(s), median:")
+          f"test {args.test_subset}, batch {args.batch_size}, {args.repeats} repeat(s), median:")
     for index, kind in enumerate(("wall", "cpu")):
         d = statistics.median(r[index] for r in results["direct"])
         p = statistics.median(r[index] for r in results["pipeline"])

@@ -19,7 +19,7 @@ STAGES = ("data", "train", "evaluate", "register")
 def arguments() -> dict:
     from pipeline.run import training_arguments
 
-    return training_arguments(method="mixup", epochs=1, subset=512, val_subset=256,
+    return training_arguments(method="mixup", epochs=1, subset=512, test_subset=256,
                               experiment="image-smoke", project=os.environ["ADAUTOMIX_PROJECT"])
 
 

@@ -8,11 +8,10 @@ their help and its handling of bad input."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 from adautomix.cli import add_run_flags, flag_values, main as run_cli, read_config_file
-from adautomix.config import ConfigError, parse_override
+from adautomix.config import ConfigError
 from adautomix.steps.checks import STEP_FIELDS
 from adautomix.errors import DEBUG_ENV, one_line
 from adautomix.gate import CHANCE_MARGIN, Gate
@@ -32,7 +31,9 @@ def _pipeline_arguments(args: argparse.Namespace) -> dict:
                   gate=Gate(args.chance_margin, args.min_score),
                   num_nodes=getattr(args, "num_nodes", 1),
                   saved_config=read_config_file(args.config) if args.config else None,
-                  **flag_values(args))
+                  # STEP_FIELDS have no run flag here: a value under such a name is the
+                  # pipeline's own (submit's --run-name names the Kubeflow run)
+                  **{k: v for k, v in flag_values(args).items() if k not in STEP_FIELDS})
     if args.sweep:
         return sweep_arguments(args.methods.split(",") if args.methods else [],
                                _seeds(args.seeds), **common)
@@ -47,20 +48,8 @@ def _seeds(text: str) -> list[int]:
             from None
 
 
-def _cluster_settings(args: argparse.Namespace):
-    from pipeline.cluster import ClusterSettings
-
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(ClusterSettings)
-             if hasattr(args, f.name)}
-    for name in ("gpu_tolerations", "image_pull_secrets"):
-        if name in given:
-            given[name] = tuple(given[name])
-    if "node_selector" in given:
-        given["node_selector"] = dict(parse_override(item) for item in given["node_selector"])
-    return ClusterSettings(**given)
-
-
 def cmd_pipeline(args: argparse.Namespace) -> int:
+    from pipeline.cluster import cluster_settings
     from pipeline.run import compile_pipeline, local_summary, run_local, submit
 
     if args.pipeline_command == "run" and not args.local:
@@ -69,12 +58,12 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     arguments = _pipeline_arguments(args)
     try:
         if args.pipeline_command == "compile":
-            path = compile_pipeline(args.output, arguments, args.sweep, _cluster_settings(args))
+            path = compile_pipeline(args.output, arguments, args.sweep, cluster_settings(args))
             print(f"wrote {path.resolve()}")
         elif args.pipeline_command == "submit":
             experiment = arguments["config"]["experiment"]
             run_id = submit(args.host, arguments, experiment, args.run_name,
-                            args.sweep, _cluster_settings(args), args.namespace,
+                            args.sweep, cluster_settings(args), args.namespace,
                             cache=not args.no_cache, preflight=not args.no_preflight)
             print(f"submitted run {run_id} to {args.host}, experiment {experiment}")
         else:
@@ -120,53 +109,9 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seeds", default="0", help="sweep: comma-separated seeds [0]")
 
 
-def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "cluster (defaults in pipeline/cluster.py; secrets are named, never given: docs/cluster.md)")
-    flags = [("--pvc", "workspace_pvc", "the workspace PersistentVolumeClaim"),
-             ("--mount-path", "workspace_path", "where the workspace is mounted"),
-             ("--gpu-resource", "gpu_resource", "the GPU resource name"),
-             ("--s3-secret", "s3_secret", "the secret with the S3 credentials"),
-             ("--mlflow-secret", "mlflow_secret", "the secret with the MLflow URI and credentials")]
-    for flag, dest, help_text in flags:
-        group.add_argument(flag, dest=dest, default=argparse.SUPPRESS, help=help_text)
-    group.add_argument("--gpu-toleration", dest="gpu_tolerations", action="append",
-                       default=argparse.SUPPRESS, metavar="TAINT_KEY",
-                       help="tolerate this taint key on GPU steps (repeatable)")
-    group.add_argument("--node-selector", dest="node_selector", action="append",
-                       default=argparse.SUPPRESS, metavar="KEY=VALUE",
-                       help="run GPU steps on nodes with this label (repeatable)")
-    group.add_argument("--parallelism", dest="sweep_parallelism", type=int,
-                       default=argparse.SUPPRESS, help="sweep runs at once")
-    group.add_argument("--num-nodes", dest="num_nodes", type=int, default=argparse.SUPPRESS,
-                       help="train on this many nodes of --num-gpus GPUs through a Kubeflow "
-                            "Trainer TrainJob or a PyTorchJob (--trainer) [1: one pod]")
-    group.add_argument("--trainer", dest="trainer", default=argparse.SUPPRESS,
-                       metavar="trainjob|pytorchjob",
-                       help="what runs the nodes: trainjob (Kubeflow Trainer v2) or pytorchjob "
-                            "(the training operator v1, for clusters that still run it) [trainjob]")
-    group.add_argument("--trainer-runtime", dest="trainer_runtime", default=argparse.SUPPRESS,
-                       help="the TrainJob's ClusterTrainingRuntime [torch-distributed]")
-    group.add_argument("--schedule-timeout", dest="schedule_timeout", type=int,
-                       default=argparse.SUPPRESS, metavar="SECONDS",
-                       help="fail a job that has no running node after this long [1800]")
-    group.add_argument("--image", default=argparse.SUPPRESS,
-                       help="every step's image [docker/IMAGE]; IMAGE@sha256:DIGEST pins it")
-    group.add_argument("--image-pull-secret", dest="image_pull_secrets", action="append",
-                       default=argparse.SUPPRESS, metavar="SECRET",
-                       help="a docker-registry secret to pull the image with (repeatable)")
-    group.add_argument("--storage-class", dest="storage_class", default=argparse.SUPPRESS,
-                       help="the workspace claim's storage class, when submit creates it "
-                            "[the cluster's default]")
-    group.add_argument("--access-mode", dest="access_mode", default=argparse.SUPPRESS,
-                       choices=("ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"),
-                       help="the workspace claim's access mode [ReadWriteMany]; ReadWriteOnce "
-                            "sweeps need --parallelism 1")
-    group.add_argument("--workspace-size", dest="workspace_size", default=argparse.SUPPRESS,
-                       help="the workspace claim's size, when submit creates it [100Gi]")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.cluster import add_cluster_flags
+
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
         description="The Kubeflow pipeline: compile, run here, or submit. Parameters are checked "
@@ -180,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     # `-o` is a method option, as for `adautomix train`
     q.add_argument("--output", default="adautomix-pipeline.yaml", help="the YAML file")
     _add_pipeline_flags(q)
-    _add_cluster_flags(q)
+    add_cluster_flags(q)
     q = sub.add_parser("run", help="run the whole pipeline on this machine (kfp.local)")
     q.add_argument("--local", action="store_true", help="run here, each step a subprocess")
     q.add_argument("--pipeline-root", default="runs/pipeline", help="where step outputs go")
@@ -198,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-cache", action="store_true",
                    help="run every step, even where an identical one already ran")
     _add_pipeline_flags(q)
-    _add_cluster_flags(q)
+    add_cluster_flags(q)
     for q in sub.choices.values():
         q.set_defaults(func=cmd_pipeline)
     return parser

@@ -43,7 +43,9 @@ def check_namespace(api, namespace: str, cluster: ClusterSettings,
             problems.append(f"image pull secret {name!r} in namespace {namespace} is of type "
                             f"{secret.type}, not kubernetes.io/dockerconfigjson (create it with "
                             "kubectl create secret docker-registry)")
-    for name in (cluster.s3_secret, cluster.mlflow_secret):
+    for name in (cluster.s3_secret, cluster.mlflow_secret, cluster.mlflow_ca_secret):
+        if not name:
+            continue
         if _read(core.read_namespaced_secret, name, namespace) is None:
             problems.append(f"secret {name!r} does not exist in namespace {namespace}: create "
                             "it as docs/cluster.md shows (step 3)")

@@ -19,7 +19,7 @@ from adautomix.gate import Gate
 from adautomix.registry import default_model_name
 from adautomix.steps import STEP_FIELDS, TEST_METRICS, build_config, check_run
 from pipeline import credentials
-from pipeline.cluster import ClusterSettings, cpu_only
+from pipeline.cluster import ClusterSettings, for_run
 from pipeline.sweep import sweep_pipeline
 from pipeline.training import training_pipeline
 
@@ -98,9 +98,10 @@ def compile_pipeline(path: str | Path, arguments: dict, sweep: bool = False,
 
 
 def _build(sweep: bool, cluster: ClusterSettings, arguments: dict):
-    """The pipeline for the cluster; GPU settings only when the run asks for GPUs."""
+    """The pipeline for the cluster and the run's GPUs (train's resources scale with them; no GPU
+    settings at all without)."""
     build = sweep_pipeline if sweep else training_pipeline
-    return build(cluster if arguments["num_gpus"] else cpu_only(cluster))
+    return build(for_run(cluster, arguments["num_gpus"]))
 
 
 def run_local(arguments: dict, sweep: bool = False, pipeline_root: str | Path = "runs/pipeline",

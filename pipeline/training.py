@@ -14,7 +14,6 @@ RunConfig again when it runs.
 
 (No `from __future__ import annotations` here: kfp reads the parameter types at run time.)"""
 
-import dataclasses
 import inspect
 from types import SimpleNamespace
 from typing import List, NamedTuple
@@ -27,12 +26,10 @@ from adautomix.gate import CHANCE_MARGIN
 from adautomix.steps import TEST_METRICS
 from components.data import data
 from components.evaluate import evaluate
-from components import BASE_IMAGE
 from components.register import Registered, register, register_best
 from components.train import train
 from components.train_job import train_job
-from pipeline.cluster import (STEP_RESOURCES, ClusterSettings, use_gpus, use_image, use_mlflow,
-                              use_resources, use_s3, use_shared_memory, use_workspace)
+from pipeline.cluster import ClusterSettings, configure, job_options
 
 PIPELINE_NAME = "adautomix-training"
 # A retried train task resumes from its last checkpoint (Kubeflow retries; kfp.local does not).
@@ -57,39 +54,20 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
     def train_and_evaluate(
         prepared: Dataset, data_version: str, config: dict, overrides: dict, num_gpus: int,
         evaluate_gpus: int, workspace: str, test_metrics: List[str], pipeline_name: str,
-        train_cpu_request: str, train_cpu_limit: str,
-        train_memory_request: str, train_memory_limit: str, evaluate_cpu_request: str,
-        evaluate_cpu_limit: str, evaluate_memory_request: str, evaluate_memory_limit: str,
     ) -> Evaluated:
         run = dict(prepared=prepared, data_version=data_version, config=config,
                    overrides=overrides, workspace=workspace, num_gpus=num_gpus,
                    pipeline_name=pipeline_name, pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                    pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER)
         if multi_node:
-            trained = train_job(**run, num_nodes=cluster.num_nodes,
-                                image=cluster.image or BASE_IMAGE,
-                                gpu_resource=cluster.gpu_resource,
-                                trainer=cluster.trainer, runtime=cluster.trainer_runtime,
-                                schedule_timeout=cluster.schedule_timeout)
+            trained = train_job(**run, job_options=job_options(cluster))
         else:
             trained = train(**run)
         trained.set_retry(TRAIN_RETRIES, backoff_duration="30s")
         evaluated = evaluate(checkpoint=trained.outputs["checkpoint"], data_version=data_version,
                              test_metrics=test_metrics)
-        if cluster is not None:
-            use_gpus(trained, num_gpus, cluster)
-            use_gpus(evaluated, evaluate_gpus, cluster)
-            if not multi_node:   # the job's nodes get theirs from adautomix.cluster.job
-                use_shared_memory(trained)
-                use_resources(trained, train_cpu_request, train_cpu_limit, train_memory_request,
-                              train_memory_limit)
-            for task in (trained, evaluated):
-                use_workspace(task, cluster)
-                use_mlflow(task, cluster)
-                use_image(task, cluster)
-            use_shared_memory(evaluated)
-            use_resources(evaluated, evaluate_cpu_request, evaluate_cpu_limit,
-                          evaluate_memory_request, evaluate_memory_limit)
+        configure(trained, "train", cluster, gpus=num_gpus)
+        configure(evaluated, "evaluate", cluster, gpus=evaluate_gpus)
         return Evaluated(*(evaluated.outputs[field] for field in Evaluated._fields))
 
     return train_and_evaluate
@@ -98,8 +76,8 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
 def pipeline_parameters(cluster: ClusterSettings | None, sweep: bool) -> list[inspect.Parameter]:
     """Both pipelines' parameters, listed once: a sweep's `grid`; the run (`config`, `dataset`);
     its data version; the GPUs of training and evaluation; the registry's gate and model name;
-    the DVC remote; the workspace; the test metrics; and each step's CPU and memory requests and
-    limits (STEP_cpu_request, ..., defaults in pipeline.cluster.STEP_RESOURCES)."""
+    the DVC remote; the workspace; the test metrics. (Each step's CPU and memory are the
+    cluster settings', decided at compile time: pipeline.cluster.)"""
     listed = [("grid", List[dict], inspect.Parameter.empty)] if sweep else []
     listed += [
         ("config", dict, inspect.Parameter.empty), ("dataset", str, RunConfig.dataset),
@@ -108,9 +86,6 @@ def pipeline_parameters(cluster: ClusterSettings | None, sweep: bool) -> list[in
         ("registered_model", str, ""), ("data_remote", str, "s3"),
         ("workspace", str, cluster.workspace_path if cluster is not None else "."),
         ("test_metrics", List[str], list(TEST_METRICS))]
-    listed += [(f"{step}_{field.name}", str, getattr(resources, field.name))
-               for step, resources in STEP_RESOURCES.items()
-               for field in dataclasses.fields(resources)]
     return [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=kind,
                               default=default) for name, kind, default in listed]
 
@@ -129,16 +104,13 @@ def build_pipeline(cluster: ClusterSettings | None, name: str, description: str,
                                for parameter, value in zip(parameters, values, strict=True)})
         materialised = data(dataset=p.dataset, data_version=p.data_version,
                             workspace=p.workspace, remote=p.data_remote)
-        step_resources = {f"{step}_{field.name}": getattr(p, f"{step}_{field.name}")
-                          for step in ("train", "evaluate")
-                          for field in dataclasses.fields(STEP_RESOURCES[step])}
 
         def trained(overrides):
             return train_and_evaluate(
                 prepared=materialised.outputs["prepared"],
                 data_version=materialised.outputs["Output"], config=p.config, overrides=overrides,
                 num_gpus=p.num_gpus, evaluate_gpus=p.evaluate_gpus, workspace=p.workspace,
-                test_metrics=p.test_metrics, pipeline_name=name, **step_resources)
+                test_metrics=p.test_metrics, pipeline_name=name)
 
         judged = dict(dataset=p.dataset, data_version=materialised.outputs["Output"],
                       registered_model=p.registered_model, chance_margin=p.chance_margin,
@@ -154,14 +126,8 @@ def build_pipeline(cluster: ClusterSettings | None, name: str, description: str,
             registered = register(**{field: evaluated.outputs[field]
                                      for field in ("model_uri", "score", "metric", "chance")},
                                   **judged)
-        if cluster is not None:
-            use_workspace(materialised, cluster)
-            use_s3(materialised, cluster)
-            use_mlflow(registered, cluster)
-            for task, step in ((materialised, "data"), (registered, "register")):
-                use_image(task, cluster)
-                use_resources(task, *(getattr(p, f"{step}_{field.name}")
-                                      for field in dataclasses.fields(STEP_RESOURCES[step])))
+        configure(materialised, "data", cluster)
+        configure(registered, "register", cluster)
         return Registered(*(registered.outputs[field] for field in Registered._fields))
 
     steps.__signature__ = inspect.Signature(parameters, return_annotation=Registered)

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from adautomix.config import ConfigError, RunConfig, parse_override, resume_changes
+from adautomix.config import (ConfigError, RunConfig, parse_override, resume_changes,
+                              upgrade_saved_config)
 
 
 def test_defaults_are_valid_and_round_trip(tmp_path):
@@ -77,6 +78,10 @@ def test_non_finite_numbers_are_refused(field, value):
     ({"normalize_mean": [1.5], "normalize_std": [0.5]}, "normalize_mean"),
     ({"crop_scale": [NAN, 1.0], "train_crop": "rrc"}, "crop_scale"),
     ({"method_args": {"alpha": NAN}}, "method option alpha must be finite"),
+    ({"precision": "fp8"}, "unknown precision 'fp8'; valid: fp32, bf16, fp16"),
+    ({"precision": "fp16", "device": "cpu"}, "precision fp16 needs a CUDA device; use "
+                                              "--precision bf16 or fp32"),
+    ({"eval_batch_size": -1}, "eval_batch_size must be >= 0"),
 ])
 def test_out_of_range_values_are_refused(changes, fragment):
     with pytest.raises(ConfigError, match=fragment):
@@ -87,8 +92,8 @@ def test_out_of_range_values_are_refused(changes, fragment):
     ({"lr": "abc"}, r"lr must be a number, got 'abc' \(str\)"),
     ({"epochs": 2.5}, "epochs must be an integer"),
     ({"epochs": True}, "epochs must be an integer"),
-    ({"amp": "no"}, "amp must be true or false"),
-    ({"amp": 1}, "amp must be true or false"),
+    ({"channels_last": "no"}, "channels_last must be true or false"),
+    ({"channels_last": 1}, "channels_last must be true or false"),
     ({"dataset": 3}, "dataset must be a string"),
     ({"crop_scale": ["a", 1]}, "crop_scale must be a list of numbers"),
     ({"method_args": [1]}, "method_args must be a dict"),
@@ -113,3 +118,74 @@ def test_resume_changes_split_allowed_from_refused():
     assert allowed == {"epochs": (2, 4), "num_workers": (2, 0), "progress": (True, False)}
     assert refused == {"method": ("mixup", "cutmix"), "lr": (0.1, 0.2)}
     assert resume_changes(saved, RunConfig(method="mixup", epochs=2)) == ({}, {})
+
+
+def old_format(config: RunConfig, **extra) -> dict:
+    """`config` as a config.json written before the renames: val_subset, the teacher's
+    momentum as `momentum`, and (as the quickstart preset wrote) an EMA decay it never used."""
+    values = config.to_dict()
+    values["val_subset"] = values.pop("test_subset")
+    options = values["method_args"]
+    if "teacher_momentum" in options:
+        options["momentum"] = options.pop("teacher_momentum")
+    return {**values, **extra}
+
+
+def test_a_config_json_under_the_old_names_loads_mapped_with_a_warning(tmp_path, caplog):
+    config = RunConfig(method="adautomix", test_subset=300,
+                       method_args={"teacher_momentum": 0.9, "end_momentum": 0.99})
+    (tmp_path / "config.json").write_text(json.dumps(old_format(config, ema_decay=0.99)))
+    with caplog.at_level("WARNING", logger="adautomix.config"):
+        assert RunConfig.load(tmp_path / "config.json") == config
+    (warning,) = caplog.messages
+    assert warning.startswith(f"{tmp_path / 'config.json'} uses older names, read as: ")
+    for mapped in ("val_subset -> test_subset", "method option momentum -> teacher_momentum",
+                   "ema_decay 0.99 -> 0.999"):
+        assert mapped in warning
+
+
+def test_a_config_under_todays_names_is_read_as_it_is(caplog):
+    """Only the teacher's option was renamed (SGD's `momentum` field stays), and the engine's
+    EMA settings of a method without a teacher are its own."""
+    vanilla = RunConfig(method="vanilla", momentum=0.8, ema_decay=0.99, ema_warmup=False)
+    with caplog.at_level("WARNING", logger="adautomix.config"):
+        assert upgrade_saved_config(vanilla.to_dict(), "config.json") == vanilla.to_dict()
+    assert caplog.messages == []
+
+
+def test_a_checkpoint_under_the_old_names_resumes_with_no_change():
+    config = RunConfig(method="automix", test_subset=16, method_args={"teacher_momentum": 0.9})
+    assert resume_changes(old_format(config), config) == ({}, {})
+    allowed, refused = resume_changes(old_format(config), config.replace(test_subset=32))
+    assert (allowed, refused) == ({}, {"test_subset": (16, 32)})
+
+
+def test_an_old_name_given_now_is_refused_with_its_new_name():
+    with pytest.raises(ConfigError, match=r"unknown config field\(s\) \['val_subset'\]: "
+                                          "val_subset is now test_subset"):
+        RunConfig.from_dict({"val_subset": 100})
+
+
+@pytest.mark.parametrize("method", ["automix", "adautomix"])
+@pytest.mark.parametrize("changes, flags", [
+    ({"ema_decay": 0.99}, "drop --ema-decay,"),
+    ({"ema_warmup": False}, "drop --ema-warmup,"),
+    ({"ema_decay": 0.0, "ema_warmup": False}, "drop --ema-decay and --ema-warmup,"),
+])
+def test_the_engines_ema_is_refused_for_a_method_with_its_own_teacher(method, changes, flags):
+    with pytest.raises(ConfigError, match=f"method '{method}' brings its own EMA teacher") as e:
+        RunConfig(method=method, **changes)
+    assert flags in str(e.value) and "teacher_momentum" in str(e.value)
+    assert RunConfig(method="mixup", **changes).ema_decay == changes.get("ema_decay", 0.999)
+
+
+def test_a_config_written_with_amp_loads_as_the_precision_it_trained_in(tmp_path):
+    """`precision` replaced `amp` (fp16 autocast on CUDA): old run folders still load, and a
+    checkpoint written under amp resumes with the precision it trained in and no other change."""
+    old = RunConfig().to_dict()
+    del old["precision"]
+    assert RunConfig.from_dict({**old, "amp": True}).precision == "fp16"
+    assert RunConfig.from_dict({**old, "amp": False}).precision == "fp32"
+    assert resume_changes({**old, "amp": True}, RunConfig(precision="fp16")) == ({}, {})
+    assert resume_changes({**old, "amp": False}, RunConfig(precision="bf16")) == (
+        {}, {"precision": ("fp32", "bf16")})

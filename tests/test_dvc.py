@@ -3,6 +3,7 @@ errors that stop a pipeline before anything is trained or registered."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -104,6 +105,46 @@ def test_data_that_differs_from_its_version_is_a_hash_mismatch(workspace):
     labels.write_bytes(labels.read_bytes()[:-8] + bytes(8))
     with pytest.raises(DataError, match="hash mismatch"):
         materialise(NAME, "", workspace)
+
+
+def test_a_corrupt_object_in_the_remote_is_named_with_how_to_evict_it(workspace):
+    """DVC does not check what it pulls, so a remote's corrupt object reaches the cache under
+    its good name and `dvc pull` or `dvc checkout` would give the same bytes again: the error
+    names the remote's copy, and following it (evict, replace in the remote) is enough."""
+    version = tracked_version(NAME, workspace)
+    good = snapshot(workspace / "data" / NAME)
+    push(workspace)
+    labels_md5 = hashlib.md5(good["train_labels.npy"]).hexdigest()
+    in_remote = workspace / ".dvc" / "remote" / "files" / "md5" / labels_md5[:2] / labels_md5[2:]
+    in_remote.chmod(0o644)
+    in_remote.write_bytes(good["train_labels.npy"][:-8] + bytes(8))
+    wipe(workspace)
+    with pytest.raises(DataError) as refused:
+        materialise(NAME, "", workspace)
+    message = str(refused.value)
+    assert message.startswith(f"DVC remote 'local' holds a corrupt copy of data version {version} "
+                              f"(train_labels.npy: ")
+    assert str(in_remote) in message
+    evict = message.split("`rm -rf ")[1].split("`")[0].split()
+    assert evict == [str(workspace / ".dvc" / "cache" / "files" / "md5" / labels_md5[:2]
+                         / labels_md5[2:]), str(workspace / "data" / NAME)]
+
+    for path in map(Path, evict):                        # what the message says, done
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    remote_listing = in_remote.parents[1] / version[:2] / version[2:]
+    assert message.split(" delete ")[1].split(" from the remote")[0] == " and ".join(
+        sorted([str(in_remote), str(remote_listing)]))
+    in_remote.unlink()
+    remote_listing.unlink()
+    (workspace / "data" / NAME).mkdir(parents=True)
+    for name, data in good.items():
+        (workspace / "data" / NAME / name).write_bytes(data)
+    commit(workspace)
+    push(workspace)
+    shutil.rmtree(workspace / "data" / NAME)
+    shutil.rmtree(workspace / ".dvc" / "cache")
+    assert materialise(NAME, "", workspace).version == version
+    assert snapshot(workspace / "data" / NAME) == good
 
 
 def test_an_older_version_is_materialised_beside_the_tracked_one(workspace, tmp_path):

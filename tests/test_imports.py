@@ -1,5 +1,6 @@
 """Imports flow one way: pipeline/ -> components/ -> adautomix, with no cycles among the
-package's modules, and the cheap entry points stay cheap.
+package's modules nor among its sub-packages, each third-party system imported only where
+docs/architecture.md says, and the cheap entry points stay cheap.
 
 The graph is read from the source with `ast`, so a function-level (lazy) import counts as much
 as one at the top: a cycle hidden inside a function is still a cycle a newcomer has to untangle."""
@@ -118,6 +119,77 @@ def test_components_never_import_the_pipeline():
 def test_no_import_cycles_among_the_projects_modules():
     edges, _ = import_graph()
     assert cycles(edges) == []
+
+
+def package_of(module: str, packages: set[str]) -> str:
+    """The unit `module` ranks as: its sub-package of adautomix (adautomix.engine, ...), else
+    itself (a module at the package's root, a layer's module)."""
+    parts = module.split(".")
+    if len(parts) > 2 and ".".join(parts[:2]) in packages:
+        return ".".join(parts[:2])
+    return module
+
+
+def package_graph(edges: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The module graph with each sub-package of adautomix drawn as one node."""
+    packages = {name for name, path in module_files().items()
+                if path.name == "__init__.py" and name.count(".") == 1}
+    graph: dict[str, set[str]] = {}
+    for name, imported in edges.items():
+        node = package_of(name, packages)
+        graph.setdefault(node, set()).update(
+            package_of(other, packages) for other in imported)
+        graph[node].discard(node)
+    return graph
+
+
+def test_the_graph_of_packages_has_a_rank_for_each_package():
+    """Sub-packages rank too: engine above mixers means no module of mixers imports one of
+    engine, even where the modules themselves form no cycle (learned_mix -> engine.ema -> ...
+    did not, yet it ran back up)."""
+    assert cycles({"a.x": {"b.y"}, "b.y": set(), "b.z": {"a.w"}, "a.w": set()}) == []
+    assert package_graph({"adautomix.mixers.a": {"adautomix.engine.b"},
+                          "adautomix.engine.c": {"adautomix.mixers.d", "adautomix.config"}}) \
+        == {"adautomix.mixers": {"adautomix.engine"},
+            "adautomix.engine": {"adautomix.mixers", "adautomix.config"}}
+    edges, _ = import_graph()
+    assert cycles(package_graph(edges)) == []
+
+
+def is_cluster_module(name: str) -> bool:
+    """The Kubernetes modules: the sub-package adautomix.cluster, whatever its modules' names."""
+    return name == "adautomix.cluster" or name.startswith("adautomix.cluster.")
+
+
+# Each third-party system, the top-level names it is imported under, and who may import it
+# (docs/architecture.md, "Layers"). The Kubernetes rule binds the package only: the pipeline
+# layer reads the namespace before it submits (pipeline/preflight.py, run.py).
+ONLY_THESE_IMPORT = {
+    "MLflow": (("mlflow",), lambda n: n in ("adautomix.tracking", "adautomix.registry")),
+    "DALI": (("nvidia.dali",), lambda n: n == "adautomix.data.dali"),
+    "DVC": (("dvc", "dvc_s3", "dvc_objects", "dvc_data"),
+            lambda n: n == "adautomix.data.dvc_adapter"),
+    "the Kubernetes client": (("kubernetes", "kubeflow.training", "kubeflow_trainer_api"),
+                              lambda n: is_cluster_module(n) or not n.startswith("adautomix")),
+}
+
+
+@pytest.mark.parametrize("system", sorted(ONLY_THESE_IMPORT))
+def test_each_system_is_imported_only_where_the_map_says(system):
+    names, allowed = ONLY_THESE_IMPORT[system]
+    files = module_files()
+    importers = {module for module, path in files.items()
+                 if any(found == name or found.startswith(name + ".") for name in names
+                        for found in imported_names(module, path, set(files)))}
+    assert importers, f"nothing imports {system}: the rule is stale"
+    assert sorted(m for m in importers if not allowed(m)) == []
+
+
+def test_the_cluster_rule_holds_in_the_sub_package_too():
+    assert is_cluster_module("adautomix.cluster.trainjob")
+    assert is_cluster_module("adautomix.cluster")
+    assert not is_cluster_module("adautomix.clusters")
+    assert not is_cluster_module("adautomix.steps.train")
 
 
 @pytest.mark.parametrize("entry, banned", [

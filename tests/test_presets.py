@@ -33,7 +33,7 @@ def test_the_main_cifar_recipe_is_the_official_one():
     assert (p.epochs, p.batch_size, p.optimizer, p.lr, p.min_lr) == (800, 100, "sgd", 0.1, 0.05)
     assert (p.momentum, p.weight_decay, p.lr_schedule_by) == (0.9, 1e-4, "epoch")
     expected = {"mix_samples": 3, "beta": 0.3, "lam_concat": False, "lam_margin": 0.03,
-                "momentum": 0.999, "end_momentum": 0.999999, "momentum_warmup": 0.1}
+                "teacher_momentum": 0.999, "end_momentum": 0.999999, "momentum_warmup": 0.1}
     assert {k: p.method_args[k] for k in expected} == expected
 
 

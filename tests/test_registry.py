@@ -1,15 +1,19 @@
-"""The registry against a real MLflow server over HTTP: versions, challenger and champion."""
+"""The registry against a real MLflow server over HTTP: versions, challenger and champion, the
+champion moved under a lock by parallel registrations, and the image each version ran from."""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import mlflow
 import pytest
 
-from adautomix.config import ConfigError
+from adautomix.config import ConfigError, RunConfig
 from adautomix.registry import (CHALLENGER, CHAMPION, Candidate, Gate, GateRejected, RegistryError,
-                                register, register_best)
-from adautomix.tracking import TrackingError, connect
+                                Registration, champion_lock, lock_name, register, register_best)
+from adautomix.tracking import Tracker, TrackingError, connect
 from tests.tracking_helpers import logged_model
 
 TEN_CLASSES = 10.0   # chance top-1, %
@@ -153,3 +157,86 @@ def test_the_reported_store_has_no_password(monkeypatch, mlflow_http, name):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", with_password)
     done = register(candidate(50.0), name, "fashion-mnist")
     assert "s3cret" not in done.tracking_uri and done.tracking_uri.startswith("http://alice:***@")
+
+
+# --- parallel registrations: one champion, the best ------------------------------------------
+
+def test_parallel_registrations_leave_the_best_as_the_one_champion(name):
+    register(candidate(80.0), name, "fashion-mnist")
+    scores = [83.0, 86.0, 81.0, 85.0, 82.0, 84.0]
+    racers = [candidate(s) for s in scores]
+    start = threading.Barrier(len(racers))
+
+    def race(racer: Candidate) -> Registration:
+        start.wait()
+        return register(racer, name, "fashion-mnist")
+
+    with ThreadPoolExecutor(len(racers)) as pool:
+        done = list(pool.map(race, racers))
+    best = next(d for d, s in zip(done, scores) if s == max(scores))
+    assert aliases(name)[CHAMPION] == best.version and best.promoted
+    champion = connect().get_model_version(name, best.version)
+    assert float(champion.tags["score"]) == 86.0
+    # each promotion beat the champion it saw, so the promoted versions rise in score
+    promoted = sorted((int(d.version), s) for d, s in zip(done, scores) if d.promoted)
+    assert promoted and all(s > 80.0 for _, s in promoted)
+    assert connect().search_registered_models(f"name = '{lock_name(name)}'") == []
+
+
+def test_a_lock_left_by_a_killed_holder_is_broken_and_one_held_is_waited_for(name):
+    client = connect()
+    client.create_registered_model(lock_name(name), tags={"holder": "a registration killed"})
+    with champion_lock(client, name, "1", stale_after=0.5) as still_held:
+        assert still_held()
+        holder = client.get_registered_model(lock_name(name)).tags["holder"]
+        assert holder.startswith(f"{name} version 1 on ")
+        waited = []
+        rival = threading.Thread(target=lambda: waited.append(register(candidate(80.0), name,
+                                                                       "fashion-mnist")))
+        rival.start()
+        rival.join(timeout=2)
+        assert rival.is_alive() and CHAMPION not in aliases(name)   # waits for the lock
+    rival.join(timeout=120)
+    assert waited[0].promoted and aliases(name)[CHAMPION] == waited[0].version
+
+
+# --- a champion that lost its score ----------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["deleted", "garbled"])
+def test_a_champion_without_a_readable_score_stays_and_the_reason_names_it(name, damage):
+    client = connect()
+    register(candidate(80.0), name, "fashion-mnist")
+    if damage == "deleted":
+        client.delete_model_version_tag(name, "1", "score")
+    else:
+        client.set_model_version_tag(name, "1", "score", "eighty")
+    done = register(candidate(95.0), name, "fashion-mnist")
+    assert not done.promoted and aliases(name) == {CHALLENGER: "2", CHAMPION: "1"}
+    what = "no score tag" if damage == "deleted" else "a score tag 'eighty' that is not a number"
+    assert done.reason.startswith(f"champion version 1 of {name} has {what}")
+    assert f"set_model_version_tag('{name}', '1', 'score'" in done.reason
+
+
+# --- the image that ran ----------------------------------------------------------------------
+
+PINNED = "registry.example.com/ml/adautomix@sha256:" + "5e" * 32
+
+
+def test_a_version_records_the_image_digest_its_run_ran_from(name, monkeypatch, tmp_path):
+    monkeypatch.setenv("ADAUTOMIX_IMAGE", PINNED)
+    run = Tracker(RunConfig(output_dir=str(tmp_path / "run"), experiment="registry-tests"), "h")
+    model = mlflow.initialize_logged_model(name="model", source_run_id=run.run_id)
+    run.finish()
+    done = register(Candidate(f"models:/{model.model_id}", 80.0, TEN_CLASSES), name,
+                    "fashion-mnist")
+    tags = connect().get_model_version(name, done.version).tags
+    assert tags["image"] == PINNED and tags["image_digest"] == "sha256:" + "5e" * 32
+    assert tags["image_digest_source"] == "pinned reference (ADAUTOMIX_IMAGE)"
+    assert connect().get_run(run.run_id).data.tags["image_digest"] == tags["image_digest"]
+
+
+def test_a_version_whose_run_recorded_no_image_says_so(name):
+    done = register(candidate(80.0), name, "fashion-mnist")
+    tags = connect().get_model_version(name, done.version).tags
+    assert tags["image"] == "unknown" and tags["image_digest"] == "unknown"
+    assert tags["image_digest_source"].endswith("recorded no image digest")

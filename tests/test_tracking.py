@@ -1,5 +1,6 @@
-"""Tracking: a killed run is never left RUNNING by the next start, and no URI the project prints
-carries a password."""
+"""Tracking: a killed run is never left RUNNING by the next start, no URI the project prints
+carries a password, a store that cannot take a run is named before anything is written, and a
+server behind an ingress is reached with its token and its CA."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -14,6 +16,8 @@ from mlflow.tracking import MlflowClient
 from adautomix.config import RunConfig
 from adautomix.redact import redact
 from adautomix.tracking import FAILURE_TAG, OUTPUT_DIR_TAG, Tracker, TrackingError, connect
+from tests.conftest import _free_port
+from tests.tracking_helpers import certificate_authority, ingress
 
 # A process that opens its MLflow run and is killed (SIGKILL: no handler, no cleanup runs)
 # before it writes anything else: a training killed before its first checkpoint.
@@ -74,6 +78,13 @@ def test_redact_masks_credentials_and_keeps_the_place(uri, shown):
     assert redact(f"error at {uri} (retry)") == f"error at {shown} (retry)"
 
 
+def test_redact_masks_the_token_and_password_mlflow_takes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "eyJhbGciOi.tok")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "hunter22")
+    said = redact("401 for Bearer eyJhbGciOi.tok at https://mlflow.example/ (bob/hunter22)")
+    assert said == "401 for Bearer *** at https://mlflow.example/ (bob/***)"
+
+
 def test_an_unreachable_server_is_named_without_its_password(monkeypatch, caplog):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://alice:s3cret@127.0.0.1:9")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -83,3 +94,116 @@ def test_an_unreachable_server_is_named_without_its_password(monkeypatch, caplog
     assert error.value.__cause__ is None    # the server's own message may quote the URI
     assert "s3cret" not in str(error.value) and "s3cret" not in caplog.text
     assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
+
+
+# --- a store that cannot take the run: one line, the right exit, nothing written -------------
+
+TRAIN = ["train", "--dataset", "fashion-mnist", "--model", "resnet18", "--method", "vanilla",
+         "--epochs", "1", "--batch-size", "10", "--subset", "20", "--num-workers", "0"]
+
+
+def train_argv(tmp_path) -> list[str]:
+    return [*TRAIN, "--data-root", str(tmp_path / "data"), "--output-dir", str(tmp_path / "run")]
+
+
+def nothing_written(tmp_path) -> bool:
+    return not (tmp_path / "run").exists() and not (tmp_path / "data").exists()
+
+
+def test_a_sqlite_store_in_a_missing_folder_is_named_exit_2_before_anything_is_written(
+        tmp_path, monkeypatch, capsys):
+    from adautomix.cli import main
+
+    missing = Path("/nonexistent-dir")
+    assert not missing.exists()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{missing}/x.db")
+    assert main(train_argv(tmp_path)) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"error: MLFLOW_TRACKING_URI sqlite:///{missing}/x.db: the folder {missing} "
+                    f"does not exist; create it (mkdir -p {missing}) or point MLFLOW_TRACKING_URI "
+                    "at a database file in a writable folder (or unset it for ./mlflow.db)")
+    assert nothing_written(tmp_path) and not missing.exists()
+
+
+def test_a_sqlite_store_under_a_file_is_named_not_file_exists(tmp_path, monkeypatch, capsys):
+    from adautomix.cli import main
+
+    (tmp_path / "notes").write_text("a file where a folder is meant")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'notes' / 'db' / 'x.db'}")
+    assert main(train_argv(tmp_path)) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"{tmp_path / 'notes'} is a file, not a folder" in line and "File exists" not in line
+    assert nothing_written(tmp_path)
+
+
+def test_a_sqlite_store_in_a_read_only_folder_is_named_exit_2_before_anything_is_written(tmp_path):
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{read_only / 'x.db'}"}
+    # root writes into any folder: take away its capability to, as for any other user
+    as_user = (["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+               if os.geteuid() == 0 else [])
+    done = subprocess.run([*as_user, sys.executable, "-m", "adautomix.cli", *train_argv(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    read_only.chmod(0o755)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: MLFLOW_TRACKING_URI sqlite:///{read_only / 'x.db'}: "
+                           f"the folder {read_only} is not writable")
+    assert "Traceback" not in done.stderr and nothing_written(tmp_path)
+    assert list(read_only.iterdir()) == []
+
+
+def test_a_server_that_is_down_is_named_at_once_exit_1_before_anything_is_written(
+        tmp_path, monkeypatch, capsys):
+    from adautomix.cli import main
+
+    # MLflow's own retries are left as they are: the check must not wait for them
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    closed = f"http://127.0.0.1:{_free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", closed)
+    assert main(train_argv(tmp_path)) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: MLflow tracking server at {closed} cannot be reached")
+    assert "Start it" in line and nothing_written(tmp_path)
+
+
+# --- an existing MLflow behind an ingress: a bearer token and a private CA -------------------
+
+TOKEN = "t0ken-7f3a9c"
+
+
+def test_the_check_and_the_run_reach_a_server_behind_an_ingress_with_its_token(
+        mlflow_server, monkeypatch, tmp_path, caplog):
+    with ingress(mlflow_server, TOKEN) as (url, gate):
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+        with caplog.at_level(logging.DEBUG), pytest.raises(TrackingError) as refused:
+            connect()
+        assert f"server at {url} refused the request (401" in str(refused.value)
+        assert "MLFLOW_TRACKING_TOKEN" in str(refused.value)
+
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", TOKEN)
+        run = Tracker(RunConfig(output_dir=str(tmp_path / "run"), experiment="ingress"), "hash")
+        run.finish()
+        assert gate.authorizations[-1] == f"Bearer {TOKEN}"
+    stored = MlflowClient(mlflow_server).get_run(run.run_id)
+    assert stored.info.status == "FINISHED"
+    assert TOKEN not in caplog.text and TOKEN not in str(refused.value)
+
+
+def test_a_server_with_a_private_ca_is_reached_with_its_bundle_and_named_without(
+        mlflow_server, monkeypatch, tmp_path):
+    ca, certificate, key = certificate_authority(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", TOKEN)
+    monkeypatch.delenv("MLFLOW_TRACKING_SERVER_CERT_PATH", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_INSECURE_TLS", raising=False)
+    with ingress(mlflow_server, TOKEN, tls=(certificate, key)) as (url, gate):
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        with pytest.raises(TrackingError, match=f"server at {url} presented a TLS certificate "
+                           "this client does not trust; set MLFLOW_TRACKING_SERVER_CERT_PATH"):
+            connect()
+        monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(ca))
+        connect().search_experiments(max_results=1)
+        assert gate.authorizations and set(gate.authorizations) == {f"Bearer {TOKEN}"}

@@ -1,11 +1,12 @@
 """Training on several nodes, through whichever operator the cluster runs: Kubeflow Trainer's
 TrainJob (adautomix/cluster/trainjob.py, the default) or the older training operator's PyTorchJob
-(adautomix/cluster/pytorchjob.py). The train_job component calls `train_on_nodes`; both jobs get the same
-pod settings and end in the same checkpoint folder, so what follows does not care which ran."""
+(adautomix/cluster/pytorchjob.py). The train_job component calls `train_on_nodes`; both jobs get
+the same pod settings and end in the same checkpoint folder, so what follows does not care which
+ran."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ..config import ConfigError
 
@@ -20,29 +21,39 @@ def check_trainer(trainer: str) -> str:
     return trainer
 
 
-def train_on_nodes(trainer: str, config_path: str, image: str, num_nodes: int, gpus_per_node: int,
-                   task_config: Any, output_dir: str, gpu_resource: str, runtime: str,
-                   schedule_timeout: float) -> str:
-    """Create the job of `trainer` for the config saved at `config_path`, in this pod's namespace,
-    and wait for it to finish; returns the job's name. `runtime` is the TrainJob's
-    ClusterTrainingRuntime (a PyTorchJob has none)."""
-    from .job import in_cluster_client, job_name, node_settings
+def train_on_nodes(config_path: str, output_dir: str, gpus_per_node: int, task_config: Any,
+                   job_options: dict, pipeline: str = "", pipeline_run_id: str = "",
+                   say: Callable[[str], None] = print, poll_interval: float = 15) -> str:
+    """Create the job that `job_options` (JobOptions as JSON: the trainer, the node count, the
+    pods' settings) describe for the config saved at `config_path`, in this pod's namespace, or
+    adopt the one an earlier attempt of this step made, and wait for it to finish; returns the
+    job's name. The job is named after the pipeline run and the checkpoint folder, labelled
+    with both, and owned by this pod."""
+    from .job import JobOptions, in_cluster_client, job_name, node_settings, pod_owner, run_labels
     from .launch import pytorchjob_node_command, trainer_node_command
 
-    node, name = node_settings(task_config), job_name()
-    if check_trainer(trainer) == "pytorchjob":
+    options = JobOptions.from_dict(job_options)
+    node = node_settings(task_config)
+    name = job_name(pipeline_run_id, output_dir)
+    labels = run_labels(pipeline, pipeline_run_id, output_dir)
+    options = JobOptions.from_dict({**options.to_dict(), "labels": {**options.labels, **labels}})
+    api_client, namespace = in_cluster_client()
+    owner = pod_owner(api_client, namespace, say=say)
+    if check_trainer(options.trainer) == "pytorchjob":
         from .pytorchjob import pytorchjob_manifest, run_pytorchjob
 
-        job = pytorchjob_manifest(name, image, pytorchjob_node_command(config_path), num_nodes,
-                                  gpus_per_node, node, output_dir, gpu_resource=gpu_resource)
+        job = pytorchjob_manifest(name, options.image, pytorchjob_node_command(config_path),
+                                  options.num_nodes, gpus_per_node, node, output_dir,
+                                  gpu_resource=options.gpu_resource, options=options, owner=owner)
         run = run_pytorchjob
     else:
         from .trainjob import run_trainjob, trainjob_manifest
 
-        job = trainjob_manifest(name, image, trainer_node_command(config_path), num_nodes,
-                                gpus_per_node, node, output_dir, gpu_resource=gpu_resource,
-                                runtime=runtime)
+        job = trainjob_manifest(name, options.image, trainer_node_command(config_path),
+                                options.num_nodes, gpus_per_node, node, output_dir,
+                                gpu_resource=options.gpu_resource, runtime=options.runtime,
+                                options=options, owner=owner)
         run = run_trainjob
-    api_client, namespace = in_cluster_client()
-    run(job, namespace, api_client, schedule_timeout=schedule_timeout)
+    run(job, namespace, api_client, schedule_timeout=options.schedule_timeout,
+        poll_interval=poll_interval, say=say)
     return name

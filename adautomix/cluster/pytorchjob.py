@@ -9,8 +9,10 @@ each a pod template whose container must be called `pytorch` (the operator looks
 name to add its port and environment), `spec.nprocPerNode` (a string in the CRD) is the processes
 per node and `spec.runPolicy` says what happens on failure. The pod templates are the kubernetes
 client's typed models (the SDK's models use them), filled from the same dsl.TaskConfig settings the
-TrainJob gets (adautomix/cluster/job.py): GPUs, environment from secrets, the workspace volume,
-/dev/shm, node selector, affinity, tolerations.
+TrainJob gets (adautomix/cluster/job.py): GPUs, CPU and memory, environment from secrets, the
+workspace volume, a sized /dev/shm, image pull secrets, node selector, affinity, tolerations, the
+termination grace period, and the pods' labels and annotations; `runPolicy.activeDeadlineSeconds`
+bounds the run.
 
 A pod that fails fails the job (restartPolicy Never, backoffLimit 0) rather than restarting in
 place: one torchrun group cannot lose a node and go on, and the step's own retry makes a new job
@@ -18,9 +20,9 @@ that resumes from the checkpoint, as with a TrainJob. Pods still running when th
 deleted (cleanPodPolicy Running), so a failed job frees its GPUs; finished pods stay for their logs.
 
 The operator sets WORLD_SIZE, RANK, PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK, MASTER_ADDR and
-MASTER_PORT in every replica; the command (adautomix.cluster.launch.pytorchjob_node_command) is torchrun
-told where the master is, and torchrun gives each process the RANK, WORLD_SIZE and LOCAL_RANK
-adautomix/engine/distributed.py reads. (No torch import here; kubernetes and kubeflow.training
+MASTER_PORT in every replica; the command (adautomix.cluster.launch.pytorchjob_node_command) is
+torchrun told where the master is, and torchrun gives each process the RANK, WORLD_SIZE and
+LOCAL_RANK adautomix/engine/distributed.py reads. (No torch import here; kubernetes and kubeflow.training
 are imported where they are used.)"""
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from .job import (JobKind, NodeSettings, Progress, gpu_summary, node_pod_parts, run_job,
-                         true_conditions)
+from .job import (JobKind, JobOptions, NodeSettings, Progress, gpu_summary, node_pod_parts,
+                  run_job, true_conditions)
 from ..errors import RunFailure
 
 GROUP, VERSION, PYTORCHJOBS = "kubeflow.org", "v1", "pytorchjobs"
@@ -76,15 +78,19 @@ def as_dict(job) -> dict:
 def pytorchjob_manifest(name: str, image: str, command: list[str], num_nodes: int,
                         gpus_per_node: int, node: NodeSettings, output_dir: str,
                         gpu_resource: str = "nvidia.com/gpu",
-                        labels: dict[str, str] | None = None):
+                        labels: dict[str, str] | None = None, options: JobOptions | None = None,
+                        owner: dict | None = None):
     """The PyTorchJob (a kubeflow.training KubeflowOrgV1PyTorchJob): `num_nodes` replicas (one
     Master, the rest Workers) of `gpus_per_node` GPUs and as many processes (one process on a node
-    without GPUs)."""
+    without GPUs). `options` and `owner` as for the TrainJob (adautomix/cluster/trainjob.py)."""
     from kubeflow.training import models as m
     from kubernetes import client as k
 
+    options = options or JobOptions()
     resources, volumes, mounts = node_pod_parts(num_nodes, gpus_per_node, node, output_dir,
-                                                gpu_resource, PyTorchJobError, "PyTorchJob")
+                                                gpu_resource, PyTorchJobError, "PyTorchJob",
+                                                options)
+    labels = {**options.labels, **(labels or {})}
     container = k.V1Container(
         name=CONTAINER, image=image, command=command,
         env=[_typed(e, "V1EnvVar") for e in node.env] or None,
@@ -94,21 +100,31 @@ def pytorchjob_manifest(name: str, image: str, command: list[str], num_nodes: in
         containers=[container], volumes=[_typed(v, "V1Volume") for v in volumes],
         node_selector=node.node_selector or None,
         tolerations=[_typed(t, "V1Toleration") for t in node.tolerations] or None,
-        affinity=_typed(node.affinity, "V1Affinity") if node.affinity else None)
+        affinity=_typed(node.affinity, "V1Affinity") if node.affinity else None,
+        image_pull_secrets=[k.V1LocalObjectReference(**s) for s in options.pull_secrets()]
+        or None,
+        termination_grace_period_seconds=options.termination_grace_seconds or None)
+    pod_metadata = options.pod_metadata()
 
     def replicas(count: int):
-        return m.KubeflowOrgV1ReplicaSpec(replicas=count, restart_policy="Never",
-                                          template=k.V1PodTemplateSpec(spec=pod))
+        return m.KubeflowOrgV1ReplicaSpec(
+            replicas=count, restart_policy="Never",
+            template=k.V1PodTemplateSpec(
+                metadata=k.V1ObjectMeta(**pod_metadata) if pod_metadata else None, spec=pod))
 
     specs = {MASTER: replicas(1)}
     if num_nodes > 1:
         specs[WORKER] = replicas(num_nodes - 1)
     return m.KubeflowOrgV1PyTorchJob(
         api_version=f"{GROUP}/{VERSION}", kind="PyTorchJob",
-        metadata=k.V1ObjectMeta(name=name, labels=labels),
+        metadata=k.V1ObjectMeta(name=name, labels=labels or None,
+                                owner_references=[_typed(owner, "V1OwnerReference")]
+                                if owner else None),
         spec=m.KubeflowOrgV1PyTorchJobSpec(
             pytorch_replica_specs=specs, nproc_per_node=str(max(gpus_per_node, 1)),
-            run_policy=m.KubeflowOrgV1RunPolicy(clean_pod_policy="Running", backoff_limit=0)))
+            run_policy=m.KubeflowOrgV1RunPolicy(
+                clean_pod_policy="Running", backoff_limit=0,
+                active_deadline_seconds=options.deadline_seconds or None)))
 
 
 def run_pytorchjob(job, namespace: str, api_client, schedule_timeout: float = 1800,

@@ -5,15 +5,17 @@ The manifest is built from the Trainer API's own typed models (`kubeflow-trainer
 models the Kubeflow SDK builds its TrainJobs from), for `trainer.kubeflow.org/v1alpha1` as its
 CRD defines it: `spec.runtimeRef` names the `torch-distributed` ClusterTrainingRuntime,
 `spec.trainer` carries the image, the command, the environment, `numNodes`, `numProcPerNode` and
-`resourcesPerNode`, and one `spec.runtimePatches` entry adds to the runtime's `node` pods what
-the CRD does not let `trainer` say: volumes and their mounts, node selector, affinity and
-tolerations. The Kubeflow SDK's `TrainerClient` is not used to create the job because its trainer
-environment takes plain values only, and the credentials here must stay references to secrets.
+`resourcesPerNode` (GPUs, CPU, memory), `spec.activeDeadlineSeconds` bounds the run, and one
+`spec.runtimePatches` entry adds to the runtime's `node` pods what the CRD does not let `trainer`
+say: volumes and their mounts (a sized /dev/shm), image pull secrets, node selector, affinity,
+tolerations, the termination grace period, and the pods' labels and annotations. The Kubeflow
+SDK's `TrainerClient` is not used to create the job because its trainer environment takes plain
+values only, and the credentials here must stay references to secrets.
 
-Where the pod settings come from: the pipeline configures the TrainJob step exactly as it
-configures the single-pod train step (GPUs, workspace volume, secrets as environment, node
-selector, tolerations) and Kubeflow Pipelines hands those settings to the step as a
-`dsl.TaskConfig`, whose fields are Kubernetes JSON; `node_settings` reads one.
+Where the pod settings come from: the pipeline configures the TrainJob step as it configures the
+single-pod train step (workspace volume, secrets as environment, node selector, tolerations) and
+Kubeflow Pipelines hands those settings to the step as a `dsl.TaskConfig`, whose fields are
+Kubernetes JSON (`node_settings` reads one); the rest comes as the step's JobOptions.
 
 What can go wrong is named: Trainer not installed (its API group is not served), the runtime
 missing, the service account not allowed (RBAC, deploy/rbac.yaml), a job that fails (its
@@ -21,17 +23,18 @@ condition's reason and message), a job that gets no running node within `schedul
 (deleted, so it does not start later). The checkpoints live on the shared volume, so whatever
 happens the last one stays for the re-run to resume from.
 
-What both operators' jobs share (the pod settings, the checks, the wait) is adautomix/cluster/job.py;
-the older training operator's PyTorchJob is adautomix/cluster/pytorchjob.py.
+What both operators' jobs share (the pod settings, the checks, the wait, adoption and deletion)
+is adautomix/cluster/job.py; the older training operator's PyTorchJob is
+adautomix/cluster/pytorchjob.py.
 (No torch import here; kubernetes and kubeflow_trainer_api are imported where they are used.)"""
 
 from __future__ import annotations
 
 from typing import Callable
 
-from .job import (JobKind, NodeSettings, Progress, api_reason, gpu_summary,
-                         in_cluster_client, job_name, node_pod_parts, node_settings, run_job,
-                         true_conditions)
+from .job import (JobKind, JobOptions, NodeSettings, Progress, api_reason, gpu_summary,
+                  in_cluster_client, job_name, node_pod_parts, node_settings, run_job,
+                  true_conditions)
 from ..errors import RunFailure
 
 __all__ = ["TrainJobError", "NodeSettings", "node_settings", "job_name", "in_cluster_client",
@@ -58,13 +61,18 @@ TRAINJOB = JobKind(GROUP, VERSION, TRAINJOBS, "TrainJob", operator="Kubeflow Tra
 def trainjob_manifest(name: str, image: str, command: list[str], num_nodes: int,
                       gpus_per_node: int, node: NodeSettings, output_dir: str,
                       gpu_resource: str = "nvidia.com/gpu", runtime: str = DEFAULT_RUNTIME,
-                      labels: dict[str, str] | None = None):
+                      labels: dict[str, str] | None = None, options: JobOptions | None = None,
+                      owner: dict | None = None):
     """The TrainJob (a kubeflow_trainer_api TrainerV1alpha1TrainJob): `num_nodes` nodes of
-    `gpus_per_node` GPUs and as many processes (one process on a node without GPUs)."""
+    `gpus_per_node` GPUs and as many processes (one process on a node without GPUs). `options`
+    add the nodes' CPU and memory, /dev/shm size, pull secrets, pod labels and annotations,
+    termination grace period and the job's deadline; `owner`, an owner reference (pod_owner)."""
     from kubeflow_trainer_api import models as m
 
+    options = options or JobOptions()
     resources, volumes, mounts = node_pod_parts(num_nodes, gpus_per_node, node, output_dir,
-                                                gpu_resource, TrainJobError, "TrainJob")
+                                                gpu_resource, TrainJobError, "TrainJob", options)
+    labels = {**options.labels, **(labels or {})}
     trainer = m.TrainerV1alpha1Trainer(
         image=image, command=command, numNodes=num_nodes,
         numProcPerNode=max(gpus_per_node, 1),
@@ -77,7 +85,11 @@ def trainjob_manifest(name: str, image: str, command: list[str], num_nodes: int,
             name=NODE, volumeMounts=[m.IoK8sApiCoreV1VolumeMount.from_dict(v) for v in mounts])],
         nodeSelector=node.node_selector or None,
         tolerations=[m.IoK8sApiCoreV1Toleration.from_dict(t) for t in node.tolerations] or None,
-        affinity=m.IoK8sApiCoreV1Affinity.from_dict(node.affinity) if node.affinity else None)
+        affinity=m.IoK8sApiCoreV1Affinity.from_dict(node.affinity) if node.affinity else None,
+        imagePullSecrets=[m.IoK8sApiCoreV1LocalObjectReference.from_dict(s)
+                          for s in options.pull_secrets()] or None,
+        terminationGracePeriodSeconds=options.termination_grace_seconds or None)
+    pod_metadata = options.pod_metadata()
     patch = m.TrainerV1alpha1RuntimePatch(
         manager=PATCH_MANAGER,
         trainingRuntimeSpec=m.TrainerV1alpha1TrainingRuntimeSpecPatch(
@@ -86,14 +98,21 @@ def trainjob_manifest(name: str, image: str, command: list[str], num_nodes: int,
                     m.TrainerV1alpha1ReplicatedJobPatch(
                         name=NODE, template=m.TrainerV1alpha1JobTemplatePatch(
                             spec=m.TrainerV1alpha1JobSpecPatch(
-                                template=m.TrainerV1alpha1PodTemplatePatch(spec=pod))))]))))
+                                template=m.TrainerV1alpha1PodTemplatePatch(
+                                    metadata=m.IoK8sApimachineryPkgApisMetaV1ObjectMeta(
+                                        **pod_metadata) if pod_metadata else None,
+                                    spec=pod))))]))))
     return m.TrainerV1alpha1TrainJob(
         apiVersion=f"{GROUP}/{VERSION}", kind="TrainJob",
-        metadata=m.IoK8sApimachineryPkgApisMetaV1ObjectMeta(name=name, labels=labels),
+        metadata=m.IoK8sApimachineryPkgApisMetaV1ObjectMeta(
+            name=name, labels=labels or None,
+            ownerReferences=[m.IoK8sApimachineryPkgApisMetaV1OwnerReference.from_dict(owner)]
+            if owner else None),
         spec=m.TrainerV1alpha1TrainJobSpec(
             runtimeRef=m.TrainerV1alpha1RuntimeRef(name=runtime, kind="ClusterTrainingRuntime",
                                                    apiGroup=GROUP),
-            trainer=trainer, runtimePatches=[patch]))
+            trainer=trainer, runtimePatches=[patch],
+            activeDeadlineSeconds=options.deadline_seconds or None))
 
 
 def run_trainjob(job, namespace: str, api_client, schedule_timeout: float = 1800,

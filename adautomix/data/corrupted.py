@@ -25,6 +25,7 @@ import numpy as np
 
 from adautomix.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from adautomix.data.errors import DataError
+from adautomix.optional import require
 from adautomix.data.prepare import (MANIFEST, Manifest, channel_stats, ensure_dataset,
                                     load_manifest, write_atomically, write_manifest)
 
@@ -90,6 +91,7 @@ def _generated_writer(name: str, clean: Manifest, seed: int, progress: bool):
     if clean.format != "array":
         raise DataError(f"{clean.name} is stored as image files; corruptions are generated for "
                         "array datasets (at most 64 px) with the CIFAR-C constants")
+    require("cv2", f"generating {name} (the CIFAR-C corruptions)")   # before any is written
 
     def write(out: Path) -> Manifest:
         from tqdm import tqdm

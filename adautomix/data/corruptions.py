@@ -25,7 +25,6 @@ from __future__ import annotations
 import io
 import math
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -33,7 +32,11 @@ from PIL import Image
 from scipy import ndimage
 
 from adautomix.data.errors import DataError
+from adautomix.optional import LazyModule
 
+# imported on first use: reading the official CIFAR-C arrays and every other part of the
+# package work without OpenCV
+cv2 = LazyModule("cv2", "generating corrupted test sets (data/corruptions.py)")
 SEVERITIES = (1, 2, 3, 4, 5)
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)   # ITU-R 601, as PIL's "L" and OpenCV use
 

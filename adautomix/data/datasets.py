@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from adautomix.data.prepare import Manifest, read_list
+from adautomix.data.sources import decode_image
 
 if TYPE_CHECKING:
     from torchvision.transforms import v2
@@ -50,7 +52,8 @@ class FolderDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
-        from torchvision.io import ImageReadMode, decode_image   # cached after the first call
+        # PIL, as `prepare` checks the files: torchvision.io's decoders are deprecated (0.29)
         index, seed = item
-        image = decode_image(self.files[index], mode=ImageReadMode.RGB)
+        decoded = np.array(decode_image(Path(self.files[index])))   # H×W×3 uint8, a copy
+        image = torch.from_numpy(decoded).permute(2, 0, 1)
         return _augmented(self.transform, image, seed), self.labels[index]

@@ -31,7 +31,7 @@ from adautomix.config import DATASETS
 from adautomix.data.errors import DataError
 
 SPLITS = ("train", "test")
-# Formats that PIL (prepare's check), torchvision.io (the torch loader) and DALI all decode.
+# Formats that PIL (prepare's check and the torch loader) and DALI both decode.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = [

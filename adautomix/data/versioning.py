@@ -25,15 +25,12 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
+from adautomix.data.dvc_adapter import DvcFailure, DvcRepo, open_repo, remote_object
 from adautomix.data.errors import DataError
 from adautomix.data.prepare import Manifest, prepare, verify
-
-if TYPE_CHECKING:
-    from dvc.repo import Repo
 
 log = logging.getLogger("adautomix.data")
 
@@ -102,12 +99,10 @@ def materialise(name: str, version: str = "", workspace: str | Path = ".",
     version = normalise_version(version) or tracked_version(name, workspace)
     dvc_file = _dvc_file_for(name, version, workspace)
     data_root = (dvc_file.parent / _read_out(dvc_file)["path"]).parent
-    # DVC is imported here, not at the top: checking and compiling a pipeline reads .dvc files
-    # only, and importing DVC costs about a second.
-    from dvc.repo import Repo
-    with Repo(str(workspace)) as repo:
-        state = _state(repo, dvc_file)
-        if state == "missing":
+    with open_repo(workspace) as repo:
+        state = repo.output_state(dvc_file)
+        pulled = state == "missing"
+        if pulled:
             state = _fetch(repo, dvc_file, data_root, name, version, remote or None)
         if state == "modified":
             raise DataError(
@@ -116,15 +111,40 @@ def materialise(name: str, version: str = "", workspace: str | Path = ".",
                 f"`dvc checkout --force {dvc_file.relative_to(workspace)}`, or make it a new "
                 "version with `dvc commit` and pass that version")
         if state == "uncached":   # the right bytes, prepared by hand: keep them in the cache
-            repo.commit(str(dvc_file), force=True)
+            repo.commit(dvc_file)
         url = remote_url(repo, remote or None)
-    return DataVersion(name, version, data_root, verify(name, data_root), url)
+        try:
+            manifest = verify(name, data_root)
+        except DataError:
+            if pulled:
+                _refuse_corrupt_objects(repo, data_root / name, version, remote or None)
+            raise
+    return DataVersion(name, version, data_root, manifest, url)
 
 
-def remote_url(repo: Repo, remote: str | None) -> str:
+def remote_url(repo: DvcRepo, remote: str | None) -> str:
     """The URL of `remote` (None: the default one); DVC gives a local folder as an absolute path."""
-    name = remote or repo.config["core"].get("remote")
-    return str(repo.config["remote"].get(name, {}).get("url", "")) if name else ""
+    return str(repo.remote_settings(remote).get("url", ""))
+
+
+def _refuse_corrupt_objects(repo: DvcRepo, data: Path, version: str, remote: str | None) -> None:
+    """A DataError naming the remote's bad copies, when what was just pulled holds any. The
+    manifest check has already failed; this tells where the bad bytes came from, because the
+    usual advice (`dvc pull`, `dvc checkout`) would restore the same bytes from the cache."""
+    bad = repo.bad_objects(version)
+    if not bad:
+        return
+    url = remote_url(repo, remote)
+    names = ", ".join(b.relpath or "its listing" for b in bad)
+    evict = " ".join(str(b.cached) for b in bad)
+    # With the version's listing in place, `dvc push` takes the whole folder as present there.
+    replace = sorted({remote_object(url, b.md5) for b in bad} | {remote_object(url, version)})
+    raise DataError(
+        f"DVC remote {repo.remote_name(remote)!r} holds a corrupt copy of data version {version} "
+        f"({names}: the bytes do not hash to their names), and `dvc pull` would restore the "
+        f"same bytes from the cache. Evict them from this workspace's cache and data (`rm -rf "
+        f"{evict} {data}`), delete {' and '.join(replace)} from the remote, and `dvc push` "
+        "again from a workspace that holds the good data")
 
 
 def init_workspace(workspace: str | Path, project: str | Path) -> Path:
@@ -146,10 +166,10 @@ def init_workspace(workspace: str | Path, project: str | Path) -> Path:
     return workspace
 
 
-def check_credentials(repo: Repo, remote: str | None) -> None:
+def check_credentials(repo: DvcRepo, remote: str | None) -> None:
     """Fail now, naming the variables, when an S3 remote has no credentials to use."""
-    name = remote or repo.config["core"].get("remote")
-    settings = repo.config["remote"].get(name, {}) if name else {}
+    name = repo.remote_name(remote)
+    settings = repo.remote_settings(remote)
     if not str(settings.get("url", "")).startswith("s3://") or settings.get("access_key_id"):
         return
     import boto3
@@ -181,48 +201,35 @@ def _dvc_file_for(name: str, version: str, workspace: Path) -> Path:
     return dvc_file
 
 
-def _state(repo: Repo, dvc_file: Path) -> str:
-    """'ok': the data has the version's bytes and is cached; 'uncached': it has them but no cache
-    holds them; 'modified': it has other bytes; 'missing': it is not there."""
-    (out,) = repo.stage.load_one(str(dvc_file)).outs
-    # Hash the data itself: DVC's own status says "not in cache" before it compares bytes.
-    workspace = set(out.workspace_status().values())
-    if workspace:
-        return "missing" if "deleted" in workspace else "modified"
-    return "uncached" if out.changed_cache() else "ok"
-
-
-def _fetch(repo: Repo, dvc_file: Path, data_root: Path, name: str, version: str,
+def _fetch(repo: DvcRepo, dvc_file: Path, data_root: Path, name: str, version: str,
            remote: str | None) -> str:
     """Pull the version; when no remote has it, prepare it here if that is possible. Returns
     the state of the data afterwards."""
-    from dvc.exceptions import DvcException
-
     check_credentials(repo, remote)
     try:
-        repo.pull(targets=[str(dvc_file)], remote=remote)
-        return _state(repo, dvc_file)
-    except DvcException as error:
-        tracked = dvc_file == tracking_file(name, repo.root_dir)
+        repo.pull(dvc_file, remote)
+        return repo.output_state(dvc_file)
+    except DvcFailure as error:
+        tracked = dvc_file == tracking_file(name, repo.root)
         if not (tracked and name in PREPARABLE and _is_local(repo, remote)):
             raise DataError(
                 f"data version {version} of {name} could not be pulled from DVC remote "
-                f"{remote or repo.config['core'].get('remote')!r} ({str(error).splitlines()[0]}). "
+                f"{repo.remote_name(remote)!r} ({error}). "
                 f"Push it from where it was prepared (`dvc push {TRACKING_FILE}`), or check the "
                 "remote's endpoint and credentials") from None
     log.info("%s is in no DVC remote yet: preparing it here", name)
     prepare(name, data_root=data_root)
-    state = _state(repo, dvc_file)
+    state = repo.output_state(dvc_file)
     if state == "modified":
         raise DataError(
             f"{name} prepared here differs from data version {version} (hash mismatch): the raw "
             f"source or the prepare code changed. Record the new version with `dvc commit "
-            f"{dvc_file.relative_to(repo.root_dir)}`, or pass the version just prepared")
-    repo.commit(str(dvc_file), force=True)
-    repo.push(targets=[str(dvc_file)], remote=remote)
+            f"{dvc_file.relative_to(repo.root)}`, or pass the version just prepared")
+    repo.commit(dvc_file)
+    repo.push(dvc_file, remote)
     return "ok"
 
 
-def _is_local(repo: Repo, remote: str | None) -> bool:
+def _is_local(repo: DvcRepo, remote: str | None) -> bool:
     url = remote_url(repo, remote)
     return bool(url) and "://" not in url

@@ -43,6 +43,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..config import ConfigError
+from ..models.backbone import running_stat_batch_norms
 
 log = logging.getLogger("adautomix.distributed")
 
@@ -180,17 +181,13 @@ def average_gradients(params: Iterable[nn.Parameter]) -> None:
                 p.grad.copy_(chunk.view_as(p))
 
 
-BATCH_NORMS = (nn.modules.batchnorm._BatchNorm,)
-
-
 def average_batchnorm_statistics(modules: Iterable[nn.Module]) -> None:
     """Average the BN running means and variances of `modules` over ranks, so that every rank
     evaluates and checkpoints the same statistics. The batch counters agree already."""
     world = _world()
     if world == 1:
         return
-    stats = [t for module in modules for m in module.modules()
-             if isinstance(m, BATCH_NORMS) and m.track_running_stats
+    stats = [t for module in modules for m in running_stat_batch_norms(module)
              for t in (m.running_mean, m.running_var)]
     if not stats:
         return

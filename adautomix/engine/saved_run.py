@@ -39,7 +39,7 @@ class LoadedRun:
 
 def load_run(run_dir: str | Path, device: str = "auto", subset: int | None = None) -> LoadedRun:
     """A training output folder's networks, restored from its checkpoint, and its test loader
-    (over the first `subset` test images when given, else the run's own val_subset)."""
+    (over the first `subset` test images when given, else the run's own test_subset)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():
         raise FileNotFoundError(f"{run_dir} holds no config.json: pass a training output_dir")
@@ -65,10 +65,11 @@ def load_run(run_dir: str | Path, device: str = "auto", subset: int | None = Non
     method.load_state_dict(state["method"])
     if ema is not None:
         ema.load_state_dict(state["ema"])
-    options = dict(data_root=config.data_root, batch_size=config.batch_size, train=False,
+    options = dict(data_root=config.data_root, train=False,
+                   batch_size=config.eval_batch_size or config.batch_size,
                    kind=config.loader, device=dev, num_workers=config.num_workers,
                    recipe=Recipe.from_config(config, manifest))
-    loader = build_loader(manifest, "test", subset=config.val_subset if subset is None else subset,
+    loader = build_loader(manifest, "test", subset=config.test_subset if subset is None else subset,
                           **options)
     _, val_pool = split_pools(config, manifest)
     val_loader = (build_loader(manifest, "train", pool=val_pool, **options)
@@ -124,9 +125,3 @@ def log_report(tracker, report: Report, step: int, prefix: str = "test_") -> Non
         tracker.log_dict(values, path)
     if report.tags:
         tracker.set_tags(report.tags)
-
-
-def evaluate_run(run_dir: str | Path, metrics: Sequence[str] = ("top1", "top5", "loss"),
-                 device: str = "auto") -> dict[str, float]:
-    """Metrics of the online network (`NAME`) and of the EMA network (`NAME_ema`) on the test split."""
-    return evaluate_networks(load_run(run_dir, device), metrics).metrics

@@ -24,6 +24,7 @@ summary lines."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import statistics
@@ -43,18 +44,19 @@ from ..config import ConfigError, RunConfig
 from ..data import Loader, Manifest, Recipe, build_loader, ensure_dataset
 from ..data.split import holdout_split, split_labels
 from ..eval import evaluate
-from ..mixers import Method, create_method, resolved_options
+from ..mixers import Method, create_method, options_with_defaults
 from ..models import check_input_size, create_model
+from ..precision import autocast, check_precision, grad_scaler
 from ..progress import progress
 from ..provenance import Provenance, code_version
-from ..tracking import Tracker, setup_params
+from ..tracking import Tracker, check_store, setup_params
 from ..visualize import sample_figure, training_curves
 from . import distributed, run_lock
 from .checkpoint import (CHECKPOINT_NAME, RESUME_KEYS, SELECTED_NAME, CheckpointError,
                          check_resume, load_checkpoint, preserved_rng, remove_partial_writes,
                          rng_state, save_checkpoint, set_rng_state)
 from .distributed import Ranks, resolve_device  # noqa: F401  (resolve_device: public here too)
-from .ema import ModelEma
+from ..ema import ModelEma
 from .loss_guard import LossGuard
 from .optim import build_optimizer, optimizer_step, param_groups, set_lr
 from .preemption import Preempted, StopRequest, stop_on_sigterm
@@ -78,7 +80,7 @@ class Run:
     out: Path
     ranks: Ranks
     device: torch.device
-    amp: bool
+    precision: str                      # fp32, bf16, fp16: the autocast of the step (precision.py)
     manifest: Manifest
     train_loader: Loader
     val_loader: Loader | None           # the held-out training images; None when val_size is 0
@@ -153,10 +155,13 @@ def setup(config: RunConfig, resume: bool | str, ranks: Ranks, device: torch.dev
     checked before anything is written: the folder's lock, config.json (and provenance.json,
     when there is provenance), the MLflow run and the cleanup of a killed write come last."""
     out = Path(config.output_dir)
+    if ranks.is_main:   # a tracking store that cannot take the run fails before the data loads
+        check_store()
     state, changes = resumable_state(config, resume, allow_code_change)
-    amp = config.amp and device.type == "cuda"
+    check_precision(config.precision, device)
     seed_everything(config.seed, config.deterministic)
     batch_size = rank_batch_size(config.batch_size, ranks.world_size)
+    eval_batch_size = math.ceil((config.eval_batch_size or config.batch_size) / ranks.world_size)
 
     # Fashion-MNIST prepares itself on first use: one process per node writes it, then the rest read
     if ranks.local_rank == 0:
@@ -170,10 +175,10 @@ def setup(config: RunConfig, resume: bool | str, ranks: Ranks, device: torch.dev
     train_pool, val_pool = split_pools(config, manifest)
     train_loader = build_loader(manifest, "train", batch_size=batch_size, train=True,
                                 subset=config.subset, pool=train_pool, **loader_args)
-    val_loader = (build_loader(manifest, "train", batch_size=batch_size, train=False,
+    val_loader = (build_loader(manifest, "train", batch_size=eval_batch_size, train=False,
                                pool=val_pool, **loader_args) if val_pool is not None else None)
-    test_loader = build_loader(manifest, "test", batch_size=batch_size, train=False,
-                               subset=config.val_subset, **loader_args)
+    test_loader = build_loader(manifest, "test", batch_size=eval_batch_size, train=False,
+                               subset=config.test_subset, **loader_args)
 
     if config.sync_bn and ranks.distributed and device.type != "cuda":
         raise ConfigError("sync_bn needs CUDA devices (torch's SyncBatchNorm runs on GPUs only); "
@@ -194,11 +199,12 @@ def setup(config: RunConfig, resume: bool | str, ranks: Ranks, device: torch.dev
     named = chain(model.named_parameters(prefix="model"), method.named_parameters(prefix="method"))
     optimizer = build_optimizer(config, param_groups(config, named, method.mix_block_parameters()))
     steps_per_epoch = len(train_loader)
-    run = Run(config=config, out=out, ranks=ranks, device=device, amp=amp, manifest=manifest,
+    run = Run(config=config, out=out, ranks=ranks, device=device, precision=config.precision,
+              manifest=manifest,
               train_loader=train_loader, val_loader=val_loader, test_loader=test_loader,
               model=model, method=method,
               ema=ema, ema_network=method.teacher() or (ema.module if ema else None),
-              optimizer=optimizer, scaler=torch.amp.GradScaler(device.type, enabled=amp),
+              optimizer=optimizer, scaler=grad_scaler(config.precision, device.type),
               steps_per_epoch=steps_per_epoch, total_steps=config.epochs * steps_per_epoch,
               guard=LossGuard(config.nonfinite_loss_limit, device, config.lr,
                               reduce=distributed.all_reduce_sum),
@@ -213,6 +219,8 @@ def setup(config: RunConfig, resume: bool | str, ranks: Ranks, device: torch.dev
                             "under %s", out, *changes["code_version"])
     distributed.broadcast_state(networks(run))
     if ranks.is_main:   # every check has passed: the run may write
+        path = path_taken(run)
+        log.info("training path: %s", ", ".join(f"{k} {v}" for k, v in path.items()))
         out.mkdir(parents=True, exist_ok=True)
         run.lock = run_lock.acquire(out, run.run_id)
         try:
@@ -220,12 +228,16 @@ def setup(config: RunConfig, resume: bool | str, ranks: Ranks, device: torch.dev
             config.save(out / "config.json")
             if provenance != Provenance():
                 provenance.save(out)
+            # MLflow's system metrics (CPU, memory; GPU utilisation and memory through NVIDIA's
+            # management library) for GPU runs, where a starved GPU is the thing to see
             run.tracker = Tracker(config, manifest.sha256, run_id=run.run_id,
-                                  extra_tags=provenance.tags)
+                                  extra_tags=provenance.tags,
+                                  system_metrics=device.type == "cuda")
             run.run_id = run.tracker.run_id
             run.lock.set_run_id(run.run_id)
-            run.tracker.log_params(setup_params(
-                resolved_options(config.method, config.method_args), recipe_params(train_loader)))
+            options = options_with_defaults(config.method, config.method_args)
+            run.tracker.log_params({**setup_params(options, recipe_params(train_loader)),
+                                    **{f"engine.{k}": v for k, v in path.items()}})
             run.tracker.log_dataset(config.dataset, provenance.data_version or manifest.sha256,
                                     provenance.data_source or str(manifest.root))
             if changes:
@@ -243,6 +255,18 @@ def split_pools(config: RunConfig, manifest: Manifest):
     if not config.val_size:
         return None, None
     return holdout_split(split_labels(manifest, "train"), config.val_size)
+
+
+def path_taken(run: Run) -> dict[str, str]:
+    """Which way this run computes, resolved from what the config leaves to the machine: the
+    device (with its name and the process count), the precision, the loader kind `auto` chose
+    and how a step runs (eager: one kernel launch at a time; there is no graphed step yet)."""
+    device = run.device
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"{torch.get_num_threads()} threads")
+    processes = f", {run.ranks.world_size} processes" if run.ranks.distributed else ""
+    return {"device": f"{device} ({name}{processes})", "precision": run.precision,
+            "loader": run.train_loader.kind, "step": "eager"}
 
 
 def recipe_params(loader: Loader) -> dict[str, Any]:
@@ -328,7 +352,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
                    enabled=config.progress and run.ranks.is_main)
     for index, (images, labels) in enumerate(bar, start=start):
         lr = set_lr(run.optimizer, config, run.step, run.steps_per_epoch)
-        with torch.autocast(device.type, enabled=run.amp):
+        with autocast(run.precision, device.type):
             loss, _ = method.training_step(model, images, labels, run.step)
         if run.guard.skip(loss, run.step, epoch):
             run.optimizer.zero_grad(set_to_none=True)
@@ -456,7 +480,7 @@ def evaluate_split(run: Run, split: str, loader: Loader, desc: str) -> dict[str,
             batches = progress(loader, f"{desc}{suffix.replace('_', ', ')}", unit="batch",
                                enabled=shown)
             results.update({f"{split}_{k}{suffix}": v for k, v in
-                            evaluate(network, batches, amp=run.amp,
+                            evaluate(network, batches, precision=run.precision,
                                      sharded=run.ranks.distributed).items()})
     return results
 

@@ -3,8 +3,8 @@
 A metric is one of two kinds:
 - a batch metric, `update(logits, labels)` then `compute()`: top-1, top-5, loss, ECE. All of them
   share one forward pass in inference mode, so adding one costs no pass;
-- a protocol, `run(network, loader, amp) -> {name: value}`: evaluations that change the input or
-  need its gradient and so make their own passes (FGSM, occlusion, corruptions).
+- a protocol, `run(network, loader, precision) -> {name: value}`: evaluations that change the input
+  or need its gradient and so make their own passes (FGSM, occlusion, corruptions).
 After it ran, a metric with a `figure()` method can draw what it measured (reliability diagram,
 occlusion curve, per-corruption bars).
 
@@ -91,9 +91,13 @@ def check_metrics(specs: Sequence[str]) -> list[str]:
 
 
 def evaluate(network: nn.Module, loader: Iterable, metrics: Sequence = ("top1", "top5", "loss"),
-             amp: bool = False, sharded: bool = False) -> dict[str, float]:
+             precision: str = "fp32", sharded: bool = False) -> dict[str, float]:
     """Every metric's values on the loader. `metrics` holds spec strings or metric objects; pass
-    objects to draw their figures afterwards.
+    objects to draw their figures afterwards. `precision`: the forward passes' autocast
+    (adautomix/precision.py).
+
+    The batch metrics keep their sums on the loader's device and are read once, after the last
+    batch: nothing waits on the device batch by batch.
 
     `sharded`: the loader reads this rank's shard of the split; the metrics' sums and counts
     are all-reduced over the ranks, so every rank returns the whole split's figures."""
@@ -101,7 +105,7 @@ def evaluate(network: nn.Module, loader: Iterable, metrics: Sequence = ("top1", 
     batch = [m for m in objects if hasattr(m, "update")]
     results: dict[str, float] = {}
     if batch:
-        for logits, labels in predictions(network, loader, amp):
+        for logits, labels in predictions(network, loader, precision):
             for metric in batch:
                 metric.update(logits, labels)
         for metric in batch:
@@ -111,7 +115,7 @@ def evaluate(network: nn.Module, loader: Iterable, metrics: Sequence = ("top1", 
             results.update(value if isinstance(value, dict) else {metric.name: value})
     for metric in objects:
         if not hasattr(metric, "update"):
-            results.update(metric.run(network, loader, amp, sharded=sharded))
+            results.update(metric.run(network, loader, precision, sharded=sharded))
     return results
 
 

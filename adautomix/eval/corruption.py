@@ -48,7 +48,7 @@ class CorruptionAccuracy:
         self.details: dict[str, float] = {}
         self.tags: dict[str, str] = {}
 
-    def run(self, network: nn.Module, loader, amp: bool = False,
+    def run(self, network: nn.Module, loader, precision: str = "fp32",
             sharded: bool = False) -> dict[str, float]:
         from ..data import build_loader
         from ..data.corrupted import ensure_corrupted, split_name
@@ -69,7 +69,7 @@ class CorruptionAccuracy:
                                         device=loader.device, subset=loader.subset, recipe=recipe,
                                         rank=loader.rank, world_size=loader.world_size)
             tracker = TopK(1)
-            for logits, labels in predictions(network, split_loader, amp):
+            for logits, labels in predictions(network, split_loader, precision):
                 tracker.update(logits, labels)
             if sharded:
                 tracker.all_reduce()

@@ -26,11 +26,12 @@ VARIANTS = ("standard", "paper")
 
 
 def fgsm_gradient(network: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                  amp: bool = False) -> torch.Tensor:
+                  precision: str = "fp32") -> torch.Tensor:
     """d(summed cross-entropy)/d(images); the parameters' .grad are left untouched."""
     images = images.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        loss = F.cross_entropy(logits_of(network, images, amp).float(), labels, reduction="sum")
+        loss = F.cross_entropy(logits_of(network, images, precision).float(), labels,
+                               reduction="sum")
         (gradient,) = torch.autograd.grad(loss, images)
     return gradient
 
@@ -67,18 +68,18 @@ class FGSM:
         return (torch.tensor(mean, device=device).view(shape),
                 torch.tensor(std, device=device).view(shape))
 
-    def run(self, network: nn.Module, loader: Iterable, amp: bool = False,
+    def run(self, network: nn.Module, loader: Iterable, precision: str = "fp32",
             sharded: bool = False) -> dict[str, float]:
         wrong = {variant: None for variant in VARIANTS}
         count = 0
         with evaluating(network):
             for images, labels in loader:
                 mean, std = self._constants(loader, images.device)
-                gradient = fgsm_gradient(network, images, labels, amp)
+                gradient = fgsm_gradient(network, images, labels, precision)
                 with torch.inference_mode():
                     for variant in VARIANTS:
                         moved = fgsm_perturb(images, gradient, self.epsilon, mean, std, variant)
-                        miss = (logits_of(network, moved, amp).argmax(1) != labels).sum()
+                        miss = (logits_of(network, moved, precision).argmax(1) != labels).sum()
                         wrong[variant] = miss if wrong[variant] is None else wrong[variant] + miss
                 count += labels.shape[0]
         if not count:

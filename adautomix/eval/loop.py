@@ -10,6 +10,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ..precision import autocast
+
 
 @contextmanager
 def evaluating(network: nn.Module) -> Iterator[nn.Module]:
@@ -22,14 +24,17 @@ def evaluating(network: nn.Module) -> Iterator[nn.Module]:
         network.train(was_training)
 
 
-def logits_of(network: nn.Module, images: torch.Tensor, amp: bool = False) -> torch.Tensor:
-    with torch.autocast(images.device.type, enabled=amp and images.device.type == "cuda"):
+def logits_of(network: nn.Module, images: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """The network's logits, its forward pass autocast to `precision` (adautomix/precision.py)."""
+    with autocast(precision, images.device.type):
         return network(images)
 
 
-def predictions(network: nn.Module, loader: Iterable, amp: bool = False
+def predictions(network: nn.Module, loader: Iterable, precision: str = "fp32"
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(logits, labels) per batch; the network's train/eval mode is restored afterwards."""
+    """(logits, labels) per batch, left on the device (no host sync here: the metrics keep
+    their sums there and read them once, at the end); the network's train/eval mode is restored
+    afterwards."""
     with evaluating(network), torch.inference_mode():
         for images, labels in loader:
-            yield logits_of(network, images, amp), labels
+            yield logits_of(network, images, precision), labels

@@ -59,7 +59,7 @@ class Occlusion:
         self.ratios, self.patch, self.seed = ratios, patch, seed
         self.curve: dict[float, float] = {}
 
-    def run(self, network: nn.Module, loader: Iterable, amp: bool = False,
+    def run(self, network: nn.Module, loader: Iterable, precision: str = "fp32",
             sharded: bool = False) -> dict[str, float]:
         correct = [None] * len(self.ratios)
         count = 0
@@ -72,7 +72,7 @@ class Occlusion:
                         int(np.random.SeedSequence([self.seed, i, batch]).generate_state(1)[0]))
                     mask = occlusion_mask(height, width, patch, ratio, generator)
                     hidden = images.masked_fill(mask.to(images.device), 0)
-                    hit = (logits_of(network, hidden, amp).argmax(1) == labels).sum()
+                    hit = (logits_of(network, hidden, precision).argmax(1) == labels).sum()
                     correct[i] = hit if correct[i] is None else correct[i] + hit
                 count += labels.shape[0]
         if not count:

@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from ..config import ConfigError
+from ..optional import missing, require
 from .adautomix import AdAutoMix
 from .automix import AutoMix
 from .base import InputMixMethod, Method, Vanilla, soft_cross_entropy, soft_targets
@@ -40,6 +41,9 @@ METHOD_CLASSES: dict[str, type[Method]] = {
     "automix": AutoMix,
     "adautomix": AdAutoMix,
 }
+
+# Methods that need an optional package (adautomix/optional.py), checked when one is created.
+REQUIRED_MODULES = {"puzzlemix": "gco", "saliencymix": "cv2"}
 
 
 # How a boolean option may be spelled on the command line (`-o is_random=no`).
@@ -89,10 +93,11 @@ def _coerced(method: str, key: str, value: Any, default: Any) -> Any:
     return value
 
 
-def resolve_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """A method's options checked by name and type against its defaults (booleans from their
-    spellings, ints widened to floats, lists of numbers), as the method will take them: what
-    a config records, so that the records show what the run used."""
+def checked_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options given, checked by name and type against the method's defaults (booleans
+    from their spellings, ints widened to floats, lists of numbers), as the method will take
+    them: what a config records, so that the records show what the run used. Only those given:
+    `options_with_defaults` adds the rest."""
     if name not in INPUT_MIXERS and name not in METHOD_CLASSES:
         raise ConfigError(f"unknown method {name!r}; valid: {', '.join(available_methods())}")
     defaults = method_defaults(name)
@@ -111,8 +116,9 @@ def method_defaults(name: str) -> dict[str, Any]:
             and p.default is not inspect.Parameter.empty}
 
 
-def resolved_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Every option of method `name` with the value a run uses: `options` over the defaults."""
+def options_with_defaults(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Every option of method `name` with the value a run uses: `options` over the defaults
+    (what a run logs as method.KEY)."""
     if name not in INPUT_MIXERS and name not in METHOD_CLASSES:
         raise ConfigError(f"unknown method {name!r}; valid: {', '.join(available_methods())}")
     return {**method_defaults(name), **options}
@@ -120,7 +126,9 @@ def resolved_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
 
 def create_method(name: str, model: nn.Module, num_classes: int, label_smoothing: float = 0.0,
                   **options: Any) -> Method:
-    options = resolve_options(name, options)
+    options = checked_options(name, options)
+    if name in REQUIRED_MODULES:
+        require(REQUIRED_MODULES[name], f"method {name!r}")
     if name in INPUT_MIXERS:
         fn, defaults = INPUT_MIXERS[name]
         if not options.get("alpha", 1.0) > 0:   # Beta(α, α) has no α <= 0
@@ -142,6 +150,11 @@ def available_methods() -> list[str]:
     return sorted({*INPUT_MIXERS, *METHOD_CLASSES})
 
 
-__all__ = ["Method", "InputMixMethod", "create_method", "resolve_options", "available_methods", "method_defaults",
-           "resolved_options",
+def unavailable_reason(name: str) -> str | None:
+    """Why method `name` cannot run here (an optional package it needs is missing), or None."""
+    return missing(REQUIRED_MODULES[name], f"method {name!r}") if name in REQUIRED_MODULES else None
+
+
+__all__ = ["Method", "InputMixMethod", "create_method", "checked_options", "available_methods",
+           "method_defaults", "options_with_defaults", "unavailable_reason",
            "soft_cross_entropy", "soft_targets"]

@@ -35,18 +35,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError
+from ..models.backbone import running_stat_batch_norms
 from .base import soft_cross_entropy
 from .generator import MaskGenerator
 from .learned_mix import LearnedMixMethod, constant_masks, mix_images, mix_targets
 from .sampling import pair_with_identity, random_permutations, sample_beta
 
 LAM_MARGIN_RULES = ("official", "openmixup")
-BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def batch_norms(net: nn.Module) -> tuple[list[nn.Module], float]:
     """The BN layers that keep running statistics, and their (common) momentum."""
-    layers = [m for m in net.modules() if isinstance(m, BATCH_NORMS) and m.track_running_stats]
+    layers = running_stat_batch_norms(net)
     momenta = {m.momentum for m in layers}
     if None in momenta or len(momenta) > 1:
         raise ConfigError(
@@ -63,14 +63,14 @@ class AdAutoMix(LearnedMixMethod):
                  beta: float = 0.3, linear_mix_weight: float = 0.5, lam_margin: float = 0.03,
                  lam_margin_rule: str = "official", maximise_cosine: bool = False,
                  lam_concat: bool = False, reduction: int = 2, upsampling: str = "bilinear",
-                 feature_stage: int = 3, momentum: float = 0.999, end_momentum: float = 0.999999,
-                 momentum_warmup: float = 0.1):
+                 feature_stage: int = 3, teacher_momentum: float = 0.999,
+                 end_momentum: float = 0.999999, momentum_warmup: float = 0.1):
         """Options (official names in brackets): mix_samples N [mix_samples]; beta β, the
-        adversarial weight [beta_radio]; linear_mix_weight ρ [mixup_radio]; momentum and
-        end_momentum, the EMA momentum before momentum_warmup·T and at T [momentum,
+        adversarial weight [beta_radio]; linear_mix_weight ρ [mixup_radio]; teacher_momentum
+        and end_momentum, the EMA teacher's momentum before momentum_warmup·T and at T [momentum,
         CosineScheduleHook end_momentum, adjust_scope[0]]; lam_concat, reduction and upsampling
         configure the generator [mix_block]."""
-        super().__init__(model, num_classes, label_smoothing, feature_stage, momentum,
+        super().__init__(model, num_classes, label_smoothing, feature_stage, teacher_momentum,
                          end_momentum, momentum_warmup)
         if mix_samples < 2:
             raise ConfigError(f"AdAutoMix mix_samples must be >= 2 (images per mixed sample), "

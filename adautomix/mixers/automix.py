@@ -60,13 +60,14 @@ class AutoMix(LearnedMixMethod):
     def __init__(self, model: nn.Module, num_classes: int, label_smoothing: float = 0.0,
                  alpha: float = 2.0, lam_margin: float = 0.08, mask_loss_weight: float = 0.1,
                  mask_loss_margin: float = 0.1, lam_concat: bool = False, reduction: int = 2,
-                 upsampling: str = "nearest", feature_stage: int = 3, momentum: float = 0.999,
-                 end_momentum: float = 0.999999, momentum_warmup: float = 0.1,
+                 upsampling: str = "nearest", feature_stage: int = 3,
+                 teacher_momentum: float = 0.999, end_momentum: float = 0.999999,
+                 momentum_warmup: float = 0.1,
                  skip_unused_stages: bool = False):
         """skip_unused_stages: end the clean EMA pass at the feature stage, as its later stages'
         output is unused. Not the official step: those stages' BN running statistics in the EMA
         network (which the headline evaluation reads) then follow the mixed batches alone."""
-        super().__init__(model, num_classes, label_smoothing, feature_stage, momentum,
+        super().__init__(model, num_classes, label_smoothing, feature_stage, teacher_momentum,
                          end_momentum, momentum_warmup)
         if alpha <= 0:
             raise ConfigError(f"AutoMix alpha must be > 0, got {alpha}")

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
-from ..engine.ema import cosine_momentum, ema_update, frozen_copy
+from ..ema import cosine_momentum, ema_update, frozen_copy
 from ..models.backbone import Backbone, linear_head
 from .base import Method, SampleGrid
 from .gradient_bank import GradientBank, fp16_autocast
@@ -84,18 +84,19 @@ class LearnedMixMethod(Method):
     min_batch_size = 2
 
     def __init__(self, model: nn.Module, num_classes: int, label_smoothing: float,
-                 feature_stage: int, momentum: float, end_momentum: float, momentum_warmup: float):
+                 feature_stage: int, teacher_momentum: float, end_momentum: float,
+                 momentum_warmup: float):
         super().__init__(num_classes, label_smoothing)
         name = type(self).__name__
         check_backbone(model, feature_stage, name)
-        if not 0.0 <= momentum <= end_momentum < 1.0:
-            raise ConfigError(f"{name} needs 0 <= momentum <= end_momentum < 1, got "
-                              f"momentum={momentum}, end_momentum={end_momentum}")
+        if not 0.0 <= teacher_momentum <= end_momentum < 1.0:
+            raise ConfigError(f"{name} needs 0 <= teacher_momentum <= end_momentum < 1, got "
+                              f"teacher_momentum={teacher_momentum}, end_momentum={end_momentum}")
         if not 0.0 <= momentum_warmup <= 1.0:
             raise ConfigError(f"{name} momentum_warmup is a fraction of training in [0, 1], "
                               f"got {momentum_warmup}")
         self.feature_stage = feature_stage
-        self.momentum = momentum
+        self.teacher_momentum = teacher_momentum
         self.end_momentum = end_momentum
         self.momentum_warmup = momentum_warmup
         self.head_mix_q = linear_head(model.num_features, num_classes)
@@ -106,7 +107,7 @@ class LearnedMixMethod(Method):
         return self.net_k
 
     def after_optimizer_step(self, model: nn.Module, step: int, total_steps: int) -> None:
-        m = cosine_momentum(step, total_steps, self.momentum, self.end_momentum,
+        m = cosine_momentum(step, total_steps, self.teacher_momentum, self.end_momentum,
                             self.momentum_warmup)
         ema_update(self.net_k, model, m, buffers=False)
         ema_update(self.head_mix_k, self.head_mix_q, m, buffers=False)

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import math
 
-import gco
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..optional import LazyModule
 from .base import Method, SampleGrid, soft_cross_entropy
 from .sampling import mix_partner, sample_beta
+
+# imported on first use: gco-wrapper has no wheel for Python 3.12, and no other method needs it
+gco = LazyModule("gco", "method puzzlemix (its graph cut)")
 
 
 def input_saliency(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

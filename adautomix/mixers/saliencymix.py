@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 import torch
 
+from ..optional import LazyModule
 from .sampling import mix_partner, sample_beta
 from .cutmix import paste_box
+
+cv2 = LazyModule("cv2", "method saliencymix (OpenCV's saliency)")   # no other method needs it
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:

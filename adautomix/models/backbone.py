@@ -64,6 +64,17 @@ class Backbone(nn.Module):
         return self.forward_from(self.stem(x), 0)
 
 
+# Every kind of BatchNorm (a LazyBatchNorm becomes one of these at its first call). Named once
+# because two parts must agree on it: AdAutoMix's teacher replays the running-statistic updates of
+# these layers, and a distributed run averages their statistics over ranks.
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def running_stat_batch_norms(net: nn.Module) -> list[nn.Module]:
+    """The BatchNorm layers of `net` that keep running statistics (the ones evaluation uses)."""
+    return [m for m in net.modules() if isinstance(m, BATCH_NORMS) and m.track_running_stats]
+
+
 def kaiming_init_convs(net: nn.Module) -> None:
     """He-normal (fan-out) weights for every conv, as torchvision's ResNets start."""
     for module in net.modules():

@@ -41,8 +41,8 @@ def build_config(preset: str = "", *, saved: dict[str, Any] | None = None,
         base = get_preset(preset).to_dict()
     values = merged_values({**base, **(saved or {})}, values)
     if values.get("method_args"):
-        from ..mixers import resolve_options
-        values["method_args"] = resolve_options(values.get("method", RunConfig.method),
+        from ..mixers import checked_options
+        values["method_args"] = checked_options(values.get("method", RunConfig.method),
                                                 values["method_args"])
     return RunConfig.from_dict(values)
 

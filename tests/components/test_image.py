@@ -61,6 +61,15 @@ def test_the_dockerfile_copies_only_what_the_context_holds_and_installs_offline(
     assert user and user[-1].split(":")[0].isdigit() and user[-1].split(":")[0] != "0"
 
 
+def test_the_image_leaves_gpu_visibility_to_the_device_plugin():
+    """NVIDIA_VISIBLE_DEVICES=all in the image would expose every GPU of a node to pods that
+    requested none; the device plugin sets it per pod to the GPUs it allocated."""
+    commands = dockerfile.parse_file(str(DOCKER / "Dockerfile"))
+    env = [value for c in commands if c.cmd == "ENV" for value in c.value]
+    assert env and not any("NVIDIA_VISIBLE_DEVICES" in value for value in env)
+    assert "NVIDIA_DRIVER_CAPABILITIES" in env      # what the toolkit mounts stays named
+
+
 def test_a_base_without_python_3_11_stops_the_build_at_once_saying_so(tmp_path):
     """The Dockerfile's own first RUN, in a shell whose python3 is 3.12."""
     check = next(c.value[0] for c in dockerfile.parse_file(str(DOCKER / "Dockerfile"))

@@ -36,6 +36,22 @@ def manifest_command(env: dict[str, str]) -> list[str]:
     return [a for a in args if not a.startswith(("--host=", "--port=", "--workers="))]
 
 
+def deployment_env() -> dict[str, dict]:
+    deployment = next(d for d in yaml.safe_load_all((DEPLOY / "mlflow.yaml").read_text())
+                      if d["kind"] == "Deployment")
+    return {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_the_database_password_reaches_the_server_through_its_environment_only():
+    args = " ".join(manifest_command({"ARTIFACTS_DESTINATION": "s3://b/a", "ALLOWED_HOSTS": "h"}))
+    assert "PASSWORD" not in args and "backend-store-uri" not in args
+    env = deployment_env()
+    # Kubernetes expands $(VAR) in an env value from the variables before it
+    names = list(env)
+    assert names.index("POSTGRES_PASSWORD") < names.index("MLFLOW_BACKEND_STORE_URI")
+    assert "$(POSTGRES_PASSWORD)" in env["MLFLOW_BACKEND_STORE_URI"]["value"]
+
+
 def config_value(key: str) -> str:
     return yaml.safe_load((DEPLOY / "config.yaml").read_text())["data"][key]
 
@@ -59,17 +75,20 @@ def proxied_server(s3_server, tmp_path_factory):
                       region_name="us-east-1")
     s3.create_bucket(Bucket=bucket)
     args = manifest_command({
-        "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
         "ARTIFACTS_DESTINATION": f"s3://{bucket}/artifacts",
         # the test's client reaches the server at 127.0.0.1 on a free port
         "ALLOWED_HOSTS": config_value("ALLOWED_HOSTS") + ",127.0.0.1:*"})
     # only the server holds the bucket's credentials, as in the Deployment
     # Every S3 endpoint setting points at this test's moto: the server inherits the test
     # process's environment, where an earlier test may have left another endpoint.
+    # the database URI comes from the environment, as in the Deployment
+    database = tmp_path / "mlflow.db"
     server_env = {**S3_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3_server,
-                  "AWS_ENDPOINT_URL": s3_server, "AWS_ENDPOINT_URL_S3": s3_server}
+                  "AWS_ENDPOINT_URL": s3_server, "AWS_ENDPOINT_URL_S3": s3_server,
+                  "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{database}"}
     with serve_mlflow(args, tmp_path, server_env, health_headers={"Host": IN_CLUSTER_HOST}) as url:
         yield url, s3, bucket
+        assert database.exists(), "the server did not take its database from the environment"
 
 
 def test_a_client_without_s3_credentials_logs_artifacts_and_a_model_through_the_server(

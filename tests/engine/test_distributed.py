@@ -24,7 +24,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 import adautomix.engine.train as engine
-from adautomix.config import RunConfig
+from adautomix.config import TEACHER_METHODS, RunConfig
 from adautomix.engine.checkpoint import load_checkpoint
 from adautomix.engine.saved_run import evaluate_networks, load_run
 from tests.conftest import _free_port
@@ -61,10 +61,12 @@ def states(dump: Path, ranks: int = 2) -> list[dict]:
 
 def base_config(root, tmp_path, name, **changes) -> RunConfig:
     values = dict(dataset="fashion-mnist", model="resnet18", method="vanilla", epochs=2,
-                  subset=400, val_subset=200, batch_size=50, lr=0.05, ema_decay=0.9,
+                  subset=400, test_subset=200, batch_size=50, lr=0.05, ema_decay=0.9,
                   lr_schedule_by="step", data_root=str(root), output_dir=str(tmp_path / name),
                   experiment="test-distributed", progress=False, log_images_every=0,
                   num_workers=0, loader="memory", device="cpu")
+    if changes.get("method") in TEACHER_METHODS:
+        del values["ema_decay"]            # the method's own teacher is its EMA network
     return RunConfig(**{**values, **changes})
 
 
@@ -111,8 +113,8 @@ def test_two_ranks_train_as_one_process_with_the_global_batch(fmnist_root, mlflo
 def test_two_rank_adautomix_keeps_every_rank_identical_and_writes_once(fmnist_root, mlflow_sqlite,
                                                                       tmp_path, monkeypatch):
     config = base_config(fmnist_root, tmp_path, "run", method="adautomix", batch_size=16,
-                         subset=160, val_subset=100, log_images_every=1,
-                         method_args={"momentum": 0.9, "end_momentum": 0.99})
+                         subset=160, test_subset=100, log_images_every=1,
+                         method_args={"teacher_momentum": 0.9, "end_momentum": 0.99})
     output = torchrun(config, tmp_path / "dump", 2)
     first, second = states(tmp_path / "dump")
     # online weights, both heads, the generator, the EMA teacher (parameters and the BN running

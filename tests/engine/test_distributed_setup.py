@@ -46,7 +46,7 @@ def test_the_global_batch_must_split_evenly():
 def test_a_distributed_run_refuses_what_cannot_work(fmnist_root, tmp_path, changes, message):
     # rank 0 of 2 without a process group: the collectives are no-ops, the checks are not
     values = dict(dataset="fashion-mnist", data_root=str(fmnist_root), subset=200,
-                  val_subset=100, batch_size=20, device="cpu", loader="memory",
+                  test_subset=100, batch_size=20, device="cpu", loader="memory",
                   output_dir=str(tmp_path / "run"))
     config = RunConfig(**{**values, **changes})
     assert distributed.all_reduce_sum(torch.ones(1)).item() == 1.0

@@ -55,7 +55,7 @@ def noise_root(tmp_path_factory):
 
 def tiny(noise_root, out, experiment, **changes) -> RunConfig:
     values = dict(dataset="fashion-mnist", model="resnet18", method="vanilla", epochs=1,
-                  batch_size=10, subset=20, val_subset=10, lr=0.05, data_root=str(noise_root),
+                  batch_size=10, subset=20, test_subset=10, lr=0.05, data_root=str(noise_root),
                   output_dir=str(out), experiment=experiment, progress=False,
                   log_images_every=0, num_workers=0)
     return RunConfig(**{**values, **changes})

@@ -24,7 +24,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 import adautomix.engine.train as engine
-from adautomix.config import RunConfig
+from adautomix.config import TEACHER_METHODS, RunConfig
 from adautomix.engine.checkpoint import load_checkpoint
 from tests.conftest import TinyBackbone
 
@@ -98,16 +98,17 @@ def without_timing(history):
 
 
 @pytest.mark.parametrize("method, options", [
-    ("adautomix", {"mix_samples": 3, "momentum": 0.9, "end_momentum": 0.99}),
-    ("automix", {"momentum": 0.9, "end_momentum": 0.99}),
+    ("adautomix", {"mix_samples": 3, "teacher_momentum": 0.9, "end_momentum": 0.99}),
+    ("automix", {"teacher_momentum": 0.9, "end_momentum": 0.99}),
     ("mixup", {}),   # no teacher of its own, so the engine keeps its EMA
 ])
 def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_state(
         method, options, fmnist_root, mlflow_sqlite, tmp_path, monkeypatch):
     tiny_engine(monkeypatch)
     common = dict(dataset="fashion-mnist", model="resnet18", method=method, method_args=options,
-                  epochs=2, subset=16 * STEPS_PER_EPOCH, val_subset=16, batch_size=16, lr=0.05,
-                  ema_decay=0.9, data_root=str(fmnist_root), deterministic=True,
+                  epochs=2, subset=16 * STEPS_PER_EPOCH, test_subset=16, batch_size=16, lr=0.05,
+                  data_root=str(fmnist_root), deterministic=True,
+                  **({} if method in TEACHER_METHODS else {"ema_decay": 0.9}),
                   experiment="test-resume-learned", progress=False, log_images_every=0)
     reference = engine.train(RunConfig(**common, output_dir=str(tmp_path / "reference")))
 
@@ -147,8 +148,8 @@ def test_a_run_killed_after_a_step_checkpoint_resumes_mid_epoch_to_the_uninterru
         fmnist_root, mlflow_sqlite, tmp_path, monkeypatch):
     tiny_engine(monkeypatch)
     common = dict(dataset="fashion-mnist", model="resnet18", method="adautomix",
-                  method_args={"mix_samples": 3, "momentum": 0.9, "end_momentum": 0.99},
-                  epochs=2, subset=16 * STEPS_PER_EPOCH, val_subset=16, batch_size=16, lr=0.05,
+                  method_args={"mix_samples": 3, "teacher_momentum": 0.9, "end_momentum": 0.99},
+                  epochs=2, subset=16 * STEPS_PER_EPOCH, test_subset=16, batch_size=16, lr=0.05,
                   data_root=str(fmnist_root), deterministic=True,
                   experiment="test-resume-step", progress=False, log_images_every=0)
     # checkpoints every epoch only: computing the same as every 60 ns, which is every step

@@ -24,7 +24,7 @@ def test_one_epoch_learns_and_mlflow_records_the_run(fmnist_root, mlflow_sqlite,
     # width 16 learns as much in so few steps (46 % test) at a quarter of the full width's time
     config = RunConfig(dataset="fashion-mnist", model="resnet18", model_width=16,
                        method="vanilla", epochs=1,
-                       subset=3000, val_subset=500, val_size=300, batch_size=25, lr=0.05,
+                       subset=3000, test_subset=500, val_size=300, batch_size=25, lr=0.05,
                        ema_decay=0.9, lr_schedule_by="step",
                        data_root=str(fmnist_root), output_dir=str(tmp_path / "run"),
                        experiment="test-train", progress=False)
@@ -87,7 +87,7 @@ def test_a_run_stopped_by_sigterm_mid_epoch_resumes_to_identical_weights(fmnist_
                                                                           mlflow_sqlite,
                                                                           tmp_path):
     common = dict(dataset="fashion-mnist", model="resnet18", method="mixup", epochs=3, subset=200,
-                  val_subset=100, batch_size=50, lr=0.05, data_root=str(fmnist_root),
+                  test_subset=100, batch_size=50, lr=0.05, data_root=str(fmnist_root),
                   deterministic=True, experiment="test-resume", progress=False, log_images_every=0)
     reference = train(RunConfig(**common, output_dir=str(tmp_path / "reference")))
 

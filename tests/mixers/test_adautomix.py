@@ -271,8 +271,8 @@ def test_ema_network_learns_fashion_mnist(fmnist_root, mlflow_sqlite, tmp_path, 
     monkeypatch.setattr(engine, "create_model", lambda name, num_classes, in_chans, pretrained, width:
                         TinyBackbone(num_classes, in_chans))
     config = RunConfig(dataset="fashion-mnist", model="resnet18", method="adautomix",
-                       method_args={"momentum": 0.99, "end_momentum": 0.999}, epochs=3,
-                       subset=1600, val_subset=500, batch_size=16, lr=0.1,
+                       method_args={"teacher_momentum": 0.99, "end_momentum": 0.999}, epochs=3,
+                       subset=1600, test_subset=500, batch_size=16, lr=0.1,
                        data_root=str(fmnist_root), output_dir=str(tmp_path / "run"),
                        experiment="test-adautomix", progress=False)
     result = engine.train(config)

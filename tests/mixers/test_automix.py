@@ -147,7 +147,7 @@ def test_bad_configs_say_what_to_change(tiny_backbone):
     with pytest.raises(ConfigError, match="alpha must be > 0"):
         AutoMix(tiny_backbone, 10, alpha=0.0)
     with pytest.raises(ConfigError, match="momentum <= end_momentum"):
-        AutoMix(tiny_backbone, 10, momentum=0.9999, end_momentum=0.999)
+        AutoMix(tiny_backbone, 10, teacher_momentum=0.9999, end_momentum=0.999)
     method = AutoMix(tiny_backbone, 10)
     with pytest.raises(ConfigError, match="batch of 1"):
         method.training_step(tiny_backbone, *batch(size=1), step=0)

@@ -3,8 +3,8 @@ as the type the method takes, so a string never reaches a network and "no" never
 
 import pytest
 
-from adautomix.config import ConfigError
-from adautomix.mixers import BOOLEAN_SPELLINGS, create_method, resolve_options
+from adautomix.config import METHODS, TEACHER_METHODS, ConfigError
+from adautomix.mixers import BOOLEAN_SPELLINGS, checked_options, create_method, method_defaults
 from tests.conftest import TinyBackbone
 
 
@@ -12,7 +12,7 @@ from tests.conftest import TinyBackbone
                                               ("TRUE", True), (0, False), (1, True),
                                               ("0", False), (True, True)])
 def test_boolean_options_take_only_their_spellings(spelled, expected):
-    assert resolve_options("adautomix", {"is_random": spelled}) == {"is_random": expected}
+    assert checked_options("adautomix", {"is_random": spelled}) == {"is_random": expected}
 
 
 @pytest.mark.parametrize("method,options,fragment", [
@@ -30,19 +30,19 @@ def test_boolean_options_take_only_their_spellings(spelled, expected):
 ])
 def test_wrong_option_types_name_the_option_and_what_it_takes(method, options, fragment):
     with pytest.raises(ConfigError, match=fragment):
-        resolve_options(method, options)
+        checked_options(method, options)
 
 
 def test_the_error_lists_every_boolean_spelling():
     with pytest.raises(ConfigError) as error:
-        resolve_options("puzzlemix", {"transport": "on"})
+        checked_options("puzzlemix", {"transport": "on"})
     assert all(spelling in str(error.value) for spelling in BOOLEAN_SPELLINGS)
 
 
 def test_numbers_come_out_as_the_method_takes_them():
-    assert resolve_options("mixup", {"alpha": 1}) == {"alpha": 1.0}
-    assert isinstance(resolve_options("mixup", {"alpha": 1})["alpha"], float)
-    assert resolve_options("resizemix", {"scope": [0, 1]}) == {"scope": [0.0, 1.0]}
+    assert checked_options("mixup", {"alpha": 1}) == {"alpha": 1.0}
+    assert isinstance(checked_options("mixup", {"alpha": 1})["alpha"], float)
+    assert checked_options("resizemix", {"scope": [0, 1]}) == {"scope": [0.0, 1.0]}
 
 
 @pytest.mark.parametrize("method,options,fragment", [
@@ -52,3 +52,19 @@ def test_numbers_come_out_as_the_method_takes_them():
 def test_a_method_s_own_range_checks_are_config_errors(method, options, fragment):
     with pytest.raises(ConfigError, match=fragment):
         create_method(method, TinyBackbone(), 10, **options)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_config_knows_which_methods_bring_their_own_teacher(method):
+    """config.py names them without importing torch (to refuse ema_decay for them); the
+    methods themselves say it by having a teacher."""
+    has_teacher = create_method(method, TinyBackbone(), 10).teacher() is not None
+    assert has_teacher == (method in TEACHER_METHODS)
+
+
+def test_the_teachers_momentum_is_teacher_momentum_and_sgd_keeps_momentum():
+    for method in TEACHER_METHODS:
+        assert "teacher_momentum" in method_defaults(method)
+        assert "momentum" not in method_defaults(method)
+        with pytest.raises(ConfigError, match=r"has no option\(s\) \['momentum'\]"):
+            checked_options(method, {"momentum": 0.99})

@@ -142,7 +142,7 @@ def test_the_pipeline_takes_every_run_flag_of_adautomix_train(tmp_path, monkeypa
     from adautomix.cli import build_parser, config_from_args
 
     flags = ["--preset", "cifar100-r18-adautomix", "--optimizer", "adamw", "--lr", "0.2",
-             "--train-crop", "rrc", "--crop-scale", "0.5", "1", "--no-ema-warmup",
+             "--train-crop", "rrc", "--crop-scale", "0.5", "1", "--no-channels-last",
              "--normalize-mean", "0.5", "0.5", "0.5", "--normalize-std", "0.2", "0.2", "0.2",
              "-o", "mix_samples=2", "-o", "beta=0.5", "--label-smoothing", "0.1",
              "--data-version", "c" * 32]

@@ -46,7 +46,7 @@ def pipeline_command(workspace, experiment: str, model_name: str, *extra: str,
             "--pipeline-root", str(workspace / "runs" / "pipeline"),
             "--dataset", "fashion-mnist", "--model", "resnet18", "--model-width", "8", *method,
             "--epochs", "2", "--batch-size", "50", "--lr", "0.1", "--subset", "1000",
-            "--val-size", "100", "--val-subset", "200", "--num-gpus", "0",
+            "--val-size", "100", "--test-subset", "200", "--num-gpus", "0",
             "--experiment", experiment, "--registered-model", model_name, *extra]
 
 

@@ -11,10 +11,11 @@ from kfp import dsl
 from adautomix.cluster.job import node_settings
 from adautomix.config import ConfigError
 from adautomix.cluster.launch import pytorchjob_node_command
-from adautomix.cluster.pytorchjob import PyTorchJobError, as_dict, pytorchjob_manifest, run_pytorchjob
+from adautomix.cluster.pytorchjob import (PyTorchJobError, as_dict, pytorchjob_manifest,
+                                          run_pytorchjob)
 from pipeline.cli import main
 from tests.pipeline.test_scale_out import compiled, inner_tasks
-from tests.pipeline.test_trainjob import (OUT, PROJECT, SECRET_ENV, TASK_CONFIG,
+from tests.pipeline.test_trainjob import (OPTIONS, OUT, OWNER, PROJECT, SECRET_ENV, TASK_CONFIG,
                                           StandInKubernetes, _status, condition, role_verbs,
                                           shipped_rbac)
 
@@ -101,6 +102,28 @@ def test_affinity_and_cpu_nodes_and_an_empty_task_config():
     assert "resources" not in pod["containers"][0]
     with pytest.raises(PyTorchJobError, match="no MLFLOW_TRACKING_URI for the PyTorchJob"):
         three_nodes(dsl.TaskConfig(**{**vars(TASK_CONFIG), "env": None}))
+
+
+def test_every_replica_gets_pull_secrets_cpu_memory_a_sized_shm_labels_and_the_istio_annotation():
+    manifest = as_dict(pytorchjob_manifest("adautomix-0123456789", IMAGE, ["torchrun"], 3, 4,
+                                           node_settings(TASK_CONFIG), OUT, options=OPTIONS,
+                                           owner=OWNER))
+    check_against_crd(manifest)
+    assert manifest["spec"]["runPolicy"]["activeDeadlineSeconds"] == 86400
+    assert manifest["metadata"]["ownerReferences"] == [OWNER]
+    assert manifest["metadata"]["labels"]["adautomix.dev/pipeline-run-id"] == "run-7f3a"
+    for replica in manifest["spec"]["pytorchReplicaSpecs"].values():
+        template = replica["template"]
+        assert template["metadata"] == {"labels": manifest["metadata"]["labels"],
+                                        "annotations": {"sidecar.istio.io/inject": "false"}}
+        pod = template["spec"]
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+        assert pod["terminationGracePeriodSeconds"] == 120
+        assert pod["containers"][0]["resources"] == {
+            "requests": {"cpu": "16", "memory": "80Gi"},
+            "limits": {"cpu": "32", "memory": "144Gi", "nvidia.com/gpu": "4"}}
+        assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} \
+            in pod["volumes"]
 
 
 # -- against the stand-in Kubernetes API server ---------------------------------------------------
@@ -199,8 +222,8 @@ def test_two_nodes_compile_to_a_train_job_step_that_creates_a_pytorchjob(tmp_pat
     tasks = inner_tasks(spec)
     assert "train" not in tasks
     job = tasks["train-job"]["inputs"]["parameters"]
-    assert job["trainer"]["runtimeValue"]["constant"] == "pytorchjob"
-    assert job["num_nodes"]["runtimeValue"]["constant"] == 2
+    options = job["job_options"]["runtimeValue"]["constant"]
+    assert (options["trainer"], options["num_nodes"]) == ("pytorchjob", 2)
     step = executors["exec-train-job"]
     assert {s["secretName"] for s in step["secretAsEnv"]} == {"adautomix-mlflow"}
     assert "emptyDirMounts" not in step     # /dev/shm is the job's nodes', not the waiting pod's
@@ -208,8 +231,8 @@ def test_two_nodes_compile_to_a_train_job_step_that_creates_a_pytorchjob(tmp_pat
 
 def test_the_default_trainer_is_trainjob(tmp_path):
     spec, _ = compiled(tmp_path, "--num-gpus", "4", "--num-nodes", "2", "--batch-size", "128")
-    assert inner_tasks(spec)["train-job"]["inputs"]["parameters"]["trainer"]["runtimeValue"] \
-        == {"constant": "trainjob"}
+    job = inner_tasks(spec)["train-job"]["inputs"]["parameters"]
+    assert job["job_options"]["runtimeValue"]["constant"]["trainer"] == "trainjob"
 
 
 def test_an_unknown_trainer_fails_on_the_command_line_and_writes_nothing(tmp_path, capsys):

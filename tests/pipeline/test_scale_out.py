@@ -50,8 +50,9 @@ def test_four_gpus_in_one_pod_are_four_torchrun_processes_with_shared_memory(tmp
     assert command == ["python", "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
                        "--nproc_per_node", "4", "-m", "adautomix.cli", "train", "--config",
                        "/mnt/adautomix/runs/checkpoints/k/config.json", "--resume"]
+    # /dev/shm: 4Gi per GPU, sized (and counted into the memory figures: test_cluster_settings)
     assert executors["exec-train"]["emptyDirMounts"] == [
-        {"medium": "Memory", "mountPath": "/dev/shm", "volumeName": "dshm"}]
+        {"medium": "Memory", "mountPath": "/dev/shm", "volumeName": "dshm", "sizeLimit": "16Gi"}]
     # evaluation: one GPU, whatever training took
     assert defaults["evaluate_gpus"]["defaultValue"] == 1
     assert "evaluate_gpus" in gpu_parameter(spec, "exec-evaluate")
@@ -70,19 +71,28 @@ def test_two_nodes_train_through_a_trainjob_step_with_the_single_pod_settings(tm
     tasks = inner_tasks(spec)
     assert "train" not in tasks
     job = tasks["train-job"]["inputs"]["parameters"]
+    options = job["job_options"]["runtimeValue"]["constant"]
     expected = {"num_nodes": 2, "image": BASE_IMAGE, "gpu_resource": "nvidia.com/gpu",
-                "runtime": "torch-distributed", "schedule_timeout": 900}
-    assert {k: job[k]["runtimeValue"]["constant"] for k in expected} == expected
+                "runtime": "torch-distributed", "schedule_timeout": 900, "trainer": "trainjob"}
+    assert {k: options[k] for k in expected} == expected
+    # each node: 4 GPUs' CPU and memory (4 and 16Gi each, limits twice) plus its 16Gi /dev/shm
+    assert options["resources"] == {"requests": {"cpu": "16", "memory": "80Gi"},
+                                    "limits": {"cpu": "32", "memory": "144Gi"}}
+    assert options["shm_size"] == "16Gi"
+    assert options["annotations"] == {"sidecar.istio.io/inject": "false"}
     assert job["num_gpus"]["componentInputParameter"] == "num_gpus"
     assert tasks["evaluate"]["inputs"]["artifacts"]["checkpoint"]["taskOutputArtifact"] \
         == {"outputArtifactKey": "checkpoint", "producerTask": "train-job"}
-    # what the TrainJob's nodes receive: the GPUs, the volume, the secrets, the scheduling...
+    # what the TrainJob's nodes receive: the volume, the secrets, the scheduling...
     passthroughs = {p["field"]: p.get("applyToTask", False)
                     for p in spec["components"]["comp-train-job"]["taskConfigPassthroughs"]}
-    assert passthroughs == {"RESOURCES": False, "KUBERNETES_TOLERATIONS": False,
+    assert passthroughs == {"RESOURCES": True, "KUBERNETES_TOLERATIONS": False,
                             "KUBERNETES_NODE_SELECTOR": False, "KUBERNETES_AFFINITY": False,
                             "ENV": True, "KUBERNETES_VOLUMES": True}
-    assert "num_gpus" in gpu_parameter(spec, "exec-train-job")
+    # ...while the waiting pod holds no GPU, and asks for a little CPU and memory
+    waiting = spec["deploymentSpec"]["executors"]["exec-train-job"]["container"]["resources"]
+    assert "accelerator" not in waiting
+    assert (waiting["resourceCpuRequest"], waiting["resourceMemoryRequest"]) == ("250m", "1Gi")
     step = executors["exec-train-job"]
     assert step["pvcMount"][0]["mountPath"] == "/mnt/adautomix"
     assert {s["secretName"] for s in step["secretAsEnv"]} == {"adautomix-mlflow"}

@@ -125,6 +125,7 @@ def test_submit_creates_the_missing_workspace_with_the_class_and_mode_asked_for(
     (ClusterSettings(image_pull_secrets=("ghcr-pull",)), {},
      "image pull secret 'ghcr-pull' does not exist in namespace " + NAMESPACE),
     (ClusterSettings(), {"secrets": {"adautomix-s3": "Opaque"}}, "secret 'adautomix-mlflow' does not exist"),
+    (ClusterSettings(mlflow_ca_secret="mlflow-ca"), {}, "secret 'mlflow-ca' does not exist"),
     (ClusterSettings(), {"claims": {"adautomix-workspace": ["ReadWriteOnce"]}},
      "is ReadWriteOnce, not ReadWriteMany: pass --access-mode ReadWriteOnce"),
     (ClusterSettings(), {"storage_classes": {"slow": False}}, "no default storage class"),

@@ -15,8 +15,9 @@ import yaml
 from kfp import dsl
 
 from adautomix.cluster.launch import trainer_node_command
+from adautomix.cluster.job import JobOptions, pod_owner, run_labels
 from adautomix.cluster.trainjob import (TrainJobError, job_name, node_settings, run_trainjob,
-                                trainjob_manifest)
+                                        trainjob_manifest)
 
 PROJECT = Path(__file__).resolve().parents[2]
 OUT = "/mnt/adautomix/runs/checkpoints/fashion-mnist-resnet18-mixup-seed0-0123456789ab"
@@ -60,16 +61,33 @@ CRD_FIELDS = {
     "spec.runtimePatches[].trainingRuntimeSpec.template.spec.replicatedJobs[].template.spec."
     "template.spec": {"serviceAccountName", "volumes", "initContainers", "containers",
                       "imagePullSecrets", "securityContext", "nodeSelector", "affinity",
-                      "tolerations", "schedulingGates"},
+                      "tolerations", "schedulingGates", "terminationGracePeriodSeconds"},
+    "spec.runtimePatches[].trainingRuntimeSpec.template.spec.replicatedJobs[].template.spec."
+    "template.metadata": {"labels", "annotations"},   # the only metadata a patch may set
     "spec.runtimePatches[].trainingRuntimeSpec.template.spec.replicatedJobs[].template.spec."
     "template.spec.containers[]": {"name", "env", "volumeMounts", "securityContext"},
 }
 
 
-def two_nodes(node=TASK_CONFIG, name="adautomix-0123456789"):
+def two_nodes(node=TASK_CONFIG, name="adautomix-0123456789", options=None, owner=None):
     return trainjob_manifest(name, "registry.example.com/ml/adautomix:0.1.0",
                              trainer_node_command(f"{OUT}/config.json"), num_nodes=2,
-                             gpus_per_node=4, node=node_settings(node), output_dir=OUT)
+                             gpus_per_node=4, node=node_settings(node), output_dir=OUT,
+                             options=options, owner=owner)
+
+
+# What pipeline/cluster.py's job_options hands the step for 4 GPUs per node (computed by hand:
+# 4 x 4 CPU, 4 x 16Gi + 16Gi of /dev/shm; limits twice the per-GPU figures plus the same shm),
+# with a pull secret and the default Istio annotation; the labels are the step's run's.
+OPTIONS = JobOptions(
+    image_pull_secrets=("regcred",), shm_size="16Gi",
+    resources={"requests": {"cpu": "16", "memory": "80Gi"},
+               "limits": {"cpu": "32", "memory": "144Gi"}},
+    labels=run_labels("adautomix-training", "run-7f3a", OUT),
+    annotations={"sidecar.istio.io/inject": "false"}, termination_grace_seconds=120,
+    deadline_seconds=86400)
+OWNER = {"apiVersion": "v1", "kind": "Pod", "name": "step-pod", "uid": "uid-step-pod",
+         "controller": False, "blockOwnerDeletion": False}
 
 
 def check_against_crd(obj, path: str = "") -> None:
@@ -178,11 +196,18 @@ class StandInKubernetes:
 
     api, plural, resources = API, "trainjobs", RESOURCES
 
-    def __init__(self, statuses=(), served=True, runtime=True, create_status=201, vanish=False):
+    def __init__(self, statuses=(), served=True, runtime=True, create_status=201, vanish=False,
+                 existing=None, read_error_after=None, on_get=None, pod_readable=True):
         self.statuses, self.served, self.runtime = list(statuses), served, runtime
         self.vanish = vanish     # the job is deleted by someone else right after it is created
         self.create_status, self.requests, self.created = create_status, [], None
         self.gets = 0
+        # a job of the same name that an earlier attempt of the step made: its first reading is
+        # its own, the later ones follow `statuses`, as a created job's do
+        self.existing, self.existing_reads = existing, 0
+        self.read_error_after = read_error_after   # GETs of the job fail (HTTP 500) after this
+        self.on_get = on_get                       # called with the count at each GET of the job
+        self.pod_readable, self.patches = pod_readable, []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -206,21 +231,45 @@ class StandInKubernetes:
         if path == f"{API}/clustertrainingruntimes/torch-distributed":
             return (200, {"metadata": {"name": "torch-distributed"}}) if self.runtime \
                 else (404, _status(404, "NotFound"))
+        existing = f"{jobs}/{self.existing['metadata']['name']}" if self.existing else None
+        if path.startswith("/api/v1/namespaces/team-a/pods/") and method == "GET":
+            name = path.rsplit("/", 1)[1]
+            return (200, {"metadata": {"name": name, "uid": f"uid-{name}"}}) \
+                if self.pod_readable else (403, _status(403, "Forbidden"))
         if method == "POST" and path == jobs:
             if self.create_status != 201:
                 return self.create_status, _status(self.create_status, "Forbidden")
+            if existing and body["metadata"]["name"] == self.existing["metadata"]["name"]:
+                return 409, _status(409, "AlreadyExists")
             self.created = body
             return 201, body
+        if method == "GET" and existing and path == existing and not self.created:
+            self.existing_reads += 1
+            if self.existing_reads == 1:
+                return 200, self.existing
+            return self._next_state(self.existing)
         if method == "GET" and self.created and not self.vanish \
                 and path == f"{jobs}/{self.created['metadata']['name']}":
-            self.gets += 1
-            if self.gets > MAX_GETS:   # a step that never sees the end fails the test, not hangs
-                return 404, _status(404, "NotFound")
-            status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
-            return 200, {**self.created, "status": status}
+            return self._next_state(self.created)
+        if method == "PATCH" and existing and path == existing:
+            self.patches.append(body)
+            return 200, self.existing
         if method == "DELETE":
+            if existing and path == existing:
+                self.existing = None
             return 200, _status(200, "Success")
         return 404, _status(404, "NotFound")
+
+    def _next_state(self, job: dict):
+        self.gets += 1
+        if self.on_get is not None:
+            self.on_get(self.gets)
+        if self.gets > MAX_GETS:   # a step that never sees the end fails the test, not hangs
+            return 404, _status(404, "NotFound")
+        if self.read_error_after is not None and self.gets > self.read_error_after:
+            return 500, _status(500, "InternalError")
+        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        return 200, {**job, "status": status}
 
     def _handler(self):
         stand_in = self
@@ -237,7 +286,7 @@ class StandInKubernetes:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_DELETE = _reply
+            do_GET = do_POST = do_DELETE = do_PATCH = _reply
 
             def log_message(self, *args):
                 pass
@@ -360,3 +409,164 @@ def test_a_run_that_stopped_early_is_not_passed_on_and_its_checkpoint_stays(tmp_
     result = finished_result(tmp_path)
     assert (result.run_id, result.metrics["test_top1"], result.metrics["test_top1_median10"]) \
         == ("r1", 30.0, 20.0)
+
+
+# -- the job belongs to its step ------------------------------------------------------------------
+
+def test_the_nodes_get_pull_secrets_cpu_memory_a_sized_shm_labels_and_the_istio_annotation():
+    manifest = two_nodes(options=OPTIONS, owner=OWNER).to_dict()
+    check_against_crd(manifest)
+    trainer = manifest["spec"]["trainer"]
+    # the job options' CPU and memory replace the task config's; the GPUs are the step's own
+    assert trainer["resourcesPerNode"] == {
+        "requests": {"cpu": "16", "memory": "80Gi"},
+        "limits": {"cpu": "32", "memory": "144Gi", "nvidia.com/gpu": "4"}}
+    assert manifest["spec"]["activeDeadlineSeconds"] == 86400
+    labels = manifest["metadata"]["labels"]
+    assert labels["adautomix.dev/pipeline-run-id"] == "run-7f3a"
+    assert labels["adautomix.dev/step"] == "train-job"
+    assert labels["adautomix.dev/checkpoint"] == OUT.rsplit("/", 1)[1]
+    assert manifest["metadata"]["ownerReferences"] == [OWNER]
+    (patch,) = manifest["spec"]["runtimePatches"]
+    (job,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    template = job["template"]["spec"]["template"]
+    assert template["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
+    assert template["metadata"]["labels"] == labels
+    pod = template["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["terminationGracePeriodSeconds"] == 120
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} \
+        in pod["volumes"]
+
+
+def test_label_values_are_valid_whatever_the_run_and_folder_are_called():
+    labels = run_labels("my pipeline!", "", "/mnt/x/" + "a" * 80 + "-0123456789ab")
+    assert "adautomix.dev/pipeline-run-id" not in labels          # empty: left out
+    assert labels["adautomix.dev/pipeline"] == "my-pipeline"
+    value = labels["adautomix.dev/checkpoint"]
+    assert len(value) <= 63 and value.endswith("-0123456789ab")
+    assert all(re.fullmatch(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", v)
+               for v in labels.values())
+
+
+def test_every_attempt_of_one_step_names_its_job_alike_and_other_steps_differently():
+    name = job_name("run-7f3a", OUT)
+    assert name == job_name("run-7f3a", OUT)
+    assert name != job_name("run-7f3a", OUT + "-other") and name != job_name("run-8b4c", OUT)
+    assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63
+
+
+RUNNING = {"jobsStatus": node_jobs(ready=1)}
+COMPLETE = {"conditions": [condition("Complete", "JobsCompleted", "done")],
+            "jobsStatus": node_jobs(ready=0)}
+
+
+def earlier_attempt(status: dict, owner_uid="uid-first-pod") -> dict:
+    job = two_nodes(options=OPTIONS, owner={**OWNER, "name": "first-pod",
+                                            "uid": owner_uid}).to_dict()
+    return {**job, "status": status}
+
+
+def test_a_retried_step_adopts_the_job_of_the_attempt_before_instead_of_starting_another():
+    with StandInKubernetes([RUNNING, COMPLETE], existing=earlier_attempt(RUNNING)) as k8s:
+        said = []
+        run_trainjob(two_nodes(options=OPTIONS, owner=OWNER), "team-a", k8s.client,
+                     poll_interval=0.02, say=said.append)
+    assert k8s.created is None                      # the only POST was answered 409
+    assert [m for m, _ in k8s.requests].count("POST") == 1
+    assert not any(m == "DELETE" for m, _ in k8s.requests)
+    assert any(line.startswith("adopted TrainJob") for line in said)
+    # this attempt's pod joins the owners, so the job outlives the first attempt's pod
+    (patch,) = k8s.patches
+    assert [o["uid"] for o in patch["metadata"]["ownerReferences"]] \
+        == ["uid-first-pod", "uid-step-pod"]
+
+
+def test_a_retried_step_replaces_the_failed_job_of_the_attempt_before():
+    failed = {"conditions": [condition("Failed", "BackoffLimitExceeded", "node-1 was evicted")]}
+    with StandInKubernetes([RUNNING, COMPLETE], existing=earlier_attempt(failed)) as k8s:
+        run_trainjob(two_nodes(options=OPTIONS, owner=OWNER), "team-a", k8s.client,
+                     poll_interval=0.02, say=lambda line: None)
+    name = k8s.created["metadata"]["name"]
+    methods = [m for m, p in k8s.requests if p.startswith(f"{API}/namespaces")]
+    assert ("DELETE", f"{API}/namespaces/team-a/trainjobs/{name}") in k8s.requests
+    assert methods.index("DELETE") < len(methods) - 1 - methods[::-1].index("POST")
+    assert k8s.created == two_nodes(options=OPTIONS, owner=OWNER).to_dict()
+
+
+def test_a_failed_status_read_deletes_the_job_so_that_it_does_not_train_unwatched():
+    with StandInKubernetes([RUNNING], read_error_after=2) as k8s:
+        with pytest.raises(TrainJobError, match="reading TrainJob team-a/adautomix-0123456789 "
+                                                "failed: HTTP 500.*the job is deleted"):
+            run(k8s)
+    assert ("DELETE", f"{API}/namespaces/team-a/trainjobs/adautomix-0123456789") in k8s.requests
+
+
+def test_a_stopped_step_deletes_its_job(monkeypatch):
+    """SIGTERM is what a cancelled run, a step timeout or an eviction sends the step's pod; the
+    stand-in sends it at the job's third status read."""
+    import os
+    import signal
+
+    def terminate(gets):
+        if gets == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with StandInKubernetes([RUNNING], on_get=terminate) as k8s:
+        with pytest.raises(TrainJobError, match="this step was stopped \\(SIGTERM.*the job is "
+                                                "deleted"):
+            run(k8s)
+    assert ("DELETE", f"{API}/namespaces/team-a/trainjobs/adautomix-0123456789") in k8s.requests
+    assert signal.getsignal(signal.SIGTERM) is previous      # the step's own handling restored
+
+
+def test_a_job_that_fails_by_itself_is_kept_for_its_logs():
+    failed = {"conditions": [condition("Failed", "BackoffLimitExceeded", "exit 1")]}
+    with StandInKubernetes([RUNNING, failed]) as k8s:
+        with pytest.raises(TrainJobError, match="failed: BackoffLimitExceeded"):
+            run(k8s)
+    assert not any(method == "DELETE" for method, _ in k8s.requests)
+
+
+def test_the_job_is_owned_by_the_step_s_pod_when_the_pod_can_be_read():
+    with StandInKubernetes() as k8s:
+        assert pod_owner(k8s.client, "team-a", "step-pod") == OWNER
+    said = []
+    with StandInKubernetes(pod_readable=False) as k8s:
+        assert pod_owner(k8s.client, "team-a", "step-pod", say=said.append) is None
+    assert "grant get on pods (deploy/rbac.yaml)" in said[0]
+
+
+def test_the_shipped_rbac_lets_the_step_own_and_adopt_its_jobs():
+    docs = shipped_rbac()
+    for resource, group in (("trainjobs", "trainer.kubeflow.org"), ("pytorchjobs", "kubeflow.org")):
+        assert "patch" in role_verbs(docs, resource, group)
+    assert "get" in role_verbs(docs, "pods", "")
+
+
+def test_the_compiled_job_options_reach_the_job_the_step_creates(monkeypatch):
+    """From ClusterSettings through the step's JSON input to the API server: what
+    pipeline/cluster.py decides at compile time is what the created TrainJob carries."""
+    from adautomix.cluster import job as cluster_job
+    from adautomix.cluster.multinode import train_on_nodes
+    from pipeline.cluster import ClusterSettings, job_options
+
+    options = job_options(ClusterSettings(num_nodes=2, train_gpus=4, termination_grace=300,
+                                          image_pull_secrets=("regcred",)))
+    monkeypatch.setenv("HOSTNAME", "step-pod")
+    with StandInKubernetes([COMPLETE]) as k8s:
+        monkeypatch.setattr(cluster_job, "in_cluster_client", lambda: (k8s.client, "team-a"))
+        name = train_on_nodes(f"{OUT}/config.json", OUT, 4, TASK_CONFIG, options,
+                              "adautomix-training", "run-7f3a", say=lambda line: None,
+                              poll_interval=0.02)
+    created = k8s.created
+    assert name == created["metadata"]["name"] == job_name("run-7f3a", OUT)
+    assert created["metadata"]["labels"]["adautomix.dev/pipeline-run-id"] == "run-7f3a"
+    assert created["metadata"]["ownerReferences"][0]["uid"] == "uid-step-pod"
+    assert created["spec"]["trainer"]["resourcesPerNode"] == {
+        "requests": {"cpu": "16", "memory": "80Gi"},
+        "limits": {"cpu": "32", "memory": "144Gi", "nvidia.com/gpu": "4"}}
+    template = node_pod(created)
+    assert template["imagePullSecrets"] == [{"name": "regcred"}]
+    assert template["terminationGracePeriodSeconds"] == 300

@@ -39,7 +39,7 @@ def test_the_checkpoint_folder_changes_with_the_code_version(tmp_path, monkeypat
     ({"model": "convnext_t"}, "'convnext_t' cannot take 28 px images"),
 ])
 def test_a_refused_start_writes_nothing(bad, message, noise_root, tmp_path):
-    values = {**dict(dataset="fashion-mnist", epochs=1, batch_size=10, subset=20, val_subset=10,
+    values = {**dict(dataset="fashion-mnist", epochs=1, batch_size=10, subset=20, test_subset=10,
                      data_root=str(noise_root), progress=False, log_images_every=0), **bad}
     root = tmp_path / "checkpoints"
     with pytest.raises(ConfigError, match=message):   # what a TrainJob's launcher writes first

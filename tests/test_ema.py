@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from adautomix.engine.ema import ModelEma, cosine_momentum, ema_update, frozen_copy
+from adautomix.ema import ModelEma, cosine_momentum, ema_update, frozen_copy
 
 
 def test_cosine_momentum_schedule_points():
