@@ -142,14 +142,12 @@ def pod_image(api_client: Any, namespace: str, pod_name: str, container: str = "
               fallback_reference: str = "") -> ImageRecord:
     """The image of this process's container, read from its pod's status through `api_client`
     (a kubernetes ApiClient); an "unknown" digest that says why when the read fails."""
-    from kubernetes import client
+    from .cluster.pod import PodReadError, read_pod
 
     try:
-        response = client.CoreV1Api(api_client).read_namespaced_pod(
-            pod_name, namespace, _preload_content=False, _request_timeout=POD_READ_TIMEOUT_S)
-        pod = json.loads(response.data)
+        pod = read_pod(api_client, namespace, pod_name, POD_READ_TIMEOUT_S)
         name, reference, image_id = container_image(pod, container)
-    except client.ApiException as exc:
+    except PodReadError as exc:
         why = f"{exc.status} {exc.reason}"
         fix = ("grant the pod's service account `get` on pods (deploy/rbac.yaml)"
                if exc.status in (401, 403) else "check the pod's name and namespace")
@@ -180,9 +178,9 @@ def running_image(environ: Mapping[str, str] | None = None) -> ImageRecord:
         return ImageRecord(reference, pinned_digest(reference), f"pinned reference ({IMAGE_ENV})")
     if env.get("KUBERNETES_SERVICE_HOST"):
         try:
-            from kubernetes import client, config
+            from .cluster.pod import in_cluster_api_client
 
-            config.load_incluster_config()
+            api_client = in_cluster_api_client()
             namespace = (env.get("POD_NAMESPACE")
                          or (SERVICE_ACCOUNT / "namespace").read_text().strip())
             pod_name = env.get("POD_NAME") or env.get("HOSTNAME") or os.uname().nodename
@@ -190,8 +188,7 @@ def running_image(environ: Mapping[str, str] | None = None) -> ImageRecord:
             detail = (str(exc).splitlines() or [""])[0][:200]
             return _unknown(reference, f"no in-cluster Kubernetes API ({type(exc).__name__}: "
                             f"{detail}); run a pinned image (--image NAME@sha256:DIGEST)")
-        return pod_image(client.ApiClient(), namespace, pod_name, env.get(CONTAINER_ENV, ""),
-                         reference)
+        return pod_image(api_client, namespace, pod_name, env.get(CONTAINER_ENV, ""), reference)
     if reference:
         return _unknown(reference, f"not in a Kubernetes pod, and {IMAGE_ENV} {reference} is a "
                         "tag, not a digest; run a pinned image (NAME@sha256:DIGEST)")
