@@ -20,17 +20,41 @@ from .errors import InputError
 # Names are listed here rather than imported from their packages so that building a config
 # (for example while compiling a pipeline) needs neither torch nor any dataset on disk.
 DATASETS = (
-    "fashion-mnist", "cifar10", "cifar100", "tiny-imagenet", "imagenet",
-    "image-folder", "cub200", "aircraft", "cars",
+    "fashion-mnist",
+    "cifar10",
+    "cifar100",
+    "tiny-imagenet",
+    "imagenet",
+    "image-folder",
+    "cub200",
+    "aircraft",
+    "cars",
 )
 MODELS = (
-    "resnet18", "resnet34", "resnet50", "resnext50", "preactresnet18",
-    "tv_resnet18", "tv_resnet34", "tv_resnet50", "tv_resnet101", "tv_resnext50",
-    "swin_t", "convnext_t",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnext50",
+    "preactresnet18",
+    "tv_resnet18",
+    "tv_resnet34",
+    "tv_resnet50",
+    "tv_resnet101",
+    "tv_resnext50",
+    "swin_t",
+    "convnext_t",
 )
 METHODS = (
-    "vanilla", "mixup", "cutmix", "manifoldmix", "saliencymix", "fmix", "puzzlemix",
-    "resizemix", "automix", "adautomix",
+    "vanilla",
+    "mixup",
+    "cutmix",
+    "manifoldmix",
+    "saliencymix",
+    "fmix",
+    "puzzlemix",
+    "resizemix",
+    "automix",
+    "adautomix",
 )
 MIX_BLOCK_METHODS = ("automix", "adautomix")
 # The methods that bring their own EMA teacher (Method.teacher() is not None): it is their EMA
@@ -40,11 +64,11 @@ TEACHER_METHODS = ("automix", "adautomix")
 EVAL_METRICS = ("top1", "top5", "loss", "ece", "fgsm", "corruption", "occlusion")
 OPTIMIZERS = ("sgd", "adamw")
 LOADERS = ("auto", "torch", "memory", "dali")
-PRECISIONS = ("fp32", "bf16", "fp16")   # adautomix/precision.py
+PRECISIONS = ("fp32", "bf16", "fp16")  # adautomix/precision.py
 DEVICES = ("auto", "cpu", "cuda")
 TRAIN_CROPS = ("auto", "pad", "flip", "rrc")
 INTERPOLATIONS = ("bilinear", "bicubic")
-CROP_SCALE = (0.08, 1.0)         # torchvision's RandomResizedCrop default area range
+CROP_SCALE = (0.08, 1.0)  # torchvision's RandomResizedCrop default area range
 
 
 class ConfigError(InputError):
@@ -55,17 +79,29 @@ class ConfigError(InputError):
 # its weights and figures are the same whatever their values (a step checkpoint's resume is
 # exact, so checkpoint_minutes is one of them). The pipeline's checkpoint key leaves them out
 # (steps/train.py), `compare` pools runs over them (compare.py) and a resume may change them.
-UNCOMPUTED_FIELDS = ("output_dir", "data_root", "run_name", "progress", "num_workers",
-                     "checkpoint_minutes")
+UNCOMPUTED_FIELDS = (
+    "output_dir",
+    "data_root",
+    "run_name",
+    "progress",
+    "num_workers",
+    "checkpoint_minutes",
+)
 # Fields a resumed run may change besides: how long it runs (a finished run extended by more
 # epochs; its cosine schedule is stretched from the resume on, and the change is logged), how
 # often it logs sample grids, the device it continues on, how it reacts to a bad loss and the
 # batch it evaluates in. Each
 # may change a run's figures, so they stay in the checkpoint key and in compare's settings; every
 # other field changes what is computed, and a resume under a different value is refused.
-RESUMABLE_FIELDS = (*UNCOMPUTED_FIELDS, "epochs", "log_images_every", "device",
-                    "nonfinite_loss_limit", "eval_batch_size")
-SEED_RANGE = 2 ** 32             # numpy's seeds are 32-bit
+RESUMABLE_FIELDS = (
+    *UNCOMPUTED_FIELDS,
+    "epochs",
+    "log_images_every",
+    "device",
+    "nonfinite_loss_limit",
+    "eval_batch_size",
+)
+SEED_RANGE = 2**32  # numpy's seeds are 32-bit
 # Names changed since runs were first written. A config.json or checkpoint written under the old
 # ones still loads, mapped with a warning (upgrade_saved_config), so no earlier run is stranded.
 RENAMED_FIELDS = {"val_subset": "test_subset"}
@@ -89,12 +125,12 @@ class RunConfig:
     # each method validates its own keys (see adautomix.mixers.create_method)
     method_args: dict[str, Any] = field(default_factory=dict)
     pretrained: bool = False
-    model_width: int = 0             # CIFAR-stem ResNets: stem/first-stage channels; 0: the paper's 64
+    model_width: int = 0  # CIFAR-stem ResNets: stem/first-stage channels; 0: the paper's 64
 
     # data
-    data_root: str = "data"          # prepared datasets live in data_root/NAME/
-    subset: int = 0                  # >0: train on the first N images of a fixed shuffle
-    test_subset: int = 0             # >0: the test split is its first N images (0: all of them)
+    data_root: str = "data"  # prepared datasets live in data_root/NAME/
+    subset: int = 0  # >0: train on the first N images of a fixed shuffle
+    test_subset: int = 0  # >0: the test split is its first N images (0: all of them)
     # Train images held out, stratified by class, as the validation split that selects the
     # checkpoint and judges the champion (data/split.py); 0: the paper's protocol, no validation
     # split (the last epoch is the one kept and it is judged on test).
@@ -105,15 +141,15 @@ class RunConfig:
     # batches only make evaluation faster (no autograd, eval-mode BatchNorm)
     eval_batch_size: int = 0
     # augmentation (adautomix/data/augment.py says what each loader does with these)
-    image_size: int = 0              # 0: the dataset's native size for arrays, 224 for folders
-    train_crop: str = "auto"         # pad: reflect-padded random crop; flip: no crop, a flip
-                                     # only (arrays); rrc: RandomResizedCrop;
-                                     # auto: pad for arrays, rrc for folders (whatever image_size)
-    crop_scale: list[float] = field(default_factory=lambda: list(CROP_SCALE))   # rrc area fraction
+    image_size: int = 0  # 0: the dataset's native size for arrays, 224 for folders
+    train_crop: str = "auto"  # pad: reflect-padded random crop; flip: no crop, a flip
+    # only (arrays); rrc: RandomResizedCrop;
+    # auto: pad for arrays, rrc for folders (whatever image_size)
+    crop_scale: list[float] = field(default_factory=lambda: list(CROP_SCALE))  # rrc area fraction
     interpolation: str = "bilinear"  # of every resize: bilinear, bicubic
-    resize_before_crop: int = 0      # rrc only: shorter side resized to this first (and the test
-                                     # split centre-crops from it); 0: off
-    randaugment: bool = False        # RandAugment, 2 ops at magnitude 9 (torch and dali loaders)
+    resize_before_crop: int = 0  # rrc only: shorter side resized to this first (and the test
+    # split centre-crops from it); 0: off
+    randaugment: bool = False  # RandAugment, 2 ops at magnitude 9 (torch and dali loaders)
     # Per-channel normalisation in [0, 1] units; empty: the dataset's own train statistics. The
     # official recipes use fixed constants (CIFAR's or ImageNet's), which the presets set.
     normalize_mean: list[float] = field(default_factory=list)
@@ -124,19 +160,21 @@ class RunConfig:
     batch_size: int = 100
     optimizer: str = "sgd"
     lr: float = 0.1
-    min_lr: float = 0.0              # cosine floor
+    min_lr: float = 0.0  # cosine floor
     warmup_epochs: float = 0.0
-    lr_schedule_by: str = "epoch"    # "epoch": lr set once per epoch (mmcv style); "step": per iteration
+    lr_schedule_by: str = (
+        "epoch"  # "epoch": lr set once per epoch (mmcv style); "step": per iteration
+    )
     momentum: float = 0.9
     weight_decay: float = 1e-4
     # The mix block's own schedule (AutoMix/AdAutoMix beyond CIFAR): 0 keeps it in the main group.
     mix_block_lr: float = 0.0
     mix_block_min_lr: float = 0.0
     exclude_norm_bias_decay: bool = False  # no weight decay on norms, biases, position tables
-    grad_clip: float = 0.0           # max global gradient norm; 0 disables
+    grad_clip: float = 0.0  # max global gradient norm; 0 disables
     label_smoothing: float = 0.0
-    ema_decay: float = 0.999         # EMA of the online weights, evaluated every epoch; 0 disables
-    ema_warmup: bool = True          # decay min(ema_decay, (1 + t) / (10 + t)) at step t
+    ema_decay: float = 0.999  # EMA of the online weights, evaluated every epoch; 0 disables
+    ema_warmup: bool = True  # decay min(ema_decay, (1 + t) / (10 + t)) at step t
     # autocast of the training step's and evaluation's forward passes: fp32 (none, as the
     # paper trained), bf16, or fp16 with loss scaling (CUDA only); adautomix/precision.py
     precision: str = "fp32"
@@ -153,7 +191,7 @@ class RunConfig:
     output_dir: str = "runs/default"
     experiment: str = "adautomix"
     run_name: str = ""
-    log_images_every: int = 1        # epochs between mixed-sample grids (0: never)
+    log_images_every: int = 1  # epochs between mixed-sample grids (0: never)
     progress: bool = True
     # Stop the run (FAILED, nothing checkpointed or registered) once this many training losses
     # were NaN or infinite; 1 stops at the first. Below the limit, such a step is skipped.
@@ -172,25 +210,37 @@ class RunConfig:
         _one_of("device", self.device, DEVICES)
         _one_of("precision", self.precision, PRECISIONS)
         if self.precision == "fp16" and self.device == "cpu":
-            raise ConfigError("precision fp16 needs a CUDA device; use --precision bf16 or fp32 "
-                              "on the CPU")
+            raise ConfigError(
+                "precision fp16 needs a CUDA device; use --precision bf16 or fp32 on the CPU"
+            )
         self._check_augmentation()
         _one_of("lr_schedule_by", self.lr_schedule_by, ("epoch", "step"))
         if not isinstance(self.method_args, dict):
             raise ConfigError(f"method_args must be a dict, got {type(self.method_args).__name__}")
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                    "nonfinite_loss_limit": self.nonfinite_loss_limit}
+        positive = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "nonfinite_loss_limit": self.nonfinite_loss_limit,
+        }
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
         non_negative = {
-            "subset": self.subset, "test_subset": self.test_subset, "val_size": self.val_size,
+            "subset": self.subset,
+            "test_subset": self.test_subset,
+            "val_size": self.val_size,
             "eval_batch_size": self.eval_batch_size,
-            "model_width": self.model_width, "num_workers": self.num_workers,
-            "min_lr": self.min_lr, "warmup_epochs": self.warmup_epochs,
-            "weight_decay": self.weight_decay, "log_images_every": self.log_images_every,
-            "mix_block_lr": self.mix_block_lr, "mix_block_min_lr": self.mix_block_min_lr,
-            "grad_clip": self.grad_clip, "checkpoint_minutes": self.checkpoint_minutes,
+            "model_width": self.model_width,
+            "num_workers": self.num_workers,
+            "min_lr": self.min_lr,
+            "warmup_epochs": self.warmup_epochs,
+            "weight_decay": self.weight_decay,
+            "log_images_every": self.log_images_every,
+            "mix_block_lr": self.mix_block_lr,
+            "mix_block_min_lr": self.mix_block_min_lr,
+            "grad_clip": self.grad_clip,
+            "checkpoint_minutes": self.checkpoint_minutes,
         }
         for name, value in non_negative.items():
             if not value >= 0:
@@ -202,14 +252,20 @@ class RunConfig:
         if self.min_lr > self.lr:
             raise ConfigError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
         if self.mix_block_lr and self.method not in MIX_BLOCK_METHODS:
-            raise ConfigError(f"mix_block_lr is set but method {self.method!r} has no mix block; "
-                              f"use it with {' or '.join(MIX_BLOCK_METHODS)}, or set it to 0")
+            raise ConfigError(
+                f"mix_block_lr is set but method {self.method!r} has no mix block; "
+                f"use it with {' or '.join(MIX_BLOCK_METHODS)}, or set it to 0"
+            )
         if self.mix_block_min_lr > self.mix_block_lr:
-            raise ConfigError(f"mix_block_min_lr ({self.mix_block_min_lr}) must not exceed "
-                              f"mix_block_lr ({self.mix_block_lr}); a mix_block_lr of 0 keeps the "
-                              "mix block on the main schedule")
+            raise ConfigError(
+                f"mix_block_min_lr ({self.mix_block_min_lr}) must not exceed "
+                f"mix_block_lr ({self.mix_block_lr}); a mix_block_lr of 0 keeps the "
+                "mix block on the main schedule"
+            )
         if self.warmup_epochs >= self.epochs:
-            raise ConfigError(f"warmup_epochs ({self.warmup_epochs}) must be < epochs ({self.epochs})")
+            raise ConfigError(
+                f"warmup_epochs ({self.warmup_epochs}) must be < epochs ({self.epochs})"
+            )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -218,52 +274,69 @@ class RunConfig:
         if self.subset and self.subset < self.batch_size:
             raise ConfigError(
                 f"subset ({self.subset}) is smaller than one batch ({self.batch_size}); "
-                "raise --subset or lower --batch-size")
+                "raise --subset or lower --batch-size"
+            )
 
     def _check_ema(self) -> None:
         """A method with its own teacher evaluates that teacher as its EMA network, so the
         engine's EMA settings would be recorded but never used: a changed one is refused."""
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        changed = [name for name in ("ema_decay", "ema_warmup")
-                   if getattr(self, name) != defaults[name]]
+        changed = [
+            name for name in ("ema_decay", "ema_warmup") if getattr(self, name) != defaults[name]
+        ]
         if self.method in TEACHER_METHODS and changed:
             raise ConfigError(
                 f"method {self.method!r} brings its own EMA teacher, so {' and '.join(changed)} "
                 "(the engine's EMA, for methods without one) would not be used: drop "
                 f"{' and '.join('--' + n.replace('_', '-') for n in changed)}, and set the "
                 "teacher with the method options teacher_momentum, end_momentum and "
-                "momentum_warmup")
+                "momentum_warmup"
+            )
 
     def _check_augmentation(self) -> None:
         _one_of("train_crop", self.train_crop, TRAIN_CROPS)
         _one_of("interpolation", self.interpolation, INTERPOLATIONS)
         scale = self.crop_scale
-        if (not isinstance(scale, (list, tuple)) or len(scale) != 2
-                or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scale)
-                or not 0 < scale[0] <= scale[1] <= 1):
-            raise ConfigError(f"crop_scale must be [low, high] with 0 < low <= high <= 1, "
-                              f"got {scale!r}")
+        if (
+            not isinstance(scale, (list, tuple))
+            or len(scale) != 2
+            or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in scale)
+            or not 0 < scale[0] <= scale[1] <= 1
+        ):
+            raise ConfigError(
+                f"crop_scale must be [low, high] with 0 < low <= high <= 1, got {scale!r}"
+            )
         # A list of floats whatever was passed, so that the config survives JSON unchanged.
         object.__setattr__(self, "crop_scale", [float(s) for s in scale])
         for name in ("image_size", "resize_before_crop"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if 0 < self.resize_before_crop < self.image_size:
-            raise ConfigError(f"resize_before_crop ({self.resize_before_crop}) must be 0 or at "
-                              f"least image_size ({self.image_size}): the test split "
-                              "centre-crops image_size out of it")
+            raise ConfigError(
+                f"resize_before_crop ({self.resize_before_crop}) must be 0 or at "
+                f"least image_size ({self.image_size}): the test split "
+                "centre-crops image_size out of it"
+            )
         mean, std = self.normalize_mean, self.normalize_std
-        if (len(mean) != len(std) or not all(0 < s <= 1 for s in std)
-                or not all(0 <= m <= 1 for m in mean)):
-            raise ConfigError(f"normalize_mean {mean} and normalize_std {std} must both be empty "
-                              "(the dataset's own statistics) or give one value per channel in "
-                              "[0, 1] units, with every std > 0")
+        if (
+            len(mean) != len(std)
+            or not all(0 < s <= 1 for s in std)
+            or not all(0 <= m <= 1 for m in mean)
+        ):
+            raise ConfigError(
+                f"normalize_mean {mean} and normalize_std {std} must both be empty "
+                "(the dataset's own statistics) or give one value per channel in "
+                "[0, 1] units, with every std > 0"
+            )
         object.__setattr__(self, "normalize_mean", [float(m) for m in mean])
         object.__setattr__(self, "normalize_std", [float(s) for s in std])
-        if self.train_crop != "rrc" and (self.resize_before_crop
-                                         or self.crop_scale != list(CROP_SCALE)):
-            raise ConfigError("crop_scale and resize_before_crop shape the rrc crop only; set "
-                              "train_crop rrc or leave them at their defaults")
+        if self.train_crop != "rrc" and (
+            self.resize_before_crop or self.crop_scale != list(CROP_SCALE)
+        ):
+            raise ConfigError(
+                "crop_scale and resize_before_crop shape the rrc crop only; set "
+                "train_crop rrc or leave them at their defaults"
+            )
 
     def _check_types(self) -> None:
         """Each field has its declared type (an int for a float is widened) and every number is
@@ -272,12 +345,17 @@ class RunConfig:
             value = getattr(self, f.name)
             if f.type == "float" and _is_number(value):
                 object.__setattr__(self, f.name, float(value))
-            elif f.type.startswith("list") and isinstance(value, (list, tuple)) and all(
-                    _is_number(v) for v in value):
+            elif (
+                f.type.startswith("list")
+                and isinstance(value, (list, tuple))
+                and all(_is_number(v) for v in value)
+            ):
                 object.__setattr__(self, f.name, [float(v) for v in value])
             elif not _has_type(value, f.type):
-                raise ConfigError(f"{f.name} must be {_TYPE_NAMES[f.type.split('[')[0]]}, got "
-                                  f"{value!r} ({type(value).__name__})")
+                raise ConfigError(
+                    f"{f.name} must be {_TYPE_NAMES[f.type.split('[')[0]]}, got "
+                    f"{value!r} ({type(value).__name__})"
+                )
             if f.name != "method_args" and not all(map(math.isfinite, _numbers_in(value))):
                 raise ConfigError(f"{f.name} must be finite, got {value!r}")
         for key, value in self.method_args.items():
@@ -291,26 +369,29 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
         values = _upgraded(values)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
-        renamed = [f"{old} is now {RENAMED_FIELDS[old]}" for old in unknown
-                   if old in RENAMED_FIELDS]
+        renamed = [
+            f"{old} is now {RENAMED_FIELDS[old]}" for old in unknown if old in RENAMED_FIELDS
+        ]
         if renamed:
             raise ConfigError(f"unknown config field(s) {unknown}: {'; '.join(renamed)}")
         if unknown:
-            raise ConfigError(f"unknown config field(s) {unknown}; valid: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"unknown config field(s) {unknown}; valid: {', '.join(sorted(known))}"
+            )
         return cls(**values)
 
-    def replace(self, **changes: Any) -> "RunConfig":
+    def replace(self, **changes: Any) -> RunConfig:
         return self.from_dict({**self.to_dict(), **changes})
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "RunConfig":
+    def load(cls, path: str | Path) -> RunConfig:
         """A saved config.json (one written under older names included)."""
         return cls.from_dict(upgrade_saved_config(json.loads(Path(path).read_text()), str(path)))
 
@@ -321,8 +402,14 @@ class RunConfig:
         return out
 
 
-_TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
-               "list": "a list of numbers", "dict": "a dict of method options"}
+_TYPE_NAMES = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "list": "a list of numbers",
+    "dict": "a dict of method options",
+}
 
 
 def _upgraded(values: dict[str, Any]) -> dict[str, Any]:
@@ -350,7 +437,7 @@ def _has_type(value: Any, declared: str) -> bool:
         return isinstance(value, str)
     if declared.startswith("dict"):
         return isinstance(value, dict)
-    return False    # floats and lists of floats that got here are not numbers
+    return False  # floats and lists of floats that got here are not numbers
 
 
 def _numbers_in(value: Any):
@@ -365,14 +452,15 @@ def _numbers_in(value: Any):
             yield from _numbers_in(v)
 
 
-def resume_changes(saved: dict[str, Any], new: "RunConfig") -> tuple[dict, dict]:
+def resume_changes(saved: dict[str, Any], new: RunConfig) -> tuple[dict, dict]:
     """How `new` differs from the config a checkpoint was written under, split into the changes
     a resume may make (RESUMABLE_FIELDS) and those it may not: {field: (saved, new)} each."""
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     saved = upgrade_saved_config(saved, "the checkpoint's config")
     # A field added since the checkpoint was written takes its default there.
-    saved = RunConfig.from_dict({k: v for k, v in _upgraded(saved).items()
-                                 if k in fields}).to_dict()
+    saved = RunConfig.from_dict(
+        {k: v for k, v in _upgraded(saved).items() if k in fields}
+    ).to_dict()
     changed = {k: (saved[k], v) for k, v in new.to_dict().items() if saved[k] != v}
     allowed = {k: c for k, c in changed.items() if k in RESUMABLE_FIELDS}
     refused = {k: c for k, c in changed.items() if k not in RESUMABLE_FIELDS}
@@ -401,8 +489,10 @@ def upgrade_saved_config(values: dict[str, Any], source: str) -> dict[str, Any]:
         defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
         for name in ("ema_decay", "ema_warmup"):
             if name in values and values[name] != defaults[name]:
-                mapped.append(f"{name} {values[name]} -> {defaults[name]} (unused by "
-                              f"{values['method']}, which evaluates its own teacher)")
+                mapped.append(
+                    f"{name} {values[name]} -> {defaults[name]} (unused by "
+                    f"{values['method']}, which evaluates its own teacher)"
+                )
                 values[name] = defaults[name]
     if mapped:
         log.warning("%s uses older names, read as: %s", source, "; ".join(mapped))
@@ -410,7 +500,7 @@ def upgrade_saved_config(values: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """`key=value` with value parsed as JSON when it can be (numbers, bools, lists), else a string."""
+    """`key=value`, the value parsed as JSON where it can be (numbers, bools, lists), else text."""
     if "=" not in text:
         raise ConfigError(f"expected KEY=VALUE, got {text!r}")
     key, raw = text.split("=", 1)

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 
-def cosine_momentum(step: int, total_steps: int, base: float, end: float,
-                    start_fraction: float = 0.1) -> float:
+def cosine_momentum(
+    step: int, total_steps: int, base: float, end: float, start_fraction: float = 0.1
+) -> float:
     """OpenMixup's CosineScheduleHook with warming_up='constant'.
 
     Constant `base` before start_fraction·T; from there m = end − (end − base)·(1 + cos(π t/T))/2.

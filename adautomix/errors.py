@@ -37,8 +37,16 @@ def debug_requested(flag: bool = False) -> bool:
 def exit_status(exc: BaseException) -> int | None:
     """2 for bad input (an InputError; a missing or malformed file of the user's), 1 for a run
     that failed (a RunFailure; an OS error such as a full disk), None for a bug."""
-    if isinstance(exc, (InputError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-                        json.JSONDecodeError)):
+    if isinstance(
+        exc,
+        (
+            InputError,
+            FileNotFoundError,
+            NotADirectoryError,
+            IsADirectoryError,
+            json.JSONDecodeError,
+        ),
+    ):
         return 2
     if isinstance(exc, (RunFailure, OSError)):
         return 1

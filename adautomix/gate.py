@@ -37,8 +37,12 @@ class Gate:
         """'' when `score` passes, else the reason it does not."""
         above = chance + self.chance_margin
         if score <= above:
-            return (f"{metric} {score:.4g} % is not above chance ({chance:.4g} %) by more than "
-                    f"the gate's margin of {self.chance_margin:.4g} points ({above:.4g} %)")
+            return (
+                f"{metric} {score:.4g} % is not above chance ({chance:.4g} %) by more than "
+                f"the gate's margin of {self.chance_margin:.4g} points ({above:.4g} %)"
+            )
         if score < self.min_score:
-            return f"{metric} {score:.4g} % is below the gate's minimum score {self.min_score:.4g} %"
+            return (
+                f"{metric} {score:.4g} % is below the gate's minimum score {self.min_score:.4g} %"
+            )
         return ""

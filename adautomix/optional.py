@@ -13,11 +13,16 @@ from .errors import InputError
 
 # module -> (the distribution that provides it, how to get it)
 PACKAGES = {
-    "gco": ("gco-wrapper", "pip install gco-wrapper (from source where it has no wheel, e.g. "
-                           "Python 3.12: it needs a C++ compiler and Cython)"),
-    "cv2": ("opencv-contrib-python-headless",
-            "pip install opencv-contrib-python-headless (the contrib build: it has the "
-            "saliency module)"),
+    "gco": (
+        "gco-wrapper",
+        "pip install gco-wrapper (from source where it has no wheel, e.g. "
+        "Python 3.12: it needs a C++ compiler and Cython)",
+    ),
+    "cv2": (
+        "opencv-contrib-python-headless",
+        "pip install opencv-contrib-python-headless (the contrib build: it has the "
+        "saliency module)",
+    ),
 }
 
 
@@ -31,8 +36,10 @@ def require(module: str, needed_for: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         package, fix = PACKAGES.get(module, (module, f"pip install {module}"))
-        raise MissingPackage(f"{needed_for} needs the package {package}, which does not import "
-                             f"here ({exc}); {fix}, or choose something else") from None
+        raise MissingPackage(
+            f"{needed_for} needs the package {package}, which does not import "
+            f"here ({exc}); {fix}, or choose something else"
+        ) from None
 
 
 def missing(module: str, needed_for: str) -> str | None:

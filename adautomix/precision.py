@@ -21,8 +21,10 @@ def check_precision(precision: str, device: torch.device | str) -> None:
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if precision == "fp16" and device_type != "cuda":
-        raise ConfigError(f"precision fp16 needs a CUDA device (this run is on {device_type}); "
-                          "use --precision bf16 or fp32 there")
+        raise ConfigError(
+            f"precision fp16 needs a CUDA device (this run is on {device_type}); "
+            "use --precision bf16 or fp32 there"
+        )
 
 
 def autocast(precision: str, device_type: str):

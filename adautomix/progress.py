@@ -16,11 +16,12 @@ from tqdm import tqdm
 
 T = TypeVar("T")
 log = logging.getLogger("adautomix.progress")
-LOG_EVERY = 0.1   # of the total, between log lines when there is no terminal
+LOG_EVERY = 0.1  # of the total, between log lines when there is no terminal
 
 
-def progress(items: Iterable[T], desc: str, total: int | None = None, enabled: bool = True,
-             unit: str = "it") -> Iterable[T]:
+def progress(
+    items: Iterable[T], desc: str, total: int | None = None, enabled: bool = True, unit: str = "it"
+) -> Iterable[T]:
     """`items`, reporting progress on the way: a bar on a terminal, otherwise a log line at
     each tenth of `total` (len(items) when it has one) and at the end. `enabled` False: silent."""
     if not enabled:
@@ -40,7 +41,15 @@ def _logged(items: Iterable[T], desc: str, total: int | None, unit: str) -> Iter
         done += 1
         if total and (done % step == 0 or done == total):
             rate = done / max(time.perf_counter() - started, 1e-9)
-            log.info("%s: %d/%d %s (%.0f%%, %.1f %s/s)", desc, done, total, unit,
-                     100 * done / total, rate, unit)
+            log.info(
+                "%s: %d/%d %s (%.0f%%, %.1f %s/s)",
+                desc,
+                done,
+                total,
+                unit,
+                100 * done / total,
+                rate,
+                unit,
+            )
     if not total:
         log.info("%s: %d %s in %.1f s", desc, done, unit, time.perf_counter() - started)

@@ -52,11 +52,16 @@ def git_commit() -> str:
     return os.environ.get(COMMIT_ENV) or _checkout_commit()
 
 
-@functools.lru_cache(maxsize=1)   # a checkout's HEAD does not move under a running process
+@functools.lru_cache(maxsize=1)  # a checkout's HEAD does not move under a running process
 def _checkout_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10, cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -69,9 +74,9 @@ def code_version() -> str:
 
 @dataclass(frozen=True)
 class Provenance:
-    data_version: str = ""      # the DVC version; '' records the dataset's content hash instead
-    data_source: str = ""       # the DVC remote's URL; '' records the local dataset folder
-    tags: dict[str, str] = field(default_factory=dict)   # e.g. the pipeline run's id and name
+    data_version: str = ""  # the DVC version; '' records the dataset's content hash instead
+    data_source: str = ""  # the DVC remote's URL; '' records the local dataset folder
+    tags: dict[str, str] = field(default_factory=dict)  # e.g. the pipeline run's id and name
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / FILE_NAME
@@ -79,14 +84,17 @@ class Provenance:
         return path
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Provenance":
+    def load(cls, folder: str | Path) -> Provenance:
         """The provenance saved in `folder`, or an empty one (a run started by hand)."""
         path = Path(folder) / FILE_NAME
         if not path.exists():
             return cls()
         values = json.loads(path.read_text())
-        return cls(str(values.get("data_version", "")), str(values.get("data_source", "")),
-                   {str(k): str(v) for k, v in values.get("tags", {}).items()})
+        return cls(
+            str(values.get("data_version", "")),
+            str(values.get("data_source", "")),
+            {str(k): str(v) for k, v in values.get("tags", {}).items()},
+        )
 
 
 @dataclass(frozen=True)
@@ -99,8 +107,11 @@ class ImageRecord:
     source: str
 
     def tags(self) -> dict[str, str]:
-        return {"image": self.reference, "image_digest": self.digest,
-                "image_digest_source": self.source}
+        return {
+            "image": self.reference,
+            "image_digest": self.digest,
+            "image_digest_source": self.source,
+        }
 
 
 def pinned_digest(reference: str) -> str:
@@ -130,16 +141,23 @@ def container_image(pod: Mapping[str, Any], container: str = "") -> tuple[str, s
     else:
         own = [name for name in specs if name not in SIDECARS]
         if len(own) != 1:
-            raise ValueError(f"the pod has containers {sorted(specs)}; set {CONTAINER_ENV} to "
-                             "the one that trains")
+            raise ValueError(
+                f"the pod has containers {sorted(specs)}; set {CONTAINER_ENV} to "
+                "the one that trains"
+            )
         chosen = own[0]
     if chosen not in specs:
         raise ValueError(f"the pod has no container {chosen!r} (it has {sorted(specs)})")
     return chosen, specs[chosen].get("image", ""), statuses.get(chosen, {}).get("imageID", "")
 
 
-def pod_image(api_client: Any, namespace: str, pod_name: str, container: str = "",
-              fallback_reference: str = "") -> ImageRecord:
+def pod_image(
+    api_client: Any,
+    namespace: str,
+    pod_name: str,
+    container: str = "",
+    fallback_reference: str = "",
+) -> ImageRecord:
     """The image of this process's container, read from its pod's status through `api_client`
     (a kubernetes ApiClient); an "unknown" digest that says why when the read fails."""
     from .cluster.pod import PodReadError, read_pod
@@ -149,24 +167,40 @@ def pod_image(api_client: Any, namespace: str, pod_name: str, container: str = "
         name, reference, image_id = container_image(pod, container)
     except PodReadError as exc:
         why = f"{exc.status} {exc.reason}"
-        fix = ("grant the pod's service account `get` on pods (deploy/rbac.yaml)"
-               if exc.status in (401, 403) else "check the pod's name and namespace")
-        return _unknown(fallback_reference, f"reading pod {namespace}/{pod_name} failed ({why}); "
-                        f"{fix}, or run a pinned image (--image NAME@sha256:DIGEST)")
-    except Exception as exc:    # no API, no answer, or a pod not shaped as expected
+        fix = (
+            "grant the pod's service account `get` on pods (deploy/rbac.yaml)"
+            if exc.status in (401, 403)
+            else "check the pod's name and namespace"
+        )
+        return _unknown(
+            fallback_reference,
+            f"reading pod {namespace}/{pod_name} failed ({why}); "
+            f"{fix}, or run a pinned image (--image NAME@sha256:DIGEST)",
+        )
+    except Exception as exc:  # no API, no answer, or a pod not shaped as expected
         detail = (str(exc).splitlines() or [""])[0][:200]
-        return _unknown(fallback_reference, f"reading pod {namespace}/{pod_name} failed "
-                        f"({type(exc).__name__}: {detail}); run a pinned image "
-                        "(--image NAME@sha256:DIGEST)")
+        return _unknown(
+            fallback_reference,
+            f"reading pod {namespace}/{pod_name} failed "
+            f"({type(exc).__name__}: {detail}); run a pinned image "
+            "(--image NAME@sha256:DIGEST)",
+        )
     digest = pinned_digest(reference) or image_id_digest(image_id)
     if not digest:
-        return _unknown(reference or fallback_reference,
-                        f"pod {namespace}/{pod_name} container {name} reports no digest "
-                        f"(imageID {image_id!r})")
-    kind = "runtime's local image ID" if "@" not in image_id and not pinned_digest(reference) \
+        return _unknown(
+            reference or fallback_reference,
+            f"pod {namespace}/{pod_name} container {name} reports no digest (imageID {image_id!r})",
+        )
+    kind = (
+        "runtime's local image ID"
+        if "@" not in image_id and not pinned_digest(reference)
         else "digest"
-    return ImageRecord(reference or fallback_reference, digest,
-                       f"pod {namespace}/{pod_name} container {name} status imageID ({kind})")
+    )
+    return ImageRecord(
+        reference or fallback_reference,
+        digest,
+        f"pod {namespace}/{pod_name} container {name} status imageID ({kind})",
+    )
 
 
 def running_image(environ: Mapping[str, str] | None = None) -> ImageRecord:
@@ -181,19 +215,27 @@ def running_image(environ: Mapping[str, str] | None = None) -> ImageRecord:
             from .cluster.pod import in_cluster_api_client
 
             api_client = in_cluster_api_client()
-            namespace = (env.get("POD_NAMESPACE")
-                         or (SERVICE_ACCOUNT / "namespace").read_text().strip())
+            namespace = (
+                env.get("POD_NAMESPACE") or (SERVICE_ACCOUNT / "namespace").read_text().strip()
+            )
             pod_name = env.get("POD_NAME") or env.get("HOSTNAME") or os.uname().nodename
         except Exception as exc:
             detail = (str(exc).splitlines() or [""])[0][:200]
-            return _unknown(reference, f"no in-cluster Kubernetes API ({type(exc).__name__}: "
-                            f"{detail}); run a pinned image (--image NAME@sha256:DIGEST)")
+            return _unknown(
+                reference,
+                f"no in-cluster Kubernetes API ({type(exc).__name__}: "
+                f"{detail}); run a pinned image (--image NAME@sha256:DIGEST)",
+            )
         return pod_image(api_client, namespace, pod_name, env.get(CONTAINER_ENV, ""), reference)
     if reference:
-        return _unknown(reference, f"not in a Kubernetes pod, and {IMAGE_ENV} {reference} is a "
-                        "tag, not a digest; run a pinned image (NAME@sha256:DIGEST)")
-    return ImageRecord("local", UNKNOWN_DIGEST,
-                       f"not run from the project's image ({IMAGE_ENV} is unset)")
+        return _unknown(
+            reference,
+            f"not in a Kubernetes pod, and {IMAGE_ENV} {reference} is a "
+            "tag, not a digest; run a pinned image (NAME@sha256:DIGEST)",
+        )
+    return ImageRecord(
+        "local", UNKNOWN_DIGEST, f"not run from the project's image ({IMAGE_ENV} is unset)"
+    )
 
 
 def _unknown(reference: str, why: str) -> ImageRecord:

@@ -14,16 +14,20 @@ import os
 import re
 
 MASK = "***"
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^\s/@:?#]*)"
-                       r"(?::(?P<password>[^\s/@?#]*))?@")
-_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|access_token|secret|"
-                           r"api_key|apikey|key|signature|sig|x-amz-signature|x-amz-credential)=)[^&\s#]*")
+_USERINFO = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^\s/@:?#]*)"
+    r"(?::(?P<password>[^\s/@?#]*))?@"
+)
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&](?:password|passwd|pwd|token|access_token|secret|"
+    r"api_key|apikey|key|signature|sig|x-amz-signature|x-amz-credential)=)[^&\s#]*"
+)
 
 
 def _mask_userinfo(match: re.Match) -> str:
     if match["password"] is not None:
         return f"{match['scheme']}{match['user']}:{MASK}@"
-    return f"{match['scheme']}{MASK}@"   # a lone userinfo is as often a token as a name
+    return f"{match['scheme']}{MASK}@"  # a lone userinfo is as often a token as a name
 
 
 # Credentials MLflow's client sends from the environment, never in a URI (a bearer token for an
@@ -36,7 +40,7 @@ def redact(text: str) -> str:
     text = _SECRET_QUERY.sub(rf"\g<1>{MASK}", _USERINFO.sub(_mask_userinfo, str(text)))
     for name in SECRET_ENV:
         secret = os.environ.get(name, "")
-        if len(secret) >= 4:   # a shorter value would mask ordinary words
+        if len(secret) >= 4:  # a shorter value would mask ordinary words
             text = text.replace(secret, MASK)
     return text
 

@@ -58,9 +58,9 @@ LOCK_HOLDER_TAG = "holder"
 
 @dataclass(frozen=True)
 class Candidate:
-    model_uri: str      # a logged model (models:/m-...); its version links back to its run
-    score: float        # top-1 in %, of `metric`
-    chance: float       # top-1 in % of guessing: 100 / classes
+    model_uri: str  # a logged model (models:/m-...); its version links back to its run
+    score: float  # top-1 in %, of `metric`
+    chance: float  # top-1 in % of guessing: 100 / classes
 
 
 class RegistryError(InputError):
@@ -75,27 +75,31 @@ class ChampionLockLost(RunFailure):
 class Registration:
     name: str
     version: str
-    aliases: tuple[str, ...]    # the aliases this version holds after registration
-    reason: str                 # why it was or was not promoted, or why the gate rejected it
-    tracking_uri: str           # the MLflow store that holds the registry (credentials masked)
-    passed: bool = True         # whether it met the gate
+    aliases: tuple[str, ...]  # the aliases this version holds after registration
+    reason: str  # why it was or was not promoted, or why the gate rejected it
+    tracking_uri: str  # the MLflow store that holds the registry (credentials masked)
+    passed: bool = True  # whether it met the gate
 
     @property
     def promoted(self) -> bool:
         return CHAMPION in self.aliases
 
-    def raise_if_rejected(self, candidates: int = 1) -> "Registration":
+    def raise_if_rejected(self, candidates: int = 1) -> Registration:
         """Raise GateRejected when the gate rejected this version (and so, as it is the best
         of `candidates`, every one of them)."""
         if self.passed:
             return self
-        which = ("the model" if candidates == 1 else
-                 f"every one of the sweep's {candidates} models (the best is")
+        which = (
+            "the model"
+            if candidates == 1
+            else f"every one of the sweep's {candidates} models (the best is"
+        )
         close = "" if candidates == 1 else ")"
         raise GateRejected(
             f"the registry gate rejected {which} {self.name} version {self.version}{close}: "
             f"{self.reason}. It is registered without an alias, and no champion moved; train "
-            "longer or with more data, or lower the gate (--chance-margin, --min-score)")
+            "longer or with more data, or lower the gate (--chance-margin, --min-score)"
+        )
 
 
 def default_model_name(dataset: str) -> str:
@@ -103,8 +107,14 @@ def default_model_name(dataset: str) -> str:
     return f"adautomix-{dataset}"
 
 
-def register(candidate: Candidate, name: str, dataset: str, data_version: str = "",
-             metric: str = SCORE_METRIC, gate: Gate = Gate()) -> Registration:
+def register(
+    candidate: Candidate,
+    name: str,
+    dataset: str,
+    data_version: str = "",
+    metric: str = SCORE_METRIC,
+    gate: Gate = Gate(),
+) -> Registration:
     """Register `candidate` as a new version of model `name` ('' names it adautomix-DATASET).
     If it meets `gate`, make it the challenger, and the champion if it beats the current one on
     `dataset` by `metric` (higher is better); if not, tag it with the reason and move no alias."""
@@ -117,15 +127,23 @@ def register(candidate: Candidate, name: str, dataset: str, data_version: str = 
     name = name or default_model_name(dataset)
     if not math.isfinite(candidate.score):
         # A NaN champion could never be beaten (every comparison with NaN is false).
-        raise RegistryError(f"model {candidate.model_uri} scored {candidate.score} on {metric}: "
-                            "a model without a finite score is not registered; its training "
-                            "or evaluation failed")
+        raise RegistryError(
+            f"model {candidate.model_uri} scored {candidate.score} on {metric}: "
+            "a model without a finite score is not registered; its training "
+            "or evaluation failed"
+        )
     client = connect()
     rejection = gate.rejection(metric, candidate.score, candidate.chance)
-    tags = {"dataset": dataset, "metric": metric, "score": repr(candidate.score),
-            "chance": repr(candidate.chance), "data_version": data_version,
-            "gate": "rejected" if rejection else "passed",
-            "gate_chance_margin": repr(gate.chance_margin), "gate_min_score": repr(gate.min_score)}
+    tags = {
+        "dataset": dataset,
+        "metric": metric,
+        "score": repr(candidate.score),
+        "chance": repr(candidate.chance),
+        "data_version": data_version,
+        "gate": "rejected" if rejection else "passed",
+        "gate_chance_margin": repr(gate.chance_margin),
+        "gate_min_score": repr(gate.min_score),
+    }
     if rejection:
         tags["gate_reason"] = rejection
     tags.update(_image_tags(client, candidate.model_uri))
@@ -141,20 +159,29 @@ def register(candidate: Candidate, name: str, dataset: str, data_version: str = 
                 raise ChampionLockLost(
                     f"the champion lock of {name} was broken while version {version} was "
                     f"judged ({reason}); no alias moved for it: re-run the registration, or "
-                    f"set the champion alias of {name} to version {version} by hand")
+                    f"set the champion alias of {name} to version {version} by hand"
+                )
             client.set_registered_model_alias(name, CHAMPION, version)
             holder = client.get_registered_model(name).aliases.get(CHAMPION)
-            if holder != version:   # re-read after write: nothing else may write under the lock
-                raise ChampionLockLost(f"the champion alias of {name} moved to version {holder} "
-                                       f"while version {version} held its lock; check the "
-                                       "registry and set the alias by hand")
+            if holder != version:  # re-read after write: nothing else may write under the lock
+                raise ChampionLockLost(
+                    f"the champion alias of {name} moved to version {holder} "
+                    f"while version {version} held its lock; check the "
+                    "registry and set the alias by hand"
+                )
     log.info("registered %s version %s: %s", name, version, reason)
     aliases = (CHALLENGER, CHAMPION) if promote else (CHALLENGER,)
     return Registration(name, version, aliases, reason, display_uri())
 
 
-def register_best(candidates: list[Candidate], name: str, dataset: str, data_version: str = "",
-                  metric: str = SCORE_METRIC, gate: Gate = Gate()) -> Registration:
+def register_best(
+    candidates: list[Candidate],
+    name: str,
+    dataset: str,
+    data_version: str = "",
+    metric: str = SCORE_METRIC,
+    gate: Gate = Gate(),
+) -> Registration:
     """Register only the best-scoring of several candidates (a sweep's runs); if the gate
     rejects it, it rejects them all."""
     if not candidates:
@@ -162,12 +189,13 @@ def register_best(candidates: list[Candidate], name: str, dataset: str, data_ver
     # max() over a NaN answers by list order, so candidates without a finite score leave first
     scored = [c for c in candidates if math.isfinite(c.score)]
     if not scored:
-        raise RegistryError(f"none of the {len(candidates)} candidates has a finite score "
-                            f"({', '.join(str(c.score) for c in candidates)}); nothing is registered")
+        raise RegistryError(
+            f"none of the {len(candidates)} candidates has a finite score "
+            f"({', '.join(str(c.score) for c in candidates)}); nothing is registered"
+        )
     for dropped in set(candidates) - set(scored):
         log.warning("not registering %s: its score is %s", dropped.model_uri, dropped.score)
-    return register(max(scored, key=lambda c: c.score), name, dataset, data_version, metric,
-                    gate)
+    return register(max(scored, key=lambda c: c.score), name, dataset, data_version, metric, gate)
 
 
 def _image_tags(client, model_uri: str) -> dict[str, str]:
@@ -176,19 +204,23 @@ def _image_tags(client, model_uri: str) -> dict[str, str]:
     run_id = ""
     try:
         if model_uri.startswith("runs:/"):
-            run_id = model_uri[len("runs:/"):].split("/")[0]
+            run_id = model_uri[len("runs:/") :].split("/")[0]
         elif model_uri.startswith("models:/m-"):
-            run_id = client.get_logged_model(model_uri[len("models:/"):]).source_run_id or ""
+            run_id = client.get_logged_model(model_uri[len("models:/") :]).source_run_id or ""
         held = client.get_run(run_id).data.tags if run_id else {}
-    except Exception as exc:   # the version is still worth registering; the tags say why
-        held = {"image_digest_source": f"the run of {model_uri} could not be read "
-                f"({type(exc).__name__})"}
-    return {"image": held.get("image", "unknown"),
-            "image_digest": held.get("image_digest", "unknown"),
-            "image_digest_source": held.get(
-                "image_digest_source",
-                f"run {run_id} recorded no image digest" if run_id
-                else f"{model_uri} names no run")}
+    except Exception as exc:  # the version is still worth registering; the tags say why
+        held = {
+            "image_digest_source": f"the run of {model_uri} could not be read "
+            f"({type(exc).__name__})"
+        }
+    return {
+        "image": held.get("image", "unknown"),
+        "image_digest": held.get("image_digest", "unknown"),
+        "image_digest_source": held.get(
+            "image_digest_source",
+            f"run {run_id} recorded no image digest" if run_id else f"{model_uri} names no run",
+        ),
+    }
 
 
 def lock_name(name: str) -> str:
@@ -196,34 +228,44 @@ def lock_name(name: str) -> str:
 
 
 @contextlib.contextmanager
-def champion_lock(client, name: str, version: str = "",
-                  stale_after: float = LOCK_STALE_S) -> Iterator:
+def champion_lock(
+    client, name: str, version: str = "", stale_after: float = LOCK_STALE_S
+) -> Iterator:
     """Hold the champion lock of registered model `name` for the block; yields a function that
     says whether this holder still holds it. Waits while another holds it."""
     from mlflow.exceptions import MlflowException
 
     lock = lock_name(name)
-    token = (f"{name} version {version or '?'} on {socket.gethostname()} pid {os.getpid()} "
-             f"{uuid.uuid4().hex[:8]}")
+    token = (
+        f"{name} version {version or '?'} on {socket.gethostname()} pid {os.getpid()} "
+        f"{uuid.uuid4().hex[:8]}"
+    )
     seen, since, pause = None, time.monotonic(), 0.05
     while True:
         try:
             client.create_registered_model(
-                lock, tags={LOCK_HOLDER_TAG: token},
+                lock,
+                tags={LOCK_HOLDER_TAG: token},
                 description=f"held while a registration moves the champion alias of {name}; "
-                            "delete it only if no registration is running")
+                "delete it only if no registration is running",
+            )
             break
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         holder = _lock_holder(client, lock)
-        if holder is None:          # released between our try and our look: try again now
+        if holder is None:  # released between our try and our look: try again now
             continue
         if holder != seen:
             seen, since = holder, time.monotonic()
         elif time.monotonic() - since > stale_after:
-            log.warning("breaking the champion lock of %s: %s has held it unchanged for %.0f s, "
-                        "so its holder is gone", name, holder, stale_after)
+            log.warning(
+                "breaking the champion lock of %s: %s has held it unchanged for %.0f s, "
+                "so its holder is gone",
+                name,
+                holder,
+                stale_after,
+            )
             _release(client, lock, holder)
             continue
         time.sleep(pause)
@@ -265,22 +307,32 @@ def _judge(client, name: str, dataset: str, metric: str, score: float) -> tuple[
     champion = client.get_model_version(name, aliases[CHAMPION])
     held = champion.tags
     if held.get("dataset") != dataset or held.get("metric") != metric:
-        return False, (f"champion version {champion.version} was judged on "
-                       f"{held.get('dataset')}/{held.get('metric')}, not {dataset}/{metric}; "
-                       "set the champion alias by hand to switch")
+        return False, (
+            f"champion version {champion.version} was judged on "
+            f"{held.get('dataset')}/{held.get('metric')}, not {dataset}/{metric}; "
+            "set the champion alias by hand to switch"
+        )
     try:
         best = float(held["score"])
     except (KeyError, ValueError):
-        reason = (f"champion version {champion.version} of {name} has "
-                  + (f"a score tag {held['score']!r} that is not a number" if "score" in held
-                     else "no score tag") +
-                  f", so nothing can be shown to beat it and it stays champion; restore its tag "
-                  f"(MlflowClient().set_model_version_tag({name!r}, {champion.version!r}, "
-                  f"'score', '<{metric} in %>')) or move the champion alias by hand")
+        reason = (
+            f"champion version {champion.version} of {name} has "
+            + (
+                f"a score tag {held['score']!r} that is not a number"
+                if "score" in held
+                else "no score tag"
+            )
+            + f", so nothing can be shown to beat it and it stays champion; restore its tag "
+            f"(MlflowClient().set_model_version_tag({name!r}, {champion.version!r}, "
+            f"'score', '<{metric} in %>')) or move the champion alias by hand"
+        )
         log.warning("%s", reason)
         return False, reason
-    if not math.isfinite(best):   # registered before scores were checked
+    if not math.isfinite(best):  # registered before scores were checked
         return True, f"champion version {champion.version} has no finite score ({best})"
     if score > best:
         return True, f"{metric} {score:.4g} beats champion version {champion.version} ({best:.4g})"
-    return False, f"{metric} {score:.4g} does not beat champion version {champion.version} ({best:.4g})"
+    return (
+        False,
+        f"{metric} {score:.4g} does not beat champion version {champion.version} ({best:.4g})",
+    )

@@ -10,12 +10,12 @@ log. A run is tagged with its output folder: a fresh start there marks a run tha
 RUNNING as KILLED, so no run stays RUNNING with no process behind it.
 
 The store is checked before a run writes anything (`check_store`): a SQLite file must lie in an
-existing, writable folder (InputError, exit 2), and a server must answer one request within
-seconds, with no retries (RunFailure, exit 1). That request goes through MLflow's own HTTP client
-with the same credentials (MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME/PASSWORD, or the URI's
-user:password@) and TLS settings (MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_CLIENT_CERT_PATH,
-MLFLOW_TRACKING_INSECURE_TLS) as every later call, so an ingress that wants a token or a private
-CA is reached by the check exactly as by the run.
+existing, writable folder (InputError, exit 2), and a server must answer one request within seconds,
+with no retries (RunFailure, exit 1). That request goes through MLflow's own HTTP client with the
+same credentials (MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME/PASSWORD, or the URI's
+user:password@) and TLS settings (MLFLOW_TRACKING_SERVER_CERT_PATH,
+MLFLOW_TRACKING_CLIENT_CERT_PATH, MLFLOW_TRACKING_INSECURE_TLS) as every later call, so an ingress
+that wants a token or a private CA is reached by the check exactly as by the run.
 
 A fresh run records the image it ran from (provenance.running_image: the reference, its digest
 and how the digest was learnt) as the tags image, image_digest and image_digest_source."""
@@ -40,7 +40,7 @@ from .redact import redact, redact_handlers
 log = logging.getLogger("adautomix.tracking")
 DIGEST_LENGTH = 36
 
-redact_handlers(logging.getLogger("mlflow"))   # MLflow logs URIs on its own handler
+redact_handlers(logging.getLogger("mlflow"))  # MLflow logs URIs on its own handler
 
 # The tag that ties a run to the folder it checkpoints in.
 OUTPUT_DIR_TAG = "output_dir"
@@ -75,7 +75,7 @@ def display_uri() -> str:
 def _artifact_location(uri: str) -> str | None:
     # For the embedded SQLite store keep artifacts beside the database, not in ./mlruns.
     if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+        return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
     return None
 
 
@@ -93,37 +93,48 @@ def check_store(uri: str | None = None, writing: bool = True) -> None:
 
 
 def _check_sqlite(uri: str, writing: bool) -> None:
-    path_text = uri[len("sqlite:///"):].split("?")[0]
+    path_text = uri[len("sqlite:///") :].split("?")[0]
     if not path_text or path_text == ":memory:":
         return
     path = Path(path_text).absolute()
     shown = f"MLFLOW_TRACKING_URI {redact(uri)}"
-    fix = ("or point MLFLOW_TRACKING_URI at a database file in a writable folder "
-           "(or unset it for ./mlflow.db)")
+    fix = (
+        "or point MLFLOW_TRACKING_URI at a database file in a writable folder "
+        "(or unset it for ./mlflow.db)"
+    )
     if path.is_dir():
-        raise TrackingStoreError(f"{shown}: {path} is a folder, not a database file; name a file "
-                                 f"in it (sqlite:///{path / 'mlflow.db'}) {fix}")
+        raise TrackingStoreError(
+            f"{shown}: {path} is a folder, not a database file; name a file "
+            f"in it (sqlite:///{path / 'mlflow.db'}) {fix}"
+        )
     folder = path.parent
     if not folder.is_dir():
         existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
         if existing.exists() and not existing.is_dir():
-            raise TrackingStoreError(f"{shown}: {existing} is a file, not a folder; move it "
-                                     f"away {fix}")
-        raise TrackingStoreError(f"{shown}: the folder {folder} does not exist; create it "
-                                 f"(mkdir -p {folder}) {fix}")
+            raise TrackingStoreError(
+                f"{shown}: {existing} is a file, not a folder; move it away {fix}"
+            )
+        raise TrackingStoreError(
+            f"{shown}: the folder {folder} does not exist; create it (mkdir -p {folder}) {fix}"
+        )
     if not writing:
         return
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise TrackingStoreError(f"{shown}: the folder {folder} is not writable (SQLite writes "
-                                 f"its journal beside the database); make it writable {fix}")
+        raise TrackingStoreError(
+            f"{shown}: the folder {folder} is not writable (SQLite writes "
+            f"its journal beside the database); make it writable {fix}"
+        )
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
-        raise TrackingStoreError(f"{shown}: the database {path} is read-only; make it writable "
-                                 f"(chmod u+rw {path}) {fix}")
-    artifacts = folder / "mlartifacts"     # where _artifact_location keeps the runs' artifacts
+        raise TrackingStoreError(
+            f"{shown}: the database {path} is read-only; make it writable (chmod u+rw {path}) {fix}"
+        )
+    artifacts = folder / "mlartifacts"  # where _artifact_location keeps the runs' artifacts
     if artifacts.exists() and not (artifacts.is_dir() and os.access(artifacts, os.W_OK | os.X_OK)):
-        raise TrackingStoreError(f"{shown}: the artifact folder {artifacts} beside it is "
-                                 f"{'not a folder' if not artifacts.is_dir() else 'not writable'}; "
-                                 f"move it away or make it a writable folder {fix}")
+        raise TrackingStoreError(
+            f"{shown}: the artifact folder {artifacts} beside it is "
+            f"{'not a folder' if not artifacts.is_dir() else 'not writable'}; "
+            f"move it away or make it a writable folder {fix}"
+        )
 
 
 def probe_server(uri: str) -> None:
@@ -133,23 +144,36 @@ def probe_server(uri: str) -> None:
     from mlflow.utils.rest_utils import http_request
 
     try:
-        response = http_request(get_default_host_creds(uri), PROBE_ENDPOINT, "GET",
-                                max_retries=0, backoff_factor=0, backoff_jitter=0,
-                                timeout=PROBE_TIMEOUT, raise_on_status=False,
-                                params={"max_results": 1})
+        response = http_request(
+            get_default_host_creds(uri),
+            PROBE_ENDPOINT,
+            "GET",
+            max_retries=0,
+            backoff_factor=0,
+            backoff_jitter=0,
+            timeout=PROBE_TIMEOUT,
+            raise_on_status=False,
+            params={"max_results": 1},
+        )
     except Exception as exc:
         if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "SSLError" in str(exc):
-            raise TrackingError(redact(
-                f"MLflow tracking server at {uri} presented a TLS certificate this client does "
-                "not trust; set MLFLOW_TRACKING_SERVER_CERT_PATH to the CA bundle that signed "
-                "it (a file in the pod: mount it from a secret)")) from None
+            raise TrackingError(
+                redact(
+                    f"MLflow tracking server at {uri} presented a TLS certificate this client does "
+                    "not trust; set MLFLOW_TRACKING_SERVER_CERT_PATH to the CA bundle that signed "
+                    "it (a file in the pod: mount it from a secret)"
+                )
+            ) from None
         raise _unreachable(uri, exc) from None
     if response.status_code in (401, 403):
-        raise TrackingError(redact(
-            f"MLflow tracking server at {uri} refused the request ({response.status_code} "
-            f"{response.reason}); set MLFLOW_TRACKING_TOKEN (a bearer token, e.g. for an "
-            "ingress) or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to credentials "
-            "it accepts"))
+        raise TrackingError(
+            redact(
+                f"MLflow tracking server at {uri} refused the request ({response.status_code} "
+                f"{response.reason}); set MLFLOW_TRACKING_TOKEN (a bearer token, e.g. for an "
+                "ingress) or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to credentials "
+                "it accepts"
+            )
+        )
 
 
 def _unreachable(uri: str, exc: BaseException) -> TrackingError:
@@ -160,16 +184,20 @@ def _unreachable(uri: str, exc: BaseException) -> TrackingError:
         detail = f"no answer within {PROBE_TIMEOUT[0]} s"
     else:
         detail = f"{type(exc).__name__}: {(text.splitlines() or [''])[0][:200]}"
-    return TrackingError(redact(
-        f"MLflow tracking server at {uri} cannot be reached ({detail}). Start it (mlflow server --host 127.0.0.1 --port 5000), "
-        "fix MLFLOW_TRACKING_URI, or unset it to use the embedded SQLite store."))
+    return TrackingError(
+        redact(
+            f"MLflow tracking server at {uri} cannot be reached ({detail}). Start it (mlflow "
+            f"server --host 127.0.0.1 --port 5000), "
+            "fix MLFLOW_TRACKING_URI, or unset it to use the embedded SQLite store."
+        )
+    )
 
 
 def connect(uri: str | None = None, writing: bool = True) -> MlflowClient:
     """Point MLflow at the store and check it answers, so a dead server fails now and clearly.
     `writing` False (reading runs only) lets a SQLite store lie in a read-only folder."""
     uri = uri or tracking_uri()
-    if redact(uri) != uri:   # MLflow would print the URI, credentials and all, on every run's end
+    if redact(uri) != uri:  # MLflow would print the URI, credentials and all, on every run's end
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     check_store(uri, writing)
     mlflow.set_tracking_uri(uri)
@@ -183,10 +211,14 @@ def connect(uri: str | None = None, writing: bool = True) -> MlflowClient:
         if not uri.startswith("sqlite:"):
             raise _unreachable(uri, exc) from None
         detail = (str(exc).splitlines() or [""])[0][:200]
-        raise TrackingStoreError(redact(
-            f"MLFLOW_TRACKING_URI {uri} cannot be opened as an MLflow store "
-            f"({type(exc).__name__}: {detail}); point it at a new file, or move the damaged one "
-            "away")) from None
+        raise TrackingStoreError(
+            redact(
+                f"MLFLOW_TRACKING_URI {uri} cannot be opened as an MLflow store "
+                f"({type(exc).__name__}: {detail}); point it at a new file, or move the damaged "
+                f"one "
+                "away"
+            )
+        ) from None
     return client
 
 
@@ -210,16 +242,27 @@ class Tracker:
     memory as system/* metrics while the run is open; False leaves it to MLflow's own setting
     (MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING)."""
 
-    def __init__(self, config: RunConfig, data_hash: str, run_id: str | None = None,
-                 extra_tags: dict[str, str] | None = None, system_metrics: bool = False):
+    def __init__(
+        self,
+        config: RunConfig,
+        data_hash: str,
+        run_id: str | None = None,
+        extra_tags: dict[str, str] | None = None,
+        system_metrics: bool = False,
+    ):
         self.uri = tracking_uri()
         self.client = connect(self.uri)
         experiment = self.client.get_experiment_by_name(config.experiment)
-        experiment_id = (experiment.experiment_id if experiment else self.client.create_experiment(
-            config.experiment, artifact_location=_artifact_location(self.uri)))
+        experiment_id = (
+            experiment.experiment_id
+            if experiment
+            else self.client.create_experiment(
+                config.experiment, artifact_location=_artifact_location(self.uri)
+            )
+        )
         output_dir = str(Path(config.output_dir).resolve())
         stale = _running_runs(self.client, experiment_id, output_dir, besides=run_id)
-        for run in stale:   # a kill leaves its run RUNNING; nothing else will end it
+        for run in stale:  # a kill leaves its run RUNNING; nothing else will end it
             self.client.set_tag(run, FAILURE_TAG, "killed: its process ended without closing it")
             self.client.set_terminated(run, "KILLED")
             log.info("marked MLflow run %s of %s KILLED: its process is gone", run, output_dir)
@@ -233,14 +276,23 @@ class Tracker:
             return
         commit = git_commit()
         tags = {
-            "method": config.method, "model": config.model, "dataset": config.dataset,
-            "seed": str(config.seed), "git_commit": commit, "mlflow.source.git.commit": commit,
-            "data_hash": data_hash, **running_image().tags(),
+            "method": config.method,
+            "model": config.model,
+            "dataset": config.dataset,
+            "seed": str(config.seed),
+            "git_commit": commit,
+            "mlflow.source.git.commit": commit,
+            "data_hash": data_hash,
+            **running_image().tags(),
             OUTPUT_DIR_TAG: output_dir,
             **(extra_tags or {}),
         }
-        self.run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name(config),
-                                    tags=tags, log_system_metrics=system_metrics or None)
+        self.run = mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=run_name(config),
+            tags=tags,
+            log_system_metrics=system_metrics or None,
+        )
         mlflow.log_params(config.flat())
         mlflow.log_dict(config.to_dict(), "config.json")
 
@@ -265,8 +317,10 @@ class Tracker:
         # MLflow keeps at most 36 characters of a digest: a DVC hash (32 hex digits and ".dir")
         # fits whole; a sha256 content hash keeps its first 36 digits (in full: tag data_hash).
         digest = digest[:DIGEST_LENGTH]
-        known = {(d.dataset.name, d.dataset.digest)
-                 for d in mlflow.get_run(self.run_id).inputs.dataset_inputs}
+        known = {
+            (d.dataset.name, d.dataset.digest)
+            for d in mlflow.get_run(self.run_id).inputs.dataset_inputs
+        }
         if (name, digest) in known:
             return
         with warnings.catch_warnings():
@@ -294,8 +348,9 @@ class Tracker:
     def set_tags(self, tags: dict[str, str]) -> None:
         mlflow.set_tags(tags)
 
-    def log_model(self, network: Any, example: Any, mean: Sequence[float],
-                  std: Sequence[float]) -> str:
+    def log_model(
+        self, network: Any, example: Any, mean: Sequence[float], std: Sequence[float]
+    ) -> str:
         """The network as an MLflow PyTorch model that takes images in [0, 1] (N×C×H×W float32)
         and normalises them itself with `mean` and `std`; `example` is a batch of such images,
         which gives the signature and the input example. Returns the logged model's URI."""
@@ -314,15 +369,23 @@ class Tracker:
         # Pickled, not torch.export-ed: export takes seconds and not every network traces. The
         # model carries this package's code so it loads where adautomix is not installed; naming
         # the requirements spares MLflow a subprocess that guesses them.
-        requirements = [f"torch=={_release(torch.__version__)}",
-                        f"cloudpickle=={_installed('cloudpickle')}"]
+        requirements = [
+            f"torch=={_release(torch.__version__)}",
+            f"cloudpickle=={_installed('cloudpickle')}",
+        ]
         if uses_torchvision(network):
             import torchvision
+
             requirements.append(f"torchvision=={_release(torchvision.__version__)}")
         info = mlflow.pytorch.log_model(
-            served, name="model", input_example=inputs, signature=infer_signature(inputs, outputs),
-            serialization_format="pickle", pip_requirements=requirements,
-            code_paths=[str(Path(__file__).resolve().parent)])
+            served,
+            name="model",
+            input_example=inputs,
+            signature=infer_signature(inputs, outputs),
+            serialization_format="pickle",
+            pip_requirements=requirements,
+            code_paths=[str(Path(__file__).resolve().parent)],
+        )
         return info.model_uri
 
     def log_resume(self, changes: dict[str, tuple[Any, Any]], epoch: int) -> None:
@@ -331,8 +394,10 @@ class Tracker:
         shown = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in sorted(changes.items()))
         previous = self.client.get_run(self.run_id).data.tags.get("resume_changes")
         mlflow.set_tag("resume_changes", f"{previous}; {shown}" if previous else shown)
-        mlflow.log_dict({"epoch": epoch, "changes": {k: list(c) for k, c in changes.items()}},
-                        f"resumes/epoch_{epoch:04d}.json")
+        mlflow.log_dict(
+            {"epoch": epoch, "changes": {k: list(c) for k, c in changes.items()}},
+            f"resumes/epoch_{epoch:04d}.json",
+        )
         log.info("resumed at epoch %d with %s", epoch, shown)
 
     def finish(self, status: str = "FINISHED", reason: str = "") -> None:
@@ -343,25 +408,30 @@ class Tracker:
 
 
 def _release(version: str) -> str:
-    return version.split("+")[0]   # a local build tag (+cpu, +cu128) is no pip version
+    return version.split("+")[0]  # a local build tag (+cpu, +cu128) is no pip version
 
 
 def _installed(name: str) -> str:
     from importlib.metadata import version
+
     return version(name)
 
 
-def _running_runs(client: MlflowClient, experiment_id: str, output_dir: str,
-                  besides: str | None) -> list[str]:
+def _running_runs(
+    client: MlflowClient, experiment_id: str, output_dir: str, besides: str | None
+) -> list[str]:
     """The RUNNING runs tagged with `output_dir`, except `besides`."""
     if "'" in output_dir:
-        if '"' in output_dir:   # no quoting can hold both; such a folder keeps its stale runs
+        if '"' in output_dir:  # no quoting can hold both; such a folder keeps its stale runs
             return []
         quoted = f'"{output_dir}"'
     else:
         quoted = f"'{output_dir}'"
-    found = client.search_runs([experiment_id], f"tags.{OUTPUT_DIR_TAG} = {quoted} and "
-                               "attributes.status = 'RUNNING'", max_results=100)
+    found = client.search_runs(
+        [experiment_id],
+        f"tags.{OUTPUT_DIR_TAG} = {quoted} and attributes.status = 'RUNNING'",
+        max_results=100,
+    )
     return [r.info.run_id for r in found if r.info.run_id != besides]
 
 
@@ -372,16 +442,28 @@ def experiment_runs(experiment: str) -> list[dict[str, Any]]:
     found = client.get_experiment_by_name(experiment)
     if found is None:
         names = ", ".join(e.name for e in client.search_experiments(max_results=50))
-        raise TrackingError(f"MLflow at {display_uri()} has no experiment {experiment!r}; "
-                            f"it has: {names or 'none'}")
+        raise TrackingError(
+            f"MLflow at {display_uri()} has no experiment {experiment!r}; it has: {names or 'none'}"
+        )
     runs, token = [], None
     while True:
-        page = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
-                                  max_results=1000, page_token=token)
-        runs += [{"run_id": r.info.run_id, "name": r.info.run_name,
-                  "start_time": r.info.start_time, "params": r.data.params, "tags": r.data.tags,
-                  "metrics": r.data.metrics} for r in page]
+        page = client.search_runs(
+            [found.experiment_id],
+            "attributes.status = 'FINISHED'",
+            max_results=1000,
+            page_token=token,
+        )
+        runs += [
+            {
+                "run_id": r.info.run_id,
+                "name": r.info.run_name,
+                "start_time": r.info.start_time,
+                "params": r.data.params,
+                "tags": r.data.tags,
+                "metrics": r.data.metrics,
+            }
+            for r in page
+        ]
         token = page.token
         if not token:
             return runs
-

@@ -15,15 +15,16 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-MASK_PREFIX = "mask"         # a row with this title prefix holds masks, not images
+MASK_PREFIX = "mask"  # a row with this title prefix holds masks, not images
 MASK_COLOURS = "viridis"
-MIN_SHOWN_WEIGHT = 0.05      # label weights below this (label smoothing's floor) stay unnamed
+MIN_SHOWN_WEIGHT = 0.05  # label weights below this (label smoothing's floor) stay unnamed
 TOP1_CURVE = re.compile(r"^(val|test)_top1(_ema)?$")
 
 
 def _figure(**options):
     """A figure outside pyplot's registry, so that one drawn every epoch is freed once logged."""
     from matplotlib.figure import Figure
+
     return Figure(layout="constrained", **options)
 
 
@@ -43,14 +44,22 @@ def to_uint8(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) 
 def target_caption(target: torch.Tensor, classes: Sequence[str] | None = None) -> str:
     """One sample's soft target as 'λ=0.62 Bag' lines, heaviest first (at most three)."""
     weights, indices = target.detach().float().cpu().sort(descending=True)
-    lines = [f"λ={w:.2f} {classes[i] if classes else i}"
-             for w, i in zip(weights[:3].tolist(), indices[:3].tolist()) if w >= MIN_SHOWN_WEIGHT]
+    lines = [
+        f"λ={w:.2f} {classes[i] if classes else i}"
+        for w, i in zip(weights[:3].tolist(), indices[:3].tolist())
+        if w >= MIN_SHOWN_WEIGHT
+    ]
     return "\n".join(lines)
 
 
-def sample_figure(rows: Sequence[tuple[str, torch.Tensor]], mean: Sequence[float],
-                  std: Sequence[float], targets: torch.Tensor | None = None,
-                  classes: Sequence[str] | None = None, max_columns: int = 8):
+def sample_figure(
+    rows: Sequence[tuple[str, torch.Tensor]],
+    mean: Sequence[float],
+    std: Sequence[float],
+    targets: torch.Tensor | None = None,
+    classes: Sequence[str] | None = None,
+    max_columns: int = 8,
+):
     """The grid of `rows` (title, B×C×H×W in the loader's normalised space; masks B×1×H×W),
     one column per sample; `targets` (B×K soft targets of the last row) caption the columns."""
     columns = min(max_columns, min(t.shape[0] for _, t in rows))
@@ -68,8 +77,13 @@ def sample_figure(rows: Sequence[tuple[str, torch.Tensor]], mean: Sequence[float
             ax.set_xticks([])
             ax.set_yticks([])
             if is_mask:
-                shown = ax.imshow(images[c, 0].detach().float().cpu().numpy(), cmap=MASK_COLOURS,
-                                  vmin=0.0, vmax=1.0, interpolation="nearest")
+                shown = ax.imshow(
+                    images[c, 0].detach().float().cpu().numpy(),
+                    cmap=MASK_COLOURS,
+                    vmin=0.0,
+                    vmax=1.0,
+                    interpolation="nearest",
+                )
             else:
                 ax.imshow(pixels[c], interpolation="nearest")
             if c == 0:
@@ -77,7 +91,7 @@ def sample_figure(rows: Sequence[tuple[str, torch.Tensor]], mean: Sequence[float
             if captioned and r == len(rows) - 1:
                 ax.set_xlabel(target_caption(targets[c], classes), fontsize=6)
     if shown is not None:
-        scale = fig.add_subplot(grid[masks[0]:masks[-1] + 1, columns], label="mask scale")
+        scale = fig.add_subplot(grid[masks[0] : masks[-1] + 1, columns], label="mask scale")
         fig.colorbar(shown, cax=scale, label="mask weight")
     return fig
 
@@ -91,13 +105,14 @@ def training_curves(history: Sequence[dict[str, float]]):
     ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
     ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o")
     ax_loss.set(xlabel="epoch", ylabel="train loss")
-    curves = sorted({k for h in history for k in h if TOP1_CURVE.match(k)},
-                    key=lambda k: (not k.startswith("val"), k.endswith("_ema")))
+    curves = sorted(
+        {k for h in history for k in h if TOP1_CURVE.match(k)},
+        key=lambda k: (not k.startswith("val"), k.endswith("_ema")),
+    )
     for key in curves:
         points = [(h["epoch"], h[key]) for h in history if key in h]
         split, _, network = key.partition("_top1")
-        ax_acc.plot(*zip(*points), marker="o",
-                    label=f"{split}, {'EMA' if network else 'online'}")
+        ax_acc.plot(*zip(*points), marker="o", label=f"{split}, {'EMA' if network else 'online'}")
     ax_acc.set(xlabel="epoch", ylabel="top-1 (%)")
     if curves:
         ax_acc.legend(fontsize=8)
@@ -108,7 +123,7 @@ def training_curves(history: Sequence[dict[str, float]]):
     ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     first, last = min(epochs), max(epochs)
     for ax in (ax_loss, ax_acc, ax_lr):
-        if last - first <= 12:   # every epoch; a locator would put fractions around one epoch
+        if last - first <= 12:  # every epoch; a locator would put fractions around one epoch
             ax.set_xticks(range(first, last + 1))
             ax.set_xlim(first - 0.5, last + 0.5)
         else:

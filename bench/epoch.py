@@ -40,14 +40,17 @@ def write_cifar10(root: Path, train: int, test: int) -> Path:
     rng = np.random.default_rng(0)
 
     def batch(count: int) -> dict:
-        return {"data": rng.integers(0, 256, (count, 3 * 32 * 32), dtype=np.uint8),
-                "labels": rng.integers(0, 10, count).tolist()}
+        return {
+            "data": rng.integers(0, 256, (count, 3 * 32 * 32), dtype=np.uint8),
+            "labels": rng.integers(0, 10, count).tolist(),
+        }
 
     for i, part in enumerate(np.array_split(np.arange(train), 5), 1):
         (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch(len(part))))
     (folder / "test_batch").write_bytes(pickle.dumps(batch(test)))
     (folder / "batches.meta").write_bytes(
-        pickle.dumps({"label_names": [f"class{i}" for i in range(10)]}))
+        pickle.dumps({"label_names": [f"class{i}" for i in range(10)]})
+    )
     return root
 
 
@@ -75,26 +78,36 @@ def one_epoch(config) -> dict[str, float]:
         try:
             metrics, train_s = timed(lambda: train_one_epoch(run, 0), device)
             _, epoch_end_s = timed(lambda: evaluate_and_log(run, 0, metrics), device)
-            _, test_s = timed(lambda: evaluate_split(run, "test", run.test_loader, "test"),
-                              device)
-            _, one_s = timed(lambda: evaluate(run.model, run.test_loader,
-                                              precision=config.precision), device)
+            _, test_s = timed(lambda: evaluate_split(run, "test", run.test_loader, "test"), device)
+            _, one_s = timed(
+                lambda: evaluate(run.model, run.test_loader, precision=config.precision), device
+            )
         finally:
             run.tracker.finish()
         utilisation = math.nan
         if device.type == "cuda":
             from mlflow import MlflowClient
-            history = MlflowClient().get_metric_history(run.tracker.run_id,
-                                                         "system/gpu_0_utilization_percentage")
+
+            history = MlflowClient().get_metric_history(
+                run.tracker.run_id, "system/gpu_0_utilization_percentage"
+            )
             utilisation = statistics.mean(m.value for m in history) if history else math.nan
-    return {"gpu_utilisation_percent": utilisation, "setup_s": setup_s, "train_s": train_s, "images_per_s": metrics["images_per_sec"],
-            "epoch_end_s": epoch_end_s, "test_online_and_ema_s": test_s,
-            "test_one_network_s": one_s, "train_loss": metrics["train_loss"]}
+    return {
+        "gpu_utilisation_percent": utilisation,
+        "setup_s": setup_s,
+        "train_s": train_s,
+        "images_per_s": metrics["images_per_sec"],
+        "epoch_end_s": epoch_end_s,
+        "test_online_and_ema_s": test_s,
+        "test_one_network_s": one_s,
+        "train_loss": metrics["train_loss"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--methods", default="vanilla,adautomix")
     parser.add_argument("--precision", default="fp32", help="comma-separated: fp32, bf16, fp16")
     parser.add_argument("--model", default="resnet18")
@@ -106,9 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loader", default="auto")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--json", help="also write the figures to this JSON file")
-    parser.add_argument("--tiny", action="store_true",
-                        help="smoke run: 200 + 100 images in batches of 20, width 4; the "
-                             "figures mean nothing")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="smoke run: 200 + 100 images in batches of 20, width 4; the figures mean nothing",
+    )
     args = parser.parse_args(argv)
     if args.tiny:
         args.train_images, args.test_images, args.batch_size, args.width = 200, 100, 20, 4
@@ -119,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="bench-epoch-"))
     if importlib.util.find_spec("sqlalchemy"):
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{scratch / 'mlflow.db'}")
-    else:   # mlflow-skinny: no SQL store
+    else:  # mlflow-skinny: no SQL store
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         os.environ.setdefault("MLFLOW_TRACKING_URI", (scratch / "mlruns").as_uri())
     os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
@@ -129,34 +144,60 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         source = write_cifar10(scratch / "source", args.train_images, args.test_images)
         prepare("cifar10", source, data_root=scratch / "data")
-        print(f"{args.train_images:,} + {args.test_images:,} CIFAR-size random images written and "
-              f"prepared in {time.perf_counter() - started:.1f} s", flush=True)
-        print(f"{'method':10s} {'precision':9s} {'setup s':>8s} {'train s':>8s} {'img/s':>8s} "
-              f"{'epoch end s':>11s} {'test (online+EMA) s':>19s} {'test, one net s':>15s} "
-              f"{'GPU %':>6s}")
+        print(
+            f"{args.train_images:,} + {args.test_images:,} CIFAR-size random images written and "
+            f"prepared in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+        print(
+            f"{'method':10s} {'precision':9s} {'setup s':>8s} {'train s':>8s} {'img/s':>8s} "
+            f"{'epoch end s':>11s} {'test (online+EMA) s':>19s} {'test, one net s':>15s} "
+            f"{'GPU %':>6s}"
+        )
         for method in args.methods.split(","):
             for precision in args.precision.split(","):
                 config = RunConfig(
-                    dataset="cifar10", model=args.model, model_width=args.width, method=method,
-                    epochs=1, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
-                    precision=precision, loader=args.loader, device=args.device,
+                    dataset="cifar10",
+                    model=args.model,
+                    model_width=args.width,
+                    method=method,
+                    epochs=1,
+                    batch_size=args.batch_size,
+                    eval_batch_size=args.eval_batch_size,
+                    precision=precision,
+                    loader=args.loader,
+                    device=args.device,
                     data_root=str(scratch / "data"),
                     output_dir=str(scratch / f"run-{method}-{precision}"),
-                    experiment="bench-epoch", progress=False, log_images_every=0)
+                    experiment="bench-epoch",
+                    progress=False,
+                    log_images_every=0,
+                )
                 parts = one_epoch(config)
                 figures.append({"method": method, "precision": precision, **parts})
-                print(f"{method:10s} {precision:9s} {parts['setup_s']:8.2f} "
-                      f"{parts['train_s']:8.2f} {parts['images_per_s']:8.0f} "
-                      f"{parts['epoch_end_s']:11.2f} {parts['test_online_and_ema_s']:19.2f} "
-                      f"{parts['test_one_network_s']:15.3f} "
-                      f"{parts['gpu_utilisation_percent']:6.1f}", flush=True)
+                print(
+                    f"{method:10s} {precision:9s} {parts['setup_s']:8.2f} "
+                    f"{parts['train_s']:8.2f} {parts['images_per_s']:8.0f} "
+                    f"{parts['epoch_end_s']:11.2f} {parts['test_online_and_ema_s']:19.2f} "
+                    f"{parts['test_one_network_s']:15.3f} "
+                    f"{parts['gpu_utilisation_percent']:6.1f}",
+                    flush=True,
+                )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "train_images": args.train_images, "test_images": args.test_images,
-            "batch_size": args.batch_size, "eval_batch_size": args.eval_batch_size or
-            args.batch_size, "figures": figures}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "train_images": args.train_images,
+                    "test_images": args.test_images,
+                    "batch_size": args.batch_size,
+                    "eval_batch_size": args.eval_batch_size or args.batch_size,
+                    "figures": figures,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -81,32 +81,70 @@ def epoch_rate(loader, epoch: int) -> float:
     return seen / (time.perf_counter() - started)
 
 
-def throughput(manifest, kinds: list[str], *, rounds: int, batch_size: int, subset: int,
-               device: torch.device, image_size: int | None) -> dict[str, list[float]]:
+def throughput(
+    manifest,
+    kinds: list[str],
+    *,
+    rounds: int,
+    batch_size: int,
+    subset: int,
+    device: torch.device,
+    image_size: int | None,
+) -> dict[str, list[float]]:
     """Images/s per kind and round."""
-    loaders = {kind: build_loader(manifest, "train", batch_size=batch_size, train=True,
-                                  kind=kind, device=device, subset=subset, num_workers=2,
-                                  image_size=image_size)
-               for kind in kinds}
+    loaders = {
+        kind: build_loader(
+            manifest,
+            "train",
+            batch_size=batch_size,
+            train=True,
+            kind=kind,
+            device=device,
+            subset=subset,
+            num_workers=2,
+            image_size=image_size,
+        )
+        for kind in kinds
+    }
     for loader in loaders.values():
         warm_up(loader)
     rates = {kind: [] for kind in kinds}
     for epoch in range(1, rounds + 1):
         for kind, loader in loaders.items():
             rates[kind].append(epoch_rate(loader, epoch))
-            print(f"  {manifest.name} {kind:6s} round {epoch}: {rates[kind][-1]:8.0f} images/s",
-                  flush=True)
+            print(
+                f"  {manifest.name} {kind:6s} round {epoch}: {rates[kind][-1]:8.0f} images/s",
+                flush=True,
+            )
     return rates
 
 
-def data_wait(manifest, kind: str, *, subset: int, batch_size: int, device: torch.device,
-              model_name: str, image_size: int | None) -> dict[str, float | str]:
+def data_wait(
+    manifest,
+    kind: str,
+    *,
+    subset: int,
+    batch_size: int,
+    device: torch.device,
+    model_name: str,
+    image_size: int | None,
+) -> dict[str, float | str]:
     """Share of a vanilla training epoch spent blocked on the loader. The epoch is short, so the
     wait for its first batch (a new DALI pipeline, or the workers' first batch) weighs more than
     in a real epoch."""
     from adautomix.models import create_model
-    loader = build_loader(manifest, "train", batch_size=batch_size, train=True, kind=kind,
-                          device=device, subset=subset, num_workers=2, image_size=image_size)
+
+    loader = build_loader(
+        manifest,
+        "train",
+        batch_size=batch_size,
+        train=True,
+        kind=kind,
+        device=device,
+        subset=subset,
+        num_workers=2,
+        image_size=image_size,
+    )
     torch.manual_seed(0)
     model = create_model(model_name, manifest.num_classes, manifest.channels).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -117,7 +155,7 @@ def data_wait(manifest, kind: str, *, subset: int, batch_size: int, device: torc
         loss.backward()
         optimizer.step()
 
-    train_step(*next(iter(loader)))   # warms up the loader and the model
+    train_step(*next(iter(loader)))  # warms up the loader and the model
     loader.set_epoch(1)
     waited, seen = 0.0, 0
     synchronize(device)
@@ -145,9 +183,11 @@ def summary(rates: dict[str, list[float]], baseline: str = "torch") -> list[str]
     rows = []
     for kind, values in rates.items():
         ratios = [value / base for value, base in zip(values, rates[baseline])]
-        rows.append(f"| {kind} | {statistics.median(values):,.0f} ({min(values):,.0f}–"
-                    f"{max(values):,.0f}) | {statistics.median(ratios):.2f}× "
-                    f"({min(ratios):.2f}–{max(ratios):.2f}) |")
+        rows.append(
+            f"| {kind} | {statistics.median(values):,.0f} ({min(values):,.0f}–"
+            f"{max(values):,.0f}) | {statistics.median(ratios):.2f}× "
+            f"({min(ratios):.2f}–{max(ratios):.2f}) |"
+        )
     return rows
 
 
@@ -157,14 +197,25 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=("throughput", "wait"))
-    parser.add_argument("--fmnist-subset", type=int, default=20000,
-                        help="train images per Fashion-MNIST epoch (0: all 60,000)")
+    parser.add_argument(
+        "--fmnist-subset",
+        type=int,
+        default=20000,
+        help="train images per Fashion-MNIST epoch (0: all 60,000)",
+    )
     parser.add_argument("--jpeg-images", type=int, default=1000)
-    parser.add_argument("--wait-subset", type=int, default=400,
-                        help="Fashion-MNIST images per data-wait epoch (JPEGs: a sixth)")
-    parser.add_argument("--tiny", action="store_true",
-                        help="smoke run: batches of 16 (JPEGs 4) and JPEGs read at 32 px, so a "
-                             "handful of images does; the figures mean nothing")
+    parser.add_argument(
+        "--wait-subset",
+        type=int,
+        default=400,
+        help="Fashion-MNIST images per data-wait epoch (JPEGs: a sixth)",
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="smoke run: batches of 16 (JPEGs 4) and JPEGs read at 32 px, so a "
+        "handful of images does; the figures mean nothing",
+    )
     args = parser.parse_args()
     fmnist_batch, jpeg_batch, jpeg_size = (16, 4, 32) if args.tiny else (256, 64, 224)
     wait_batches = (16, 4) if args.tiny else (100, 32)
@@ -177,29 +228,59 @@ def main() -> None:
     lines = []
     if args.only in (None, "throughput"):
         for title, manifest, kinds, batch, subset, size in (
-                ("Fashion-MNIST 28 px", fmnist, ["torch", "dali", "memory"], fmnist_batch,
-                 args.fmnist_subset, None),
-                (f"{jpeg_size} px JPEG folder", jpegs, ["torch", "dali"], jpeg_batch, 0,
-                 jpeg_size)):
-            rates = throughput(manifest, kinds, rounds=args.rounds, batch_size=batch,
-                               subset=subset, device=device, image_size=size)
-            lines += [f"\n{title}, batch {batch}, {device}:", "",
-                      "| loader | images/s: median (range) | vs torch in the same round |",
-                      "|---|---|---|",
-                      *summary(rates)]
+            (
+                "Fashion-MNIST 28 px",
+                fmnist,
+                ["torch", "dali", "memory"],
+                fmnist_batch,
+                args.fmnist_subset,
+                None,
+            ),
+            (f"{jpeg_size} px JPEG folder", jpegs, ["torch", "dali"], jpeg_batch, 0, jpeg_size),
+        ):
+            rates = throughput(
+                manifest,
+                kinds,
+                rounds=args.rounds,
+                batch_size=batch,
+                subset=subset,
+                device=device,
+                image_size=size,
+            )
+            lines += [
+                f"\n{title}, batch {batch}, {device}:",
+                "",
+                "| loader | images/s: median (range) | vs torch in the same round |",
+                "|---|---|---|",
+                *summary(rates),
+            ]
     if args.only in (None, "wait"):
-        lines += ["", f"Data wait in a vanilla epoch, {device}:", "",
-                  "| dataset, model, images, batch | loader | waiting | training images/s |",
-                  "|---|---|---|---|"]
+        lines += [
+            "",
+            f"Data wait in a vanilla epoch, {device}:",
+            "",
+            "| dataset, model, images, batch | loader | waiting | training images/s |",
+            "|---|---|---|---|",
+        ]
         for manifest, model, subset, batch, size in (
-                (fmnist, "resnet18", args.wait_subset, wait_batches[0], None),
-                (jpegs, "tv_resnet18", args.wait_subset // 6, wait_batches[1], jpeg_size)):
+            (fmnist, "resnet18", args.wait_subset, wait_batches[0], None),
+            (jpegs, "tv_resnet18", args.wait_subset // 6, wait_batches[1], jpeg_size),
+        ):
             for kind in ("auto", "torch"):
-                result = data_wait(manifest, kind, subset=subset, batch_size=batch,
-                                   device=device, model_name=model, image_size=size)
-                lines.append(f"| {manifest.name}, {model}, {subset}, {batch} "
-                             f"| {result['kind']}{' (auto)' * (kind == 'auto')} "
-                             f"| {result['wait']:.1%} | {result['images_per_s']:.0f} |")
+                result = data_wait(
+                    manifest,
+                    kind,
+                    subset=subset,
+                    batch_size=batch,
+                    device=device,
+                    model_name=model,
+                    image_size=size,
+                )
+                lines.append(
+                    f"| {manifest.name}, {model}, {subset}, {batch} "
+                    f"| {result['kind']}{' (auto)' * (kind == 'auto')} "
+                    f"| {result['wait']:.1%} | {result['images_per_s']:.0f} |"
+                )
     print("\n".join(lines))
 
 

@@ -7,8 +7,8 @@ passes; AutoMix's has two online passes. Their sum is the floor of the step-cost
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/pass_cost.py --threads 2
 
-Both memory formats are measured, one after the other: the engine's default channels_last and PyTorch's
-default NCHW ("contiguous").
+Both memory formats are measured, one after the other: the engine's default channels_last and
+PyTorch's default NCHW ("contiguous").
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from adautomix.models import create_model
 
 
 def median_seconds(work, repeats: int) -> float:
-    work()   # allocations and one-time costs
+    work()  # allocations and one-time costs
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -41,22 +41,27 @@ def main() -> None:
     parser.add_argument("--num-classes", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--width", type=int, default=0,
-                        help="CIFAR-stem ResNets' width (0: the paper's 64) [0]")
+    parser.add_argument(
+        "--width", type=int, default=0, help="CIFAR-stem ResNets' width (0: the paper's 64) [0]"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     images = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
     labels = torch.randint(0, args.num_classes, (args.batch_size,))
-    print(f"{args.model}, {args.image_size} px, batch {args.batch_size}, "
-          f"{torch.get_num_threads()} threads; median of {args.repeats}")
+    print(
+        f"{args.model}, {args.image_size} px, batch {args.batch_size}, "
+        f"{torch.get_num_threads()} threads; median of {args.repeats}"
+    )
     for memory_format in (torch.channels_last, torch.contiguous_format):
         torch.manual_seed(0)
-        online = create_model(args.model, args.num_classes,
-                              width=args.width).to(memory_format=memory_format)
-        frozen = create_model(args.model, args.num_classes,
-                              width=args.width).to(memory_format=memory_format)
+        online = create_model(args.model, args.num_classes, width=args.width).to(
+            memory_format=memory_format
+        )
+        frozen = create_model(args.model, args.num_classes, width=args.width).to(
+            memory_format=memory_format
+        )
         print(f"{str(memory_format).removeprefix('torch.')}:")
         report(online, frozen.requires_grad_(False), images, labels, args.repeats)
 
@@ -81,13 +86,17 @@ def report(online, frozen, images, labels, repeats: int) -> None:
     vanilla = median_seconds(vanilla_step, repeats)
     forward = median_seconds(clean_ema_forward, repeats)
     generator = median_seconds(ema_forward_and_input_backward, repeats)
-    print(f"  vanilla step {vanilla:.2f} s; forward F {forward:.2f} s (vanilla = "
-          f"{vanilla / forward:.2f}F); EMA forward + input backward {generator:.2f} s "
-          f"({generator / forward:.2f}F)")
+    print(
+        f"  vanilla step {vanilla:.2f} s; forward F {forward:.2f} s (vanilla = "
+        f"{vanilla / forward:.2f}F); EMA forward + input backward {generator:.2f} s "
+        f"({generator / forward:.2f}F)"
+    )
     for name, online_passes in (("AutoMix", 2), ("AdAutoMix (N >= 3)", 3)):
         floor = (forward + generator + online_passes * vanilla) / vanilla
-        print(f"  {name}: floor {floor:.2f}x vanilla (EMA clean pass + generator pass + "
-              f"{online_passes} online passes)")
+        print(
+            f"  {name}: floor {floor:.2f}x vanilla (EMA clean pass + generator pass + "
+            f"{online_passes} online passes)"
+        )
 
 
 if __name__ == "__main__":

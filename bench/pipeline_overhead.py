@@ -37,15 +37,21 @@ from pathlib import Path
 from workspace import ROOT, fresh_workspace
 
 CLI = [sys.executable, "-m", "adautomix.cli"]
-PIPELINE = [sys.executable, "-m", "pipeline"]   # the pipeline layer is not installed: PYTHONPATH
+PIPELINE = [sys.executable, "-m", "pipeline"]  # the pipeline layer is not installed: PYTHONPATH
 
 
 def timed(*commands: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
     """Wall seconds and CPU seconds of running the commands one after the other."""
     started, cpu = time.perf_counter(), _children_cpu()
     for command in commands:
-        subprocess.run(command, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            command,
+            cwd=cwd,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     return time.perf_counter() - started, _children_cpu() - cpu
 
 
@@ -61,11 +67,24 @@ def dry_run(run: list[str]) -> None:
 
     config = config_from_args(build_parser().parse_args(["train", *run, "--no-progress"]))
     with tempfile.TemporaryDirectory() as scratch:
-        subprocess.run([*PIPELINE, "compile", *run, "--num-gpus", "0", "--output",
-                        str(Path(scratch) / "pipeline.yaml")], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL)
-    print(f"dry run: direct side {config.method} {config.model} {config.epochs} epoch(s) x "
-          f"{config.subset} images; the pipeline compiles with the same flags")
+        subprocess.run(
+            [
+                *PIPELINE,
+                "compile",
+                *run,
+                "--num-gpus",
+                "0",
+                "--output",
+                str(Path(scratch) / "pipeline.yaml"),
+            ],
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    print(
+        f"dry run: direct side {config.method} {config.model} {config.epochs} epoch(s) x "
+        f"{config.subset} images; the pipeline compiles with the same flags"
+    )
 
 
 def main() -> None:
@@ -78,13 +97,32 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--dry-run", action="store_true",
-                        help="check both sides' command lines and exit; trains nothing")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check both sides' command lines and exit; trains nothing",
+    )
     args = parser.parse_args()
-    run = ["--dataset", "fashion-mnist", "--model", args.model, "--method", args.method,
-           "--epochs", str(args.epochs), "--subset", str(args.subset),
-           "--test-subset", str(args.test_subset), "--batch-size", str(args.batch_size),
-           "--lr", str(args.lr), "--experiment", "overhead"]
+    run = [
+        "--dataset",
+        "fashion-mnist",
+        "--model",
+        args.model,
+        "--method",
+        args.method,
+        "--epochs",
+        str(args.epochs),
+        "--subset",
+        str(args.subset),
+        "--test-subset",
+        str(args.test_subset),
+        "--batch-size",
+        str(args.batch_size),
+        "--lr",
+        str(args.lr),
+        "--experiment",
+        "overhead",
+    ]
     if args.dry_run:
         dry_run(run)
         return
@@ -95,27 +133,45 @@ def main() -> None:
     try:
         for repeat in range(args.repeats):
             out = scratch / f"direct-{repeat}"
-            train = [*CLI, "train", *run, "--data-root", str(workspace / "data"),
-                     "--output-dir", str(out), "--no-progress"]
+            train = [
+                *CLI,
+                "train",
+                *run,
+                "--data-root",
+                str(workspace / "data"),
+                "--output-dir",
+                str(out),
+                "--no-progress",
+            ]
             shutil.rmtree(workspace / "runs", ignore_errors=True)
-            sides = {"direct": lambda: timed(train, [*CLI, "evaluate", str(out)], cwd=scratch,
-                                             env=env),
-                     "pipeline": lambda: timed([*PIPELINE, "run", "--local", *run,
-                                                "--num-gpus", "0"], cwd=workspace, env=env)}
+            sides = {
+                "direct": lambda train=train, out=out: timed(
+                    train, [*CLI, "evaluate", str(out)], cwd=scratch, env=env
+                ),
+                "pipeline": lambda: timed(
+                    [*PIPELINE, "run", "--local", *run, "--num-gpus", "0"], cwd=workspace, env=env
+                ),
+            }
             for name in sorted(sides, reverse=repeat % 2 == 1):
                 wall, cpu = sides[name]()
                 results[name].append((wall, cpu))
-                print(f"repeat {repeat + 1} {name:8s} wall {wall:7.1f} s  cpu {cpu:7.1f} s",
-                      flush=True)
+                print(
+                    f"repeat {repeat + 1} {name:8s} wall {wall:7.1f} s  cpu {cpu:7.1f} s",
+                    flush=True,
+                )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(f"\n{args.method}, {args.model}, {args.epochs} epochs x {args.subset} images, "
-          f"test {args.test_subset}, batch {args.batch_size}, {args.repeats} repeat(s), median:")
+    print(
+        f"\n{args.method}, {args.model}, {args.epochs} epochs x {args.subset} images, "
+        f"test {args.test_subset}, batch {args.batch_size}, {args.repeats} repeat(s), median:"
+    )
     for index, kind in enumerate(("wall", "cpu")):
         d = statistics.median(r[index] for r in results["direct"])
         p = statistics.median(r[index] for r in results["pipeline"])
-        print(f"{kind:4s}: direct train + evaluate {d:.1f} s, local pipeline {p:.1f} s: "
-              f"overhead {p - d:+.1f} s ({100 * (p / d - 1):+.1f} %)")
+        print(
+            f"{kind:4s}: direct train + evaluate {d:.1f} s, local pipeline {p:.1f} s: "
+            f"overhead {p - d:+.1f} s ({100 * (p / d - 1):+.1f} %)"
+        )
 
 
 if __name__ == "__main__":

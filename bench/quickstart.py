@@ -29,8 +29,10 @@ from workspace import ROOT, fresh_workspace
 GOAL_SECONDS, GOAL_TOP1 = 300, 85.0
 MODEL = "adautomix-fashion-mnist"
 # kfp.local's lines: "06:09:05.290 - INFO - Executing task 'data'" (the name in colour codes)
-STEP = re.compile(r"(\d\d:\d\d:\d\d\.\d+) - INFO - (?:Executing task|Task) '(\w+)'"
-                  r"(?: finished)?")
+STEP = re.compile(
+    r"(\d\d:\d\d:\d\d\.\d+) - INFO - (?:Executing task|Task) '(\w+)'"
+    r"(?: finished)?"
+)
 COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -60,30 +62,61 @@ def champion_figures(env: dict[str, str]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("extra", nargs="*", help="more `pipeline run` flags, after --")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="compile the pipeline with the same flags (the check the test "
-                             "suite runs) and parse a kfp.local log line; run nothing")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="compile the pipeline with the same flags (the check the test "
+        "suite runs) and parse a kfp.local log line; run nothing",
+    )
     args = parser.parse_args()
-    flags = ["--preset", "fashion-mnist-quickstart", "--num-gpus", "0",
-             "--experiment", "quickstart-pipeline", *args.extra]
+    flags = [
+        "--preset",
+        "fashion-mnist-quickstart",
+        "--num-gpus",
+        "0",
+        "--experiment",
+        "quickstart-pipeline",
+        *args.extra,
+    ]
     if args.dry_run:
         with tempfile.TemporaryDirectory() as scratch:
-            subprocess.run([sys.executable, "-m", "pipeline", "compile", *flags, "--output",
-                            str(Path(scratch) / "pipeline.yaml")], cwd=ROOT, check=True,
-                           stdout=subprocess.DEVNULL)
-        log = ("06:09:05.290 - INFO - Executing task \x1b[96m'train'\x1b[0m\n"
-               "06:11:05.790 - INFO - Task \x1b[96m'train'\x1b[0m finished with status SUCCESS")
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pipeline",
+                    "compile",
+                    *flags,
+                    "--output",
+                    str(Path(scratch) / "pipeline.yaml"),
+                ],
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        log = (
+            "06:09:05.290 - INFO - Executing task \x1b[96m'train'\x1b[0m\n"
+            "06:11:05.790 - INFO - Task \x1b[96m'train'\x1b[0m finished with status SUCCESS"
+        )
         print(f"dry run: the pipeline compiles; a kfp.local log reads as {step_seconds(log)}")
         return
     scratch = Path(tempfile.mkdtemp(prefix="quickstart-"))
     try:
         workspace, env = fresh_workspace(scratch)
         command = [sys.executable, "-m", "pipeline", "run", "--local", *flags]
-        print(f"load average before: {os.getloadavg()[0]:.2f}; running: "
-              f"{' '.join(command[1:])}", flush=True)
+        print(
+            f"load average before: {os.getloadavg()[0]:.2f}; running: {' '.join(command[1:])}",
+            flush=True,
+        )
         started = time.perf_counter()
-        done = subprocess.run(command, cwd=workspace, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+        done = subprocess.run(
+            command,
+            cwd=workspace,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         wall = time.perf_counter() - started
         if done.returncode:
             print(done.stdout[-3000:])
@@ -93,15 +126,26 @@ def main() -> None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
-    print(f"wall, whole pipeline: {wall:.0f} s ({wall // 60:.0f} min {wall % 60:.0f} s); "
-          "steps: " + ", ".join(f"{name} {s:.0f} s" for name, s in steps.items())
-          + f"; before the first step {wall - sum(steps.values()):.0f} s")
-    for name in ("model_val_top1", "model_test_top1", "test_top1", "test_top1_ema",
-                 "test_top1_ema_median10", "selected_epoch"):
+    print(
+        f"wall, whole pipeline: {wall:.0f} s ({wall // 60:.0f} min {wall % 60:.0f} s); "
+        "steps: "
+        + ", ".join(f"{name} {s:.0f} s" for name, s in steps.items())
+        + f"; before the first step {wall - sum(steps.values()):.0f} s"
+    )
+    for name in (
+        "model_val_top1",
+        "model_test_top1",
+        "test_top1",
+        "test_top1_ema",
+        "test_top1_ema_median10",
+        "selected_epoch",
+    ):
         print(f"champion {name}: {metrics[name]:g}")
     met = wall <= GOAL_SECONDS and metrics["model_test_top1"] >= GOAL_TOP1
-    print(f"goal (<= {GOAL_SECONDS} s, champion >= {GOAL_TOP1} % test top-1): "
-          f"{'met' if met else 'NOT met'}")
+    print(
+        f"goal (<= {GOAL_SECONDS} s, champion >= {GOAL_TOP1} % test top-1): "
+        f"{'met' if met else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

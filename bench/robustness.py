@@ -37,11 +37,15 @@ from adautomix.eval.loop import predictions
 def small_cnn(in_chans: int = 1, num_classes: int = 10) -> nn.Module:
     layers, previous = [], in_chans
     for i, width in enumerate((16, 32, 64, 128)):
-        layers += [nn.Conv2d(previous, width, 3, 1 if i == 0 else 2, 1, bias=False),
-                   nn.BatchNorm2d(width), nn.ReLU()]
+        layers += [
+            nn.Conv2d(previous, width, 3, 1 if i == 0 else 2, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+        ]
         previous = width
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(previous, num_classes))
+    return nn.Sequential(
+        *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(previous, num_classes)
+    )
 
 
 def timed(work) -> float:
@@ -62,8 +66,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-robustness-"))
     raw = read_source("fashion-mnist", download_dir=root / ".downloads")
     images, labels = raw.splits["test"]
-    cut = dataclasses.replace(raw, splits={**raw.splits, "test": (images[:args.images],
-                                                                  labels[:args.images])})
+    cut = dataclasses.replace(
+        raw, splits={**raw.splits, "test": (images[: args.images], labels[: args.images])}
+    )
     clean = write_atomically(root / "fashion-mnist", lambda out: _write(cut, out))
     loader = build_loader(clean, "test", batch_size=args.batch_size, train=False, kind="memory")
     network = small_cnn().eval()
@@ -73,14 +78,18 @@ def main() -> None:
             pass
 
     model_pass = statistics.median(timed(one_pass) for _ in range(3))
-    print(f"{args.images} images of {clean.image_size} px, batch {args.batch_size}, "
-          f"{args.threads} threads; one model pass {model_pass * 1000:.0f} ms\n")
+    print(
+        f"{args.images} images of {clean.image_size} px, batch {args.batch_size}, "
+        f"{args.threads} threads; one model pass {model_pass * 1000:.0f} ms\n"
+    )
 
-    test_images = images[:args.images]
+    test_images = images[: args.images]
     print(f"{'corruption':18s} {'generate 5 sev. (s)':>20s} {'per set / pass':>15s}")
     generation = {}
     for name in CORRUPTIONS:
-        generation[name] = timed(lambda: [corrupt(test_images, name, s) for s in SEVERITIES])
+        generation[name] = timed(
+            lambda name=name: [corrupt(test_images, name, s) for s in SEVERITIES]
+        )
         print(f"{name:18s} {generation[name]:20.2f} {generation[name] / 5 / model_pass:15.2f}")
     total = sum(generation.values())
     print(f"{'all 95 sets':18s} {total:20.2f} {total / 95 / model_pass:15.2f}  (mean per set)\n")
@@ -90,26 +99,32 @@ def main() -> None:
     corrupted = prepare_corrupted("fashion-mnist-c", data_root=root)
 
     def read_one_set():
-        split_loader = build_loader(corrupted, split_name("fog", 3), batch_size=args.batch_size,
-                                    train=False, kind="memory")
+        split_loader = build_loader(
+            corrupted, split_name("fog", 3), batch_size=args.batch_size, train=False, kind="memory"
+        )
         for _ in split_loader:
             pass
 
     cached = statistics.median(timed(read_one_set) for _ in range(5))
-    print(f"read one stored set: {cached * 1000:.1f} ms = {cached / model_pass:.3f} model passes "
-          "(goal: <= 1)\n")
+    print(
+        f"read one stored set: {cached * 1000:.1f} ms = {cached / model_pass:.3f} model passes "
+        "(goal: <= 1)\n"
+    )
 
     specs = ["top1", "top5", "loss", "ece", "fgsm", "occlusion", "corruption"]
     whole = 0.0
     for spec in specs:
         metric = create_metric(spec, progress=False)
-        seconds = timed(lambda: evaluate(network, loader, [metric]))
+        seconds = timed(lambda metric=metric: evaluate(network, loader, [metric]))
         whole += seconds
         print(f"{spec:12s} {seconds:7.2f} s")
-    print(f"{'every metric':12s} {whole:7.2f} s for one network (goal: < 120 s); "
-          f"the online and EMA networks of a run: {2 * whole:.1f} s")
-    every = timed(lambda: evaluate(network, loader, [create_metric(s, progress=False)
-                                                     for s in specs]))
+    print(
+        f"{'every metric':12s} {whole:7.2f} s for one network (goal: < 120 s); "
+        f"the online and EMA networks of a run: {2 * whole:.1f} s"
+    )
+    every = timed(
+        lambda: evaluate(network, loader, [create_metric(s, progress=False) for s in specs])
+    )
     print(f"{'one call':12s} {every:7.2f} s (the batch metrics sharing one pass)")
 
 

@@ -20,6 +20,9 @@ def fresh_workspace(scratch: Path) -> tuple[Path, dict[str, str]]:
     workspace = init_workspace(scratch / "workspace", ROOT)
     prepare("fashion-mnist", data_root=workspace / "data")
     materialise("fashion-mnist", "", workspace)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{scratch / 'mlflow.db'}",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{scratch / 'mlflow.db'}",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     return workspace, env

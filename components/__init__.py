@@ -16,9 +16,11 @@ def _image() -> str:
     if os.environ.get("ADAUTOMIX_IMAGE"):
         return os.environ["ADAUTOMIX_IMAGE"]
     if not IMAGE_FILE.exists():
-        raise RuntimeError(f"{IMAGE_FILE} is missing: the components take their image name from "
-                           "docker/IMAGE in the project checkout (pip install -e .), or from "
-                           "ADAUTOMIX_IMAGE")
+        raise RuntimeError(
+            f"{IMAGE_FILE} is missing: the components take their image name from "
+            "docker/IMAGE in the project checkout (pip install -e .), or from "
+            "ADAUTOMIX_IMAGE"
+        )
     return IMAGE_FILE.read_text().strip()
 
 

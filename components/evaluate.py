@@ -9,10 +9,15 @@ from components import BASE_IMAGE
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def evaluate(checkpoint: Input[Model], data_version: str, test_metrics: List[str],
-             metrics: Output[Metrics], mlflow_run: Output[Markdown]
-             ) -> NamedTuple("Evaluated", [("model_uri", str), ("score", float), ("metric", str),
-                                           ("chance", float)]):
+def evaluate(
+    checkpoint: Input[Model],
+    data_version: str,
+    test_metrics: List[str],
+    metrics: Output[Metrics],
+    mlflow_run: Output[Markdown],
+) -> NamedTuple(
+    "Evaluated", [("model_uri", str), ("score", float), ("metric", str), ("chance", float)]
+):
     """Evaluate the selected networks on the validation and test splits (`test_metrics`, names
     of adautomix.eval.METRICS) and complete the training's MLflow run with those metrics, the
     confusion matrix and the served model. Returns the logged model's URI, its score (the served
@@ -22,7 +27,7 @@ def evaluate(checkpoint: Input[Model], data_version: str, test_metrics: List[str
     from adautomix.errors import exit_on_error
     from adautomix.steps import evaluate_step, run_link
 
-    with exit_on_error():   # one line and exit status 2 or 1, as from the CLI
+    with exit_on_error():  # one line and exit status 2 or 1, as from the CLI
         result = evaluate_step(checkpoint.path, tuple(test_metrics), data_version)
         link = run_link(result.run_id)
     for name, value in result.metrics.items():

@@ -28,12 +28,23 @@ PASSTHROUGHS = [
 ]
 
 
-@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False,
-               task_config_passthroughs=PASSTHROUGHS)
-def train_job(prepared: Input[Dataset], data_version: str, config: dict, overrides: dict,
-              workspace: str, pipeline_name: str, pipeline_run_id: str, pipeline_run_name: str,
-              num_gpus: int, job_options: dict,
-              node: dsl.TaskConfig, checkpoint: Output[Model]) -> str:
+@dsl.component(
+    base_image=BASE_IMAGE, install_kfp_package=False, task_config_passthroughs=PASSTHROUGHS
+)
+def train_job(
+    prepared: Input[Dataset],
+    data_version: str,
+    config: dict,
+    overrides: dict,
+    workspace: str,
+    pipeline_name: str,
+    pipeline_run_id: str,
+    pipeline_run_name: str,
+    num_gpus: int,
+    job_options: dict,
+    node: dsl.TaskConfig,
+    checkpoint: Output[Model],
+) -> str:
     """Train one configuration (as the single-pod step: `config` with `overrides` on top) on
     job_options["num_nodes"] nodes of `num_gpus` GPUs through a job of job_options["trainer"]
     (trainjob: a TrainJob; pytorchjob: a PyTorchJob), in the same checkpoint folder the
@@ -47,14 +58,31 @@ def train_job(prepared: Input[Dataset], data_version: str, config: dict, overrid
     from adautomix.cluster.multinode import train_on_nodes
     from adautomix.steps import finished_result, prepare_run, step_arguments
 
-    with exit_on_error():   # one line and exit status 2 or 1, as from the CLI
-        run_config = prepare_run(**step_arguments(
-            workspace, data_version, prepared.metadata, config, overrides, pipeline_name,
-            pipeline_run_id, pipeline_run_name))
-        job = train_on_nodes(f"{run_config.output_dir}/config.json", run_config.output_dir,
-                             num_gpus, node, job_options, pipeline_name, pipeline_run_id)
+    with exit_on_error():  # one line and exit status 2 or 1, as from the CLI
+        run_config = prepare_run(
+            **step_arguments(
+                workspace,
+                data_version,
+                prepared.metadata,
+                config,
+                overrides,
+                pipeline_name,
+                pipeline_run_id,
+                pipeline_run_name,
+            )
+        )
+        job = train_on_nodes(
+            f"{run_config.output_dir}/config.json",
+            run_config.output_dir,
+            num_gpus,
+            node,
+            job_options,
+            pipeline_name,
+            pipeline_run_id,
+        )
         result = finished_result(run_config.output_dir)
     shutil.copytree(result.output_dir, checkpoint.path)
-    checkpoint.metadata.update(run_id=result.run_id, **{job_options["trainer"]: job},
-                               **result.metrics)
+    checkpoint.metadata.update(
+        run_id=result.run_id, **{job_options["trainer"]: job}, **result.metrics
+    )
     return result.run_id

@@ -22,7 +22,9 @@ def canonical(name: str) -> str:
 
 
 def pins(lock: Path) -> list[tuple[str, str]]:
-    return [(canonical(m[1]), m[2]) for line in lock.read_text().splitlines() if (m := PIN.match(line))]
+    return [
+        (canonical(m[1]), m[2]) for line in lock.read_text().splitlines() if (m := PIN.match(line))
+    ]
 
 
 def available(wheelhouse: Path) -> set[tuple[str, str]]:
@@ -41,13 +43,21 @@ def missing(lock: Path, wheelhouse: Path) -> list[str]:
 def main(argv: list[str]) -> int:
     lock, wheelhouse = Path(argv[0]), Path(argv[1])
     if not wheelhouse.is_dir() or not any(wheelhouse.iterdir()):
-        print(f"error: the wheelhouse {wheelhouse} is empty or missing: run 'make -C docker wheelhouse' "
-              "on a machine that reaches PyPI", file=sys.stderr)
+        print(
+            f"error: the wheelhouse {wheelhouse} is empty or missing: run 'make -C docker "
+            f"wheelhouse' "
+            "on a machine that reaches PyPI",
+            file=sys.stderr,
+        )
         return 1
     absent = missing(lock, wheelhouse)
     if absent:
-        print(f"error: the wheelhouse lacks {len(absent)} package(s) of {lock.name}: {', '.join(absent)}; "
-              "run 'make -C docker wheelhouse' again (it downloads what is missing)", file=sys.stderr)
+        print(
+            f"error: the wheelhouse lacks {len(absent)} package(s) of {lock.name}: "
+            f"{', '.join(absent)}; "
+            "run 'make -C docker wheelhouse' again (it downloads what is missing)",
+            file=sys.stderr,
+        )
         return 1
     print(f"wheelhouse: all {len(pins(lock))} packages of {lock.name} present")
     return 0

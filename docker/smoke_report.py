@@ -22,7 +22,9 @@ def report(text: str) -> tuple[list[str], list[str]]:
     if not size:
         problems.append("no image size printed")
     lines = [f"image {size['image']}: {int(size['bytes']) / 1e9:.2f} GB"] if size else []
-    lines += [f"{name:<11}{status:<7}{seconds:8.1f} s" for name, (status, seconds) in stages.items()]
+    lines += [
+        f"{name:<11}{status:<7}{seconds:8.1f} s" for name, (status, seconds) in stages.items()
+    ]
     lines.append(f"{'total':<18}{sum(s for _, s in stages.values()):8.1f} s")
     return lines, problems
 

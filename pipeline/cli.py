@@ -21,22 +21,30 @@ def _pipeline_arguments(args: argparse.Namespace) -> dict:
     from pipeline.run import sweep_arguments, training_arguments
 
     for option in args.method_arg:
-        if "=" not in option:   # `-o FILE` named compile's output before it was a method option
-            raise ConfigError(f"-o takes a method option KEY=VALUE, got {option!r}; the YAML "
-                              "file is --output FILE")
+        if "=" not in option:  # `-o FILE` named compile's output before it was a method option
+            raise ConfigError(
+                f"-o takes a method option KEY=VALUE, got {option!r}; the YAML "
+                "file is --output FILE"
+            )
 
-    common = dict(preset=args.preset, data_version=args.data_version, num_gpus=args.num_gpus,
-                  registered_model=args.registered_model, project=args.workspace,
-                  test_metrics=tuple(args.test_metrics.split(",")),
-                  gate=Gate(args.chance_margin, args.min_score),
-                  num_nodes=getattr(args, "num_nodes", 1),
-                  saved_config=read_config_file(args.config) if args.config else None,
-                  # STEP_FIELDS have no run flag here: a value under such a name is the
-                  # pipeline's own (submit's --run-name names the Kubeflow run)
-                  **{k: v for k, v in flag_values(args).items() if k not in STEP_FIELDS})
+    common = dict(
+        preset=args.preset,
+        data_version=args.data_version,
+        num_gpus=args.num_gpus,
+        registered_model=args.registered_model,
+        project=args.workspace,
+        test_metrics=tuple(args.test_metrics.split(",")),
+        gate=Gate(args.chance_margin, args.min_score),
+        num_nodes=getattr(args, "num_nodes", 1),
+        saved_config=read_config_file(args.config) if args.config else None,
+        # STEP_FIELDS have no run flag here: a value under such a name is the
+        # pipeline's own (submit's --run-name names the Kubeflow run)
+        **{k: v for k, v in flag_values(args).items() if k not in STEP_FIELDS},
+    )
     if args.sweep:
-        return sweep_arguments(args.methods.split(",") if args.methods else [],
-                               _seeds(args.seeds), **common)
+        return sweep_arguments(
+            args.methods.split(",") if args.methods else [], _seeds(args.seeds), **common
+        )
     return training_arguments(**common)
 
 
@@ -44,8 +52,9 @@ def _seeds(text: str) -> list[int]:
     try:
         return [int(seed) for seed in text.split(",")]
     except ValueError:
-        raise ConfigError(f"--seeds takes comma-separated integers, e.g. 0,1,2; got {text!r}") \
-            from None
+        raise ConfigError(
+            f"--seeds takes comma-separated integers, e.g. 0,1,2; got {text!r}"
+        ) from None
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
@@ -53,8 +62,10 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from pipeline.run import compile_pipeline, local_summary, run_local, submit
 
     if args.pipeline_command == "run" and not args.local:
-        raise ConfigError("`run` runs on this machine and needs --local; use "
-                          "`python -m pipeline submit --host URL` for a Kubeflow cluster")
+        raise ConfigError(
+            "`run` runs on this machine and needs --local; use "
+            "`python -m pipeline submit --host URL` for a Kubeflow cluster"
+        )
     arguments = _pipeline_arguments(args)
     try:
         if args.pipeline_command == "compile":
@@ -62,13 +73,22 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             print(f"wrote {path.resolve()}")
         elif args.pipeline_command == "submit":
             experiment = arguments["config"]["experiment"]
-            run_id = submit(args.host, arguments, experiment, args.run_name,
-                            args.sweep, cluster_settings(args), args.namespace,
-                            cache=not args.no_cache, preflight=not args.no_preflight)
+            run_id = submit(
+                args.host,
+                arguments,
+                experiment,
+                args.run_name,
+                args.sweep,
+                cluster_settings(args),
+                args.namespace,
+                cache=not args.no_cache,
+                preflight=not args.no_preflight,
+            )
             print(f"submitted run {run_id} to {args.host}, experiment {experiment}")
         else:
-            registered = run_local(arguments, args.sweep, args.pipeline_root, args.workspace,
-                                   args.data_remote)
+            registered = run_local(
+                arguments, args.sweep, args.pipeline_root, args.workspace, args.data_remote
+            )
             print(local_summary(arguments, registered))
     # SubmitError, or kfp.local's report of a failed step (whose one-line error is printed above)
     except RuntimeError as exc:
@@ -79,32 +99,59 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     """`adautomix train`'s run flags (but the fields the steps decide) and the pipeline's own."""
-    parser.add_argument("--preset", default="",
-                        help="start from a named recipe (`adautomix presets` lists them); the "
-                             "run flags go on top")
-    parser.add_argument("--config", help="start from a saved config.json (a run's, or `adautomix "
-                                         "presets NAME`'s), after the preset")
+    parser.add_argument(
+        "--preset",
+        default="",
+        help="start from a named recipe (`adautomix presets` lists them); the run flags go on top",
+    )
+    parser.add_argument(
+        "--config",
+        help="start from a saved config.json (a run's, or `adautomix "
+        "presets NAME`'s), after the preset",
+    )
     add_run_flags(parser, leave_out=STEP_FIELDS)
     group = parser.add_argument_group(
-        f"pipeline parameters ({', '.join(STEP_FIELDS)} are decided by the steps)")
-    group.add_argument("--data-version", default="",
-                       help="DVC hash of the dataset version [the one data.dvc tracks]")
+        f"pipeline parameters ({', '.join(STEP_FIELDS)} are decided by the steps)"
+    )
+    group.add_argument(
+        "--data-version",
+        default="",
+        help="DVC hash of the dataset version [the one data.dvc tracks]",
+    )
     group.add_argument("--num-gpus", type=int, default=1, help="GPUs per training run [1]")
-    group.add_argument("--registered-model", default="",
-                       help="MLflow registered model name [adautomix-DATASET]")
-    group.add_argument("--chance-margin", type=float, default=CHANCE_MARGIN,
-                       help="registry gate: points of top-1 above chance a model needs to hold an "
-                            f"alias [{CHANCE_MARGIN}]")
-    group.add_argument("--min-score", type=float, default=0.0,
-                       help="registry gate: the least top-1 (%%) a model needs to hold an alias [0]")
-    group.add_argument("--test-metrics", default="top1,top5,loss",
-                       help="what the evaluate step measures, comma-separated metric specs "
-                            "as for `adautomix evaluate --metrics` (top1, top5, loss, ece, fgsm, "
-                            "corruption, occlusion; docs/evaluation.md) [top1,top5,loss]")
-    group.add_argument("--workspace", default=".",
-                       help="the project checkout: data.dvc, data/, runs/checkpoints/ [.]")
-    group.add_argument("--sweep", action="store_true",
-                       help="the sweep pipeline: --methods x --seeds in parallel, the best registered")
+    group.add_argument(
+        "--registered-model", default="", help="MLflow registered model name [adautomix-DATASET]"
+    )
+    group.add_argument(
+        "--chance-margin",
+        type=float,
+        default=CHANCE_MARGIN,
+        help="registry gate: points of top-1 above chance a model needs to hold an "
+        f"alias [{CHANCE_MARGIN}]",
+    )
+    group.add_argument(
+        "--min-score",
+        type=float,
+        default=0.0,
+        help="registry gate: the least top-1 (%%) a model needs to hold an alias [0]",
+    )
+    group.add_argument(
+        "--test-metrics",
+        default="top1,top5,loss",
+        help="what the evaluate step measures, comma-separated metric specs "
+        "as for `adautomix evaluate --metrics` (top1, top5, loss, ece, fgsm, "
+        "corruption, occlusion; docs/evaluation.md) [top1,top5,loss]",
+    )
+    group.add_argument(
+        "--workspace",
+        default=".",
+        help="the project checkout: data.dvc, data/, runs/checkpoints/ [.]",
+    )
+    group.add_argument(
+        "--sweep",
+        action="store_true",
+        help="the sweep pipeline: --methods x --seeds in parallel, the best registered",
+    )
     group.add_argument("--methods", help="sweep: comma-separated methods")
     group.add_argument("--seeds", default="0", help="sweep: comma-separated seeds [0]")
 
@@ -115,11 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
         description="The Kubeflow pipeline: compile, run here, or submit. Parameters are checked "
-                    "as one run configuration before anything is compiled, run or submitted. "
-                    "Quick start: python -m pipeline run --local --method mixup --epochs 4")
+        "as one run configuration before anything is compiled, run or submitted. "
+        "Quick start: python -m pipeline run --local --method mixup --epochs 4",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--debug", action="store_true",
-                        help=f"show the traceback behind an error line (or set {DEBUG_ENV}=1)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback behind an error line (or set {DEBUG_ENV}=1)",
+    )
     sub = parser.add_subparsers(dest="pipeline_command", required=True)
     q = sub.add_parser("compile", help="write the pipeline as IR YAML")
     # `-o` is a method option, as for `adautomix train`
@@ -134,14 +185,23 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("submit", help="compile and start a run on a Kubeflow endpoint")
     q.add_argument("--host", required=True, help="the Kubeflow Pipelines API or UI URL")
     q.add_argument("--run-name", required=True, help="the Kubeflow run name")
-    q.add_argument("--namespace", help="the Kubeflow profile namespace (multi-user installs) "
-                                       "[KF_PIPELINES_NAMESPACE]; the token comes from "
-                                       "KF_PIPELINES_TOKEN or KF_PIPELINES_TOKEN_FILE")
-    q.add_argument("--no-preflight", action="store_true",
-                   help="skip checking the namespace's secrets, pull secrets and workspace claim "
-                        "through the Kubernetes API (kubeconfig)")
-    q.add_argument("--no-cache", action="store_true",
-                   help="run every step, even where an identical one already ran")
+    q.add_argument(
+        "--namespace",
+        help="the Kubeflow profile namespace (multi-user installs) "
+        "[KF_PIPELINES_NAMESPACE]; the token comes from "
+        "KF_PIPELINES_TOKEN or KF_PIPELINES_TOKEN_FILE",
+    )
+    q.add_argument(
+        "--no-preflight",
+        action="store_true",
+        help="skip checking the namespace's secrets, pull secrets and workspace claim "
+        "through the Kubernetes API (kubeconfig)",
+    )
+    q.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every step, even where an identical one already ran",
+    )
     _add_pipeline_flags(q)
     add_cluster_flags(q)
     for q in sub.choices.values():

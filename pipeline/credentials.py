@@ -21,13 +21,15 @@ from typing import Mapping
 TOKEN_ENV = "KF_PIPELINES_TOKEN"
 TOKEN_FILE_ENV = "KF_PIPELINES_TOKEN_FILE"
 NAMESPACE_ENV = "KF_PIPELINES_NAMESPACE"
-SA_TOKEN_ENV = "KF_PIPELINES_SA_TOKEN_PATH"          # kfp.client.KF_PIPELINES_SA_TOKEN_ENV
+SA_TOKEN_ENV = "KF_PIPELINES_SA_TOKEN_PATH"  # kfp.client.KF_PIPELINES_SA_TOKEN_ENV
 SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
 
-HOW_TO_AUTHENTICATE = (f"set {TOKEN_ENV} to a token (kubectl -n NAMESPACE create token "
-                       "adautomix-submitter --audience pipelines.kubeflow.org) or "
-                       f"{TOKEN_FILE_ENV} to a file holding one, and {NAMESPACE_ENV} (or "
-                       "--namespace) to your profile namespace")
+HOW_TO_AUTHENTICATE = (
+    f"set {TOKEN_ENV} to a token (kubectl -n NAMESPACE create token "
+    "adautomix-submitter --audience pipelines.kubeflow.org) or "
+    f"{TOKEN_FILE_ENV} to a file holding one, and {NAMESPACE_ENV} (or "
+    "--namespace) to your profile namespace"
+)
 
 
 class CredentialsError(ValueError):
@@ -38,8 +40,8 @@ class CredentialsError(ValueError):
 class KfpAuth:
     namespace: str | None = None
     token: str | None = field(default=None, repr=False)
-    token_path: str | None = None        # a service-account token file kfp re-reads
-    source: str = ""                     # where the credentials came from, for messages
+    token_path: str | None = None  # a service-account token file kfp re-reads
+    source: str = ""  # where the credentials came from, for messages
 
     def client_arguments(self) -> dict:
         """Keyword arguments of kfp.Client."""
@@ -65,8 +67,9 @@ def resolve(namespace: str | None = None, environ: Mapping[str, str] = os.enviro
         try:
             token = path.read_text().strip()
         except OSError as error:
-            raise CredentialsError(f"{TOKEN_FILE_ENV} names {path}, which cannot be read "
-                                   f"({error.strerror})") from None
+            raise CredentialsError(
+                f"{TOKEN_FILE_ENV} names {path}, which cannot be read ({error.strerror})"
+            ) from None
         if not token:
             raise CredentialsError(f"{TOKEN_FILE_ENV} names {path}, which is empty")
         return KfpAuth(namespace, token=token, source=f"{TOKEN_FILE_ENV} ({path})")
@@ -85,16 +88,33 @@ def refusal(host: str, auth: KfpAuth, status: int | None, message: str) -> str |
     when the failure is not about them."""
     lowered = message.lower()
     unauthenticated = status in (401, 403) or any(
-        hint in lowered for hint in ("unauthenticated", "user identity", "permissiondenied",
-                                     "forbidden", "dex", "oauth", "/login", "sign in"))
+        hint in lowered
+        for hint in (
+            "unauthenticated",
+            "user identity",
+            "permissiondenied",
+            "forbidden",
+            "dex",
+            "oauth",
+            "/login",
+            "sign in",
+        )
+    )
     if not auth.source and unauthenticated:
-        return (f"Kubeflow Pipelines at {host} asks for credentials (a multi-user install): "
-                f"{HOW_TO_AUTHENTICATE}")
+        return (
+            f"Kubeflow Pipelines at {host} asks for credentials (a multi-user install): "
+            f"{HOW_TO_AUTHENTICATE}"
+        )
     if unauthenticated:
-        return (f"Kubeflow Pipelines at {host} refused the credentials from {auth.source}"
-                f"{f' (HTTP {status})' if status else ''}: check that the token has not expired "
-                f"and that its identity may edit pipelines in namespace {auth.namespace or '(none given)'}")
+        return (
+            f"Kubeflow Pipelines at {host} refused the credentials from {auth.source}"
+            f"{f' (HTTP {status})' if status else ''}: check that the token has not expired "
+            f"and that its identity may edit pipelines in namespace "
+            f"{auth.namespace or '(none given)'}"
+        )
     if not auth.namespace and "namespace" in lowered:
-        return (f"Kubeflow Pipelines at {host} is a multi-user install and needs a namespace: set "
-                f"{NAMESPACE_ENV} (or --namespace) to your profile namespace")
+        return (
+            f"Kubeflow Pipelines at {host} is a multi-user install and needs a namespace: set "
+            f"{NAMESPACE_ENV} (or --namespace) to your profile namespace"
+        )
     return None

@@ -16,7 +16,7 @@ def api_client(context: str | None = None):
 
     try:
         config.load_kube_config(context=context)
-    except Exception:   # no kubeconfig, or no such context: try the in-cluster identity
+    except Exception:  # no kubeconfig, or no such context: try the in-cluster identity
         try:
             config.load_incluster_config()
         except config.ConfigException:
@@ -24,8 +24,9 @@ def api_client(context: str | None = None):
     return client.ApiClient()
 
 
-def check_namespace(api, namespace: str, cluster: ClusterSettings,
-                    create_workspace: bool = True) -> list[str]:
+def check_namespace(
+    api, namespace: str, cluster: ClusterSettings, create_workspace: bool = True
+) -> list[str]:
     """The problems found in `namespace`, [] when it holds what a run needs. Creates the
     workspace claim when it is missing and `create_workspace`."""
     from kubernetes import client
@@ -38,24 +39,30 @@ def check_namespace(api, namespace: str, cluster: ClusterSettings,
             problems.append(
                 f"image pull secret {name!r} does not exist in namespace {namespace}: create it "
                 f"with kubectl -n {namespace} create secret docker-registry {name} "
-                "--docker-server=REGISTRY --docker-username=USER --docker-password=TOKEN")
+                "--docker-server=REGISTRY --docker-username=USER --docker-password=TOKEN"
+            )
         elif secret.type != "kubernetes.io/dockerconfigjson":
-            problems.append(f"image pull secret {name!r} in namespace {namespace} is of type "
-                            f"{secret.type}, not kubernetes.io/dockerconfigjson (create it with "
-                            "kubectl create secret docker-registry)")
+            problems.append(
+                f"image pull secret {name!r} in namespace {namespace} is of type "
+                f"{secret.type}, not kubernetes.io/dockerconfigjson (create it with "
+                "kubectl create secret docker-registry)"
+            )
     for name in (cluster.s3_secret, cluster.mlflow_secret, cluster.mlflow_ca_secret):
         if not name:
             continue
         if _read(core.read_namespaced_secret, name, namespace) is None:
-            problems.append(f"secret {name!r} does not exist in namespace {namespace}: create "
-                            "it as docs/cluster.md shows (step 3)")
+            problems.append(
+                f"secret {name!r} does not exist in namespace {namespace}: create "
+                "it as docs/cluster.md shows (step 3)"
+            )
     claim = _read(core.read_namespaced_persistent_volume_claim, cluster.workspace_pvc, namespace)
     if claim is not None:
         if cluster.access_mode not in (claim.spec.access_modes or []):
             problems.append(
                 f"workspace claim {cluster.workspace_pvc!r} is {', '.join(claim.spec.access_modes)}"
                 f", not {cluster.access_mode}: pass --access-mode {claim.spec.access_modes[0]}"
-                " (with --parallelism 1 for a sweep unless it is ReadWriteMany)")
+                " (with --parallelism 1 for a sweep unless it is ReadWriteMany)"
+            )
         return problems
     class_problem = _storage_class_problem(storage, cluster.storage_class)
     if class_problem:
@@ -63,8 +70,10 @@ def check_namespace(api, namespace: str, cluster: ClusterSettings,
     if create_workspace and not problems:
         core.create_namespaced_persistent_volume_claim(namespace, workspace_claim(cluster))
     elif not create_workspace:
-        problems.append(f"workspace claim {cluster.workspace_pvc!r} does not exist in namespace "
-                        f"{namespace}: kubectl -n {namespace} apply -f deploy/workspace-pvc.yaml")
+        problems.append(
+            f"workspace claim {cluster.workspace_pvc!r} does not exist in namespace "
+            f"{namespace}: kubectl -n {namespace} apply -f deploy/workspace-pvc.yaml"
+        )
     return problems
 
 
@@ -72,12 +81,17 @@ def workspace_claim(cluster: ClusterSettings):
     from kubernetes import client
 
     return client.V1PersistentVolumeClaim(
-        metadata=client.V1ObjectMeta(name=cluster.workspace_pvc,
-                                     labels={"app.kubernetes.io/part-of": "adautomix"}),
+        metadata=client.V1ObjectMeta(
+            name=cluster.workspace_pvc, labels={"app.kubernetes.io/part-of": "adautomix"}
+        ),
         spec=client.V1PersistentVolumeClaimSpec(
-            access_modes=[cluster.access_mode], storage_class_name=cluster.storage_class or None,
+            access_modes=[cluster.access_mode],
+            storage_class_name=cluster.storage_class or None,
             resources=client.V1VolumeResourceRequirements(
-                requests={"storage": cluster.workspace_size})))
+                requests={"storage": cluster.workspace_size}
+            ),
+        ),
+    )
 
 
 def _storage_class_problem(storage, name: str) -> str | None:
@@ -86,18 +100,28 @@ def _storage_class_problem(storage, name: str) -> str | None:
     try:
         classes = storage.list_storage_class().items
     except ApiException as error:
-        if error.status == 403:   # storage classes are cluster-wide: a profile user may not list them
+        if (
+            error.status == 403
+        ):  # storage classes are cluster-wide: a profile user may not list them
             return None
         raise
     names = sorted(c.metadata.name for c in classes)
     if name and name not in names:
-        return (f"storage class {name!r} does not exist in this cluster (there are: "
-                f"{', '.join(names) or 'none'}): pass one of them as --storage-class")
-    default = [c for c in classes if (c.metadata.annotations or {}).get(
-        "storageclass.kubernetes.io/is-default-class") == "true"]
+        return (
+            f"storage class {name!r} does not exist in this cluster (there are: "
+            f"{', '.join(names) or 'none'}): pass one of them as --storage-class"
+        )
+    default = [
+        c
+        for c in classes
+        if (c.metadata.annotations or {}).get("storageclass.kubernetes.io/is-default-class")
+        == "true"
+    ]
     if not name and not default:
-        return (f"the cluster has no default storage class for the workspace claim: pass one of "
-                f"{', '.join(names) or '(none: ask the cluster administrator)'} as --storage-class")
+        return (
+            f"the cluster has no default storage class for the workspace claim: pass one of "
+            f"{', '.join(names) or '(none: ask the cluster administrator)'} as --storage-class"
+        )
     return None
 
 

@@ -32,26 +32,47 @@ class SubmitError(RunFailure):
     """The Kubeflow Pipelines endpoint refused or could not be reached; names the host."""
 
 
-def training_arguments(preset: str = "", data_version: str = "", num_gpus: int = 1,
-                       registered_model: str = "", test_metrics: tuple[str, ...] = TEST_METRICS,
-                       project: str | Path = ".", num_nodes: int = 1, gate: Gate = Gate(),
-                       saved_config: dict | None = None, **run_values) -> dict:
+def training_arguments(
+    preset: str = "",
+    data_version: str = "",
+    num_gpus: int = 1,
+    registered_model: str = "",
+    test_metrics: tuple[str, ...] = TEST_METRICS,
+    project: str | Path = ".",
+    num_nodes: int = 1,
+    gate: Gate = Gate(),
+    saved_config: dict | None = None,
+    **run_values,
+) -> dict:
     """The training pipeline's arguments: the preset (or the defaults) with `run_values` (any
-    RunConfig fields, `method_args` included) on top of a `saved_config`'s fields, checked as one run configuration and
-    passed as `dataset` and `config`, plus the data version, the registry name and gate, and the
-    test metrics. `num_nodes` (ClusterSettings' node count, not a parameter) checks that the
-    batch splits over every process."""
+    RunConfig fields, `method_args` included) on top of a `saved_config`'s fields, checked as one
+    run configuration and passed as `dataset` and `config`, plus the data version, the registry
+    name and gate, and the test metrics. `num_nodes` (ClusterSettings' node count, not a
+    parameter) checks that the batch splits over every process."""
     config = _checked_config(preset, saved_config, num_gpus, run_values, num_nodes)
-    return {**_run(config), **_gpus(num_gpus), "test_metrics": _checked_metrics(test_metrics),
-            **_gate(gate), **_data_and_registry(config.dataset, data_version, registered_model,
-                                                 project)}
+    return {
+        **_run(config),
+        **_gpus(num_gpus),
+        "test_metrics": _checked_metrics(test_metrics),
+        **_gate(gate),
+        **_data_and_registry(config.dataset, data_version, registered_model, project),
+    }
 
 
-def sweep_arguments(methods: list[str], seeds: list[int], preset: str = "",
-                    data_version: str = "", num_gpus: int = 1, registered_model: str = "",
-                    test_metrics: tuple[str, ...] = TEST_METRICS, project: str | Path = ".",
-                    num_nodes: int = 1, gate: Gate = Gate(), saved_config: dict | None = None,
-                    **run_values) -> dict:
+def sweep_arguments(
+    methods: list[str],
+    seeds: list[int],
+    preset: str = "",
+    data_version: str = "",
+    num_gpus: int = 1,
+    registered_model: str = "",
+    test_metrics: tuple[str, ...] = TEST_METRICS,
+    project: str | Path = ".",
+    num_nodes: int = 1,
+    gate: Gate = Gate(),
+    saved_config: dict | None = None,
+    **run_values,
+) -> dict:
     """The sweep's arguments: every method x seed is checked as a run configuration; the grid
     holds what each run changes of the first one's `config`. A run whose method is the preset's
     (or the saved config's) keeps its method options; another method starts from its own."""
@@ -59,15 +80,24 @@ def sweep_arguments(methods: list[str], seeds: list[int], preset: str = "",
         raise ConfigError("a sweep needs at least one method and one seed (--methods, --seeds)")
     if {"method", "seed"} & run_values.keys():
         raise ConfigError("a sweep takes --methods and --seeds, not --method and --seed")
-    configs = [_checked_config(preset, saved_config, num_gpus,
-                               {**run_values, "method": m, "seed": s}, num_nodes)
-               for m in methods for s in seeds]
+    configs = [
+        _checked_config(
+            preset, saved_config, num_gpus, {**run_values, "method": m, "seed": s}, num_nodes
+        )
+        for m in methods
+        for s in seeds
+    ]
     shared = configs[0]
-    return {**_run(shared), **_gpus(num_gpus),
-            "grid": [{"method": c.method, "seed": c.seed, "method_args": c.method_args}
-                     for c in configs],
-            "test_metrics": _checked_metrics(test_metrics), **_gate(gate),
-            **_data_and_registry(shared.dataset, data_version, registered_model, project)}
+    return {
+        **_run(shared),
+        **_gpus(num_gpus),
+        "grid": [
+            {"method": c.method, "seed": c.seed, "method_args": c.method_args} for c in configs
+        ],
+        "test_metrics": _checked_metrics(test_metrics),
+        **_gate(gate),
+        **_data_and_registry(shared.dataset, data_version, registered_model, project),
+    }
 
 
 def check_arguments(arguments: dict, sweep: bool = False) -> None:
@@ -79,21 +109,28 @@ def check_arguments(arguments: dict, sweep: bool = False) -> None:
         raise ConfigError(f"config must be a dict of RunConfig fields, got {config!r}")
     misplaced = sorted(set(config) & {*STEP_FIELDS, *OWN_PARAMETERS})
     if misplaced:
-        raise ConfigError(f"config holds {misplaced}: {', '.join(OWN_PARAMETERS)} is a pipeline "
-                          f"parameter of its own and {', '.join(STEP_FIELDS)} are decided by "
-                          "the steps; leave them out of config")
+        raise ConfigError(
+            f"config holds {misplaced}: {', '.join(OWN_PARAMETERS)} is a pipeline "
+            f"parameter of its own and {', '.join(STEP_FIELDS)} are decided by "
+            "the steps; leave them out of config"
+        )
     for run in arguments["grid"] if sweep else [{}]:
         RunConfig.from_dict({**config, **run, **{f: arguments[f] for f in OWN_PARAMETERS}})
 
 
-def compile_pipeline(path: str | Path, arguments: dict, sweep: bool = False,
-                     cluster: ClusterSettings = ClusterSettings()) -> Path:
+def compile_pipeline(
+    path: str | Path,
+    arguments: dict,
+    sweep: bool = False,
+    cluster: ClusterSettings = ClusterSettings(),
+) -> Path:
     """Write the IR YAML, with `arguments` as its parameters' defaults."""
     from kfp import compiler
 
     check_arguments(arguments, sweep)
-    compiler.Compiler().compile(_build(sweep, cluster, arguments), str(path),
-                                pipeline_parameters=arguments)
+    compiler.Compiler().compile(
+        _build(sweep, cluster, arguments), str(path), pipeline_parameters=arguments
+    )
     return Path(path)
 
 
@@ -104,8 +141,13 @@ def _build(sweep: bool, cluster: ClusterSettings, arguments: dict):
     return build(for_run(cluster, arguments["num_gpus"]))
 
 
-def run_local(arguments: dict, sweep: bool = False, pipeline_root: str | Path = "runs/pipeline",
-              workspace: str | Path = ".", data_remote: str = "") -> dict:
+def run_local(
+    arguments: dict,
+    sweep: bool = False,
+    pipeline_root: str | Path = "runs/pipeline",
+    workspace: str | Path = ".",
+    data_remote: str = "",
+) -> dict:
     """Run the pipeline here with kfp.local, each step a subprocess of this environment (and of
     this working directory, so they share MLflow's default store).
 
@@ -115,21 +157,35 @@ def run_local(arguments: dict, sweep: bool = False, pipeline_root: str | Path = 
     from kfp import local
 
     check_arguments(arguments, sweep)
-    local.init(runner=local.SubprocessRunner(use_venv=False),
-               pipeline_root=str(Path(pipeline_root).resolve()))
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(Path(pipeline_root).resolve()),
+    )
     build = sweep_pipeline if sweep else training_pipeline
     with warnings.catch_warnings():
         # kfp.local warns that an image without "python" in its name may lack Python; ours is
         # built from this environment's lock, which is exactly what runs here.
-        warnings.filterwarnings("ignore", message=".*non-Python base image", category=RuntimeWarning)
-        task = build(None)(**arguments, workspace=str(Path(workspace).resolve()),
-                           data_remote=data_remote)
+        warnings.filterwarnings(
+            "ignore", message=".*non-Python base image", category=RuntimeWarning
+        )
+        task = build(None)(
+            **arguments, workspace=str(Path(workspace).resolve()), data_remote=data_remote
+        )
     return dict(task.outputs)
 
 
-def submit(host: str, arguments: dict, experiment: str, run_name: str, sweep: bool = False,
-           cluster: ClusterSettings = ClusterSettings(), namespace: str | None = None,
-           cache: bool = True, kube_api=None, preflight: bool = True) -> str:
+def submit(
+    host: str,
+    arguments: dict,
+    experiment: str,
+    run_name: str,
+    sweep: bool = False,
+    cluster: ClusterSettings = ClusterSettings(),
+    namespace: str | None = None,
+    cache: bool = True,
+    kube_api=None,
+    preflight: bool = True,
+) -> str:
     """Compile and start a run on a Kubeflow Pipelines endpoint; returns the run id. `cache`
     False runs every step again even where an identical one (same inputs, same data version)
     already ran. Credentials and the namespace come from the environment (pipeline.credentials).
@@ -146,20 +202,31 @@ def submit(host: str, arguments: dict, experiment: str, run_name: str, sweep: bo
         _preflight(kube_api, auth.namespace, cluster)
     try:
         client = kfp.Client(host=host, **auth.client_arguments())
-        run = client.create_run_from_pipeline_func(_build(sweep, cluster, arguments),
-                                                   arguments=arguments, run_name=run_name,
-                                                   experiment_name=experiment,
-                                                   enable_caching=cache)
+        run = client.create_run_from_pipeline_func(
+            _build(sweep, cluster, arguments),
+            arguments=arguments,
+            run_name=run_name,
+            experiment_name=experiment,
+            enable_caching=cache,
+        )
     except Exception as exc:  # connection, auth and API errors all mean the same to the user
         message = auth.redact(f"{exc}")
         refused = credentials.refusal(host, auth, getattr(exc, "status", None), message)
         # `from None`: the chained exception would print the request, token included
-        raise SubmitError(refused or (
-            f"Kubeflow Pipelines at {host} did not accept the run ({type(exc).__name__}: "
-            f"{(message.splitlines() or [''])[0][:300]}); check the URL (the KFP API or UI "
-            "address), the namespace and your access"
-            + ("" if auth.source else f"; behind a Kubeflow login it also needs credentials: "
-                                      f"{credentials.HOW_TO_AUTHENTICATE}"))) from None
+        raise SubmitError(
+            refused
+            or (
+                f"Kubeflow Pipelines at {host} did not accept the run ({type(exc).__name__}: "
+                f"{(message.splitlines() or [''])[0][:300]}); check the URL (the KFP API or UI "
+                "address), the namespace and your access"
+                + (
+                    ""
+                    if auth.source
+                    else f"; behind a Kubeflow login it also needs credentials: "
+                    f"{credentials.HOW_TO_AUTHENTICATE}"
+                )
+            )
+        ) from None
     return run.run_id
 
 
@@ -168,8 +235,11 @@ def _preflight(kube_api, namespace: str | None, cluster: ClusterSettings) -> Non
 
     api = kube_api or preflight.api_client()
     if api is None:
-        print("note: no Kubernetes API here (kubeconfig); the namespace's secrets and workspace "
-              "claim were not checked", file=sys.stderr)
+        print(
+            "note: no Kubernetes API here (kubeconfig); the namespace's secrets and workspace "
+            "claim were not checked",
+            file=sys.stderr,
+        )
         return
     problems = preflight.check_namespace(api, namespace or _kube_namespace(), cluster)
     if problems:
@@ -189,20 +259,28 @@ def _kube_namespace() -> str:
 def local_summary(arguments: dict, registered: dict) -> str:
     """What a local run ends by printing: the registered model, the MLflow store, its UI."""
     name, uri = arguments["registered_model"], registered["tracking_uri"]
-    ui = (f"open {uri} in a browser" if uri.startswith("http") else
-          f"mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
-    return (f"\nregistered model {name} version {registered['version']}, aliases "
-            f"{', '.join(registered['aliases'])}  (load: models:/{name}@{registered['aliases'][-1]})"
-            f"\nMLflow: {uri}, experiment {arguments['config']['experiment']}"
-            f"\nMLflow UI: {ui}")
+    ui = (
+        f"open {uri} in a browser"
+        if uri.startswith("http")
+        else f"mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)"
+    )
+    return (
+        f"\nregistered model {name} version {registered['version']}, aliases "
+        f"{', '.join(registered['aliases'])}  (load: models:/{name}@{registered['aliases'][-1]})"
+        f"\nMLflow: {uri}, experiment {arguments['config']['experiment']}"
+        f"\nMLflow UI: {ui}"
+    )
 
 
-def _checked_config(preset: str, saved_config: dict | None, num_gpus: int, run_values: dict,
-                    num_nodes: int = 1):
+def _checked_config(
+    preset: str, saved_config: dict | None, num_gpus: int, run_values: dict, num_nodes: int = 1
+):
     decided = sorted(set(run_values) & set(STEP_FIELDS))
     if decided:
-        raise ConfigError(f"{decided} are decided by the pipeline's steps (the checkpoint folder, "
-                          "the data step's folder, the MLflow run name); leave them out")
+        raise ConfigError(
+            f"{decided} are decided by the pipeline's steps (the checkpoint folder, "
+            "the data step's folder, the MLflow run name); leave them out"
+        )
     # where the saved run trained, its data and its MLflow name are the steps' to decide here
     saved = {k: v for k, v in (saved_config or {}).items() if k not in STEP_FIELDS}
     config = build_config(preset, saved=saved, **run_values)
@@ -212,9 +290,11 @@ def _checked_config(preset: str, saved_config: dict | None, num_gpus: int, run_v
     # the engine splits the batch over the processes: one per GPU (or one per CPU node), per node
     processes = max(num_gpus, 1) * num_nodes
     if config.batch_size % processes:
-        raise ConfigError(f"batch_size {config.batch_size} does not split evenly over "
-                          f"{processes} processes ({max(num_gpus, 1)} per node x {num_nodes} "
-                          f"node(s)); use a multiple of {processes}")
+        raise ConfigError(
+            f"batch_size {config.batch_size} does not split evenly over "
+            f"{processes} processes ({max(num_gpus, 1)} per node x {num_nodes} "
+            f"node(s)); use a multiple of {processes}"
+        )
     return config
 
 
@@ -222,8 +302,10 @@ def _run(config: RunConfig) -> dict:
     """The run's pipeline parameters: its own (OWN_PARAMETERS) and `config`, the rest of its
     fields but those the steps decide."""
     values = config.to_dict()
-    return {**{f: values.pop(f) for f in OWN_PARAMETERS},
-            "config": {k: v for k, v in values.items() if k not in STEP_FIELDS}}
+    return {
+        **{f: values.pop(f) for f in OWN_PARAMETERS},
+        "config": {k: v for k, v in values.items() if k not in STEP_FIELDS},
+    }
 
 
 def _gpus(num_gpus: int) -> dict:
@@ -241,11 +323,14 @@ def _checked_metrics(names: tuple[str, ...]) -> list[str]:
     return check_metrics(names)
 
 
-def _data_and_registry(dataset: str, data_version: str, registered_model: str,
-                       project: str | Path) -> dict:
+def _data_and_registry(
+    dataset: str, data_version: str, registered_model: str, project: str | Path
+) -> dict:
     try:
         version = normalise_version(data_version) or tracked_version(dataset, project)
-    except DataError as exc:   # a pipeline parameter, so a configuration error to the caller
+    except DataError as exc:  # a pipeline parameter, so a configuration error to the caller
         raise ConfigError(str(exc)) from None
-    return {"data_version": version,
-            "registered_model": registered_model or default_model_name(dataset)}
+    return {
+        "data_version": version,
+        "registered_model": registered_model or default_model_name(dataset),
+    }

@@ -14,5 +14,9 @@ PIPELINE_NAME = "adautomix-sweep"
 
 
 def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
-    return build_pipeline(cluster, PIPELINE_NAME, "One DVC data version -> methods x seeds in "
-                                                  "parallel -> the best registered", sweep=True)
+    return build_pipeline(
+        cluster,
+        PIPELINE_NAME,
+        "One DVC data version -> methods x seeds in parallel -> the best registered",
+        sweep=True,
+    )

@@ -1,5 +1,5 @@
-"""The training pipeline: data -> train -> evaluate -> register; and the sweep's (pipeline/sweep.py),
-which runs a grid of trainings where this runs one.
+"""The training pipeline: data -> train -> evaluate -> register; and the sweep's
+(pipeline/sweep.py), which runs a grid of trainings where this runs one.
 
 `training_pipeline(cluster)` builds it. With ClusterSettings the tasks get their GPUs, node
 scheduling, the workspace volume and the secrets; with None (kfp.local on one machine) they get
@@ -34,9 +34,14 @@ from pipeline.cluster import ClusterSettings, configure, job_options
 PIPELINE_NAME = "adautomix-training"
 # A retried train task resumes from its last checkpoint (Kubeflow retries; kfp.local does not).
 TRAIN_RETRIES = 2
+
+
 # What train-and-evaluate hands on to the register steps.
-Evaluated = NamedTuple("Evaluated", [("model_uri", str), ("score", float), ("metric", str),
-                                     ("chance", float)])
+class Evaluated(NamedTuple):
+    model_uri: str
+    score: float
+    metric: str
+    chance: float
 
 
 def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
@@ -52,20 +57,37 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
 
     @dsl.pipeline(name="adautomix-train-and-evaluate")
     def train_and_evaluate(
-        prepared: Dataset, data_version: str, config: dict, overrides: dict, num_gpus: int,
-        evaluate_gpus: int, workspace: str, test_metrics: List[str], pipeline_name: str,
+        prepared: Dataset,
+        data_version: str,
+        config: dict,
+        overrides: dict,
+        num_gpus: int,
+        evaluate_gpus: int,
+        workspace: str,
+        test_metrics: List[str],
+        pipeline_name: str,
     ) -> Evaluated:
-        run = dict(prepared=prepared, data_version=data_version, config=config,
-                   overrides=overrides, workspace=workspace, num_gpus=num_gpus,
-                   pipeline_name=pipeline_name, pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                   pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER)
+        run = dict(
+            prepared=prepared,
+            data_version=data_version,
+            config=config,
+            overrides=overrides,
+            workspace=workspace,
+            num_gpus=num_gpus,
+            pipeline_name=pipeline_name,
+            pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        )
         if multi_node:
             trained = train_job(**run, job_options=job_options(cluster))
         else:
             trained = train(**run)
         trained.set_retry(TRAIN_RETRIES, backoff_duration="30s")
-        evaluated = evaluate(checkpoint=trained.outputs["checkpoint"], data_version=data_version,
-                             test_metrics=test_metrics)
+        evaluated = evaluate(
+            checkpoint=trained.outputs["checkpoint"],
+            data_version=data_version,
+            test_metrics=test_metrics,
+        )
         configure(trained, "train", cluster, gpus=num_gpus)
         configure(evaluated, "evaluate", cluster, gpus=evaluate_gpus)
         return Evaluated(*(evaluated.outputs[field] for field in Evaluated._fields))
@@ -80,14 +102,24 @@ def pipeline_parameters(cluster: ClusterSettings | None, sweep: bool) -> list[in
     cluster settings', decided at compile time: pipeline.cluster.)"""
     listed = [("grid", List[dict], inspect.Parameter.empty)] if sweep else []
     listed += [
-        ("config", dict, inspect.Parameter.empty), ("dataset", str, RunConfig.dataset),
-        ("data_version", str, ""), ("num_gpus", int, 1), ("evaluate_gpus", int, 1),
-        ("chance_margin", float, CHANCE_MARGIN), ("min_score", float, 0.0),
-        ("registered_model", str, ""), ("data_remote", str, "s3"),
+        ("config", dict, inspect.Parameter.empty),
+        ("dataset", str, RunConfig.dataset),
+        ("data_version", str, ""),
+        ("num_gpus", int, 1),
+        ("evaluate_gpus", int, 1),
+        ("chance_margin", float, CHANCE_MARGIN),
+        ("min_score", float, 0.0),
+        ("registered_model", str, ""),
+        ("data_remote", str, "s3"),
         ("workspace", str, cluster.workspace_path if cluster is not None else "."),
-        ("test_metrics", List[str], list(TEST_METRICS))]
-    return [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=kind,
-                              default=default) for name, kind, default in listed]
+        ("test_metrics", List[str], list(TEST_METRICS)),
+    ]
+    return [
+        inspect.Parameter(
+            name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=kind, default=default
+        )
+        for name, kind, default in listed
+    ]
 
 
 def build_pipeline(cluster: ClusterSettings | None, name: str, description: str, sweep: bool):
@@ -100,32 +132,55 @@ def build_pipeline(cluster: ClusterSettings | None, name: str, description: str,
 
     def steps(*values) -> Registered:
         # kfp calls a pipeline function with one channel per parameter, in signature order
-        p = SimpleNamespace(**{parameter.name: value
-                               for parameter, value in zip(parameters, values, strict=True)})
-        materialised = data(dataset=p.dataset, data_version=p.data_version,
-                            workspace=p.workspace, remote=p.data_remote)
+        p = SimpleNamespace(
+            **{parameter.name: value for parameter, value in zip(parameters, values, strict=True)}
+        )
+        materialised = data(
+            dataset=p.dataset,
+            data_version=p.data_version,
+            workspace=p.workspace,
+            remote=p.data_remote,
+        )
 
         def trained(overrides):
             return train_and_evaluate(
                 prepared=materialised.outputs["prepared"],
-                data_version=materialised.outputs["Output"], config=p.config, overrides=overrides,
-                num_gpus=p.num_gpus, evaluate_gpus=p.evaluate_gpus, workspace=p.workspace,
-                test_metrics=p.test_metrics, pipeline_name=name)
+                data_version=materialised.outputs["Output"],
+                config=p.config,
+                overrides=overrides,
+                num_gpus=p.num_gpus,
+                evaluate_gpus=p.evaluate_gpus,
+                workspace=p.workspace,
+                test_metrics=p.test_metrics,
+                pipeline_name=name,
+            )
 
-        judged = dict(dataset=p.dataset, data_version=materialised.outputs["Output"],
-                      registered_model=p.registered_model, chance_margin=p.chance_margin,
-                      min_score=p.min_score)
+        judged = dict(
+            dataset=p.dataset,
+            data_version=materialised.outputs["Output"],
+            registered_model=p.registered_model,
+            chance_margin=p.chance_margin,
+            min_score=p.min_score,
+        )
         if sweep:
             with dsl.ParallelFor(p.grid, parallelism=parallelism) as run:
                 evaluated = trained(run)
             registered = register_best(
-                **{f"{field}s": dsl.Collected(evaluated.outputs[field])
-                   for field in ("model_uri", "score", "metric", "chance")}, **judged)
+                **{
+                    f"{field}s": dsl.Collected(evaluated.outputs[field])
+                    for field in ("model_uri", "score", "metric", "chance")
+                },
+                **judged,
+            )
         else:
             evaluated = trained({})
-            registered = register(**{field: evaluated.outputs[field]
-                                     for field in ("model_uri", "score", "metric", "chance")},
-                                  **judged)
+            registered = register(
+                **{
+                    field: evaluated.outputs[field]
+                    for field in ("model_uri", "score", "metric", "chance")
+                },
+                **judged,
+            )
         configure(materialised, "data", cluster)
         configure(registered, "register", cluster)
         return Registered(*(registered.outputs[field] for field in Registered._fields))
@@ -135,5 +190,9 @@ def build_pipeline(cluster: ClusterSettings | None, name: str, description: str,
 
 
 def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
-    return build_pipeline(cluster, PIPELINE_NAME, "One DVC data version -> train -> evaluate -> "
-                                                  "MLflow registry", sweep=False)
+    return build_pipeline(
+        cluster,
+        PIPELINE_NAME,
+        "One DVC data version -> train -> evaluate -> MLflow registry",
+        sweep=False,
+    )

@@ -44,13 +44,17 @@ class TinyBackbone(Backbone):
     def __init__(self, num_classes: int = 10, in_chans: int = 3, width: int = 8):
         super().__init__()
         chans = (width, width * 2, width * 4, width * 8)
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, width, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(width), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
         stages, prev = [], width
         for i, c in enumerate(chans):
             stride = 1 if i == 0 else 2
-            stages.append(nn.Sequential(nn.Conv2d(prev, c, 3, stride, 1, bias=False),
-                                        nn.BatchNorm2d(c), nn.ReLU()))
+            stages.append(
+                nn.Sequential(
+                    nn.Conv2d(prev, c, 3, stride, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU()
+                )
+            )
             prev = c
         self.stages = nn.ModuleList(stages)
         self.head = nn.Linear(prev, num_classes)
@@ -101,6 +105,7 @@ def mlflow_sqlite(tmp_path, monkeypatch):
 
 # --- real servers on 127.0.0.1 for the MLflow, registry, DVC and pipeline tests -----------------
 
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -108,17 +113,30 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_mlflow(args: list[str], root: Path, env: dict | None = None,
-                 health_headers: dict | None = None):
+def serve_mlflow(
+    args: list[str], root: Path, env: dict | None = None, health_headers: dict | None = None
+):
     """`mlflow server ARGS` on 127.0.0.1:PORT until the block ends; yields its URL."""
     port = _free_port()
     log = open(root / "server.log", "wb")
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", *args],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            *args,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
         # no background job runner: tracking and the registry need none, and it costs a process
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})})
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})},
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while True:
@@ -129,7 +147,9 @@ def serve_mlflow(args: list[str], root: Path, env: dict | None = None,
         except OSError:
             if server.poll() is not None or time.monotonic() > deadline:
                 os.killpg(server.pid, signal.SIGKILL)
-                pytest.fail(f"mlflow server did not start:\n{(root / 'server.log').read_text()[-3000:]}")
+                pytest.fail(
+                    f"mlflow server did not start:\n{(root / 'server.log').read_text()[-3000:]}"
+                )
             time.sleep(0.5)
     try:
         yield url
@@ -146,9 +166,16 @@ def serve_mlflow(args: list[str], root: Path, env: dict | None = None,
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` for the session: SQLite backend, artifacts served over HTTP."""
     root = tmp_path_factory.mktemp("mlflow-server")
-    with serve_mlflow(["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                       "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts"],
-                      root) as url:
+    with serve_mlflow(
+        [
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--serve-artifacts",
+        ],
+        root,
+    ) as url:
         yield url
 
 
@@ -177,8 +204,12 @@ def s3_env(s3_server, monkeypatch):
     sets them, and a fresh bucket; returns the bucket name."""
     import boto3
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_ENDPOINT_URL": s3_server, "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL": s3_server,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     bucket = f"adautomix-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=bucket)

@@ -14,11 +14,31 @@ def parsed(*argv: str):
 
 
 def test_list_and_optimiser_flags_reach_the_config():
-    config = parsed("--method", "adautomix", "--crop-scale", "0.5", "1", "--train-crop", "rrc",
-                    "--normalize-mean", "0.485", "0.456", "0.406",
-                    "--normalize-std", "0.229", "0.224", "0.225",
-                    "--mix-block-lr", "0.1", "--mix-block-min-lr", "0.001", "--grad-clip", "10",
-                    "--exclude-norm-bias-decay", "--randaugment")
+    config = parsed(
+        "--method",
+        "adautomix",
+        "--crop-scale",
+        "0.5",
+        "1",
+        "--train-crop",
+        "rrc",
+        "--normalize-mean",
+        "0.485",
+        "0.456",
+        "0.406",
+        "--normalize-std",
+        "0.229",
+        "0.224",
+        "0.225",
+        "--mix-block-lr",
+        "0.1",
+        "--mix-block-min-lr",
+        "0.001",
+        "--grad-clip",
+        "10",
+        "--exclude-norm-bias-decay",
+        "--randaugment",
+    )
     assert config.crop_scale == [0.5, 1.0]
     assert config.normalize_mean == [0.485, 0.456, 0.406]
     assert config.normalize_std == [0.229, 0.224, 0.225]
@@ -29,7 +49,10 @@ def test_list_and_optimiser_flags_reach_the_config():
 def test_a_preset_keeps_its_lists_unless_a_flag_overrides_them():
     config = parsed("--preset", "cub200-r18-adautomix")
     assert config.crop_scale == [0.5, 1.0] and config.normalize_mean == [0.485, 0.456, 0.406]
-    assert parsed("--preset", "cub200-r18-adautomix", "--crop-scale", "0.3", "1").crop_scale == [0.3, 1.0]
+    assert parsed("--preset", "cub200-r18-adautomix", "--crop-scale", "0.3", "1").crop_scale == [
+        0.3,
+        1.0,
+    ]
 
 
 def test_every_run_config_field_is_a_train_flag_with_its_help():
@@ -54,11 +77,13 @@ def test_a_preset_keeps_its_method_options_only_for_its_own_method():
     assert tuned.method_args == {**recipe.method_args, "beta": 0.5}
     # another method starts from its own defaults, not from AdAutoMix's options
     assert parsed("--preset", "cifar100-r18-adautomix", "--method", "mixup").method_args == {}
-    assert parsed("--preset", "cifar100-r18-adautomix", "--method", "mixup",
-                  "-o", "alpha=0.4").method_args == {"alpha": 0.4}
+    assert parsed(
+        "--preset", "cifar100-r18-adautomix", "--method", "mixup", "-o", "alpha=0.4"
+    ).method_args == {"alpha": 0.4}
 
 
 # --- bad input: one line, naming the thing and the fix; exit 2 (bad input) or 1 (a failed run) --
+
 
 def run_cli(capsys, *argv):
     status = main(list(argv))
@@ -66,18 +91,32 @@ def run_cli(capsys, *argv):
     return status, out, err
 
 
-@pytest.mark.parametrize("argv,fragment", [
-    (["train", "--lr", "nan"], "lr must be finite, got nan"),
-    (["train", "--weight-decay", "inf"], "weight_decay must be finite"),
-    (["train", "--momentum", "1.5"], "momentum must be in [0, 1)"),
-    (["train", "--method", "mixup", "-o", "alpha=abc"], "option alpha takes a finite number, got 'abc'"),
-    (["train", "--method", "adautomix", "-o", "is_random=maybe"],
-     "is_random takes a boolean (true, false, yes, no, 1, 0)"),
-    (["train", "--method", "mixup", "-o", "alpha"], "expected KEY=VALUE"),
-    (["train", "--config", "/no/such/config.json"], "--config /no/such/config.json: no such file"),
-    (["evaluate", "/no/such/run"], "/no/such/run holds no config.json"),
-    (["data", "verify", "cifar10", "--data-root", "/no/such/root"], "dataset cifar10 is not prepared"),
-])
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["train", "--lr", "nan"], "lr must be finite, got nan"),
+        (["train", "--weight-decay", "inf"], "weight_decay must be finite"),
+        (["train", "--momentum", "1.5"], "momentum must be in [0, 1)"),
+        (
+            ["train", "--method", "mixup", "-o", "alpha=abc"],
+            "option alpha takes a finite number, got 'abc'",
+        ),
+        (
+            ["train", "--method", "adautomix", "-o", "is_random=maybe"],
+            "is_random takes a boolean (true, false, yes, no, 1, 0)",
+        ),
+        (["train", "--method", "mixup", "-o", "alpha"], "expected KEY=VALUE"),
+        (
+            ["train", "--config", "/no/such/config.json"],
+            "--config /no/such/config.json: no such file",
+        ),
+        (["evaluate", "/no/such/run"], "/no/such/run holds no config.json"),
+        (
+            ["data", "verify", "cifar10", "--data-root", "/no/such/root"],
+            "dataset cifar10 is not prepared",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, fragment):
     status, out, err = run_cli(capsys, *argv)
     assert status == 2
@@ -89,8 +128,11 @@ def test_a_malformed_config_file_is_named(capsys, tmp_path):
     (tmp_path / "bad.json").write_text('{"lr": 0.1,')
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "typed.json").write_text(json.dumps({"epochs": "three"}))
-    for name, fragment in (("bad.json", "is not valid JSON"), ("list.json", "holds a JSON list"),
-                           ("typed.json", "epochs must be an integer, got 'three'")):
+    for name, fragment in (
+        ("bad.json", "is not valid JSON"),
+        ("list.json", "holds a JSON list"),
+        ("typed.json", "epochs must be an integer, got 'three'"),
+    ):
         status, _, err = run_cli(capsys, "train", "--config", str(tmp_path / name))
         assert status == 2 and fragment in err and err.count("\n") == 1, err
 
@@ -115,7 +157,8 @@ def test_an_unreachable_tracking_server_is_exit_1_without_its_password(capsys, m
 
 
 def test_strict_boolean_options_reach_the_config_as_booleans():
-    config = parsed("--method", "adautomix", "-o", "is_random=no", "-o", "mix_samples=2",
-                    "--batch-size", "4")
+    config = parsed(
+        "--method", "adautomix", "-o", "is_random=no", "-o", "mix_samples=2", "--batch-size", "4"
+    )
     assert config.method_args == {"is_random": False, "mix_samples": 2}
     assert parsed("--method", "mixup", "-o", "alpha=1").method_args == {"alpha": 1.0}

@@ -21,15 +21,24 @@ def citations(text: str) -> list[str]:
 
 def defined_names(path: Path) -> set[str]:
     """Every function and class a test file defines, at any depth (test classes' methods)."""
-    return {node.name for node in ast.walk(ast.parse(path.read_text()))
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    return {
+        node.name
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+    }
 
 
 def test_the_reader_finds_paths_folders_and_test_names():
-    text = ("see `tests/engine/test_resume.py::test_x` and tests/deploy/, "
-            "tests/test_cli.py (and tests/models).")
-    assert citations(text) == ["tests/deploy/", "tests/engine/test_resume.py::test_x",
-                               "tests/models", "tests/test_cli.py"]
+    text = (
+        "see `tests/engine/test_resume.py::test_x` and tests/deploy/, "
+        "tests/test_cli.py (and tests/models)."
+    )
+    assert citations(text) == [
+        "tests/deploy/",
+        "tests/engine/test_resume.py::test_x",
+        "tests/models",
+        "tests/test_cli.py",
+    ]
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
@@ -45,8 +54,10 @@ def test_every_test_a_doc_cites_exists(doc):
 
 
 SPEC = ROOT / "docs" / "adautomix-spec.md"
-SPEC_CITATION = re.compile(r"spec (§[\d.]*\d(?:(?:, | and )§[\d.]*\d)*)"
-                           r"(?: steps? (\d+)(?:-(\d+))?)?")
+SPEC_CITATION = re.compile(
+    r"spec (§[\d.]*\d(?:(?:, | and )§[\d.]*\d)*)"
+    r"(?: steps? (\d+)(?:-(\d+))?)?"
+)
 
 
 def spec_sections() -> tuple[set[str], int]:
@@ -62,8 +73,14 @@ def test_every_spec_section_the_code_cites_is_in_the_repository():
     section, and each step of §2, is there."""
     sections, steps = spec_sections()
     assert {"1", "2", "3", "5.2", "7.5", "10", "11"} <= sections and steps == 10
-    sources = [*(p for layer in ("adautomix", "components", "pipeline", "tests", "bench")
-                 for p in (ROOT / layer).rglob("*.py")), *DOCS]
+    sources = [
+        *(
+            p
+            for layer in ("adautomix", "components", "pipeline", "tests", "bench")
+            for p in (ROOT / layer).rglob("*.py")
+        ),
+        *DOCS,
+    ]
     cited, missing = set(), []
     for path in sources:
         for numbers, first, last in SPEC_CITATION.findall(path.read_text()):

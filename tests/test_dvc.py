@@ -122,18 +122,22 @@ def test_a_corrupt_object_in_the_remote_is_named_with_how_to_evict_it(workspace)
     with pytest.raises(DataError) as refused:
         materialise(NAME, "", workspace)
     message = str(refused.value)
-    assert message.startswith(f"DVC remote 'local' holds a corrupt copy of data version {version} "
-                              f"(train_labels.npy: ")
+    assert message.startswith(
+        f"DVC remote 'local' holds a corrupt copy of data version {version} (train_labels.npy: "
+    )
     assert str(in_remote) in message
     evict = message.split("`rm -rf ")[1].split("`")[0].split()
-    assert evict == [str(workspace / ".dvc" / "cache" / "files" / "md5" / labels_md5[:2]
-                         / labels_md5[2:]), str(workspace / "data" / NAME)]
+    assert evict == [
+        str(workspace / ".dvc" / "cache" / "files" / "md5" / labels_md5[:2] / labels_md5[2:]),
+        str(workspace / "data" / NAME),
+    ]
 
-    for path in map(Path, evict):                        # what the message says, done
+    for path in map(Path, evict):  # what the message says, done
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     remote_listing = in_remote.parents[1] / version[:2] / version[2:]
     assert message.split(" delete ")[1].split(" from the remote")[0] == " and ".join(
-        sorted([str(in_remote), str(remote_listing)]))
+        sorted([str(in_remote), str(remote_listing)])
+    )
     in_remote.unlink()
     remote_listing.unlink()
     (workspace / "data" / NAME).mkdir(parents=True)
@@ -150,17 +154,17 @@ def test_a_corrupt_object_in_the_remote_is_named_with_how_to_evict_it(workspace)
 def test_an_older_version_is_materialised_beside_the_tracked_one(workspace, tmp_path):
     old = tracked_version(NAME, workspace)
     old_files = snapshot(workspace / "data" / NAME)
-    push(workspace)                                   # the local default remote
+    push(workspace)  # the local default remote
     source = fixtures.make_fashion_mnist(tmp_path / "raw2", n_train=24, n_test=10)
     prepare(NAME, source=source, data_root=workspace / "data", force=True)
     new = commit(workspace)
     push(workspace)
-    shutil.rmtree(workspace / ".dvc" / "cache")       # only the remote has the old version now
+    shutil.rmtree(workspace / ".dvc" / "cache")  # only the remote has the old version now
     found = materialise(NAME, old.removesuffix(".dir"), workspace)
     assert new != old and found.version == old
     assert found.data_root == workspace / "data" / ".versions" / old
     assert snapshot(found.data_root / NAME) == old_files
-    assert materialise(NAME, "", workspace).manifest.counts["train"] == 24   # untouched
+    assert materialise(NAME, "", workspace).manifest.counts["train"] == 24  # untouched
 
 
 def prepare_from(source: Path):
@@ -169,8 +173,9 @@ def prepare_from(source: Path):
     return lambda name, data_root: prepare(name, source=source, data_root=data_root)
 
 
-def test_a_version_in_no_remote_is_prepared_here_checked_and_pushed(workspace, tmp_path,
-                                                                    monkeypatch):
+def test_a_version_in_no_remote_is_prepared_here_checked_and_pushed(
+    workspace, tmp_path, monkeypatch
+):
     monkeypatch.setattr(versioning, "prepare", prepare_from(tmp_path / "raw"))
     version = tracked_version(NAME, workspace)
     wipe(workspace)
@@ -179,8 +184,9 @@ def test_a_version_in_no_remote_is_prepared_here_checked_and_pushed(workspace, t
         assert repo.status(targets=[str(workspace / "data.dvc")], cloud=True) == {}
 
 
-def test_a_local_prepare_that_gives_other_bytes_is_a_hash_mismatch(workspace, tmp_path,
-                                                                   monkeypatch):
+def test_a_local_prepare_that_gives_other_bytes_is_a_hash_mismatch(
+    workspace, tmp_path, monkeypatch
+):
     other = fixtures.make_fashion_mnist(tmp_path / "other", n_train=24, n_test=10)
     monkeypatch.setattr(versioning, "prepare", prepare_from(other))
     tracked = (workspace / "data.dvc").read_text()

@@ -35,13 +35,15 @@ def test_model_ema_tracks_buffers_and_stays_in_eval():
     online = nn.BatchNorm1d(2)
     ema = ModelEma(online, decay=0.5)
     online.running_mean.fill_(2.0)
-    ema.update(online, step=100)          # past the warm-up: (1 + 100) / (10 + 100) > 0.5
+    ema.update(online, step=100)  # past the warm-up: (1 + 100) / (10 + 100) > 0.5
     assert torch.allclose(ema.module.running_mean, torch.ones(2))
     assert not ema.module.training
 
 
-@pytest.mark.parametrize("warmup, step, kept", [(True, 0, 0.1), (True, 20, 0.7), (True, 10_000, 0.999),
-                                                (False, 0, 0.999)])
+@pytest.mark.parametrize(
+    "warmup, step, kept",
+    [(True, 0, 0.1), (True, 20, 0.7), (True, 10_000, 0.999), (False, 0, 0.999)],
+)
 def test_model_ema_warms_its_decay_up(warmup, step, kept):
     # the fraction of the old average kept: min(0.999, (1 + t) / (10 + t)) with the warm-up
     online = nn.Linear(1, 1, bias=False)

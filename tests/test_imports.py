@@ -39,7 +39,7 @@ def imported_names(name: str, path: Path, known: set[str]) -> set[str]:
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module
@@ -97,8 +97,10 @@ def test_the_graph_reader_sees_lazy_and_relative_imports(tmp_path):
     """The reader itself, on a hand-made module: a relative import, a submodule import, a lazy
     import inside a function."""
     path = tmp_path / "mod.py"
-    path.write_text("from .sibling import thing\nfrom pkg import sub\n"
-                    "def f():\n    from pipeline.run import x\n")
+    path.write_text(
+        "from .sibling import thing\nfrom pkg import sub\n"
+        "def f():\n    from pipeline.run import x\n"
+    )
     names = imported_names("pkg.mod", path, {"pkg.sibling", "pkg.sub", "pkg"})
     assert names == {"pkg.sibling", "pkg.sub", "pipeline.run"}
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
@@ -106,14 +108,19 @@ def test_the_graph_reader_sees_lazy_and_relative_imports(tmp_path):
 
 def test_the_package_never_imports_the_layers_built_on_it():
     _, tops = import_graph()
-    upward = {name: sorted(found & {"pipeline", "components", "kfp"})
-              for name, found in tops.items() if name.startswith("adautomix")}
+    upward = {
+        name: sorted(found & {"pipeline", "components", "kfp"})
+        for name, found in tops.items()
+        if name.startswith("adautomix")
+    }
     assert {name: found for name, found in upward.items() if found} == {}
 
 
 def test_components_never_import_the_pipeline():
     _, tops = import_graph()
-    assert {n for n, found in tops.items() if n.startswith("components") and "pipeline" in found} == set()
+    assert {
+        n for n, found in tops.items() if n.startswith("components") and "pipeline" in found
+    } == set()
 
 
 def test_no_import_cycles_among_the_projects_modules():
@@ -132,13 +139,15 @@ def package_of(module: str, packages: set[str]) -> str:
 
 def package_graph(edges: dict[str, set[str]]) -> dict[str, set[str]]:
     """The module graph with each sub-package of adautomix drawn as one node."""
-    packages = {name for name, path in module_files().items()
-                if path.name == "__init__.py" and name.count(".") == 1}
+    packages = {
+        name
+        for name, path in module_files().items()
+        if path.name == "__init__.py" and name.count(".") == 1
+    }
     graph: dict[str, set[str]] = {}
     for name, imported in edges.items():
         node = package_of(name, packages)
-        graph.setdefault(node, set()).update(
-            package_of(other, packages) for other in imported)
+        graph.setdefault(node, set()).update(package_of(other, packages) for other in imported)
         graph[node].discard(node)
     return graph
 
@@ -148,10 +157,15 @@ def test_the_graph_of_packages_has_a_rank_for_each_package():
     engine, even where the modules themselves form no cycle (learned_mix -> engine.ema -> ...
     did not, yet it ran back up)."""
     assert cycles({"a.x": {"b.y"}, "b.y": set(), "b.z": {"a.w"}, "a.w": set()}) == []
-    assert package_graph({"adautomix.mixers.a": {"adautomix.engine.b"},
-                          "adautomix.engine.c": {"adautomix.mixers.d", "adautomix.config"}}) \
-        == {"adautomix.mixers": {"adautomix.engine"},
-            "adautomix.engine": {"adautomix.mixers", "adautomix.config"}}
+    assert package_graph(
+        {
+            "adautomix.mixers.a": {"adautomix.engine.b"},
+            "adautomix.engine.c": {"adautomix.mixers.d", "adautomix.config"},
+        }
+    ) == {
+        "adautomix.mixers": {"adautomix.engine"},
+        "adautomix.engine": {"adautomix.mixers", "adautomix.config"},
+    }
     edges, _ = import_graph()
     assert cycles(package_graph(edges)) == []
 
@@ -167,10 +181,14 @@ def is_cluster_module(name: str) -> bool:
 ONLY_THESE_IMPORT = {
     "MLflow": (("mlflow",), lambda n: n in ("adautomix.tracking", "adautomix.registry")),
     "DALI": (("nvidia.dali",), lambda n: n == "adautomix.data.dali"),
-    "DVC": (("dvc", "dvc_s3", "dvc_objects", "dvc_data"),
-            lambda n: n == "adautomix.data.dvc_adapter"),
-    "the Kubernetes client": (("kubernetes", "kubeflow.training", "kubeflow_trainer_api"),
-                              lambda n: is_cluster_module(n) or not n.startswith("adautomix")),
+    "DVC": (
+        ("dvc", "dvc_s3", "dvc_objects", "dvc_data"),
+        lambda n: n == "adautomix.data.dvc_adapter",
+    ),
+    "the Kubernetes client": (
+        ("kubernetes", "kubeflow.training", "kubeflow_trainer_api"),
+        lambda n: is_cluster_module(n) or not n.startswith("adautomix"),
+    ),
 }
 
 
@@ -178,9 +196,15 @@ ONLY_THESE_IMPORT = {
 def test_each_system_is_imported_only_where_the_map_says(system):
     names, allowed = ONLY_THESE_IMPORT[system]
     files = module_files()
-    importers = {module for module, path in files.items()
-                 if any(found == name or found.startswith(name + ".") for name in names
-                        for found in imported_names(module, path, set(files)))}
+    importers = {
+        module
+        for module, path in files.items()
+        if any(
+            found == name or found.startswith(name + ".")
+            for name in names
+            for found in imported_names(module, path, set(files))
+        )
+    }
     assert importers, f"nothing imports {system}: the rule is stale"
     assert sorted(m for m in importers if not allowed(m)) == []
 
@@ -192,18 +216,24 @@ def test_the_cluster_rule_holds_in_the_sub_package_too():
     assert not is_cluster_module("adautomix.steps.train")
 
 
-@pytest.mark.parametrize("entry, banned", [
-    # checking and compiling a pipeline reads .dvc files and builds the graph: no DVC, no MLflow
-    ("import pipeline.run", ("dvc", "mlflow")),
-    # what every component imports at the top, in every step's process
-    ("import components.data, components.train, components.train_job, components.evaluate, "
-     "components.register",
-     ("dvc", "mlflow", "torch")),
-    ("import adautomix.steps, adautomix.registry", ("dvc", "mlflow", "torch")),
-])
+@pytest.mark.parametrize(
+    "entry, banned",
+    [
+        # checking and compiling a pipeline reads .dvc files and builds the graph: no DVC, no MLflow
+        ("import pipeline.run", ("dvc", "mlflow")),
+        # what every component imports at the top, in every step's process
+        (
+            "import components.data, components.train, components.train_job, components.evaluate, "
+            "components.register",
+            ("dvc", "mlflow", "torch"),
+        ),
+        ("import adautomix.steps, adautomix.registry", ("dvc", "mlflow", "torch")),
+    ],
+)
 def test_entry_points_import_only_what_they_need(entry, banned):
     code = f"import sys; {entry}; print(sorted({{m.split('.')[0] for m in sys.modules}}))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     loaded = set(ast.literal_eval(out.strip().splitlines()[-1]))
     assert loaded.isdisjoint(banned), sorted(loaded & set(banned))

@@ -71,25 +71,49 @@ def test_the_image_lock_carries_no_test_tools_and_the_dev_lock_adds_them(runtime
         assert dev[name][1] == hashes
 
 
-@pytest.mark.parametrize("lock, extras", [("requirements.lock", RUNTIME_EXTRAS),
-                                          ("requirements-dev.lock", (*RUNTIME_EXTRAS, "test", "dev"))])
+@pytest.mark.parametrize(
+    "lock, extras",
+    [
+        ("requirements.lock", RUNTIME_EXTRAS),
+        ("requirements-dev.lock", (*RUNTIME_EXTRAS, "test", "dev")),
+    ],
+)
 def test_every_dependency_pyproject_declares_is_locked_within_its_range(lock, extras):
     entries = read_lock(lock)
     project = pyproject()["project"]
-    declared = project["dependencies"] + [r for e in extras for r in project["optional-dependencies"][e]]
+    declared = project["dependencies"] + [
+        r for e in extras for r in project["optional-dependencies"][e]
+    ]
     for requirement in map(Requirement, declared):
         name = canonicalize_name(requirement.name)
-        assert name in entries, f"{requirement} is in pyproject.toml but not in {lock}: bash scripts/lock.sh"
-        assert entries[name][0] in requirement.specifier, f"{lock} pins {name} {entries[name][0]}, " \
-                                                          f"outside pyproject's {requirement}"
+        assert name in entries, (
+            f"{requirement} is in pyproject.toml but not in {lock}: bash scripts/lock.sh"
+        )
+        assert entries[name][0] in requirement.specifier, (
+            f"{lock} pins {name} {entries[name][0]}, outside pyproject's {requirement}"
+        )
 
 
 def test_this_environment_is_exactly_the_dev_lock():
     """uv, offline, in --require-hashes mode: nothing to install means the lock parses as hashed
     pins and .venv holds each at its version (what scripts/setup.sh installs)."""
     uv = Path(sys.executable).parent / "uv"
-    done = subprocess.run([str(uv), "pip", "install", "--dry-run", "--offline", "--require-hashes",
-                           "--python", sys.executable, "-r", str(ROOT / "requirements-dev.lock")],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            str(uv),
+            "pip",
+            "install",
+            "--dry-run",
+            "--offline",
+            "--require-hashes",
+            "--python",
+            sys.executable,
+            "-r",
+            str(ROOT / "requirements-dev.lock"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "Would make no changes" in done.stderr

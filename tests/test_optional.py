@@ -80,12 +80,16 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_without_gco_opencv_and_dali_every_other_part_runs(fmnist_root, tmp_path):
-    result = subprocess.run([sys.executable, "-c", SCRIPT, str(fmnist_root), str(tmp_path / "run")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(fmnist_root), str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
 
-    assert report["imported"] == []   # nothing reached a hidden module
+    assert report["imported"] == []  # nothing reached a hidden module
     refused = report["refused"]
     assert set(refused) == {"puzzlemix", "saliencymix"}
     assert "pip install gco-wrapper" in refused["puzzlemix"]
@@ -94,8 +98,16 @@ def test_without_gco_opencv_and_dali_every_other_part_runs(fmnist_root, tmp_path
     assert {k for k, v in report["reasons"].items() if v} == set(refused)
 
     steps = report["steps"]
-    assert set(steps) == {"vanilla", "mixup", "cutmix", "fmix", "resizemix", "manifoldmix",
-                          "automix", "adautomix"}
+    assert set(steps) == {
+        "vanilla",
+        "mixup",
+        "cutmix",
+        "fmix",
+        "resizemix",
+        "manifoldmix",
+        "automix",
+        "adautomix",
+    }
     for name, (loss, changed) in steps.items():
         assert 0 < loss < 100 and changed, name
 

@@ -25,8 +25,7 @@ def networks(name: str, device: str = "cpu"):
     torch.manual_seed(0)
     model = create_model("resnet18", 10, in_chans=3, width=8).to(device)
     method = create_method(name, model, 10).to(device)
-    optimizer = torch.optim.SGD([*model.parameters(), *method.parameters()], lr=0.1,
-                                momentum=0.9)
+    optimizer = torch.optim.SGD([*model.parameters(), *method.parameters()], lr=0.1, momentum=0.9)
     return model, method, optimizer
 
 
@@ -45,7 +44,7 @@ def one_step(name: str, precision: str | None, device: str = "cpu"):
     hook = first_conv.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
     before = [p.detach().clone() for p in model.parameters()]
     scaler = grad_scaler(precision or "fp32", device)
-    if precision is None:   # the step as it was before precision existed: no context at all
+    if precision is None:  # the step as it was before precision existed: no context at all
         loss, _ = method.training_step(model, images, labels, 0)
     else:
         with autocast(precision, device):
@@ -60,7 +59,7 @@ def test_a_bf16_step_on_the_cpu_trains_in_bf16(name):
     loss, dtypes, before, after, _ = one_step(name, "bf16")
     assert torch.isfinite(loss) and 0 < loss.item() < 10
     assert dtypes and set(dtypes) == {torch.bfloat16}
-    assert all(p.dtype == torch.float32 for p in after)           # the weights stay fp32
+    assert all(p.dtype == torch.float32 for p in after)  # the weights stay fp32
     # the same weights move as in fp32 (the residual branches' zero-initialised last BatchNorm
     # holds their convolutions still in a first step, in either precision)
     _, _, before_fp32, after_fp32, _ = one_step(name, "fp32")
@@ -85,19 +84,36 @@ def test_fp16_off_cuda_is_refused_in_one_line(tmp_path):
     # device auto on a machine without CUDA: refused by the engine before anything is written
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="precision fp16 needs a CUDA device"):
-            train(RunConfig(precision="fp16", output_dir=str(tmp_path / "run"),
-                            data_root="nowhere"))
+            train(
+                RunConfig(precision="fp16", output_dir=str(tmp_path / "run"), data_root="nowhere")
+            )
         assert not (tmp_path / "run").exists()
-    result = subprocess.run([sys.executable, "-m", "adautomix.cli", "train", "--precision", "fp16",
-                             "--device", "cpu", "--output-dir", str(tmp_path / "cli")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "adautomix.cli",
+            "train",
+            "--precision",
+            "fp16",
+            "--device",
+            "cpu",
+            "--output-dir",
+            str(tmp_path / "cli"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: precision fp16 needs a CUDA device; use --precision bf16 or fp32 on the CPU"]
+        "error: precision fp16 needs a CUDA device; use --precision bf16 or fp32 on the CPU"
+    ]
     assert not (tmp_path / "cli").exists()
 
 
 # --- CUDA -------------------------------------------------------------------------------------
+
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -114,10 +130,22 @@ def test_a_reduced_precision_step_on_cuda_trains(name, precision):
 def test_an_fp16_run_on_cuda_checkpoints_its_loss_scale(fmnist_root, mlflow_sqlite, tmp_path):
     from adautomix.engine.checkpoint import load_checkpoint
 
-    config = RunConfig(dataset="fashion-mnist", model="resnet18", model_width=8, epochs=1,
-                       subset=200, test_subset=100, batch_size=50, precision="fp16",
-                       device="cuda", data_root=str(fmnist_root), output_dir=str(tmp_path / "run"),
-                       experiment="test-fp16", progress=False, log_images_every=0)
+    config = RunConfig(
+        dataset="fashion-mnist",
+        model="resnet18",
+        model_width=8,
+        epochs=1,
+        subset=200,
+        test_subset=100,
+        batch_size=50,
+        precision="fp16",
+        device="cuda",
+        data_root=str(fmnist_root),
+        output_dir=str(tmp_path / "run"),
+        experiment="test-fp16",
+        progress=False,
+        log_images_every=0,
+    )
     result = train(config)
     assert 0 < result.history[-1]["train_loss"] < 10
     state = load_checkpoint(tmp_path / "run")

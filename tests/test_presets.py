@@ -10,11 +10,21 @@ from adautomix.mixers import method_defaults
 from adautomix.presets import PRESETS, get_preset
 
 REQUIRED = {
-    "cifar100-r18-adautomix", "cifar100-rx50-adautomix", "tiny-imagenet-r18-adautomix",
-    "tiny-imagenet-rx50-adautomix", "imagenet-r18-adautomix", "imagenet-r50-adautomix",
-    "cub200-r18-adautomix", "cub200-rx50-adautomix", "aircraft-r18-adautomix",
-    "aircraft-rx50-adautomix", "cars-r18-adautomix", "cars-rx50-adautomix",
-    "cifar100-swin-adautomix", "cifar100-convnext-adautomix", "cifar100-r18-automix",
+    "cifar100-r18-adautomix",
+    "cifar100-rx50-adautomix",
+    "tiny-imagenet-r18-adautomix",
+    "tiny-imagenet-rx50-adautomix",
+    "imagenet-r18-adautomix",
+    "imagenet-r50-adautomix",
+    "cub200-r18-adautomix",
+    "cub200-rx50-adautomix",
+    "aircraft-r18-adautomix",
+    "aircraft-rx50-adautomix",
+    "cars-r18-adautomix",
+    "cars-rx50-adautomix",
+    "cifar100-swin-adautomix",
+    "cifar100-convnext-adautomix",
+    "cifar100-r18-automix",
 }
 
 
@@ -32,16 +42,29 @@ def test_the_main_cifar_recipe_is_the_official_one():
     assert (p.dataset, p.model, p.method) == ("cifar100", "resnet18", "adautomix")
     assert (p.epochs, p.batch_size, p.optimizer, p.lr, p.min_lr) == (800, 100, "sgd", 0.1, 0.05)
     assert (p.momentum, p.weight_decay, p.lr_schedule_by) == (0.9, 1e-4, "epoch")
-    expected = {"mix_samples": 3, "beta": 0.3, "lam_concat": False, "lam_margin": 0.03,
-                "teacher_momentum": 0.999, "end_momentum": 0.999999, "momentum_warmup": 0.1}
+    expected = {
+        "mix_samples": 3,
+        "beta": 0.3,
+        "lam_concat": False,
+        "lam_margin": 0.03,
+        "teacher_momentum": 0.999,
+        "end_momentum": 0.999999,
+        "momentum_warmup": 0.1,
+    }
     assert {k: p.method_args[k] for k in expected} == expected
 
 
-@pytest.mark.parametrize("name,beta,mix_samples,lam_concat", [
-    ("tiny-imagenet-r18-adautomix", 0.4, 3, False), ("imagenet-r18-adautomix", 0.1, 2, True),
-    ("cub200-rx50-adautomix", 0.1, 3, True), ("aircraft-rx50-adautomix", 0.6, 3, True),
-    ("cars-r18-adautomix", 0.5, 3, True), ("cifar100-swin-adautomix", 0.3, 3, True),
-])
+@pytest.mark.parametrize(
+    "name,beta,mix_samples,lam_concat",
+    [
+        ("tiny-imagenet-r18-adautomix", 0.4, 3, False),
+        ("imagenet-r18-adautomix", 0.1, 2, True),
+        ("cub200-rx50-adautomix", 0.1, 3, True),
+        ("aircraft-rx50-adautomix", 0.6, 3, True),
+        ("cars-r18-adautomix", 0.5, 3, True),
+        ("cifar100-swin-adautomix", 0.3, 3, True),
+    ],
+)
 def test_per_dataset_differences(name, beta, mix_samples, lam_concat):
     args = PRESETS[name].method_args
     assert (args["beta"], args["mix_samples"]) == (beta, mix_samples)

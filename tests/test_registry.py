@@ -11,12 +11,23 @@ import mlflow
 import pytest
 
 from adautomix.config import ConfigError, RunConfig
-from adautomix.registry import (CHALLENGER, CHAMPION, Candidate, Gate, GateRejected, RegistryError,
-                                Registration, champion_lock, lock_name, register, register_best)
+from adautomix.registry import (
+    CHALLENGER,
+    CHAMPION,
+    Candidate,
+    Gate,
+    GateRejected,
+    RegistryError,
+    Registration,
+    champion_lock,
+    lock_name,
+    register,
+    register_best,
+)
 from adautomix.tracking import Tracker, TrackingError, connect
 from tests.tracking_helpers import logged_model
 
-TEN_CLASSES = 10.0   # chance top-1, %
+TEN_CLASSES = 10.0  # chance top-1, %
 
 
 def candidate(score: float) -> Candidate:
@@ -91,7 +102,7 @@ def test_a_model_at_chance_is_versioned_with_its_reason_but_holds_no_alias(name,
     done = register(candidate(score), name, "fashion-mnist")
     assert not done.passed and not done.promoted and done.aliases == ()
     assert "chance" in done.reason and "15" in done.reason
-    assert aliases(name) == {CHALLENGER: "1", CHAMPION: "1"}       # nothing moved
+    assert aliases(name) == {CHALLENGER: "1", CHAMPION: "1"}  # nothing moved
     version = connect().get_model_version(name, done.version)
     assert version.tags["gate"] == "rejected" and version.tags["gate_reason"] == done.reason
 
@@ -103,10 +114,11 @@ def test_a_first_model_at_chance_does_not_become_champion(name):
 
 
 def test_the_gate_is_relative_to_chance_and_takes_a_floor(name):
-    hundred_classes = Candidate(logged_model(), 12.0, 1.0)          # 12x chance on 100 classes
+    hundred_classes = Candidate(logged_model(), 12.0, 1.0)  # 12x chance on 100 classes
     assert register(hundred_classes, name, "cifar100").promoted
-    floored = register(Candidate(logged_model(), 40.0, 1.0), name, "cifar100",
-                       gate=Gate(min_score=50.0))
+    floored = register(
+        Candidate(logged_model(), 40.0, 1.0), name, "cifar100", gate=Gate(min_score=50.0)
+    )
     assert not floored.passed and "minimum score 50" in floored.reason
     relaxed = register(candidate(12.0), f"{name}-f", "fashion-mnist", gate=Gate(chance_margin=1.0))
     assert relaxed.promoted
@@ -138,8 +150,9 @@ def test_a_non_finite_score_is_never_registered(name, score):
 
 
 def test_register_best_passes_over_a_nan_candidate(name):
-    done = register_best([candidate(float("nan")), candidate(60.0), candidate(70.0)], name,
-                         "fashion-mnist")
+    done = register_best(
+        [candidate(float("nan")), candidate(60.0), candidate(70.0)], name, "fashion-mnist"
+    )
     assert float(connect().get_model_version(name, done.version).tags["score"]) == 70.0
     with pytest.raises(RegistryError, match="none of the 1 candidates"):
         register_best([candidate(float("nan"))], name, "fashion-mnist")
@@ -160,6 +173,7 @@ def test_the_reported_store_has_no_password(monkeypatch, mlflow_http, name):
 
 
 # --- parallel registrations: one champion, the best ------------------------------------------
+
 
 def test_parallel_registrations_leave_the_best_as_the_one_champion(name):
     register(candidate(80.0), name, "fashion-mnist")
@@ -191,16 +205,18 @@ def test_a_lock_left_by_a_killed_holder_is_broken_and_one_held_is_waited_for(nam
         holder = client.get_registered_model(lock_name(name)).tags["holder"]
         assert holder.startswith(f"{name} version 1 on ")
         waited = []
-        rival = threading.Thread(target=lambda: waited.append(register(candidate(80.0), name,
-                                                                       "fashion-mnist")))
+        rival = threading.Thread(
+            target=lambda: waited.append(register(candidate(80.0), name, "fashion-mnist"))
+        )
         rival.start()
         rival.join(timeout=2)
-        assert rival.is_alive() and CHAMPION not in aliases(name)   # waits for the lock
+        assert rival.is_alive() and CHAMPION not in aliases(name)  # waits for the lock
     rival.join(timeout=120)
     assert waited[0].promoted and aliases(name)[CHAMPION] == waited[0].version
 
 
 # --- a champion that lost its score ----------------------------------------------------------
+
 
 @pytest.mark.parametrize("damage", ["deleted", "garbled"])
 def test_a_champion_without_a_readable_score_stays_and_the_reason_names_it(name, damage):
@@ -227,8 +243,9 @@ def test_a_version_records_the_image_digest_its_run_ran_from(name, monkeypatch, 
     run = Tracker(RunConfig(output_dir=str(tmp_path / "run"), experiment="registry-tests"), "h")
     model = mlflow.initialize_logged_model(name="model", source_run_id=run.run_id)
     run.finish()
-    done = register(Candidate(f"models:/{model.model_id}", 80.0, TEN_CLASSES), name,
-                    "fashion-mnist")
+    done = register(
+        Candidate(f"models:/{model.model_id}", 80.0, TEN_CLASSES), name, "fashion-mnist"
+    )
     tags = connect().get_model_version(name, done.version).tags
     assert tags["image"] == PINNED and tags["image_digest"] == "sha256:" + "5e" * 32
     assert tags["image_digest_source"] == "pinned reference (ADAUTOMIX_IMAGE)"

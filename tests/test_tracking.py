@@ -32,8 +32,12 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 def killed_run(output_dir) -> str:
-    proc = subprocess.run([sys.executable, "-c", KILLED_RUN, str(output_dir)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, str(output_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == -9, proc.stderr
     return proc.stdout.split()[0]
 
@@ -41,21 +45,26 @@ def killed_run(output_dir) -> str:
 def left_running(client: MlflowClient, output_dir) -> str:
     """Another run a kill left RUNNING, as the store holds it."""
     experiment = client.get_experiment_by_name("stale").experiment_id
-    return client.create_run(experiment, tags={OUTPUT_DIR_TAG: str(output_dir.resolve())}).info.run_id
+    return client.create_run(
+        experiment, tags={OUTPUT_DIR_TAG: str(output_dir.resolve())}
+    ).info.run_id
 
 
-def test_a_resume_continues_the_killed_run_and_a_fresh_start_marks_it_killed(mlflow_sqlite, tmp_path):
+def test_a_resume_continues_the_killed_run_and_a_fresh_start_marks_it_killed(
+    mlflow_sqlite, tmp_path
+):
     client = MlflowClient(mlflow_sqlite)
     stale = killed_run(tmp_path / "run")
     assert client.get_run(stale).info.status == "RUNNING"
     twin, other = left_running(client, tmp_path / "run"), left_running(client, tmp_path / "other")
 
-    resumed = Tracker(RunConfig(output_dir=str(tmp_path / "run"), experiment="stale"), "hash",
-                      run_id=stale)
+    resumed = Tracker(
+        RunConfig(output_dir=str(tmp_path / "run"), experiment="stale"), "hash", run_id=stale
+    )
     assert resumed.run_id == stale and client.get_run(stale).info.status == "RUNNING"
     assert client.get_run(twin).info.status == "KILLED"
     assert "killed" in client.get_run(twin).data.tags[FAILURE_TAG]
-    assert client.get_run(other).info.status == "RUNNING"      # another folder's run is not ours
+    assert client.get_run(other).info.status == "RUNNING"  # another folder's run is not ours
     resumed.finish("FAILED", reason="training loss became nan")
     run = client.get_run(stale)
     assert run.info.status == "FAILED" and run.data.tags[FAILURE_TAG] == "training loss became nan"
@@ -64,16 +73,21 @@ def test_a_resume_continues_the_killed_run_and_a_fresh_start_marks_it_killed(mlf
     fresh.finish()
     assert client.get_run(other).info.status == "KILLED"
     assert client.get_run(fresh.run_id).info.status == "FINISHED"
-    assert client.get_run(fresh.run_id).data.tags[OUTPUT_DIR_TAG] == str((tmp_path / "other").resolve())
+    assert client.get_run(fresh.run_id).data.tags[OUTPUT_DIR_TAG] == str(
+        (tmp_path / "other").resolve()
+    )
 
 
-@pytest.mark.parametrize("uri,shown", [
-    ("http://alice:s3cret@mlflow.example:5000/", "http://alice:***@mlflow.example:5000/"),
-    ("https://s3cret@mlflow.example/", "https://***@mlflow.example/"),
-    ("postgresql://mlflow:s3cret@db:5432/mlflow", "postgresql://mlflow:***@db:5432/mlflow"),
-    ("https://mlflow.example/?token=s3cret&x=1", "https://mlflow.example/?token=***&x=1"),
-    ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
-])
+@pytest.mark.parametrize(
+    "uri,shown",
+    [
+        ("http://alice:s3cret@mlflow.example:5000/", "http://alice:***@mlflow.example:5000/"),
+        ("https://s3cret@mlflow.example/", "https://***@mlflow.example/"),
+        ("postgresql://mlflow:s3cret@db:5432/mlflow", "postgresql://mlflow:***@db:5432/mlflow"),
+        ("https://mlflow.example/?token=s3cret&x=1", "https://mlflow.example/?token=***&x=1"),
+        ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
+    ],
+)
 def test_redact_masks_credentials_and_keeps_the_place(uri, shown):
     assert redact(f"error at {uri} (retry)") == f"error at {shown} (retry)"
 
@@ -91,15 +105,30 @@ def test_an_unreachable_server_is_named_without_its_password(monkeypatch, caplog
     with caplog.at_level(logging.DEBUG), pytest.raises(TrackingError) as error:
         connect()
     assert "127.0.0.1:9" in str(error.value) and "alice:***@" in str(error.value)
-    assert error.value.__cause__ is None    # the server's own message may quote the URI
+    assert error.value.__cause__ is None  # the server's own message may quote the URI
     assert "s3cret" not in str(error.value) and "s3cret" not in caplog.text
     assert os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] == "true"
 
 
 # --- a store that cannot take the run: one line, the right exit, nothing written -------------
 
-TRAIN = ["train", "--dataset", "fashion-mnist", "--model", "resnet18", "--method", "vanilla",
-         "--epochs", "1", "--batch-size", "10", "--subset", "20", "--num-workers", "0"]
+TRAIN = [
+    "train",
+    "--dataset",
+    "fashion-mnist",
+    "--model",
+    "resnet18",
+    "--method",
+    "vanilla",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "10",
+    "--subset",
+    "20",
+    "--num-workers",
+    "0",
+]
 
 
 def train_argv(tmp_path) -> list[str]:
@@ -111,7 +140,8 @@ def nothing_written(tmp_path) -> bool:
 
 
 def test_a_sqlite_store_in_a_missing_folder_is_named_exit_2_before_anything_is_written(
-        tmp_path, monkeypatch, capsys):
+    tmp_path, monkeypatch, capsys
+):
     from adautomix.cli import main
 
     missing = Path("/nonexistent-dir")
@@ -119,9 +149,11 @@ def test_a_sqlite_store_in_a_missing_folder_is_named_exit_2_before_anything_is_w
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{missing}/x.db")
     assert main(train_argv(tmp_path)) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line == (f"error: MLFLOW_TRACKING_URI sqlite:///{missing}/x.db: the folder {missing} "
-                    f"does not exist; create it (mkdir -p {missing}) or point MLFLOW_TRACKING_URI "
-                    "at a database file in a writable folder (or unset it for ./mlflow.db)")
+    assert line == (
+        f"error: MLFLOW_TRACKING_URI sqlite:///{missing}/x.db: the folder {missing} "
+        f"does not exist; create it (mkdir -p {missing}) or point MLFLOW_TRACKING_URI "
+        "at a database file in a writable folder (or unset it for ./mlflow.db)"
+    )
     assert nothing_written(tmp_path) and not missing.exists()
 
 
@@ -142,21 +174,30 @@ def test_a_sqlite_store_in_a_read_only_folder_is_named_exit_2_before_anything_is
     read_only.chmod(0o555)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{read_only / 'x.db'}"}
     # root writes into any folder: take away its capability to, as for any other user
-    as_user = (["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
-               if os.geteuid() == 0 else [])
-    done = subprocess.run([*as_user, sys.executable, "-m", "adautomix.cli", *train_argv(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    as_user = (
+        ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    )
+    done = subprocess.run(
+        [*as_user, sys.executable, "-m", "adautomix.cli", *train_argv(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     read_only.chmod(0o755)
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
-    assert line.startswith(f"error: MLFLOW_TRACKING_URI sqlite:///{read_only / 'x.db'}: "
-                           f"the folder {read_only} is not writable")
+    assert line.startswith(
+        f"error: MLFLOW_TRACKING_URI sqlite:///{read_only / 'x.db'}: "
+        f"the folder {read_only} is not writable"
+    )
     assert "Traceback" not in done.stderr and nothing_written(tmp_path)
     assert list(read_only.iterdir()) == []
 
 
 def test_a_server_that_is_down_is_named_at_once_exit_1_before_anything_is_written(
-        tmp_path, monkeypatch, capsys):
+    tmp_path, monkeypatch, capsys
+):
     from adautomix.cli import main
 
     # MLflow's own retries are left as they are: the check must not wait for them
@@ -175,7 +216,8 @@ TOKEN = "t0ken-7f3a9c"
 
 
 def test_the_check_and_the_run_reach_a_server_behind_an_ingress_with_its_token(
-        mlflow_server, monkeypatch, tmp_path, caplog):
+    mlflow_server, monkeypatch, tmp_path, caplog
+):
     with ingress(mlflow_server, TOKEN) as (url, gate):
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
@@ -194,15 +236,19 @@ def test_the_check_and_the_run_reach_a_server_behind_an_ingress_with_its_token(
 
 
 def test_a_server_with_a_private_ca_is_reached_with_its_bundle_and_named_without(
-        mlflow_server, monkeypatch, tmp_path):
+    mlflow_server, monkeypatch, tmp_path
+):
     ca, certificate, key = certificate_authority(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", TOKEN)
     monkeypatch.delenv("MLFLOW_TRACKING_SERVER_CERT_PATH", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_INSECURE_TLS", raising=False)
     with ingress(mlflow_server, TOKEN, tls=(certificate, key)) as (url, gate):
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-        with pytest.raises(TrackingError, match=f"server at {url} presented a TLS certificate "
-                           "this client does not trust; set MLFLOW_TRACKING_SERVER_CERT_PATH"):
+        with pytest.raises(
+            TrackingError,
+            match=f"server at {url} presented a TLS certificate "
+            "this client does not trust; set MLFLOW_TRACKING_SERVER_CERT_PATH",
+        ):
             connect()
         monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(ca))
         connect().search_experiments(max_results=1)

@@ -8,8 +8,7 @@ import warnings
 import pytest
 
 
-@pytest.mark.parametrize("module", ["adautomix.engine.train", "components.train",
-                                    "pipeline.run"])
+@pytest.mark.parametrize("module", ["adautomix.engine.train", "components.train", "pipeline.run"])
 @pytest.mark.parametrize("category", [DeprecationWarning, PendingDeprecationWarning])
 def test_a_deprecation_our_code_triggers_is_an_error(module, category):
     with pytest.raises(category):
@@ -20,8 +19,12 @@ def action_for(category: type[Warning], module: str) -> str:
     """What the warning filters in force do with `category` attributed to `module`: the first
     filter that matches decides, as in the warnings module itself."""
     for action, message, kind, pattern, lineno in warnings.filters:
-        if issubclass(category, kind) and (pattern is None or pattern.match(module)) \
-                and lineno == 0 and (message is None or message.match("old API")):
+        if (
+            issubclass(category, kind)
+            and (pattern is None or pattern.match(module))
+            and lineno == 0
+            and (message is None or message.match("old API"))
+        ):
             return action
     return "default"
 

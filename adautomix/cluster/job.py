@@ -56,10 +56,20 @@ class NodeSettings:
 
 def node_settings(task_config: Any) -> NodeSettings:
     """NodeSettings from a dsl.TaskConfig (or anything with its attributes); unset fields empty."""
-    return NodeSettings(**{name: getattr(task_config, name, None) or default
-                           for name, default in (("resources", {}), ("env", []), ("volumes", []),
-                                                 ("volume_mounts", []), ("tolerations", []),
-                                                 ("node_selector", {}), ("affinity", None))})
+    return NodeSettings(
+        **{
+            name: getattr(task_config, name, None) or default
+            for name, default in (
+                ("resources", {}),
+                ("env", []),
+                ("volumes", []),
+                ("volume_mounts", []),
+                ("tolerations", []),
+                ("node_selector", {}),
+                ("affinity", None),
+            )
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -89,12 +99,14 @@ class JobOptions:
     deadline_seconds: int = 0
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "JobOptions":
+    def from_dict(cls, values: dict[str, Any]) -> JobOptions:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"job options {unknown} are not known; known: {sorted(known)} "
-                             "(compile the pipeline with this package's version)")
+            raise ValueError(
+                f"job options {unknown} are not known; known: {sorted(known)} "
+                "(compile the pipeline with this package's version)"
+            )
         values = dict(values)
         if "image_pull_secrets" in values:
             values["image_pull_secrets"] = tuple(values["image_pull_secrets"])
@@ -107,8 +119,11 @@ class JobOptions:
 
     def pod_metadata(self) -> dict[str, dict[str, str]]:
         """The nodes' pod labels and annotations (Kubernetes JSON, empty parts left out)."""
-        return {k: v for k, v in (("labels", dict(self.labels)),
-                                  ("annotations", dict(self.annotations))) if v}
+        return {
+            k: v
+            for k, v in (("labels", dict(self.labels)), ("annotations", dict(self.annotations)))
+            if v
+        }
 
     def pull_secrets(self) -> list[dict[str, str]]:
         return [{"name": name} for name in self.image_pull_secrets]
@@ -123,11 +138,14 @@ def label_value(text: str) -> str:
 def run_labels(pipeline: str, run_id: str, output_dir: str, step: str = "train-job") -> dict:
     """The labels that name who made a job: the pipeline, its run, the step and the checkpoint
     folder (`kubectl get trainjobs -l adautomix.dev/pipeline-run-id=RUN` lists a run's jobs)."""
-    labels = {"app.kubernetes.io/part-of": "adautomix",
-              "app.kubernetes.io/managed-by": "adautomix-pipeline",
-              LABEL_PREFIX + "pipeline": pipeline, LABEL_PREFIX + "pipeline-run-id": run_id,
-              LABEL_PREFIX + "step": step,
-              LABEL_PREFIX + "checkpoint": PurePosixPath(output_dir).name}
+    labels = {
+        "app.kubernetes.io/part-of": "adautomix",
+        "app.kubernetes.io/managed-by": "adautomix-pipeline",
+        LABEL_PREFIX + "pipeline": pipeline,
+        LABEL_PREFIX + "pipeline-run-id": run_id,
+        LABEL_PREFIX + "step": step,
+        LABEL_PREFIX + "checkpoint": PurePosixPath(output_dir).name,
+    }
     return {key: label_value(value) for key, value in labels.items() if label_value(value)}
 
 
@@ -142,18 +160,24 @@ def job_name(run_id: str = "", output_dir: str = "", prefix: str = "adautomix") 
 
 def check_sizes(num_nodes: int, gpus_per_node: int) -> None:
     if num_nodes < 1 or gpus_per_node < 0:
-        raise ValueError(f"num_nodes must be >= 1 and gpus_per_node >= 0, got {num_nodes}, "
-                         f"{gpus_per_node}")
+        raise ValueError(
+            f"num_nodes must be >= 1 and gpus_per_node >= 0, got {num_nodes}, {gpus_per_node}"
+        )
 
 
-def node_resources(node: NodeSettings, gpus_per_node: int, gpu_resource: str,
-                   options: JobOptions | None = None) -> dict:
+def node_resources(
+    node: NodeSettings, gpus_per_node: int, gpu_resource: str, options: JobOptions | None = None
+) -> dict:
     """Limits and requests of one node (Kubernetes JSON, empty parts left out): the job options'
     CPU and memory over whatever the task config carried, and the step's own GPU count over
     both."""
-    resources = {key: {**(node.resources.get(key) or {}),
-                       **((options.resources.get(key) if options else None) or {})}
-                 for key in ("limits", "requests")}
+    resources = {
+        key: {
+            **(node.resources.get(key) or {}),
+            **((options.resources.get(key) if options else None) or {}),
+        }
+        for key in ("limits", "requests")
+    }
     if gpus_per_node:
         resources["limits"][gpu_resource] = str(gpus_per_node)
     return {k: v for k, v in resources.items() if v}
@@ -165,36 +189,52 @@ def pod_volumes(node: NodeSettings, shm_size: str = "") -> tuple[list[dict], lis
     has_shm = any(m.get("mountPath") == SHM_PATH for m in node.volume_mounts)
     if has_shm:
         return node.volumes, node.volume_mounts
-    shm = {"name": SHM_NAME, "emptyDir": {"medium": "Memory",
-                                          **({"sizeLimit": shm_size} if shm_size else {})}}
+    shm = {
+        "name": SHM_NAME,
+        "emptyDir": {"medium": "Memory", **({"sizeLimit": shm_size} if shm_size else {})},
+    }
     return node.volumes + [shm], node.volume_mounts + [SHM_MOUNT]
 
 
-def check_node_settings(node: NodeSettings, output_dir: str, error: type[RunFailure],
-                        kind: str) -> None:
+def check_node_settings(
+    node: NodeSettings, output_dir: str, error: type[RunFailure], kind: str
+) -> None:
     """The nodes must log to the same MLflow server and checkpoint to the volume this step reads:
     an empty task config (a Kubeflow Pipelines backend that does not fill dsl.TaskConfig) would
     otherwise train somewhere nobody looks."""
     if not any(e.get("name") == "MLFLOW_TRACKING_URI" for e in node.env):
-        raise error(f"the task config carries no MLFLOW_TRACKING_URI for the {kind}'s "
-                    "nodes: run on a Kubeflow Pipelines backend that fills dsl.TaskConfig "
-                    "(docs/cluster.md) with the MLflow secret attached to the step")
+        raise error(
+            f"the task config carries no MLFLOW_TRACKING_URI for the {kind}'s "
+            "nodes: run on a Kubeflow Pipelines backend that fills dsl.TaskConfig "
+            "(docs/cluster.md) with the MLflow secret attached to the step"
+        )
     out = PurePosixPath(output_dir)
     if not any(out.is_relative_to(m["mountPath"]) for m in node.volume_mounts if "mountPath" in m):
-        raise error(f"no volume in the task config is mounted above {output_dir}: the "
-                    "nodes would checkpoint where this step cannot read; attach the "
-                    "workspace PVC to the step (docs/cluster.md)")
+        raise error(
+            f"no volume in the task config is mounted above {output_dir}: the "
+            "nodes would checkpoint where this step cannot read; attach the "
+            "workspace PVC to the step (docs/cluster.md)"
+        )
 
 
-def node_pod_parts(num_nodes: int, gpus_per_node: int, node: NodeSettings, output_dir: str,
-                   gpu_resource: str, error: type[RunFailure], kind: str,
-                   options: JobOptions | None = None):
+def node_pod_parts(
+    num_nodes: int,
+    gpus_per_node: int,
+    node: NodeSettings,
+    output_dir: str,
+    gpu_resource: str,
+    error: type[RunFailure],
+    kind: str,
+    options: JobOptions | None = None,
+):
     """Checked sizes and settings, then one node's (resources, volumes, mounts) as Kubernetes
     JSON: what both jobs' manifests put in their pods."""
     check_sizes(num_nodes, gpus_per_node)
     check_node_settings(node, output_dir, error, kind)
-    return (node_resources(node, gpus_per_node, gpu_resource, options),
-            *pod_volumes(node, options.shm_size if options else ""))
+    return (
+        node_resources(node, gpus_per_node, gpu_resource, options),
+        *pod_volumes(node, options.shm_size if options else ""),
+    )
 
 
 def gpu_summary(limits: dict | None) -> str:
@@ -211,8 +251,9 @@ def in_cluster_client():
         return client.ApiClient(), f.read().strip()
 
 
-def pod_owner(api_client, namespace: str, pod_name: str | None = None,
-              say: Callable[[str], None] = print) -> dict | None:
+def pod_owner(
+    api_client, namespace: str, pod_name: str | None = None, say: Callable[[str], None] = print
+) -> dict | None:
     """An owner reference to the pod this step runs in (its name is the pod's HOSTNAME), for a
     job it creates: Kubernetes' garbage collector deletes the job once every pod that owns it is
     gone, so a deleted pipeline run takes its jobs with it. None, said, when the pod cannot be
@@ -223,13 +264,21 @@ def pod_owner(api_client, namespace: str, pod_name: str | None = None,
     try:
         pod = client.CoreV1Api(api_client).read_namespaced_pod(name, namespace)
     except (client.ApiException, ValueError) as exc:
-        say(f"note: the job gets no owner reference (reading pod {namespace}/{name or '?'} "
+        say(
+            f"note: the job gets no owner reference (reading pod {namespace}/{name or '?'} "
             f"failed: {getattr(exc, 'status', '') or exc}); grant get on pods (deploy/rbac.yaml) "
-            "so that deleting the run deletes its job")
+            "so that deleting the run deletes its job"
+        )
         return None
     # not blocking: the pod's deletion must not wait for the job's
-    return {"apiVersion": "v1", "kind": "Pod", "name": name, "uid": pod.metadata.uid,
-            "controller": False, "blockOwnerDeletion": False}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "name": name,
+        "uid": pod.metadata.uid,
+        "controller": False,
+        "blockOwnerDeletion": False,
+    }
 
 
 @dataclass(frozen=True)
@@ -240,10 +289,10 @@ class JobKind:
     version: str
     plural: str
     kind: str
-    operator: str                # who serves the API, e.g. "Kubeflow Trainer"
-    install: str                 # the fix when the API is not served
-    served_without: str          # the fix when the group is served without `plural`
-    logs: str                    # a kubectl label selector of the job's pods, with {name}
+    operator: str  # who serves the API, e.g. "Kubeflow Trainer"
+    install: str  # the fix when the API is not served
+    served_without: str  # the fix when the group is served without `plural`
+    logs: str  # a kubectl label selector of the job's pods, with {name}
     error: type[RunFailure]
 
 
@@ -262,8 +311,9 @@ def true_conditions(status: dict | None) -> dict[str, dict]:
     """The conditions that hold (status "True"), by type: both operators report their job's
     state so (TrainJob: Complete, Failed, Suspended; PyTorchJob: Created, Running, Restarting,
     Succeeded, Failed, Suspended)."""
-    return {c["type"]: c for c in (status or {}).get("conditions") or []
-            if c.get("status") == "True"}
+    return {
+        c["type"]: c for c in (status or {}).get("conditions") or [] if c.get("status") == "True"
+    }
 
 
 def check_served(api, kind: JobKind) -> None:
@@ -275,19 +325,31 @@ def check_served(api, kind: JobKind) -> None:
         served = api.get_api_resources(kind.group, kind.version)
     except client.ApiException as exc:
         if exc.status == 404:
-            raise kind.error(f"{kind.operator} is not installed on this cluster: the API {where} "
-                             f"is not served (HTTP 404); {kind.install}") from None
-        raise kind.error(f"the Kubernetes API refused {where}: {api_reason(exc, kind, '')}") \
-            from None
+            raise kind.error(
+                f"{kind.operator} is not installed on this cluster: the API {where} "
+                f"is not served (HTTP 404); {kind.install}"
+            ) from None
+        raise kind.error(
+            f"the Kubernetes API refused {where}: {api_reason(exc, kind, '')}"
+        ) from None
     if kind.plural not in {r.name for r in served.resources or []}:
         raise kind.error(f"{where} is served without {kind.plural}: {kind.served_without}")
 
 
-def run_job(kind: JobKind, body: dict, namespace: str, api_client,
-            progress: Callable[[dict], Progress], nodes: int, gpus: str,
-            schedule_timeout: float = 1800, poll_interval: float = 15,
-            say: Callable[[str], None] = print, created: str = "",
-            before: Callable[[Any], None] | None = None) -> dict:
+def run_job(
+    kind: JobKind,
+    body: dict,
+    namespace: str,
+    api_client,
+    progress: Callable[[dict], Progress],
+    nodes: int,
+    gpus: str,
+    schedule_timeout: float = 1800,
+    poll_interval: float = 15,
+    say: Callable[[str], None] = print,
+    created: str = "",
+    before: Callable[[Any], None] | None = None,
+) -> dict:
     """Create the job `body` (Kubernetes JSON) in `namespace`, or adopt the one of that name an
     earlier attempt of the step made, and wait until it completes; returns its last state (JSON).
     `progress` reads a state; `nodes` nodes with `gpus` ("4 nvidia.com/gpu") each are what the
@@ -306,14 +368,18 @@ def run_job(kind: JobKind, body: dict, namespace: str, api_client,
     check_served(api, kind)
     if before is not None:
         before(api)
-    _create_or_adopt(api, kind, namespace, body, progress, where, poll_interval,
-                     schedule_timeout, say, created)
+    _create_or_adopt(
+        api, kind, namespace, body, progress, where, poll_interval, schedule_timeout, say, created
+    )
 
-    keep = False     # True once the job is gone or ended on its own
+    keep = False  # True once the job is gone or ended on its own
     try:
-        with _sigterm_raises(kind.error(
+        with _sigterm_raises(
+            kind.error(
                 f"this step was stopped (SIGTERM: the run was cancelled, the step timed out or "
-                f"its pod was evicted) while {where} ran; the job is deleted, {RESUMES}")):
+                f"its pod was evicted) while {where} ran; the job is deleted, {RESUMES}"
+            )
+        ):
             started, scheduled, state = time.monotonic(), False, None
             while True:
                 try:
@@ -325,9 +391,11 @@ def run_job(kind: JobKind, body: dict, namespace: str, api_client,
                 if now.failed is not None:
                     keep = True
                     reason, message = now.failed
-                    raise kind.error(f"{where} failed: {reason}: {message} (kubectl -n "
-                                     f"{namespace} logs -l {kind.logs.format(name=name)}); "
-                                     f"{RESUMES}")
+                    raise kind.error(
+                        f"{where} failed: {reason}: {message} (kubectl -n "
+                        f"{namespace} logs -l {kind.logs.format(name=name)}); "
+                        f"{RESUMES}"
+                    )
                 if now.complete:
                     keep = True
                     say(f"{where} complete")
@@ -344,7 +412,8 @@ def run_job(kind: JobKind, body: dict, namespace: str, api_client,
                         f"({now.waiting}): the cluster could not place {nodes} nodes with "
                         f"{gpus} each (GPUs, CPU or memory, quota, node selector, or an image "
                         f"its pods cannot pull: kubectl -n {namespace} get events); the job is "
-                        f"deleted, {RESUMES}")
+                        f"deleted, {RESUMES}"
+                    )
                 time.sleep(poll_interval)
     except BaseException:
         if not keep:
@@ -358,9 +427,18 @@ class _Gone(Exception):
         self.error = error
 
 
-def _create_or_adopt(api, kind: JobKind, namespace: str, body: dict,
-                     progress: Callable[[dict], Progress], where: str, poll_interval: float,
-                     patience: float, say: Callable[[str], None], created: str) -> None:
+def _create_or_adopt(
+    api,
+    kind: JobKind,
+    namespace: str,
+    body: dict,
+    progress: Callable[[dict], Progress],
+    where: str,
+    poll_interval: float,
+    patience: float,
+    say: Callable[[str], None],
+    created: str,
+) -> None:
     """Create the job; if one of its name exists (an earlier attempt of this step made it),
     adopt it, adding this pod to its owners, unless it failed: then delete it, wait until it is
     gone, and create it anew."""
@@ -369,17 +447,19 @@ def _create_or_adopt(api, kind: JobKind, namespace: str, body: dict,
     name = body["metadata"]["name"]
     for _ in range(2):
         try:
-            api.create_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural,
-                                               body)
+            api.create_namespaced_custom_object(
+                kind.group, kind.version, namespace, kind.plural, body
+            )
             say(f"created {where}{': ' + created if created else ''}")
             return
         except client.ApiException as exc:
             if exc.status != 409:
-                raise kind.error(f"creating {where} was refused: "
-                                 f"{api_reason(exc, kind, namespace)}") from None
+                raise kind.error(
+                    f"creating {where} was refused: {api_reason(exc, kind, namespace)}"
+                ) from None
         try:
             existing = _read(api, kind, namespace, name)
-        except _Gone:        # deleted between the two calls: create it again
+        except _Gone:  # deleted between the two calls: create it again
             continue
         if progress(existing).failed is None:
             _add_owners(api, kind, namespace, existing, body)
@@ -388,8 +468,10 @@ def _create_or_adopt(api, kind: JobKind, namespace: str, body: dict,
         say(f"{where}, left by an earlier attempt, failed; replacing it")
         _delete(api, kind, namespace, name)
         _wait_until_gone(api, kind, namespace, name, where, poll_interval, patience)
-    raise kind.error(f"{where} exists and could not be replaced; delete it (kubectl -n "
-                     f"{namespace} delete {kind.plural} {name}) and re-run")
+    raise kind.error(
+        f"{where} exists and could not be replaced; delete it (kubectl -n "
+        f"{namespace} delete {kind.plural} {name}) and re-run"
+    )
 
 
 def _add_owners(api, kind: JobKind, namespace: str, existing: dict, body: dict) -> None:
@@ -398,20 +480,29 @@ def _add_owners(api, kind: JobKind, namespace: str, existing: dict, body: dict) 
     from kubernetes import client
 
     owners = existing.get("metadata", {}).get("ownerReferences") or []
-    new = [o for o in body["metadata"].get("ownerReferences") or []
-           if o["uid"] not in {old.get("uid") for old in owners}]
+    new = [
+        o
+        for o in body["metadata"].get("ownerReferences") or []
+        if o["uid"] not in {old.get("uid") for old in owners}
+    ]
     if not new:
         return
     try:
-        api.patch_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural,
-                                           existing["metadata"]["name"],
-                                           {"metadata": {"ownerReferences": owners + new}})
+        api.patch_namespaced_custom_object(
+            kind.group,
+            kind.version,
+            namespace,
+            kind.plural,
+            existing["metadata"]["name"],
+            {"metadata": {"ownerReferences": owners + new}},
+        )
     except client.ApiException:
-        pass    # the job still runs and is watched; only the garbage collection is weaker
+        pass  # the job still runs and is watched; only the garbage collection is weaker
 
 
-def _wait_until_gone(api, kind: JobKind, namespace: str, name: str, where: str,
-                     poll_interval: float, patience: float) -> None:
+def _wait_until_gone(
+    api, kind: JobKind, namespace: str, name: str, where: str, poll_interval: float, patience: float
+) -> None:
     started = time.monotonic()
     while time.monotonic() - started <= patience:
         try:
@@ -419,8 +510,10 @@ def _wait_until_gone(api, kind: JobKind, namespace: str, name: str, where: str,
         except _Gone:
             return
         time.sleep(poll_interval)
-    raise kind.error(f"{where} was deleted but still exists after {patience:g} s; delete it "
-                     f"(kubectl -n {namespace} delete {kind.plural} {name}) and re-run")
+    raise kind.error(
+        f"{where} was deleted but still exists after {patience:g} s; delete it "
+        f"(kubectl -n {namespace} delete {kind.plural} {name}) and re-run"
+    )
 
 
 class _sigterm_raises:
@@ -448,15 +541,22 @@ def _read(api, kind: JobKind, namespace: str, name: str) -> dict:
     from kubernetes import client
 
     try:
-        return api.get_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural,
-                                                name)
+        return api.get_namespaced_custom_object(
+            kind.group, kind.version, namespace, kind.plural, name
+        )
     except client.ApiException as exc:
         if exc.status == 404:
-            raise _Gone(kind.error(f"{kind.kind} {namespace}/{name} is gone: it was deleted "
-                                   f"while the step waited; {RESUMES}")) from None
-        raise kind.error(f"reading {kind.kind} {namespace}/{name} failed: "
-                         f"{api_reason(exc, kind, namespace)}; the job is deleted, so that it "
-                         f"does not train unwatched, and {RESUMES}") from None
+            raise _Gone(
+                kind.error(
+                    f"{kind.kind} {namespace}/{name} is gone: it was deleted "
+                    f"while the step waited; {RESUMES}"
+                )
+            ) from None
+        raise kind.error(
+            f"reading {kind.kind} {namespace}/{name} failed: "
+            f"{api_reason(exc, kind, namespace)}; the job is deleted, so that it "
+            f"does not train unwatched, and {RESUMES}"
+        ) from None
 
 
 def _delete(api, kind: JobKind, namespace: str, name: str) -> None:
@@ -465,17 +565,22 @@ def _delete(api, kind: JobKind, namespace: str, name: str) -> None:
     try:
         # Foreground: the job stays until its pods are gone, so a replacement cannot start
         # while they still write checkpoints
-        api.delete_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural, name,
-                                            propagation_policy="Foreground")
+        api.delete_namespaced_custom_object(
+            kind.group, kind.version, namespace, kind.plural, name, propagation_policy="Foreground"
+        )
     except client.ApiException:
-        pass   # the error that follows matters more; a leftover job shows in kubectl
+        pass  # the error that follows matters more; a leftover job shows in kubectl
 
 
 def api_reason(exc, kind: JobKind, namespace: str) -> str:
     if exc.status == 403:
-        return (f"HTTP 403 Forbidden: the step's service account may not manage {kind.plural} "
-                f"in namespace {namespace or '(cluster)'}; apply deploy/rbac.yaml there")
+        return (
+            f"HTTP 403 Forbidden: the step's service account may not manage {kind.plural} "
+            f"in namespace {namespace or '(cluster)'}; apply deploy/rbac.yaml there"
+        )
     if exc.status == 404:
-        return (f"HTTP 404: {kind.group}/{kind.version} {kind.plural} are not served; is "
-                f"{kind.operator} installed?")
+        return (
+            f"HTTP 404: {kind.group}/{kind.version} {kind.plural} are not served; is "
+            f"{kind.operator} installed?"
+        )
     return f"HTTP {exc.status} {exc.reason}: {str(exc.body)[:300]}"

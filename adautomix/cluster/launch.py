@@ -26,13 +26,23 @@ def train_arguments(config_path: str | Path) -> list[str]:
     return ["-m", "adautomix.cli", "train", "--config", str(config_path), "--resume"]
 
 
-def single_pod_command(nproc_per_node: int, config_path: str | Path,
-                       python: str = sys.executable) -> list[str]:
+def single_pod_command(
+    nproc_per_node: int, config_path: str | Path, python: str = sys.executable
+) -> list[str]:
     """G processes in this pod, one per GPU; the rendezvous is local (--standalone)."""
     if nproc_per_node < 1:
         raise ValueError(f"nproc_per_node must be >= 1, got {nproc_per_node}")
-    return [python, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-            "--nproc_per_node", str(nproc_per_node), *train_arguments(config_path)]
+    return [
+        python,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        str(nproc_per_node),
+        *train_arguments(config_path),
+    ]
 
 
 def trainer_node_command(config_path: str | Path) -> list[str]:
@@ -42,5 +52,11 @@ def trainer_node_command(config_path: str | Path) -> list[str]:
 
 def pytorchjob_node_command(config_path: str | Path) -> list[str]:
     """What each replica of a PyTorchJob runs: PET_* size the run, MASTER_* locate rank 0."""
-    return ["torchrun", "--master-addr", "$(MASTER_ADDR)", "--master-port", "$(MASTER_PORT)",
-            *train_arguments(config_path)]
+    return [
+        "torchrun",
+        "--master-addr",
+        "$(MASTER_ADDR)",
+        "--master-port",
+        "$(MASTER_PORT)",
+        *train_arguments(config_path),
+    ]

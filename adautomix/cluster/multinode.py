@@ -15,15 +15,25 @@ TRAINERS = ("trainjob", "pytorchjob")
 
 def check_trainer(trainer: str) -> str:
     if trainer not in TRAINERS:
-        raise ConfigError(f"trainer {trainer!r} is not one of {', '.join(TRAINERS)}: trainjob for "
-                          "Kubeflow Trainer v2, pytorchjob for the training operator v1 "
-                          "(docs/cluster.md)")
+        raise ConfigError(
+            f"trainer {trainer!r} is not one of {', '.join(TRAINERS)}: trainjob for "
+            "Kubeflow Trainer v2, pytorchjob for the training operator v1 "
+            "(docs/cluster.md)"
+        )
     return trainer
 
 
-def train_on_nodes(config_path: str, output_dir: str, gpus_per_node: int, task_config: Any,
-                   job_options: dict, pipeline: str = "", pipeline_run_id: str = "",
-                   say: Callable[[str], None] = print, poll_interval: float = 15) -> str:
+def train_on_nodes(
+    config_path: str,
+    output_dir: str,
+    gpus_per_node: int,
+    task_config: Any,
+    job_options: dict,
+    pipeline: str = "",
+    pipeline_run_id: str = "",
+    say: Callable[[str], None] = print,
+    poll_interval: float = 15,
+) -> str:
     """Create the job that `job_options` (JobOptions as JSON: the trainer, the node count, the
     pods' settings) describe for the config saved at `config_path`, in this pod's namespace, or
     adopt the one an earlier attempt of this step made, and wait for it to finish; returns the
@@ -42,18 +52,42 @@ def train_on_nodes(config_path: str, output_dir: str, gpus_per_node: int, task_c
     if check_trainer(options.trainer) == "pytorchjob":
         from .pytorchjob import pytorchjob_manifest, run_pytorchjob
 
-        job = pytorchjob_manifest(name, options.image, pytorchjob_node_command(config_path),
-                                  options.num_nodes, gpus_per_node, node, output_dir,
-                                  gpu_resource=options.gpu_resource, options=options, owner=owner)
+        job = pytorchjob_manifest(
+            name,
+            options.image,
+            pytorchjob_node_command(config_path),
+            options.num_nodes,
+            gpus_per_node,
+            node,
+            output_dir,
+            gpu_resource=options.gpu_resource,
+            options=options,
+            owner=owner,
+        )
         run = run_pytorchjob
     else:
         from .trainjob import run_trainjob, trainjob_manifest
 
-        job = trainjob_manifest(name, options.image, trainer_node_command(config_path),
-                                options.num_nodes, gpus_per_node, node, output_dir,
-                                gpu_resource=options.gpu_resource, runtime=options.runtime,
-                                options=options, owner=owner)
+        job = trainjob_manifest(
+            name,
+            options.image,
+            trainer_node_command(config_path),
+            options.num_nodes,
+            gpus_per_node,
+            node,
+            output_dir,
+            gpu_resource=options.gpu_resource,
+            runtime=options.runtime,
+            options=options,
+            owner=owner,
+        )
         run = run_trainjob
-    run(job, namespace, api_client, schedule_timeout=options.schedule_timeout,
-        poll_interval=poll_interval, say=say)
+    run(
+        job,
+        namespace,
+        api_client,
+        schedule_timeout=options.schedule_timeout,
+        poll_interval=poll_interval,
+        say=say,
+    )
     return name

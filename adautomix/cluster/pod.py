@@ -29,7 +29,8 @@ def read_pod(api_client: Any, namespace: str, pod_name: str, timeout: float) -> 
 
     try:
         response = client.CoreV1Api(api_client).read_namespaced_pod(
-            pod_name, namespace, _preload_content=False, _request_timeout=timeout)
+            pod_name, namespace, _preload_content=False, _request_timeout=timeout
+        )
     except client.ApiException as exc:
         raise PodReadError(exc.status, exc.reason) from None
     return json.loads(response.data)

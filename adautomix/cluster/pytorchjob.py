@@ -22,16 +22,24 @@ deleted (cleanPodPolicy Running), so a failed job frees its GPUs; finished pods 
 The operator sets WORLD_SIZE, RANK, PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK, MASTER_ADDR and
 MASTER_PORT in every replica; the command (adautomix.cluster.launch.pytorchjob_node_command) is
 torchrun told where the master is, and torchrun gives each process the RANK, WORLD_SIZE and
-LOCAL_RANK adautomix/engine/distributed.py reads. (No torch import here; kubernetes and kubeflow.training
-are imported where they are used.)"""
+LOCAL_RANK adautomix/engine/distributed.py reads. (No torch import here; kubernetes and
+kubeflow.training are imported where they are used.)"""
 
 from __future__ import annotations
 
 import json
 from typing import Callable
 
-from .job import (JobKind, JobOptions, NodeSettings, Progress, gpu_summary, node_pod_parts,
-                  run_job, true_conditions)
+from .job import (
+    JobKind,
+    JobOptions,
+    NodeSettings,
+    Progress,
+    gpu_summary,
+    node_pod_parts,
+    run_job,
+    true_conditions,
+)
 from ..errors import RunFailure
 
 GROUP, VERSION, PYTORCHJOBS = "kubeflow.org", "v1", "pytorchjobs"
@@ -45,12 +53,18 @@ class PyTorchJobError(RunFailure):
 
 
 PYTORCHJOB = JobKind(
-    GROUP, VERSION, PYTORCHJOBS, "PyTorchJob", operator="the Kubeflow training operator",
+    GROUP,
+    VERSION,
+    PYTORCHJOBS,
+    "PyTorchJob",
+    operator="the Kubeflow training operator",
     install="install training-operator v1.8 or newer (docs/cluster.md), train through Kubeflow "
-            "Trainer (--trainer trainjob) or on one node (--num-nodes 1)",
+    "Trainer (--trainer trainjob) or on one node (--num-nodes 1)",
     served_without="install training-operator v1.8 or newer, whose kubeflow.org/v1 serves "
-                   "PyTorchJobs (docs/cluster.md)",
-    logs="training.kubeflow.org/job-name={name}", error=PyTorchJobError)
+    "PyTorchJobs (docs/cluster.md)",
+    logs="training.kubeflow.org/job-name={name}",
+    error=PyTorchJobError,
+)
 
 
 class _Response:
@@ -75,11 +89,19 @@ def as_dict(job) -> dict:
     return ApiClient().sanitize_for_serialization(job)
 
 
-def pytorchjob_manifest(name: str, image: str, command: list[str], num_nodes: int,
-                        gpus_per_node: int, node: NodeSettings, output_dir: str,
-                        gpu_resource: str = "nvidia.com/gpu",
-                        labels: dict[str, str] | None = None, options: JobOptions | None = None,
-                        owner: dict | None = None):
+def pytorchjob_manifest(
+    name: str,
+    image: str,
+    command: list[str],
+    num_nodes: int,
+    gpus_per_node: int,
+    node: NodeSettings,
+    output_dir: str,
+    gpu_resource: str = "nvidia.com/gpu",
+    labels: dict[str, str] | None = None,
+    options: JobOptions | None = None,
+    owner: dict | None = None,
+):
     """The PyTorchJob (a kubeflow.training KubeflowOrgV1PyTorchJob): `num_nodes` replicas (one
     Master, the rest Workers) of `gpus_per_node` GPUs and as many processes (one process on a node
     without GPUs). `options` and `owner` as for the TrainJob (adautomix/cluster/trainjob.py)."""
@@ -87,59 +109,95 @@ def pytorchjob_manifest(name: str, image: str, command: list[str], num_nodes: in
     from kubernetes import client as k
 
     options = options or JobOptions()
-    resources, volumes, mounts = node_pod_parts(num_nodes, gpus_per_node, node, output_dir,
-                                                gpu_resource, PyTorchJobError, "PyTorchJob",
-                                                options)
+    resources, volumes, mounts = node_pod_parts(
+        num_nodes,
+        gpus_per_node,
+        node,
+        output_dir,
+        gpu_resource,
+        PyTorchJobError,
+        "PyTorchJob",
+        options,
+    )
     labels = {**options.labels, **(labels or {})}
     container = k.V1Container(
-        name=CONTAINER, image=image, command=command,
+        name=CONTAINER,
+        image=image,
+        command=command,
         env=[_typed(e, "V1EnvVar") for e in node.env] or None,
         resources=k.V1ResourceRequirements(**resources) if resources else None,
-        volume_mounts=[_typed(v, "V1VolumeMount") for v in mounts])
+        volume_mounts=[_typed(v, "V1VolumeMount") for v in mounts],
+    )
     pod = k.V1PodSpec(
-        containers=[container], volumes=[_typed(v, "V1Volume") for v in volumes],
+        containers=[container],
+        volumes=[_typed(v, "V1Volume") for v in volumes],
         node_selector=node.node_selector or None,
         tolerations=[_typed(t, "V1Toleration") for t in node.tolerations] or None,
         affinity=_typed(node.affinity, "V1Affinity") if node.affinity else None,
-        image_pull_secrets=[k.V1LocalObjectReference(**s) for s in options.pull_secrets()]
-        or None,
-        termination_grace_period_seconds=options.termination_grace_seconds or None)
+        image_pull_secrets=[k.V1LocalObjectReference(**s) for s in options.pull_secrets()] or None,
+        termination_grace_period_seconds=options.termination_grace_seconds or None,
+    )
     pod_metadata = options.pod_metadata()
 
     def replicas(count: int):
         return m.KubeflowOrgV1ReplicaSpec(
-            replicas=count, restart_policy="Never",
+            replicas=count,
+            restart_policy="Never",
             template=k.V1PodTemplateSpec(
-                metadata=k.V1ObjectMeta(**pod_metadata) if pod_metadata else None, spec=pod))
+                metadata=k.V1ObjectMeta(**pod_metadata) if pod_metadata else None, spec=pod
+            ),
+        )
 
     specs = {MASTER: replicas(1)}
     if num_nodes > 1:
         specs[WORKER] = replicas(num_nodes - 1)
     return m.KubeflowOrgV1PyTorchJob(
-        api_version=f"{GROUP}/{VERSION}", kind="PyTorchJob",
-        metadata=k.V1ObjectMeta(name=name, labels=labels or None,
-                                owner_references=[_typed(owner, "V1OwnerReference")]
-                                if owner else None),
+        api_version=f"{GROUP}/{VERSION}",
+        kind="PyTorchJob",
+        metadata=k.V1ObjectMeta(
+            name=name,
+            labels=labels or None,
+            owner_references=[_typed(owner, "V1OwnerReference")] if owner else None,
+        ),
         spec=m.KubeflowOrgV1PyTorchJobSpec(
-            pytorch_replica_specs=specs, nproc_per_node=str(max(gpus_per_node, 1)),
+            pytorch_replica_specs=specs,
+            nproc_per_node=str(max(gpus_per_node, 1)),
             run_policy=m.KubeflowOrgV1RunPolicy(
-                clean_pod_policy="Running", backoff_limit=0,
-                active_deadline_seconds=options.deadline_seconds or None)))
+                clean_pod_policy="Running",
+                backoff_limit=0,
+                active_deadline_seconds=options.deadline_seconds or None,
+            ),
+        ),
+    )
 
 
-def run_pytorchjob(job, namespace: str, api_client, schedule_timeout: float = 1800,
-                   poll_interval: float = 15, say: Callable[[str], None] = print):
+def run_pytorchjob(
+    job,
+    namespace: str,
+    api_client,
+    schedule_timeout: float = 1800,
+    poll_interval: float = 15,
+    say: Callable[[str], None] = print,
+):
     """Create `job` in `namespace` and wait until it succeeds; returns the final PyTorchJob
     (typed). Raises PyTorchJobError naming the cause otherwise."""
     specs = job.spec.pytorch_replica_specs
     nodes = sum(spec.replicas for spec in specs.values())
     container = specs[MASTER].template.spec.containers[0]
     limits = container.resources.limits if container.resources else None
-    final = run_job(PYTORCHJOB, as_dict(job), namespace, api_client, _progress, nodes=nodes,
-                    gpus=gpu_summary(limits), schedule_timeout=schedule_timeout,
-                    poll_interval=poll_interval, say=say,
-                    created=f"1 master + {nodes - 1} workers x {job.spec.nproc_per_node} "
-                            "processes")
+    final = run_job(
+        PYTORCHJOB,
+        as_dict(job),
+        namespace,
+        api_client,
+        _progress,
+        nodes=nodes,
+        gpus=gpu_summary(limits),
+        schedule_timeout=schedule_timeout,
+        poll_interval=poll_interval,
+        say=say,
+        created=f"1 master + {nodes - 1} workers x {job.spec.nproc_per_node} processes",
+    )
     return _typed(final, "KubeflowOrgV1PyTorchJob")
 
 
@@ -147,12 +205,19 @@ def _progress(job: dict) -> Progress:
     status = job.get("status") or {}
     conditions = true_conditions(status)
     failed = conditions.get("Failed")
-    ran = any((r or {}).get(key) for r in (status.get("replicaStatuses") or {}).values()
-              for key in ("active", "succeeded", "failed"))
+    ran = any(
+        (r or {}).get(key)
+        for r in (status.get("replicaStatuses") or {}).values()
+        for key in ("active", "succeeded", "failed")
+    )
     suspended = conditions.get("Suspended")
     return Progress(
         failed=(failed.get("reason"), failed.get("message")) if failed else None,
         complete="Succeeded" in conditions,
         running=ran or "Running" in conditions,
-        waiting=f"suspended ({suspended.get('reason')})" if suspended
-        else "waiting for its pods" if "Created" in conditions else "waiting for its nodes")
+        waiting=f"suspended ({suspended.get('reason')})"
+        if suspended
+        else "waiting for its pods"
+        if "Created" in conditions
+        else "waiting for its nodes",
+    )

@@ -32,13 +32,31 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .job import (JobKind, JobOptions, NodeSettings, Progress, api_reason, gpu_summary,
-                  in_cluster_client, job_name, node_pod_parts, node_settings, run_job,
-                  true_conditions)
+from .job import (
+    JobKind,
+    JobOptions,
+    NodeSettings,
+    Progress,
+    api_reason,
+    gpu_summary,
+    in_cluster_client,
+    job_name,
+    node_pod_parts,
+    node_settings,
+    run_job,
+    true_conditions,
+)
 from ..errors import RunFailure
 
-__all__ = ["TrainJobError", "NodeSettings", "node_settings", "job_name", "in_cluster_client",
-           "trainjob_manifest", "run_trainjob"]
+__all__ = [
+    "TrainJobError",
+    "NodeSettings",
+    "node_settings",
+    "job_name",
+    "in_cluster_client",
+    "trainjob_manifest",
+    "run_trainjob",
+]
 
 GROUP, VERSION = "trainer.kubeflow.org", "v1alpha1"
 TRAINJOBS, RUNTIMES = "trainjobs", "clustertrainingruntimes"
@@ -52,17 +70,33 @@ class TrainJobError(RunFailure):
     """The TrainJob could not be created, failed, or never ran; the message says which and why."""
 
 
-TRAINJOB = JobKind(GROUP, VERSION, TRAINJOBS, "TrainJob", operator="Kubeflow Trainer",
-                   install="install Trainer (docs/cluster.md) or train on one node (--num-nodes 1)",
-                   served_without="install Kubeflow Trainer v2 (docs/cluster.md)",
-                   logs="jobset.sigs.k8s.io/jobset-name={name}", error=TrainJobError)
+TRAINJOB = JobKind(
+    GROUP,
+    VERSION,
+    TRAINJOBS,
+    "TrainJob",
+    operator="Kubeflow Trainer",
+    install="install Trainer (docs/cluster.md) or train on one node (--num-nodes 1)",
+    served_without="install Kubeflow Trainer v2 (docs/cluster.md)",
+    logs="jobset.sigs.k8s.io/jobset-name={name}",
+    error=TrainJobError,
+)
 
 
-def trainjob_manifest(name: str, image: str, command: list[str], num_nodes: int,
-                      gpus_per_node: int, node: NodeSettings, output_dir: str,
-                      gpu_resource: str = "nvidia.com/gpu", runtime: str = DEFAULT_RUNTIME,
-                      labels: dict[str, str] | None = None, options: JobOptions | None = None,
-                      owner: dict | None = None):
+def trainjob_manifest(
+    name: str,
+    image: str,
+    command: list[str],
+    num_nodes: int,
+    gpus_per_node: int,
+    node: NodeSettings,
+    output_dir: str,
+    gpu_resource: str = "nvidia.com/gpu",
+    runtime: str = DEFAULT_RUNTIME,
+    labels: dict[str, str] | None = None,
+    options: JobOptions | None = None,
+    owner: dict | None = None,
+):
     """The TrainJob (a kubeflow_trainer_api TrainerV1alpha1TrainJob): `num_nodes` nodes of
     `gpus_per_node` GPUs and as many processes (one process on a node without GPUs). `options`
     add the nodes' CPU and memory, /dev/shm size, pull secrets, pod labels and annotations,
@@ -70,67 +104,115 @@ def trainjob_manifest(name: str, image: str, command: list[str], num_nodes: int,
     from kubeflow_trainer_api import models as m
 
     options = options or JobOptions()
-    resources, volumes, mounts = node_pod_parts(num_nodes, gpus_per_node, node, output_dir,
-                                                gpu_resource, TrainJobError, "TrainJob", options)
+    resources, volumes, mounts = node_pod_parts(
+        num_nodes, gpus_per_node, node, output_dir, gpu_resource, TrainJobError, "TrainJob", options
+    )
     labels = {**options.labels, **(labels or {})}
     trainer = m.TrainerV1alpha1Trainer(
-        image=image, command=command, numNodes=num_nodes,
+        image=image,
+        command=command,
+        numNodes=num_nodes,
         numProcPerNode=max(gpus_per_node, 1),
         env=[m.IoK8sApiCoreV1EnvVar.from_dict(e) for e in node.env] or None,
         resourcesPerNode=m.IoK8sApiCoreV1ResourceRequirements.from_dict(resources)
-        if resources else None)
+        if resources
+        else None,
+    )
     pod = m.TrainerV1alpha1PodSpecPatch(
         volumes=[m.IoK8sApiCoreV1Volume.from_dict(v) for v in volumes],
-        containers=[m.TrainerV1alpha1ContainerPatch(
-            name=NODE, volumeMounts=[m.IoK8sApiCoreV1VolumeMount.from_dict(v) for v in mounts])],
+        containers=[
+            m.TrainerV1alpha1ContainerPatch(
+                name=NODE, volumeMounts=[m.IoK8sApiCoreV1VolumeMount.from_dict(v) for v in mounts]
+            )
+        ],
         nodeSelector=node.node_selector or None,
         tolerations=[m.IoK8sApiCoreV1Toleration.from_dict(t) for t in node.tolerations] or None,
         affinity=m.IoK8sApiCoreV1Affinity.from_dict(node.affinity) if node.affinity else None,
-        imagePullSecrets=[m.IoK8sApiCoreV1LocalObjectReference.from_dict(s)
-                          for s in options.pull_secrets()] or None,
-        terminationGracePeriodSeconds=options.termination_grace_seconds or None)
+        imagePullSecrets=[
+            m.IoK8sApiCoreV1LocalObjectReference.from_dict(s) for s in options.pull_secrets()
+        ]
+        or None,
+        terminationGracePeriodSeconds=options.termination_grace_seconds or None,
+    )
     pod_metadata = options.pod_metadata()
     patch = m.TrainerV1alpha1RuntimePatch(
         manager=PATCH_MANAGER,
         trainingRuntimeSpec=m.TrainerV1alpha1TrainingRuntimeSpecPatch(
             template=m.TrainerV1alpha1JobSetTemplatePatch(
-                spec=m.TrainerV1alpha1JobSetSpecPatch(replicatedJobs=[
-                    m.TrainerV1alpha1ReplicatedJobPatch(
-                        name=NODE, template=m.TrainerV1alpha1JobTemplatePatch(
-                            spec=m.TrainerV1alpha1JobSpecPatch(
-                                template=m.TrainerV1alpha1PodTemplatePatch(
-                                    metadata=m.IoK8sApimachineryPkgApisMetaV1ObjectMeta(
-                                        **pod_metadata) if pod_metadata else None,
-                                    spec=pod))))]))))
+                spec=m.TrainerV1alpha1JobSetSpecPatch(
+                    replicatedJobs=[
+                        m.TrainerV1alpha1ReplicatedJobPatch(
+                            name=NODE,
+                            template=m.TrainerV1alpha1JobTemplatePatch(
+                                spec=m.TrainerV1alpha1JobSpecPatch(
+                                    template=m.TrainerV1alpha1PodTemplatePatch(
+                                        metadata=m.IoK8sApimachineryPkgApisMetaV1ObjectMeta(
+                                            **pod_metadata
+                                        )
+                                        if pod_metadata
+                                        else None,
+                                        spec=pod,
+                                    )
+                                )
+                            ),
+                        )
+                    ]
+                )
+            )
+        ),
+    )
     return m.TrainerV1alpha1TrainJob(
-        apiVersion=f"{GROUP}/{VERSION}", kind="TrainJob",
+        apiVersion=f"{GROUP}/{VERSION}",
+        kind="TrainJob",
         metadata=m.IoK8sApimachineryPkgApisMetaV1ObjectMeta(
-            name=name, labels=labels or None,
+            name=name,
+            labels=labels or None,
             ownerReferences=[m.IoK8sApimachineryPkgApisMetaV1OwnerReference.from_dict(owner)]
-            if owner else None),
+            if owner
+            else None,
+        ),
         spec=m.TrainerV1alpha1TrainJobSpec(
-            runtimeRef=m.TrainerV1alpha1RuntimeRef(name=runtime, kind="ClusterTrainingRuntime",
-                                                   apiGroup=GROUP),
-            trainer=trainer, runtimePatches=[patch],
-            activeDeadlineSeconds=options.deadline_seconds or None))
+            runtimeRef=m.TrainerV1alpha1RuntimeRef(
+                name=runtime, kind="ClusterTrainingRuntime", apiGroup=GROUP
+            ),
+            trainer=trainer,
+            runtimePatches=[patch],
+            activeDeadlineSeconds=options.deadline_seconds or None,
+        ),
+    )
 
 
-def run_trainjob(job, namespace: str, api_client, schedule_timeout: float = 1800,
-                 poll_interval: float = 15, say: Callable[[str], None] = print):
+def run_trainjob(
+    job,
+    namespace: str,
+    api_client,
+    schedule_timeout: float = 1800,
+    poll_interval: float = 15,
+    say: Callable[[str], None] = print,
+):
     """Create `job` in `namespace` and wait until it completes; returns the final TrainJob
     (typed). Raises TrainJobError naming the cause otherwise."""
     from kubeflow_trainer_api import models as m
 
     runtime, trainer = job.spec.runtime_ref.name, job.spec.trainer
     limits = trainer.resources_per_node.limits if trainer.resources_per_node else None
-    final = run_job(TRAINJOB, job.to_dict(), namespace, api_client, _progress,
-                    nodes=trainer.num_nodes, gpus=gpu_summary(
-                        {k: v.to_dict() if hasattr(v, "to_dict") else v
-                         for k, v in (limits or {}).items()}),
-                    schedule_timeout=schedule_timeout, poll_interval=poll_interval, say=say,
-                    created=f"{trainer.num_nodes} nodes x {trainer.num_proc_per_node} processes, "
-                            f"runtime {runtime}",
-                    before=lambda api: _check_runtime(api, runtime))
+    final = run_job(
+        TRAINJOB,
+        job.to_dict(),
+        namespace,
+        api_client,
+        _progress,
+        nodes=trainer.num_nodes,
+        gpus=gpu_summary(
+            {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in (limits or {}).items()}
+        ),
+        schedule_timeout=schedule_timeout,
+        poll_interval=poll_interval,
+        say=say,
+        created=f"{trainer.num_nodes} nodes x {trainer.num_proc_per_node} processes, "
+        f"runtime {runtime}",
+        before=lambda api: _check_runtime(api, runtime),
+    )
     return m.TrainerV1alpha1TrainJob.from_dict(final)
 
 
@@ -144,7 +226,8 @@ def _progress(job: dict) -> Progress:
         failed=(failed.get("reason"), failed.get("message")) if failed else None,
         complete="Complete" in conditions,
         running=bool(node and (node.get("ready") or node.get("succeeded") or node.get("failed"))),
-        waiting=f"suspended ({suspended.get('reason')})" if suspended else "waiting for its nodes")
+        waiting=f"suspended ({suspended.get('reason')})" if suspended else "waiting for its nodes",
+    )
 
 
 def _check_runtime(api, runtime: str) -> None:
@@ -154,9 +237,13 @@ def _check_runtime(api, runtime: str) -> None:
         api.get_cluster_custom_object(GROUP, VERSION, RUNTIMES, runtime)
     except client.ApiException as exc:
         if exc.status == 404:
-            raise TrainJobError(f"the ClusterTrainingRuntime {runtime!r} does not exist: install "
-                                "Trainer's runtimes (docs/cluster.md) or name another one "
-                                "(--trainer-runtime)") from None
-        if exc.status != 403:    # reading runtimes is a courtesy check, creating jobs is not
-            raise TrainJobError(f"reading the ClusterTrainingRuntime {runtime!r} failed: "
-                                f"{api_reason(exc, TRAINJOB, '')}") from None
+            raise TrainJobError(
+                f"the ClusterTrainingRuntime {runtime!r} does not exist: install "
+                "Trainer's runtimes (docs/cluster.md) or name another one "
+                "(--trainer-runtime)"
+            ) from None
+        if exc.status != 403:  # reading runtimes is a courtesy check, creating jobs is not
+            raise TrainJobError(
+                f"reading the ClusterTrainingRuntime {runtime!r} failed: "
+                f"{api_reason(exc, TRAINJOB, '')}"
+            ) from None

@@ -11,13 +11,24 @@ from adautomix.data.prepare import verify
 from adautomix.data.sources import RawDataset, read_source
 
 __all__ = [
-    "DataError", "Loader", "Manifest", "RawDataset", "Recipe", "build_loader", "content_hash",
-    "ensure_dataset", "load_manifest", "prepare", "read_source", "verify",
+    "DataError",
+    "Loader",
+    "Manifest",
+    "RawDataset",
+    "Recipe",
+    "build_loader",
+    "content_hash",
+    "ensure_dataset",
+    "load_manifest",
+    "prepare",
+    "read_source",
+    "verify",
 ]
 
 
 def __getattr__(name: str):
     if name in ("Loader", "build_loader"):
         from adautomix.data import loaders
+
         return getattr(loaders, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -44,8 +44,8 @@ from adautomix.config import TRAIN_CROPS as CONFIG_TRAIN_CROPS
 from adautomix.data.errors import DataError
 from adautomix.data.prepare import Manifest
 
-TRAIN_CROPS = tuple(crop for crop in CONFIG_TRAIN_CROPS if crop != "auto")   # resolved ones
-CROP_RATIO = (3 / 4, 4 / 3)   # torchvision's RandomResizedCrop default aspect ratios
+TRAIN_CROPS = tuple(crop for crop in CONFIG_TRAIN_CROPS if crop != "auto")  # resolved ones
+CROP_RATIO = (3 / 4, 4 / 3)  # torchvision's RandomResizedCrop default aspect ratios
 # torchvision's RandAugment defaults, which the official ViT recipe's "m9, n2" equals.
 RANDAUGMENT_OPS = 2
 RANDAUGMENT_MAGNITUDE = 9
@@ -55,76 +55,111 @@ FOLDER_SIZE = 224
 
 @dataclass(frozen=True)
 class Recipe:
-    image_size: int                             # side of the square images a loader yields
-    train_crop: str = "pad"                     # "pad", "flip" or "rrc" (resolved, never "auto")
+    image_size: int  # side of the square images a loader yields
+    train_crop: str = "pad"  # "pad", "flip" or "rrc" (resolved, never "auto")
     crop_scale: tuple[float, float] = CROP_SCALE
     interpolation: str = "bilinear"
-    resize_before_crop: int = 0                 # shorter side before the rrc crop; 0: none
+    resize_before_crop: int = 0  # shorter side before the rrc crop; 0: none
     randaugment: bool = False
-    test_resize: int = 0                        # shorter side before the test centre crop
-    mean: tuple[float, ...] = ()                # normalisation in [0, 1]; (): the manifest's
+    test_resize: int = 0  # shorter side before the test centre crop
+    mean: tuple[float, ...] = ()  # normalisation in [0, 1]; (): the manifest's
     std: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.train_crop not in TRAIN_CROPS:
-            raise DataError(f"unknown train_crop {self.train_crop!r}; valid: "
-                            f"{', '.join(TRAIN_CROPS)}")
+            raise DataError(
+                f"unknown train_crop {self.train_crop!r}; valid: {', '.join(TRAIN_CROPS)}"
+            )
         if self.interpolation not in INTERPOLATIONS:
-            raise DataError(f"unknown interpolation {self.interpolation!r}; valid: "
-                            f"{', '.join(INTERPOLATIONS)}")
+            raise DataError(
+                f"unknown interpolation {self.interpolation!r}; valid: {', '.join(INTERPOLATIONS)}"
+            )
         # A tuple whatever was passed (a config holds a list), so that recipes compare and hash.
         object.__setattr__(self, "crop_scale", tuple(float(s) for s in self.crop_scale))
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
         low, high = self.crop_scale
         if not 0 < low <= high <= 1:
-            raise DataError(f"crop_scale {list(self.crop_scale)} must be [low, high] with "
-                            "0 < low <= high <= 1")
+            raise DataError(
+                f"crop_scale {list(self.crop_scale)} must be [low, high] with 0 < low <= high <= 1"
+            )
         if self.image_size <= 0 or self.resize_before_crop < 0 or self.test_resize < 0:
-            raise DataError(f"recipe sizes must be positive: image_size {self.image_size}, "
-                            f"resize_before_crop {self.resize_before_crop}, "
-                            f"test_resize {self.test_resize}")
+            raise DataError(
+                f"recipe sizes must be positive: image_size {self.image_size}, "
+                f"resize_before_crop {self.resize_before_crop}, "
+                f"test_resize {self.test_resize}"
+            )
         if 0 < self.resize_before_crop < self.image_size:
             # The test split centre-crops image_size out of the resized image.
-            raise DataError(f"resize_before_crop {self.resize_before_crop} is smaller than "
-                            f"image_size {self.image_size}; use 0 or at least {self.image_size}")
+            raise DataError(
+                f"resize_before_crop {self.resize_before_crop} is smaller than "
+                f"image_size {self.image_size}; use 0 or at least {self.image_size}"
+            )
         if self.train_crop != "rrc" and (self.resize_before_crop or self.crop_scale != CROP_SCALE):
-            raise DataError("crop_scale and resize_before_crop shape the 'rrc' crop only; "
-                            "set train_crop rrc or leave them at their defaults")
+            raise DataError(
+                "crop_scale and resize_before_crop shape the 'rrc' crop only; "
+                "set train_crop rrc or leave them at their defaults"
+            )
 
     @classmethod
-    def resolve(cls, manifest: Manifest, *, image_size: int = 0, train_crop: str = "auto",
-                crop_scale: tuple[float, float] | list[float] = CROP_SCALE,
-                interpolation: str = "bilinear", resize_before_crop: int = 0,
-                randaugment: bool = False, mean: tuple[float, ...] | list[float] = (),
-                std: tuple[float, ...] | list[float] = ()) -> "Recipe":
+    def resolve(
+        cls,
+        manifest: Manifest,
+        *,
+        image_size: int = 0,
+        train_crop: str = "auto",
+        crop_scale: tuple[float, float] | list[float] = CROP_SCALE,
+        interpolation: str = "bilinear",
+        resize_before_crop: int = 0,
+        randaugment: bool = False,
+        mean: tuple[float, ...] | list[float] = (),
+        std: tuple[float, ...] | list[float] = (),
+    ) -> Recipe:
         """The recipe for one dataset: sizes of 0 and "auto" filled in from its manifest."""
         arrays = manifest.format == "array"
         size = image_size or (manifest.image_size[0] if arrays else FOLDER_SIZE)
         if train_crop == "auto":
             train_crop = "pad" if arrays else "rrc"
         if train_crop != "rrc" and not arrays:
-            raise DataError(f"train_crop {train_crop!r} needs an array dataset; {manifest.name} is "
-                            "stored as image files of varying sizes: use train_crop rrc")
+            raise DataError(
+                f"train_crop {train_crop!r} needs an array dataset; {manifest.name} is "
+                "stored as image files of varying sizes: use train_crop rrc"
+            )
         if resize_before_crop:
             test_resize = resize_before_crop
         elif arrays:
             test_resize = 0
-        else:   # the ImageNet convention: 256 for 224
+        else:  # the ImageNet convention: 256 for 224
             test_resize = int(size * 256 / FOLDER_SIZE)
         if mean and (len(mean) != manifest.channels or len(std) != manifest.channels):
-            raise DataError(f"normalisation mean {list(mean)} / std {list(std)} does not fit the "
-                            f"{manifest.channels} channel(s) of {manifest.name}; give one value "
-                            "per channel, or none for the dataset's own statistics")
-        return cls(image_size=size, train_crop=train_crop, crop_scale=crop_scale,
-                   interpolation=interpolation, resize_before_crop=resize_before_crop,
-                   randaugment=randaugment, test_resize=test_resize, mean=mean, std=std)
+            raise DataError(
+                f"normalisation mean {list(mean)} / std {list(std)} does not fit the "
+                f"{manifest.channels} channel(s) of {manifest.name}; give one value "
+                "per channel, or none for the dataset's own statistics"
+            )
+        return cls(
+            image_size=size,
+            train_crop=train_crop,
+            crop_scale=crop_scale,
+            interpolation=interpolation,
+            resize_before_crop=resize_before_crop,
+            randaugment=randaugment,
+            test_resize=test_resize,
+            mean=mean,
+            std=std,
+        )
 
     @classmethod
-    def from_config(cls, config: Any, manifest: Manifest) -> "Recipe":
+    def from_config(cls, config: Any, manifest: Manifest) -> Recipe:
         """The recipe a RunConfig's data fields describe, for this dataset."""
-        return cls.resolve(manifest, image_size=config.image_size, train_crop=config.train_crop,
-                           crop_scale=config.crop_scale, interpolation=config.interpolation,
-                           resize_before_crop=config.resize_before_crop,
-                           randaugment=config.randaugment, mean=config.normalize_mean,
-                           std=config.normalize_std)
+        return cls.resolve(
+            manifest,
+            image_size=config.image_size,
+            train_crop=config.train_crop,
+            crop_scale=config.crop_scale,
+            interpolation=config.interpolation,
+            resize_before_crop=config.resize_before_crop,
+            randaugment=config.randaugment,
+            mean=config.normalize_mean,
+            std=config.normalize_std,
+        )

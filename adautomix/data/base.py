@@ -20,24 +20,44 @@ class Loader:
 
     kind = ""
 
-    def __init__(self, manifest: Manifest, split: str, *, batch_size: int, train: bool,
-                 device: torch.device, seed: int, subset: int, recipe: Recipe,
-                 rank: int, world_size: int, pool: np.ndarray | None = None):
+    def __init__(
+        self,
+        manifest: Manifest,
+        split: str,
+        *,
+        batch_size: int,
+        train: bool,
+        device: torch.device,
+        seed: int,
+        subset: int,
+        recipe: Recipe,
+        rank: int,
+        world_size: int,
+        pool: np.ndarray | None = None,
+    ):
         if split not in manifest.counts:
-            raise DataError(f"{manifest.name} has no split {split!r}; "
-                            f"valid: {', '.join(manifest.counts)}")
+            raise DataError(
+                f"{manifest.name} has no split {split!r}; valid: {', '.join(manifest.counts)}"
+            )
         if not 0 <= rank < world_size:
             raise DataError(f"rank {rank} is outside [0, world_size={world_size})")
         count = manifest.counts[split]
-        if pool is not None and len(pool) and not 0 <= int(np.min(pool)) <= int(np.max(pool)) < count:
-            raise DataError(f"a pool of indices outside the {count} images of "
-                            f"{manifest.name}/{split}")
+        if (
+            pool is not None
+            and len(pool)
+            and not 0 <= int(np.min(pool)) <= int(np.max(pool)) < count
+        ):
+            raise DataError(
+                f"a pool of indices outside the {count} images of {manifest.name}/{split}"
+            )
         available = count if pool is None else len(pool)
         if subset > available:
-            raise DataError(f"subset {subset} is larger than the {available} images of "
-                            f"{manifest.name}/{split}"
-                            f"{'' if pool is None else ' left after the validation split'}; "
-                            "lower it or use 0 for all")
+            raise DataError(
+                f"subset {subset} is larger than the {available} images of "
+                f"{manifest.name}/{split}"
+                f"{'' if pool is None else ' left after the validation split'}; "
+                "lower it or use 0 for all"
+            )
         self.manifest, self.split, self.train = manifest, split, train
         self.batch_size, self.device, self.seed = batch_size, device, seed
         self.rank, self.world_size, self.subset = rank, world_size, subset
@@ -50,9 +70,11 @@ class Loader:
         self.image_size = recipe.image_size
         self.samples = len(self.indices())
         if len(self) == 0:
-            raise DataError(f"{manifest.name}/{split} gives rank {rank} of {world_size} "
-                            f"{self.samples} images, less than one batch of {batch_size}; "
-                            "lower the batch size or the subset")
+            raise DataError(
+                f"{manifest.name}/{split} gives rank {rank} of {world_size} "
+                f"{self.samples} images, less than one batch of {batch_size}; "
+                "lower the batch size or the subset"
+            )
         shape = (1, self.in_chans, 1, 1)
         self._shift = torch.tensor(self.mean, device=device).view(shape) * 255
         self._scale = torch.tensor(self.std, device=device).view(shape) * 255
@@ -62,10 +84,17 @@ class Loader:
         self.epoch = epoch
 
     def indices(self) -> np.ndarray:
-        return epoch_indices(self.manifest.counts[self.split], train=self.train,
-                             batch_size=self.batch_size, seed=self.seed, epoch=self.epoch,
-                             subset=self.subset, rank=self.rank, world_size=self.world_size,
-                             pool=self.pool)
+        return epoch_indices(
+            self.manifest.counts[self.split],
+            train=self.train,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            epoch=self.epoch,
+            subset=self.subset,
+            rank=self.rank,
+            world_size=self.world_size,
+            pool=self.pool,
+        )
 
     def __len__(self) -> int:
         return math.ceil(self.samples / self.batch_size)

@@ -38,10 +38,11 @@ from adautomix.optional import LazyModule
 # package work without OpenCV
 cv2 = LazyModule("cv2", "generating corrupted test sets (data/corruptions.py)")
 SEVERITIES = (1, 2, 3, 4, 5)
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)   # ITU-R 601, as PIL's "L" and OpenCV use
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as PIL's "L" and OpenCV use
 
 
 # ---------------------------------------------------------------------------- helpers
+
 
 def _as_float(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / 255.0
@@ -72,12 +73,20 @@ def _clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
     top = (height - crop) // 2
     # scipy.ndimage.zoom(order=1) as the official code calls it, i.e. linear interpolation with
     # the corner pixels aligned, but batched: scipy's generic spline path is 50x slower here
-    window = torch.from_numpy(np.ascontiguousarray(x[:, top:top + crop, top:top + crop]))
+    window = torch.from_numpy(np.ascontiguousarray(x[:, top : top + crop, top : top + crop]))
     side = round(crop * factor)
-    zoomed = F.interpolate(window.permute(0, 3, 1, 2).float(), size=(side, side),
-                           mode="bilinear", align_corners=True).permute(0, 2, 3, 1).numpy()
+    zoomed = (
+        F.interpolate(
+            window.permute(0, 3, 1, 2).float(),
+            size=(side, side),
+            mode="bilinear",
+            align_corners=True,
+        )
+        .permute(0, 2, 3, 1)
+        .numpy()
+    )
     trim = (zoomed.shape[1] - height) // 2
-    return zoomed[:, trim:trim + height, trim:trim + height]
+    return zoomed[:, trim : trim + height, trim : trim + height]
 
 
 def _plasma(count: int, size: int, decay: float, rng: np.random.Generator) -> np.ndarray:
@@ -114,7 +123,7 @@ def _motion_blur(x: np.ndarray, radius: int, sigma: float, angles: np.ndarray) -
     along each image's angle (degrees), edges replicated."""
     count, height, width = x.shape[:3]
     taps = 2 * radius + 1
-    kernel = np.exp(-np.arange(taps) ** 2 / (2 * sigma ** 2))
+    kernel = np.exp(-(np.arange(taps) ** 2) / (2 * sigma**2))
     kernel /= kernel.sum()
     radians = np.deg2rad(angles)
     step_y, step_x = np.sin(radians), np.cos(radians)
@@ -142,8 +151,9 @@ def _from_hsv(x: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- noise
 
+
 def gaussian_noise(images, severity, rng):
-    c = [0.04, 0.06, .08, .09, .10][severity - 1]
+    c = [0.04, 0.06, 0.08, 0.09, 0.10][severity - 1]
     x = _as_float(images)
     return _to_uint8(x + rng.normal(size=x.shape, scale=c))
 
@@ -155,7 +165,7 @@ def shot_noise(images, severity, rng):
 
 def impulse_noise(images, severity, rng):
     """Salt and pepper on each value with probability c, half of each (skimage's 's&p')."""
-    c = [.01, .02, .03, .05, .07][severity - 1]
+    c = [0.01, 0.02, 0.03, 0.05, 0.07][severity - 1]
     x = _as_float(images)
     hit = rng.random(x.shape) < c
     salt = rng.random(x.shape) < 0.5
@@ -163,23 +173,25 @@ def impulse_noise(images, severity, rng):
 
 
 def speckle_noise(images, severity, rng):
-    c = [.06, .1, .12, .16, .2][severity - 1]
+    c = [0.06, 0.1, 0.12, 0.16, 0.2][severity - 1]
     x = _as_float(images)
     return _to_uint8(x + x * rng.normal(size=x.shape, scale=c))
 
 
 # ---------------------------------------------------------------------------- blur
 
+
 def gaussian_blur(images, severity, rng):
-    c = [.4, .6, 0.7, .8, 1][severity - 1]
+    c = [0.4, 0.6, 0.7, 0.8, 1][severity - 1]
     return _to_uint8(_blur(_as_float(images), c))
 
 
 def glass_blur(images, severity, rng):
     """Blur, then locally shuffle pixels (each swapped with a neighbour up to `delta` away,
     sweeping from the bottom-right as the official loop does), then blur again."""
-    sigma, delta, iterations = [(0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2),
-                                (0.4, 1, 2)][severity - 1]
+    sigma, delta, iterations = [(0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)][
+        severity - 1
+    ]
     x = _to_uint8(_blur(_as_float(images), sigma))
     count, height, width = x.shape[:3]
     batch = np.arange(count)
@@ -197,7 +209,7 @@ def _disk(radius: float, alias_blur: float) -> np.ndarray:
     size = 8 if radius <= 8 else radius
     grid = np.arange(-size, size + 1)
     xx, yy = np.meshgrid(grid, grid)
-    disk = ((xx ** 2 + yy ** 2) <= radius ** 2).astype(np.float32)
+    disk = ((xx**2 + yy**2) <= radius**2).astype(np.float32)
     disk /= disk.sum()
     ksize = (3, 3) if radius <= 8 else (5, 5)
     return cv2.GaussianBlur(disk, ksize=ksize, sigmaX=alias_blur)
@@ -229,11 +241,15 @@ def zoom_blur(images, severity, rng):
 
 # ---------------------------------------------------------------------------- weather
 
+
 def snow(images, severity, rng):
     loc, scale, zoom, threshold, radius, sigma, keep = [
-        (0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
-        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9), (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
-        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)][severity - 1]
+        (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+        (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+    ][severity - 1]
     channels = images.shape[-1]
     x = _rgb(_as_float(images))
     count, height, width = x.shape[:3]
@@ -242,8 +258,7 @@ def snow(images, severity, rng):
     flakes[flakes < threshold] = 0
     # the official code stores the layer as an 8-bit PNG before blurring it
     flakes = np.floor(np.clip(flakes, 0, 1) * 255) / 255
-    flakes = _motion_blur(flakes.astype(np.float32), radius, sigma,
-                          rng.uniform(-135, -45, count))
+    flakes = _motion_blur(flakes.astype(np.float32), radius, sigma, rng.uniform(-135, -45, count))
     grey = (x @ LUMA)[..., None]
     x = keep * x + (1 - keep) * np.maximum(x, grey * 1.5 + 0.5)
     x = x + flakes + np.rot90(flakes, k=2, axes=(1, 2))
@@ -255,7 +270,7 @@ def _frost_layer(count: int, height: int, width: int, rng: np.random.Generator) 
     sharpened; the stand-in for the official frost photographs (see the module docstring)."""
     field = _plasma(count, max(height, width), 1.4, rng)[:, :height, :width]
     crystals = np.clip((field - 0.25) / 0.6, 0, 1) ** 0.8
-    tint = np.array([0.82, 0.9, 1.0], np.float32)   # RGB: ice is bluish white
+    tint = np.array([0.82, 0.9, 1.0], np.float32)  # RGB: ice is bluish white
     return 255 * crystals[..., None] * tint
 
 
@@ -269,7 +284,7 @@ def frost(images, severity, rng):
 
 
 def fog(images, severity, rng):
-    amount, decay = [(.2, 3), (.5, 3), (.75, 2.5), (1, 2), (1.5, 1.75)][severity - 1]
+    amount, decay = [(0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)][severity - 1]
     x = _as_float(images)
     count, height, width = x.shape[:3]
     peak = x.max(axis=(1, 2, 3), keepdims=True)
@@ -298,9 +313,12 @@ def _water(x: np.ndarray, liquid: np.ndarray, scale: float) -> np.ndarray:
 
 def spatter(images, severity, rng):
     loc, scale, sigma, threshold, intensity, mud = [
-        (0.62, 0.1, 0.7, 0.7, 0.5, 0), (0.65, 0.1, 0.8, 0.7, 0.5, 0),
-        (0.65, 0.3, 1, 0.69, 0.5, 0), (0.65, 0.1, 0.7, 0.69, 0.6, 1),
-        (0.65, 0.1, 0.5, 0.68, 0.6, 1)][severity - 1]
+        (0.62, 0.1, 0.7, 0.7, 0.5, 0),
+        (0.65, 0.1, 0.8, 0.7, 0.5, 0),
+        (0.65, 0.3, 1, 0.69, 0.5, 0),
+        (0.65, 0.1, 0.7, 0.69, 0.6, 1),
+        (0.65, 0.1, 0.5, 0.68, 0.6, 1),
+    ][severity - 1]
     channels = images.shape[-1]
     x = _rgb(_as_float(images))
     liquid = rng.normal(size=x.shape[:3] + (1,), loc=loc, scale=scale)
@@ -311,22 +329,23 @@ def spatter(images, severity, rng):
     else:
         m = _blur((liquid > threshold).astype(np.float32)[..., None], intensity)
         m[m < 0.8] = 0
-        colour = np.array([63, 42, 20], np.float32) / 255   # mud brown
+        colour = np.array([63, 42, 20], np.float32) / 255  # mud brown
         out = np.clip(x * (1 - m) + colour * m, 0, 1)
     return _to_uint8(_back(out, channels))
 
 
 # ---------------------------------------------------------------------------- digital
 
+
 def contrast(images, severity, rng):
-    c = [.75, .5, .4, .3, 0.15][severity - 1]
+    c = [0.75, 0.5, 0.4, 0.3, 0.15][severity - 1]
     x = _as_float(images)
     means = x.mean(axis=(1, 2), keepdims=True)
     return _to_uint8((x - means) * c + means)
 
 
 def brightness(images, severity, rng):
-    c = [.05, .1, .15, .2, .3][severity - 1]
+    c = [0.05, 0.1, 0.15, 0.2, 0.3][severity - 1]
     channels = images.shape[-1]
     hsv = _hsv(_rgb(_as_float(images)))
     hsv[..., 2] = np.clip(hsv[..., 2] + c, 0, 1)
@@ -347,7 +366,8 @@ def jpeg_compression(images, severity, rng):
     for i, image in enumerate(images):
         buffer = io.BytesIO()
         Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(
-            buffer, "JPEG", quality=quality)
+            buffer, "JPEG", quality=quality
+        )
         out[i] = np.asarray(Image.open(buffer)).reshape(image.shape)
     return out
 
@@ -366,39 +386,69 @@ def elastic_transform(images, severity, rng):
     """A random affine warp of three points, then a smooth random displacement field; the
     constants are fractions of the image side (IMSIZE in the official code)."""
     size = images.shape[1]
-    alpha, sigma, affine = (size * f for f in [(0, 0, 0.08), (0.05, 0.2, 0.07),
-                                               (0.08, 0.06, 0.06), (0.1, 0.04, 0.05),
-                                               (0.1, 0.03, 0.03)][severity - 1])
+    alpha, sigma, affine = (
+        size * f
+        for f in [
+            (0, 0, 0.08),
+            (0.05, 0.2, 0.07),
+            (0.08, 0.06, 0.06),
+            (0.1, 0.04, 0.05),
+            (0.1, 0.03, 0.03),
+        ][severity - 1]
+    )
     x = _as_float(images)
     out = np.empty_like(x)
     height, width, channels = x.shape[1:]
     centre = np.float32([height, width]) // 2
     square = min(height, width) // 3
-    points = np.float32([centre + square, [centre[0] + square, centre[1] - square],
-                         centre - square])
+    points = np.float32(
+        [centre + square, [centre[0] + square, centre[1] - square], centre - square]
+    )
     yy, xx = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
     for i, image in enumerate(x):
         moved = points + rng.uniform(-affine, affine, size=points.shape).astype(np.float32)
-        warped = cv2.warpAffine(image, cv2.getAffineTransform(points, moved), (width, height),
-                                borderMode=cv2.BORDER_REFLECT_101).reshape(image.shape)
-        field = [ndimage.gaussian_filter(rng.uniform(-1, 1, (height, width)), sigma,
-                                         mode="reflect", truncate=3) * alpha for _ in range(2)]
+        warped = cv2.warpAffine(
+            image,
+            cv2.getAffineTransform(points, moved),
+            (width, height),
+            borderMode=cv2.BORDER_REFLECT_101,
+        ).reshape(image.shape)
+        field = [
+            ndimage.gaussian_filter(
+                rng.uniform(-1, 1, (height, width)), sigma, mode="reflect", truncate=3
+            )
+            * alpha
+            for _ in range(2)
+        ]
         dx, dy = field
         for ch in range(channels):
-            out[i, ..., ch] = ndimage.map_coordinates(warped[..., ch], [yy + dy, xx + dx],
-                                                      order=1, mode="reflect")
+            out[i, ..., ch] = ndimage.map_coordinates(
+                warped[..., ch], [yy + dy, xx + dx], order=1, mode="reflect"
+            )
     return _to_uint8(out)
 
 
 CORRUPTIONS = {
     # the 15 of the benchmark
-    "gaussian_noise": gaussian_noise, "shot_noise": shot_noise, "impulse_noise": impulse_noise,
-    "defocus_blur": defocus_blur, "glass_blur": glass_blur, "motion_blur": motion_blur,
-    "zoom_blur": zoom_blur, "snow": snow, "frost": frost, "fog": fog,
-    "brightness": brightness, "contrast": contrast, "elastic_transform": elastic_transform,
-    "pixelate": pixelate, "jpeg_compression": jpeg_compression,
+    "gaussian_noise": gaussian_noise,
+    "shot_noise": shot_noise,
+    "impulse_noise": impulse_noise,
+    "defocus_blur": defocus_blur,
+    "glass_blur": glass_blur,
+    "motion_blur": motion_blur,
+    "zoom_blur": zoom_blur,
+    "snow": snow,
+    "frost": frost,
+    "fog": fog,
+    "brightness": brightness,
+    "contrast": contrast,
+    "elastic_transform": elastic_transform,
+    "pixelate": pixelate,
+    "jpeg_compression": jpeg_compression,
     # the 4 extra ones CIFAR-C also ships, all of which the paper's protocol pools (spec §7.2)
-    "gaussian_blur": gaussian_blur, "saturate": saturate, "spatter": spatter,
+    "gaussian_blur": gaussian_blur,
+    "saturate": saturate,
+    "spatter": spatter,
     "speckle_noise": speckle_noise,
 }
 
@@ -417,8 +467,10 @@ def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.n
     """`images` (uint8 N×H×W×C) under corruption `name` at `severity`, reproducible by seed."""
     check_corruptions([name], [severity])
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise DataError(f"corruptions take uint8 N×H×W×C images with 1 or 3 channels, got "
-                        f"{images.dtype} {images.shape}")
+        raise DataError(
+            f"corruptions take uint8 N×H×W×C images with 1 or 3 channels, got "
+            f"{images.dtype} {images.shape}"
+        )
     index = list(CORRUPTIONS).index(name)
     rng = np.random.default_rng([seed, index, severity])
     out = CORRUPTIONS[name](images, severity, rng)

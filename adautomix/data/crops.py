@@ -12,22 +12,30 @@ import torch.nn.functional as F
 from adautomix.data.augment import CROP_RATIO
 
 
-def crop_boxes(count: int, height: int, width: int, scale: tuple[float, float],
-                generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+def crop_boxes(
+    count: int, height: int, width: int, scale: tuple[float, float], generator: torch.Generator
+) -> tuple[torch.Tensor, ...]:
     """(top, left, height, width) of `count` RandomResizedCrop windows, float tensors of whole
     pixels, drawn as torchvision's get_params draws one: up to 10 tries of an area fraction in
     `scale` and a log-uniform aspect ratio, the first that fits wins, else the whole image
     (cut to the ratio range)."""
     device, tries = generator.device, 10
-    area = height * width * (scale[0] + (scale[1] - scale[0]) *
-                             torch.rand(count, tries, device=device, generator=generator))
+    area = (
+        height
+        * width
+        * (
+            scale[0]
+            + (scale[1] - scale[0]) * torch.rand(count, tries, device=device, generator=generator)
+        )
+    )
     low, high = math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])
-    ratio = torch.exp(low + (high - low) *
-                      torch.rand(count, tries, device=device, generator=generator))
+    ratio = torch.exp(
+        low + (high - low) * torch.rand(count, tries, device=device, generator=generator)
+    )
     crop_w = torch.sqrt(area * ratio).round()
     crop_h = torch.sqrt(area / ratio).round()
     fits = (crop_w > 0) & (crop_w <= width) & (crop_h > 0) & (crop_h <= height)
-    first = fits.int().argmax(1, keepdim=True)   # 0 where none fits; replaced below
+    first = fits.int().argmax(1, keepdim=True)  # 0 where none fits; replaced below
     crop_w = crop_w.gather(1, first)[:, 0]
     crop_h = crop_h.gather(1, first)[:, 0]
     whole_w, whole_h = float(width), float(height)
@@ -39,10 +47,12 @@ def crop_boxes(count: int, height: int, width: int, scale: tuple[float, float],
     crop_w = torch.where(found, crop_w, whole_w)
     crop_h = torch.where(found, crop_h, whole_h)
     where = torch.rand(2, count, device=device, generator=generator)
-    top = torch.where(found, (where[0] * (height - crop_h + 1)).floor(),
-                      ((height - crop_h) / 2).floor())
-    left = torch.where(found, (where[1] * (width - crop_w + 1)).floor(),
-                       ((width - crop_w) / 2).floor())
+    top = torch.where(
+        found, (where[0] * (height - crop_h + 1)).floor(), ((height - crop_h) / 2).floor()
+    )
+    left = torch.where(
+        found, (where[1] * (width - crop_w + 1)).floor(), ((width - crop_w) / 2).floor()
+    )
     return top, left, crop_h, crop_w
 
 
@@ -65,7 +75,7 @@ def resize_shorter(images: torch.Tensor, shorter: int, mode: str) -> torch.Tenso
 def centre_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     height, width = images.shape[-2:]
     top, left = int(round((height - size) / 2)), int(round((width - size) / 2))
-    return images[..., top:top + size, left:left + size]
+    return images[..., top : top + size, left : left + size]
 
 
 def reflect(positions: torch.Tensor, size: int) -> torch.Tensor:

@@ -54,6 +54,6 @@ class FolderDataset(Dataset):
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
         # PIL, as `prepare` checks the files: torchvision.io's decoders are deprecated (0.29)
         index, seed = item
-        decoded = np.array(decode_image(Path(self.files[index])))   # H×W×3 uint8, a copy
+        decoded = np.array(decode_image(Path(self.files[index])))  # H×W×3 uint8, a copy
         image = torch.from_numpy(decoded).permute(2, 0, 1)
         return _augmented(self.transform, image, seed), self.labels[index]

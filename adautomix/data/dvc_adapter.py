@@ -23,7 +23,7 @@ from typing import Any
 
 # DVC 3's object layout, in its cache and in every remote: files/md5/AB/CDEF... for hash ABCDEF...
 OBJECTS = "files/md5"
-ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")   # DVC colours its links even off a terminal
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # DVC colours its links even off a terminal
 
 
 class DvcFailure(Exception):
@@ -34,13 +34,14 @@ class DvcFailure(Exception):
 @dataclass(frozen=True)
 class BadObject:
     """A cached object whose bytes do not hash to its name."""
-    relpath: str        # the file inside the dataset folder ('' for the directory listing)
-    md5: str            # the name: the hash the bytes should have
-    cached: Path        # the copy in this workspace's cache
+
+    relpath: str  # the file inside the dataset folder ('' for the directory listing)
+    md5: str  # the name: the hash the bytes should have
+    cached: Path  # the copy in this workspace's cache
 
 
 @contextmanager
-def open_repo(workspace: str | Path) -> Iterator["DvcRepo"]:
+def open_repo(workspace: str | Path) -> Iterator[DvcRepo]:
     from dvc.repo import Repo
 
     with Repo(str(workspace)) as repo:
@@ -100,8 +101,11 @@ class DvcRepo:
         listing = self.cached_object(version)
         if not listing.exists():
             return []
-        bad = [] if _md5(listing) == version.removesuffix(".dir") else [
-            BadObject("", version, listing)]
+        bad = (
+            []
+            if _md5(listing) == version.removesuffix(".dir")
+            else [BadObject("", version, listing)]
+        )
         if bad:
             return bad
         for entry in json.loads(listing.read_bytes()):

@@ -35,12 +35,24 @@ KINDS = ("auto", "torch", "memory", "dali")
 log = logging.getLogger("adautomix.data")
 
 
-def build_loader(manifest_or_name: Manifest | str, split: str, *, data_root: str = "data",
-                 batch_size: int, train: bool, kind: str = "auto",
-                 device: str | torch.device = "cpu", seed: int = 0, subset: int = 0,
-                 num_workers: int = 2, image_size: int | None = None, rank: int = 0,
-                 world_size: int = 1, recipe: Recipe | None = None,
-                 pool: np.ndarray | None = None) -> Loader:
+def build_loader(
+    manifest_or_name: Manifest | str,
+    split: str,
+    *,
+    data_root: str = "data",
+    batch_size: int,
+    train: bool,
+    kind: str = "auto",
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    subset: int = 0,
+    num_workers: int = 2,
+    image_size: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    recipe: Recipe | None = None,
+    pool: np.ndarray | None = None,
+) -> Loader:
     """A loader over `split` ("train" or "test") of a prepared dataset; `train` turns on
     shuffling, augmentation and dropping the partial last batch. kind "auto" picks the fastest
     kind measured for the dataset's format (see _auto_kind) and logs its choice.
@@ -50,37 +62,60 @@ def build_loader(manifest_or_name: Manifest | str, split: str, *, data_root: str
 
     `pool` limits the loader to those indices of the split (the training or the validation part
     of a split, data/split.py); `subset` then picks from the pool."""
-    manifest = (ensure_dataset(manifest_or_name, data_root)
-                if isinstance(manifest_or_name, str) else manifest_or_name)
+    manifest = (
+        ensure_dataset(manifest_or_name, data_root)
+        if isinstance(manifest_or_name, str)
+        else manifest_or_name
+    )
     if kind not in KINDS:
         raise DataError(f"unknown loader kind {kind!r}; build_loader makes {', '.join(KINDS)}")
     if recipe is None:
         recipe = Recipe.resolve(manifest, image_size=image_size or 0)
     elif image_size and image_size != recipe.image_size:
-        raise DataError(f"image_size {image_size} contradicts the recipe's "
-                        f"{recipe.image_size}; pass the size in the recipe only")
+        raise DataError(
+            f"image_size {image_size} contradicts the recipe's "
+            f"{recipe.image_size}; pass the size in the recipe only"
+        )
     randaugment = train and recipe.randaugment
     if kind == "auto":
         kind = _auto_kind(manifest)
         if kind == "memory" and randaugment:
             kind = _dali_or_torch()
-            log.info("loader auto: %s for %s on %s (the memory loader has no RandAugment)",
-                     kind, manifest.name, device)
+            log.info(
+                "loader auto: %s for %s on %s (the memory loader has no RandAugment)",
+                kind,
+                manifest.name,
+                device,
+            )
         else:
             log.info("loader auto: %s for %s on %s", kind, manifest.name, device)
     if kind == "memory" and manifest.format != "array":
-        raise DataError(f"the memory loader needs an array dataset; {manifest.name} is stored as "
-                        "image files: use the torch loader")
-    options = dict(batch_size=batch_size, train=train, device=torch.device(device), seed=seed,
-                   subset=subset, recipe=recipe, rank=rank, world_size=world_size, pool=pool)
+        raise DataError(
+            f"the memory loader needs an array dataset; {manifest.name} is stored as "
+            "image files: use the torch loader"
+        )
+    options = dict(
+        batch_size=batch_size,
+        train=train,
+        device=torch.device(device),
+        seed=seed,
+        subset=subset,
+        recipe=recipe,
+        rank=rank,
+        world_size=world_size,
+        pool=pool,
+    )
     # Each kind is imported when chosen: the torch kind's torchvision and DALI cost seconds.
     if kind == "memory":
         from adautomix.data.memory import MemoryLoader
+
         return MemoryLoader(manifest, split, **options)
     if kind == "dali":
         from adautomix.data.dali import DaliLoader
+
         return DaliLoader(manifest, split, num_workers=num_workers, **options)
     from adautomix.data.torch_loader import TorchLoader
+
     return TorchLoader(manifest, split, num_workers=num_workers, **options)
 
 
@@ -95,8 +130,9 @@ def _auto_kind(manifest: Manifest) -> str:
 
 def _dali_or_torch() -> str:
     from adautomix.data import dali
+
     if dali.available():
         return "dali"
-    if dali.installed():   # a broken install: say why it is passed over
+    if dali.installed():  # a broken install: say why it is passed over
         log.warning("loader auto: not DALI, %s", dali.import_error())
     return "torch"

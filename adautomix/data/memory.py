@@ -23,8 +23,10 @@ class MemoryLoader(Loader):
     def __init__(self, manifest: Manifest, split: str, **options):
         super().__init__(manifest, split, **options)
         if self.train and self.recipe.randaugment:
-            raise DataError("the memory loader has no RandAugment (it would need per-sample ops): "
-                            "use --loader torch or --loader dali")
+            raise DataError(
+                "the memory loader has no RandAugment (it would need per-sample ops): "
+                "use --loader torch or --loader dali"
+            )
         root = manifest.root
         # Channels first once, so that a batch is one gather with no per-batch permute.
         images = torch.from_numpy(np.load(root / f"{split}_images.npy")).permute(0, 3, 1, 2)
@@ -52,12 +54,13 @@ class MemoryLoader(Loader):
         generator.manual_seed(derived_seed(self.seed, self.epoch, 0))
         recipe, size = self.recipe, self.image_size
         for start in range(0, len(order), self.batch_size):
-            index = order[start:start + self.batch_size]
+            index = order[start : start + self.batch_size]
             if not self.train:
                 images = self.images[index]
                 if recipe.test_resize:
-                    images = centre_crop(resize_shorter(images, recipe.test_resize, self.mode),
-                                          size)
+                    images = centre_crop(
+                        resize_shorter(images, recipe.test_resize, self.mode), size
+                    )
             elif recipe.train_crop in ("pad", "flip"):
                 images = self._crop_and_flip(index, generator)
             else:
@@ -69,15 +72,17 @@ class MemoryLoader(Loader):
     def _crop_and_flip(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Random crop of the reflect-padded image plus a random horizontal flip."""
         count, mine = len(index) * self.world_size, slice(self.rank, None, self.world_size)
-        offset = torch.randint(0, self.offsets, (2, count), device=self.device,
-                               generator=generator)[:, mine]
+        offset = torch.randint(
+            0, self.offsets, (2, count), device=self.device, generator=generator
+        )[:, mine]
         flip = (torch.rand(count, device=self.device, generator=generator) < 0.5)[mine]
         # Index arrays split by a slice put the batch axis first: (B, C, H, W).
         crops = self.windows[index, :, offset[0], offset[1]]
         return torch.where(flip[:, None, None, None], crops.flip(-1), crops)
 
-    def _resized_crop_and_flip(self, index: torch.Tensor,
-                               generator: torch.Generator) -> torch.Tensor:
+    def _resized_crop_and_flip(
+        self, index: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
         """RandomResizedCrop plus a random horizontal flip of a whole batch as one affine
         resampling: each output pixel reads its crop's position, mirrored when flipped.
 
@@ -100,6 +105,7 @@ class MemoryLoader(Loader):
         theta[:, 1, 2] = (2 * top + crop_h) / height - 1
         size = self.image_size
         grid = F.affine_grid(theta, [batch, channels, size, size], align_corners=False)
-        crops = F.grid_sample(images, grid, mode=self.mode, padding_mode="border",
-                              align_corners=False)
-        return crops.clamp_(0, 255)   # bicubic overshoots
+        crops = F.grid_sample(
+            images, grid, mode=self.mode, padding_mode="border", align_corners=False
+        )
+        return crops.clamp_(0, 255)  # bicubic overshoots

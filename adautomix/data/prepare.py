@@ -72,18 +72,18 @@ log = logging.getLogger("adautomix.data")
 @dataclass(frozen=True)
 class Manifest:
     name: str
-    format: str                          # "array" or "folder"
+    format: str  # "array" or "folder"
     classes: list[str]
     num_classes: int
     counts: dict[str, int]
-    image_size: tuple[int, int] | None   # (H, W) of an array dataset; folders vary
+    image_size: tuple[int, int] | None  # (H, W) of an array dataset; folders vary
     channels: int
-    mean: tuple[float, ...]              # per channel, in [0, 1], over the train split
+    mean: tuple[float, ...]  # per channel, in [0, 1], over the train split
     std: tuple[float, ...]
-    sha256: str                          # content hash of the data files (see content_hash)
+    sha256: str  # content hash of the data files (see content_hash)
     format_version: int
     source: str
-    root: Path = dataclasses.field(compare=False)   # where it lives now; not written
+    root: Path = dataclasses.field(compare=False)  # where it lives now; not written
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
@@ -91,14 +91,26 @@ class Manifest:
         return values
 
     @classmethod
-    def from_dict(cls, values: dict, root: Path) -> "Manifest":
+    def from_dict(cls, values: dict, root: Path) -> Manifest:
         size = values["image_size"]
-        return cls(**{**values, "image_size": tuple(size) if size else None,
-                      "mean": tuple(values["mean"]), "std": tuple(values["std"]), "root": root})
+        return cls(
+            **{
+                **values,
+                "image_size": tuple(size) if size else None,
+                "mean": tuple(values["mean"]),
+                "std": tuple(values["std"]),
+                "root": root,
+            }
+        )
 
 
-def prepare(name: str, source: str | Path | None = None, data_root: str | Path = "data",
-            force: bool = False, verify: bool = False) -> Manifest:
+def prepare(
+    name: str,
+    source: str | Path | None = None,
+    data_root: str | Path = "data",
+    force: bool = False,
+    verify: bool = False,
+) -> Manifest:
     """Prepare dataset `name` from `source` into data_root/name/ and return its manifest.
 
     An already prepared dataset is returned as it is (its hash checked when `verify`), unless
@@ -107,8 +119,10 @@ def prepare(name: str, source: str | Path | None = None, data_root: str | Path =
     target = data_root / name
     if target.exists() and not force:
         if not (target / MANIFEST).exists():
-            raise DataError(f"{target} exists but has no {MANIFEST}: it is not a prepared "
-                            f"dataset; remove it or run `adautomix data prepare {name} --force`")
+            raise DataError(
+                f"{target} exists but has no {MANIFEST}: it is not a prepared "
+                f"dataset; remove it or run `adautomix data prepare {name} --force`"
+            )
         manifest = load_manifest(name, data_root)
         return _check_hash(manifest) if verify else manifest
     log.info("%s: reading the source %s", name, source or "(the system's copy)")
@@ -121,7 +135,7 @@ def write_atomically(target: Path, write: Callable[[Path], Manifest]) -> Manifes
     when it returned; on any error the staging folder goes and `target` stays as it was."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    staging.chmod(0o755)   # mkdtemp makes it private; the dataset it becomes is not
+    staging.chmod(0o755)  # mkdtemp makes it private; the dataset it becomes is not
     try:
         manifest = write(staging)
         _move_into_place(staging, target)
@@ -135,16 +149,21 @@ def load_manifest(name: str, data_root: str | Path = "data") -> Manifest:
     root = Path(data_root) / name
     path = root / MANIFEST
     if not path.exists():
-        raise DataError(f"dataset {name} is not prepared in {data_root} (no {path}); run "
-                        f"`adautomix data prepare {name} --source PATH` or `dvc pull`")
+        raise DataError(
+            f"dataset {name} is not prepared in {data_root} (no {path}); run "
+            f"`adautomix data prepare {name} --source PATH` or `dvc pull`"
+        )
     try:
         values = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise DataError(f"{path} is not valid JSON ({error}); re-run "
-                        f"`adautomix data prepare {name} --force`") from None
+        raise DataError(
+            f"{path} is not valid JSON ({error}); re-run `adautomix data prepare {name} --force`"
+        ) from None
     if values.get("format_version") != FORMAT_VERSION:
-        raise DataError(f"{path} has format version {values.get('format_version')}, this code "
-                        f"reads {FORMAT_VERSION}; re-run `adautomix data prepare {name} --force`")
+        raise DataError(
+            f"{path} has format version {values.get('format_version')}, this code "
+            f"reads {FORMAT_VERSION}; re-run `adautomix data prepare {name} --force`"
+        )
     return Manifest.from_dict(values, root)
 
 
@@ -163,13 +182,17 @@ def ensure_dataset(name: str, data_root: str | Path = "data") -> Manifest:
         return verify_cached(load_manifest(name, data_root))
     if name == "fashion-mnist":
         return verify_cached(prepare(name, data_root=data_root))
-    raise DataError(f"dataset {name} is not prepared in {data_root}; run "
-                    f"`adautomix data prepare {name} --source PATH` (or `dvc pull`) first")
+    raise DataError(
+        f"dataset {name} is not prepared in {data_root}; run "
+        f"`adautomix data prepare {name} --source PATH` (or `dvc pull`) first"
+    )
 
 
 def read_list(root: str | Path, split: str) -> tuple[list[str], list[int]]:
     """A folder dataset's `SPLIT_list.txt`: (image paths relative to `root`, labels), in order."""
-    pairs = [line.rsplit(" ", 1) for line in (Path(root) / f"{split}_list.txt").read_text().splitlines()]
+    pairs = [
+        line.rsplit(" ", 1) for line in (Path(root) / f"{split}_list.txt").read_text().splitlines()
+    ]
     return [path for path, _ in pairs], [int(label) for _, label in pairs]
 
 
@@ -178,8 +201,11 @@ def content_hash(folder: str | Path, description: dict | None = None) -> str:
     over the manifest's description of them: `description` (manifest fields), or else the
     folder's manifest.json, less UNHASHED_FIELDS."""
     folder = Path(folder)
-    files = sorted((p.relative_to(folder).as_posix(), p) for p in folder.rglob("*")
-                   if p.is_file() and p != folder / MANIFEST)
+    files = sorted(
+        (p.relative_to(folder).as_posix(), p)
+        for p in folder.rglob("*")
+        if p.is_file() and p != folder / MANIFEST
+    )
     digest = hashlib.sha256()
     for relative, path in progress(files, f"hashing {folder.name}", unit="file"):
         digest.update(f"{relative}\0{path.stat().st_size}\0".encode())
@@ -220,17 +246,22 @@ def _file_stamps(folder: Path) -> dict[str, list[int]]:
     for path in folder.rglob("*"):
         if path.is_file():
             stat = path.stat()
-            stamps[path.relative_to(folder).as_posix()] = [stat.st_size, stat.st_mtime_ns,
-                                                           stat.st_ctime_ns]
+            stamps[path.relative_to(folder).as_posix()] = [
+                stat.st_size,
+                stat.st_mtime_ns,
+                stat.st_ctime_ns,
+            ]
     return stamps
 
 
 def _check_hash(manifest: Manifest) -> Manifest:
     actual = content_hash(manifest.root)
     if actual != manifest.sha256:
-        raise DataError(f"dataset {manifest.name} in {manifest.root} does not match its manifest: "
-                        f"content hash {actual} != recorded {manifest.sha256}. Re-run "
-                        f"`adautomix data prepare {manifest.name} --force` or `dvc pull`")
+        raise DataError(
+            f"dataset {manifest.name} in {manifest.root} does not match its manifest: "
+            f"content hash {actual} != recorded {manifest.sha256}. Re-run "
+            f"`adautomix data prepare {manifest.name} --force` or `dvc pull`"
+        )
     return manifest
 
 
@@ -238,9 +269,11 @@ def _check_labels(manifest: Manifest) -> Manifest:
     """Every label names one of the manifest's classes: a label out of range would otherwise
     fail deep in the loss, or worse, index a wrong row without failing."""
     if manifest.num_classes != len(manifest.classes):
-        raise DataError(f"{manifest.root / MANIFEST} lists {len(manifest.classes)} classes but "
-                        f"num_classes {manifest.num_classes}; re-run `adautomix data prepare "
-                        f"{manifest.name} --force`")
+        raise DataError(
+            f"{manifest.root / MANIFEST} lists {len(manifest.classes)} classes but "
+            f"num_classes {manifest.num_classes}; re-run `adautomix data prepare "
+            f"{manifest.name} --force`"
+        )
     for split in manifest.counts:
         if manifest.format == "array":
             labels = np.load(manifest.root / f"{split}_labels.npy", mmap_mode="r")
@@ -248,10 +281,12 @@ def _check_labels(manifest: Manifest) -> Manifest:
             lines = (manifest.root / f"{split}_list.txt").read_text().split("\n")
             labels = np.array([int(line.rsplit(" ", 1)[1]) for line in lines if line.strip()])
         if len(labels) and not (0 <= labels.min() and labels.max() < manifest.num_classes):
-            raise DataError(f"dataset {manifest.name}: {split} labels span {labels.min()}.."
-                            f"{labels.max()}, outside the manifest's {manifest.num_classes} "
-                            f"classes (0..{manifest.num_classes - 1}); re-run `adautomix data "
-                            f"prepare {manifest.name} --force`")
+            raise DataError(
+                f"dataset {manifest.name}: {split} labels span {labels.min()}.."
+                f"{labels.max()}, outside the manifest's {manifest.num_classes} "
+                f"classes (0..{manifest.num_classes - 1}); re-run `adautomix data "
+                f"prepare {manifest.name} --force`"
+            )
     return manifest
 
 
@@ -269,23 +304,51 @@ def _move_into_place(staging: Path, target: Path) -> None:
 def _write(raw: RawDataset, out: Path) -> Manifest:
     write = _write_arrays if raw.format == "array" else _write_folders
     counts, image_size, channels, stats = write(raw, out)
-    return write_manifest(out, raw.name, raw.format, list(raw.classes), counts, image_size,
-                          channels, stats, str(Path(raw.source).resolve()))
+    return write_manifest(
+        out,
+        raw.name,
+        raw.format,
+        list(raw.classes),
+        counts,
+        image_size,
+        channels,
+        stats,
+        str(Path(raw.source).resolve()),
+    )
 
 
-def write_manifest(out: Path, name: str, format: str, classes: list[str], counts: dict[str, int],
-                   image_size: tuple[int, int] | None, channels: int,
-                   stats: tuple[np.ndarray, np.ndarray], source: str) -> Manifest:
+def write_manifest(
+    out: Path,
+    name: str,
+    format: str,
+    classes: list[str],
+    counts: dict[str, int],
+    image_size: tuple[int, int] | None,
+    channels: int,
+    stats: tuple[np.ndarray, np.ndarray],
+    source: str,
+) -> Manifest:
     """The manifest of the data files already written to `out`, hashed, written beside them."""
     mean, std = stats
     manifest = Manifest(
-        name=name, format=format, classes=classes, num_classes=len(classes), counts=counts,
-        image_size=image_size, channels=channels,
-        mean=tuple(round(float(m), 6) for m in mean), std=tuple(round(float(s), 6) for s in std),
-        sha256="", format_version=FORMAT_VERSION, source=source, root=out)
+        name=name,
+        format=format,
+        classes=classes,
+        num_classes=len(classes),
+        counts=counts,
+        image_size=image_size,
+        channels=channels,
+        mean=tuple(round(float(m), 6) for m in mean),
+        std=tuple(round(float(s), 6) for s in std),
+        sha256="",
+        format_version=FORMAT_VERSION,
+        source=source,
+        root=out,
+    )
     # hashed as it will read back from JSON (tuples become lists)
     manifest = dataclasses.replace(
-        manifest, sha256=content_hash(out, json.loads(json.dumps(manifest.to_dict()))))
+        manifest, sha256=content_hash(out, json.loads(json.dumps(manifest.to_dict())))
+    )
     text = json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
     (out / MANIFEST).write_text(text)
     return manifest
@@ -310,12 +373,12 @@ def channel_stats(images: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np
     channels = images.shape[-1]
     total, squares = np.zeros(channels), np.zeros(channels)
     for start in range(0, len(images), chunk):
-        pixels = images[start:start + chunk].reshape(-1, channels).astype(np.float64)
+        pixels = images[start : start + chunk].reshape(-1, channels).astype(np.float64)
         total += pixels.sum(axis=0)
         squares += np.square(pixels).sum(axis=0)
     count = images.size // channels
     mean = total / count
-    return mean / 255.0, np.sqrt(squares / count - mean ** 2) / 255.0
+    return mean / 255.0, np.sqrt(squares / count - mean**2) / 255.0
 
 
 def _copy_checked(source: Path, destination: Path, keep: bool) -> np.ndarray | None:
@@ -329,8 +392,9 @@ def _copy_checked(source: Path, destination: Path, keep: bool) -> np.ndarray | N
 
 def _write_folders(raw: RawDataset, out: Path) -> Written:
     train_count = len(raw.splits["train"])
-    sample = np.random.default_rng(0).choice(train_count, min(STATS_SAMPLE, train_count),
-                                             replace=False)
+    sample = np.random.default_rng(0).choice(
+        train_count, min(STATS_SAMPLE, train_count), replace=False
+    )
     sampled = np.zeros(train_count, bool)
     sampled[sample] = True
     kept = []
@@ -345,11 +409,16 @@ def _write_folders(raw: RawDataset, out: Path) -> Written:
             (out / split / f"{label:04d}").mkdir(parents=True)
         with ThreadPoolExecutor(os.cpu_count()) as pool:
             try:
-                results = list(progress(pool.map(lambda job: _copy_checked(*job), jobs),
-                                        f"{raw.name}/{split}: checking and copying images",
-                                        total=len(jobs), unit="image"))
+                results = list(
+                    progress(
+                        pool.map(lambda job: _copy_checked(*job), jobs),
+                        f"{raw.name}/{split}: checking and copying images",
+                        total=len(jobs),
+                        unit="image",
+                    )
+                )
             except BaseException:
-                pool.shutdown(cancel_futures=True)   # do not decode the rest of the dataset first
+                pool.shutdown(cancel_futures=True)  # do not decode the rest of the dataset first
                 raise
         (out / f"{split}_list.txt").write_text("".join(lines))
         if split == "train":

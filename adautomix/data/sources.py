@@ -35,13 +35,21 @@ SPLITS = ("train", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 # What --source must point at, for the error raised when it does not.
 LAYOUTS = {
     "fashion-mnist": "a folder with train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-                     "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz",
     "cifar10": "the folder cifar-10-batches-py/ (or its parent) from cifar-10-python.tar.gz",
     "cifar100": "the folder cifar-100-python/ (or its parent) from cifar-100-python.tar.gz",
     "tiny-imagenet": "the folder tiny-imagenet-200/ (or its parent) from tiny-imagenet-200.zip",
@@ -50,21 +58,22 @@ LAYOUTS = {
     "cub200": "the folder CUB_200_2011/ (or its parent) from CUB_200_2011.tgz",
     "aircraft": "the folder fgvc-aircraft-2013b/ (or its parent) from fgvc-aircraft-2013b.tar.gz",
     "cars": "a folder with cars_train/, cars_test/, devkit/ and cars_test_annos_withlabels.mat "
-            "(torchvision's stanford_cars/ layout)",
+    "(torchvision's stanford_cars/ layout)",
 }
 
 
 @dataclass(frozen=True)
 class RawDataset:
     name: str
-    format: str            # "array" or "folder"
+    format: str  # "array" or "folder"
     classes: list[str]
-    splits: dict           # arrays: {split: (images, labels)}; folders: {split: [(path, label)]}
-    source: str            # where it was read from, recorded in the manifest
+    splits: dict  # arrays: {split: (images, labels)}; folders: {split: [(path, label)]}
+    source: str  # where it was read from, recorded in the manifest
 
 
-def read_source(name: str, source: str | Path | None = None, *,
-                download_dir: str | Path = "data/.downloads") -> RawDataset:
+def read_source(
+    name: str, source: str | Path | None = None, *, download_dir: str | Path = "data/.downloads"
+) -> RawDataset:
     """Read dataset `name` from `source`. Only Fashion-MNIST may omit the source: it is then
     taken from Debian's dataset-fashion-mnist package, else downloaded into download_dir."""
     if name not in DATASETS:
@@ -72,8 +81,9 @@ def read_source(name: str, source: str | Path | None = None, *,
     if name == "fashion-mnist":
         return read_fashion_mnist(source, download_dir)
     if source is None:
-        raise DataError(f"dataset {name} needs a source: pass --source PATH with PATH "
-                        f"{LAYOUTS[name]}")
+        raise DataError(
+            f"dataset {name} needs a source: pass --source PATH with PATH {LAYOUTS[name]}"
+        )
     if not Path(source).is_dir():
         raise DataError(f"source {source} for {name} is not a folder; it must be {LAYOUTS[name]}")
     return READERS[name](name, Path(source))
@@ -81,12 +91,15 @@ def read_source(name: str, source: str | Path | None = None, *,
 
 # --- checks and small file helpers ------------------------------------------------------------
 
+
 def _check_labels(labels: np.ndarray, num_classes: int, where: Path | str) -> None:
     bad = (labels < 0) | (labels >= num_classes)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{where}: label {int(labels[first])} (item {first}) is outside "
-                        f"[0, {num_classes}); the file is corrupt or belongs to another dataset")
+        raise DataError(
+            f"{where}: label {int(labels[first])} (item {first}) is outside "
+            f"[0, {num_classes}); the file is corrupt or belongs to another dataset"
+        )
 
 
 def _check_not_empty(split: str, count: int, where: Path | str) -> None:
@@ -122,11 +135,14 @@ def image_files(folder: Path) -> list[Path]:
     """Every image under `folder` (recursively, as torchvision's ImageFolder), sorted.
 
     Files with other extensions are skipped, so a folder with none of IMAGE_EXTENSIONS is empty."""
-    files = sorted(p for p in folder.rglob("*")
-                   if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    files = sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    )
     if not files:
-        raise DataError(f"class folder {folder} has no images ({', '.join(IMAGE_EXTENSIONS)}); "
-                        "add images or remove the folder")
+        raise DataError(
+            f"class folder {folder} has no images ({', '.join(IMAGE_EXTENSIONS)}); "
+            "add images or remove the folder"
+        )
     return files
 
 
@@ -143,8 +159,10 @@ def decode_image(path: Path, draft_size: tuple[int, int] | None = None) -> Image
     except FileNotFoundError:
         raise DataError(f"image {path} is missing; re-extract the dataset") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise DataError(f"cannot decode image {path} ({error}): the file is corrupt or truncated; "
-                        "replace it with a good copy (re-extract the archive)") from None
+        raise DataError(
+            f"cannot decode image {path} ({error}): the file is corrupt or truncated; "
+            "replace it with a good copy (re-extract the archive)"
+        ) from None
 
 
 def _decode_all(paths: list[Path], size: tuple[int, int]) -> np.ndarray:
@@ -155,8 +173,10 @@ def _decode_all(paths: list[Path], size: tuple[int, int]) -> np.ndarray:
     def decode_into(i: int) -> None:
         image = decode_image(paths[i])
         if image.size[::-1] != size:
-            raise DataError(f"image {paths[i]} is {image.size[0]}x{image.size[1]}, expected "
-                            f"{size[1]}x{size[0]} like the rest of the dataset")
+            raise DataError(
+                f"image {paths[i]} is {image.size[0]}x{image.size[1]}, expected "
+                f"{size[1]}x{size[0]} like the rest of the dataset"
+            )
         out[i] = np.asarray(image)
 
     with ThreadPoolExecutor(os.cpu_count()) as pool:
@@ -166,6 +186,7 @@ def _decode_all(paths: list[Path], size: tuple[int, int]) -> np.ndarray:
 
 # --- Fashion-MNIST: IDX files -----------------------------------------------------------------
 
+
 def read_idx(path: Path) -> np.ndarray:
     """A gzipped IDX file of unsigned bytes (the MNIST format), checked against its header."""
     try:
@@ -174,9 +195,11 @@ def read_idx(path: Path) -> np.ndarray:
     except FileNotFoundError:
         raise DataError(f"IDX file {path} is missing") from None
     except (OSError, EOFError, zlib.error) as error:
-        raise DataError(f"IDX file {path} is not a readable gzip file ({error}): it is corrupt or "
-                        "truncated; replace it (apt-get install --reinstall dataset-fashion-mnist, "
-                        "or download it again)") from None
+        raise DataError(
+            f"IDX file {path} is not a readable gzip file ({error}): it is corrupt or "
+            "truncated; replace it (apt-get install --reinstall dataset-fashion-mnist, "
+            "or download it again)"
+        ) from None
     # Header: two zero bytes, a type code (0x08 = unsigned byte), the number of dimensions,
     # then each dimension as a big-endian uint32.
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
@@ -187,9 +210,11 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"IDX file {path} is truncated inside its header; replace it")
     dims = struct.unpack(f">{ndim}I", data[4:offset])
     if len(data) - offset != math.prod(dims):
-        raise DataError(f"IDX file {path} holds {len(data) - offset} bytes of data but its header "
-                        f"promises {math.prod(dims)} for shape {dims}: it is truncated or corrupt; "
-                        "replace it")
+        raise DataError(
+            f"IDX file {path} holds {len(data) - offset} bytes of data but its header "
+            f"promises {math.prod(dims)} for shape {dims}: it is truncated or corrupt; "
+            "replace it"
+        )
     return np.frombuffer(data, np.uint8, offset=offset).reshape(dims)
 
 
@@ -200,6 +225,7 @@ def _fashion_mnist_folder(source: str | Path | None, download_dir: str | Path) -
         return DEBIAN_FASHION_MNIST
     try:
         from torchvision.datasets import FashionMNIST
+
         FashionMNIST(str(download_dir), train=True, download=True)
     # The download can fail in many ways (DNS, HTTP, proxy, disk); each means the same here.
     except Exception as error:
@@ -207,12 +233,14 @@ def _fashion_mnist_folder(source: str | Path | None, download_dir: str | Path) -
             f"Fashion-MNIST is not installed in {DEBIAN_FASHION_MNIST} and downloading it into "
             f"{download_dir} failed ({error}). Either install it with "
             "`apt-get install dataset-fashion-mnist` or run where the internet can be reached; "
-            "or pass --source with a folder holding the four IDX .gz files") from None
+            "or pass --source with a folder holding the four IDX .gz files"
+        ) from None
     return Path(download_dir) / "FashionMNIST" / "raw"
 
 
-def read_fashion_mnist(source: str | Path | None = None,
-                       download_dir: str | Path = "data/.downloads") -> RawDataset:
+def read_fashion_mnist(
+    source: str | Path | None = None, download_dir: str | Path = "data/.downloads"
+) -> RawDataset:
     folder = _fashion_mnist_folder(source, download_dir)
     splits = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
@@ -220,8 +248,10 @@ def read_fashion_mnist(source: str | Path | None = None,
         labels_file = _require(folder / f"{prefix}-labels-idx1-ubyte.gz", "fashion-mnist")
         images, labels = read_idx(images_file), read_idx(labels_file).astype(np.int64)
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DataError(f"{images_file} (shape {images.shape}) and {labels_file} (shape "
-                            f"{labels.shape}) do not pair up as N images and N labels")
+            raise DataError(
+                f"{images_file} (shape {images.shape}) and {labels_file} (shape "
+                f"{labels.shape}) do not pair up as N images and N labels"
+            )
         _check_not_empty(split, len(labels), images_file)
         _check_labels(labels, len(FASHION_MNIST_CLASSES), labels_file)
         splits[split] = (images[..., None], labels)
@@ -230,6 +260,7 @@ def read_fashion_mnist(source: str | Path | None = None,
 
 # --- CIFAR-10 / CIFAR-100: python pickles -----------------------------------------------------
 
+
 def _unpickle(path: Path, name: str) -> dict:
     _require(path, name)
     try:
@@ -237,30 +268,42 @@ def _unpickle(path: Path, name: str) -> dict:
             content = pickle.load(f, encoding="latin1")
     # A damaged pickle can fail with almost any exception type.
     except Exception as error:
-        raise DataError(f"{path} is not a readable CIFAR pickle ({type(error).__name__}: {error}): "
-                        "it is corrupt or truncated; extract the archive again") from None
+        raise DataError(
+            f"{path} is not a readable CIFAR pickle ({type(error).__name__}: {error}): "
+            "it is corrupt or truncated; extract the archive again"
+        ) from None
     if not isinstance(content, dict):
         raise DataError(f"{path} holds a {type(content).__name__}, not a CIFAR batch dict")
     return content
 
 
-def _cifar_batch(path: Path, name: str, label_key: str,
-                 num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _cifar_batch(
+    path: Path, name: str, label_key: str, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     batch = _unpickle(path, name)
     if "data" not in batch or label_key not in batch:
         raise DataError(f"{path} lacks 'data' or {label_key!r}; is it a {name} file?")
     data = np.asarray(batch["data"], np.uint8)
     labels = np.asarray(batch[label_key], np.int64)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
-        raise DataError(f"{path}: data of shape {data.shape} and {len(labels)} labels are not "
-                        "N rows of 3072 bytes with N labels; the file is corrupt")
+        raise DataError(
+            f"{path}: data of shape {data.shape} and {len(labels)} labels are not "
+            "N rows of 3072 bytes with N labels; the file is corrupt"
+        )
     _check_labels(labels, num_classes, path)
     # Rows are channel-major (1024 red, 1024 green, 1024 blue): to N×32×32×3.
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
-def _cifar(name: str, folder: Path, train_files: list[str], test_file: str, meta_file: str,
-           names_key: str, label_key: str) -> RawDataset:
+def _cifar(
+    name: str,
+    folder: Path,
+    train_files: list[str],
+    test_file: str,
+    meta_file: str,
+    names_key: str,
+    label_key: str,
+) -> RawDataset:
     classes = list(_unpickle(folder / meta_file, name).get(names_key, []))
     if not classes:
         raise DataError(f"{folder / meta_file} has no {names_key!r}; is it a {name} file?")
@@ -276,8 +319,15 @@ def _cifar(name: str, folder: Path, train_files: list[str], test_file: str, meta
 
 def read_cifar10(name: str, source: Path) -> RawDataset:
     folder = _descend(source, "cifar-10-batches-py")
-    return _cifar(name, folder, [f"data_batch_{i}" for i in range(1, 6)], "test_batch",
-                  "batches.meta", "label_names", "labels")
+    return _cifar(
+        name,
+        folder,
+        [f"data_batch_{i}" for i in range(1, 6)],
+        "test_batch",
+        "batches.meta",
+        "label_names",
+        "labels",
+    )
 
 
 def read_cifar100(name: str, source: Path) -> RawDataset:
@@ -287,31 +337,40 @@ def read_cifar100(name: str, source: Path) -> RawDataset:
 
 # --- Tiny-ImageNet: JPEG tree, decoded into arrays ---------------------------------------------
 
+
 def read_tiny_imagenet(name: str, source: Path) -> RawDataset:
     root = _descend(source, "tiny-imagenet-200")
     # Sorted, so class indices match torchvision's ImageFolder over train/ (wnids.txt is unsorted).
     wnids = sorted(w for w in _require(root / "wnids.txt", name).read_text().split())
     words = dict(_read_table(root / "words.txt", name))
     index = {wnid: i for i, wnid in enumerate(wnids)}
-    train = [(path, index[wnid]) for wnid in wnids
-             for path in image_files(_require(root / "train" / wnid / "images", name))]
+    train = [
+        (path, index[wnid])
+        for wnid in wnids
+        for path in image_files(_require(root / "train" / wnid / "images", name))
+    ]
     annotations = root / "val" / "val_annotations.txt"
     test = []
     for file_name, rest in _read_table(annotations, name):
         wnid = rest.split()[0]
         if wnid not in index:
-            raise DataError(f"{annotations}: image {file_name} has class {wnid}, which is not in "
-                            f"{root / 'wnids.txt'}")
+            raise DataError(
+                f"{annotations}: image {file_name} has class {wnid}, which is not in "
+                f"{root / 'wnids.txt'}"
+            )
         test.append((_require(root / "val" / "images" / file_name, name), index[wnid]))
     splits = {}
     for split, items, where in (("train", train, root / "train"), ("test", test, annotations)):
         _check_not_empty(split, len(items), where)
-        splits[split] = (_decode_all([p for p, _ in items], (64, 64)),
-                         np.array([label for _, label in items], np.int64))
+        splits[split] = (
+            _decode_all([p for p, _ in items], (64, 64)),
+            np.array([label for _, label in items], np.int64),
+        )
     return RawDataset(name, "array", [words.get(w, w) for w in wnids], splits, str(root))
 
 
 # --- folder datasets: files stay encoded ------------------------------------------------------
+
 
 def read_image_folder(name: str, source: Path) -> RawDataset:
     """ImageNet layout: train/<class>/* and val/<class>/* (or test/<class>/*)."""
@@ -324,8 +383,10 @@ def read_image_folder(name: str, source: Path) -> RawDataset:
     test = []
     for folder in sorted(d for d in test_dir.iterdir() if d.is_dir()):
         if folder.name not in index:
-            raise DataError(f"class folder {folder} has no counterpart in {train_dir}; "
-                            "rename or remove it so both splits share one class list")
+            raise DataError(
+                f"class folder {folder} has no counterpart in {train_dir}; "
+                "rename or remove it so both splits share one class list"
+            )
         test += [(path, index[folder.name]) for path in image_files(folder)]
     _check_not_empty("test", len(test), test_dir)
     return RawDataset(name, "folder", classes, {"train": train, "test": test}, str(source))
@@ -333,21 +394,26 @@ def read_image_folder(name: str, source: Path) -> RawDataset:
 
 def read_cub200(name: str, source: Path) -> RawDataset:
     root = _descend(source, "CUB_200_2011")
-    classes = [c for _, c in sorted(_read_table(root / "classes.txt", name),
-                                    key=lambda row: int(row[0]))]
+    classes = [
+        c for _, c in sorted(_read_table(root / "classes.txt", name), key=lambda row: int(row[0]))
+    ]
     paths = dict(_read_table(root / "images.txt", name))
     labels_file = root / "image_class_labels.txt"
-    labels = {k: int(v) - 1 for k, v in _read_table(labels_file, name)}   # 1-based on disk
+    labels = {k: int(v) - 1 for k, v in _read_table(labels_file, name)}  # 1-based on disk
     split_file = root / "train_test_split.txt"
     is_train = dict(_read_table(split_file, name))
     splits = {"train": [], "test": []}
     for image_id in sorted(paths, key=int):
         if image_id not in labels or image_id not in is_train:
-            raise DataError(f"image {image_id} of {root / 'images.txt'} has no entry in "
-                            f"{labels_file} or {split_file}")
+            raise DataError(
+                f"image {image_id} of {root / 'images.txt'} has no entry in "
+                f"{labels_file} or {split_file}"
+            )
         if not 0 <= labels[image_id] < len(classes):
-            raise DataError(f"{labels_file}: image {image_id} has class {labels[image_id] + 1}, "
-                            f"outside 1..{len(classes)} of {root / 'classes.txt'}")
+            raise DataError(
+                f"{labels_file}: image {image_id} has class {labels[image_id] + 1}, "
+                f"outside 1..{len(classes)} of {root / 'classes.txt'}"
+            )
         split = "train" if is_train[image_id] == "1" else "test"
         splits[split].append((root / "images" / paths[image_id], labels[image_id]))
     for split in SPLITS:
@@ -359,17 +425,24 @@ def read_aircraft(name: str, source: Path) -> RawDataset:
     """FGVC-Aircraft 2013b at the variant level (100 classes), trainval for training."""
     root = _descend(source, "fgvc-aircraft-2013b") / "data"
     variants_file = root / "variants.txt"
-    classes = [line.strip() for line in _require(variants_file, name).read_text().splitlines()
-               if line.strip()]
+    classes = [
+        line.strip()
+        for line in _require(variants_file, name).read_text().splitlines()
+        if line.strip()
+    ]
     index = {c: i for i, c in enumerate(classes)}
     splits = {}
-    for split, list_name in (("train", "images_variant_trainval.txt"),
-                             ("test", "images_variant_test.txt")):
+    for split, list_name in (
+        ("train", "images_variant_trainval.txt"),
+        ("test", "images_variant_test.txt"),
+    ):
         items = []
         for image_id, variant in _read_table(root / list_name, name):
             if variant not in index:
-                raise DataError(f"{root / list_name}: image {image_id} has variant {variant!r}, "
-                                f"which is not in {variants_file}")
+                raise DataError(
+                    f"{root / list_name}: image {image_id} has variant {variant!r}, "
+                    f"which is not in {variants_file}"
+                )
             items.append((root / "images" / f"{image_id}.jpg", index[variant]))
         _check_not_empty(split, len(items), root / list_name)
         splits[split] = items
@@ -381,8 +454,10 @@ def _loadmat(path: Path, key: str, name: str) -> np.ndarray:
     try:
         content = scipy.io.loadmat(path, squeeze_me=True)
     except (OSError, ValueError, TypeError, scipy.io.matlab.MatReadError) as error:
-        raise DataError(f"{path} is not a readable .mat file ({error}): it is corrupt or "
-                        "truncated; download it again") from None
+        raise DataError(
+            f"{path} is not a readable .mat file ({error}): it is corrupt or "
+            "truncated; download it again"
+        ) from None
     if key not in content:
         raise DataError(f"{path} has no {key!r} entry; is it the Stanford Cars devkit file?")
     return np.atleast_1d(content[key])
@@ -397,12 +472,14 @@ def read_cars(name: str, source: Path) -> RawDataset:
     if not test_annos.exists():
         test_annos = devkit / test_annos.name
     splits = {}
-    for split, annos_file, folder in (("train", devkit / "cars_train_annos.mat", "cars_train"),
-                                      ("test", test_annos, "cars_test")):
+    for split, annos_file, folder in (
+        ("train", devkit / "cars_train_annos.mat", "cars_train"),
+        ("test", test_annos, "cars_test"),
+    ):
         annotations = _loadmat(annos_file, "annotations", name)
         if not {"fname", "class"} <= set(annotations.dtype.names or ()):
             raise DataError(f"{annos_file}: 'annotations' lacks the fields 'fname' and 'class'")
-        labels = np.atleast_1d(annotations["class"]).astype(np.int64) - 1   # 1-based on disk
+        labels = np.atleast_1d(annotations["class"]).astype(np.int64) - 1  # 1-based on disk
         _check_labels(labels, len(classes), annos_file)
         files = [root / folder / str(f) for f in np.atleast_1d(annotations["fname"])]
         _check_not_empty(split, len(files), annos_file)

@@ -34,14 +34,17 @@ def class_quotas(counts: np.ndarray, size: int) -> np.ndarray:
     return quotas
 
 
-def holdout_split(labels: np.ndarray, size: int, seed: int = SPLIT_SEED
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def holdout_split(
+    labels: np.ndarray, size: int, seed: int = SPLIT_SEED
+) -> tuple[np.ndarray, np.ndarray]:
     """(train_indices, val_indices), both sorted, disjoint, together every index of `labels`;
     `val_indices` holds `size` images drawn per class by class_quotas."""
     labels = np.asarray(labels)
     if not 0 < size < len(labels):
-        raise DataError(f"a validation split of {size} images needs 0 < size < {len(labels)} "
-                        "(the training split's size); lower val_size or use 0 for none")
+        raise DataError(
+            f"a validation split of {size} images needs 0 < size < {len(labels)} "
+            "(the training split's size); lower val_size or use 0 for none"
+        )
     classes, counts = np.unique(labels, return_counts=True)
     rng = np.random.default_rng(seed)
     held = []

@@ -11,8 +11,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from torch.utils.data import DataLoader, Sampler
 
-from adautomix.data.augment import (CROP_RATIO, RANDAUGMENT_BINS, RANDAUGMENT_MAGNITUDE,
-                                    RANDAUGMENT_OPS, Recipe)
+from adautomix.data.augment import (
+    CROP_RATIO,
+    RANDAUGMENT_BINS,
+    RANDAUGMENT_MAGNITUDE,
+    RANDAUGMENT_OPS,
+    Recipe,
+)
 from adautomix.data.base import Loader
 from adautomix.data.datasets import ArrayDataset, FolderDataset
 from adautomix.data.epoch_plan import derived_seed
@@ -28,12 +33,19 @@ class TorchLoader(Loader):
     def __init__(self, manifest: Manifest, split: str, *, num_workers: int, **options):
         super().__init__(manifest, split, **options)
         transform = _transform(manifest, self.recipe, self.train)
-        dataset = (ArrayDataset(manifest, split, transform) if manifest.format == "array"
-                   else FolderDataset(manifest, split, transform))
-        self.loader = DataLoader(dataset, batch_size=self.batch_size,
-                                 sampler=_PlanSampler(self), num_workers=num_workers,
-                                 persistent_workers=num_workers > 0,
-                                 pin_memory=self.device.type == "cuda")
+        dataset = (
+            ArrayDataset(manifest, split, transform)
+            if manifest.format == "array"
+            else FolderDataset(manifest, split, transform)
+        )
+        self.loader = DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=_PlanSampler(self),
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+            pin_memory=self.device.type == "cuda",
+        )
 
     def __iter__(self):
         for images, labels in self.loader:
@@ -60,7 +72,7 @@ class _PlanSampler(Sampler):
         # augmentation reads them)
         seeds = np.random.default_rng(derived_seed(loader.seed, loader.epoch, 0))
         world, rank = loader.world_size, loader.rank
-        per_sample = seeds.integers(0, 2 ** 62, len(indices) * world)[rank::world]
+        per_sample = seeds.integers(0, 2**62, len(indices) * world)[rank::world]
         return iter(zip(indices.tolist(), per_sample.tolist(), strict=True))
 
     def __len__(self) -> int:
@@ -72,15 +84,19 @@ def _transform(manifest: Manifest, recipe: Recipe, train: bool) -> v2.Transform:
     # torchvision is imported here, not at the top: importing it loads torch._dynamo (seconds),
     # which the memory and DALI kinds never need.
     from torchvision.transforms import InterpolationMode, v2
+
     size = recipe.image_size
-    mode = {"bilinear": InterpolationMode.BILINEAR,
-            "bicubic": InterpolationMode.BICUBIC}[recipe.interpolation]
+    mode = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}[
+        recipe.interpolation
+    ]
     steps = []
     if train and recipe.train_crop == "rrc":
         if recipe.resize_before_crop:
             steps.append(v2.Resize(recipe.resize_before_crop, mode, antialias=True))
-        steps += [v2.RandomResizedCrop(size, recipe.crop_scale, CROP_RATIO, mode, antialias=True),
-                  v2.RandomHorizontalFlip()]
+        steps += [
+            v2.RandomResizedCrop(size, recipe.crop_scale, CROP_RATIO, mode, antialias=True),
+            v2.RandomHorizontalFlip(),
+        ]
     else:
         native = manifest.image_size
         if train and recipe.train_crop == "pad":
@@ -93,6 +109,9 @@ def _transform(manifest: Manifest, recipe: Recipe, train: bool) -> v2.Transform:
             steps.append(v2.Resize(size, mode, antialias=True))
     if train and recipe.randaugment:
         # Bilinear for its rotations and shears, as DALI's RandAugment (which has no bicubic).
-        steps.append(v2.RandAugment(RANDAUGMENT_OPS, RANDAUGMENT_MAGNITUDE, RANDAUGMENT_BINS,
-                                    InterpolationMode.BILINEAR))
+        steps.append(
+            v2.RandAugment(
+                RANDAUGMENT_OPS, RANDAUGMENT_MAGNITUDE, RANDAUGMENT_BINS, InterpolationMode.BILINEAR
+            )
+        )
     return v2.Compose(steps) if steps else v2.Identity()

@@ -43,8 +43,8 @@ PREPARABLE = ("fashion-mnist",)
 @dataclass(frozen=True)
 class DataVersion:
     name: str
-    version: str         # DVC's hash of the dataset folder
-    data_root: Path      # holds NAME/, ready for `ensure_dataset(name, data_root)`
+    version: str  # DVC's hash of the dataset folder
+    data_root: Path  # holds NAME/, ready for `ensure_dataset(name, data_root)`
     manifest: Manifest
     remote_url: str = ""  # the DVC remote that holds the version
 
@@ -58,7 +58,8 @@ def normalise_version(version: str) -> str:
         raise DataError(
             f"data version {version!r} is not a DVC hash: give the md5 of a .dvc file "
             "(32 hex digits, optionally ending in '.dir'), or leave it empty for the version "
-            "data.dvc tracks")
+            "data.dvc tracks"
+        )
     return version if version.endswith(".dir") else version + ".dir"
 
 
@@ -66,8 +67,11 @@ def tracking_file(name: str, workspace: str | Path = ".") -> Path | None:
     """The workspace's .dvc file that tracks data/NAME: data.dvc or data/NAME.dvc, if any."""
     workspace = Path(workspace)
     for path in (workspace / TRACKING_FILE, workspace / "data" / f"{name}.dvc"):
-        if path.exists() and (path.parent / _read_out(path)["path"]).resolve() == \
-                (workspace / "data" / name).resolve():
+        if (
+            path.exists()
+            and (path.parent / _read_out(path)["path"]).resolve()
+            == (workspace / "data" / name).resolve()
+        ):
             return path
     return None
 
@@ -79,12 +83,18 @@ def tracked_version(name: str, workspace: str | Path = ".") -> str:
         raise DataError(
             f"no .dvc file in {Path(workspace).resolve()} tracks data/{name}: run `adautomix "
             f"data prepare {name} --source DIR`, `dvc add data/{name}` and `dvc push`, or pass "
-            "a data version (a DVC hash) that a remote holds")
+            "a data version (a DVC hash) that a remote holds"
+        )
     return normalise_version(_read_out(path)["md5"])
 
 
-def materialise(name: str, version: str = "", workspace: str | Path = ".",
-                remote: str | None = None, project: str | Path | None = None) -> DataVersion:
+def materialise(
+    name: str,
+    version: str = "",
+    workspace: str | Path = ".",
+    remote: str | None = None,
+    project: str | Path | None = None,
+) -> DataVersion:
     """Make version `version` of dataset `name` present and verified in the workspace.
 
     `version` '' means the version the workspace tracks. `remote` '' or None is the DVC default
@@ -94,8 +104,10 @@ def materialise(name: str, version: str = "", workspace: str | Path = ".",
     if project and Path(project).resolve() != workspace:
         init_workspace(workspace, project)
     if not (workspace / ".dvc" / "config").exists():
-        raise DataError(f"{workspace} is not a DVC workspace (no .dvc/config); run it from the "
-                        "project checkout or pass the project to seed it from")
+        raise DataError(
+            f"{workspace} is not a DVC workspace (no .dvc/config); run it from the "
+            "project checkout or pass the project to seed it from"
+        )
     version = normalise_version(version) or tracked_version(name, workspace)
     dvc_file = _dvc_file_for(name, version, workspace)
     data_root = (dvc_file.parent / _read_out(dvc_file)["path"]).parent
@@ -109,8 +121,9 @@ def materialise(name: str, version: str = "", workspace: str | Path = ".",
                 f"{data_root / name} differs from data version {version} that "
                 f"{dvc_file.relative_to(workspace)} records (hash mismatch). Restore it with "
                 f"`dvc checkout --force {dvc_file.relative_to(workspace)}`, or make it a new "
-                "version with `dvc commit` and pass that version")
-        if state == "uncached":   # the right bytes, prepared by hand: keep them in the cache
+                "version with `dvc commit` and pass that version"
+            )
+        if state == "uncached":  # the right bytes, prepared by hand: keep them in the cache
             repo.commit(dvc_file)
         url = remote_url(repo, remote or None)
         try:
@@ -144,7 +157,8 @@ def _refuse_corrupt_objects(repo: DvcRepo, data: Path, version: str, remote: str
         f"({names}: the bytes do not hash to their names), and `dvc pull` would restore the "
         f"same bytes from the cache. Evict them from this workspace's cache and data (`rm -rf "
         f"{evict} {data}`), delete {' and '.join(replace)} from the remote, and `dvc push` "
-        "again from a workspace that holds the good data")
+        "again from a workspace that holds the good data"
+    )
 
 
 def init_workspace(workspace: str | Path, project: str | Path) -> Path:
@@ -154,8 +168,10 @@ def init_workspace(workspace: str | Path, project: str | Path) -> Path:
     Re-running refreshes the config and .dvc files; data and cache already there are kept."""
     workspace, project = Path(workspace), Path(project)
     if not (project / ".dvc" / "config").exists():
-        raise DataError(f"{project} has no .dvc/config to seed a DVC workspace from; point "
-                        "ADAUTOMIX_PROJECT at the project checkout")
+        raise DataError(
+            f"{project} has no .dvc/config to seed a DVC workspace from; point "
+            "ADAUTOMIX_PROJECT at the project checkout"
+        )
     (workspace / ".dvc").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(project / ".dvc" / "config", workspace / ".dvc" / "config")
     (workspace / ".dvc" / "config.local").write_text("[core]\n    no_scm = true\n")
@@ -178,7 +194,8 @@ def check_credentials(repo: DvcRepo, remote: str | None) -> None:
         raise DataError(
             f"DVC remote {name!r} ({settings['url']}) needs S3 credentials and none are set: "
             "export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (in a cluster they come from the "
-            "Kubernetes secret named in docs/cluster.md), and AWS_ENDPOINT_URL for a non-AWS S3")
+            "Kubernetes secret named in docs/cluster.md), and AWS_ENDPOINT_URL for a non-AWS S3"
+        )
 
 
 def _read_out(dvc_file: Path) -> dict:
@@ -186,8 +203,9 @@ def _read_out(dvc_file: Path) -> dict:
         outs = yaml.safe_load(dvc_file.read_text())["outs"]
         return {"md5": outs[0]["md5"], "path": outs[0]["path"]}
     except (yaml.YAMLError, KeyError, IndexError, TypeError) as error:
-        raise DataError(f"{dvc_file} is not a .dvc file with one output ({error}); restore it "
-                        "from git") from None
+        raise DataError(
+            f"{dvc_file} is not a .dvc file with one output ({error}); restore it from git"
+        ) from None
 
 
 def _dvc_file_for(name: str, version: str, workspace: Path) -> Path:
@@ -201,8 +219,9 @@ def _dvc_file_for(name: str, version: str, workspace: Path) -> Path:
     return dvc_file
 
 
-def _fetch(repo: DvcRepo, dvc_file: Path, data_root: Path, name: str, version: str,
-           remote: str | None) -> str:
+def _fetch(
+    repo: DvcRepo, dvc_file: Path, data_root: Path, name: str, version: str, remote: str | None
+) -> str:
     """Pull the version; when no remote has it, prepare it here if that is possible. Returns
     the state of the data afterwards."""
     check_credentials(repo, remote)
@@ -216,7 +235,8 @@ def _fetch(repo: DvcRepo, dvc_file: Path, data_root: Path, name: str, version: s
                 f"data version {version} of {name} could not be pulled from DVC remote "
                 f"{repo.remote_name(remote)!r} ({error}). "
                 f"Push it from where it was prepared (`dvc push {TRACKING_FILE}`), or check the "
-                "remote's endpoint and credentials") from None
+                "remote's endpoint and credentials"
+            ) from None
     log.info("%s is in no DVC remote yet: preparing it here", name)
     prepare(name, data_root=data_root)
     state = repo.output_state(dvc_file)
@@ -224,7 +244,8 @@ def _fetch(repo: DvcRepo, dvc_file: Path, data_root: Path, name: str, version: s
         raise DataError(
             f"{name} prepared here differs from data version {version} (hash mismatch): the raw "
             f"source or the prepare code changed. Record the new version with `dvc commit "
-            f"{dvc_file.relative_to(repo.root)}`, or pass the version just prepared")
+            f"{dvc_file.relative_to(repo.root)}`, or pass the version just prepared"
+        )
     repo.commit(dvc_file)
     repo.push(dvc_file, remote)
     return "ok"

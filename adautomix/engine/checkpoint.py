@@ -33,14 +33,23 @@ CHECKPOINT_NAME = "checkpoint.pt"
 # The networks of the epoch selected on the validation split (engine/train.py), beside the
 # latest checkpoint: what the evaluate step measures and the registry serves.
 SELECTED_NAME = "selected.pt"
-# What a write in progress is called; a kill mid-write leaves one behind (see remove_partial_writes).
+# What a write in progress is called; a kill mid-write leaves one behind (see
+# remove_partial_writes).
 TEMP_PREFIX, TEMP_SUFFIX = ".checkpoint-", ".tmp"
 # What a checkpoint must hold to be restored, and the type of each entry: the networks alone for
 # evaluation (selected.pt holds no more), everything for a resume. Anything else (a bare
 # tensor, a dict from an older version) is refused with a CheckpointError, not a traceback.
 NETWORK_KEYS = {"model": dict, "method": dict, "ema": (dict, type(None)), "epoch": int}
-RESUME_KEYS = {**NETWORK_KEYS, "optimizer": dict, "scaler": dict, "rng": dict, "step": int,
-               "history": list, "run_id": (str, type(None)), "config": dict}
+RESUME_KEYS = {
+    **NETWORK_KEYS,
+    "optimizer": dict,
+    "scaler": dict,
+    "rng": dict,
+    "step": int,
+    "history": list,
+    "run_id": (str, type(None)),
+    "config": dict,
+}
 
 
 class CheckpointError(InputError):
@@ -50,9 +59,11 @@ class CheckpointError(InputError):
 def rng_state() -> dict[str, Any]:
     """Every random stream as tensors and plain values (numpy's key array becomes a tensor)."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
-             "python": random.getstate()}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -78,8 +89,9 @@ def preserved_rng() -> Iterator[None]:
         set_rng_state(saved)
 
 
-def save_checkpoint(state: dict[str, Any], directory: str | Path,
-                    name: str = CHECKPOINT_NAME) -> Path:
+def save_checkpoint(
+    state: dict[str, Any], directory: str | Path, name: str = CHECKPOINT_NAME
+) -> Path:
     """Write to a temporary file in the same folder, fsync, then rename over the old checkpoint,
     so a crash at any moment leaves either the old or the new checkpoint, never half of one."""
     directory = Path(directory)
@@ -111,9 +123,12 @@ def remove_partial_writes(directory: str | Path) -> list[Path]:
     return removed
 
 
-def load_checkpoint(directory: str | Path, map_location: str | torch.device = "cpu",
-                    name: str = CHECKPOINT_NAME,
-                    keys: dict[str, type | tuple] | None = None) -> dict[str, Any] | None:
+def load_checkpoint(
+    directory: str | Path,
+    map_location: str | torch.device = "cpu",
+    name: str = CHECKPOINT_NAME,
+    keys: dict[str, type | tuple] | None = None,
+) -> dict[str, Any] | None:
     """The checkpoint in `directory`, or None if there is none. Only tensors and plain values are
     unpickled: anything else is refused with a CheckpointError, and none of it runs. `keys`
     (NETWORK_KEYS, RESUME_KEYS): what it must hold, of which types, else a CheckpointError."""
@@ -133,14 +148,18 @@ def check_contents(state: Any, path: Path, keys: dict[str, type | tuple]) -> Non
         what = f"a {type(state).__name__}"
     else:
         missing = [k for k in keys if k not in state]
-        wrong = [f"{k} is a {type(state[k]).__name__}" for k, kind in keys.items()
-                 if k in state and not isinstance(state[k], kind)]
+        wrong = [
+            f"{k} is a {type(state[k]).__name__}"
+            for k, kind in keys.items()
+            if k in state and not isinstance(state[k], kind)
+        ]
         if not missing and not wrong:
             return
         what = "; ".join(filter(None, [f"no {', '.join(missing)}" if missing else "", *wrong]))
     raise CheckpointError(
         f"checkpoint {path} is not a training checkpoint of this version of adautomix ({what}); "
-        "it was not used. Train into a new --output-dir, or delete it to start over there")
+        "it was not used. Train into a new --output-dir, or delete it to start over there"
+    )
 
 
 def _read(path: Path, map_location: str | torch.device) -> Any:
@@ -148,21 +167,31 @@ def _read(path: Path, map_location: str | torch.device) -> Any:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         # torch's message names the refused global, e.g. "Unsupported global: GLOBAL os.system"
-        reason = next((line.strip() for line in str(exc).splitlines()
-                       if "Unsupported" in line or "global" in line.lower()), str(exc).splitlines()[0])
+        reason = next(
+            (
+                line.strip()
+                for line in str(exc).splitlines()
+                if "Unsupported" in line or "global" in line.lower()
+            ),
+            str(exc).splitlines()[0],
+        )
         raise CheckpointError(
             f"checkpoint {path} is not one adautomix wrote: it holds something other than "
             f"tensors and plain values ({reason}); it was not loaded and nothing in it ran. "
-            "Only load checkpoints you wrote; delete it to start over, or restore it from the artifact store") from None
+            "Only load checkpoints you wrote; delete it to start over, or restore it from the "
+            "artifact store"
+        ) from None
     except Exception as exc:  # a damaged file must say which file and what to do
         raise CheckpointError(
             f"checkpoint {path} cannot be read ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); delete it to start over, "
-            "or restore it from the artifact store") from None
+            "or restore it from the artifact store"
+        ) from None
 
 
-def check_resume(state: dict[str, Any], config: RunConfig, directory: str | Path,
-                 allow_code_change: bool = False) -> dict:
+def check_resume(
+    state: dict[str, Any], config: RunConfig, directory: str | Path, allow_code_change: bool = False
+) -> dict:
     """The changes `config` makes to the config the checkpoint was written under, all of them
     allowed (RESUMABLE_FIELDS), as {field: (saved, new)}; a ConfigError listing every field
     that would change what is computed, or an epoch count below what is already done.
@@ -174,25 +203,32 @@ def check_resume(state: dict[str, Any], config: RunConfig, directory: str | Path
     check_contents(state, path, RESUME_KEYS)
     allowed, refused = resume_changes(state["config"], config)
     if refused:
-        shown = "; ".join(f"{k} {old!r} in the checkpoint, {new!r} now"
-                          for k, (old, new) in sorted(refused.items()))
+        shown = "; ".join(
+            f"{k} {old!r} in the checkpoint, {new!r} now"
+            for k, (old, new) in sorted(refused.items())
+        )
         raise ConfigError(
             f"--resume: {path} was trained under another config ({shown}); these change what "
-            f"is computed. Resume with the checkpoint's values (--config {Path(directory) / 'config.json'}"
-            f" plus only epochs, workers or logging flags), or train into a new --output-dir")
+            f"is computed. Resume with the checkpoint's values "
+            f"(--config {Path(directory) / 'config.json'}"
+            f" plus only epochs, workers or logging flags), or train into a new --output-dir"
+        )
     # a checkpoint within an epoch has started one more than it has done
     begun = state["epoch"] + (1 if state.get("epoch_step") else 0)
     if config.epochs < begun:
-        raise ConfigError(f"--resume: epochs {config.epochs} is fewer than the {begun} the "
-                          f"checkpoint has {'begun' if state.get('epoch_step') else 'done'}; "
-                          f"pass --epochs {begun} or more")
+        raise ConfigError(
+            f"--resume: epochs {config.epochs} is fewer than the {begun} the "
+            f"checkpoint has {'begun' if state.get('epoch_step') else 'done'}; "
+            f"pass --epochs {begun} or more"
+        )
     saved, now = state.get("code_version", UNRECORDED), code_version()
     if saved != now:
         if not allow_code_change:
             raise CheckpointError(
                 f"--resume: {path} was written by code version {saved}, this is {now}; other "
                 "code may compute something else. Train into a new --output-dir, or pass "
-                "--allow-code-change to continue it under this code (recorded in the run)")
+                "--allow-code-change to continue it under this code (recorded in the run)"
+            )
         allowed = {**allowed, "code_version": (saved, now)}
     return allowed
 

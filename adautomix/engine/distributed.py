@@ -74,11 +74,16 @@ def ranks_from_environment() -> Ranks:
     if "WORLD_SIZE" not in os.environ:
         return Ranks()
     try:
-        return Ranks(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
-                     int(os.environ.get("LOCAL_RANK", "0")))
+        return Ranks(
+            int(os.environ["RANK"]),
+            int(os.environ["WORLD_SIZE"]),
+            int(os.environ.get("LOCAL_RANK", "0")),
+        )
     except (KeyError, ValueError) as exc:
-        raise ConfigError(f"WORLD_SIZE is set but RANK/LOCAL_RANK are missing or not integers "
-                          f"({exc}); start distributed runs with torchrun") from exc
+        raise ConfigError(
+            f"WORLD_SIZE is set but RANK/LOCAL_RANK are missing or not integers "
+            f"({exc}); start distributed runs with torchrun"
+        ) from exc
 
 
 def resolve_device(name: str, local_rank: int = 0, world_size: int = 1) -> torch.device:
@@ -87,7 +92,9 @@ def resolve_device(name: str, local_rank: int = 0, world_size: int = 1) -> torch
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but CUDA is not available; use --device cpu or auto")
+        raise ConfigError(
+            "device 'cuda' was asked for but CUDA is not available; use --device cpu or auto"
+        )
     if name != "cuda" or world_size == 1:
         return torch.device(name)
     visible = torch.cuda.device_count()
@@ -96,7 +103,8 @@ def resolve_device(name: str, local_rank: int = 0, world_size: int = 1) -> torch
             f"process with LOCAL_RANK {local_rank} needs a GPU of its own, but this node shows "
             f"{visible} (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); "
             f"start at most {visible} processes per node (torchrun --nproc_per_node {visible}) "
-            "or ask for as many GPUs as processes (--num-gpus)")
+            "or ask for as many GPUs as processes (--num-gpus)"
+        )
     torch.cuda.set_device(local_rank)
     return torch.device("cuda", local_rank)
 
@@ -107,8 +115,9 @@ def process_group(device_name: str) -> Iterator[tuple[Ranks, torch.device]]:
 
     A group someone else started (a test, a notebook) is used as it is and left to its owner."""
     if dist.is_available() and dist.is_initialized():
-        ranks = Ranks(dist.get_rank(), dist.get_world_size(),
-                      int(os.environ.get("LOCAL_RANK", "0")))
+        ranks = Ranks(
+            dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+        )
         yield ranks, resolve_device(device_name, ranks.local_rank, ranks.world_size)
         return
     ranks = ranks_from_environment()
@@ -117,8 +126,9 @@ def process_group(device_name: str) -> Iterator[tuple[Ranks, torch.device]]:
         yield ranks, device
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world_size,
-                            timeout=COLLECTIVE_TIMEOUT)
+    dist.init_process_group(
+        backend, rank=ranks.rank, world_size=ranks.world_size, timeout=COLLECTIVE_TIMEOUT
+    )
     if ranks.is_main:
         log.info("process group: %d ranks, backend %s", ranks.world_size, backend)
     try:
@@ -164,15 +174,22 @@ def average_gradients(params: Iterable[nn.Parameter]) -> None:
         groups.setdefault((p.dtype, p.device), []).append(p)
     for group in groups.values():
         # the last len(group) entries say which ranks had a gradient at all
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                          for p in group]
-                         + [torch.tensor([float(p.grad is not None) for p in group],
-                                         dtype=group[0].dtype, device=group[0].device)])
+        flat = torch.cat(
+            [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in group]
+            + [
+                torch.tensor(
+                    [float(p.grad is not None) for p in group],
+                    dtype=group[0].dtype,
+                    device=group[0].device,
+                )
+            ]
+        )
         dist.all_reduce(flat)
         flat.div_(world)
-        had = flat[-len(group):] > 0
-        for p, chunk, present in zip(group, flat[:-len(group)].split([p.numel() for p in group]),
-                                     had.tolist()):
+        had = flat[-len(group) :] > 0
+        for p, chunk, present in zip(
+            group, flat[: -len(group)].split([p.numel() for p in group]), had.tolist()
+        ):
             if not present:
                 p.grad = None
             elif p.grad is None:
@@ -187,8 +204,12 @@ def average_batchnorm_statistics(modules: Iterable[nn.Module]) -> None:
     world = _world()
     if world == 1:
         return
-    stats = [t for module in modules for m in running_stat_batch_norms(module)
-             for t in (m.running_mean, m.running_var)]
+    stats = [
+        t
+        for module in modules
+        for m in running_stat_batch_norms(module)
+        for t in (m.running_mean, m.running_var)
+    ]
     if not stats:
         return
     flat = torch.cat([t.reshape(-1) for t in stats])

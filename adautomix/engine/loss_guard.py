@@ -32,11 +32,16 @@ class NonFiniteLossError(RunFailure):
 
 
 class LossGuard:
-    def __init__(self, limit: int, device: torch.device, lr: float,
-                 reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t):
+    def __init__(
+        self,
+        limit: int,
+        device: torch.device,
+        lr: float,
+        reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
+    ):
         self.limit, self.lr, self.reduce = limit, lr, reduce
-        self.seen = 0                                       # non-finite losses read on the host
-        self.pending = torch.zeros((), dtype=torch.int64, device=device)   # not yet read (limit 1)
+        self.seen = 0  # non-finite losses read on the host
+        self.pending = torch.zeros((), dtype=torch.int64, device=device)  # not yet read (limit 1)
 
     def skip(self, loss: torch.Tensor, step: int, epoch: int) -> bool:
         """Whether to skip this step's update; call it after the loss, before the backward.
@@ -49,7 +54,7 @@ class LossGuard:
             return False
         self.seen += 1
         if self.seen >= self.limit:
-            self._stop(step + 1, epoch)   # this step counts as done: the steps so far
+            self._stop(step + 1, epoch)  # this step counts as done: the steps so far
         return True
 
     def check(self, step: int, epoch: int) -> None:
@@ -67,14 +72,18 @@ class LossGuard:
             shown = ", ".join(f"{k} {v}" for k, v in sorted(bad.items()))
             raise NonFiniteLossError(
                 f"training stopped after epoch {epoch + 1}: {shown}; the network diverged and "
-                f"this epoch's end was not checkpointed. {self._fix()}")
+                f"this epoch's end was not checkpointed. {self._fix()}"
+            )
 
     def _stop(self, step: int, epoch: int) -> None:
         count = f"{self.seen} non-finite training loss{'es' if self.seen > 1 else ''}"
         raise NonFiniteLossError(
             f"training stopped at step {step} (epoch {epoch + 1}): {count} (NaN or inf), the "
-            f"limit is {self.limit}; no weights it touched were checkpointed. {self._fix()}")
+            f"limit is {self.limit}; no weights it touched were checkpointed. {self._fix()}"
+        )
 
     def _fix(self) -> str:
-        return (f"Lower --lr (now {self.lr:g}), set --grad-clip, or raise --nonfinite-loss-limit "
-                "to skip the steps with a bad loss")
+        return (
+            f"Lower --lr (now {self.lr:g}), set --grad-clip, or raise --nonfinite-loss-limit "
+            "to skip the steps with a bad loss"
+        )

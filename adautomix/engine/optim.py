@@ -28,8 +28,11 @@ def exempt_from_decay(name: str, param: nn.Parameter) -> bool:
     return param.ndim <= 1 or any(table in name for table in POSITION_TABLES)
 
 
-def param_groups(config: RunConfig, named_params: Iterable[tuple[str, nn.Parameter]],
-                 mix_block: Iterable[nn.Parameter] = ()) -> list[dict]:
+def param_groups(
+    config: RunConfig,
+    named_params: Iterable[tuple[str, nn.Parameter]],
+    mix_block: Iterable[nn.Parameter] = (),
+) -> list[dict]:
     """The optimiser's groups: main and (when config.mix_block_lr is set) mix block, each split
     into decayed and exempt parameters when config.exclude_norm_bias_decay is set. Empty groups
     are left out."""
@@ -41,24 +44,38 @@ def param_groups(config: RunConfig, named_params: Iterable[tuple[str, nn.Paramet
         role = "mix_block" if id(param) in mix_ids else "main"
         decay = not (config.exclude_norm_bias_decay and exempt_from_decay(name, param))
         if (role, decay) not in groups:
-            base, floor = ((config.mix_block_lr, config.mix_block_min_lr) if role == "mix_block"
-                           else (config.lr, config.min_lr))
-            groups[role, decay] = {"name": f"{role}{'' if decay else '_no_decay'}", "params": [],
-                                   "lr": base, "lr_base": base, "lr_floor": floor,
-                                   "weight_decay": config.weight_decay if decay else 0.0}
+            base, floor = (
+                (config.mix_block_lr, config.mix_block_min_lr)
+                if role == "mix_block"
+                else (config.lr, config.min_lr)
+            )
+            groups[role, decay] = {
+                "name": f"{role}{'' if decay else '_no_decay'}",
+                "params": [],
+                "lr": base,
+                "lr_base": base,
+                "lr_floor": floor,
+                "weight_decay": config.weight_decay if decay else 0.0,
+            }
         groups[role, decay]["params"].append(param)
     return list(groups.values())
 
 
 def build_optimizer(config: RunConfig, groups: list[dict]) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
-                               weight_decay=config.weight_decay)
+        return torch.optim.SGD(
+            groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def lr_at(config: RunConfig, step: int, steps_per_epoch: int, base: float | None = None,
-          floor: float | None = None) -> float:
+def lr_at(
+    config: RunConfig,
+    step: int,
+    steps_per_epoch: int,
+    base: float | None = None,
+    floor: float | None = None,
+) -> float:
     """Linear warm-up per iteration, then cosine from `base` down to `floor` (default: the
     config's lr and min_lr).
 
@@ -76,17 +93,22 @@ def lr_at(config: RunConfig, step: int, steps_per_epoch: int, base: float | None
     return floor + (base - floor) * (1.0 + math.cos(math.pi * max(t, 0.0))) / 2.0
 
 
-def set_lr(optimizer: torch.optim.Optimizer, config: RunConfig, step: int,
-           steps_per_epoch: int) -> float:
+def set_lr(
+    optimizer: torch.optim.Optimizer, config: RunConfig, step: int, steps_per_epoch: int
+) -> float:
     """Set every group's lr for this step; returns the main lr (what the logs show)."""
     for group in optimizer.param_groups:
         group["lr"] = lr_at(config, step, steps_per_epoch, group["lr_base"], group["lr_floor"])
     return lr_at(config, step, steps_per_epoch)
 
 
-def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
-                   scaler: torch.amp.GradScaler, grad_clip: float = 0.0,
-                   reduce_gradients: Callable[[list[nn.Parameter]], None] | None = None) -> None:
+def optimizer_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    grad_clip: float = 0.0,
+    reduce_gradients: Callable[[list[nn.Parameter]], None] | None = None,
+) -> None:
     """Backward, the gradients' reduction across ranks (`reduce_gradients`, for a distributed
     run), optional clipping of the global gradient norm (on the unscaled gradients, as mmcv's
     Fp16OptimizerHook does), then the step.

@@ -42,13 +42,15 @@ def stop_on_sigterm() -> Iterator[StopRequest]:
         return
 
     def handle(signum, frame) -> None:
-        if request.requested:   # asked twice: stop now
+        if request.requested:  # asked twice: stop now
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
         request.requested, request.signal_name = True, signal.Signals(signum).name
-        log.warning("%s received: stopping at the next step boundary after a checkpoint",
-                    request.signal_name)
+        log.warning(
+            "%s received: stopping at the next step boundary after a checkpoint",
+            request.signal_name,
+        )
 
     previous = signal.signal(signal.SIGTERM, handle)
     try:

@@ -42,8 +42,9 @@ class RunLock:
     def __init__(self, folder: Path, owner: dict[str, Any]):
         self.folder, self.owner = folder, owner
         self._stop = threading.Event()
-        self._beat = threading.Thread(target=self._heartbeat, daemon=True,
-                                      name=f"run-lock-heartbeat {folder}")
+        self._beat = threading.Thread(
+            target=self._heartbeat, daemon=True, name=f"run-lock-heartbeat {folder}"
+        )
         self._beat.start()
 
     @property
@@ -71,7 +72,7 @@ class RunLock:
         return current is not None and current.get("token") == self.owner["token"]
 
     def _refresh(self) -> None:
-        if self._owned():   # a lock taken over while this process stood still is not ours
+        if self._owned():  # a lock taken over while this process stood still is not ours
             self.owner["heartbeat"] = time.time()
             _write_aside_then(self.folder, self.owner, lambda tmp: os.replace(tmp, self.path))
 
@@ -80,29 +81,41 @@ def acquire(folder: str | Path, run_id: str | None = None) -> RunLock:
     """Hold the lock on `folder` (which must exist), taking over a stale one; a RunLockError
     naming the owner if a live run holds it."""
     folder = Path(folder)
-    owner = {"run_id": run_id or "", "host": socket.gethostname(), "pid": os.getpid(),
-             "started": time.time(), "heartbeat": time.time(), "token": uuid.uuid4().hex}
-    for _ in range(3):   # another run may take or free it between our looks
+    owner = {
+        "run_id": run_id or "",
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": time.time(),
+        "heartbeat": time.time(),
+        "token": uuid.uuid4().hex,
+    }
+    for _ in range(3):  # another run may take or free it between our looks
         if _create(folder, owner):
             return RunLock(folder, owner)
         current = read_lock(folder / LOCK_NAME)
         if current is None:
             continue
         if not is_stale(current):
-            raise RunLockError(f"{folder} is in use by another run ({describe(current)}); wait "
-                               "for it to end, stop it, or train into another --output-dir. A "
-                               "lock whose owner is gone is taken over by the next start")
+            raise RunLockError(
+                f"{folder} is in use by another run ({describe(current)}); wait "
+                "for it to end, stop it, or train into another --output-dir. A "
+                "lock whose owner is gone is taken over by the next start"
+            )
         _take_over(folder, current)
-    raise RunLockError(f"{folder}: the run lock {folder / LOCK_NAME} keeps changing hands; "
-                       "another run is starting there. Train into another --output-dir")
+    raise RunLockError(
+        f"{folder}: the run lock {folder / LOCK_NAME} keeps changing hands; "
+        "another run is starting there. Train into another --output-dir"
+    )
 
 
 def check_free(folder: str | Path) -> None:
     """A RunLockError if a live run holds `folder`'s lock (nothing is taken or written)."""
     current = read_lock(Path(folder) / LOCK_NAME)
     if current is not None and not is_stale(current):
-        raise RunLockError(f"{folder} is in use by another run ({describe(current)}); wait for "
-                           "it to end, stop it, or train into another --output-dir")
+        raise RunLockError(
+            f"{folder} is in use by another run ({describe(current)}); wait for "
+            "it to end, stop it, or train into another --output-dir"
+        )
 
 
 def read_lock(path: Path) -> dict[str, Any] | None:
@@ -133,13 +146,13 @@ def is_stale(owner: dict[str, Any], now: float | None = None) -> bool:
         return True
     if owner.get("host") == socket.gethostname():
         pid = owner.get("pid")
-        if not isinstance(pid, int) or pid == os.getpid():   # a restart that got our pid back
+        if not isinstance(pid, int) or pid == os.getpid():  # a restart that got our pid back
             return True
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return True
-        except PermissionError:   # someone else's live process
+        except PermissionError:  # someone else's live process
             return False
     return False
 
@@ -149,23 +162,24 @@ def describe(owner: dict[str, Any]) -> str:
     if owner.get("unreadable"):
         return f"an owner its lock file does not name, last written {age:.0f} s ago"
     run = f"MLflow run {owner['run_id']}, " if owner.get("run_id") else ""
-    return (f"{run}process {owner.get('pid')} on host {owner.get('host')}, "
-            f"alive {age:.0f} s ago")
+    return f"{run}process {owner.get('pid')} on host {owner.get('host')}, alive {age:.0f} s ago"
 
 
 def _create(folder: Path, owner: dict[str, Any]) -> bool:
     """Create the lock file whole, unless one exists; whether it was created."""
+
     def link(tmp: str) -> None:
         try:
             os.link(tmp, folder / LOCK_NAME)
         finally:
             os.unlink(tmp)
+
     try:
         _write_aside_then(folder, owner, link)
         return True
     except FileExistsError:
         return False
-    except OSError:   # no hard links on this filesystem: create exclusively, then fill in
+    except OSError:  # no hard links on this filesystem: create exclusively, then fill in
         try:
             fd = os.open(folder / LOCK_NAME, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
@@ -192,7 +206,7 @@ def _take_over(folder: Path, stale: dict[str, Any]) -> None:
     try:
         os.rename(folder / LOCK_NAME, aside)
     except FileNotFoundError:
-        return   # another run took it over first
+        return  # another run took it over first
     moved = read_lock(aside)
     if moved is not None and not moved.get("unreadable") and moved != stale:
         # a fresh lock another run took between our look and the move: give it back

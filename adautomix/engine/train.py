@@ -52,9 +52,19 @@ from ..provenance import Provenance, code_version
 from ..tracking import Tracker, check_store, setup_params
 from ..visualize import sample_figure, training_curves
 from . import distributed, run_lock
-from .checkpoint import (CHECKPOINT_NAME, RESUME_KEYS, SELECTED_NAME, CheckpointError,
-                         check_resume, load_checkpoint, preserved_rng, remove_partial_writes,
-                         rng_state, save_checkpoint, set_rng_state)
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    RESUME_KEYS,
+    SELECTED_NAME,
+    CheckpointError,
+    check_resume,
+    load_checkpoint,
+    preserved_rng,
+    remove_partial_writes,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .distributed import Ranks, resolve_device  # noqa: F401  (resolve_device: public here too)
 from ..ema import ModelEma
 from .loss_guard import LossGuard
@@ -80,29 +90,29 @@ class Run:
     out: Path
     ranks: Ranks
     device: torch.device
-    precision: str                      # fp32, bf16, fp16: the autocast of the step (precision.py)
+    precision: str  # fp32, bf16, fp16: the autocast of the step (precision.py)
     manifest: Manifest
     train_loader: Loader
-    val_loader: Loader | None           # the held-out training images; None when val_size is 0
+    val_loader: Loader | None  # the held-out training images; None when val_size is 0
     test_loader: Loader
     model: nn.Module
     method: Method
     ema: ModelEma | None
-    ema_network: nn.Module | None       # what the *_ema metrics measure: teacher or engine EMA
+    ema_network: nn.Module | None  # what the *_ema metrics measure: teacher or engine EMA
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     steps_per_epoch: int
     total_steps: int
-    guard: LossGuard | None = None      # stops the run on NaN or infinite losses
-    tracker: Tracker | None = None      # rank 0 only
+    guard: LossGuard | None = None  # stops the run on NaN or infinite losses
+    tracker: Tracker | None = None  # rank 0 only
     start_epoch: int = 0
     step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     run_id: str | None = None
     code_version: str = ""
-    lock: run_lock.RunLock | None = None   # rank 0 only
-    stop: StopRequest = field(default_factory=StopRequest)   # set by SIGTERM
-    last_checkpoint: float = 0.0        # time.monotonic() of the last checkpoint (or start)
+    lock: run_lock.RunLock | None = None  # rank 0 only
+    stop: StopRequest = field(default_factory=StopRequest)  # set by SIGTERM
+    last_checkpoint: float = 0.0  # time.monotonic() of the last checkpoint (or start)
     # Resuming from a checkpoint taken within epoch `start_epoch`: the batches of it already
     # trained, their running sums, and the RNG streams to restore once they are skipped.
     epoch_step: int = 0
@@ -133,29 +143,50 @@ def build_networks(config: RunConfig, manifest, device: torch.device, sync_bn: b
     `sync_bn` turns the model's BatchNorms into SyncBatchNorms before the method copies it, so
     the EMA teacher, which also runs in train mode, computes global batch statistics too."""
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
-    model = create_model(config.model, manifest.num_classes, in_chans=manifest.channels,
-                         pretrained=config.pretrained, width=config.model_width)
+    model = create_model(
+        config.model,
+        manifest.num_classes,
+        in_chans=manifest.channels,
+        pretrained=config.pretrained,
+        width=config.model_width,
+    )
     if sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device, memory_format=memory_format)
-    method = create_method(config.method, model, manifest.num_classes,
-                           label_smoothing=config.label_smoothing, **config.method_args)
+    method = create_method(
+        config.method,
+        model,
+        manifest.num_classes,
+        label_smoothing=config.label_smoothing,
+        **config.method_args,
+    )
     method.to(device, memory_format=memory_format)
-    ema = ModelEma(model, config.ema_decay, config.ema_warmup) if method.teacher() is None and config.ema_decay > 0 else None
+    ema = (
+        ModelEma(model, config.ema_decay, config.ema_warmup)
+        if method.teacher() is None and config.ema_decay > 0
+        else None
+    )
     return model, method, ema
 
 
 # --- setup --------------------------------------------------------------------------------------
 
-def setup(config: RunConfig, resume: bool | str, ranks: Ranks, device: torch.device,
-          provenance: Provenance = Provenance(), allow_code_change: bool = False) -> Run:
+
+def setup(
+    config: RunConfig,
+    resume: bool | str,
+    ranks: Ranks,
+    device: torch.device,
+    provenance: Provenance = Provenance(),
+    allow_code_change: bool = False,
+) -> Run:
     """Data, networks, optimiser, the checkpoint's state when resuming, and the MLflow run.
 
     Everything that can be wrong with the config, the data, the network or the resume is
     checked before anything is written: the folder's lock, config.json (and provenance.json,
     when there is provenance), the MLflow run and the cleanup of a killed write come last."""
     out = Path(config.output_dir)
-    if ranks.is_main:   # a tracking store that cannot take the run fails before the data loads
+    if ranks.is_main:  # a tracking store that cannot take the run fails before the data loads
         check_store()
     state, changes = resumable_state(config, resume, allow_code_change)
     check_precision(config.precision, device)
@@ -169,56 +200,108 @@ def setup(config: RunConfig, resume: bool | str, ranks: Ranks, device: torch.dev
     distributed.barrier()
     if ranks.local_rank != 0:
         manifest = ensure_dataset(config.dataset, config.data_root)
-    loader_args = dict(data_root=config.data_root, kind=config.loader, device=device, seed=config.seed,
-                       num_workers=config.num_workers, rank=ranks.rank, world_size=ranks.world_size,
-                       recipe=Recipe.from_config(config, manifest))
+    loader_args = dict(
+        data_root=config.data_root,
+        kind=config.loader,
+        device=device,
+        seed=config.seed,
+        num_workers=config.num_workers,
+        rank=ranks.rank,
+        world_size=ranks.world_size,
+        recipe=Recipe.from_config(config, manifest),
+    )
     train_pool, val_pool = split_pools(config, manifest)
-    train_loader = build_loader(manifest, "train", batch_size=batch_size, train=True,
-                                subset=config.subset, pool=train_pool, **loader_args)
-    val_loader = (build_loader(manifest, "train", batch_size=eval_batch_size, train=False,
-                               pool=val_pool, **loader_args) if val_pool is not None else None)
-    test_loader = build_loader(manifest, "test", batch_size=eval_batch_size, train=False,
-                               subset=config.test_subset, **loader_args)
+    train_loader = build_loader(
+        manifest,
+        "train",
+        batch_size=batch_size,
+        train=True,
+        subset=config.subset,
+        pool=train_pool,
+        **loader_args,
+    )
+    val_loader = (
+        build_loader(
+            manifest, "train", batch_size=eval_batch_size, train=False, pool=val_pool, **loader_args
+        )
+        if val_pool is not None
+        else None
+    )
+    test_loader = build_loader(
+        manifest,
+        "test",
+        batch_size=eval_batch_size,
+        train=False,
+        subset=config.test_subset,
+        **loader_args,
+    )
 
     if config.sync_bn and ranks.distributed and device.type != "cuda":
-        raise ConfigError("sync_bn needs CUDA devices (torch's SyncBatchNorm runs on GPUs only); "
-                          "drop --sync-bn for a CPU run")
-    model, method, ema = build_networks(config, manifest, device,
-                                        sync_bn=config.sync_bn and ranks.distributed)
+        raise ConfigError(
+            "sync_bn needs CUDA devices (torch's SyncBatchNorm runs on GPUs only); "
+            "drop --sync-bn for a CPU run"
+        )
+    model, method, ema = build_networks(
+        config, manifest, device, sync_bn=config.sync_bn and ranks.distributed
+    )
     check_input_size(model, config.model, manifest.channels, loader_args["recipe"].image_size)
     smallest = getattr(method, "min_batch_size", 1)
     if ranks.distributed and batch_size < smallest:
-        raise ConfigError(f"each of the {ranks.world_size} processes gets {batch_size} images of "
-                          f"the batch of {config.batch_size}, but method {config.method!r} mixes "
-                          f"{smallest} per sample; use batch_size >= {smallest * ranks.world_size}")
+        raise ConfigError(
+            f"each of the {ranks.world_size} processes gets {batch_size} images of "
+            f"the batch of {config.batch_size}, but method {config.method!r} mixes "
+            f"{smallest} per sample; use batch_size >= {smallest * ranks.world_size}"
+        )
     if batch_size < smallest:
         raise ConfigError(
             f"batch_size {config.batch_size} is smaller than method {config.method!r} needs "
             f"({smallest}: it mixes that many images into each sample); raise the batch size "
-            "or lower the method's mix_samples")
+            "or lower the method's mix_samples"
+        )
     named = chain(model.named_parameters(prefix="model"), method.named_parameters(prefix="method"))
     optimizer = build_optimizer(config, param_groups(config, named, method.mix_block_parameters()))
     steps_per_epoch = len(train_loader)
-    run = Run(config=config, out=out, ranks=ranks, device=device, precision=config.precision,
-              manifest=manifest,
-              train_loader=train_loader, val_loader=val_loader, test_loader=test_loader,
-              model=model, method=method,
-              ema=ema, ema_network=method.teacher() or (ema.module if ema else None),
-              optimizer=optimizer, scaler=grad_scaler(config.precision, device.type),
-              steps_per_epoch=steps_per_epoch, total_steps=config.epochs * steps_per_epoch,
-              guard=LossGuard(config.nonfinite_loss_limit, device, config.lr,
-                              reduce=distributed.all_reduce_sum),
-              code_version=code_version())
+    run = Run(
+        config=config,
+        out=out,
+        ranks=ranks,
+        device=device,
+        precision=config.precision,
+        manifest=manifest,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        test_loader=test_loader,
+        model=model,
+        method=method,
+        ema=ema,
+        ema_network=method.teacher() or (ema.module if ema else None),
+        optimizer=optimizer,
+        scaler=grad_scaler(config.precision, device.type),
+        steps_per_epoch=steps_per_epoch,
+        total_steps=config.epochs * steps_per_epoch,
+        guard=LossGuard(
+            config.nonfinite_loss_limit, device, config.lr, reduce=distributed.all_reduce_sum
+        ),
+        code_version=code_version(),
+    )
     if state is not None:
         restore(run, state)
         if ranks.is_main:
-            log.info("resumed from %s at epoch %d (step %d%s)", out, run.start_epoch, run.step,
-                     f", batch {run.epoch_step} of the epoch" if run.epoch_step else "")
+            log.info(
+                "resumed from %s at epoch %d (step %d%s)",
+                out,
+                run.start_epoch,
+                run.step,
+                f", batch {run.epoch_step} of the epoch" if run.epoch_step else "",
+            )
             if "code_version" in changes:
-                log.warning("--allow-code-change: %s was written by code %s; continuing it "
-                            "under %s", out, *changes["code_version"])
+                log.warning(
+                    "--allow-code-change: %s was written by code %s; continuing it under %s",
+                    out,
+                    *changes["code_version"],
+                )
     distributed.broadcast_state(networks(run))
-    if ranks.is_main:   # every check has passed: the run may write
+    if ranks.is_main:  # every check has passed: the run may write
         path = path_taken(run)
         log.info("training path: %s", ", ".join(f"{k} {v}" for k, v in path.items()))
         out.mkdir(parents=True, exist_ok=True)
@@ -230,22 +313,33 @@ def setup(config: RunConfig, resume: bool | str, ranks: Ranks, device: torch.dev
                 provenance.save(out)
             # MLflow's system metrics (CPU, memory; GPU utilisation and memory through NVIDIA's
             # management library) for GPU runs, where a starved GPU is the thing to see
-            run.tracker = Tracker(config, manifest.sha256, run_id=run.run_id,
-                                  extra_tags=provenance.tags,
-                                  system_metrics=device.type == "cuda")
+            run.tracker = Tracker(
+                config,
+                manifest.sha256,
+                run_id=run.run_id,
+                extra_tags=provenance.tags,
+                system_metrics=device.type == "cuda",
+            )
             run.run_id = run.tracker.run_id
             run.lock.set_run_id(run.run_id)
             options = options_with_defaults(config.method, config.method_args)
-            run.tracker.log_params({**setup_params(options, recipe_params(train_loader)),
-                                    **{f"engine.{k}": v for k, v in path.items()}})
-            run.tracker.log_dataset(config.dataset, provenance.data_version or manifest.sha256,
-                                    provenance.data_source or str(manifest.root))
+            run.tracker.log_params(
+                {
+                    **setup_params(options, recipe_params(train_loader)),
+                    **{f"engine.{k}": v for k, v in path.items()},
+                }
+            )
+            run.tracker.log_dataset(
+                config.dataset,
+                provenance.data_version or manifest.sha256,
+                provenance.data_source or str(manifest.root),
+            )
             if changes:
                 run.tracker.log_resume(changes, run.start_epoch)
         except BaseException:
             run.lock.release()
             raise
-    distributed.barrier()   # the epoch clocks start together, not while rank 0 opens MLflow
+    distributed.barrier()  # the epoch clocks start together, not while rank 0 opens MLflow
     return run
 
 
@@ -262,11 +356,18 @@ def path_taken(run: Run) -> dict[str, str]:
     device (with its name and the process count), the precision, the loader kind `auto` chose
     and how a step runs (eager: one kernel launch at a time; there is no graphed step yet)."""
     device = run.device
-    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
-            else f"{torch.get_num_threads()} threads")
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{torch.get_num_threads()} threads"
+    )
     processes = f", {run.ranks.world_size} processes" if run.ranks.distributed else ""
-    return {"device": f"{device} ({name}{processes})", "precision": run.precision,
-            "loader": run.train_loader.kind, "step": "eager"}
+    return {
+        "device": f"{device} ({name}{processes})",
+        "precision": run.precision,
+        "loader": run.train_loader.kind,
+        "step": "eager",
+    }
 
 
 def recipe_params(loader: Loader) -> dict[str, Any]:
@@ -275,8 +376,9 @@ def recipe_params(loader: Loader) -> dict[str, Any]:
     return {**recipe, "mean": list(loader.mean), "std": list(loader.std)}
 
 
-def resumable_state(config: RunConfig, resume: bool | str,
-                    allow_code_change: bool = False) -> tuple[dict | None, dict]:
+def resumable_state(
+    config: RunConfig, resume: bool | str, allow_code_change: bool = False
+) -> tuple[dict | None, dict]:
     """The checkpoint to resume from (None: start anew) and the allowed config changes it
     takes (checkpoint.check_resume refuses the others, and a change of code version unless
     `allow_code_change`). `resume` True resumes if there is a checkpoint and says so in one
@@ -285,8 +387,10 @@ def resumable_state(config: RunConfig, resume: bool | str,
     state = load_checkpoint(out, keys=RESUME_KEYS) if resume else None
     if state is None:
         if resume == "must":
-            raise CheckpointError(f"--resume must: {out} holds no {CHECKPOINT_NAME}; train "
-                                  "there first, or drop `must` to start anew when there is none")
+            raise CheckpointError(
+                f"--resume must: {out} holds no {CHECKPOINT_NAME}; train "
+                "there first, or drop `must` to start anew when there is none"
+            )
         if resume:
             log.info("--resume: no %s in %s; starting a new run", CHECKPOINT_NAME, out)
         return None, {}
@@ -296,8 +400,10 @@ def resumable_state(config: RunConfig, resume: bool | str,
 def rank_batch_size(batch_size: int, world_size: int) -> int:
     """The share of the (global) batch each rank computes."""
     if batch_size % world_size:
-        raise ConfigError(f"batch_size {batch_size} is the global batch and must split evenly "
-                          f"over the {world_size} processes; use a multiple of {world_size}")
+        raise ConfigError(
+            f"batch_size {batch_size} is the global batch and must split evenly "
+            f"over the {world_size} processes; use a multiple of {world_size}"
+        )
     return batch_size // world_size
 
 
@@ -323,6 +429,7 @@ def restore(run: Run, state: dict[str, Any]) -> None:
 
 # --- one epoch ----------------------------------------------------------------------------------
 
+
 def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
     """Train for one epoch; returns its train_loss, lr and images_per_sec, over all ranks.
 
@@ -335,21 +442,25 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
     run.train_loader.set_epoch(epoch)
     start = run.epoch_step if epoch == run.start_epoch else 0
     loss_sum = torch.zeros((), device=device)
-    counted, seen, earlier_seconds = 0, 0, 0.0    # counted: the steps not skipped for a bad loss
+    counted, seen, earlier_seconds = 0, 0, 0.0  # counted: the steps not skipped for a bad loss
     batches = iter(run.train_loader)
     if start:
         totals = run.epoch_totals if run.ranks.is_main else None
-        if totals is not None:   # the sums over every rank, on rank 0 alone
+        if totals is not None:  # the sums over every rank, on rank 0 alone
             loss_sum = totals["loss_sum"].to(device)
             counted, seen, earlier_seconds = totals["counted"], totals["seen"], totals["seconds"]
         for _ in range(start):
             next(batches)
-        set_rng_state(run.resume_rng)   # reading the batches may draw (a DataLoader's seed)
+        set_rng_state(run.resume_rng)  # reading the batches may draw (a DataLoader's seed)
     lr = run.optimizer.param_groups[0]["lr"]
     started = time.perf_counter()
-    bar = progress(batches, f"epoch {epoch + 1}/{config.epochs}", unit="batch",
-                   total=run.steps_per_epoch - start,
-                   enabled=config.progress and run.ranks.is_main)
+    bar = progress(
+        batches,
+        f"epoch {epoch + 1}/{config.epochs}",
+        unit="batch",
+        total=run.steps_per_epoch - start,
+        enabled=config.progress and run.ranks.is_main,
+    )
     for index, (images, labels) in enumerate(bar, start=start):
         lr = set_lr(run.optimizer, config, run.step, run.steps_per_epoch)
         with autocast(run.precision, device.type):
@@ -358,8 +469,13 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
             run.optimizer.zero_grad(set_to_none=True)
             run.step += 1
         else:
-            optimizer_step(loss, run.optimizer, run.scaler, config.grad_clip,
-                           reduce_gradients=distributed.average_gradients)
+            optimizer_step(
+                loss,
+                run.optimizer,
+                run.scaler,
+                config.grad_clip,
+                reduce_gradients=distributed.average_gradients,
+            )
             method.after_optimizer_step(model, run.step, run.total_steps)
             if run.ema is not None:
                 run.ema.update(model, run.step)
@@ -368,28 +484,39 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
             counted += 1
             run.step += 1
             if run.step % 10 == 0:  # a host sync; not every step
-                if not run.ranks.distributed:   # all ranks check together, at the epoch's end
+                if not run.ranks.distributed:  # all ranks check together, at the epoch's end
                     run.guard.check(run.step, epoch)
                 if isinstance(bar, tqdm):
                     rate = seen * run.ranks.world_size / (time.perf_counter() - started)
-                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}",
-                                    img_s=f"{rate:.0f}")
+                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", img_s=f"{rate:.0f}")
         # the epoch's last batch is followed by its own checkpoint
         if index + 1 < run.steps_per_epoch and step_checkpoint_due(run):
             seconds = earlier_seconds + time.perf_counter() - started
             save_step_checkpoint(run, epoch, index + 1, loss_sum, counted, seen, seconds)
     # global figures, the same on every rank: the loss over all ranks' steps that counted, and
     # every rank's images over the slowest rank's time
-    train_time = distributed.all_reduce_max(torch.tensor(
-        earlier_seconds + time.perf_counter() - started, dtype=torch.float64, device=device)).item()
-    run.guard.check(run.step, epoch)   # every rank, before the epoch counts
-    totals = distributed.all_reduce_sum(torch.stack([
-        loss_sum.double(), torch.tensor(seen, dtype=torch.float64, device=device),
-        torch.tensor(counted, dtype=torch.float64, device=device)]))
+    train_time = distributed.all_reduce_max(
+        torch.tensor(
+            earlier_seconds + time.perf_counter() - started, dtype=torch.float64, device=device
+        )
+    ).item()
+    run.guard.check(run.step, epoch)  # every rank, before the epoch counts
+    totals = distributed.all_reduce_sum(
+        torch.stack(
+            [
+                loss_sum.double(),
+                torch.tensor(seen, dtype=torch.float64, device=device),
+                torch.tensor(counted, dtype=torch.float64, device=device),
+            ]
+        )
+    )
     loss_total, seen_total, counted_total = totals.tolist()
-    return {"epoch": epoch + 1,
-            "train_loss": loss_total / counted_total if counted_total else float("nan"),
-            "lr": lr, "images_per_sec": seen_total / train_time}
+    return {
+        "epoch": epoch + 1,
+        "train_loss": loss_total / counted_total if counted_total else float("nan"),
+        "lr": lr,
+        "images_per_sec": seen_total / train_time,
+    }
 
 
 def step_checkpoint_due(run: Run) -> bool:
@@ -403,8 +530,9 @@ def step_checkpoint_due(run: Run) -> bool:
         return due or run.stop.requested
     if run.step % 10:
         return False
-    due, stop = distributed.all_reduce_max(torch.tensor(
-        [int(due), int(run.stop.requested)], dtype=torch.int64, device=run.device)).tolist()
+    due, stop = distributed.all_reduce_max(
+        torch.tensor([int(due), int(run.stop.requested)], dtype=torch.int64, device=run.device)
+    ).tolist()
     run.stop.requested = bool(stop)
     return bool(due or stop)
 
@@ -412,24 +540,44 @@ def step_checkpoint_due(run: Run) -> bool:
 def stop_agreed(run: Run) -> bool:
     """Whether a SIGTERM asked the run to stop, on any rank (every rank calls it)."""
     if run.ranks.distributed:
-        run.stop.requested = bool(distributed.all_reduce_max(torch.tensor(
-            int(run.stop.requested), dtype=torch.int64, device=run.device)).item())
+        run.stop.requested = bool(
+            distributed.all_reduce_max(
+                torch.tensor(int(run.stop.requested), dtype=torch.int64, device=run.device)
+            ).item()
+        )
     return run.stop.requested
 
 
-def save_step_checkpoint(run: Run, epoch: int, epoch_step: int, loss_sum: torch.Tensor,
-                         counted: int, seen: int, seconds: float) -> None:
+def save_step_checkpoint(
+    run: Run,
+    epoch: int,
+    epoch_step: int,
+    loss_sum: torch.Tensor,
+    counted: int,
+    seen: int,
+    seconds: float,
+) -> None:
     """Checkpoint within epoch `epoch` after `epoch_step` of its batches (every rank calls it);
     then stop the run if a SIGTERM asked for it."""
-    run.guard.check(run.step, epoch)   # a non-finite loss stops the run before it is saved
-    if run.ranks.distributed:   # the epoch's sums so far over every rank, saved by rank 0
-        summed = distributed.all_reduce_sum(torch.stack([
-            loss_sum.double(), torch.tensor(float(counted), dtype=torch.float64, device=run.device),
-            torch.tensor(float(seen), dtype=torch.float64, device=run.device)]))
+    run.guard.check(run.step, epoch)  # a non-finite loss stops the run before it is saved
+    if run.ranks.distributed:  # the epoch's sums so far over every rank, saved by rank 0
+        summed = distributed.all_reduce_sum(
+            torch.stack(
+                [
+                    loss_sum.double(),
+                    torch.tensor(float(counted), dtype=torch.float64, device=run.device),
+                    torch.tensor(float(seen), dtype=torch.float64, device=run.device),
+                ]
+            )
+        )
         loss_sum, counted, seen = summed[0].to(loss_sum.dtype), int(summed[1]), int(summed[2])
     if run.ranks.is_main:
-        totals = {"loss_sum": loss_sum.detach().cpu(), "counted": counted, "seen": seen,
-                  "seconds": seconds}
+        totals = {
+            "loss_sum": loss_sum.detach().cpu(),
+            "counted": counted,
+            "seen": seen,
+            "seconds": seconds,
+        }
         save_checkpoint(checkpoint_state(run, epoch, epoch_step, totals), run.out)
     distributed.barrier()
     run.last_checkpoint = time.monotonic()
@@ -438,10 +586,12 @@ def save_step_checkpoint(run: Run, epoch: int, epoch_step: int, loss_sum: torch.
             f"stopped by {run.stop.signal_name or 'SIGTERM'} at step {run.step} (epoch "
             f"{epoch + 1}, batch {epoch_step} of {run.steps_per_epoch}) after checkpointing it in "
             f"{run.out / CHECKPOINT_NAME}; start it again with --resume (a retried pipeline step "
-            "does) to continue from there")
+            "does) to continue from there"
+        )
 
 
 # --- evaluate and log ---------------------------------------------------------------------------
+
 
 def evaluate_and_log(run: Run, epoch: int, metrics: dict[str, float]) -> dict[str, float]:
     """Evaluate the online and the EMA network on the validation and the test split, log the
@@ -455,10 +605,11 @@ def evaluate_and_log(run: Run, epoch: int, metrics: dict[str, float]) -> dict[st
     run.history.append(metrics)
     if run.tracker is not None:
         run.tracker.log_metrics(metrics, step=epoch + 1)
-    run.guard.check_metrics(metrics, epoch)   # the same on every rank: the metrics are reduced
+    run.guard.check_metrics(metrics, epoch)  # the same on every rank: the metrics are reduced
     if run.config.log_images_every and (epoch + 1) % run.config.log_images_every == 0:
-        log_sample_grid(run.tracker, run.method, run.model, run.test_loader, epoch + 1,
-                        run.manifest.classes)
+        log_sample_grid(
+            run.tracker, run.method, run.model, run.test_loader, epoch + 1, run.manifest.classes
+        )
     if run.tracker is not None:
         run.run_id = run.tracker.run_id
     if run.ranks.is_main:
@@ -466,7 +617,7 @@ def evaluate_and_log(run: Run, epoch: int, metrics: dict[str, float]) -> dict[st
             save_checkpoint(selected_state(run, epoch + 1), run.out, SELECTED_NAME)
         save_checkpoint(checkpoint_state(run, epoch + 1), run.out)
         print(summary_line(metrics), flush=True)
-    distributed.barrier()   # no rank runs ahead of a checkpoint that is not yet on disk
+    distributed.barrier()  # no rank runs ahead of a checkpoint that is not yet on disk
     run.last_checkpoint = time.monotonic()
     return metrics
 
@@ -477,11 +628,17 @@ def evaluate_split(run: Run, split: str, loader: Loader, desc: str) -> dict[str,
     results = {}
     for suffix, network in (("", run.model), ("_ema", run.ema_network)):
         if network is not None:
-            batches = progress(loader, f"{desc}{suffix.replace('_', ', ')}", unit="batch",
-                               enabled=shown)
-            results.update({f"{split}_{k}{suffix}": v for k, v in
-                            evaluate(network, batches, precision=run.precision,
-                                     sharded=run.ranks.distributed).items()})
+            batches = progress(
+                loader, f"{desc}{suffix.replace('_', ', ')}", unit="batch", enabled=shown
+            )
+            results.update(
+                {
+                    f"{split}_{k}{suffix}": v
+                    for k, v in evaluate(
+                        network, batches, precision=run.precision, sharded=run.ranks.distributed
+                    ).items()
+                }
+            )
     return results
 
 
@@ -498,26 +655,45 @@ def selected_epoch(history: list[dict[str, float]]) -> int:
 
 def selected_state(run: Run, epoch: int) -> dict[str, Any]:
     """The networks alone (what evaluation and serving need), with the epoch they are from."""
-    return {"model": run.model.state_dict(), "method": run.method.state_dict(),
-            "ema": run.ema.state_dict() if run.ema is not None else None, "epoch": epoch}
+    return {
+        "model": run.model.state_dict(),
+        "method": run.method.state_dict(),
+        "ema": run.ema.state_dict() if run.ema is not None else None,
+        "epoch": epoch,
+    }
 
 
-def checkpoint_state(run: Run, epoch: int, epoch_step: int = 0,
-                     epoch_totals: dict[str, Any] | None = None) -> dict[str, Any]:
+def checkpoint_state(
+    run: Run, epoch: int, epoch_step: int = 0, epoch_totals: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The selected state's networks plus everything an exact resume needs; `epoch` epochs
     done, and `epoch_step` batches of the next one with their running sums `epoch_totals`."""
-    return {**selected_state(run, epoch),
-            "optimizer": run.optimizer.state_dict(), "scaler": run.scaler.state_dict(),
-            "rng": rng_state(), "epoch": epoch, "step": run.step, "history": run.history,
-            "run_id": run.run_id, "config": run.config.to_dict(),
-            "code_version": run.code_version, "nonfinite_losses": run.guard.seen,
-            "epoch_step": epoch_step, "epoch_totals": epoch_totals}
+    return {
+        **selected_state(run, epoch),
+        "optimizer": run.optimizer.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "rng": rng_state(),
+        "epoch": epoch,
+        "step": run.step,
+        "history": run.history,
+        "run_id": run.run_id,
+        "config": run.config.to_dict(),
+        "code_version": run.code_version,
+        "nonfinite_losses": run.guard.seen,
+        "epoch_step": epoch_step,
+        "epoch_totals": epoch_totals,
+    }
 
 
 # --- the run ------------------------------------------------------------------------------------
 
-def train(config: RunConfig, resume: bool | str = False,
-          provenance: Provenance | None = None, allow_code_change: bool = False) -> TrainResult:
+
+def train(
+    config: RunConfig,
+    resume: bool | str = False,
+    provenance: Provenance | None = None,
+    allow_code_change: bool = False,
+) -> TrainResult:
     """Train `config`; `provenance` None reads the one saved beside its config, if any.
     `allow_code_change` lets a resume continue a checkpoint that other code wrote."""
     if provenance is None:
@@ -537,20 +713,25 @@ def train(config: RunConfig, resume: bool | str = False,
                     raise Preempted(
                         f"stopped by {stop.signal_name or 'SIGTERM'} after epoch {epoch + 1} "
                         f"and its checkpoint in {run.out / CHECKPOINT_NAME}; start it again with "
-                        "--resume (a retried pipeline step does) to continue from there")
+                        "--resume (a retried pipeline step does) to continue from there"
+                    )
             final = final_metrics(run.history)
             if run.tracker is not None:
                 # the last epoch's values are logged already; only the summaries are new
-                run.tracker.log_metrics({k: v for k, v in final.items() if k in SUMMARIES},
-                                        step=config.epochs)
+                run.tracker.log_metrics(
+                    {k: v for k, v in final.items() if k in SUMMARIES}, step=config.epochs
+                )
                 run.tracker.log_figure(training_curves(run.history), "curves/training.png")
                 run.tracker.finish()
         except BaseException as exc:
             if run.tracker is not None:
                 killed = isinstance(exc, (KeyboardInterrupt, Preempted))
-                run.tracker.finish("KILLED" if killed else "FAILED",
-                                   reason=f"{type(exc).__name__}: {exc}" if not killed
-                                   else str(exc) or "interrupted")
+                run.tracker.finish(
+                    "KILLED" if killed else "FAILED",
+                    reason=f"{type(exc).__name__}: {exc}"
+                    if not killed
+                    else str(exc) or "interrupted",
+                )
             raise
     return TrainResult(final, run.out, run.run_id, run.history)
 
@@ -575,13 +756,16 @@ def summary_line(metrics: dict[str, float]) -> str:
     for split in ("val", "test"):
         if f"{split}_top1" in metrics:
             ema = metrics.get(f"{split}_top1_ema")
-            parts.append(f"{split} top1 {metrics[f'{split}_top1']:.2f}%"
-                         + (f" (ema {ema:.2f}%)" if ema is not None else ""))
+            parts.append(
+                f"{split} top1 {metrics[f'{split}_top1']:.2f}%"
+                + (f" (ema {ema:.2f}%)" if ema is not None else "")
+            )
     return "  ".join([*parts, f"{metrics['images_per_sec']:.0f} img/s"])
 
 
-def log_sample_grid(tracker: Tracker | None, method, model, loader, epoch: int,
-                    classes: list[str] | None = None) -> None:
+def log_sample_grid(
+    tracker: Tracker | None, method, model, loader, epoch: int, classes: list[str] | None = None
+) -> None:
     """What the method trains on (sources, masks, mixed, each column's λ and classes), drawn
     without moving the run's RNG.
 
@@ -593,5 +777,7 @@ def log_sample_grid(tracker: Tracker | None, method, model, loader, epoch: int,
         grid = method.sample_grid(model, images[:16], labels[:16])
         model.train(was_training)
     if tracker is not None:
-        tracker.log_figure(sample_figure(grid.rows, loader.mean, loader.std, grid.targets, classes),
-                           f"samples/epoch_{epoch:04d}.png")
+        tracker.log_figure(
+            sample_figure(grid.rows, loader.mean, loader.std, grid.targets, classes),
+            f"samples/epoch_{epoch:04d}.png",
+        )

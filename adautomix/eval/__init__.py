@@ -45,7 +45,8 @@ METRIC_OUTPUTS = {
     "loss": "loss (mean cross-entropy)",
     "ece": "ece, ece_paper (%, 10 bins; the paper's sorted-bins variant)",
     "fgsm": "fgsm_error, fgsm_error_paper (%, ε 8/255; pixel-space and the paper's variant)",
-    "corruption": "corruption_top1 (pooled), corruption_top1_<corruption>, corruption_top1_s<1-5> (%)",
+    "corruption": "corruption_top1 (pooled), corruption_top1_<corruption>, "
+    "corruption_top1_s<1-5> (%)",
     "occlusion": "occlusion_top1_r<ratio>, occlusion_top1_mean (%)",
 }
 
@@ -65,8 +66,9 @@ def parse_metric(spec: str) -> tuple[str, dict]:
     accepted = [p for p in inspect.signature(METRICS[name]).parameters if p not in ("mean", "std")]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise ConfigError(f"metric {name} has no option(s) {unknown}; valid: "
-                          f"{', '.join(accepted) or 'none'}")
+        raise ConfigError(
+            f"metric {name} has no option(s) {unknown}; valid: {', '.join(accepted) or 'none'}"
+        )
     return name, options
 
 
@@ -90,8 +92,13 @@ def check_metrics(specs: Sequence[str]) -> list[str]:
     return specs
 
 
-def evaluate(network: nn.Module, loader: Iterable, metrics: Sequence = ("top1", "top5", "loss"),
-             precision: str = "fp32", sharded: bool = False) -> dict[str, float]:
+def evaluate(
+    network: nn.Module,
+    loader: Iterable,
+    metrics: Sequence = ("top1", "top5", "loss"),
+    precision: str = "fp32",
+    sharded: bool = False,
+) -> dict[str, float]:
     """Every metric's values on the loader. `metrics` holds spec strings or metric objects; pass
     objects to draw their figures afterwards. `precision`: the forward passes' autocast
     (adautomix/precision.py).

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 def summed_over_ranks(total: torch.Tensor, count: int) -> tuple[torch.Tensor, int]:
     """(total, count) summed over the ranks of the process group (every rank's shard holds at
     least one batch: the loader checks). float64 keeps the counts of any test set exact."""
-    pair = torch.stack([total.double(), torch.tensor(float(count), dtype=torch.float64,
-                                                     device=total.device)])
+    pair = torch.stack(
+        [total.double(), torch.tensor(float(count), dtype=torch.float64, device=total.device)]
+    )
     dist.all_reduce(pair)
     return pair[0], int(pair[1].item())
 

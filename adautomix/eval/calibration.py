@@ -26,19 +26,21 @@ class CalibrationError:
         if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
             raise ConfigError(f"ece bins must be a whole number >= 1, got {bins!r}")
         self.bins = bins
-        self.sums = None   # bins × (count, correct, confidence), float64, on the logits' device
+        self.sums = None  # bins × (count, correct, confidence), float64, on the logits' device
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         confidence, predicted = logits.float().softmax(dim=1).max(dim=1)
         index = (confidence * self.bins).ceil().long().clamp_(1, self.bins) - 1
-        values = torch.stack([torch.ones_like(confidence), (predicted == labels).float(),
-                              confidence], dim=1).double()
+        values = torch.stack(
+            [torch.ones_like(confidence), (predicted == labels).float(), confidence], dim=1
+        ).double()
         sums = torch.zeros(self.bins, 3, dtype=torch.float64, device=logits.device)
         sums.index_add_(0, index, values)
         self.sums = sums if self.sums is None else self.sums + sums
 
     def all_reduce(self) -> None:
         import torch.distributed as dist
+
         dist.all_reduce(self.sums)
 
     def per_bin(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -60,6 +62,7 @@ class CalibrationError:
         """Reliability diagram: accuracy per confidence bin against the diagonal, the gap
         shaded, the share of samples per bin below."""
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
@@ -68,14 +71,27 @@ class CalibrationError:
         width = 1.0 / self.bins
         centres = (torch.arange(self.bins).numpy() + 0.5) * width
         filled = count > 0
-        fig, (top, bottom) = plt.subplots(2, 1, figsize=(4.2, 5.2), sharex=True,
-                                          gridspec_kw={"height_ratios": [3, 1]})
+        fig, (top, bottom) = plt.subplots(
+            2, 1, figsize=(4.2, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+        )
         top.bar(centres[filled], accuracy[filled], width, edgecolor="black", label="accuracy")
-        top.bar(centres[filled], (confidence - accuracy)[filled], width, bottom=accuracy[filled],
-                color="red", alpha=0.3, edgecolor="red", label="gap to confidence")
+        top.bar(
+            centres[filled],
+            (confidence - accuracy)[filled],
+            width,
+            bottom=accuracy[filled],
+            color="red",
+            alpha=0.3,
+            edgecolor="red",
+            label="gap to confidence",
+        )
         top.plot([0, 1], [0, 1], "k--", linewidth=1)
-        top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
-                title=f"ECE {values['ece']:.2f}%  (paper's sorted bins {values['ece_paper']:.2f}%)")
+        top.set(
+            ylabel="accuracy",
+            xlim=(0, 1),
+            ylim=(0, 1),
+            title=f"ECE {values['ece']:.2f}%  (paper's sorted bins {values['ece_paper']:.2f}%)",
+        )
         top.legend(loc="upper left", fontsize=8)
         bottom.bar(centres, count / max(count.sum(), 1), width, color="grey", edgecolor="black")
         bottom.set(xlabel="confidence", ylabel="share")

@@ -14,7 +14,9 @@ def confusion_matrix(network: nn.Module, loader: Iterable, num_classes: int) -> 
     """counts[true, predicted] over the loader, accumulated on the device; int64, on the CPU."""
     counts = None
     for logits, labels in predictions(network, loader):
-        pairs = torch.bincount(labels * num_classes + logits.argmax(dim=1), minlength=num_classes ** 2)
+        pairs = torch.bincount(
+            labels * num_classes + logits.argmax(dim=1), minlength=num_classes**2
+        )
         counts = pairs if counts is None else counts + pairs
     if counts is None:
         raise ValueError("confusion_matrix got an empty loader")
@@ -24,6 +26,7 @@ def confusion_matrix(network: nn.Module, loader: Iterable, num_classes: int) -> 
 def confusion_figure(matrix: torch.Tensor, classes: Sequence[str]):
     """Rows normalised to the fraction of each true class, the counts written in the cells."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -38,7 +41,14 @@ def confusion_figure(matrix: torch.Tensor, classes: Sequence[str]):
     ax.set(xlabel="predicted", ylabel="true")
     if len(classes) <= 20:
         for (true, predicted), count in zip(((t, p) for t in ticks for p in ticks), counts.flat):
-            ax.text(predicted, true, str(count), ha="center", va="center", fontsize=6,
-                    color="white" if fractions[true, predicted] > 0.5 else "black")
+            ax.text(
+                predicted,
+                true,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if fractions[true, predicted] > 0.5 else "black",
+            )
     fig.tight_layout()
     return fig

@@ -27,16 +27,23 @@ class CorruptionAccuracy:
     name = "corruption"
     figure_name = "corruption_bars"
 
-    def __init__(self, corruptions: Sequence[str] | None = None,
-                 severities: Sequence[int] = (1, 2, 3, 4, 5), progress: bool = True):
+    def __init__(
+        self,
+        corruptions: Sequence[str] | None = None,
+        severities: Sequence[int] = (1, 2, 3, 4, 5),
+        progress: bool = True,
+    ):
         """`corruptions`: names of data.corruptions.CORRUPTIONS (None: all 19)."""
         # imported here: the corruption functions load OpenCV and scipy (a second), which an
         # evaluation without corruptions never needs
         from ..data.corruptions import CORRUPTIONS, check_corruptions
         from ..data.errors import DataError
 
-        corruptions = tuple(CORRUPTIONS) if corruptions is None else (
-            (corruptions,) if isinstance(corruptions, str) else tuple(corruptions))
+        corruptions = (
+            tuple(CORRUPTIONS)
+            if corruptions is None
+            else ((corruptions,) if isinstance(corruptions, str) else tuple(corruptions))
+        )
         severities = (severities,) if isinstance(severities, int) else tuple(severities)
         try:
             check_corruptions(corruptions, severities)
@@ -48,26 +55,38 @@ class CorruptionAccuracy:
         self.details: dict[str, float] = {}
         self.tags: dict[str, str] = {}
 
-    def run(self, network: nn.Module, loader, precision: str = "fp32",
-            sharded: bool = False) -> dict[str, float]:
+    def run(
+        self, network: nn.Module, loader, precision: str = "fp32", sharded: bool = False
+    ) -> dict[str, float]:
         from ..data import build_loader
         from ..data.corrupted import ensure_corrupted, split_name
 
         if not hasattr(loader, "manifest"):
-            raise ConfigError("corruption reads the corrupted copy of the loader's dataset: "
-                              "give it a loader made by adautomix.data.build_loader")
+            raise ConfigError(
+                "corruption reads the corrupted copy of the loader's dataset: "
+                "give it a loader made by adautomix.data.build_loader"
+            )
         corrupted = ensure_corrupted(loader.manifest, progress=self.progress)
         # The run's constants, not the corrupted manifest's: a corruption is judged by the
         # network exactly as the clean test split is.
         recipe = dataclasses.replace(loader.recipe, mean=tuple(loader.mean), std=tuple(loader.std))
         jobs = [(c, s) for c in self.corruptions for s in self.severities]
         top1 = {}
-        for corruption, severity in tqdm(jobs, desc="corruptions × severities", leave=False,
-                                         disable=not self.progress):
-            split_loader = build_loader(corrupted, split_name(corruption, severity),
-                                        batch_size=loader.batch_size, train=False, kind="memory",
-                                        device=loader.device, subset=loader.subset, recipe=recipe,
-                                        rank=loader.rank, world_size=loader.world_size)
+        for corruption, severity in tqdm(
+            jobs, desc="corruptions × severities", leave=False, disable=not self.progress
+        ):
+            split_loader = build_loader(
+                corrupted,
+                split_name(corruption, severity),
+                batch_size=loader.batch_size,
+                train=False,
+                kind="memory",
+                device=loader.device,
+                subset=loader.subset,
+                recipe=recipe,
+                rank=loader.rank,
+                world_size=loader.world_size,
+            )
             tracker = TopK(1)
             for logits, labels in predictions(network, split_loader, precision):
                 tracker.update(logits, labels)
@@ -80,15 +99,18 @@ class CorruptionAccuracy:
         values = {"corruption_top1": sum(top1.values()) / len(top1)}
         for corruption in self.corruptions:
             values[f"corruption_top1_{corruption}"] = _mean(
-                top1[corruption, s] for s in self.severities)
+                top1[corruption, s] for s in self.severities
+            )
         for severity in self.severities:
             values[f"corruption_top1_s{severity}"] = _mean(
-                top1[c, severity] for c in self.corruptions)
+                top1[c, severity] for c in self.corruptions
+            )
         return values
 
     def figure(self):
         """One bar per corruption (the mean over severities), each severity a dot on it."""
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
@@ -97,11 +119,17 @@ class CorruptionAccuracy:
         fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(names) + 2), 3.8))
         ax.bar(range(len(names)), means, color="tab:blue", alpha=0.7, label="mean over severities")
         for severity in self.severities:
-            ax.plot(range(len(names)), [self.details[f"{c}-{severity}"] for c in names], ".",
-                    color=plt.cm.viridis((severity - 1) / 4), label=f"severity {severity}")
+            ax.plot(
+                range(len(names)),
+                [self.details[f"{c}-{severity}"] for c in names],
+                ".",
+                color=plt.cm.viridis((severity - 1) / 4),
+                label=f"severity {severity}",
+            )
         pooled = sum(self.details.values()) / len(self.details)
-        ax.axhline(pooled, color="black", linestyle="--", linewidth=1,
-                   label=f"pooled {pooled:.2f}%")
+        ax.axhline(
+            pooled, color="black", linestyle="--", linewidth=1, label=f"pooled {pooled:.2f}%"
+        )
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
         ax.set(ylabel="top-1 (%)", ylim=(0, 100), title="corruption robustness")
         ax.legend(fontsize=7, ncols=2)

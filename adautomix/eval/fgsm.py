@@ -25,19 +25,27 @@ from .loop import evaluating, logits_of
 VARIANTS = ("standard", "paper")
 
 
-def fgsm_gradient(network: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                  precision: str = "fp32") -> torch.Tensor:
+def fgsm_gradient(
+    network: nn.Module, images: torch.Tensor, labels: torch.Tensor, precision: str = "fp32"
+) -> torch.Tensor:
     """d(summed cross-entropy)/d(images); the parameters' .grad are left untouched."""
     images = images.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        loss = F.cross_entropy(logits_of(network, images, precision).float(), labels,
-                               reduction="sum")
+        loss = F.cross_entropy(
+            logits_of(network, images, precision).float(), labels, reduction="sum"
+        )
         (gradient,) = torch.autograd.grad(loss, images)
     return gradient
 
 
-def fgsm_perturb(images: torch.Tensor, gradient: torch.Tensor, epsilon: float,
-                 mean: torch.Tensor, std: torch.Tensor, variant: str) -> torch.Tensor:
+def fgsm_perturb(
+    images: torch.Tensor,
+    gradient: torch.Tensor,
+    epsilon: float,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    variant: str,
+) -> torch.Tensor:
     """Normalised images after one FGSM step of `variant`; mean and std broadcast over N×C×H×W."""
     step = epsilon * gradient.sign()
     if variant == "paper":
@@ -49,12 +57,22 @@ def fgsm_perturb(images: torch.Tensor, gradient: torch.Tensor, epsilon: float,
 class FGSM:
     name = "fgsm"
 
-    def __init__(self, epsilon: float = 8 / 255, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None):
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) \
-                or not math.isfinite(epsilon) or epsilon <= 0:
-            raise ConfigError(f"fgsm epsilon must be a finite number > 0, got {epsilon!r} "
-                              "(8/255 = 0.0314 is the paper's)")
+    def __init__(
+        self,
+        epsilon: float = 8 / 255,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ):
+        if (
+            isinstance(epsilon, bool)
+            or not isinstance(epsilon, (int, float))
+            or not math.isfinite(epsilon)
+            or epsilon <= 0
+        ):
+            raise ConfigError(
+                f"fgsm epsilon must be a finite number > 0, got {epsilon!r} "
+                "(8/255 = 0.0314 is the paper's)"
+            )
         self.epsilon = float(epsilon)
         self.mean, self.std = mean, std
 
@@ -62,14 +80,19 @@ class FGSM:
         mean = self.mean if self.mean is not None else getattr(loader, "mean", None)
         std = self.std if self.std is not None else getattr(loader, "std", None)
         if mean is None or std is None:
-            raise ConfigError("fgsm needs the normalisation constants: a loader with mean and "
-                              "std, or FGSM(mean=..., std=...)")
+            raise ConfigError(
+                "fgsm needs the normalisation constants: a loader with mean and "
+                "std, or FGSM(mean=..., std=...)"
+            )
         shape = (1, -1, 1, 1)
-        return (torch.tensor(mean, device=device).view(shape),
-                torch.tensor(std, device=device).view(shape))
+        return (
+            torch.tensor(mean, device=device).view(shape),
+            torch.tensor(std, device=device).view(shape),
+        )
 
-    def run(self, network: nn.Module, loader: Iterable, precision: str = "fp32",
-            sharded: bool = False) -> dict[str, float]:
+    def run(
+        self, network: nn.Module, loader: Iterable, precision: str = "fp32", sharded: bool = False
+    ) -> dict[str, float]:
         wrong = {variant: None for variant in VARIANTS}
         count = 0
         with evaluating(network):
@@ -84,8 +107,10 @@ class FGSM:
                 count += labels.shape[0]
         if not count:
             raise ValueError("fgsm got no batches")
-        if sharded:   # every call sums this rank's count afresh: each returns the global one
+        if sharded:  # every call sums this rank's count afresh: each returns the global one
             wrong, counts = zip(*(summed_over_ranks(wrong[v], count) for v in VARIANTS))
             wrong, count = dict(zip(VARIANTS, wrong)), counts[0]
-        return {"fgsm_error": 100 * float(wrong["standard"]) / count,
-                "fgsm_error_paper": 100 * float(wrong["paper"]) / count}
+        return {
+            "fgsm_error": 100 * float(wrong["standard"]) / count,
+            "fgsm_error_paper": 100 * float(wrong["paper"]) / count,
+        }

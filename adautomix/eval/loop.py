@@ -30,8 +30,9 @@ def logits_of(network: nn.Module, images: torch.Tensor, precision: str = "fp32")
         return network(images)
 
 
-def predictions(network: nn.Module, loader: Iterable, precision: str = "fp32"
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def predictions(
+    network: nn.Module, loader: Iterable, precision: str = "fp32"
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(logits, labels) per batch, left on the device (no host sync here: the metrics keep
     their sums there and read them once, at the end); the network's train/eval mode is restored
     afterwards."""

@@ -54,7 +54,9 @@ def _check_options(name: str, options: dict[str, Any], valid: set[str]) -> None:
     unknown = sorted(set(options) - valid)
     if unknown:
         raise ConfigError(
-            f"method {name!r} has no option(s) {unknown}; valid: {', '.join(sorted(valid)) or 'none'}")
+            f"method {name!r} has no option(s) {unknown}; "
+            f"valid: {', '.join(sorted(valid)) or 'none'}"
+        )
 
 
 def _is_number(value: Any) -> bool:
@@ -70,8 +72,9 @@ def _coerced(method: str, key: str, value: Any, default: Any) -> Any:
             return value
         if spelled in BOOLEAN_SPELLINGS and not isinstance(value, float):
             return BOOLEAN_SPELLINGS[spelled]
-        raise ConfigError(f"{where} takes a boolean ({', '.join(BOOLEAN_SPELLINGS)}), "
-                          f"got {value!r}")
+        raise ConfigError(
+            f"{where} takes a boolean ({', '.join(BOOLEAN_SPELLINGS)}), got {value!r}"
+        )
     if isinstance(default, int):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -83,8 +86,9 @@ def _coerced(method: str, key: str, value: Any, default: Any) -> Any:
     if isinstance(default, tuple):
         element = int if all(isinstance(d, int) for d in default) else float
         if isinstance(value, (list, tuple)) and all(
-                _is_number(v) and math.isfinite(v) and (element is float or isinstance(v, int))
-                for v in value):
+            _is_number(v) and math.isfinite(v) and (element is float or isinstance(v, int))
+            for v in value
+        ):
             return [element(v) for v in value]
         kind = "integers" if element is int else "finite numbers"
         raise ConfigError(f"{where} takes a list of {kind} like {list(default)}, got {value!r}")
@@ -111,9 +115,12 @@ def method_defaults(name: str) -> dict[str, Any]:
         return dict(INPUT_MIXERS[name][1])
     cls = METHOD_CLASSES[name]
     params = inspect.signature(cls.__init__).parameters
-    return {k: p.default for k, p in params.items()
-            if k not in ("self", "model", "num_classes", "label_smoothing")
-            and p.default is not inspect.Parameter.empty}
+    return {
+        k: p.default
+        for k, p in params.items()
+        if k not in ("self", "model", "num_classes", "label_smoothing")
+        and p.default is not inspect.Parameter.empty
+    }
 
 
 def options_with_defaults(name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -124,14 +131,15 @@ def options_with_defaults(name: str, options: dict[str, Any]) -> dict[str, Any]:
     return {**method_defaults(name), **options}
 
 
-def create_method(name: str, model: nn.Module, num_classes: int, label_smoothing: float = 0.0,
-                  **options: Any) -> Method:
+def create_method(
+    name: str, model: nn.Module, num_classes: int, label_smoothing: float = 0.0, **options: Any
+) -> Method:
     options = checked_options(name, options)
     if name in REQUIRED_MODULES:
         require(REQUIRED_MODULES[name], f"method {name!r}")
     if name in INPUT_MIXERS:
         fn, defaults = INPUT_MIXERS[name]
-        if not options.get("alpha", 1.0) > 0:   # Beta(α, α) has no α <= 0
+        if not options.get("alpha", 1.0) > 0:  # Beta(α, α) has no α <= 0
             raise ConfigError(f"method {name!r} option alpha must be > 0, got {options['alpha']}")
         mix = functools.partial(fn, **{**defaults, **options})
         return InputMixMethod(name, mix, num_classes, label_smoothing)
@@ -142,7 +150,7 @@ def create_method(name: str, model: nn.Module, num_classes: int, label_smoothing
         return cls(num_classes=num_classes, label_smoothing=label_smoothing, **extra, **options)
     except ConfigError:
         raise
-    except ValueError as exc:   # a method's own range checks on its options
+    except ValueError as exc:  # a method's own range checks on its options
         raise ConfigError(f"method {name!r}: {exc}") from None
 
 
@@ -155,6 +163,15 @@ def unavailable_reason(name: str) -> str | None:
     return missing(REQUIRED_MODULES[name], f"method {name!r}") if name in REQUIRED_MODULES else None
 
 
-__all__ = ["Method", "InputMixMethod", "create_method", "checked_options", "available_methods",
-           "method_defaults", "options_with_defaults", "unavailable_reason",
-           "soft_cross_entropy", "soft_targets"]
+__all__ = [
+    "Method",
+    "InputMixMethod",
+    "create_method",
+    "checked_options",
+    "available_methods",
+    "method_defaults",
+    "options_with_defaults",
+    "unavailable_reason",
+    "soft_cross_entropy",
+    "soft_targets",
+]

@@ -51,40 +51,67 @@ def batch_norms(net: nn.Module) -> tuple[list[nn.Module], float]:
     if None in momenta or len(momenta) > 1:
         raise ConfigError(
             f"AdAutoMix replays BN running-statistic updates and needs one fixed momentum for "
-            f"every BatchNorm of {type(net).__name__}, got {sorted(map(str, momenta))}")
+            f"every BatchNorm of {type(net).__name__}, got {sorted(map(str, momenta))}"
+        )
     return layers, momenta.pop() if momenta else 0.1
 
 
 class AdAutoMix(LearnedMixMethod):
     name = "adautomix"
 
-    def __init__(self, model: nn.Module, num_classes: int, label_smoothing: float = 0.0,
-                 mix_samples: int = 3, is_random: bool = False, alpha: float = 1.0,
-                 beta: float = 0.3, linear_mix_weight: float = 0.5, lam_margin: float = 0.03,
-                 lam_margin_rule: str = "official", maximise_cosine: bool = False,
-                 lam_concat: bool = False, reduction: int = 2, upsampling: str = "bilinear",
-                 feature_stage: int = 3, teacher_momentum: float = 0.999,
-                 end_momentum: float = 0.999999, momentum_warmup: float = 0.1):
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        label_smoothing: float = 0.0,
+        mix_samples: int = 3,
+        is_random: bool = False,
+        alpha: float = 1.0,
+        beta: float = 0.3,
+        linear_mix_weight: float = 0.5,
+        lam_margin: float = 0.03,
+        lam_margin_rule: str = "official",
+        maximise_cosine: bool = False,
+        lam_concat: bool = False,
+        reduction: int = 2,
+        upsampling: str = "bilinear",
+        feature_stage: int = 3,
+        teacher_momentum: float = 0.999,
+        end_momentum: float = 0.999999,
+        momentum_warmup: float = 0.1,
+    ):
         """Options (official names in brackets): mix_samples N [mix_samples]; beta β, the
         adversarial weight [beta_radio]; linear_mix_weight ρ [mixup_radio]; teacher_momentum
         and end_momentum, the EMA teacher's momentum before momentum_warmup·T and at T [momentum,
         CosineScheduleHook end_momentum, adjust_scope[0]]; lam_concat, reduction and upsampling
         configure the generator [mix_block]."""
-        super().__init__(model, num_classes, label_smoothing, feature_stage, teacher_momentum,
-                         end_momentum, momentum_warmup)
+        super().__init__(
+            model,
+            num_classes,
+            label_smoothing,
+            feature_stage,
+            teacher_momentum,
+            end_momentum,
+            momentum_warmup,
+        )
         if mix_samples < 2:
-            raise ConfigError(f"AdAutoMix mix_samples must be >= 2 (images per mixed sample), "
-                              f"got {mix_samples}")
+            raise ConfigError(
+                f"AdAutoMix mix_samples must be >= 2 (images per mixed sample), got {mix_samples}"
+            )
         if alpha <= 0:
             raise ConfigError(f"AdAutoMix alpha must be > 0, got {alpha}")
         if not 0.0 <= beta <= 1.0 or not 0.0 <= linear_mix_weight <= 1.0:
-            raise ConfigError(f"AdAutoMix beta and linear_mix_weight must be in [0, 1], got "
-                              f"{beta} and {linear_mix_weight}")
+            raise ConfigError(
+                f"AdAutoMix beta and linear_mix_weight must be in [0, 1], got "
+                f"{beta} and {linear_mix_weight}"
+            )
         if not 0.0 <= lam_margin < 0.5:
             raise ConfigError(f"AdAutoMix lam_margin must be in [0, 0.5), got {lam_margin}")
         if lam_margin_rule not in LAM_MARGIN_RULES:
-            raise ConfigError(f"AdAutoMix lam_margin_rule {lam_margin_rule!r} is not one of "
-                              f"{', '.join(LAM_MARGIN_RULES)}")
+            raise ConfigError(
+                f"AdAutoMix lam_margin_rule {lam_margin_rule!r} is not one of "
+                f"{', '.join(LAM_MARGIN_RULES)}"
+            )
         self.mix_samples = mix_samples
         self.min_batch_size = mix_samples
         self.is_random = is_random
@@ -94,8 +121,9 @@ class AdAutoMix(LearnedMixMethod):
         self.lam_margin = lam_margin
         self.lam_margin_rule = lam_margin_rule
         self.cosine_sign = -1.0 if maximise_cosine else 1.0
-        self.generator = MaskGenerator(self.feature_channels(model), reduction, lam_concat,
-                                       upsampling)
+        self.generator = MaskGenerator(
+            self.feature_channels(model), reduction, lam_concat, upsampling
+        )
         self.bn_layers, self.bn_momentum = batch_norms(self.net_k)
 
     def draw(self, batch_size: int, device: torch.device):
@@ -147,8 +175,9 @@ class AdAutoMix(LearnedMixMethod):
 
         # generator branch, through the frozen EMA network
         masks_mb = self.generator(features[perm_mb], lams_mb, size)
-        logits_mix_k = self.mixed_logits(self.net_k, self.head_mix_k,
-                                         mix_images(images, perm_mb, masks_mb)).float()
+        logits_mix_k = self.mixed_logits(
+            self.net_k, self.head_mix_k, mix_images(images, perm_mb, masks_mb)
+        ).float()
         if stats:  # the official N clean passes' BN updates: N lerps toward the clean statistics
             torch._foreach_lerp_(stats, clean_stats, 1.0 - (1.0 - self.bn_momentum) ** n)
         loss_mix_k = soft_cross_entropy(logits_mix_k, targets_mb)
@@ -180,8 +209,9 @@ class AdAutoMix(LearnedMixMethod):
         loss_mix_q = soft_cross_entropy(logits_q, targets_bb)
         yield loss_mix_q, {"loss_mix_q": loss_mix_q.detach()}
 
-    def batch_statistics(self, after: list[torch.Tensor],
-                         before: list[torch.Tensor]) -> list[torch.Tensor]:
+    def batch_statistics(
+        self, after: list[torch.Tensor], before: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
         """The batch mean and variance a BN pass moved its running statistics toward:
         after = (1 − m)·before + m·batch, so batch = before + (after − before) / m."""
         if not after:

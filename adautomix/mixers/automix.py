@@ -26,15 +26,21 @@ class PixelMixBlock(MixBlock):
     queries (from x's features z) and keys (from the partner's z'); the value comes from z'.
     M' = sigmoid(upsample(softmax(q kᵀ / √d) v')) is the partner's mask, 1 − M' is x's."""
 
-    def __init__(self, in_channels: int, reduction: int = 2, lam_concat: bool = False,
-                 upsampling: str = "nearest"):
+    def __init__(
+        self,
+        in_channels: int,
+        reduction: int = 2,
+        lam_concat: bool = False,
+        upsampling: str = "nearest",
+    ):
         super().__init__(in_channels, reduction, lam_concat, upsampling)
         self.query = nn.Conv2d(in_channels + int(lam_concat), self.dim, 1)
         self.value = nn.Conv2d(in_channels + int(lam_concat), 1, 1)
         init_mix_block(self)
 
-    def forward(self, features: torch.Tensor, partner: torch.Tensor, lam: float,
-                size: tuple[int, int]) -> torch.Tensor:
+    def forward(
+        self, features: torch.Tensor, partner: torch.Tensor, lam: float, size: tuple[int, int]
+    ) -> torch.Tensor:
         """B×C×h×w maps of x and of its partner -> B×2×H×W masks (x's, partner's)."""
         with torch.autocast(features.device.type, enabled=False):
             z, z_partner = features.float(), partner.float()
@@ -42,9 +48,9 @@ class PixelMixBlock(MixBlock):
             if self.lam_concat:
                 z = torch.cat([z, z.new_full((b, 1, h, w), lam)], dim=1)
                 z_partner = torch.cat([z_partner, z.new_full((b, 1, h, w), 1.0 - lam)], dim=1)
-            q = self.query(z).flatten(2).transpose(1, 2)                # B P d
-            k = self.query(z_partner).flatten(2)                        # B d P
-            v = self.value(z_partner).flatten(2).transpose(1, 2)        # B P 1
+            q = self.query(z).flatten(2).transpose(1, 2)  # B P d
+            k = self.query(z_partner).flatten(2)  # B d P
+            v = self.value(z_partner).flatten(2).transpose(1, 2)  # B P 1
             attention = (q @ k / math.sqrt(self.dim)).softmax(dim=-1)
             logits = (attention @ v).view(b, 1, h, w)
             partner_mask = torch.sigmoid(F.interpolate(logits, size=size, mode=self.upsampling))
@@ -57,18 +63,36 @@ class AutoMix(LearnedMixMethod):
 
     name = "automix"
 
-    def __init__(self, model: nn.Module, num_classes: int, label_smoothing: float = 0.0,
-                 alpha: float = 2.0, lam_margin: float = 0.08, mask_loss_weight: float = 0.1,
-                 mask_loss_margin: float = 0.1, lam_concat: bool = False, reduction: int = 2,
-                 upsampling: str = "nearest", feature_stage: int = 3,
-                 teacher_momentum: float = 0.999, end_momentum: float = 0.999999,
-                 momentum_warmup: float = 0.1,
-                 skip_unused_stages: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        label_smoothing: float = 0.0,
+        alpha: float = 2.0,
+        lam_margin: float = 0.08,
+        mask_loss_weight: float = 0.1,
+        mask_loss_margin: float = 0.1,
+        lam_concat: bool = False,
+        reduction: int = 2,
+        upsampling: str = "nearest",
+        feature_stage: int = 3,
+        teacher_momentum: float = 0.999,
+        end_momentum: float = 0.999999,
+        momentum_warmup: float = 0.1,
+        skip_unused_stages: bool = False,
+    ):
         """skip_unused_stages: end the clean EMA pass at the feature stage, as its later stages'
         output is unused. Not the official step: those stages' BN running statistics in the EMA
         network (which the headline evaluation reads) then follow the mixed batches alone."""
-        super().__init__(model, num_classes, label_smoothing, feature_stage, teacher_momentum,
-                         end_momentum, momentum_warmup)
+        super().__init__(
+            model,
+            num_classes,
+            label_smoothing,
+            feature_stage,
+            teacher_momentum,
+            end_momentum,
+            momentum_warmup,
+        )
         if alpha <= 0:
             raise ConfigError(f"AutoMix alpha must be > 0, got {alpha}")
         if not 0.0 <= lam_margin < 0.5:
@@ -78,8 +102,9 @@ class AutoMix(LearnedMixMethod):
         self.mask_loss_weight = mask_loss_weight
         self.mask_loss_margin = mask_loss_margin
         self.skip_unused_stages = skip_unused_stages
-        self.mix_block = PixelMixBlock(self.feature_channels(model), reduction, lam_concat,
-                                       upsampling)
+        self.mix_block = PixelMixBlock(
+            self.feature_channels(model), reduction, lam_concat, upsampling
+        )
 
     def loss_parts(self, model, images, labels, step):
         size = images.shape[-2:]
@@ -98,11 +123,15 @@ class AutoMix(LearnedMixMethod):
         masks_mb = self.mix_block(features, features[perm_mb[:, 1]], lam_mb, size)
         mixed_mb = mix_images(images, perm_mb, masks_mb)
         logits_k = self.mixed_logits(self.net_k, self.head_mix_k, mixed_mb)
-        loss_mix_k = soft_cross_entropy(logits_k, mix_targets(targets, perm_mb, (lam_mb, 1 - lam_mb)))
+        loss_mix_k = soft_cross_entropy(
+            logits_k, mix_targets(targets, perm_mb, (lam_mb, 1 - lam_mb))
+        )
         mask_area = masks_mb[:, 1].mean()
         loss_mask = F.relu((1.0 - mask_area - lam_mb).abs() - self.mask_loss_margin)
-        yield loss_mix_k + self.mask_loss_weight * loss_mask, {
-            "loss_mix_k": loss_mix_k.detach(), "loss_mask": loss_mask.detach()}
+        yield (
+            loss_mix_k + self.mask_loss_weight * loss_mask,
+            {"loss_mix_k": loss_mix_k.detach(), "loss_mask": loss_mask.detach()},
+        )
 
         # classifier branch: clean CE, then CE on a second mixed batch with detached masks
         loss_one_q = soft_cross_entropy(model(images), targets)

@@ -23,7 +23,9 @@ from torch import nn
 
 # A mixing function: (images, soft targets) -> (mixed images, mixed soft targets, masks or None).
 # masks, when given, are (B, N, H, W) per-pixel weights of each source image, for visualisation.
-MixFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
+MixFn = Callable[
+    [torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+]
 
 
 def soft_targets(labels: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
@@ -52,8 +54,9 @@ class Method(nn.Module, ABC):
         return soft_targets(labels, self.num_classes, self.label_smoothing)
 
     @abstractmethod
-    def training_step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                      step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_step(
+        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, step: int
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(loss to back-propagate, logs of detached scalar tensors) for one batch."""
 
     def after_optimizer_step(self, model: nn.Module, step: int, total_steps: int) -> None:
@@ -71,8 +74,9 @@ class Method(nn.Module, ABC):
         return None
 
     @torch.no_grad()
-    def sample_grid(self, model: nn.Module, images: torch.Tensor,
-                    labels: torch.Tensor) -> SampleGrid:
+    def sample_grid(
+        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor
+    ) -> SampleGrid:
         """What the method trains on, drawn as it draws a training batch; logged to MLflow as a
         picture (visualize.sample_figure)."""
         return SampleGrid([("input", images)], self.targets(labels))
@@ -83,6 +87,7 @@ class SampleGrid:
     """Rows of (title, tensor): images B×C×H×W in the loader's normalised space, or masks B×1×H×W
     of per-pixel weights in [0, 1] under a title that starts with "mask"; and the soft targets
     (B×classes) the last row, the mixed images, is trained towards."""
+
     rows: list[tuple[str, torch.Tensor]]
     targets: torch.Tensor | None = None
 
@@ -112,5 +117,5 @@ class InputMixMethod(Method):
         mixed, targets, masks = self.mix(images, self.targets(labels))
         rows = [("input", images)]
         if masks is not None:
-            rows += [(f"mask {i}", masks[:, i:i + 1]) for i in range(masks.shape[1])]
+            rows += [(f"mask {i}", masks[:, i : i + 1]) for i in range(masks.shape[1])]
         return SampleGrid(rows + [("mixed", mixed)], targets)

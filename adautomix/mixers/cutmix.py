@@ -19,12 +19,17 @@ def random_box(lam: float, height: int, width: int) -> tuple[int, int, int, int]
     cut_h, cut_w = int(height * cut), int(width * cut)
     cy = int(torch.randint(height, (1,)))
     cx = int(torch.randint(width, (1,)))
-    return (max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height),
-            max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width))
+    return (
+        max(cy - cut_h // 2, 0),
+        min(cy + cut_h // 2, height),
+        max(cx - cut_w // 2, 0),
+        min(cx + cut_w // 2, width),
+    )
 
 
-def paste_box(images: torch.Tensor, targets: torch.Tensor, index: torch.Tensor,
-              box: tuple[int, int, int, int]):
+def paste_box(
+    images: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, box: tuple[int, int, int, int]
+):
     """Paste images[index] into `box`; label weights from the realised box area."""
     top, bottom, left, right = box
     height, width = images.shape[-2:]

@@ -22,7 +22,7 @@ def low_frequency_noise(height: int, width: int, decay_power: float) -> torch.Te
     """A (height, width) real image whose spectrum decays as 1/f^decay_power."""
     freq_y = torch.fft.fftfreq(height).view(-1, 1)
     freq_x = torch.fft.rfftfreq(width).view(1, -1)
-    freq = torch.sqrt(freq_y ** 2 + freq_x ** 2)
+    freq = torch.sqrt(freq_y**2 + freq_x**2)
     # The lowest non-zero frequency also caps the DC term, so no single term dominates.
     amplitude = 1.0 / freq.clamp_min(1.0 / max(height, width)) ** decay_power
     real, imag = torch.randn(2, *freq.shape)
@@ -40,8 +40,7 @@ def binarise_top(noise: torch.Tensor, lam: float) -> torch.Tensor:
     return mask.view_as(noise)
 
 
-def fmix(images: torch.Tensor, targets: torch.Tensor, alpha: float = 0.2,
-         decay_power: float = 3.0):
+def fmix(images: torch.Tensor, targets: torch.Tensor, alpha: float = 0.2, decay_power: float = 3.0):
     height, width = images.shape[-2:]
     mask = binarise_top(low_frequency_noise(height, width, decay_power), sample_beta(alpha, 1)[0])
     # The label weight is the realised area: λ up to rounding λ·H·W to whole pixels.

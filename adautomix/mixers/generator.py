@@ -39,15 +39,21 @@ class MixBlock(nn.Module):
         super().__init__()
         if upsampling not in UPSAMPLING_MODES:
             raise ValueError(
-                f"upsampling {upsampling!r} is not one of {', '.join(UPSAMPLING_MODES)}")
+                f"upsampling {upsampling!r} is not one of {', '.join(UPSAMPLING_MODES)}"
+            )
         self.lam_concat = lam_concat
         self.upsampling = upsampling
         self.dim = max(in_channels // reduction, 1)
 
 
 class MaskGenerator(MixBlock):
-    def __init__(self, in_channels: int, reduction: int = 2, lam_concat: bool = False,
-                 upsampling: str = "bilinear"):
+    def __init__(
+        self,
+        in_channels: int,
+        reduction: int = 2,
+        lam_concat: bool = False,
+        upsampling: str = "bilinear",
+    ):
         super().__init__(in_channels, reduction, lam_concat, upsampling)
         conv_in = in_channels + int(lam_concat)
         # q and k get separate convs, each followed by a ReLU (mmcv ConvModule's default
@@ -57,26 +63,28 @@ class MaskGenerator(MixBlock):
         self.value = nn.Conv2d(conv_in, 1, 1)
         init_mix_block(self)
 
-    def forward(self, features: torch.Tensor, lams: Sequence[float],
-                size: tuple[int, int]) -> torch.Tensor:
+    def forward(
+        self, features: torch.Tensor, lams: Sequence[float], size: tuple[int, int]
+    ) -> torch.Tensor:
         """features: B×N×C×h×w, slot i holding image i's map; lams: the N mixing ratios (used only
         with lam_concat); size: the image (H, W). Returns B×N×H×W masks that sum to 1 per pixel."""
         # The attention runs in fp32 even under autocast: the summed logits overflow fp16.
         with torch.autocast(features.device.type, enabled=False):
             return self._masks(features.float(), lams, size)
 
-    def _masks(self, features: torch.Tensor, lams: Sequence[float],
-               size: tuple[int, int]) -> torch.Tensor:
+    def _masks(
+        self, features: torch.Tensor, lams: Sequence[float], size: tuple[int, int]
+    ) -> torch.Tensor:
         b, n, _, h, w = features.shape
         if self.lam_concat:  # λ_i enters only as a constant plane appended to z_i
             planes = [features.new_full((b, 1, 1, h, w), float(lam)) for lam in lams]
             features = torch.cat([features, torch.cat(planes, dim=1)], dim=2)
         flat = features.flatten(0, 1)
-        q = self.query(flat).view(b, n, self.dim, h * w).transpose(-1, -2)   # B N P d
-        k = self.key(flat).view(b, n, self.dim, h * w)                       # B N d P
-        v = self.value(flat).view(b, n, h * w, 1)                            # B N P 1
+        q = self.query(flat).view(b, n, self.dim, h * w).transpose(-1, -2)  # B N P d
+        k = self.key(flat).view(b, n, self.dim, h * w)  # B N d P
+        v = self.value(flat).view(b, n, h * w, 1)  # B N P 1
         others = torch.ones(n, n, device=k.device) - torch.eye(n, device=k.device)
-        k_others = torch.einsum("ij,bjdp->bidp", others, k)                  # Σ_{j≠i} k_j
+        k_others = torch.einsum("ij,bjdp->bidp", others, k)  # Σ_{j≠i} k_j
         # Clamping instead of the official "if any inf" test keeps the step free of host syncs.
         logits = (q @ k_others).clamp(-1e25, 1e25) / math.sqrt(self.dim)
         masks = (logits.softmax(dim=-1) @ v).view(b, n, h, w)

@@ -46,5 +46,7 @@ class GradientBank:
 
 
 def fp16_autocast(device: torch.device) -> bool:
-    return torch.is_autocast_enabled(device.type) and \
-        torch.get_autocast_dtype(device.type) == torch.float16
+    return (
+        torch.is_autocast_enabled(device.type)
+        and torch.get_autocast_dtype(device.type) == torch.float16
+    )

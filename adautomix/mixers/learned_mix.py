@@ -54,12 +54,14 @@ def check_backbone(model: nn.Module, feature_stage: int, method: str) -> None:
     if not isinstance(model, Backbone):
         raise ConfigError(
             f"{method} needs a Backbone (stem, stages, head) to read stage features, got "
-            f"{type(model).__name__}; build the model with adautomix.models.create_model")
+            f"{type(model).__name__}; build the model with adautomix.models.create_model"
+        )
     if not 1 <= feature_stage <= model.num_stages:
         raise ConfigError(
             f"{method} reads the EMA network's stage-{feature_stage} features, but "
             f"{type(model).__name__} has stages 1..{model.num_stages}; set method_args "
-            f"feature_stage to one of them")
+            f"feature_stage to one of them"
+        )
 
 
 @contextlib.contextmanager
@@ -83,18 +85,28 @@ class LearnedMixMethod(Method):
 
     min_batch_size = 2
 
-    def __init__(self, model: nn.Module, num_classes: int, label_smoothing: float,
-                 feature_stage: int, teacher_momentum: float, end_momentum: float,
-                 momentum_warmup: float):
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        label_smoothing: float,
+        feature_stage: int,
+        teacher_momentum: float,
+        end_momentum: float,
+        momentum_warmup: float,
+    ):
         super().__init__(num_classes, label_smoothing)
         name = type(self).__name__
         check_backbone(model, feature_stage, name)
         if not 0.0 <= teacher_momentum <= end_momentum < 1.0:
-            raise ConfigError(f"{name} needs 0 <= teacher_momentum <= end_momentum < 1, got "
-                              f"teacher_momentum={teacher_momentum}, end_momentum={end_momentum}")
+            raise ConfigError(
+                f"{name} needs 0 <= teacher_momentum <= end_momentum < 1, got "
+                f"teacher_momentum={teacher_momentum}, end_momentum={end_momentum}"
+            )
         if not 0.0 <= momentum_warmup <= 1.0:
-            raise ConfigError(f"{name} momentum_warmup is a fraction of training in [0, 1], "
-                              f"got {momentum_warmup}")
+            raise ConfigError(
+                f"{name} momentum_warmup is a fraction of training in [0, 1], got {momentum_warmup}"
+            )
         self.feature_stage = feature_stage
         self.teacher_momentum = teacher_momentum
         self.end_momentum = end_momentum
@@ -107,8 +119,9 @@ class LearnedMixMethod(Method):
         return self.net_k
 
     def after_optimizer_step(self, model: nn.Module, step: int, total_steps: int) -> None:
-        m = cosine_momentum(step, total_steps, self.teacher_momentum, self.end_momentum,
-                            self.momentum_warmup)
+        m = cosine_momentum(
+            step, total_steps, self.teacher_momentum, self.end_momentum, self.momentum_warmup
+        )
         ema_update(self.net_k, model, m, buffers=False)
         ema_update(self.head_mix_k, self.head_mix_q, m, buffers=False)
 
@@ -119,7 +132,8 @@ class LearnedMixMethod(Method):
         if images.shape[0] < self.min_batch_size:
             raise ConfigError(
                 f"{type(self).__name__} mixes {self.min_batch_size} images per sample but got a "
-                f"batch of {images.shape[0]}; use batch_size >= {self.min_batch_size}")
+                f"batch of {images.shape[0]}; use batch_size >= {self.min_batch_size}"
+            )
         self.net_k.train()  # the teacher computes features with batch statistics, as the official
         params = [p for p in chain(model.parameters(), self.parameters()) if p.requires_grad]
         bank = GradientBank(params, release=not fp16_autocast(images.device))
@@ -130,8 +144,9 @@ class LearnedMixMethod(Method):
         return bank.total(), logs
 
     @abstractmethod
-    def loss_parts(self, model: Backbone, images: torch.Tensor, labels: torch.Tensor,
-                   step: int) -> LossParts:
+    def loss_parts(
+        self, model: Backbone, images: torch.Tensor, labels: torch.Tensor, step: int
+    ) -> LossParts:
         """Yield (loss, logs) per pass; each loss's graph must be independent of the others'."""
 
     def mixed_logits(self, net: Backbone, head: nn.Linear, images: torch.Tensor) -> torch.Tensor:
@@ -143,12 +158,15 @@ class LearnedMixMethod(Method):
             self.net_k.train()
             perm, masks, lams = self.sample_masks(images)
         rows = [(f"source {i + 1}", images[perm[:, i]]) for i in range(perm.shape[1])]
-        rows += [(f"mask {i + 1}", masks[:, i:i + 1]) for i in range(perm.shape[1])]
-        return SampleGrid(rows + [("mixed", mix_images(images, perm, masks))],
-                          mix_targets(self.targets(labels), perm, lams))
+        rows += [(f"mask {i + 1}", masks[:, i : i + 1]) for i in range(perm.shape[1])]
+        return SampleGrid(
+            rows + [("mixed", mix_images(images, perm, masks))],
+            mix_targets(self.targets(labels), perm, lams),
+        )
 
     @abstractmethod
-    def sample_masks(self, images: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor, tuple[float, ...]]:
+    def sample_masks(
+        self, images: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[float, ...]]:
         """(B×N permutation, B×N×H×W masks, the N label weights λ) as the generator branch
         draws them."""

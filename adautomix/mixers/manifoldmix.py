@@ -15,8 +15,13 @@ from .base import Method, SampleGrid, soft_cross_entropy
 from .sampling import mix_partner, sample_beta
 
 
-def manifold_mix(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
-                 alpha: float = 2.0, layers: tuple[int, ...] = (0, 1, 2)):
+def manifold_mix(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: float = 2.0,
+    layers: tuple[int, ...] = (0, 1, 2),
+):
     """Logits of the batch mixed at a random layer, and the mixed soft targets."""
     lam = sample_beta(alpha, 1)[0]
     layer = layers[int(torch.randint(len(layers), (1,)))]
@@ -32,16 +37,26 @@ def manifold_mix(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
 class ManifoldMix(Method):
     name = "manifoldmix"
 
-    def __init__(self, model: nn.Module, num_classes: int, label_smoothing: float = 0.0,
-                 alpha: float = 2.0, layers: tuple[int, ...] = (0, 1, 2)):
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        label_smoothing: float = 0.0,
+        alpha: float = 2.0,
+        layers: tuple[int, ...] = (0, 1, 2),
+    ):
         super().__init__(num_classes, label_smoothing)
         layers = tuple(int(k) for k in layers)
         if not hasattr(model, "forward_from"):
-            raise TypeError(f"manifoldmix mixes between stages, so it needs a Backbone (with "
-                            f"features/forward_from); got {type(model).__name__}")
+            raise TypeError(
+                f"manifoldmix mixes between stages, so it needs a Backbone (with "
+                f"features/forward_from); got {type(model).__name__}"
+            )
         if not layers or not all(0 <= k <= model.num_stages for k in layers):
-            raise ValueError(f"manifoldmix layers must be in 0..{model.num_stages} "
-                             f"(0 is the input, k the output of stage k); got {layers}")
+            raise ValueError(
+                f"manifoldmix layers must be in 0..{model.num_stages} "
+                f"(0 is the input, k the output of stage k); got {layers}"
+            )
         self.alpha = alpha
         self.layers = layers
 
@@ -55,6 +70,13 @@ class ManifoldMix(Method):
         lam = sample_beta(self.alpha, 1)[0]
         index = mix_partner(images.shape[0], images.device)
         targets = self.targets(labels)
-        return SampleGrid([("input", images), (f"mixed at the input, λ={lam:.2f}",
-                                               images.mul(lam).add_(images[index], alpha=1.0 - lam))],
-                          targets.mul(lam).add_(targets[index], alpha=1.0 - lam))
+        return SampleGrid(
+            [
+                ("input", images),
+                (
+                    f"mixed at the input, λ={lam:.2f}",
+                    images.mul(lam).add_(images[index], alpha=1.0 - lam),
+                ),
+            ],
+            targets.mul(lam).add_(targets[index], alpha=1.0 - lam),
+        )

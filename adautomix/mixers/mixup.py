@@ -14,6 +14,9 @@ def mixup(images: torch.Tensor, targets: torch.Tensor, alpha: float = 1.0):
     lam = sample_beta(alpha, 1)[0]
     index = mix_partner(images.shape[0], images.device)
     mixed = images.mul(lam).add_(images[index], alpha=1.0 - lam)
-    masks = torch.tensor([lam, 1.0 - lam], device=images.device).view(1, 2, 1, 1).expand(
-        images.shape[0], 2, *images.shape[2:])
+    masks = (
+        torch.tensor([lam, 1.0 - lam], device=images.device)
+        .view(1, 2, 1, 1)
+        .expand(images.shape[0], 2, *images.shape[2:])
+    )
     return mixed, lam * targets + (1.0 - lam) * targets[index], masks

@@ -51,8 +51,10 @@ def block_counts(height: int, width: int, block_nums: tuple[int, ...]) -> list[i
         raise ValueError(f"puzzlemix needs square images; got {height}x{width}")
     valid = [n for n in block_nums if height % n == 0]
     if not valid:
-        raise ValueError(f"puzzlemix: none of block_nums {tuple(block_nums)} divides the image "
-                         f"side {height}; pass block_nums that do")
+        raise ValueError(
+            f"puzzlemix: none of block_nums {tuple(block_nums)} divides the image "
+            f"side {height}; pass block_nums that do"
+        )
     return valid
 
 
@@ -61,10 +63,10 @@ def edge_penalty(pooled: torch.Tensor, cells: int) -> tuple[torch.Tensor, torch.
 
     pooled: (B, S, C, n·cells, n·cells), the S source images average-pooled by the
     neighbourhood size. Returns (B, S, S, n−1, n) for vertical neighbours and (B, S, S, n, n−1)
-    for horizontal ones; [a, b] puts source a above (left of) the edge and source b below (right)."""
-    above = pooled[:, :, None, :, cells - 1:-1:cells, :]
+    for horizontal ones; [a, b] puts source a above (left of) the edge, source b below (right)."""
+    above = pooled[:, :, None, :, cells - 1 : -1 : cells, :]
     below = pooled[:, None, :, :, cells::cells, :]
-    left = pooled[:, :, None, :, :, cells - 1:-1:cells]
+    left = pooled[:, :, None, :, :, cells - 1 : -1 : cells]
     right = pooled[:, None, :, :, :, cells::cells]
     vertical = (above - below).abs().mean(3).unflatten(-1, (-1, cells)).mean(-1)
     horizontal = (left - right).abs().mean(3).unflatten(-2, (-1, cells)).mean(-2)
@@ -84,9 +86,12 @@ def graph_cut(unary: np.ndarray, weight_v: np.ndarray, weight_h: np.ndarray) -> 
     tall_v = np.zeros((batch, side, side), np.int32)
     tall_v[:, :-1] = weight_v
     cut = gco.cut_grid_graph(
-        np.ascontiguousarray(unary.reshape(batch * side, side, n_labels)), smoothness,
+        np.ascontiguousarray(unary.reshape(batch * side, side, n_labels)),
+        smoothness,
         np.ascontiguousarray(tall_v.reshape(batch * side, side)[:-1]),
-        np.ascontiguousarray(weight_h.reshape(batch * side, side - 1)), algorithm="swap")
+        np.ascontiguousarray(weight_h.reshape(batch * side, side - 1)),
+        algorithm="swap",
+    )
     return cut.reshape(batch, side, side)
 
 
@@ -107,15 +112,17 @@ def transport_sources(visible: torch.Tensor, saliency: torch.Tensor, eps: float)
     yx = torch.cartesian_prod(grid, grid)
     distance = (yx[:, None] - yx[None]).pow(2).sum(-1) / (side - 1) ** 2
     cost = eps * distance - saliency.reshape(batch, cells, 1) * (visible > 0).float().reshape(
-        batch, 1, cells)
+        batch, 1, cells
+    )
     source = torch.arange(cells, device=visible.device).expand(batch, cells)
     for _ in range(side):
         destination = cost.argmin(-1)
         offer = cost.gather(-1, destination[..., None])[..., 0]
         best = torch.full_like(offer, torch.inf).scatter_reduce(1, destination, offer, "amin")
         contender = torch.where(offer == best.gather(1, destination), source, cells)
-        winner = torch.full_like(destination, cells).scatter_reduce(1, destination, contender,
-                                                                    "amin")
+        winner = torch.full_like(destination, cells).scatter_reduce(
+            1, destination, contender, "amin"
+        )
         lost = winner.gather(1, destination) != source
         cost.scatter_add_(-1, destination[..., None], lost[..., None].float())
     return winner
@@ -136,11 +143,22 @@ def normalised_pool(saliency: torch.Tensor, size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def puzzlemix(images: torch.Tensor, targets: torch.Tensor, saliency: torch.Tensor,
-              alpha: float = 1.0, block_nums: tuple[int, ...] = (2, 4, 8, 16), beta: float = 1.2,
-              gamma: float = 0.5, eta: float = 0.2, neigh_size: int = 4, n_labels: int = 3,
-              transport: bool = True, t_eps: float = 0.8, t_size: int = 4,
-              input_std: float = 0.2):
+def puzzlemix(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    saliency: torch.Tensor,
+    alpha: float = 1.0,
+    block_nums: tuple[int, ...] = (2, 4, 8, 16),
+    beta: float = 1.2,
+    gamma: float = 0.5,
+    eta: float = 0.2,
+    neigh_size: int = 4,
+    n_labels: int = 3,
+    transport: bool = True,
+    t_eps: float = 0.8,
+    t_size: int = 4,
+    input_std: float = 0.2,
+):
     """Mix a batch by PuzzleMix given its (B, H, W) saliency: (mixed, targets, masks), where
     masks[:, 0] is the per-pixel share of x and masks[:, 1] that of x[π].
 
@@ -172,22 +190,30 @@ def puzzlemix(images: torch.Tensor, targets: torch.Tensor, saliency: torch.Tenso
     cost[:, :, 1:, :] += penalty_v.mean(1)
     cost[:, :, :, :-1] += penalty_h.mean(2)
     cost[:, :, :, 1:] += penalty_h.mean(1)
-    weight_v, weight_h = ((p[:, 0, 1] + p[:, 1, 0] - p[:, 0, 0] - p[:, 1, 1]) / 2
-                          for p in (penalty_v, penalty_h))
+    weight_v, weight_h = (
+        (p[:, 0, 1] + p[:, 1, 0] - p[:, 0, 0] - p[:, 1, 1]) / 2 for p in (penalty_v, penalty_h)
+    )
 
     # Label i gives x[π] the share i/(L−1); its prior is the binomial chance of that share.
     steps = n_labels - 1
     share = torch.linspace(0.0, 1.0, n_labels, device=images.device)
-    prior = torch.tensor([-math.log(math.comb(steps, i) * prior_lam ** (steps - i)
-                                    * (1.0 - prior_lam) ** i + 1e-8) for i in range(n_labels)],
-                         device=images.device)
-    label_cost = ((1 - share) * cost[:, 0, ..., None] + share * cost[:, 1, ..., None]
-                  + eta * prior / side ** 2)
+    prior = torch.tensor(
+        [
+            -math.log(
+                math.comb(steps, i) * prior_lam ** (steps - i) * (1.0 - prior_lam) ** i + 1e-8
+            )
+            for i in range(n_labels)
+        ],
+        device=images.device,
+    )
+    label_cost = (
+        (1 - share) * cost[:, 0, ..., None] + share * cost[:, 1, ..., None] + eta * prior / side**2
+    )
     # Integer costs at the official scale. The official code passes a float smoothness matrix
     # (i−j)²/(L−1)², which gco rescales so large that salient blocks overflow int32 at n = 8
     # and 16; scaling the unary by (L−1)² instead keeps the same minimiser in range.
-    scale = 1000 * side ** 2
-    unary = (scale * label_cost).to(torch.int32) * steps ** 2
+    scale = 1000 * side**2
+    unary = (scale * label_cost).to(torch.int32) * steps**2
     weights = [(scale * (w + beta)).to(torch.int32) for w in (weight_v, weight_h)]
     labels = graph_cut(*(t.cpu().numpy() for t in (unary, *weights)))
     mask = 1.0 - torch.from_numpy(labels).to(images.device, torch.float32) / steps
@@ -199,7 +225,8 @@ def puzzlemix(images: torch.Tensor, targets: torch.Tensor, saliency: torch.Tenso
         cell_saliency = normalised_pool(saliency, cell)
         own = transport_cells(images, transport_sources(cell_mask, cell_saliency, t_eps), cell)
         partner = transport_cells(
-            partner, transport_sources(1.0 - cell_mask, cell_saliency[index], t_eps), cell)
+            partner, transport_sources(1.0 - cell_mask, cell_saliency[index], t_eps), cell
+        )
 
     pixel_mask = F.interpolate(mask[:, None], size=(height, width), mode="nearest")
     lam = pixel_mask.flatten(1).mean(1, keepdim=True)
@@ -211,21 +238,44 @@ def puzzlemix(images: torch.Tensor, targets: torch.Tensor, saliency: torch.Tenso
 class PuzzleMix(Method):
     name = "puzzlemix"
 
-    def __init__(self, num_classes: int, label_smoothing: float = 0.0, alpha: float = 1.0,
-                 block_nums: tuple[int, ...] = (2, 4, 8, 16), beta: float = 1.2,
-                 gamma: float = 0.5, eta: float = 0.2, neigh_size: int = 4, n_labels: int = 3,
-                 transport: bool = True, t_eps: float = 0.8, t_size: int = 4,
-                 input_std: float = 0.2):
+    def __init__(
+        self,
+        num_classes: int,
+        label_smoothing: float = 0.0,
+        alpha: float = 1.0,
+        block_nums: tuple[int, ...] = (2, 4, 8, 16),
+        beta: float = 1.2,
+        gamma: float = 0.5,
+        eta: float = 0.2,
+        neigh_size: int = 4,
+        n_labels: int = 3,
+        transport: bool = True,
+        t_eps: float = 0.8,
+        t_size: int = 4,
+        input_std: float = 0.2,
+    ):
         super().__init__(num_classes, label_smoothing)
         block_nums = tuple(int(n) for n in block_nums)
         if not block_nums or min(block_nums) < 2:
             raise ValueError(f"puzzlemix block_nums must be blocks per side >= 2; got {block_nums}")
         if n_labels < 2 or neigh_size < 1 or t_size < 1:
-            raise ValueError(f"puzzlemix needs n_labels >= 2, neigh_size >= 1 and t_size >= 1; "
-                             f"got {n_labels}, {neigh_size}, {t_size}")
-        self.options = dict(alpha=alpha, block_nums=block_nums, beta=beta, gamma=gamma, eta=eta,
-                            neigh_size=neigh_size, n_labels=n_labels, transport=transport,
-                            t_eps=t_eps, t_size=t_size, input_std=input_std)
+            raise ValueError(
+                f"puzzlemix needs n_labels >= 2, neigh_size >= 1 and t_size >= 1; "
+                f"got {n_labels}, {neigh_size}, {t_size}"
+            )
+        self.options = dict(
+            alpha=alpha,
+            block_nums=block_nums,
+            beta=beta,
+            gamma=gamma,
+            eta=eta,
+            neigh_size=neigh_size,
+            n_labels=n_labels,
+            transport=transport,
+            t_eps=t_eps,
+            t_size=t_size,
+            input_std=input_std,
+        )
 
     def mix(self, model, images, labels):
         targets = self.targets(labels)
@@ -238,5 +288,7 @@ class PuzzleMix(Method):
     @torch.no_grad()
     def sample_grid(self, model, images, labels):
         mixed, targets, masks = self.mix(model, images, labels)
-        return SampleGrid([("input", images), ("mask: share of the input", masks[:, :1]),
-                           ("mixed", mixed)], targets)
+        return SampleGrid(
+            [("input", images), ("mask: share of the input", masks[:, :1]), ("mixed", mixed)],
+            targets,
+        )

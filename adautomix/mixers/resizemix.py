@@ -24,8 +24,12 @@ def sample_scale(alpha: float, scope: tuple[float, float]) -> float:
     return tau
 
 
-def resizemix(images: torch.Tensor, targets: torch.Tensor, alpha: float = 1.0,
-              scope: tuple[float, float] = (0.1, 0.8)):
+def resizemix(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: float = 1.0,
+    scope: tuple[float, float] = (0.1, 0.8),
+):
     batch, _, height, width = images.shape
     tau = sample_scale(alpha, tuple(scope))
     index = mix_partner(batch, images.device)
@@ -35,7 +39,8 @@ def resizemix(images: torch.Tensor, targets: torch.Tensor, alpha: float = 1.0,
     mask = torch.ones(batch, 1, height, width, device=images.device)
     if bottom > top and right > left:  # on tiny images a box at the border can clip to nothing
         mixed[:, :, top:bottom, left:right] = F.interpolate(
-            images[index], size=(bottom - top, right - left), mode="nearest")
+            images[index], size=(bottom - top, right - left), mode="nearest"
+        )
         mask[:, :, top:bottom, left:right] = 0.0
     lam = 1.0 - (bottom - top) * (right - left) / (height * width)
     return mixed, lam * targets + (1.0 - lam) * targets[index], torch.cat([mask, 1.0 - mask], 1)

@@ -17,7 +17,7 @@ from ..optional import LazyModule
 from .sampling import mix_partner, sample_beta
 from .cutmix import paste_box
 
-cv2 = LazyModule("cv2", "method saliencymix (OpenCV's saliency)")   # no other method needs it
+cv2 = LazyModule("cv2", "method saliencymix (OpenCV's saliency)")  # no other method needs it
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -38,23 +38,29 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def saliency_peak(image: torch.Tensor) -> tuple[int, int]:
-    """(row, column) of the maximum of OpenCV's fine-grained static saliency of a (C, H, W) image."""
+    """(row, column) of the peak of OpenCV's fine-grained static saliency of a (C, H, W) image."""
     detector = cv2.saliency.StaticSaliencyFineGrained_create()
     ok, saliency = detector.computeSaliency(to_uint8(image))
     if not ok:
-        raise RuntimeError(f"OpenCV's fine-grained saliency failed on an image of shape "
-                           f"{tuple(image.shape)}")
+        raise RuntimeError(
+            f"OpenCV's fine-grained saliency failed on an image of shape {tuple(image.shape)}"
+        )
     row, col = np.unravel_index(int(np.argmax(saliency)), saliency.shape)
     return int(row), int(col)
 
 
-def centred_box(lam: float, row: int, col: int, height: int,
-                width: int) -> tuple[int, int, int, int]:
+def centred_box(
+    lam: float, row: int, col: int, height: int, width: int
+) -> tuple[int, int, int, int]:
     """A box of side √(1−λ) centred on (row, col): (top, bottom, left, right), clipped."""
     cut = math.sqrt(1.0 - lam)
     half_h, half_w = int(height * cut) // 2, int(width * cut) // 2
-    return (max(row - half_h, 0), min(row + half_h, height),
-            max(col - half_w, 0), min(col + half_w, width))
+    return (
+        max(row - half_h, 0),
+        min(row + half_h, height),
+        max(col - half_w, 0),
+        min(col + half_w, width),
+    )
 
 
 def saliencymix(images: torch.Tensor, targets: torch.Tensor, alpha: float = 0.2):

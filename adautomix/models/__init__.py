@@ -2,10 +2,10 @@
 
 Two plain tables map each name of `adautomix.config.MODELS` to its constructor: the small-image
 networks trained from scratch (CIFAR stem, no max-pool) and torchvision's ImageNet networks, the
-only ones with pretrained weights. `width` (0: the paper's) narrows or widens the CIFAR-stem
-ResNets (WIDTH_MODELS), the only ones whose width is a free choice. The torchvision table names functions of torchvision_nets,
-imported on first use: importing torchvision costs seconds (it loads torch._dynamo), which a
-pipeline's parameter check on a CIFAR network should not pay."""
+only ones with pretrained weights. `width` (0: the paper's) narrows or widens the CIFAR-stem ResNets
+(WIDTH_MODELS), the only ones whose width is a free choice. The torchvision table names functions of
+torchvision_nets, imported on first use: importing torchvision costs seconds (it loads
+torch._dynamo), which a pipeline's parameter check on a CIFAR network should not pay."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ SMALL_IMAGE_MODELS: dict[str, Callable[..., Backbone]] = {
     "preactresnet18": preact_resnet.preact_resnet18,
 }
 WIDTH_MODELS = ("resnet18", "resnet34", "resnet50", "resnext50")
-TORCHVISION_MODELS: dict[str, str] = {   # name -> function of adautomix.models.torchvision_nets
+TORCHVISION_MODELS: dict[str, str] = {  # name -> function of adautomix.models.torchvision_nets
     "tv_resnet18": "tv_resnet18",
     "tv_resnet34": "tv_resnet34",
     "tv_resnet50": "tv_resnet50",
@@ -35,11 +35,14 @@ TORCHVISION_MODELS: dict[str, str] = {   # name -> function of adautomix.models.
 }
 
 
-def create_model(name: str, num_classes: int, in_chans: int = 3,
-                 pretrained: bool = False, width: int = 0) -> Backbone:
+def create_model(
+    name: str, num_classes: int, in_chans: int = 3, pretrained: bool = False, width: int = 0
+) -> Backbone:
     if width and name not in WIDTH_MODELS:
-        raise ConfigError(f"model {name!r} has a fixed width; a width applies to "
-                          f"{', '.join(WIDTH_MODELS)} only (0 keeps the model's own)")
+        raise ConfigError(
+            f"model {name!r} has a fixed width; a width applies to "
+            f"{', '.join(WIDTH_MODELS)} only (0 keeps the model's own)"
+        )
     if name in TORCHVISION_MODELS:
         build = getattr(import_module(f"{__name__}.torchvision_nets"), TORCHVISION_MODELS[name])
         return build(num_classes, in_chans, pretrained)
@@ -48,7 +51,8 @@ def create_model(name: str, num_classes: int, in_chans: int = 3,
     if pretrained:
         raise ConfigError(
             f"model {name!r} has no pretrained weights; use pretrained=False, or one of "
-            f"{', '.join(TORCHVISION_MODELS)} for ImageNet weights")
+            f"{', '.join(TORCHVISION_MODELS)} for ImageNet weights"
+        )
     if width:
         try:
             return SMALL_IMAGE_MODELS[name](num_classes, in_chans, width=width)
@@ -85,10 +89,19 @@ def check_input_size(network, name: str, in_chans: int, image_size: int) -> None
         fits = next((s for s in PROBE_SIZES if s > image_size and takes(s)), None)
     finally:
         network.train(was_training)
-    fix = (f"set --image-size {fits} or more" if fits else "choose another --model")
-    raise ConfigError(f"model {name!r} cannot take {image_size} px images; {fix} "
-                      "(small-image networks: " + ", ".join(SMALL_IMAGE_MODELS) + ")")
+    fix = f"set --image-size {fits} or more" if fits else "choose another --model"
+    raise ConfigError(
+        f"model {name!r} cannot take {image_size} px images; {fix} "
+        "(small-image networks: " + ", ".join(SMALL_IMAGE_MODELS) + ")"
+    )
 
 
-__all__ = ["Backbone", "check_input_size", "create_model", "linear_head", "SMALL_IMAGE_MODELS", "TORCHVISION_MODELS",
-           "WIDTH_MODELS"]
+__all__ = [
+    "Backbone",
+    "check_input_size",
+    "create_model",
+    "linear_head",
+    "SMALL_IMAGE_MODELS",
+    "TORCHVISION_MODELS",
+    "WIDTH_MODELS",
+]

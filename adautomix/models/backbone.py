@@ -22,9 +22,9 @@ class Backbone(nn.Module):
     stem: nn.Module
     stages: nn.ModuleList
     head: nn.Linear
-    num_features: int          # width of pre_logits(), i.e. head.in_features
-    stage_channels: tuple[int, ...]   # channels after stage 1..S
-    stage_strides: tuple[int, ...]    # total input-to-feature stride after stage 1..S
+    num_features: int  # width of pre_logits(), i.e. head.in_features
+    stage_channels: tuple[int, ...]  # channels after stage 1..S
+    stage_strides: tuple[int, ...]  # total input-to-feature stride after stage 1..S
     in_chans: int
     num_classes: int
 
@@ -35,7 +35,8 @@ class Backbone(nn.Module):
     def _check_stage(self, k: int) -> None:
         if not 0 <= k <= self.num_stages:
             raise ValueError(
-                f"{type(self).__name__} has stages 0..{self.num_stages} (0 is the stem); got {k}")
+                f"{type(self).__name__} has stages 0..{self.num_stages} (0 is the stem); got {k}"
+            )
 
     def features(self, x: torch.Tensor, upto: int | None = None) -> torch.Tensor:
         upto = self.num_stages if upto is None else upto

@@ -35,8 +35,11 @@ class PreActBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.relu = nn.ReLU(inplace=True)
-        self.shortcut = (None if stride == 1 and in_chs == planes
-                         else nn.Conv2d(in_chs, planes, 1, stride, bias=False))
+        self.shortcut = (
+            None
+            if stride == 1 and in_chs == planes
+            else nn.Conv2d(in_chs, planes, 1, stride, bias=False)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(x))

@@ -40,15 +40,17 @@ class StridedPointwiseConv(nn.Conv2d):
 def _shortcut(in_chs: int, out_chs: int, stride: int) -> nn.Module | None:
     if stride == 1 and in_chs == out_chs:
         return None
-    return nn.Sequential(StridedPointwiseConv(in_chs, out_chs, 1, stride, bias=False),
-                         nn.BatchNorm2d(out_chs))
+    return nn.Sequential(
+        StridedPointwiseConv(in_chs, out_chs, 1, stride, bias=False), nn.BatchNorm2d(out_chs)
+    )
 
 
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, in_chs: int, planes: int, stride: int = 1, groups: int = 1,
-                 width_per_group: int = 64):
+    def __init__(
+        self, in_chs: int, planes: int, stride: int = 1, groups: int = 1, width_per_group: int = 64
+    ):
         super().__init__()
         if groups != 1 or width_per_group != 64:
             raise ValueError("BasicBlock has no grouped variant; use Bottleneck for ResNeXt")
@@ -73,8 +75,9 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_chs: int, planes: int, stride: int = 1, groups: int = 1,
-                 width_per_group: int = 64):
+    def __init__(
+        self, in_chs: int, planes: int, stride: int = 1, groups: int = 1, width_per_group: int = 64
+    ):
         super().__init__()
         width = planes * width_per_group // 64 * groups
         out_chs = planes * self.expansion
@@ -97,15 +100,25 @@ class Bottleneck(nn.Module):
 
 
 class ResNetCIFAR(Backbone):
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], depths: tuple[int, ...],
-                 num_classes: int, in_chans: int = 3, groups: int = 1, width_per_group: int = 64,
-                 width: int = DEFAULT_WIDTH):
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        depths: tuple[int, ...],
+        num_classes: int,
+        in_chans: int = 3,
+        groups: int = 1,
+        width_per_group: int = 64,
+        width: int = DEFAULT_WIDTH,
+    ):
         super().__init__()
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
         widths = tuple(w * width // DEFAULT_WIDTH for w in STAGE_WIDTHS)
-        self.stem = nn.Sequential(nn.Conv2d(in_chans, widths[0], 3, 1, 1, bias=False),
-                                  nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, widths[0], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+        )
         stages, in_chs = [], widths[0]
         for index, (planes, depth) in enumerate(zip(widths, depths)):
             blocks = []
@@ -136,11 +149,13 @@ def resnet50(num_classes: int, in_chans: int = 3, width: int = DEFAULT_WIDTH) ->
     return ResNetCIFAR(Bottleneck, (3, 4, 6, 3), num_classes, in_chans, width=width)
 
 
-def resnext50_32x4d(num_classes: int, in_chans: int = 3,
-                    width: int = DEFAULT_WIDTH) -> ResNetCIFAR:
+def resnext50_32x4d(num_classes: int, in_chans: int = 3, width: int = DEFAULT_WIDTH) -> ResNetCIFAR:
     # The grouped width scales with the stage width: 32 groups of width/16 channels each.
     if width % 16:
-        raise ValueError(f"resnext50 needs a width that is a multiple of 16 (32 groups of "
-                         f"width/16 channels), got {width}")
-    return ResNetCIFAR(Bottleneck, (3, 4, 6, 3), num_classes, in_chans,
-                       groups=32, width_per_group=4, width=width)
+        raise ValueError(
+            f"resnext50 needs a width that is a multiple of 16 (32 groups of "
+            f"width/16 channels), got {width}"
+        )
+    return ResNetCIFAR(
+        Bottleneck, (3, 4, 6, 3), num_classes, in_chans, groups=32, width_per_group=4, width=width
+    )

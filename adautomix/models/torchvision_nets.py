@@ -31,20 +31,23 @@ def _cached_state_dict(weights: WeightsEnum) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(
             f"pretrained weights {weights} not found at {path}, and they are never downloaded "
             f"here. Fetch {weights.url} on a machine with internet and copy it to that path; the "
-            "folder is $TORCH_HOME/hub/checkpoints (TORCH_HOME defaults to ~/.cache/torch).")
+            "folder is $TORCH_HOME/hub/checkpoints (TORCH_HOME defaults to ~/.cache/torch)."
+        )
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _torchvision_net(builder: Callable[..., nn.Module], weights: WeightsEnum,
-                     pretrained: bool) -> nn.Module:
+def _torchvision_net(
+    builder: Callable[..., nn.Module], weights: WeightsEnum, pretrained: bool
+) -> nn.Module:
     net = builder(weights=None)
     if pretrained:
         net.load_state_dict(_cached_state_dict(weights))
     return net
 
 
-def _input_conv(conv: nn.Conv2d, in_chans: int, pretrained: bool,
-                init: Callable[[nn.Conv2d], None] | None) -> nn.Conv2d:
+def _input_conv(
+    conv: nn.Conv2d, in_chans: int, pretrained: bool, init: Callable[[nn.Conv2d], None] | None
+) -> nn.Conv2d:
     """The first conv, rebuilt for `in_chans` channels when they are not RGB.
 
     Pretrained RGB kernels are summed over colour, so a grey image gets the response the pretrained
@@ -55,9 +58,16 @@ def _input_conv(conv: nn.Conv2d, in_chans: int, pretrained: bool,
     if pretrained and in_chans != 1:
         raise ConfigError(
             f"pretrained weights take 1 or 3 input channels, got in_chans={in_chans}; "
-            "train from scratch (pretrained=False) for other inputs")
-    new = nn.Conv2d(in_chans, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    bias=conv.bias is not None)
+            "train from scratch (pretrained=False) for other inputs"
+        )
+    new = nn.Conv2d(
+        in_chans,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        bias=conv.bias is not None,
+    )
     if pretrained:
         with torch.no_grad():
             new.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
@@ -83,8 +93,14 @@ def _channels_first(*modules: nn.Module) -> nn.Sequential:
 
 
 class TorchvisionBackbone(Backbone):
-    def __init__(self, stem: nn.Module, stages: list[nn.Module], num_features: int,
-                 num_classes: int, in_chans: int):
+    def __init__(
+        self,
+        stem: nn.Module,
+        stages: list[nn.Module],
+        num_features: int,
+        num_classes: int,
+        in_chans: int,
+    ):
         super().__init__()
         self.stem = stem
         self.stages = nn.ModuleList(stages)
@@ -102,9 +118,13 @@ class TorchvisionResNet(TorchvisionBackbone):
 
     def __init__(self, net: tvm.ResNet, num_classes: int, in_chans: int, pretrained: bool):
         conv1 = _input_conv(net.conv1, in_chans, pretrained, _resnet_conv_init)
-        super().__init__(nn.Sequential(conv1, net.bn1, net.relu, net.maxpool),
-                         [net.layer1, net.layer2, net.layer3, net.layer4],
-                         net.fc.in_features, num_classes, in_chans)
+        super().__init__(
+            nn.Sequential(conv1, net.bn1, net.relu, net.maxpool),
+            [net.layer1, net.layer2, net.layer3, net.layer4],
+            net.fc.in_features,
+            num_classes,
+            in_chans,
+        )
 
 
 class TorchvisionConvNeXt(TorchvisionBackbone):
@@ -114,8 +134,13 @@ class TorchvisionConvNeXt(TorchvisionBackbone):
     def __init__(self, net: tvm.ConvNeXt, num_classes: int, in_chans: int, pretrained: bool):
         features = net.features
         features[0][0] = _input_conv(features[0][0], in_chans, pretrained, _convnext_conv_init)
-        super().__init__(features[0], [features[1], features[2:4], features[4:6], features[6:8]],
-                         net.classifier[2].in_features, num_classes, in_chans)
+        super().__init__(
+            features[0],
+            [features[1], features[2:4], features[4:6], features[6:8]],
+            net.classifier[2].in_features,
+            num_classes,
+            in_chans,
+        )
         self.final_norm = net.classifier[0]
 
     def pre_logits(self, h: torch.Tensor) -> torch.Tensor:
@@ -133,10 +158,12 @@ class TorchvisionSwin(TorchvisionBackbone):
         # torchvision's Swin leaves the patch conv at PyTorch's default init
         features[0][0] = _input_conv(features[0][0], in_chans, pretrained, None)
         stem = nn.Sequential(features[0], Permute([0, 3, 1, 2]))
-        stages = [_channels_first(features[1]),
-                  _channels_first(features[2], features[3]),
-                  _channels_first(features[4], features[5]),
-                  _channels_first(features[6], features[7])]
+        stages = [
+            _channels_first(features[1]),
+            _channels_first(features[2], features[3]),
+            _channels_first(features[4], features[5]),
+            _channels_first(features[6], features[7]),
+        ]
         super().__init__(stem, stages, net.head.in_features, num_classes, in_chans)
         self.final_norm = net.norm
 
@@ -159,14 +186,16 @@ def tv_resnet50(num_classes: int, in_chans: int = 3, pretrained: bool = False) -
     return TorchvisionResNet(net, num_classes, in_chans, pretrained)
 
 
-def tv_resnet101(num_classes: int, in_chans: int = 3,
-                 pretrained: bool = False) -> TorchvisionResNet:
+def tv_resnet101(
+    num_classes: int, in_chans: int = 3, pretrained: bool = False
+) -> TorchvisionResNet:
     net = _torchvision_net(tvm.resnet101, tvm.ResNet101_Weights.DEFAULT, pretrained)
     return TorchvisionResNet(net, num_classes, in_chans, pretrained)
 
 
-def tv_resnext50_32x4d(num_classes: int, in_chans: int = 3,
-                       pretrained: bool = False) -> TorchvisionResNet:
+def tv_resnext50_32x4d(
+    num_classes: int, in_chans: int = 3, pretrained: bool = False
+) -> TorchvisionResNet:
     net = _torchvision_net(tvm.resnext50_32x4d, tvm.ResNeXt50_32X4D_Weights.DEFAULT, pretrained)
     return TorchvisionResNet(net, num_classes, in_chans, pretrained)
 
@@ -176,7 +205,8 @@ def swin_t(num_classes: int, in_chans: int = 3, pretrained: bool = False) -> Tor
     return TorchvisionSwin(net, num_classes, in_chans, pretrained)
 
 
-def convnext_tiny(num_classes: int, in_chans: int = 3,
-                  pretrained: bool = False) -> TorchvisionConvNeXt:
+def convnext_tiny(
+    num_classes: int, in_chans: int = 3, pretrained: bool = False
+) -> TorchvisionConvNeXt:
     net = _torchvision_net(tvm.convnext_tiny, tvm.ConvNeXt_Tiny_Weights.DEFAULT, pretrained)
     return TorchvisionConvNeXt(net, num_classes, in_chans, pretrained)

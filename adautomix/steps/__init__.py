@@ -19,7 +19,18 @@ from .checks import STEP_FIELDS, build_config, check_run, merged_values, step_ar
 from .evaluate import TEST_METRICS, Evaluation, evaluate_step, run_link
 from .train import checkpoint_dir, finished_result, prepare_run, train_step
 
-__all__ = ["STEP_FIELDS", "TEST_METRICS", "Evaluation", "build_config",
-           "check_run", "merged_values", "step_arguments",
-           "checkpoint_dir", "evaluate_step", "finished_result", "prepare_run", "run_link",
-           "train_step"]
+__all__ = [
+    "STEP_FIELDS",
+    "TEST_METRICS",
+    "Evaluation",
+    "build_config",
+    "check_run",
+    "merged_values",
+    "step_arguments",
+    "checkpoint_dir",
+    "evaluate_step",
+    "finished_result",
+    "prepare_run",
+    "run_link",
+    "train_step",
+]

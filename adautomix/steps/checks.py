@@ -22,28 +22,33 @@ def merged_values(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any
     a different method starts from its own defaults."""
     for given in (base, values):
         if not isinstance(given.get("method_args", {}), dict):
-            raise ConfigError(f"method_args must be a dict of method options, got "
-                              f"{given['method_args']!r}")
+            raise ConfigError(
+                f"method_args must be a dict of method options, got {given['method_args']!r}"
+            )
     base_args, method_args = base.get("method_args", {}), values.get("method_args", {})
     if values.get("method", base.get("method")) != base.get("method"):
         base_args = {}
     return {**base, **values, "method_args": {**base_args, **method_args}}
 
 
-def build_config(preset: str = "", *, saved: dict[str, Any] | None = None,
-                 **values: Any) -> RunConfig:
+def build_config(
+    preset: str = "", *, saved: dict[str, Any] | None = None, **values: Any
+) -> RunConfig:
     """A preset's recipe (or the defaults when `preset` is empty), then a `saved` config's
     fields, with `values` on top (merged_values), its method options checked and recorded as
     the method takes them."""
     base: dict[str, Any] = {}
     if preset:
         from ..presets import get_preset
+
         base = get_preset(preset).to_dict()
     values = merged_values({**base, **(saved or {})}, values)
     if values.get("method_args"):
         from ..mixers import checked_options
-        values["method_args"] = checked_options(values.get("method", RunConfig.method),
-                                                values["method_args"])
+
+        values["method_args"] = checked_options(
+            values.get("method", RunConfig.method), values["method_args"]
+        )
     return RunConfig.from_dict(values)
 
 
@@ -63,32 +68,51 @@ def check_run(config: RunConfig, num_gpus: int = 0) -> None:
         raise ConfigError(
             f"batch_size {config.batch_size} is smaller than method {config.method!r} needs "
             f"({smallest}: it mixes that many images into each sample); raise the batch size "
-            "or lower the method's mix_samples")
+            "or lower the method's mix_samples"
+        )
 
 
-def step_arguments(workspace: str, data_version: str, prepared: dict[str, Any],
-                   config: dict[str, Any], overrides: dict[str, Any], pipeline_name: str,
-                   pipeline_run_id: str, pipeline_run_name: str) -> dict[str, Any]:
+def step_arguments(
+    workspace: str,
+    data_version: str,
+    prepared: dict[str, Any],
+    config: dict[str, Any],
+    overrides: dict[str, Any],
+    pipeline_name: str,
+    pipeline_run_id: str,
+    pipeline_run_name: str,
+) -> dict[str, Any]:
     """What a pipeline's train step passes `train_step` or `prepare_run`: the run configuration
     (`config`, with a sweep's per-run `overrides` on top, on the data the data step `prepared`:
     its artifact's metadata), the checkpoint root in the workspace, the data's provenance and the
     pipeline run as MLflow tags."""
     decided = sorted(set(STEP_FIELDS) & (config.keys() | overrides.keys()))
     if decided:
-        raise ConfigError(f"{decided} are decided by the pipeline's steps, not its config "
-                          "parameter; leave them out")
-    values = _as_declared({**config, **overrides, "dataset": prepared["dataset"],
-                           "data_root": prepared["data_root"]})
-    return dict(checkpoint_root=f"{workspace}/runs/checkpoints", data_version=data_version,
-                data_source=prepared.get("remote_url", ""),
-                tags={"kfp_pipeline": pipeline_name, "kfp_run_id": pipeline_run_id,
-                      "kfp_run_name": pipeline_run_name}, **values)
+        raise ConfigError(
+            f"{decided} are decided by the pipeline's steps, not its config "
+            "parameter; leave them out"
+        )
+    values = _as_declared(
+        {**config, **overrides, "dataset": prepared["dataset"], "data_root": prepared["data_root"]}
+    )
+    return dict(
+        checkpoint_root=f"{workspace}/runs/checkpoints",
+        data_version=data_version,
+        data_source=prepared.get("remote_url", ""),
+        tags={
+            "kfp_pipeline": pipeline_name,
+            "kfp_run_id": pipeline_run_id,
+            "kfp_run_name": pipeline_run_name,
+        },
+        **values,
+    )
 
 
 def _as_declared(values: dict[str, Any]) -> dict[str, Any]:
     """`values` with the integers they were written with: a pipeline passes a dict parameter
     through protobuf's Struct, whose numbers are all floats (a batch size of 100 arrives as
     100.0), so whole numbers become ints again where RunConfig or the method declares an int."""
+
     def declared(value: Any, kind: Any) -> Any:
         if kind is int and isinstance(value, float) and value.is_integer():
             return int(value)
@@ -100,9 +124,15 @@ def _as_declared(values: dict[str, Any]) -> dict[str, Any]:
     typed = {k: declared(v, kinds.get(k)) for k, v in values.items()}
     if typed.get("method_args") and typed.get("method") in METHODS:
         from ..mixers import method_defaults
+
         defaults = method_defaults(typed["method"])
         typed["method_args"] = {
-            k: declared(v, tuple(map(type, defaults[k])) if isinstance(defaults.get(k), tuple)
-                        else type(defaults.get(k)))
-            for k, v in typed["method_args"].items()}
+            k: declared(
+                v,
+                tuple(map(type, defaults[k]))
+                if isinstance(defaults.get(k), tuple)
+                else type(defaults.get(k)),
+            )
+            for k, v in typed["method_args"].items()
+        }
     return typed

@@ -16,16 +16,17 @@ TEST_METRICS = ("top1", "top5", "loss")
 
 @dataclass(frozen=True)
 class Evaluation:
-    metrics: dict[str, float]   # selected_{val,test}_NAME[_ema], model_{val,test}_top1, chance_top1
-    model_uri: str              # the logged model: the EMA network when the run has one
+    metrics: dict[str, float]  # selected_{val,test}_NAME[_ema], model_{val,test}_top1, chance_top1
+    model_uri: str  # the logged model: the EMA network when the run has one
     run_id: str
-    score: float                # the logged model's top-1 on validation (on test without one)
-    metric: str                 # the score's name: registry.SCORE_METRIC or TEST_SCORE_METRIC
-    chance: float               # 100 / classes
+    score: float  # the logged model's top-1 on validation (on test without one)
+    metric: str  # the score's name: registry.SCORE_METRIC or TEST_SCORE_METRIC
+    chance: float  # 100 / classes
 
 
-def evaluate_step(run_dir: str | Path, metrics: tuple[str, ...] = TEST_METRICS,
-                  data_version: str = "") -> Evaluation:
+def evaluate_step(
+    run_dir: str | Path, metrics: tuple[str, ...] = TEST_METRICS, data_version: str = ""
+) -> Evaluation:
     """Evaluate a trained run on the test split and complete its MLflow run with the test
     metrics, the confusion matrix and the final model (with a signature and an input example)."""
     from ..engine.saved_run import evaluate_networks, load_run, log_report
@@ -34,11 +35,13 @@ def evaluate_step(run_dir: str | Path, metrics: tuple[str, ...] = TEST_METRICS,
     from ..registry import SCORE_METRIC, TEST_SCORE_METRIC
     from ..tracking import Tracker
 
-    metrics = tuple(dict.fromkeys(("top1", *check_metrics(metrics))))   # the score is the top-1
+    metrics = tuple(dict.fromkeys(("top1", *check_metrics(metrics))))  # the score is the top-1
     run = load_run(run_dir)
     if run.run_id is None:
-        raise ConfigError(f"the checkpoint in {run_dir} has no MLflow run id; train it with "
-                          "tracking on (adautomix train) before evaluating it here")
+        raise ConfigError(
+            f"the checkpoint in {run_dir} has no MLflow run id; train it with "
+            "tracking on (adautomix train) before evaluating it here"
+        )
     # the selected networks (engine/train.py): judged on validation, reported on test
     report = evaluate_networks(run, metrics)
     results = {f"selected_test_{k}": v for k, v in report.metrics.items()}
@@ -47,8 +50,10 @@ def evaluate_step(run_dir: str | Path, metrics: tuple[str, ...] = TEST_METRICS,
         val = evaluate_networks(run, [m for m in metrics if m in TEST_METRICS], split="val")
         results.update({f"selected_val_{k}": v for k, v in val.metrics.items()})
     served, suffix = (run.ema_network, "_ema") if run.ema_network is not None else (run.model, "")
-    summary = {TEST_SCORE_METRIC: results[f"selected_test_top1{suffix}"],
-               "chance_top1": 100.0 / run.manifest.num_classes}
+    summary = {
+        TEST_SCORE_METRIC: results[f"selected_test_top1{suffix}"],
+        "chance_top1": 100.0 / run.manifest.num_classes,
+    }
     if run.val_loader is not None:
         summary[SCORE_METRIC] = results[f"selected_val_top1{suffix}"]
     metric = SCORE_METRIC if run.val_loader is not None else TEST_SCORE_METRIC
@@ -57,22 +62,27 @@ def evaluate_step(run_dir: str | Path, metrics: tuple[str, ...] = TEST_METRICS,
     tracker = Tracker(run.config, run.manifest.sha256, run_id=run.run_id)
     try:
         log_report(tracker, report, step=run.config.epochs, prefix="selected_test_")
-        tracker.log_metrics({k: v for k, v in results.items() if not k.startswith("selected_test_")},
-                            step=run.config.epochs)
+        tracker.log_metrics(
+            {k: v for k, v in results.items() if not k.startswith("selected_test_")},
+            step=run.config.epochs,
+        )
         if data_version:
             tracker.set_tags({"data_version": data_version})
-        tracker.log_figure(confusion_figure(matrix, run.manifest.classes), "eval/confusion_matrix.png")
+        tracker.log_figure(
+            confusion_figure(matrix, run.manifest.classes), "eval/confusion_matrix.png"
+        )
         images, _ = next(iter(run.loader))
         mean, std = run.loader.mean, run.loader.std
-        shape = (1, -1, 1, 1)   # the served model takes [0, 1] images: undo the loader's normalising
+        shape = (1, -1, 1, 1)  # the served model takes [0, 1] images: undo the loader's normalising
         raw = images[:4] * images.new_tensor(std).view(shape) + images.new_tensor(mean).view(shape)
         model_uri = tracker.log_model(served, raw.clamp(0, 1), mean, std)
     except BaseException:
         tracker.finish("FAILED")
         raise
     tracker.finish()
-    return Evaluation(results, model_uri, run.run_id, results[metric], metric,
-                      results["chance_top1"])
+    return Evaluation(
+        results, model_uri, run.run_id, results[metric], metric, results["chance_top1"]
+    )
 
 
 def run_link(run_id: str) -> str:
@@ -93,5 +103,7 @@ def run_link(run_id: str) -> str:
         page = f"{server}{parts.path.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
         return redact(f"[MLflow run {run_id}]({page})\n")
     store = redact(uri)
-    return (f"MLflow run `{run_id}` in the store `{store}`; browse it with "
-            f"`mlflow ui --backend-store-uri {store}`\n")
+    return (
+        f"MLflow run `{run_id}` in the store `{store}`; browse it with "
+        f"`mlflow ui --backend-store-uri {store}`\n"
+    )

@@ -17,32 +17,46 @@ from ..provenance import Provenance, code_version
 from .checks import build_config, check_run
 
 
-def checkpoint_dir(root: str | Path, config: RunConfig, data_version: str,
-                   code: str | None = None) -> Path:
+def checkpoint_dir(
+    root: str | Path, config: RunConfig, data_version: str, code: str | None = None
+) -> Path:
     """A folder named by what the run computes: its config less config.UNCOMPUTED_FIELDS (so a
     re-run resumes whatever the run name, data location or worker count), the data version and
     the code version (`code`, default this code's: provenance.code_version), so that a retried
     or re-run step of the same code finds its own checkpoint and resumes, and other code starts
     anew."""
     keyed = {k: v for k, v in config.to_dict().items() if k not in UNCOMPUTED_FIELDS}
-    text = json.dumps({"config": keyed, "data_version": data_version,
-                       "code_version": code or code_version()}, sort_keys=True)
+    text = json.dumps(
+        {"config": keyed, "data_version": data_version, "code_version": code or code_version()},
+        sort_keys=True,
+    )
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return Path(root) / f"{config.dataset}-{config.model}-{config.method}-seed{config.seed}-{digest}"
+    return (
+        Path(root) / f"{config.dataset}-{config.model}-{config.method}-seed{config.seed}-{digest}"
+    )
 
 
-def train_step(checkpoint_root: str | Path, data_version: str, preset: str = "", nproc: int = 1,
-               data_source: str = "", tags: dict[str, str] | None = None, **values: Any):
+def train_step(
+    checkpoint_root: str | Path,
+    data_version: str,
+    preset: str = "",
+    nproc: int = 1,
+    data_source: str = "",
+    tags: dict[str, str] | None = None,
+    **values: Any,
+):
     """Train the configuration `build_config(preset, **values)` in its persistent checkpoint
     folder under `checkpoint_root`, resuming from the checkpoint there if there is one.
     `data_source` (the DVC remote) and `tags` (the pipeline run's) go to its MLflow run.
 
     `nproc` > 1 starts that many processes here through torch's launcher (one per GPU, Gloo
     processes on a machine without CUDA) and reads the result back from the checkpoint."""
-    if nproc <= 1:   # the engine checks, then writes config.json and provenance.json
+    if nproc <= 1:  # the engine checks, then writes config.json and provenance.json
         from ..engine.train import train
-        config, provenance = planned_run(checkpoint_root, data_version, preset, data_source,
-                                         tags, values)
+
+        config, provenance = planned_run(
+            checkpoint_root, data_version, preset, data_source, tags, values
+        )
         return train(config, resume=True, provenance=provenance)
     import subprocess
 
@@ -52,27 +66,38 @@ def train_step(checkpoint_root: str | Path, data_version: str, preset: str = "",
 
     visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if 0 < visible < nproc:
-        raise ConfigError(f"num_gpus {nproc} but this machine sees {visible} GPU(s); request "
-                          f"{nproc} GPUs for the step or lower --num-gpus")
-    config = prepare_run(checkpoint_root, data_version, preset, data_source=data_source,
-                         tags=tags, **values)
+        raise ConfigError(
+            f"num_gpus {nproc} but this machine sees {visible} GPU(s); request "
+            f"{nproc} GPUs for the step or lower --num-gpus"
+        )
+    config = prepare_run(
+        checkpoint_root, data_version, preset, data_source=data_source, tags=tags, **values
+    )
     out = Path(config.output_dir)
     done = subprocess.run(single_pod_command(nproc, out / "config.json"), check=False)
     if done.returncode != 0:
-        raise RunFailure(f"torchrun with {nproc} processes exited with status "
-                           f"{done.returncode} (the failing rank's error is above); the last "
-                           f"checkpoint in {out} is intact and a re-run resumes from it")
+        raise RunFailure(
+            f"torchrun with {nproc} processes exited with status "
+            f"{done.returncode} (the failing rank's error is above); the last "
+            f"checkpoint in {out} is intact and a re-run resumes from it"
+        )
     return finished_result(out)
 
 
-def prepare_run(checkpoint_root: str | Path, data_version: str, preset: str = "",
-                data_source: str = "", tags: dict[str, str] | None = None,
-                **values: Any) -> RunConfig:
+def prepare_run(
+    checkpoint_root: str | Path,
+    data_version: str,
+    preset: str = "",
+    data_source: str = "",
+    tags: dict[str, str] | None = None,
+    **values: Any,
+) -> RunConfig:
     """The run's configuration with its persistent output folder, saved there as config.json,
     and where its data and code came from, as provenance.json: what a launcher elsewhere
     (torchrun, a TrainJob's nodes) trains from. Written only once `check_start` has passed."""
-    config, provenance = planned_run(checkpoint_root, data_version, preset, data_source, tags,
-                                     values)
+    config, provenance = planned_run(
+        checkpoint_root, data_version, preset, data_source, tags, values
+    )
     check_start(config)
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     config.save(Path(config.output_dir) / "config.json")
@@ -80,9 +105,14 @@ def prepare_run(checkpoint_root: str | Path, data_version: str, preset: str = ""
     return config
 
 
-def planned_run(checkpoint_root: str | Path, data_version: str, preset: str,
-                data_source: str, tags: dict[str, str] | None,
-                values: dict[str, Any]) -> tuple[RunConfig, Provenance]:
+def planned_run(
+    checkpoint_root: str | Path,
+    data_version: str,
+    preset: str,
+    data_source: str,
+    tags: dict[str, str] | None,
+    values: dict[str, Any],
+) -> tuple[RunConfig, Provenance]:
     """The run's configuration in its checkpoint folder, and its provenance; nothing written."""
     # A preset names its runs after itself; a pipeline's runs are named method-model-dataset-seed
     # (tracking.run_name), so that a sweep's runs tell themselves apart in MLflow's list.
@@ -103,10 +133,12 @@ def check_start(config: RunConfig) -> None:
 
     check_run(config)
     manifest = ensure_dataset(config.dataset, config.data_root)
-    model = create_model(config.model, manifest.num_classes, in_chans=manifest.channels,
-                         width=config.model_width)
-    check_input_size(model, config.model, manifest.channels,
-                     Recipe.from_config(config, manifest).image_size)
+    model = create_model(
+        config.model, manifest.num_classes, in_chans=manifest.channels, width=config.model_width
+    )
+    check_input_size(
+        model, config.model, manifest.channels, Recipe.from_config(config, manifest).image_size
+    )
     resumable_state(config, resume=True)
     run_lock.check_free(config.output_dir)
 
@@ -124,6 +156,8 @@ def finished_result(run_dir: str | Path):
     state = load_checkpoint(run_dir, map_location="cpu", keys=needed)
     epoch = state["epoch"] if state is not None else 0
     if epoch < config.epochs:
-        raise RunFailure(f"training in {run_dir} stopped after epoch {epoch} of {config.epochs}; "
-                           "its checkpoint is intact and a re-run resumes from it")
+        raise RunFailure(
+            f"training in {run_dir} stopped after epoch {epoch} of {config.epochs}; "
+            "its checkpoint is intact and a re-run resumes from it"
+        )
     return TrainResult(final_metrics(state["history"]), run_dir, state["run_id"], state["history"])

@@ -10,11 +10,22 @@ from components.train import train
 from tests.workspaces import tiny_workspace
 
 # The run the train step is given (its `config` parameter; the dataset is the data step's).
-TRAINING = dict(model="resnet18", model_width=8, method="mixup", epochs=1, batch_size=10, lr=0.05,
-                seed=0, val_size=10)
+TRAINING = dict(
+    model="resnet18",
+    model_width=8,
+    method="mixup",
+    epochs=1,
+    batch_size=10,
+    lr=0.05,
+    seed=0,
+    val_size=10,
+)
 # What the pipeline passes the train step about itself (kfp fills in the run's id and name).
-PIPELINE_RUN = dict(pipeline_name="adautomix-training", pipeline_run_id="run-0123",
-                    pipeline_run_name="adautomix-training-20261201")
+PIPELINE_RUN = dict(
+    pipeline_name="adautomix-training",
+    pipeline_run_id="run-0123",
+    pipeline_run_name="adautomix-training-20261201",
+)
 
 
 @pytest.fixture(scope="session")
@@ -23,8 +34,13 @@ def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("components")
     workspace = tiny_workspace(root)
     artifact = dsl.Dataset(name="prepared", uri=str(root / "prepared"))
-    version = data.python_func(dataset="fashion-mnist", data_version="", workspace=str(workspace),
-                               remote="", prepared=artifact)
+    version = data.python_func(
+        dataset="fashion-mnist",
+        data_version="",
+        workspace=str(workspace),
+        remote="",
+        prepared=artifact,
+    )
     return workspace, version, artifact
 
 
@@ -35,7 +51,13 @@ def trained(mlflow_server, prepared, tmp_path_factory):
     checkpoint = dsl.Model(name="checkpoint", uri=str(tmp_path_factory.mktemp("train") / "model"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
-        run_id = train.python_func(prepared=dataset, data_version=version,
-                                   config={**TRAINING, "experiment": "components"}, overrides={},
-                                   workspace=str(workspace), checkpoint=checkpoint, **PIPELINE_RUN)
+        run_id = train.python_func(
+            prepared=dataset,
+            data_version=version,
+            config={**TRAINING, "experiment": "components"},
+            overrides={},
+            workspace=str(workspace),
+            checkpoint=checkpoint,
+            **PIPELINE_RUN,
+        )
     return run_id, checkpoint

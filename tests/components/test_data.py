@@ -31,9 +31,14 @@ def test_an_unknown_version_fails_in_one_line_and_writes_no_artifact(prepared, t
     workspace, _, _ = prepared
     artifact = dsl.Dataset(name="prepared", uri=str(tmp_path / "prepared"))
     with pytest.raises(SystemExit) as stopped:
-        data.python_func(dataset="fashion-mnist", data_version="0" * 32, workspace=str(workspace),
-                         remote="", prepared=artifact)
-    assert stopped.value.code == 2                      # bad input, as from the CLI
+        data.python_func(
+            dataset="fashion-mnist",
+            data_version="0" * 32,
+            workspace=str(workspace),
+            remote="",
+            prepared=artifact,
+        )
+    assert stopped.value.code == 2  # bad input, as from the CLI
     err = capsys.readouterr().err
     assert err.startswith("error: data version 00000") and "could not be pulled" in err
     assert err.count("\n") == 1 and "Traceback" not in err

@@ -32,17 +32,29 @@ def test_the_mlflow_run_names_the_pipeline_run_and_the_dvc_version(trained, prep
     assert run.info.run_name == "mixup-resnet18-fashion-mnist-seed0"
     (logged,) = run.inputs.dataset_inputs
     assert logged.dataset.digest == version
-    assert dataset.metadata["remote_url"] and dataset.metadata["remote_url"] in logged.dataset.source
+    assert (
+        dataset.metadata["remote_url"] and dataset.metadata["remote_url"] in logged.dataset.source
+    )
 
 
 def test_running_the_step_again_resumes_its_checkpoint_instead_of_training_again(
-        trained, prepared, mlflow_http, tmp_path):
+    trained, prepared, mlflow_http, tmp_path
+):
     run_id, first = trained
     workspace, version, dataset = prepared
     again = dsl.Model(name="checkpoint", uri=str(tmp_path / "model"))
-    assert train.python_func(prepared=dataset, data_version=version,
-                             config={**TRAINING, "experiment": "components"}, overrides={},
-                             workspace=str(workspace), checkpoint=again, **PIPELINE_RUN) == run_id
+    assert (
+        train.python_func(
+            prepared=dataset,
+            data_version=version,
+            config={**TRAINING, "experiment": "components"},
+            overrides={},
+            workspace=str(workspace),
+            checkpoint=again,
+            **PIPELINE_RUN,
+        )
+        == run_id
+    )
     before, after = load_checkpoint(first.path), load_checkpoint(again.path)
     assert after["step"] == before["step"]
     assert all(torch.equal(after["model"][k], v) for k, v in before["model"].items())
@@ -51,8 +63,9 @@ def test_running_the_step_again_resumes_its_checkpoint_instead_of_training_again
 def test_the_checkpoint_folder_is_keyed_by_what_the_run_computes(tmp_path):
     config = RunConfig(**TRAINING)
     key = checkpoint_dir(tmp_path, config, "a" * 32 + ".dir")
-    assert key == checkpoint_dir(tmp_path, config.replace(run_name="x", data_root="/mnt/d",
-                                                          num_workers=0), "a" * 32 + ".dir")
+    assert key == checkpoint_dir(
+        tmp_path, config.replace(run_name="x", data_root="/mnt/d", num_workers=0), "a" * 32 + ".dir"
+    )
     assert key != checkpoint_dir(tmp_path, config, "b" * 32 + ".dir")
     assert key != checkpoint_dir(tmp_path, config.replace(lr=0.01), "a" * 32 + ".dir")
     assert key.name.startswith("fashion-mnist-resnet18-mixup-seed0-")

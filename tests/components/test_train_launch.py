@@ -17,16 +17,23 @@ from tests.components.conftest import PIPELINE_RUN, TRAINING
 def launch(prepared, tmp_path, **changes):
     workspace, version, dataset = prepared
     checkpoint = dsl.Model(name="checkpoint", uri=str(tmp_path / "model"))
-    run_id = train.python_func(prepared=dataset, data_version=version,
-                               config={**TRAINING, "experiment": "launch", **changes},
-                               overrides={}, workspace=str(workspace), checkpoint=checkpoint,
-                               num_gpus=2, **PIPELINE_RUN)
+    run_id = train.python_func(
+        prepared=dataset,
+        data_version=version,
+        config={**TRAINING, "experiment": "launch", **changes},
+        overrides={},
+        workspace=str(workspace),
+        checkpoint=checkpoint,
+        num_gpus=2,
+        **PIPELINE_RUN,
+    )
     return run_id, checkpoint
 
 
 @pytest.mark.slow
-def test_two_processes_train_the_run_and_pass_on_its_checkpoint(prepared, mlflow_server,
-                                                                 monkeypatch, tmp_path):
+def test_two_processes_train_the_run_and_pass_on_its_checkpoint(
+    prepared, mlflow_server, monkeypatch, tmp_path
+):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     run_id, checkpoint = launch(prepared, tmp_path, seed=1)
     state = load_checkpoint(checkpoint.path)
@@ -38,11 +45,16 @@ def test_a_failing_rank_fails_the_step_and_names_the_launcher(prepared, tmp_path
     # 11 images do not split over 2 processes: each rank refuses at set-up, before a checkpoint
     with pytest.raises(SystemExit) as stopped:
         launch(prepared, tmp_path, batch_size=11, seed=2)
-    assert stopped.value.code == 1                      # the step failed, in one line
+    assert stopped.value.code == 1  # the step failed, in one line
     err = capfd.readouterr().err
-    assert re.search(r"error: torchrun with 2 processes exited with status [1-9].*re-run resumes",
-                     err)
+    assert re.search(
+        r"error: torchrun with 2 processes exited with status [1-9].*re-run resumes", err
+    )
     # each rank's one line (torchrun adds its own report of the failed children), then the step's
-    assert err.count("error: batch_size 11 is the global batch and must split evenly over the 2 "
-                     "processes") == 2
+    assert (
+        err.count(
+            "error: batch_size 11 is the global batch and must split evenly over the 2 processes"
+        )
+        == 2
+    )
     assert err.rstrip().splitlines()[-1].startswith("error: torchrun with 2 processes")

@@ -65,11 +65,21 @@ def make_cifar10(root: Path, n_train: int = 20, n_test: int = 10) -> Path:
     folder.mkdir(parents=True)
     images, labels = noise_images(n_train, 32, 3, 0), cycling_labels(n_train, 10)
     for i, part in enumerate(np.array_split(np.arange(n_train), 5), 1):
-        _pickle(folder / f"data_batch_{i}", {"batch_label": f"training batch {i} of 5",
-                                             "data": _cifar_rows(images[part]),
-                                             "labels": labels[part].tolist()})
-    _pickle(folder / "test_batch", {"data": _cifar_rows(noise_images(n_test, 32, 3, 1)),
-                                    "labels": cycling_labels(n_test, 10).tolist()})
+        _pickle(
+            folder / f"data_batch_{i}",
+            {
+                "batch_label": f"training batch {i} of 5",
+                "data": _cifar_rows(images[part]),
+                "labels": labels[part].tolist(),
+            },
+        )
+    _pickle(
+        folder / "test_batch",
+        {
+            "data": _cifar_rows(noise_images(n_test, 32, 3, 1)),
+            "labels": cycling_labels(n_test, 10).tolist(),
+        },
+    )
     _pickle(folder / "batches.meta", {"label_names": [f"class{i}" for i in range(10)]})
     return root
 
@@ -80,20 +90,31 @@ def make_cifar100(root: Path, n_train: int = 20, n_test: int = 10) -> Path:
     folder.mkdir(parents=True)
     for split, count, seed in (("train", n_train, 0), ("test", n_test, 1)):
         fine = cycling_labels(count, 100)
-        _pickle(folder / split, {"data": _cifar_rows(noise_images(count, 32, 3, seed)),
-                                 "fine_labels": fine.tolist(),
-                                 "coarse_labels": (fine // 5).tolist()})
-    _pickle(folder / "meta", {"fine_label_names": [f"fine{i}" for i in range(100)],
-                              "coarse_label_names": [f"coarse{i}" for i in range(20)]})
+        _pickle(
+            folder / split,
+            {
+                "data": _cifar_rows(noise_images(count, 32, 3, seed)),
+                "fine_labels": fine.tolist(),
+                "coarse_labels": (fine // 5).tolist(),
+            },
+        )
+    _pickle(
+        folder / "meta",
+        {
+            "fine_label_names": [f"fine{i}" for i in range(100)],
+            "coarse_label_names": [f"coarse{i}" for i in range(20)],
+        },
+    )
     return root
 
 
-def make_tiny_imagenet(root: Path, num_classes: int = 3, per_class: int = 2,
-                       n_val: int = 4) -> Path:
+def make_tiny_imagenet(
+    root: Path, num_classes: int = 3, per_class: int = 2, n_val: int = 4
+) -> Path:
     """tiny-imagenet-200/ with wnids.txt (unsorted, as shipped), words.txt, train/<wnid>/images/
     and val/images/ + val_annotations.txt; 64×64 JPEGs, one of them greyscale as in the real set."""
     folder = root / "tiny-imagenet-200"
-    wnids = [f"n{9000000 - 1000 * i:08d}" for i in range(num_classes)]   # descending: unsorted
+    wnids = [f"n{9000000 - 1000 * i:08d}" for i in range(num_classes)]  # descending: unsorted
     (folder / "val" / "images").mkdir(parents=True)
     (folder / "wnids.txt").write_text("\n".join(wnids) + "\n")
     words = [f"{w}\tthing {i}, other name" for i, w in enumerate(wnids)] + ["n00000001\tentity"]
@@ -117,9 +138,15 @@ def make_tiny_imagenet(root: Path, num_classes: int = 3, per_class: int = 2,
     return root
 
 
-def make_image_folder(root: Path, classes: tuple[str, ...] = ("cat", "dog", "fox"),
-                      per_class: int = 2, per_class_test: int = 1, ext: str = "jpg",
-                      size: tuple[int, int] = (40, 48), test_dir: str = "val") -> Path:
+def make_image_folder(
+    root: Path,
+    classes: tuple[str, ...] = ("cat", "dog", "fox"),
+    per_class: int = 2,
+    per_class_test: int = 1,
+    ext: str = "jpg",
+    size: tuple[int, int] = (40, 48),
+    test_dir: str = "val",
+) -> Path:
     """ImageNet layout: train/<class>/*.<ext> and <test_dir>/<class>/*.<ext>."""
     number = 0
     for split, count in (("train", per_class), (test_dir, per_class_test)):
@@ -148,21 +175,31 @@ def make_cub200(root: Path, num_classes: int = 3, per_class: int = 3) -> Path:
             images.append(f"{image_id} {relative}")
             labels.append(f"{image_id} {c}")
             split.append(f"{image_id} {0 if k == per_class - 1 else 1}")
-    for name, lines in (("images.txt", images), ("image_class_labels.txt", labels),
-                        ("train_test_split.txt", split), ("classes.txt", classes)):
+    for name, lines in (
+        ("images.txt", images),
+        ("image_class_labels.txt", labels),
+        ("train_test_split.txt", split),
+        ("classes.txt", classes),
+    ):
         (folder / name).write_text("\n".join(lines) + "\n")
     return root
 
 
-def make_aircraft(root: Path, variants: tuple[str, ...] = ("707-320", "A320", "Cessna 172"),
-                  per_class: int = 2, per_class_test: int = 1) -> Path:
+def make_aircraft(
+    root: Path,
+    variants: tuple[str, ...] = ("707-320", "A320", "Cessna 172"),
+    per_class: int = 2,
+    per_class_test: int = 1,
+) -> Path:
     """fgvc-aircraft-2013b/data/ with images/<id>.jpg, variants.txt and the variant lists."""
     folder = root / "fgvc-aircraft-2013b" / "data"
     (folder / "images").mkdir(parents=True)
     (folder / "variants.txt").write_text("\n".join(variants) + "\n")
     number = 0
-    for list_name, count in (("images_variant_trainval.txt", per_class),
-                             ("images_variant_test.txt", per_class_test)):
+    for list_name, count in (
+        ("images_variant_trainval.txt", per_class),
+        ("images_variant_test.txt", per_class_test),
+    ):
         lines = []
         for variant in variants:
             for _ in range(count):
@@ -176,14 +213,21 @@ def make_aircraft(root: Path, variants: tuple[str, ...] = ("707-320", "A320", "C
 
 def cars_annotations(names: list[str], labels: list[int]) -> np.ndarray:
     """A 1×N MATLAB struct array like the devkit's: bounding box, class (1-based) and file name."""
-    fields = [("bbox_x1", "O"), ("bbox_y1", "O"), ("bbox_x2", "O"), ("bbox_y2", "O"),
-              ("class", "O"), ("fname", "O")]
+    fields = [
+        ("bbox_x1", "O"),
+        ("bbox_y1", "O"),
+        ("bbox_x2", "O"),
+        ("bbox_y2", "O"),
+        ("class", "O"),
+        ("fname", "O"),
+    ]
     rows = [(1, 1, 30, 20, label, name) for name, label in zip(names, labels, strict=True)]
     return np.array(rows, dtype=fields).reshape(1, -1)
 
 
-def make_cars(root: Path, num_classes: int = 3, per_class: int = 2,
-              per_class_test: int = 1) -> Path:
+def make_cars(
+    root: Path, num_classes: int = 3, per_class: int = 2, per_class_test: int = 1
+) -> Path:
     """Stanford Cars: cars_train/, cars_test/, devkit/cars_meta.mat, devkit/cars_train_annos.mat
     and cars_test_annos_withlabels.mat (classes 1-based)."""
     (root / "devkit").mkdir(parents=True)
@@ -192,8 +236,9 @@ def make_cars(root: Path, num_classes: int = 3, per_class: int = 2,
     scipy.io.savemat(root / "devkit" / "cars_meta.mat", {"class_names": names})
     number = 0
     for folder, count, annos in (
-            ("cars_train", per_class, root / "devkit" / "cars_train_annos.mat"),
-            ("cars_test", per_class_test, root / "cars_test_annos_withlabels.mat")):
+        ("cars_train", per_class, root / "devkit" / "cars_train_annos.mat"),
+        ("cars_test", per_class_test, root / "cars_test_annos_withlabels.mat"),
+    ):
         (root / folder).mkdir()
         files, labels = [], []
         for c in range(num_classes):

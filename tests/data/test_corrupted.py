@@ -37,8 +37,8 @@ def test_the_official_layout_becomes_95_splits_one_per_corruption_and_severity(t
     root = tmp_path / "data" / "cifar100-c"
     fog = np.load(source / "fog.npy")
     stored = np.load(root / "fog-3_images.npy")
-    np.testing.assert_array_equal(stored, fog[2 * PER_SEVERITY:3 * PER_SEVERITY])
-    assert stored[:, 0, 0, 0].tolist() == list(range(8, 12))   # severity 3 = rows 2N..3N
+    np.testing.assert_array_equal(stored, fog[2 * PER_SEVERITY : 3 * PER_SEVERITY])
+    assert stored[:, 0, 0, 0].tolist() == list(range(8, 12))  # severity 3 = rows 2N..3N
     np.testing.assert_array_equal(np.load(root / "fog-3_labels.npy"), np.arange(PER_SEVERITY))
     assert verify("cifar100-c", data_root=tmp_path / "data").sha256 == manifest.sha256
 
@@ -54,8 +54,20 @@ def test_a_missing_corruption_file_is_named(tmp_path):
 def test_a_label_count_that_does_not_match_is_refused(tmp_path, capsys):
     source = make_cifar_c(tmp_path / "c")
     np.save(source / "labels.npy", np.zeros(5 * PER_SEVERITY - 1, np.uint8))
-    assert main(["data", "prepare", "cifar10-c", "--source", str(source),
-                 "--data-root", str(tmp_path / "data")]) == 2
+    assert (
+        main(
+            [
+                "data",
+                "prepare",
+                "cifar10-c",
+                "--source",
+                str(source),
+                "--data-root",
+                str(tmp_path / "data"),
+            ]
+        )
+        == 2
+    )
     error = capsys.readouterr().err
     assert error.startswith("error: ") and "one per label" in error and error.count("\n") == 1
     assert not (tmp_path / "data" / "cifar10-c").exists()
@@ -63,14 +75,18 @@ def test_a_label_count_that_does_not_match_is_refused(tmp_path, capsys):
 
 def test_a_generated_set_is_the_test_split_corrupted_with_a_fixed_seed(tmp_path, capsys):
     data_root = tmp_path / "data"
-    clean = prepare("fashion-mnist", source=make_fashion_mnist(tmp_path / "raw"), data_root=data_root)
+    clean = prepare(
+        "fashion-mnist", source=make_fashion_mnist(tmp_path / "raw"), data_root=data_root
+    )
     assert main(["data", "prepare", "fashion-mnist-c", "--data-root", str(data_root)]) == 0
     assert "dvc add" in capsys.readouterr().out
     manifest = ensure_corrupted(clean)
     assert len(manifest.counts) == 95 and manifest.channels == 1
     test_images = np.load(data_root / "fashion-mnist" / "test_images.npy")
-    np.testing.assert_array_equal(np.load(data_root / "fashion-mnist-c" / "snow-4_images.npy"),
-                                  corrupt(test_images, "snow", 4, seed=0))
+    np.testing.assert_array_equal(
+        np.load(data_root / "fashion-mnist-c" / "snow-4_images.npy"),
+        corrupt(test_images, "snow", 4, seed=0),
+    )
     assert clean.sha256 in manifest.source
     # prepared once: asking again neither regenerates nor changes it
     again = ensure_corrupted(clean)

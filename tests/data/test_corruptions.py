@@ -55,8 +55,9 @@ def test_every_corruption_changes_the_image_at_its_worst(distances):
 
 def test_severity_5_is_further_from_clean_than_severity_1(distances):
     _, table = distances
-    closer = [name for name, row in table.items()
-              if name != "elastic_transform" and not row[4] > row[0]]
+    closer = [
+        name for name, row in table.items() if name != "elastic_transform" and not row[4] > row[0]
+    ]
     assert not closer
 
 
@@ -65,17 +66,23 @@ def test_distance_grows_with_severity_on_average(distances):
     _, table = distances
     mean = np.mean([row for row in table.values()], axis=0)
     assert all(np.diff(mean) > 0), mean
-    falling = {name: np.round(row, 1).tolist() for name, row in table.items()
-               if name not in NOT_MONOTONE and not all(np.diff(row) > 0)}
+    falling = {
+        name: np.round(row, 1).tolist()
+        for name, row in table.items()
+        if name not in NOT_MONOTONE and not all(np.diff(row) > 0)
+    }
     assert not falling
 
 
 def test_a_seed_reproduces_a_corruption_and_another_seed_changes_it():
     images = smooth_images(3)
     for name in ("gaussian_noise", "glass_blur", "spatter", "fog", "elastic_transform"):
-        np.testing.assert_array_equal(corrupt(images, name, 3, seed=1),
-                                      corrupt(images, name, 3, seed=1))
-        assert not np.array_equal(corrupt(images, name, 3, seed=1), corrupt(images, name, 3, seed=2))
+        np.testing.assert_array_equal(
+            corrupt(images, name, 3, seed=1), corrupt(images, name, 3, seed=1)
+        )
+        assert not np.array_equal(
+            corrupt(images, name, 3, seed=1), corrupt(images, name, 3, seed=2)
+        )
 
 
 def test_deterministic_corruptions_match_their_formula():
@@ -87,11 +94,14 @@ def test_deterministic_corruptions_match_their_formula():
     np.testing.assert_allclose(corrupt(images, "contrast", 2).astype(int), expected, atol=1)
 
 
-@pytest.mark.parametrize("name, severity, message", [
-    ("fogg", 1, "unknown corruption(s) ['fogg']; valid: gaussian_noise"),
-    ("fog", 0, "severity [0] outside 1-5"),
-    ("fog", 6, "severity [6] outside 1-5"),
-])
+@pytest.mark.parametrize(
+    "name, severity, message",
+    [
+        ("fogg", 1, "unknown corruption(s) ['fogg']; valid: gaussian_noise"),
+        ("fog", 0, "severity [0] outside 1-5"),
+        ("fog", 6, "severity [6] outside 1-5"),
+    ],
+)
 def test_bad_names_and_severities_are_refused(name, severity, message):
     with pytest.raises(DataError) as error:
         corrupt(smooth_images(1), name, severity)

@@ -1,4 +1,5 @@
-"""The DALI loader against the reference loaders (memory.py, torch_loader.py), on tiny prepared datasets.
+"""The DALI loader against the reference loaders (memory.py, torch_loader.py), on tiny prepared
+datasets.
 
 The array dataset is a CIFAR-100 fixture with fewer images than classes, so a label names its
 image. The folder dataset has one solid-colour image per class, so a label names its image and
@@ -45,13 +46,31 @@ def folders(tmp_path_factory):
     return prepare("image-folder", source, data_root=root / "data")
 
 
-def load(manifest, split="train", *, kind="dali", train=True, batch_size=4, seed=0, epoch=0,
-         image_size=None, **options):
+def load(
+    manifest,
+    split="train",
+    *,
+    kind="dali",
+    train=True,
+    batch_size=4,
+    seed=0,
+    epoch=0,
+    image_size=None,
+    **options,
+):
     if image_size is None and manifest.format == "folder":
-        image_size = 16   # not the default 224: keep the tests fast
-    loader = build_loader(manifest, split, batch_size=batch_size, train=train, kind=kind,
-                          seed=seed, num_workers=0 if kind == "torch" else 1,
-                          image_size=image_size, **options)
+        image_size = 16  # not the default 224: keep the tests fast
+    loader = build_loader(
+        manifest,
+        split,
+        batch_size=batch_size,
+        train=train,
+        kind=kind,
+        seed=seed,
+        num_workers=0 if kind == "torch" else 1,
+        image_size=image_size,
+        **options,
+    )
     loader.set_epoch(epoch)
     return loader
 
@@ -90,16 +109,20 @@ def test_array_train_images_are_flipped_crops_of_the_reflect_padded_image(arrays
     for image, label in zip(images.numpy(), labels.tolist()):
         pixels = np.rint((image.transpose(1, 2, 0) * std + mean) * 255)
         padded = np.pad(source[label], ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-        matches = [(dy, dx, flip) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
-                   for flip in (False, True)
-                   if np.array_equal(pixels, _crop(padded, dy, dx, 32, flip))]
+        matches = [
+            (dy, dx, flip)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            for flip in (False, True)
+            if np.array_equal(pixels, _crop(padded, dy, dx, 32, flip))
+        ]
         assert len(matches) == 1, f"image of label {label} is no flipped crop of its source"
         offsets_seen.add(matches[0])
-    assert len(offsets_seen) > 20   # the crops really are random
+    assert len(offsets_seen) > 20  # the crops really are random
 
 
 def _crop(padded, dy, dx, size, flip):
-    crop = padded[dy:dy + size, dx:dx + size]
+    crop = padded[dy : dy + size, dx : dx + size]
     return crop[:, ::-1] if flip else crop
 
 
@@ -139,7 +162,7 @@ def test_every_sample_once_per_epoch_across_ranks(request, dataset, split):
         seen += labels.tolist()
     assert len(seen) == len(set(seen))
     count = manifest.counts[split]
-    if train:   # each rank drops its partial last batch and no more
+    if train:  # each rank drops its partial last batch and no more
         assert len(seen) == world_size * (count // world_size // 4 * 4)
     else:
         assert sorted(seen) == list(range(count))
@@ -160,14 +183,16 @@ def test_an_epoch_is_a_function_of_seed_and_epoch(request, dataset):
     assert all(torch.equal(a, b) for a, b in zip(second, resumed))
     assert not torch.equal(first[1], second[1])
     assert not torch.equal(first[1], other_seed[1])
-    if dataset == "arrays":   # folder images are solid colours: augmentation cannot show
+    if dataset == "arrays":  # folder images are solid colours: augmentation cannot show
         by_label = [images[labels.argsort()] for images, labels in (first, other_seed)]
         assert not torch.equal(*by_label)
 
 
-@pytest.mark.parametrize("damage", [lambda data: data[:len(data) // 2],
-                                    lambda data: b"not an image " * 20],
-                         ids=["truncated", "garbage"])
+@pytest.mark.parametrize(
+    "damage",
+    [lambda data: data[: len(data) // 2], lambda data: b"not an image " * 20],
+    ids=["truncated", "garbage"],
+)
 def test_a_corrupt_image_is_named(folders, tmp_path, damage):
     # prepare() refuses corrupt images, so damage a prepared copy, as a bad disk would.
     shutil.copytree(folders.root, tmp_path / folders.name)
@@ -178,9 +203,10 @@ def test_a_corrupt_image_is_named(folders, tmp_path, damage):
         epoch(load(manifest, batch_size=2))
 
 
-def test_auto_picks_the_fastest_kind_measured_and_logs_its_choice(folders, arrays, caplog,
-                                                                   monkeypatch):
-    """docs/benchmarks.md: on arrays the memory loader is 4x DALI, on JPEG folders DALI 1.6x torch."""
+def test_auto_picks_the_fastest_kind_measured_and_logs_its_choice(
+    folders, arrays, caplog, monkeypatch
+):
+    """docs/benchmarks.md: on arrays memory is 4x DALI; on JPEG folders DALI is 1.6x torch."""
     with caplog.at_level(logging.INFO, logger="adautomix.data"):
         assert load(folders, kind="auto").kind == "dali"
         assert load(arrays, kind="auto").kind == "memory"

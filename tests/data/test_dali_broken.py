@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BROKEN_DALI = '''
+BROKEN_DALI = """
 import importlib.abc, importlib.machinery, sys
 
 class _Broken(importlib.abc.Loader):
@@ -32,7 +32,7 @@ class _Finder(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, _Finder())
-'''
+"""
 
 
 @pytest.fixture
@@ -43,26 +43,28 @@ def broken_env(tmp_path):
 
 
 def run(code: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_auto_passes_over_a_broken_dali_and_kind_dali_names_the_error(broken_env, tmp_path):
-    code = f'''
+    code = f"""
 import logging
 from adautomix.data import DataError, build_loader, dali, prepare
 from tests.data.fixtures import make_image_folder
 logging.basicConfig(level=logging.INFO)
 assert dali.installed() and not dali.available()
 from pathlib import Path
-source = make_image_folder(Path({str(tmp_path / "raw")!r}), classes=("a", "b"), per_class=2, per_class_test=1)
+source = make_image_folder(Path({str(tmp_path / "raw")!r}), classes=("a", "b"), per_class=2,
+                           per_class_test=1)
 folders = prepare("image-folder", source, data_root={str(tmp_path / "data")!r})
 print("auto:", build_loader(folders, "train", batch_size=2, train=True, num_workers=0).kind)
 try:
     build_loader(folders, "train", batch_size=2, train=True, kind="dali")
 except DataError as error:
     print("dali:", error)
-'''
+"""
     result = run(code, broken_env)
     assert result.returncode == 0, result.stderr
     assert "auto: torch" in result.stdout
@@ -72,9 +74,24 @@ except DataError as error:
 
 
 def test_the_dali_tests_fail_rather_than_skip_when_dali_is_broken(broken_env):
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             "tests/data/test_dali.py", "-k", "auto"],
-                            cwd=ROOT, env=broken_env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/data/test_dali.py",
+            "-k",
+            "auto",
+        ],
+        cwd=ROOT,
+        env=broken_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode != 0, result.stdout[-2000:]
     assert "skipped" not in result.stdout.splitlines()[-1], result.stdout[-2000:]
     assert "libnvimgcodec.so.0" in result.stdout

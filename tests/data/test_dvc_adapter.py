@@ -30,7 +30,7 @@ def test_the_four_states_of_an_output(workspace):
     dvc_file = workspace / "data.dvc"
     labels = workspace / "data" / NAME / "train_labels.npy"
     with open_repo(workspace) as repo:
-        assert repo.output_state(dvc_file) == "uncached"     # the right bytes, no cache
+        assert repo.output_state(dvc_file) == "uncached"  # the right bytes, no cache
         repo.commit(dvc_file)
         assert repo.output_state(dvc_file) == "ok"
         labels.write_bytes(labels.read_bytes()[:-8] + bytes(8))
@@ -57,13 +57,14 @@ def test_a_failed_pull_is_a_dvc_failure_with_dvcs_message_on_one_line(workspace)
         repo.commit(workspace / "data.dvc")
     wipe(workspace)
     with open_repo(workspace) as repo:
-        with pytest.raises(DvcFailure) as failure:      # the local remote holds nothing yet
+        with pytest.raises(DvcFailure) as failure:  # the local remote holds nothing yet
             repo.pull(workspace / "data.dvc", None)
     message = str(failure.value)
     assert "\n" not in message and "\x1b" not in message
     assert message.startswith("Checkout failed for following targets: ")
-    assert message.endswith("/data/fashion-mnist Is your cache up to date? "
-                            "<https://error.dvc.org/missing-files>")
+    assert message.endswith(
+        "/data/fashion-mnist Is your cache up to date? <https://error.dvc.org/missing-files>"
+    )
 
 
 def test_remotes_by_name_and_by_default(workspace):
@@ -86,7 +87,10 @@ def test_bad_objects_are_those_whose_bytes_do_not_hash_to_their_names(workspace)
         cached.write_bytes(labels[:-8] + bytes(8))
         (bad,) = repo.bad_objects(version)
     assert (bad.relpath, bad.md5, bad.cached) == (
-        "train_labels.npy", hashlib.md5(labels).hexdigest(), cached)
+        "train_labels.npy",
+        hashlib.md5(labels).hexdigest(),
+        cached,
+    )
 
 
 def test_a_remote_keeps_an_object_where_dvc_puts_it(workspace):
@@ -96,5 +100,6 @@ def test_a_remote_keeps_an_object_where_dvc_puts_it(workspace):
         repo.push(workspace / "data.dvc", None)
         url = repo.remote_settings(None)["url"]
     from pathlib import Path
+
     assert Path(remote_object(url, version)).is_file()
     assert remote_object("s3://bucket/dvc/", "ab12") == "s3://bucket/dvc/files/md5/ab/12"

@@ -14,7 +14,9 @@ import pytest
 from adautomix.data import DataError, content_hash, ensure_dataset, prepare, verify
 from tests.data import fixtures
 
-prepare_module = importlib.import_module("adautomix.data.prepare")   # the name `prepare` is the function
+prepare_module = importlib.import_module(
+    "adautomix.data.prepare"
+)  # the name `prepare` is the function
 
 
 @pytest.fixture
@@ -27,20 +29,22 @@ def flip_one_byte(path, keep_times=False):
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
-    if keep_times:   # what a careful tamperer does; ctime moves all the same
+    if keep_times:  # what a careful tamperer does; ctime moves all the same
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 @pytest.mark.parametrize("keep_times", [False, True])
 def test_a_byte_flipped_after_a_verified_run_is_caught(cifar10, keep_times):
-    ensure_dataset("cifar10", cifar10.root.parent)             # hashed in full, recorded
+    ensure_dataset("cifar10", cifar10.root.parent)  # hashed in full, recorded
     flip_one_byte(cifar10.root / "train_images.npy", keep_times)
     with pytest.raises(DataError, match="does not match its manifest"):
         ensure_dataset("cifar10", cifar10.root.parent)
 
 
-@pytest.mark.parametrize("field,value", [("channels", 1), ("classes", [f"c{i}" for i in range(10)]),
-                                         ("mean", [0.5, 0.5, 0.5])])
+@pytest.mark.parametrize(
+    "field,value",
+    [("channels", 1), ("classes", [f"c{i}" for i in range(10)]), ("mean", [0.5, 0.5, 0.5])],
+)
 def test_editing_the_manifest_changes_the_content_hash(cifar10, field, value):
     path = cifar10.root / "manifest.json"
     values = json.loads(path.read_text())
@@ -63,22 +67,26 @@ def test_a_verified_version_costs_a_stat_per_file_until_a_file_changes(cifar10, 
     assert (data_root / ".cifar10.verified.json").exists()
     hashed = []
     real_hash = prepare_module.content_hash
-    monkeypatch.setattr(prepare_module, "content_hash", lambda *a: hashed.append(a) or real_hash(*a))
+    monkeypatch.setattr(
+        prepare_module, "content_hash", lambda *a: hashed.append(a) or real_hash(*a)
+    )
     ensure_dataset("cifar10", data_root)
     assert hashed == []
-    (cifar10.root / "test_labels.npy").touch()     # same bytes, new stamp: hashed again
+    (cifar10.root / "test_labels.npy").touch()  # same bytes, new stamp: hashed again
     ensure_dataset("cifar10", data_root)
     assert len(hashed) == 1
 
 
 def test_labels_outside_the_classes_are_refused_even_with_a_matching_hash(cifar10):
     labels = np.load(cifar10.root / "train_labels.npy")
-    labels[3] = 10                                  # 10 classes: 0..9
+    labels[3] = 10  # 10 classes: 0..9
     np.save(cifar10.root / "train_labels.npy", labels)
     path = cifar10.root / "manifest.json"
     values = json.loads(path.read_text())
-    path.write_text(json.dumps({**values, "sha256": content_hash(cifar10.root)}))   # re-signed
-    with pytest.raises(DataError, match=r"train labels span 0\.\.10, outside the manifest's 10 classes"):
+    path.write_text(json.dumps({**values, "sha256": content_hash(cifar10.root)}))  # re-signed
+    with pytest.raises(
+        DataError, match=r"train labels span 0\.\.10, outside the manifest's 10 classes"
+    ):
         ensure_dataset("cifar10", cifar10.root.parent)
 
 

@@ -40,12 +40,12 @@ def denormalise(images, loader):
 @pytest.mark.parametrize("kind", ["memory", "torch"])
 def test_train_batches_cover_each_sample_once(cifar100, kind):
     loader = build_loader(cifar100, "train", batch_size=16, train=True, kind=kind, num_workers=0)
-    assert loader.kind == kind and len(loader) == 6        # 100 // 16, the partial batch dropped
+    assert loader.kind == kind and len(loader) == 6  # 100 // 16, the partial batch dropped
     assert (loader.num_classes, loader.in_chans, loader.image_size) == (100, 3, 32)
     images, labels = collect(loader)
     assert images.shape == (96, 3, 32, 32) and images.dtype == torch.float32
     assert labels.dtype == torch.int64 and len(set(labels.tolist())) == 96
-    assert labels.tolist() != sorted(labels.tolist())        # shuffled
+    assert labels.tolist() != sorted(labels.tolist())  # shuffled
     low = (0 - torch.tensor(loader.mean)) / torch.tensor(loader.std)
     high = (1 - torch.tensor(loader.mean)) / torch.tensor(loader.std)
     per_channel = images.transpose(0, 1).reshape(3, -1)
@@ -62,10 +62,15 @@ def test_train_images_are_reflect_padded_crops_and_flips_of_their_source(cifar10
     flipped = 0
     for image, label in zip(pixels, labels.tolist(), strict=True):
         padded = np.pad(stored[label], ((4, 4), (4, 4), (0, 0)), mode="reflect")
-        crops = [(padded[y:y + 32, x:x + 32], flip) for y in range(9) for x in range(9)
-                 for flip in (False, True)]
-        matches = [flip for crop, flip in crops
-                   if np.array_equal(crop[:, ::-1] if flip else crop, image)]
+        crops = [
+            (padded[y : y + 32, x : x + 32], flip)
+            for y in range(9)
+            for x in range(9)
+            for flip in (False, True)
+        ]
+        matches = [
+            flip for crop, flip in crops if np.array_equal(crop[:, ::-1] if flip else crop, image)
+        ]
         assert matches, f"sample {label} is no crop/flip of its source image"
         flipped += matches[0]
     assert 0 < flipped < 8
@@ -73,8 +78,9 @@ def test_train_images_are_reflect_padded_crops_and_flips_of_their_source(cifar10
 
 def test_test_split_is_in_order_unaugmented_and_keeps_the_partial_batch(cifar100):
     memory = build_loader(cifar100, "test", batch_size=8, train=False, kind="memory")
-    torch_kind = build_loader(cifar100, "test", batch_size=8, train=False, kind="torch",
-                              num_workers=0)
+    torch_kind = build_loader(
+        cifar100, "test", batch_size=8, train=False, kind="torch", num_workers=0
+    )
     assert len(memory) == len(torch_kind) == 4
     memory_images, memory_labels = collect(memory)
     torch_images, torch_labels = collect(torch_kind)
@@ -82,15 +88,24 @@ def test_test_split_is_in_order_unaugmented_and_keeps_the_partial_batch(cifar100
     assert memory_labels.tolist() == torch_labels.tolist() == list(range(30))
     torch.testing.assert_close(memory_images, torch_images)
     stored = torch.from_numpy(np.load(cifar100.root / "test_images.npy")).permute(0, 3, 1, 2)
-    torch.testing.assert_close(denormalise(memory_images, memory), stored.float(),
-                               atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        denormalise(memory_images, memory), stored.float(), atol=1e-3, rtol=0
+    )
 
 
 @pytest.mark.parametrize("kind", ["memory", "torch"])
 def test_epochs_are_reproducible_under_a_seed(cifar100, kind):
     def epoch(seed, number):
-        loader = build_loader(cifar100, "train", batch_size=20, train=True, kind=kind,
-                              seed=seed, subset=40, num_workers=0)
+        loader = build_loader(
+            cifar100,
+            "train",
+            batch_size=20,
+            train=True,
+            kind=kind,
+            seed=seed,
+            subset=40,
+            num_workers=0,
+        )
         loader.set_epoch(number)
         return collect(loader)
 
@@ -105,8 +120,9 @@ def test_epochs_are_reproducible_under_a_seed(cifar100, kind):
 def test_torch_loader_augmentation_does_not_depend_on_workers(cifar100):
     runs = []
     for workers in (0, 2):
-        loader = build_loader(cifar100, "train", batch_size=25, train=True, kind="torch",
-                              num_workers=workers)
+        loader = build_loader(
+            cifar100, "train", batch_size=25, train=True, kind="torch", num_workers=workers
+        )
         loader.set_epoch(1)
         runs.append(collect(loader))
     torch.testing.assert_close(runs[0][0], runs[1][0], rtol=0, atol=0)
@@ -118,13 +134,16 @@ def test_ranks_read_disjoint_slices(cifar100, kind):
     for rank in range(3):
         options = dict(kind=kind, rank=rank, world_size=3, num_workers=0)
         loader = build_loader(cifar100, "train", batch_size=10, train=True, **options)
-        assert len(loader) == 3                             # 100 // 3 = 33 each, 3 whole batches
+        assert len(loader) == 3  # 100 // 3 = 33 each, 3 whole batches
         train.append(collect(loader)[1].tolist())
-        test.append(collect(build_loader(cifar100, "test", batch_size=4, train=False,
-                                         **options))[1].tolist())
+        test.append(
+            collect(build_loader(cifar100, "test", batch_size=4, train=False, **options))[
+                1
+            ].tolist()
+        )
     assert all(len(labels) == 30 for labels in train)
-    assert len(set(sum(train, []))) == 90                   # no sample on two ranks
-    assert sum(test, []) == list(range(30))                 # every test sample exactly once
+    assert len(set(sum(train, []))) == 90  # no sample on two ranks
+    assert sum(test, []) == list(range(30))  # every test sample exactly once
 
 
 @pytest.mark.parametrize("kind", ["memory", "torch"])
@@ -135,9 +154,18 @@ def test_ranks_read_the_global_batches_of_one_process(cifar100, kind, crop):
     recipe = Recipe.resolve(cifar100, train_crop=crop)
 
     def batches(rank, world_size, batch_size):
-        loader = build_loader(cifar100, "train", batch_size=batch_size, train=True, kind=kind,
-                              num_workers=0, seed=3, rank=rank, world_size=world_size,
-                              recipe=recipe)
+        loader = build_loader(
+            cifar100,
+            "train",
+            batch_size=batch_size,
+            train=True,
+            kind=kind,
+            num_workers=0,
+            seed=3,
+            rank=rank,
+            world_size=world_size,
+            recipe=recipe,
+        )
         loader.set_epoch(2)
         return list(loader)
 
@@ -155,27 +183,31 @@ def test_ranks_read_the_global_batches_of_one_process(cifar100, kind, crop):
 def test_subset_is_a_fixed_sample_whatever_the_seed(cifar100):
     seen = []
     for seed in (0, 1):
-        loader = build_loader(cifar100, "train", batch_size=10, train=True, kind="memory",
-                              seed=seed, subset=40)
+        loader = build_loader(
+            cifar100, "train", batch_size=10, train=True, kind="memory", seed=seed, subset=40
+        )
         seen.append(collect(loader)[1].tolist())
     assert len(seen[0]) == 40 and seen[0] != seen[1] and set(seen[0]) == set(seen[1])
-    test = collect(build_loader(cifar100, "test", batch_size=10, train=False, kind="memory",
-                                subset=12))[1]
+    test = collect(
+        build_loader(cifar100, "test", batch_size=10, train=False, kind="memory", subset=12)
+    )[1]
     assert len(test) == 12 and test.tolist() == sorted(test.tolist())
 
 
 @pytest.mark.parametrize("kind", ["memory", "torch"])
 def test_array_images_can_be_resized(cifar100, kind):
     for train in (True, False):
-        loader = build_loader(cifar100, "train", batch_size=4, train=train, kind=kind,
-                              image_size=16, num_workers=0)
+        loader = build_loader(
+            cifar100, "train", batch_size=4, train=train, kind=kind, image_size=16, num_workers=0
+        )
         images, _ = next(iter(loader))
         assert loader.image_size == 16 and images.shape == (4, 3, 16, 16)
 
 
 def test_folder_train_loader(folder):
-    loader = build_loader(folder, "train", batch_size=4, train=True, kind="torch", image_size=24,
-                          num_workers=0)
+    loader = build_loader(
+        folder, "train", batch_size=4, train=True, kind="torch", image_size=24, num_workers=0
+    )
     assert len(loader) == 4 and loader.num_classes == 3
     images, labels = collect(loader)
     assert images.shape == (16, 3, 24, 24) and images.dtype == torch.float32
@@ -184,12 +216,13 @@ def test_folder_train_loader(folder):
     assert (reds.amax(dim=(1, 2)) - reds.amin(dim=(1, 2)) < 0.5).all()
     numbers = reds.mean(dim=(1, 2)).round().long()
     assert len(set(numbers.tolist())) == 16
-    assert (labels == numbers // 6).all()                   # 6 images per class, in class order
+    assert (labels == numbers // 6).all()  # 6 images per class, in class order
 
 
 def test_folder_test_loader_resizes_and_centre_crops(folder):
-    loader = build_loader(folder, "test", batch_size=4, train=False, kind="torch", image_size=32,
-                          num_workers=0)
+    loader = build_loader(
+        folder, "test", batch_size=4, train=False, kind="torch", image_size=32, num_workers=0
+    )
     images, labels = collect(loader)
     assert images.shape == (6, 3, 32, 32) and labels.tolist() == [0, 0, 1, 1, 2, 2]
     numbers = denormalise(images, loader)[:, 0].mean(dim=(1, 2)).round().long()
@@ -197,8 +230,14 @@ def test_folder_test_loader_resizes_and_centre_crops(folder):
 
 
 def test_loader_from_a_dataset_name(cifar100):
-    loader = build_loader("cifar100", "test", data_root=cifar100.root.parent, batch_size=10,
-                          train=False, kind="memory")
+    loader = build_loader(
+        "cifar100",
+        "test",
+        data_root=cifar100.root.parent,
+        batch_size=10,
+        train=False,
+        kind="memory",
+    )
     assert loader.num_classes == 100 and len(loader) == 3
 
 
@@ -219,8 +258,9 @@ def test_bad_loader_requests(cifar100, folder):
 @pytest.mark.parametrize("kind", ["memory", "torch"])
 def test_batches_arrive_on_the_gpu(cifar100, kind):
     def load(split, device, train):
-        return build_loader(cifar100, split, batch_size=10, train=train, kind=kind,
-                            device=device, num_workers=0)
+        return build_loader(
+            cifar100, split, batch_size=10, train=train, kind=kind, device=device, num_workers=0
+        )
 
     images, labels = collect(load("test", "cuda", False))
     assert images.device.type == labels.device.type == "cuda"

@@ -43,7 +43,7 @@ def test_prepare_every_source(tmp_path, name):
     assert manifest.sha256 == content_hash(manifest.root)
     assert len(manifest.mean) == len(manifest.std) == manifest.channels
     assert all(0 <= value <= 1 for value in manifest.mean + manifest.std)
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [name]   # no temp dirs left
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [name]  # no temp dirs left
 
 
 def test_array_format(tmp_path):
@@ -61,8 +61,12 @@ def test_array_format(tmp_path):
     np.testing.assert_allclose(manifest.mean, pixels.mean(axis=0), atol=1e-6)
     np.testing.assert_allclose(manifest.std, pixels.std(axis=0), atol=1e-6)
     assert sorted(p.name for p in root.iterdir()) == [
-        "manifest.json", "test_images.npy", "test_labels.npy", "train_images.npy",
-        "train_labels.npy"]
+        "manifest.json",
+        "test_images.npy",
+        "test_labels.npy",
+        "train_images.npy",
+        "train_labels.npy",
+    ]
 
 
 def test_fashion_mnist_has_one_channel(tmp_path):
@@ -78,10 +82,15 @@ def test_folder_format_copies_bytes_and_lists_them(tmp_path):
     root = manifest.root
     assert manifest.format == "folder" and manifest.image_size is None and manifest.channels == 3
     assert (root / "train_list.txt").read_text().splitlines() == [
-        "train/0000/000000.png 0", "train/0000/000001.png 0",
-        "train/0001/000002.png 1", "train/0001/000003.png 1"]
+        "train/0000/000000.png 0",
+        "train/0000/000001.png 0",
+        "train/0001/000002.png 1",
+        "train/0001/000003.png 1",
+    ]
     assert (root / "test_list.txt").read_text().splitlines() == [
-        "test/0000/000000.png 0", "test/0001/000001.png 1"]
+        "test/0000/000000.png 0",
+        "test/0001/000001.png 1",
+    ]
     copied = (root / "train/0001/000003.png").read_bytes()
     assert copied == (source / "train/b/img_1.png").read_bytes()
     # the fixture's images are solid colours, so the stats are exact: the train reds are 0..3
@@ -90,14 +99,15 @@ def test_folder_format_copies_bytes_and_lists_them(tmp_path):
     assert manifest.std[0] == pytest.approx(reds.std() / 255, abs=1e-6)
 
 
-@pytest.mark.parametrize("name, builder", [("cifar100", fixtures.make_cifar100),
-                                           ("cub200", fixtures.make_cub200)])
+@pytest.mark.parametrize(
+    "name, builder", [("cifar100", fixtures.make_cifar100), ("cub200", fixtures.make_cub200)]
+)
 def test_prepare_is_deterministic(tmp_path, name, builder):
     source = builder(tmp_path / "raw")
     first = prepare(name, source, tmp_path / "one")
     second = prepare(name, source, tmp_path / "two")
     assert first.sha256 == second.sha256
-    assert all_files(first.root) == all_files(second.root)   # manifests included
+    assert all_files(first.root) == all_files(second.root)  # manifests included
 
 
 def test_manifest_json_is_sorted_and_complete(tmp_path):
@@ -105,8 +115,20 @@ def test_manifest_json_is_sorted_and_complete(tmp_path):
     text = (manifest.root / "manifest.json").read_text()
     values = json.loads(text)
     assert text == json.dumps(values, indent=2, sort_keys=True) + "\n"
-    assert set(values) == {"name", "format", "classes", "num_classes", "counts", "image_size",
-                           "channels", "mean", "std", "sha256", "format_version", "source"}
+    assert set(values) == {
+        "name",
+        "format",
+        "classes",
+        "num_classes",
+        "counts",
+        "image_size",
+        "channels",
+        "mean",
+        "std",
+        "sha256",
+        "format_version",
+        "source",
+    }
     assert values["source"] == str((tmp_path / "raw" / "cifar-10-batches-py").resolve())
 
 
@@ -130,8 +152,10 @@ def test_verify_catches_a_changed_file(tmp_path):
     labels[0] = 1 - labels[0]
     np.save(manifest.root / "train_labels.npy", labels)
     actual = content_hash(manifest.root)
-    pattern = (f"cifar10 .* content hash {actual} != recorded {manifest.sha256}.*"
-               "adautomix data prepare cifar10 --force.*dvc pull")
+    pattern = (
+        f"cifar10 .* content hash {actual} != recorded {manifest.sha256}.*"
+        "adautomix data prepare cifar10 --force.*dvc pull"
+    )
     with pytest.raises(DataError, match=pattern):
         verify("cifar10", tmp_path / "data")
     with pytest.raises(DataError, match=pattern):
@@ -145,8 +169,9 @@ def test_missing_or_stale_datasets_say_what_to_run(tmp_path):
         load_manifest("cars", tmp_path)
     manifest = prepare("cifar10", fixtures.make_cifar10(tmp_path / "raw"), tmp_path / "data")
     path = manifest.root / "manifest.json"
-    path.write_text(path.read_text().replace(f'"format_version": {FORMAT_VERSION}',
-                                             '"format_version": 0'))
+    path.write_text(
+        path.read_text().replace(f'"format_version": {FORMAT_VERSION}', '"format_version": 0')
+    )
     with pytest.raises(DataError, match="format version 0.*--force"):
         ensure_dataset("cifar10", tmp_path / "data")
     (tmp_path / "data" / "cars").mkdir()
@@ -155,6 +180,7 @@ def test_missing_or_stale_datasets_say_what_to_run(tmp_path):
 
 
 # --- bad input leaves nothing behind ----------------------------------------------------------
+
 
 def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -169,22 +195,47 @@ def label_out_of_range(source: Path) -> None:
     labels.write_text(labels.read_text().replace("4 2\n", "4 9\n"))
 
 
-@pytest.mark.parametrize("name, builder, damage, message", [
-    ("image-folder", fixtures.make_image_folder,
-     lambda s: truncate(s / "train" / "dog" / "img_1.jpg"),
-     r"cannot decode image .*train/dog/img_1.jpg .*truncated"),
-    ("image-folder", fixtures.make_image_folder,
-     lambda s: (s / "val" / "fox" / "img_0.jpg").write_bytes(b"not an image"),
-     r"cannot decode image .*val/fox/img_0.jpg"),
-    ("aircraft", fixtures.make_aircraft,
-     lambda s: (s / "fgvc-aircraft-2013b" / "data" / "images" / "1000004.jpg").unlink(),
-     r"image .*1000004.jpg is missing"),
-    ("image-folder", fixtures.make_image_folder, empty_class, r"class folder .*emu has no images"),
-    ("cub200", fixtures.make_cub200, label_out_of_range,
-     r"image_class_labels.txt: image 4 has class 9, outside 1..3"),
-    ("fashion-mnist", fixtures.make_fashion_mnist,
-     lambda s: truncate(s / "t10k-labels-idx1-ubyte.gz"), r"t10k-labels-idx1-ubyte.gz"),
-])
+@pytest.mark.parametrize(
+    "name, builder, damage, message",
+    [
+        (
+            "image-folder",
+            fixtures.make_image_folder,
+            lambda s: truncate(s / "train" / "dog" / "img_1.jpg"),
+            r"cannot decode image .*train/dog/img_1.jpg .*truncated",
+        ),
+        (
+            "image-folder",
+            fixtures.make_image_folder,
+            lambda s: (s / "val" / "fox" / "img_0.jpg").write_bytes(b"not an image"),
+            r"cannot decode image .*val/fox/img_0.jpg",
+        ),
+        (
+            "aircraft",
+            fixtures.make_aircraft,
+            lambda s: (s / "fgvc-aircraft-2013b" / "data" / "images" / "1000004.jpg").unlink(),
+            r"image .*1000004.jpg is missing",
+        ),
+        (
+            "image-folder",
+            fixtures.make_image_folder,
+            empty_class,
+            r"class folder .*emu has no images",
+        ),
+        (
+            "cub200",
+            fixtures.make_cub200,
+            label_out_of_range,
+            r"image_class_labels.txt: image 4 has class 9, outside 1..3",
+        ),
+        (
+            "fashion-mnist",
+            fixtures.make_fashion_mnist,
+            lambda s: truncate(s / "t10k-labels-idx1-ubyte.gz"),
+            r"t10k-labels-idx1-ubyte.gz",
+        ),
+    ],
+)
 def test_bad_input_raises_and_leaves_data_root_clean(tmp_path, name, builder, damage, message):
     source = builder(tmp_path / "raw")
     damage(source)
@@ -204,10 +255,11 @@ def test_failed_force_keeps_the_old_copy(tmp_path):
     assert verify("image-folder", tmp_path / "data") == good
 
 
-@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(),
-                    reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(
+    not DEBIAN_FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist is not installed"
+)
 def test_real_fashion_mnist(tmp_path):
-    manifest = ensure_dataset("fashion-mnist", tmp_path)   # no source: prepared on first use
+    manifest = ensure_dataset("fashion-mnist", tmp_path)  # no source: prepared on first use
     assert manifest.counts == {"train": 60000, "test": 10000}
     assert manifest.classes[0] == "T-shirt/top" and manifest.classes[9] == "Ankle boot"
     assert manifest.mean[0] == pytest.approx(0.2860, abs=1e-3)

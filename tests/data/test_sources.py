@@ -31,8 +31,10 @@ def test_fashion_mnist_idx(tmp_path):
     assert raw.splits["test"][0].shape == (10, 28, 28, 1)
 
 
-@pytest.mark.parametrize("name, builder, num_classes", [
-    ("cifar10", fixtures.make_cifar10, 10), ("cifar100", fixtures.make_cifar100, 100)])
+@pytest.mark.parametrize(
+    "name, builder, num_classes",
+    [("cifar10", fixtures.make_cifar10, 10), ("cifar100", fixtures.make_cifar100, 100)],
+)
 def test_cifar_pickles(tmp_path, name, builder, num_classes):
     raw = read_source(name, builder(tmp_path, 23, 7))
     assert raw.format == "array" and len(raw.classes) == num_classes
@@ -57,7 +59,7 @@ def test_tiny_imagenet(tmp_path):
     np.testing.assert_array_equal(labels, [0, 0, 1, 1, 2, 2])
     test_images, test_labels = raw.splits["test"]
     assert test_images.shape == (4, 64, 64, 3)
-    np.testing.assert_array_equal(test_labels, [2, 1, 0, 2])   # val_k has wnids[k % 3]
+    np.testing.assert_array_equal(test_labels, [2, 1, 0, 2])  # val_k has wnids[k % 3]
 
 
 @pytest.mark.parametrize("test_dir", ["val", "test"])
@@ -67,7 +69,10 @@ def test_image_folder(tmp_path, test_dir):
     assert raw.format == "folder" and raw.classes == ["cat", "dog", "fox"]
     assert [label for _, label in raw.splits["train"]] == [0, 0, 1, 1, 2, 2]
     assert [(p.parent.name, label) for p, label in raw.splits["test"]] == [
-        ("cat", 0), ("dog", 1), ("fox", 2)]
+        ("cat", 0),
+        ("dog", 1),
+        ("fox", 2),
+    ]
 
 
 def test_cub200(tmp_path):
@@ -75,7 +80,10 @@ def test_cub200(tmp_path):
     assert raw.classes == ["001.Bird_1", "002.Bird_2", "003.Bird_3"]
     assert [label for _, label in raw.splits["train"]] == [0, 0, 1, 1, 2, 2]
     assert [(p.name, label) for p, label in raw.splits["test"]] == [
-        ("Bird_1_2.jpg", 0), ("Bird_2_2.jpg", 1), ("Bird_3_2.jpg", 2)]
+        ("Bird_1_2.jpg", 0),
+        ("Bird_2_2.jpg", 1),
+        ("Bird_3_2.jpg", 2),
+    ]
 
 
 def test_aircraft_variants_with_spaces(tmp_path):
@@ -89,13 +97,17 @@ def test_aircraft_variants_with_spaces(tmp_path):
 def test_cars_mat_files(tmp_path):
     raw = read_source("cars", fixtures.make_cars(tmp_path, 3, 2, 1))
     assert raw.classes == ["Maker Model 0 2012", "Maker Model 1 2012", "Maker Model 2 2012"]
-    assert [label for _, label in raw.splits["train"]] == [0, 0, 1, 1, 2, 2]   # 1-based on disk
+    assert [label for _, label in raw.splits["train"]] == [0, 0, 1, 1, 2, 2]  # 1-based on disk
     assert [(p.parent.name, label) for p, label in raw.splits["test"]] == [
-        ("cars_test", 0), ("cars_test", 1), ("cars_test", 2)]
+        ("cars_test", 0),
+        ("cars_test", 1),
+        ("cars_test", 2),
+    ]
     assert all(path.exists() for path, _ in raw.splits["train"] + raw.splits["test"])
 
 
 # --- bad input ----------------------------------------------------------------------------------
+
 
 def test_dataset_without_source_says_how(tmp_path):
     with pytest.raises(DataError, match="--source PATH"):
@@ -118,14 +130,14 @@ def test_idx_shorter_than_its_header_says(tmp_path):
     source = fixtures.make_fashion_mnist(tmp_path)
     path = source / "t10k-images-idx3-ubyte.gz"
     content = gzip.decompress(path.read_bytes())
-    path.write_bytes(gzip.compress(content[:-28]))    # a whole image missing, gzip intact
+    path.write_bytes(gzip.compress(content[:-28]))  # a whole image missing, gzip intact
     with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.gz holds 7812 bytes .* 7840"):
         read_source("fashion-mnist", source)
 
 
 def test_idx_with_a_wrong_magic(tmp_path):
     source = fixtures.make_fashion_mnist(tmp_path)
-    not_bytes = b"\x00\x00\x0d\x01" + bytes(24)     # type code 0x0d: float32
+    not_bytes = b"\x00\x00\x0d\x01" + bytes(24)  # type code 0x0d: float32
     (source / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(not_bytes))
     with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz is not an IDX file"):
         read_source("fashion-mnist", source)
@@ -151,7 +163,7 @@ def test_label_out_of_range_names_the_file(tmp_path):
 
 def test_cars_label_out_of_range(tmp_path):
     source = fixtures.make_cars(tmp_path)
-    annotations = fixtures.cars_annotations(["00001.jpg"] * 2, [1, 4])   # 4 > 3 classes
+    annotations = fixtures.cars_annotations(["00001.jpg"] * 2, [1, 4])  # 4 > 3 classes
     scipy.io.savemat(source / "cars_test_annos_withlabels.mat", {"annotations": annotations})
     with pytest.raises(DataError, match=r"cars_test_annos_withlabels.mat: label 3 .* \[0, 3\)"):
         read_source("cars", source)
@@ -175,7 +187,7 @@ def test_test_class_missing_from_train(tmp_path):
 def test_empty_split(tmp_path):
     source = fixtures.make_cub200(tmp_path)
     split_file = source / "CUB_200_2011" / "train_test_split.txt"
-    split_file.write_text(split_file.read_text().replace(" 0\n", " 1\n"))   # no test images left
+    split_file.write_text(split_file.read_text().replace(" 0\n", " 1\n"))  # no test images left
     with pytest.raises(DataError, match=r"test split read from .*train_test_split.txt is empty"):
         read_source("cub200", source)
 

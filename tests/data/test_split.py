@@ -26,11 +26,11 @@ def test_the_split_is_disjoint_from_train_and_covers_every_image():
 def test_every_class_keeps_its_share():
     labels = unbalanced_labels()
     _, val = holdout_split(labels, 100, seed=0)
-    assert np.bincount(labels[val]).tolist() == [50, 30, 20]   # 50 %, 30 %, 20 % of 100
+    assert np.bincount(labels[val]).tolist() == [50, 30, 20]  # 50 %, 30 %, 20 % of 100
 
 
 def test_balanced_classes_get_equal_quotas():
-    labels = np.tile(np.arange(10), 600)   # Fashion-MNIST's shape: 10 classes of 600
+    labels = np.tile(np.arange(10), 600)  # Fashion-MNIST's shape: 10 classes of 600
     _, val = holdout_split(labels, 5000, seed=3)
     assert np.bincount(labels[val]).tolist() == [500] * 10
 

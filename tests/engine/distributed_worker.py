@@ -26,12 +26,13 @@ class Stop(Exception):
 def tiny_model(norm: str):
     def create(name, num_classes, in_chans, pretrained, width=None):
         model = TinyBackbone(num_classes, in_chans)
-        if norm == "none":   # BN-free: one process and N ranks then compute the same maths
+        if norm == "none":  # BN-free: one process and N ranks then compute the same maths
             for parent in model.modules():
                 for child_name, child in parent.named_children():
                     if isinstance(child, nn.BatchNorm2d):
                         setattr(parent, child_name, nn.Identity())
         return model
+
     return create
 
 
@@ -44,8 +45,10 @@ def record_writes(dump: Path, rank: int) -> None:
             f.write(what + "\n")
 
     save_checkpoint, save_config = engine.save_checkpoint, RunConfig.save
-    engine.save_checkpoint = lambda state, out: (note(f"checkpoint {state['epoch']}"),
-                                                 save_checkpoint(state, out))[1]
+    engine.save_checkpoint = lambda state, out: (
+        note(f"checkpoint {state['epoch']}"),
+        save_checkpoint(state, out),
+    )[1]
     RunConfig.save = lambda self, path: (note("config"), save_config(self, path))[1]
     tracker_cls = engine.Tracker
 
@@ -94,9 +97,15 @@ def main() -> int:
     except Stop:
         metrics = {}
     run = runs[-1]
-    torch.save({"model": run.model.state_dict(), "method": run.method.state_dict(),
-                "ema": run.ema.state_dict() if run.ema is not None else None,
-                "history": run.history}, dump / f"state-{rank}.pt")
+    torch.save(
+        {
+            "model": run.model.state_dict(),
+            "method": run.method.state_dict(),
+            "ema": run.ema.state_dict() if run.ema is not None else None,
+            "history": run.history,
+        },
+        dump / f"state-{rank}.pt",
+    )
     (dump / f"result-{rank}.json").write_text(json.dumps(metrics))
     return 0
 

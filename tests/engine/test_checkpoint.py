@@ -9,9 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from adautomix.engine.checkpoint import (CHECKPOINT_NAME, CheckpointError, load_checkpoint,
-                                         preserved_rng, remove_partial_writes, rng_state,
-                                         save_checkpoint, set_rng_state)
+from adautomix.engine.checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    load_checkpoint,
+    preserved_rng,
+    remove_partial_writes,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
 
 def test_save_is_atomic_and_leaves_no_temporaries(tmp_path):
@@ -62,7 +69,7 @@ def test_a_crafted_checkpoint_is_refused_and_never_runs(tmp_path, how):
         torch.save(payload, tmp_path / CHECKPOINT_NAME)
     else:
         (tmp_path / CHECKPOINT_NAME).write_bytes(pickle.dumps(payload))
-    pickle.loads(pickle.dumps(WritesMarker(tmp_path / "control")))   # the payload is live
+    pickle.loads(pickle.dumps(WritesMarker(tmp_path / "control")))  # the payload is live
     assert (tmp_path / "control").exists()
     with pytest.raises(CheckpointError, match="nothing in it ran"):
         load_checkpoint(tmp_path)
@@ -77,16 +84,25 @@ def test_a_whole_training_state_loads_weights_only(tmp_path):
     optimizer.step()
     torch.manual_seed(3)
     np.random.seed(3)
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scaler": torch.amp.GradScaler("cpu", enabled=False).state_dict(), "rng": rng_state(),
-             "epoch": 1, "step": 10, "history": [{"epoch": 1, "val_top1": 12.5}],
-             "run_id": "abc", "config": {"method_args": {"scope": [0.1, 0.8]}, "lr": 0.1}}
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": torch.amp.GradScaler("cpu", enabled=False).state_dict(),
+        "rng": rng_state(),
+        "epoch": 1,
+        "step": 10,
+        "history": [{"epoch": 1, "val_top1": 12.5}],
+        "run_id": "abc",
+        "config": {"method_args": {"scope": [0.1, 0.8]}, "lr": 0.1},
+    }
     expected = (torch.rand(2), np.random.rand(2))
     save_checkpoint(state, tmp_path)
     loaded = load_checkpoint(tmp_path)
     assert loaded["history"] == state["history"] and loaded["config"] == state["config"]
     set_rng_state(loaded["rng"])
-    assert torch.equal(torch.rand(2), expected[0]) and np.array_equal(np.random.rand(2), expected[1])
+    assert torch.equal(torch.rand(2), expected[0]) and np.array_equal(
+        np.random.rand(2), expected[1]
+    )
 
 
 def test_rng_state_round_trip_and_preservation():
@@ -117,13 +133,14 @@ def test_a_write_killed_midway_keeps_the_old_checkpoint_and_its_temporary_is_rem
     save_checkpoint({"w": torch.ones(3)}, tmp_path)
     writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path)])
     deadline = time.monotonic() + 120
-    while not list(tmp_path.glob(".checkpoint-*.tmp")) or \
-            list(tmp_path.glob(".checkpoint-*.tmp"))[0].stat().st_size < (1 << 22):
+    while not list(tmp_path.glob(".checkpoint-*.tmp")) or list(tmp_path.glob(".checkpoint-*.tmp"))[
+        0
+    ].stat().st_size < (1 << 22):
         assert writer.poll() is None and time.monotonic() < deadline, "the writer ended early"
         time.sleep(0.05)
     writer.send_signal(signal.SIGKILL)
     writer.wait()
     (partial,) = tmp_path.glob(".checkpoint-*.tmp")
-    assert torch.equal(load_checkpoint(tmp_path)["w"], torch.ones(3))   # the old one, intact
+    assert torch.equal(load_checkpoint(tmp_path)["w"], torch.ones(3))  # the old one, intact
     assert remove_partial_writes(tmp_path) == [partial]
     assert os.listdir(tmp_path) == [CHECKPOINT_NAME]

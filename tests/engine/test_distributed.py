@@ -11,7 +11,6 @@ vanilla training for the second."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -40,14 +39,32 @@ def torchrun(config: RunConfig, dump: Path, ranks: int = 2, *extra: str, wait: b
     """Start the worker on `ranks` Gloo processes; wait for it unless told not to."""
     path = dump.parent / f"{dump.name}.json"
     config.save(path)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
-               "--nproc_per_node", str(ranks), "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), str(WORKER), str(path), "--dump", str(dump),
-               *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        str(ranks),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        str(WORKER),
+        str(path),
+        "--dump",
+        str(dump),
+        *extra,
+    ]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     if not wait:
         return proc
     output, _ = proc.communicate(timeout=300)
@@ -60,13 +77,28 @@ def states(dump: Path, ranks: int = 2) -> list[dict]:
 
 
 def base_config(root, tmp_path, name, **changes) -> RunConfig:
-    values = dict(dataset="fashion-mnist", model="resnet18", method="vanilla", epochs=2,
-                  subset=400, test_subset=200, batch_size=50, lr=0.05, ema_decay=0.9,
-                  lr_schedule_by="step", data_root=str(root), output_dir=str(tmp_path / name),
-                  experiment="test-distributed", progress=False, log_images_every=0,
-                  num_workers=0, loader="memory", device="cpu")
+    values = dict(
+        dataset="fashion-mnist",
+        model="resnet18",
+        method="vanilla",
+        epochs=2,
+        subset=400,
+        test_subset=200,
+        batch_size=50,
+        lr=0.05,
+        ema_decay=0.9,
+        lr_schedule_by="step",
+        data_root=str(root),
+        output_dir=str(tmp_path / name),
+        experiment="test-distributed",
+        progress=False,
+        log_images_every=0,
+        num_workers=0,
+        loader="memory",
+        device="cpu",
+    )
     if changes.get("method") in TEACHER_METHODS:
-        del values["ema_decay"]            # the method's own teacher is its EMA network
+        del values["ema_decay"]  # the method's own teacher is its EMA network
     return RunConfig(**{**values, **changes})
 
 
@@ -85,14 +117,15 @@ def tiny(monkeypatch):
     monkeypatch.setattr(engine, "create_model", tiny_model("none"))
 
 
-def test_two_ranks_train_as_one_process_with_the_global_batch(fmnist_root, mlflow_sqlite,
-                                                              tmp_path, tiny):
+def test_two_ranks_train_as_one_process_with_the_global_batch(
+    fmnist_root, mlflow_sqlite, tmp_path, tiny
+):
     # The same 16 steps of 50 images, on one process and on two ranks of 25 each. Tolerance:
     # only the order of float additions differs (one mean over 50 vs the mean of two means).
     config = base_config(fmnist_root, tmp_path, "two")
     torchrun(config, tmp_path / "dump-two", 2, "--norm", "none")
     two = load_checkpoint(tmp_path / "two")
-    first, second = states(tmp_path / "dump-two")       # the engine's EMA: one on every rank
+    first, second = states(tmp_path / "dump-two")  # the engine's EMA: one on every rank
     assert_same_weights(first["ema"], second["ema"], exact=True)
     one = engine.train(config.replace(output_dir=str(tmp_path / "one")))
     reference = load_checkpoint(tmp_path / "one")
@@ -110,11 +143,20 @@ def test_two_ranks_train_as_one_process_with_the_global_batch(fmnist_root, mlflo
     assert one.run_id != two["run_id"]
 
 
-def test_two_rank_adautomix_keeps_every_rank_identical_and_writes_once(fmnist_root, mlflow_sqlite,
-                                                                      tmp_path, monkeypatch):
-    config = base_config(fmnist_root, tmp_path, "run", method="adautomix", batch_size=16,
-                         subset=160, test_subset=100, log_images_every=1,
-                         method_args={"teacher_momentum": 0.9, "end_momentum": 0.99})
+def test_two_rank_adautomix_keeps_every_rank_identical_and_writes_once(
+    fmnist_root, mlflow_sqlite, tmp_path, monkeypatch
+):
+    config = base_config(
+        fmnist_root,
+        tmp_path,
+        "run",
+        method="adautomix",
+        batch_size=16,
+        subset=160,
+        test_subset=100,
+        log_images_every=1,
+        method_args={"teacher_momentum": 0.9, "end_momentum": 0.99},
+    )
     output = torchrun(config, tmp_path / "dump", 2)
     first, second = states(tmp_path / "dump")
     # online weights, both heads, the generator, the EMA teacher (parameters and the BN running
@@ -136,8 +178,15 @@ def test_two_rank_adautomix_keeps_every_rank_identical_and_writes_once(fmnist_ro
 
     # every rank-0-only write happened once: config, tracker, each epoch's metrics and checkpoint
     writes = (tmp_path / "dump" / "writes-0.log").read_text().splitlines()
-    assert writes == ["config", "tracker", "metrics 1", "checkpoint 1", "metrics 2",
-                      "checkpoint 2", "metrics 2"], writes   # the last: the medians of the run
+    assert writes == [
+        "config",
+        "tracker",
+        "metrics 1",
+        "checkpoint 1",
+        "metrics 2",
+        "checkpoint 2",
+        "metrics 2",
+    ], writes  # the last: the medians of the run
     assert not (tmp_path / "dump" / "writes-1.log").exists()
     assert output.count("epoch 1: loss") == output.count("epoch 2: loss") == 1
     client = MlflowClient(mlflow_sqlite)
@@ -160,27 +209,33 @@ def test_checkpoint_of_two_ranks_resumes_on_one(fmnist_root, mlflow_sqlite, tmp_
 
     uninterrupted = config.replace(output_dir=str(tmp_path / "uninterrupted"))
     torchrun(uninterrupted, tmp_path / "dump-uninterrupted", 2, "--norm", "none")
-    final, expected = load_checkpoint(tmp_path / "resumed"), load_checkpoint(tmp_path / "uninterrupted")
+    final, expected = (
+        load_checkpoint(tmp_path / "resumed"),
+        load_checkpoint(tmp_path / "uninterrupted"),
+    )
     assert final["step"] == expected["step"]
     assert_same_weights(final["model"], expected["model"], exact=False)
-    steps = [m.step for m in MlflowClient(mlflow_sqlite).get_metric_history(resumed.run_id, "test_top1")]
+    steps = [
+        m.step for m in MlflowClient(mlflow_sqlite).get_metric_history(resumed.run_id, "test_top1")
+    ]
     assert steps == [1, 2]
 
 
-def test_a_rank_that_dies_fails_the_run_and_leaves_the_checkpoint(fmnist_root, mlflow_sqlite,
-                                                                 tmp_path, tiny):
+def test_a_rank_that_dies_fails_the_run_and_leaves_the_checkpoint(
+    fmnist_root, mlflow_sqlite, tmp_path, tiny
+):
     config = base_config(fmnist_root, tmp_path, "run", epochs=4, subset=800)
     dump = tmp_path / "dump"
     proc = torchrun(config, dump, 2, "--norm", "none", wait=False)
     deadline = time.monotonic() + 240
-    while not (tmp_path / "run" / "checkpoint.pt").exists():   # kill rank 1 during epoch 2
+    while not (tmp_path / "run" / "checkpoint.pt").exists():  # kill rank 1 during epoch 2
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0][-3000:]
         time.sleep(0.2)
     os.kill(int((dump / "pid-1").read_text()), signal.SIGKILL)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert "ChildFailedError" in output and "Signal 9 (SIGKILL)" in output, output[-3000:]
-    interrupted = load_checkpoint(tmp_path / "run")   # whole and readable
+    interrupted = load_checkpoint(tmp_path / "run")  # whole and readable
     assert 1 <= interrupted["epoch"] < 4
-    resumed = engine.train(config, resume=True)        # a re-run, here on one process
+    resumed = engine.train(config, resume=True)  # a re-run, here on one process
     assert resumed.run_id == interrupted["run_id"] and len(resumed.history) == 4

@@ -30,7 +30,7 @@ def test_more_processes_than_gpus_is_named(monkeypatch):
     assert resolve_device("cuda", local_rank=1, world_size=4) == torch.device("cuda", 1)
     with pytest.raises(ConfigError, match=r"LOCAL_RANK 2 .* shows 2 .*--nproc_per_node 2"):
         resolve_device("auto", local_rank=2, world_size=4)
-    assert resolve_device("cuda") == torch.device("cuda")   # one process: as before
+    assert resolve_device("cuda") == torch.device("cuda")  # one process: as before
 
 
 def test_the_global_batch_must_split_evenly():
@@ -39,15 +39,25 @@ def test_the_global_batch_must_split_evenly():
         rank_batch_size(100, 3)
 
 
-@pytest.mark.parametrize("changes,message", [
-    ({"sync_bn": True}, "sync_bn needs CUDA"),
-    ({"method": "adautomix", "batch_size": 4}, "gets 2 images .* mixes 3"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"sync_bn": True}, "sync_bn needs CUDA"),
+        ({"method": "adautomix", "batch_size": 4}, "gets 2 images .* mixes 3"),
+    ],
+)
 def test_a_distributed_run_refuses_what_cannot_work(fmnist_root, tmp_path, changes, message):
     # rank 0 of 2 without a process group: the collectives are no-ops, the checks are not
-    values = dict(dataset="fashion-mnist", data_root=str(fmnist_root), subset=200,
-                  test_subset=100, batch_size=20, device="cpu", loader="memory",
-                  output_dir=str(tmp_path / "run"))
+    values = dict(
+        dataset="fashion-mnist",
+        data_root=str(fmnist_root),
+        subset=200,
+        test_subset=100,
+        batch_size=20,
+        device="cpu",
+        loader="memory",
+        output_dir=str(tmp_path / "run"),
+    )
     config = RunConfig(**{**values, **changes})
     assert distributed.all_reduce_sum(torch.ones(1)).item() == 1.0
     with pytest.raises(ConfigError, match=message):

@@ -45,8 +45,15 @@ def _groups(config, method_name="adautomix"):
 def test_mix_block_follows_its_own_cosine_to_its_own_floor(method_name):
     from adautomix.engine.optim import build_optimizer, set_lr
 
-    config = RunConfig(method=method_name, epochs=10, lr=0.2, min_lr=0.05,
-                       mix_block_lr=0.1, mix_block_min_lr=1e-3, lr_schedule_by="step")
+    config = RunConfig(
+        method=method_name,
+        epochs=10,
+        lr=0.2,
+        min_lr=0.05,
+        mix_block_lr=0.1,
+        mix_block_min_lr=1e-3,
+        lr_schedule_by="step",
+    )
     model, method, groups = _groups(config, method_name)
     optimizer = build_optimizer(config, groups)
     by_name = {group["name"]: group for group in optimizer.param_groups}
@@ -77,13 +84,22 @@ def test_without_mix_block_lr_one_group_holds_everything():
 def test_norms_biases_and_position_tables_are_exempt_from_weight_decay():
     from adautomix.engine.optim import exempt_from_decay
 
-    config = RunConfig(method="adautomix", weight_decay=0.05, exclude_norm_bias_decay=True,
-                       mix_block_lr=1e-3, mix_block_min_lr=1e-4)
+    config = RunConfig(
+        method="adautomix",
+        weight_decay=0.05,
+        exclude_norm_bias_decay=True,
+        mix_block_lr=1e-3,
+        mix_block_min_lr=1e-4,
+    )
     model, method, groups = _groups(config)
     by_name = {g["name"]: g for g in groups}
     assert set(by_name) == {"main", "main_no_decay", "mix_block", "mix_block_no_decay"}
     assert by_name["main"]["weight_decay"] == by_name["mix_block"]["weight_decay"] == 0.05
-    assert by_name["main_no_decay"]["weight_decay"] == by_name["mix_block_no_decay"]["weight_decay"] == 0
+    assert (
+        by_name["main_no_decay"]["weight_decay"]
+        == by_name["mix_block_no_decay"]["weight_decay"]
+        == 0
+    )
     exempt = {id(p) for p in by_name["main_no_decay"]["params"]}
     assert id(model.stem[1].weight) in exempt and id(model.head.bias) in exempt
     assert id(model.stem[0].weight) not in exempt and id(model.head.weight) not in exempt
@@ -109,11 +125,14 @@ def test_gradient_clipping_bounds_the_update():
     assert torch.linalg.vector_norm(unclipped.detach() - before) > 1000
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"method": "mixup", "mix_block_lr": 0.1}, "has no mix block"),
-    ({"method": "automix", "mix_block_lr": 0.1, "mix_block_min_lr": 0.2}, "must not exceed"),
-    ({"grad_clip": -1.0}, "grad_clip must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"method": "mixup", "mix_block_lr": 0.1}, "has no mix block"),
+        ({"method": "automix", "mix_block_lr": 0.1, "mix_block_min_lr": 0.2}, "must not exceed"),
+        ({"grad_clip": -1.0}, "grad_clip must be >= 0"),
+    ],
+)
 def test_bad_optimiser_settings_are_named(changes, message):
     from adautomix.config import ConfigError
 

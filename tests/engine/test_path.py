@@ -18,27 +18,49 @@ pytestmark = pytest.mark.slow
 
 
 def small_run(fmnist_root, tmp_path, **changes) -> RunConfig:
-    return RunConfig(**{**dict(
-        dataset="fashion-mnist", model="resnet18", model_width=4, method="mixup", epochs=1,
-        subset=100, test_subset=100, batch_size=50, eval_batch_size=100, loader="auto",
-        data_root=str(fmnist_root), output_dir=str(tmp_path / "run"), experiment="test-path",
-        progress=False, log_images_every=0), **changes})
+    return RunConfig(
+        **{
+            **dict(
+                dataset="fashion-mnist",
+                model="resnet18",
+                model_width=4,
+                method="mixup",
+                epochs=1,
+                subset=100,
+                test_subset=100,
+                batch_size=50,
+                eval_batch_size=100,
+                loader="auto",
+                data_root=str(fmnist_root),
+                output_dir=str(tmp_path / "run"),
+                experiment="test-path",
+                progress=False,
+                log_images_every=0,
+            ),
+            **changes,
+        }
+    )
 
 
-def test_a_bf16_cpu_run_names_its_path_in_the_log_and_the_params(fmnist_root, mlflow_sqlite,
-                                                                 tmp_path, caplog):
+def test_a_bf16_cpu_run_names_its_path_in_the_log_and_the_params(
+    fmnist_root, mlflow_sqlite, tmp_path, caplog
+):
     config = small_run(fmnist_root, tmp_path, precision="bf16", device="cpu")
     with caplog.at_level(logging.INFO, logger="adautomix.train"):
         result = train(config)
     assert math.isfinite(result.history[-1]["train_loss"])
     assert 0 <= result.metrics["test_top1"] <= 100
     threads = torch.get_num_threads()
-    assert (f"training path: device cpu ({threads} threads), precision bf16, loader memory, "
-            "step eager") in caplog.text
+    assert (
+        f"training path: device cpu ({threads} threads), precision bf16, loader memory, step eager"
+    ) in caplog.text
     run = MlflowClient(mlflow_sqlite).get_run(result.run_id)
     assert {k: v for k, v in run.data.params.items() if k.startswith("engine.")} == {
-        "engine.device": f"cpu ({threads} threads)", "engine.precision": "bf16",
-        "engine.loader": "memory", "engine.step": "eager"}
+        "engine.device": f"cpu ({threads} threads)",
+        "engine.precision": "bf16",
+        "engine.loader": "memory",
+        "engine.step": "eager",
+    }
     assert run.data.params["precision"] == "bf16" and run.data.params["eval_batch_size"] == "100"
     assert not [k for k in run.data.metrics if k.startswith("system/")]
 

@@ -54,10 +54,22 @@ def noise_root(tmp_path_factory):
 
 
 def tiny(noise_root, out, experiment, **changes) -> RunConfig:
-    values = dict(dataset="fashion-mnist", model="resnet18", method="vanilla", epochs=1,
-                  batch_size=10, subset=20, test_subset=10, lr=0.05, data_root=str(noise_root),
-                  output_dir=str(out), experiment=experiment, progress=False,
-                  log_images_every=0, num_workers=0)
+    values = dict(
+        dataset="fashion-mnist",
+        model="resnet18",
+        method="vanilla",
+        epochs=1,
+        batch_size=10,
+        subset=20,
+        test_subset=10,
+        lr=0.05,
+        data_root=str(noise_root),
+        output_dir=str(out),
+        experiment=experiment,
+        progress=False,
+        log_images_every=0,
+        num_workers=0,
+    )
     return RunConfig(**{**values, **changes})
 
 
@@ -66,36 +78,40 @@ def runs(store: str, experiment: str):
     return MlflowClient(store).search_runs([found.experiment_id]) if found else []
 
 
-def test_a_diverging_run_stops_failed_and_is_not_checkpointed(noise_root, store, experiment,
-                                                              tmp_path, capsys):
+def test_a_diverging_run_stops_failed_and_is_not_checkpointed(
+    noise_root, store, experiment, tmp_path, capsys
+):
     config = tiny(noise_root, tmp_path / "run", experiment, lr=1e30)
     config.save(tmp_path / "huge-lr.json")
     assert main(["train", "--config", str(tmp_path / "huge-lr.json")]) == 1
-    err = capsys.readouterr().err.splitlines()[-1]     # after MLflow's own log lines
+    err = capsys.readouterr().err.splitlines()[-1]  # after MLflow's own log lines
     assert err.startswith("error: training stopped at step 2 (epoch 1): 1 non-finite training loss")
     assert "--lr (now 1e+30)" in err
     assert not (tmp_path / "run" / CHECKPOINT_NAME).exists()
     (run,) = runs(store, experiment)
     assert run.info.status == "FAILED" and "non-finite training loss" in run.data.tags[FAILURE_TAG]
-    assert "val_top1" not in run.data.metrics          # no epoch was logged as if it had worked
+    assert "val_top1" not in run.data.metrics  # no epoch was logged as if it had worked
 
 
-def test_above_a_limit_of_one_bad_steps_are_skipped_until_the_limit(noise_root, experiment,
-                                                                    tmp_path):
-    config = tiny(noise_root, tmp_path / "run", experiment, lr=1e30, subset=40,
-                  nonfinite_loss_limit=3)
+def test_above_a_limit_of_one_bad_steps_are_skipped_until_the_limit(
+    noise_root, experiment, tmp_path
+):
+    config = tiny(
+        noise_root, tmp_path / "run", experiment, lr=1e30, subset=40, nonfinite_loss_limit=3
+    )
     with pytest.raises(NonFiniteLossError, match="at step 4 .*3 non-finite training losses"):
         train(config)
 
 
 def test_a_resume_under_a_changed_config_is_refused_before_anything_is_written(
-        noise_root, store, experiment, tmp_path, caplog):
+    noise_root, store, experiment, tmp_path, caplog
+):
     out = tmp_path / "run"
     out.mkdir()
-    (out / ".checkpoint-killed.tmp").write_bytes(b"\0" * 1000)    # a write a kill cut short
+    (out / ".checkpoint-killed.tmp").write_bytes(b"\0" * 1000)  # a write a kill cut short
     with caplog.at_level(logging.INFO, logger="adautomix.train"):
         first = train(tiny(noise_root, out, experiment), resume=True)
-    assert f"no {CHECKPOINT_NAME} in {out}" in caplog.text       # said in one line, then trained
+    assert f"no {CHECKPOINT_NAME} in {out}" in caplog.text  # said in one line, then trained
     assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT_NAME, "config.json"]
     written = {p.name: p.read_bytes() for p in out.iterdir()}
 
@@ -105,8 +121,8 @@ def test_a_resume_under_a_changed_config_is_refused_before_anything_is_written(
         message = str(error.value)
         for field, value in changes.items():
             assert f"{field} " in message and repr(value) in message, message
-        assert "epochs 1 in the checkpoint" not in message      # allowed; not a refusal
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == written   # nothing written
+        assert "epochs 1 in the checkpoint" not in message  # allowed; not a refusal
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == written  # nothing written
 
     extended = train(tiny(noise_root, out, experiment, epochs=2, num_workers=1), resume=True)
     assert extended.run_id == first.run_id and len(extended.history) == 2
@@ -125,8 +141,7 @@ def test_resume_must_fails_without_a_checkpoint(noise_root, store, experiment, t
     assert not (tmp_path / "empty").exists() and runs(store, experiment) == []
 
 
-def test_bad_values_stop_the_run_before_mlflow_hears_of_it(noise_root, store, experiment,
-                                                          tmp_path):
+def test_bad_values_stop_the_run_before_mlflow_hears_of_it(noise_root, store, experiment, tmp_path):
     with pytest.raises(ConfigError, match="'convnext_t' cannot take 28 px images"):
         train(tiny(noise_root, tmp_path / "a", experiment, model="convnext_t"))
     root = tmp_path / "bad-labels"
@@ -136,7 +151,7 @@ def test_bad_values_stop_the_run_before_mlflow_hears_of_it(noise_root, store, ex
     labels[0] = 12
     np.save(manifest.root / "test_labels.npy", labels)
     values = json.loads((manifest.root / "manifest.json").read_text())
-    values["sha256"] = content_hash(manifest.root)       # re-signed: only the label check can tell
+    values["sha256"] = content_hash(manifest.root)  # re-signed: only the label check can tell
     (manifest.root / "manifest.json").write_text(json.dumps(values))
     with pytest.raises(DataError, match="test labels span 0..12"):
         train(tiny(root / "data", tmp_path / "b", experiment))
@@ -146,20 +161,30 @@ def test_bad_values_stop_the_run_before_mlflow_hears_of_it(noise_root, store, ex
 
 
 def test_a_batch_smaller_than_mix_samples_is_refused_before_anything_is_written(
-        noise_root, store, experiment, tmp_path, capsys):
-    config = tiny(noise_root, tmp_path / "run", experiment, method="adautomix", batch_size=2,
-                  method_args={"mix_samples": 3})
+    noise_root, store, experiment, tmp_path, capsys
+):
+    config = tiny(
+        noise_root,
+        tmp_path / "run",
+        experiment,
+        method="adautomix",
+        batch_size=2,
+        method_args={"mix_samples": 3},
+    )
     config.save(tmp_path / "small-batch.json")
     assert main(["train", "--config", str(tmp_path / "small-batch.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["error: batch_size 2 is smaller than method 'adautomix' needs (3: it mixes "
-                   "that many images into each sample); raise the batch size or lower the "
-                   "method's mix_samples"]
+    assert err == [
+        "error: batch_size 2 is smaller than method 'adautomix' needs (3: it mixes "
+        "that many images into each sample); raise the batch size or lower the "
+        "method's mix_samples"
+    ]
     assert not (tmp_path / "run").exists() and runs(store, experiment) == []
 
 
-def test_train_loss_is_the_mean_over_the_steps_that_counted(noise_root, store, experiment,
-                                                           tmp_path, monkeypatch):
+def test_train_loss_is_the_mean_over_the_steps_that_counted(
+    noise_root, store, experiment, tmp_path, monkeypatch
+):
     """Step 2 of 4 gets a NaN loss and is skipped (limit 3): the epoch's loss is the mean of the
     three others, as recorded here, not their sum over four."""
     import adautomix.engine.train as engine
@@ -176,12 +201,14 @@ def test_train_loss_is_the_mean_over_the_steps_that_counted(noise_root, store, e
                 return loss * float("nan"), extra
             counted.append(loss.item())
             return loss, extra
+
         method.training_step = training_step
         return method
 
     monkeypatch.setattr(engine, "create_method", create_method)
-    result = train(tiny(noise_root, tmp_path / "run", experiment, subset=40,
-                        nonfinite_loss_limit=3))
+    result = train(
+        tiny(noise_root, tmp_path / "run", experiment, subset=40, nonfinite_loss_limit=3)
+    )
     assert len(counted) == 3
     assert result.history[0]["train_loss"] == pytest.approx(sum(counted) / 3, rel=1e-6)
 
@@ -196,7 +223,8 @@ def test_a_step_checkpoint_never_holds_what_a_bad_loss_touched(noise_root, exper
 
 
 def test_a_resume_under_another_code_version_is_refused_unless_allowed_and_then_recorded(
-        noise_root, store, experiment, tmp_path, monkeypatch, capsys, caplog):
+    noise_root, store, experiment, tmp_path, monkeypatch, capsys, caplog
+):
     out = tmp_path / "run"
     monkeypatch.setenv("ADAUTOMIX_GIT_COMMIT", "1111111")
     first = train(tiny(noise_root, out, experiment))
@@ -209,20 +237,26 @@ def test_a_resume_under_another_code_version_is_refused_unless_allowed_and_then_
     command = ["train", "--config", str(tmp_path / "config.json"), "--resume"]
     assert main(command) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line == (f"error: --resume: {out / CHECKPOINT_NAME} was written by code version "
-                    f"{version}+1111111, this is {version}+2222222; other code may compute "
-                    "something else. Train into a new --output-dir, or pass --allow-code-change "
-                    "to continue it under this code (recorded in the run)")
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == written   # nothing written
+    assert line == (
+        f"error: --resume: {out / CHECKPOINT_NAME} was written by code version "
+        f"{version}+1111111, this is {version}+2222222; other code may compute "
+        "something else. Train into a new --output-dir, or pass --allow-code-change "
+        "to continue it under this code (recorded in the run)"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == written  # nothing written
 
     with caplog.at_level(logging.WARNING, logger="adautomix.train"):
         assert main([*command, "--allow-code-change"]) == 0
-    assert f"was written by code {version}+1111111; continuing it under {version}+2222222" \
+    assert (
+        f"was written by code {version}+1111111; continuing it under {version}+2222222"
         in caplog.text
+    )
     run = MlflowClient(store).get_run(first.run_id)
     assert run.info.status == "FINISHED"
-    assert (f"code_version '{version}+1111111' -> '{version}+2222222'"
-            in run.data.tags["resume_changes"])
+    assert (
+        f"code_version '{version}+1111111' -> '{version}+2222222'"
+        in run.data.tags["resume_changes"]
+    )
     assert load_checkpoint(out)["code_version"] == f"{version}+2222222"
 
 
@@ -237,23 +271,31 @@ sys.stdin.read()
 
 
 def test_a_second_run_into_a_folder_fails_naming_the_first_until_the_first_is_gone(
-        noise_root, store, experiment, tmp_path):
+    noise_root, store, experiment, tmp_path
+):
     out = tmp_path / "run"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(out)], cwd=ROOT,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(out)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline() == "locked\n"
         with pytest.raises(RunLockError) as error:
             train(tiny(noise_root, out, experiment))
-        assert (f"{out} is in use by another run (MLflow run the-first-run, process "
-                f"{holder.pid} on host {socket.gethostname()}") in str(error.value)
-        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]   # nothing else written
+        assert (
+            f"{out} is in use by another run (MLflow run the-first-run, process "
+            f"{holder.pid} on host {socket.gethostname()}"
+        ) in str(error.value)
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # nothing else written
         assert runs(store, experiment) == []
     finally:
-        holder.communicate("")       # the first run ends without releasing its lock (a kill)
+        holder.communicate("")  # the first run ends without releasing its lock (a kill)
     assert (out / LOCK_NAME).exists()
-    result = train(tiny(noise_root, out, experiment))   # its process is gone: taken over
+    result = train(tiny(noise_root, out, experiment))  # its process is gone: taken over
     assert result.run_id and not (out / LOCK_NAME).exists()
 
 
@@ -265,17 +307,30 @@ def test_a_checkpoint_of_the_wrong_content_is_a_checkpoint_error(content, tmp_pa
     out.mkdir()
     config = RunConfig(output_dir=str(out), data_root=str(tmp_path / "no-data"))
     config.save(out / "config.json")
-    state = (torch.ones(3) if content == "tensor" else
-             {"model": {}, "method": {}, "ema": None, "epoch": 1, "step": 5, "history": [],
-              "run_id": None, "config": config.to_dict()})
+    state = (
+        torch.ones(3)
+        if content == "tensor"
+        else {
+            "model": {},
+            "method": {},
+            "ema": None,
+            "epoch": 1,
+            "step": 5,
+            "history": [],
+            "run_id": None,
+            "config": config.to_dict(),
+        }
+    )
     torch.save(state, out / CHECKPOINT_NAME)
     what = "a Tensor" if content == "tensor" else "no optimizer, scaler, rng"
     commands = [["train", "--config", str(out / "config.json"), "--resume"]]
-    if content == "tensor":   # evaluation needs the networks alone, not the optimiser
+    if content == "tensor":  # evaluation needs the networks alone, not the optimiser
         commands.append(["evaluate", str(out), "--no-log"])
     for command in commands:
         assert main(command) == 2
         (line,) = capsys.readouterr().err.strip().splitlines()
-        assert line.startswith(f"error: checkpoint {out / CHECKPOINT_NAME} is not a training "
-                               f"checkpoint of this version of adautomix ({what}"), line
+        assert line.startswith(
+            f"error: checkpoint {out / CHECKPOINT_NAME} is not a training "
+            f"checkpoint of this version of adautomix ({what}"
+        ), line
     assert not (tmp_path / "no-data").exists()

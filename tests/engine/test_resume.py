@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS_PER_EPOCH = 4
-KILL_AFTER_STEP = STEPS_PER_EPOCH + 1   # the second step of epoch 2 (steps count from 0)
+KILL_AFTER_STEP = STEPS_PER_EPOCH + 1  # the second step of epoch 2 (steps count from 0)
 
 # The child: the same engine with the tiny backbone, killed after optimiser step KILL_AT.
 CHILD = """
@@ -44,7 +44,8 @@ from adautomix.config import RunConfig
 from tests.conftest import TinyBackbone
 
 kill_at = int(sys.argv[2])
-engine.create_model = lambda name, num_classes, in_chans, pretrained, width: TinyBackbone(num_classes, in_chans)
+engine.create_model = lambda name, num_classes, in_chans, pretrained, width:
+TinyBackbone(num_classes, in_chans)
 build_method = engine.create_method
 
 def create_method(*args, **kwargs):
@@ -66,20 +67,27 @@ def run_killed_child(config_path, kill_after_step):
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-c", CHILD, str(config_path), str(kill_after_step)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": path})
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": path},
+    )
 
 
 def tiny_engine(monkeypatch):
-    monkeypatch.setattr(engine, "create_model", lambda name, num_classes, in_chans, pretrained, width:
-                        TinyBackbone(num_classes, in_chans))
+    monkeypatch.setattr(
+        engine,
+        "create_model",
+        lambda name, num_classes, in_chans, pretrained, width: TinyBackbone(num_classes, in_chans),
+    )
 
 
 def assert_same(actual, expected, where="checkpoint"):
     """Equal to the bit: tensors with torch.equal, containers element by element."""
     if isinstance(expected, torch.Tensor):
         assert isinstance(actual, torch.Tensor) and torch.equal(actual, expected), where
-    elif isinstance(expected, np.ndarray):   # numpy's RNG state
+    elif isinstance(expected, np.ndarray):  # numpy's RNG state
         assert np.array_equal(actual, expected), where
     elif isinstance(expected, dict):
         assert set(actual) == set(expected), where
@@ -97,19 +105,35 @@ def without_timing(history):
     return [{k: v for k, v in epoch.items() if k != "images_per_sec"} for epoch in history]
 
 
-@pytest.mark.parametrize("method, options", [
-    ("adautomix", {"mix_samples": 3, "teacher_momentum": 0.9, "end_momentum": 0.99}),
-    ("automix", {"teacher_momentum": 0.9, "end_momentum": 0.99}),
-    ("mixup", {}),   # no teacher of its own, so the engine keeps its EMA
-])
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("adautomix", {"mix_samples": 3, "teacher_momentum": 0.9, "end_momentum": 0.99}),
+        ("automix", {"teacher_momentum": 0.9, "end_momentum": 0.99}),
+        ("mixup", {}),  # no teacher of its own, so the engine keeps its EMA
+    ],
+)
 def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_state(
-        method, options, fmnist_root, mlflow_sqlite, tmp_path, monkeypatch):
+    method, options, fmnist_root, mlflow_sqlite, tmp_path, monkeypatch
+):
     tiny_engine(monkeypatch)
-    common = dict(dataset="fashion-mnist", model="resnet18", method=method, method_args=options,
-                  epochs=2, subset=16 * STEPS_PER_EPOCH, test_subset=16, batch_size=16, lr=0.05,
-                  data_root=str(fmnist_root), deterministic=True,
-                  **({} if method in TEACHER_METHODS else {"ema_decay": 0.9}),
-                  experiment="test-resume-learned", progress=False, log_images_every=0)
+    common = dict(
+        dataset="fashion-mnist",
+        model="resnet18",
+        method=method,
+        method_args=options,
+        epochs=2,
+        subset=16 * STEPS_PER_EPOCH,
+        test_subset=16,
+        batch_size=16,
+        lr=0.05,
+        data_root=str(fmnist_root),
+        deterministic=True,
+        **({} if method in TEACHER_METHODS else {"ema_decay": 0.9}),
+        experiment="test-resume-learned",
+        progress=False,
+        log_images_every=0,
+    )
     reference = engine.train(RunConfig(**common, output_dir=str(tmp_path / "reference")))
 
     config = RunConfig(**common, output_dir=str(tmp_path / "killed"))
@@ -117,7 +141,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_state(
     child = run_killed_child(tmp_path / "killed.json", KILL_AFTER_STEP)
     assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
     interrupted = load_checkpoint(tmp_path / "killed")
-    assert interrupted["epoch"] == 1 and interrupted["step"] == STEPS_PER_EPOCH   # mid-epoch 2
+    assert interrupted["epoch"] == 1 and interrupted["step"] == STEPS_PER_EPOCH  # mid-epoch 2
 
     resumed = engine.train(config, resume=True)
     final = load_checkpoint(tmp_path / "killed")
@@ -137,24 +161,39 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_state(
     client = MlflowClient(mlflow_sqlite)
     history = client.get_metric_history(resumed.run_id, "test_top1")
     assert sorted(m.step for m in history) == [1, 2]
-    assert [m.value for m in sorted(history, key=lambda m: m.step)] == \
-        [m.value for m in sorted(client.get_metric_history(reference.run_id, "test_top1"),
-                                 key=lambda m: m.step)]
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == [
+        m.value
+        for m in sorted(
+            client.get_metric_history(reference.run_id, "test_top1"), key=lambda m: m.step
+        )
+    ]
     assert client.get_run(resumed.run_id).info.status == "FINISHED"
 
 
-
 def test_a_run_killed_after_a_step_checkpoint_resumes_mid_epoch_to_the_uninterrupted_state(
-        fmnist_root, mlflow_sqlite, tmp_path, monkeypatch):
+    fmnist_root, mlflow_sqlite, tmp_path, monkeypatch
+):
     tiny_engine(monkeypatch)
-    common = dict(dataset="fashion-mnist", model="resnet18", method="adautomix",
-                  method_args={"mix_samples": 3, "teacher_momentum": 0.9, "end_momentum": 0.99},
-                  epochs=2, subset=16 * STEPS_PER_EPOCH, test_subset=16, batch_size=16, lr=0.05,
-                  data_root=str(fmnist_root), deterministic=True,
-                  experiment="test-resume-step", progress=False, log_images_every=0)
+    common = dict(
+        dataset="fashion-mnist",
+        model="resnet18",
+        method="adautomix",
+        method_args={"mix_samples": 3, "teacher_momentum": 0.9, "end_momentum": 0.99},
+        epochs=2,
+        subset=16 * STEPS_PER_EPOCH,
+        test_subset=16,
+        batch_size=16,
+        lr=0.05,
+        data_root=str(fmnist_root),
+        deterministic=True,
+        experiment="test-resume-step",
+        progress=False,
+        log_images_every=0,
+    )
     # checkpoints every epoch only: computing the same as every 60 ns, which is every step
-    reference = engine.train(RunConfig(**common, output_dir=str(tmp_path / "reference"),
-                                       checkpoint_minutes=0))
+    reference = engine.train(
+        RunConfig(**common, output_dir=str(tmp_path / "reference"), checkpoint_minutes=0)
+    )
 
     config = RunConfig(**common, output_dir=str(tmp_path / "killed"), checkpoint_minutes=1e-9)
     config.save(tmp_path / "killed.json")
@@ -162,8 +201,11 @@ def test_a_run_killed_after_a_step_checkpoint_resumes_mid_epoch_to_the_uninterru
     assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
     interrupted = load_checkpoint(tmp_path / "killed")
     # killed during the third step of epoch 2, checkpointed after its second
-    assert (interrupted["epoch"], interrupted["epoch_step"], interrupted["step"]) == \
-        (1, 2, STEPS_PER_EPOCH + 2)
+    assert (interrupted["epoch"], interrupted["epoch_step"], interrupted["step"]) == (
+        1,
+        2,
+        STEPS_PER_EPOCH + 2,
+    )
 
     resumed = engine.train(config, resume=True)
     final = load_checkpoint(tmp_path / "killed")
@@ -174,5 +216,6 @@ def test_a_run_killed_after_a_step_checkpoint_resumes_mid_epoch_to_the_uninterru
     assert resumed.run_id == interrupted["run_id"]
     client = MlflowClient(mlflow_sqlite)
     for metric in ("train_loss", "test_top1"):
-        assert [m.value for m in client.get_metric_history(resumed.run_id, metric)] == \
-            [m.value for m in client.get_metric_history(reference.run_id, metric)], metric
+        assert [m.value for m in client.get_metric_history(resumed.run_id, metric)] == [
+            m.value for m in client.get_metric_history(reference.run_id, metric)
+        ], metric

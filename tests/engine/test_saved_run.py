@@ -31,17 +31,31 @@ def rewrite_in_the_old_format(run_dir) -> None:
             torch.save(state, run_dir / name)
 
 
-def test_a_run_written_under_the_old_names_evaluates_and_resumes(tmp_path, mlflow_http,
-                                                                 monkeypatch, caplog):
-    monkeypatch.setattr(engine, "create_model", lambda name, num_classes, in_chans, pretrained,
-                        width: TinyBackbone(num_classes, in_chans))
-    prepare("fashion-mnist", source=make_fashion_mnist(tmp_path / "raw"),
-            data_root=tmp_path / "data")
-    config = RunConfig(dataset="fashion-mnist", method="automix", epochs=1, batch_size=10,
-                       test_subset=6, method_args={"teacher_momentum": 0.9},
-                       data_root=str(tmp_path / "data"), output_dir=str(tmp_path / "run"),
-                       progress=False, log_images_every=0, experiment="old-names",
-                       deterministic=True)
+def test_a_run_written_under_the_old_names_evaluates_and_resumes(
+    tmp_path, mlflow_http, monkeypatch, caplog
+):
+    monkeypatch.setattr(
+        engine,
+        "create_model",
+        lambda name, num_classes, in_chans, pretrained, width: TinyBackbone(num_classes, in_chans),
+    )
+    prepare(
+        "fashion-mnist", source=make_fashion_mnist(tmp_path / "raw"), data_root=tmp_path / "data"
+    )
+    config = RunConfig(
+        dataset="fashion-mnist",
+        method="automix",
+        epochs=1,
+        batch_size=10,
+        test_subset=6,
+        method_args={"teacher_momentum": 0.9},
+        data_root=str(tmp_path / "data"),
+        output_dir=str(tmp_path / "run"),
+        progress=False,
+        log_images_every=0,
+        experiment="old-names",
+        deterministic=True,
+    )
     trained = engine.train(config)
     run = load_run(tmp_path / "run", device="cpu")
     before = evaluate_networks(run, ["top1", "loss"]).metrics

@@ -31,10 +31,10 @@ def test_without_a_validation_split_the_last_epoch_is_kept_whatever_test_says():
 
 
 def test_the_papers_statistic_is_the_median_of_the_last_ten_test_epochs():
-    tests = [10.0 * i for i in range(12)]              # epochs 1..12: 0, 10, ..., 110
+    tests = [10.0 * i for i in range(12)]  # epochs 1..12: 0, 10, ..., 110
     history = [epoch(i + 1, val=t, val_ema=t, test=t, test_ema=t + 1) for i, t in enumerate(tests)]
     final = final_metrics(history)
     # the last ten are 20..110: median (60 + 70) / 2
     assert final["test_top1_median10"] == 65.0 and final["test_top1_ema_median10"] == 66.0
     assert final["selected_epoch"] == 12 and final["test_top1"] == 110.0
-    assert "val_top1_median10" not in final           # the statistic is a test figure only
+    assert "val_top1_median10" not in final  # the statistic is a test figure only

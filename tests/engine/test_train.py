@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from mlflow.tracking import MlflowClient
 
 from adautomix.config import RunConfig
@@ -22,14 +21,26 @@ pytestmark = pytest.mark.slow
 def test_one_epoch_learns_and_mlflow_records_the_run(fmnist_root, mlflow_sqlite, tmp_path):
     # 3000 images in batches of 25: 120 steps, annealed per step so the last weights are settled;
     # width 16 learns as much in so few steps (46 % test) at a quarter of the full width's time
-    config = RunConfig(dataset="fashion-mnist", model="resnet18", model_width=16,
-                       method="vanilla", epochs=1,
-                       subset=3000, test_subset=500, val_size=300, batch_size=25, lr=0.05,
-                       ema_decay=0.9, lr_schedule_by="step",
-                       data_root=str(fmnist_root), output_dir=str(tmp_path / "run"),
-                       experiment="test-train", progress=False)
+    config = RunConfig(
+        dataset="fashion-mnist",
+        model="resnet18",
+        model_width=16,
+        method="vanilla",
+        epochs=1,
+        subset=3000,
+        test_subset=500,
+        val_size=300,
+        batch_size=25,
+        lr=0.05,
+        ema_decay=0.9,
+        lr_schedule_by="step",
+        data_root=str(fmnist_root),
+        output_dir=str(tmp_path / "run"),
+        experiment="test-train",
+        progress=False,
+    )
     result = train(config)
-    assert result.metrics["test_top1"] > 35.0          # chance is 10%
+    assert result.metrics["test_top1"] > 35.0  # chance is 10%
     assert result.metrics["test_top1_ema"] > 35.0
     assert result.metrics["val_top1_ema"] > 35.0
 
@@ -39,17 +50,28 @@ def test_one_epoch_learns_and_mlflow_records_the_run(fmnist_root, mlflow_sqlite,
     assert run.data.params["method"] == "vanilla" and run.data.params["subset"] == "3000"
     assert set(config.flat()) <= set(run.data.params)
     manifest = load_manifest("fashion-mnist", fmnist_root)
-    assert run.data.params["recipe.mean"] == str(list(manifest.mean))     # resolved, not []
+    assert run.data.params["recipe.mean"] == str(list(manifest.mean))  # resolved, not []
     assert run.data.params["recipe.train_crop"] == "pad"
     assert run.info.run_name == "vanilla-resnet18-fashion-mnist-seed0"
     (dataset,) = run.inputs.dataset_inputs
-    assert dataset.dataset.name == "fashion-mnist" and dataset.dataset.digest == manifest.sha256[:36]
+    assert (
+        dataset.dataset.name == "fashion-mnist" and dataset.dataset.digest == manifest.sha256[:36]
+    )
     tags = run.data.tags
     for key in ("method", "model", "dataset", "seed", "git_commit", "data_hash"):
         assert tags[key], key
     assert tags["data_hash"] == load_manifest("fashion-mnist", fmnist_root).sha256
-    for key in ("train_loss", "val_top1", "val_top1_ema", "val_top5", "images_per_sec",
-                "test_top1", "test_top1_ema", "test_top1_ema_median10", "selected_epoch"):
+    for key in (
+        "train_loss",
+        "val_top1",
+        "val_top1_ema",
+        "val_top5",
+        "images_per_sec",
+        "test_top1",
+        "test_top1_ema",
+        "test_top1_ema_median10",
+        "selected_epoch",
+    ):
         assert key in run.data.metrics, key
     assert [m.step for m in client.get_metric_history(result.run_id, "val_top1")] == [1]
     assert (tmp_path / "run" / "selected.pt").exists()
@@ -83,23 +105,40 @@ sys.exit(main(["train", "--config", sys.argv[1]]))
 """
 
 
-def test_a_run_stopped_by_sigterm_mid_epoch_resumes_to_identical_weights(fmnist_root,
-                                                                          mlflow_sqlite,
-                                                                          tmp_path):
-    common = dict(dataset="fashion-mnist", model="resnet18", method="mixup", epochs=3, subset=200,
-                  test_subset=100, batch_size=50, lr=0.05, data_root=str(fmnist_root),
-                  deterministic=True, experiment="test-resume", progress=False, log_images_every=0)
+def test_a_run_stopped_by_sigterm_mid_epoch_resumes_to_identical_weights(
+    fmnist_root, mlflow_sqlite, tmp_path
+):
+    common = dict(
+        dataset="fashion-mnist",
+        model="resnet18",
+        method="mixup",
+        epochs=3,
+        subset=200,
+        test_subset=100,
+        batch_size=50,
+        lr=0.05,
+        data_root=str(fmnist_root),
+        deterministic=True,
+        experiment="test-resume",
+        progress=False,
+        log_images_every=0,
+    )
     reference = train(RunConfig(**common, output_dir=str(tmp_path / "reference")))
 
     config = RunConfig(**common, output_dir=str(tmp_path / "stopped"))
     config.save(tmp_path / "stopped.json")
-    stop_after = 5   # the second step of epoch 2 (4 steps an epoch, counted from 0)
-    child = subprocess.run([sys.executable, "-c", SIGTERMED_TRAIN, str(tmp_path / "stopped.json"),
-                            str(stop_after)], capture_output=True, text=True, timeout=600,
-                           env={**os.environ, "OMP_NUM_THREADS": "2"})
+    stop_after = 5  # the second step of epoch 2 (4 steps an epoch, counted from 0)
+    child = subprocess.run(
+        [sys.executable, "-c", SIGTERMED_TRAIN, str(tmp_path / "stopped.json"), str(stop_after)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+    )
     assert child.returncode == 1, child.stderr[-3000:]
     assert child.stderr.splitlines()[-1].startswith(
-        "error: stopped by SIGTERM at step 6 (epoch 2, batch 2 of 4) after checkpointing it")
+        "error: stopped by SIGTERM at step 6 (epoch 2, batch 2 of 4) after checkpointing it"
+    )
     interrupted = load_checkpoint(tmp_path / "stopped")
     assert (interrupted["epoch"], interrupted["epoch_step"], interrupted["step"]) == (1, 2, 6)
     client = MlflowClient(mlflow_sqlite)
@@ -110,10 +149,11 @@ def test_a_run_stopped_by_sigterm_mid_epoch_resumes_to_identical_weights(fmnist_
     expected = load_checkpoint(tmp_path / "reference")
     for key in ("model", "ema", "optimizer", "scaler", "rng", "epoch", "step"):
         assert_same(final[key], expected[key], key)
-    assert resumed.run_id == interrupted["run_id"]            # the same MLflow run continues
+    assert resumed.run_id == interrupted["run_id"]  # the same MLflow run continues
     assert client.get_run(resumed.run_id).info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(resumed.run_id, "test_top1")]
-    assert sorted(steps) == [1, 2, 3]                         # each epoch logged once
+    assert sorted(steps) == [1, 2, 3]  # each epoch logged once
     assert resumed.metrics == reference.metrics
-    assert [h["train_loss"] for h in resumed.history] == \
-        [h["train_loss"] for h in reference.history]
+    assert [h["train_loss"] for h in resumed.history] == [
+        h["train_loss"] for h in reference.history
+    ]

@@ -20,18 +20,20 @@ METRICS = ("top1", "top5", "loss", "ece")
 
 def split(count: int = 103, classes: int = 10, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(count, 3, 16, 16, generator=g),
-            torch.randint(0, classes, (count,), generator=g))
+    return (
+        torch.randn(count, 3, 16, 16, generator=g),
+        torch.randint(0, classes, (count,), generator=g),
+    )
 
 
 def batches(images, labels, size: int):
-    return [(images[i:i + size], labels[i:i + size]) for i in range(0, len(labels), size)]
+    return [(images[i : i + size], labels[i : i + size]) for i in range(0, len(labels), size)]
 
 
 def network():
     torch.manual_seed(0)
     model = TinyBackbone(num_classes=10)
-    with torch.no_grad():   # confident, varied predictions: the ECE bins and top-5 matter
+    with torch.no_grad():  # confident, varied predictions: the ECE bins and top-5 matter
         model.head.weight.mul_(20)
     return model.eval()
 
@@ -42,11 +44,15 @@ def reference(model, images, labels) -> dict[str, float]:
         logits = model(images).double()
     ranked = logits.argsort(dim=1, descending=True)
     top5 = sum(int(label in row[:5].tolist()) for row, label in zip(ranked, labels.tolist()))
-    return {"top1": 100 * (ranked[:, 0] == labels).double().mean().item(),
-            "top5": 100 * top5 / len(labels),
-            "loss": F.cross_entropy(logits, labels).item(),
-            "ece": 100 * multiclass_calibration_error(logits.float().softmax(1), labels, 10,
-                                                      n_bins=10, norm="l1").item()}
+    return {
+        "top1": 100 * (ranked[:, 0] == labels).double().mean().item(),
+        "top5": 100 * top5 / len(labels),
+        "loss": F.cross_entropy(logits, labels).item(),
+        "ece": 100
+        * multiclass_calibration_error(
+            logits.float().softmax(1), labels, 10, n_bins=10, norm="l1"
+        ).item(),
+    }
 
 
 @pytest.mark.parametrize("size", [1, 10, 103, 1000])
@@ -54,7 +60,7 @@ def test_every_batch_size_gives_the_one_pass_figures(size):
     model, (images, labels) = network(), split()
     expected = reference(model, images, labels)
     got = evaluate(model, batches(images, labels, size), METRICS)
-    assert 20 < expected["top5"] < 100 and expected["ece"] > 1   # a case where each can be wrong
+    assert 20 < expected["top5"] < 100 and expected["ece"] > 1  # a case where each can be wrong
     for name, value in expected.items():
         assert math.isclose(got[name], value, rel_tol=1e-5, abs_tol=1e-4), (name, size)
 
@@ -77,7 +83,7 @@ class HostReads(TorchDispatchMode):
 def test_the_host_reads_the_sums_once_whatever_the_batch_count():
     model, (images, labels) = network(), split()
     reads = {}
-    for size in (50, 5):   # 3 and 21 batches
+    for size in (50, 5):  # 3 and 21 batches
         with HostReads() as counter:
             evaluate(model, batches(images, labels, size), METRICS)
         reads[size] = counter.count

@@ -52,9 +52,10 @@ def test_standard_ece_matches_torchmetrics_and_splitting_into_batches_changes_no
     generator = torch.Generator().manual_seed(0)
     logits = 3 * torch.randn(500, 7, generator=generator)
     labels = torch.randint(0, 7, (500,), generator=generator)
-    expected = 100 * float(multiclass_calibration_error(logits.softmax(1), labels, num_classes=7,
-                                                        n_bins=10, norm="l1"))
-    loader = [(logits[i:i + 64], labels[i:i + 64]) for i in range(0, 500, 64)]
+    expected = 100 * float(
+        multiclass_calibration_error(logits.softmax(1), labels, num_classes=7, n_bins=10, norm="l1")
+    )
+    loader = [(logits[i : i + 64], labels[i : i + 64]) for i in range(0, 500, 64)]
     values = evaluate(torch.nn.Identity(), loader, ["ece"])
     assert values["ece"] == pytest.approx(expected, abs=1e-3)
 

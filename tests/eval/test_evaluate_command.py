@@ -12,8 +12,15 @@ from adautomix.data import load_manifest
 from adautomix.engine.train import train
 from tests.data.fixtures import make_fashion_mnist
 
-TABLE3 = ("test_top1", "test_corruption_top1", "test_fgsm_error", "test_fgsm_error_paper",
-          "test_ece", "test_ece_paper", "test_occlusion_top1_mean")
+TABLE3 = (
+    "test_top1",
+    "test_corruption_top1",
+    "test_fgsm_error",
+    "test_fgsm_error_paper",
+    "test_ece",
+    "test_ece_paper",
+    "test_occlusion_top1_mean",
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +34,16 @@ def run_dir(tmp_path_factory, mlflow_server):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
         patch.chdir(root)
-        config = RunConfig(dataset="fashion-mnist", data_root=str(root / "data"), epochs=1,
-                           batch_size=10, output_dir=str(root / "run"), progress=False,
-                           log_images_every=0, experiment="robustness")
+        config = RunConfig(
+            dataset="fashion-mnist",
+            data_root=str(root / "data"),
+            epochs=1,
+            batch_size=10,
+            output_dir=str(root / "run"),
+            progress=False,
+            log_images_every=0,
+            experiment="robustness",
+        )
         result = train(config)
     return root, result.run_id
 
@@ -42,24 +56,38 @@ def test_every_metric_of_both_networks_lands_in_the_run(run_dir, mlflow_http):
     logged = mlflow.get_run(run_id)
     for name in TABLE3:
         assert name in logged.data.metrics and f"{name}_ema" in logged.data.metrics
-    per_kind = [k for k in logged.data.metrics
-                if k.startswith("test_corruption_top1_") and k != "test_corruption_top1_ema"]
-    assert len(per_kind) == 2 * (2 + 5)    # per corruption and per severity, both networks
+    per_kind = [
+        k
+        for k in logged.data.metrics
+        if k.startswith("test_corruption_top1_") and k != "test_corruption_top1_ema"
+    ]
+    assert len(per_kind) == 2 * (2 + 5)  # per corruption and per severity, both networks
     assert logged.info.status == "FINISHED"
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "eval")}
-    assert {"eval/reliability.png", "eval/reliability_ema.png", "eval/occlusion_curve.png",
-            "eval/corruption_bars.png", "eval/corruption.json"} <= artifacts
-    corrupted = load_manifest("fashion-mnist-c", root / "data")          # generated once
+    assert {
+        "eval/reliability.png",
+        "eval/reliability_ema.png",
+        "eval/occlusion_curve.png",
+        "eval/corruption_bars.png",
+        "eval/corruption.json",
+    } <= artifacts
+    corrupted = load_manifest("fashion-mnist-c", root / "data")  # generated once
     assert logged.data.tags["corruption_data_hash"] == corrupted.sha256
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--metrics", "top1,robustness"], "unknown metric 'robustness'; valid: top1, top5"),
-    (["--metrics", "fgsm:epsilon=0"], "fgsm epsilon must be a finite number > 0"),
-    (["--metrics", "fgsm:epsilon=-0.1"], "fgsm epsilon must be a finite number > 0"),
-    (["--metrics", "corruption:severities=0+3"], "severity [0] outside 1-5"),
-    (["--metrics", "corruption:corruptions=fogg"], "unknown corruption(s) ['fogg']; valid: gaussian_noise"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--metrics", "top1,robustness"], "unknown metric 'robustness'; valid: top1, top5"),
+        (["--metrics", "fgsm:epsilon=0"], "fgsm epsilon must be a finite number > 0"),
+        (["--metrics", "fgsm:epsilon=-0.1"], "fgsm epsilon must be a finite number > 0"),
+        (["--metrics", "corruption:severities=0+3"], "severity [0] outside 1-5"),
+        (
+            ["--metrics", "corruption:corruptions=fogg"],
+            "unknown corruption(s) ['fogg']; valid: gaussian_noise",
+        ),
+    ],
+)
 def test_bad_metrics_fail_in_one_line_and_log_nothing(run_dir, mlflow_http, capsys, argv, message):
     root, run_id = run_dir
     before = mlflow.get_run(run_id).data.metrics

@@ -26,7 +26,7 @@ def test_the_paper_variant_steps_in_normalised_space_and_clamps_to_0_1():
 
 
 def test_the_standard_variant_steps_eps_in_pixels_and_clamps_pixels():
-    x = torch.tensor([-0.5, 0.2, 1.95]).view(1, 3, 1, 1)   # pixels 0.375, 0.55, 0.9875
+    x = torch.tensor([-0.5, 0.2, 1.95]).view(1, 3, 1, 1)  # pixels 0.375, 0.55, 0.9875
     gradient = torch.tensor([1.0, -1.0, 1.0]).view(1, 3, 1, 1)
     mean, std = torch.full((1, 3, 1, 1), 0.5), torch.full((1, 3, 1, 1), 0.25)
     moved = fgsm_perturb(x, gradient, EPS, mean, std, "standard").flatten()
@@ -45,7 +45,7 @@ def trained_model():
     labels = torch.cat([torch.zeros(128), torch.ones(128)]).long()
     model = TinyBackbone(num_classes=2, in_chans=1)
     optimiser = torch.optim.Adam(model.parameters(), 3e-3)
-    for step in range(60):
+    for _ in range(60):
         batch = torch.randint(0, 256, (32,))
         loss = F.cross_entropy(model(images[batch]), labels[batch])
         optimiser.zero_grad()
@@ -59,16 +59,17 @@ def test_a_step_raises_the_loss_of_a_trained_model_and_its_error():
     mean, std = torch.full((1, 1, 1, 1), 0.5), torch.full((1, 1, 1, 1), 0.5)
     with torch.no_grad():
         clean = F.cross_entropy(model(images), labels)
-    assert clean < 0.5   # it learned
+    assert clean < 0.5  # it learned
     before = [p.grad.clone() for p in model.parameters()]
     gradient = fgsm_gradient(model, images, labels)
     assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), before))
     for variant in ("standard", "paper"):
         with torch.no_grad():
-            attacked = F.cross_entropy(model(fgsm_perturb(images, gradient, EPS, mean, std, variant)),
-                                       labels)
+            attacked = F.cross_entropy(
+                model(fgsm_perturb(images, gradient, EPS, mean, std, variant)), labels
+            )
         assert attacked > clean, variant
-    loader = [(images[i:i + 64], labels[i:i + 64]) for i in range(0, 256, 64)]
+    loader = [(images[i : i + 64], labels[i : i + 64]) for i in range(0, 256, 64)]
     # a larger step than the paper's, so that this confident model gets some wrong
     values = evaluate(model, loader, ["top1", FGSM(0.2, mean=[0.5], std=[0.5])])
     assert values["fgsm_error"] > 100 - values["top1"]

@@ -22,10 +22,9 @@ class Logits(nn.Module):
 
 # Four samples, three classes. Ranks per row (best first): 0: [2, 0, 1]; 1: [1, 2, 0];
 # 2: [0, 1, 2]; 3: [2, 1, 0].
-LOGITS = torch.tensor([[2.0, 0.0, 3.0],
-                       [0.0, 3.0, 1.0],
-                       [math.log(2.0), 0.0, -50.0],
-                       [0.0, 1.0, 2.0]])
+LOGITS = torch.tensor(
+    [[2.0, 0.0, 3.0], [0.0, 3.0, 1.0], [math.log(2.0), 0.0, -50.0], [0.0, 1.0, 2.0]]
+)
 LABELS = torch.tensor([0, 1, 0, 0])
 # in two batches, to check that counts accumulate
 LOADER = [(LOGITS[:3], LABELS[:3]), (LOGITS[3:], LABELS[3:])]
@@ -38,10 +37,12 @@ def test_top1_top5_and_loss_equal_the_hand_computed_values():
     # top-5 on three classes is top-3: always right
     assert results["top5"] == pytest.approx(100.0)
     # CE per sample = logsumexp(row) - row[label]
-    ce = [math.log(math.exp(2) + 1 + math.exp(3)) - 2,
-          math.log(1 + math.exp(3) + math.exp(1)) - 3,
-          math.log(2 + 1 + math.exp(-50)) - math.log(2),
-          math.log(1 + math.e + math.exp(2)) - 0]
+    ce = [
+        math.log(math.exp(2) + 1 + math.exp(3)) - 2,
+        math.log(1 + math.exp(3) + math.exp(1)) - 3,
+        math.log(2 + 1 + math.exp(-50)) - math.log(2),
+        math.log(1 + math.e + math.exp(2)) - 0,
+    ]
     assert results["loss"] == pytest.approx(sum(ce) / 4, rel=1e-6)
 
 
@@ -62,9 +63,13 @@ def test_unknown_metric_names_the_valid_ones():
 
 def test_confusion_matrix_counts_true_against_predicted():
     matrix = confusion_matrix(Logits(), LOADER, num_classes=3)
-    expected = torch.tensor([[1, 0, 2],     # true 0: predicted 2, 0, 2
-                             [0, 1, 0],     # true 1: predicted 1
-                             [0, 0, 0]])
+    expected = torch.tensor(
+        [
+            [1, 0, 2],  # true 0: predicted 2, 0, 2
+            [0, 1, 0],  # true 1: predicted 1
+            [0, 0, 0],
+        ]
+    )
     assert matrix.dtype == torch.int64 and torch.equal(matrix, expected)
 
 

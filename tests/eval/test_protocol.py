@@ -47,12 +47,15 @@ def test_options_reach_the_metric():
     assert create_metric("occlusion:ratios=0+0.25:patch=4").ratios == (0.0, 0.25)
 
 
-@pytest.mark.parametrize("specs, message", [
-    (["top1", "accuracy"], "unknown metric 'accuracy'; valid: top1, top5, loss, ece, fgsm"),
-    (["fgsm:eps=0.1"], "metric fgsm has no option(s) ['eps']; valid: epsilon"),
-    (["fgsm:epsilon"], "is not KEY=VALUE"),
-    ([""], "no metric given"),
-])
+@pytest.mark.parametrize(
+    "specs, message",
+    [
+        (["top1", "accuracy"], "unknown metric 'accuracy'; valid: top1, top5, loss, ece, fgsm"),
+        (["fgsm:eps=0.1"], "metric fgsm has no option(s) ['eps']; valid: epsilon"),
+        (["fgsm:epsilon"], "is not KEY=VALUE"),
+        ([""], "no metric given"),
+    ],
+)
 def test_bad_specs_are_refused_with_the_valid_ones(specs, message):
     with pytest.raises(ConfigError) as error:
         check_metrics(specs)
@@ -71,8 +74,9 @@ class PixelVote(nn.Module):
 @pytest.fixture(scope="module")
 def clean_loader(tmp_path_factory):
     root = tmp_path_factory.mktemp("protocol")
-    manifest = prepare("fashion-mnist", source=make_fashion_mnist(root / "raw", n_test=12),
-                       data_root=root / "data")
+    manifest = prepare(
+        "fashion-mnist", source=make_fashion_mnist(root / "raw", n_test=12), data_root=root / "data"
+    )
     return build_loader(manifest, "test", batch_size=5, train=False, kind="memory", subset=10)
 
 
@@ -82,7 +86,7 @@ def test_corruption_accuracy_pools_the_splits_as_their_unweighted_mean(clean_loa
     metric = CorruptionAccuracy(corruptions=["fog", "pixelate", "impulse_noise"], progress=False)
     values = evaluate(network, clean_loader, [metric])
     root = clean_loader.manifest.root.parent / "fashion-mnist-c"
-    chosen = clean_loader.indices()                      # the subset: same images in every split
+    chosen = clean_loader.indices()  # the subset: same images in every split
     mean, std = clean_loader.mean[0], clean_loader.std[0]
     expected = {}
     for corruption in metric.corruptions:
@@ -95,12 +99,14 @@ def test_corruption_accuracy_pools_the_splits_as_their_unweighted_mean(clean_loa
             expected[corruption, severity] = 100 * hit
     assert values["corruption_top1"] == pytest.approx(np.mean(list(expected.values())))
     assert values["corruption_top1_fog"] == pytest.approx(
-        np.mean([expected["fog", s] for s in range(1, 6)]))
+        np.mean([expected["fog", s] for s in range(1, 6)])
+    )
     assert values["corruption_top1_s2"] == pytest.approx(
-        np.mean([expected[c, 2] for c in metric.corruptions]))
-    assert len(set(expected.values())) > 1     # the splits differ, so the mean is a real test
+        np.mean([expected[c, 2] for c in metric.corruptions])
+    )
+    assert len(set(expected.values())) > 1  # the splits differ, so the mean is a real test
     assert len(metric.details) == 15
-    assert len(metric.figure().axes[0].patches) == 3   # one bar per corruption
+    assert len(metric.figure().axes[0].patches) == 3  # one bar per corruption
 
 
 def test_every_metric_is_deterministic_under_a_seed(clean_loader):

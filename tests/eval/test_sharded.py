@@ -18,8 +18,13 @@ from tests.conftest import TinyBackbone
 
 def batches():
     generator = torch.Generator().manual_seed(0)
-    return [(torch.randn(6, 1, 16, 16, generator=generator),
-             torch.randint(0, 10, (6,), generator=generator)) for _ in range(4)]
+    return [
+        (
+            torch.randn(6, 1, 16, 16, generator=generator),
+            torch.randint(0, 10, (6,), generator=generator),
+        )
+        for _ in range(4)
+    ]
 
 
 def metrics():

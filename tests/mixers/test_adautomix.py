@@ -34,12 +34,12 @@ def test_generator_and_classifier_gradients_stay_on_their_side():
     assert len(parts) == 4  # generator; clean, linear mix and generated mix for the classifier
 
     to_generator = torch.autograd.grad(parts[0], generator + online, allow_unused=True)
-    assert all(g is not None and g.abs().sum() > 0 for g in to_generator[:len(generator)])
-    assert all(g is None for g in to_generator[len(generator):])
+    assert all(g is not None and g.abs().sum() > 0 for g in to_generator[: len(generator)])
+    assert all(g is None for g in to_generator[len(generator) :])
     for part in parts[1:]:
         to_classifier = torch.autograd.grad(part, generator + online, allow_unused=True)
-        assert all(g is None for g in to_classifier[:len(generator)])
-        assert any(g is not None for g in to_classifier[len(generator):])
+        assert all(g is None for g in to_classifier[: len(generator)])
+        assert any(g is not None for g in to_classifier[len(generator) :])
 
     loss, _ = method.training_step(model, images, labels, step=1)
     loss.backward()
@@ -62,7 +62,7 @@ def test_reused_logits_and_replayed_bn_statistics_match_the_official_passes():
     net, head = official.net_k, official.head_mix_k
     with torch.no_grad():
         features = net.features(images, upto=3)
-        net.run_stages(features, 3)                   # the feature pass runs the whole network
+        net.run_stages(features, 3)  # the feature pass runs the whole network
         masks = official.generator(features[perm], lams, images.shape[-2:])
         mixed = head(net.pre_logits(net.features(mix_images(images, perm, masks))))
         sources = [head(net.pre_logits(net.features(images[perm[:, i]]))) for i in range(n)]
@@ -87,14 +87,16 @@ def test_a_backbone_without_batchnorm_has_nothing_to_replay():
     loss.backward()
     assert all(p.grad is not None for p in method.generator.parameters())
 
+
 def official_momentum(t, total, base=0.999, end=0.999999, warmup=0.1):
     if t < warmup * total:
         return base
     return end - (end - base) * (1 + math.cos(math.pi * t / total)) / 2
 
 
-@pytest.mark.parametrize("fraction,expected", [(0.0, 0.999), (0.1, 0.999024), (0.5, 0.9994995),
-                                               (1.0, 0.999999)])
+@pytest.mark.parametrize(
+    "fraction,expected", [(0.0, 0.999), (0.1, 0.999024), (0.5, 0.9994995), (1.0, 0.999999)]
+)
 def test_ema_momentum_follows_the_official_schedule(fraction, expected):
     model, method = setup()
     total = 1000
@@ -142,7 +144,7 @@ def test_lambda_margin_rules():
     draws = torch.rand(20000, 3, generator=torch.Generator().manual_seed(0))  # Beta(1, 1)
     lams = [tuple(row) for row in (draws / draws.sum(1, keepdim=True)).tolist()]
     official_rate = sum(map(method.margin_fires, lams)) / len(lams)
-    assert 0.025 < official_rate < 0.04        # spec: ≈3.1% of iterations
+    assert 0.025 < official_rate < 0.04  # spec: ≈3.1% of iterations
     assert sum(map(port.margin_fires, lams)) / len(lams) > 0.995
 
 
@@ -183,8 +185,10 @@ def test_draws_follow_the_official_sampling():
     assert {random_n.draw(8, torch.device("cpu"))[0] for _ in range(40)} == {2, 3}
 
 
-@pytest.mark.parametrize("options", [{}, {"mix_samples": 2, "lam_concat": True},
-                                     {"is_random": True, "upsampling": "nearest"}])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"mix_samples": 2, "lam_concat": True}, {"is_random": True, "upsampling": "nearest"}],
+)
 def test_a_step_is_deterministic_under_a_seed(options):
     def run(seed):
         model, method = setup(**options)
@@ -192,7 +196,8 @@ def test_a_step_is_deterministic_under_a_seed(options):
         loss, _ = method.training_step(model, *batch(), step=0)
         loss.backward()
         return loss.detach(), [p.grad for p in model.parameters()] + [
-            p.grad for p in method.generator.parameters()]
+            p.grad for p in method.generator.parameters()
+        ]
 
     loss, grads = run(seed=3)
     again, grads_again = run(seed=3)
@@ -227,8 +232,15 @@ def test_sample_grid_shows_sources_masks_and_mixed_images():
     before = {k: v.clone() for k, v in method.net_k.state_dict().items()}
     grid = method.sample_grid(model, images, labels)
     rows = grid.rows
-    assert [title for title, _ in rows] == ["source 1", "source 2", "source 3",
-                                           "mask 1", "mask 2", "mask 3", "mixed"]
+    assert [title for title, _ in rows] == [
+        "source 1",
+        "source 2",
+        "source 3",
+        "mask 1",
+        "mask 2",
+        "mask 3",
+        "mixed",
+    ]
     sources, masks, mixed = rows[:3], rows[3:6], rows[6][1]
     assert all(t.shape == images.shape for _, t in sources) and mixed.shape == images.shape
     assert all(t.shape == (8, 1, 16, 16) for _, t in masks)
@@ -268,14 +280,27 @@ def test_ema_network_learns_fashion_mnist(fmnist_root, mlflow_sqlite, tmp_path, 
     images its stage-3 map is 7×7, the generator's odd-sized case."""
     import adautomix.engine.train as engine
 
-    monkeypatch.setattr(engine, "create_model", lambda name, num_classes, in_chans, pretrained, width:
-                        TinyBackbone(num_classes, in_chans))
-    config = RunConfig(dataset="fashion-mnist", model="resnet18", method="adautomix",
-                       method_args={"teacher_momentum": 0.99, "end_momentum": 0.999}, epochs=3,
-                       subset=1600, test_subset=500, batch_size=16, lr=0.1,
-                       data_root=str(fmnist_root), output_dir=str(tmp_path / "run"),
-                       experiment="test-adautomix", progress=False)
+    monkeypatch.setattr(
+        engine,
+        "create_model",
+        lambda name, num_classes, in_chans, pretrained, width: TinyBackbone(num_classes, in_chans),
+    )
+    config = RunConfig(
+        dataset="fashion-mnist",
+        model="resnet18",
+        method="adautomix",
+        method_args={"teacher_momentum": 0.99, "end_momentum": 0.999},
+        epochs=3,
+        subset=1600,
+        test_subset=500,
+        batch_size=16,
+        lr=0.1,
+        data_root=str(fmnist_root),
+        output_dir=str(tmp_path / "run"),
+        experiment="test-adautomix",
+        progress=False,
+    )
     result = engine.train(config)
-    assert result.metrics["test_top1_ema"] > 35.0   # chance is 10%
+    assert result.metrics["test_top1_ema"] > 35.0  # chance is 10%
     grids = MlflowClient(mlflow_sqlite).list_artifacts(result.run_id, "samples")
     assert len(grids) == 3 and grids[0].path.endswith(".png")

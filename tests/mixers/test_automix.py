@@ -64,11 +64,11 @@ def test_generator_and_classifier_gradients_stay_on_their_side():
     parts = [loss for loss, _ in method.loss_parts(model, *batch(), step=0)]
     assert len(parts) == 3  # generator; clean and mixed for the classifier
     grads = torch.autograd.grad(parts[0], block + online, allow_unused=True)
-    assert all(g is not None for g in grads[:len(block)])
-    assert all(g is None for g in grads[len(block):])
+    assert all(g is not None for g in grads[: len(block)])
+    assert all(g is None for g in grads[len(block) :])
     for part in parts[1:]:
         grads = torch.autograd.grad(part, block + online, allow_unused=True)
-        assert all(g is None for g in grads[:len(block)])
+        assert all(g is None for g in grads[: len(block)])
 
 
 def test_generator_is_always_cooperative_with_the_mask_loss():
@@ -95,13 +95,17 @@ def test_lambda_margin_gives_the_classifier_plain_mixup(monkeypatch, lam_bb, con
     monkeypatch.setattr(automix_module, "sample_beta", lambda alpha, count: [0.5, lam_bb])
     seen = []
     mix = automix_module.mix_images
-    monkeypatch.setattr(automix_module, "mix_images",
-                        lambda images, perm, masks: seen.append(masks) or mix(images, perm, masks))
+    monkeypatch.setattr(
+        automix_module,
+        "mix_images",
+        lambda images, perm, masks: seen.append(masks) or mix(images, perm, masks),
+    )
     for _ in method.loss_parts(model, *batch(), step=0):
         pass
     classifier_masks = seen[1]
-    is_constant = bool((classifier_masks[:, 0] == lam_bb).all() and
-                       (classifier_masks[:, 1] == 1 - lam_bb).all())
+    is_constant = bool(
+        (classifier_masks[:, 0] == lam_bb).all() and (classifier_masks[:, 1] == 1 - lam_bb).all()
+    )
     assert is_constant == constant
 
 
@@ -135,9 +139,12 @@ def test_sample_grid_shows_both_sources_their_masks_and_the_mix():
     grid = method.sample_grid(model, images, labels)
     torch.manual_seed(3)
     (lam,) = sample_beta(method.alpha, 1)
-    partner = torch.tensor([int((images == s).flatten(1).all(1).nonzero()[0])
-                            for s in grid.rows[1][1]])
-    expected = lam * F.one_hot(labels, 10).float() + (1 - lam) * F.one_hot(labels[partner], 10).float()
+    partner = torch.tensor(
+        [int((images == s).flatten(1).all(1).nonzero()[0]) for s in grid.rows[1][1]]
+    )
+    expected = (
+        lam * F.one_hot(labels, 10).float() + (1 - lam) * F.one_hot(labels[partner], 10).float()
+    )
     torch.testing.assert_close(grid.targets, expected)
 
 
@@ -168,4 +175,8 @@ def test_skipping_unused_stages_changes_only_the_ema_networks_late_bn_statistics
     # the mixed pass only; stage 3 and earlier see both passes either way
     assert int(full.stages[3][1].num_batches_tracked) == 2
     assert int(skipped.stages[3][1].num_batches_tracked) == 1
-    assert int(full.stages[2][1].num_batches_tracked) == int(skipped.stages[2][1].num_batches_tracked) == 2
+    assert (
+        int(full.stages[2][1].num_batches_tracked)
+        == int(skipped.stages[2][1].num_batches_tracked)
+        == 2
+    )

@@ -13,8 +13,14 @@ import torch.nn.functional as F
 from adautomix.mixers import create_method, method_defaults
 from adautomix.mixers.fmix import binarise_top, fmix, low_frequency_noise
 from adautomix.mixers.manifoldmix import ManifoldMix, manifold_mix
-from adautomix.mixers.puzzlemix import (PuzzleMix, block_counts, graph_cut, input_saliency,
-                                        puzzlemix, transport_sources)
+from adautomix.mixers.puzzlemix import (
+    PuzzleMix,
+    block_counts,
+    graph_cut,
+    input_saliency,
+    puzzlemix,
+    transport_sources,
+)
 from adautomix.mixers.resizemix import resizemix
 from adautomix.mixers.saliencymix import saliency_peak, saliencymix
 
@@ -41,8 +47,9 @@ def make_backbone(tiny_backbone):
 
 
 @pytest.mark.parametrize("name", MIXERS)
-@pytest.mark.parametrize("channels,batch,size", [(3, 5, 16), (1, 3, 16), (3, 1, 16), (1, 1, 16),
-                                                 (1, 4, 28)])
+@pytest.mark.parametrize(
+    "channels,batch,size", [(3, 5, 16), (1, 3, 16), (3, 1, 16), (1, 1, 16), (1, 4, 28)]
+)
 def test_mixer_invariants(name, channels, batch, size):
     images = torch.rand(batch, channels, size, size, generator=torch.Generator().manual_seed(0))
     images = images * 4 - 2  # a normalised-looking range around 0
@@ -83,8 +90,13 @@ def test_mixers_are_deterministic_under_a_seed(name):
 
 
 def test_factory_builds_every_baseline_with_the_papers_cifar100_alpha(tiny_backbone):
-    expected = {"saliencymix": 0.2, "fmix": 0.2, "resizemix": 1.0, "manifoldmix": 2.0,
-                "puzzlemix": 1.0}
+    expected = {
+        "saliencymix": 0.2,
+        "fmix": 0.2,
+        "resizemix": 1.0,
+        "manifoldmix": 2.0,
+        "puzzlemix": 1.0,
+    }
     for name, alpha in expected.items():
         assert method_defaults(name)["alpha"] == alpha
         method = create_method(name, tiny_backbone, num_classes=10)
@@ -100,9 +112,10 @@ def test_factory_builds_every_baseline_with_the_papers_cifar100_alpha(tiny_backb
 
 # --- SaliencyMix ---------------------------------------------------------------------------
 
+
 def blob_image(channels: int, row: int, col: int, size: int = 32) -> torch.Tensor:
     image = torch.zeros(channels, size, size)
-    image[:, row - 2:row + 2, col - 2:col + 2] = 1.0
+    image[:, row - 2 : row + 2, col - 2 : col + 2] = 1.0
     return image
 
 
@@ -130,6 +143,7 @@ def test_saliencymix_centres_one_box_on_the_partners_peak():
 
 # --- FMix ----------------------------------------------------------------------------------
 
+
 def test_fmix_mask_keeps_the_top_fraction_of_the_noise():
     torch.manual_seed(0)
     noise = low_frequency_noise(32, 32, decay_power=3.0)
@@ -148,6 +162,7 @@ def test_fmix_masks_are_low_frequency_blobs():
 
 # --- ResizeMix -----------------------------------------------------------------------------
 
+
 def test_resizemix_pastes_the_whole_partner_shrunk_into_the_box():
     image = torch.randn(1, 3, 32, 32)
     for seed in range(5):
@@ -159,7 +174,7 @@ def test_resizemix_pastes_the_whole_partner_shrunk_into_the_box():
         assert int(box.sum()) == height * width  # a rectangle
         assert 0 < height <= 0.8 * 32 and 0 < width <= 0.8 * 32
         shrunk = F.interpolate(image, size=(height, width), mode="nearest")
-        assert torch.equal(mixed[:, :, top:top + height, left:left + width], shrunk)
+        assert torch.equal(mixed[:, :, top : top + height, left : left + width], shrunk)
 
 
 def test_resizemix_rejects_a_bad_scope():
@@ -168,6 +183,7 @@ def test_resizemix_rejects_a_bad_scope():
 
 
 # --- ManifoldMix ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_manifold_mix_mixes_at_each_chosen_layer(make_backbone, channels):
@@ -185,7 +201,7 @@ def test_manifold_mix_mixes_at_each_chosen_layer(make_backbone, channels):
         torch.manual_seed(seed)
         seen.clear()
         logits, mixed_targets = manifold_mix(model, images, targets, alpha=2.0)
-        (start, hidden), = seen
+        ((start, hidden),) = seen
         torch.testing.assert_close(mixed_targets.sum(1), torch.ones(5))
         # Rows of eye targets give λ (on any row not paired with itself) and the partners.
         lam = float(mixed_targets.diagonal().min())
@@ -230,8 +246,9 @@ def test_manifoldmix_step_trains_the_whole_net(make_backbone, channels, batch):
     model = make_backbone(in_chans=channels)
     method = ManifoldMix(model, num_classes=10)
     torch.manual_seed(0)
-    loss, _ = method.training_step(model, torch.randn(batch, channels, 16, 16),
-                                   torch.randint(10, (batch,)), step=0)
+    loss, _ = method.training_step(
+        model, torch.randn(batch, channels, 16, 16), torch.randint(10, (batch,)), step=0
+    )
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is not None for p in model.parameters())
@@ -245,6 +262,7 @@ def test_manifoldmix_rejects_a_plain_module_and_bad_layers(tiny_backbone):
 
 
 # --- PuzzleMix -----------------------------------------------------------------------------
+
 
 def test_input_saliency_leaves_the_model_as_it_found_it(tiny_backbone):
     tiny_backbone.train()
@@ -264,8 +282,12 @@ def test_batched_graph_cut_equals_one_cut_per_sample():
         weight_v = rng.integers(0, 60, (6, side - 1, side), dtype=np.int32)
         weight_h = rng.integers(0, 60, (6, side, side - 1), dtype=np.int32)
         smoothness = ((np.arange(3)[:, None] - np.arange(3)[None]) ** 2).astype(np.int32)
-        one_by_one = [gco.cut_grid_graph(unary[i], smoothness, weight_v[i], weight_h[i],
-                                         algorithm="swap").reshape(side, side) for i in range(6)]
+        one_by_one = [
+            gco.cut_grid_graph(
+                unary[i], smoothness, weight_v[i], weight_h[i], algorithm="swap"
+            ).reshape(side, side)
+            for i in range(6)
+        ]
         np.testing.assert_array_equal(graph_cut(unary, weight_v, weight_h), np.stack(one_by_one))
 
 
@@ -286,13 +308,20 @@ def test_puzzlemix_without_prior_or_smoothness_shows_the_more_salient_block():
     # block must show whichever of the pair is salient there.
     saliency = torch.full((4, 16, 16), 0.01)
     for i in range(4):
-        saliency[i, 8 * (i // 2):8 * (i // 2) + 8, 8 * (i % 2):8 * (i % 2) + 8] = 1.0
+        saliency[i, 8 * (i // 2) : 8 * (i // 2) + 8, 8 * (i % 2) : 8 * (i % 2) + 8] = 1.0
     checked = 0
     for seed in range(8):
         torch.manual_seed(seed)
-        _, mixed_targets, masks = puzzlemix(torch.randn(4, 3, 16, 16), torch.eye(4), saliency,
-                                            block_nums=(2,), beta=0.0, gamma=0.0, eta=0.0,
-                                            transport=False)
+        _, mixed_targets, masks = puzzlemix(
+            torch.randn(4, 3, 16, 16),
+            torch.eye(4),
+            saliency,
+            block_nums=(2,),
+            beta=0.0,
+            gamma=0.0,
+            eta=0.0,
+            transport=False,
+        )
         blocks = masks[:, 0, ::8, ::8].flatten(1)  # share of x in each of the 4 blocks
         for i in range(4):
             partner = int((mixed_targets[i] - torch.eye(4)[i]).argmax())

@@ -1,4 +1,5 @@
-"""AdAutoMix's and AutoMix's losses against values computed here, independently, from spec §2 and §6.
+"""AdAutoMix's and AutoMix's losses against values computed here, independently, from spec §2
+and §6.
 
 Where mistakes would show: the EMA teacher is perturbed away from the online network (its
 backbone, its clean head and its mixed head all differ from theirs), and the mix block is pushed
@@ -46,7 +47,7 @@ def weighted_ce(logits, labels, perm, lams):
 
 def masked_sum(images, perm, masks):
     """Σ_i x[perm_i] ⊙ M_i, one slot at a time."""
-    return sum(images[perm[:, i]] * masks[:, i:i + 1] for i in range(perm.shape[1]))
+    return sum(images[perm[:, i]] * masks[:, i : i + 1] for i in range(perm.shape[1]))
 
 
 def expected_adautomix(model, method, images, labels, step, n, lams_mb, perm_mb, lams_bb, perm_bb):
@@ -62,20 +63,26 @@ def expected_adautomix(model, method, images, labels, step, n, lams_mb, perm_mb,
         masks_bb = generator(features[perm_bb], lams_bb, size)
         assert (masks_mb - 1 / n).abs().max() > 0.2, "the masks must be far from uniform"
         loss_mix_k = weighted_ce(mixed_k, labels, perm_mb, lams_mb)
-        cos_sim = sum(lam * F.cosine_similarity(mixed_k, s, dim=1)
-                      for lam, s in zip(lams_mb, sources)).mean()
+        cos_sim = sum(
+            lam * F.cosine_similarity(mixed_k, s, dim=1) for lam, s in zip(lams_mb, sources)
+        ).mean()
         adversarial = step % 2 == 0
         loss_gen = -BETA * loss_mix_k + (1 - BETA) * cos_sim if adversarial else loss_mix_k
         loss_one_q = F.cross_entropy(model(images), labels)
         mixed_q = teacher_logits(model, head_mix_q, masked_sum(images, perm_bb, masks_bb))
         loss_mix_q = weighted_ce(mixed_q, labels, perm_bb, lams_bb)
-        parts = {"loss_mix_k": loss_mix_k, "cos_sim": cos_sim, "loss_one_q": loss_one_q,
-                 "loss_mix_q": loss_mix_q}
+        parts = {
+            "loss_mix_k": loss_mix_k,
+            "cos_sim": cos_sim,
+            "loss_one_q": loss_one_q,
+            "loss_mix_q": loss_mix_q,
+        }
         clean = loss_one_q
         if n >= 3:
             linear = sum(lam * images[perm_bb[:, i]] for i, lam in enumerate(lams_bb))
-            parts["loss_lin_q"] = weighted_ce(teacher_logits(model, head_mix_q, linear), labels,
-                                              perm_bb, lams_bb)
+            parts["loss_lin_q"] = weighted_ce(
+                teacher_logits(model, head_mix_q, linear), labels, perm_bb, lams_bb
+            )
             clean = 0.5 * loss_one_q + 0.5 * parts["loss_lin_q"]
     return parts, loss_mix_q + clean + loss_gen
 
@@ -86,11 +93,21 @@ def fixed_draws(n: int, batch_size: int):
     perm = lambda: torch.randperm(batch_size, generator=g)  # noqa: E731
     if n == 2:
         identity = torch.arange(batch_size)
-        return (2, (0.3, 0.7), torch.stack([identity, perm()], 1),
-                (0.6, 0.4), torch.stack([identity, perm()], 1))
+        return (
+            2,
+            (0.3, 0.7),
+            torch.stack([identity, perm()], 1),
+            (0.6, 0.4),
+            torch.stack([identity, perm()], 1),
+        )
     lams = (0.5, 0.3, 0.2)
-    return (3, lams, torch.stack([perm() for _ in range(3)], 1),
-            lams, torch.stack([perm() for _ in range(3)], 1))
+    return (
+        3,
+        lams,
+        torch.stack([perm() for _ in range(3)], 1),
+        lams,
+        torch.stack([perm() for _ in range(3)], 1),
+    )
 
 
 @pytest.mark.parametrize("n", [2, 3])
@@ -116,8 +133,14 @@ def test_the_teacher_is_what_the_generator_branch_reads(monkeypatch):
     images, _ = batch()
     for net in (model, method.net_k):
         net.train()
-    gap = (teacher_logits(method.net_k, method.head_mix_k, images)
-           - teacher_logits(model, method.head_mix_q, images)).abs().max()
+    gap = (
+        (
+            teacher_logits(method.net_k, method.head_mix_k, images)
+            - teacher_logits(model, method.head_mix_q, images)
+        )
+        .abs()
+        .max()
+    )
     assert gap > 0.1
     assert (method.head_mix_k.weight - method.head_mix_q.weight).abs().max() > 0.1
     assert (method.net_k.head.weight - model.head.weight).abs().max() > 0.1
@@ -141,8 +164,12 @@ def expected_automix(model, method, images, labels, lam_mb, perm_mb, lam_bb, per
         loss_one_q = F.cross_entropy(model(images), labels)
         mixed_q = teacher_logits(model, method.head_mix_q, masked_sum(images, perm_bb, masks_bb))
         loss_mix_q = weighted_ce(mixed_q, labels, perm_bb, (lam_bb, 1 - lam_bb))
-    parts = {"loss_mix_k": loss_mix_k, "loss_mask": loss_mask, "loss_one_q": loss_one_q,
-             "loss_mix_q": loss_mix_q}
+    parts = {
+        "loss_mix_k": loss_mix_k,
+        "loss_mask": loss_mask,
+        "loss_one_q": loss_one_q,
+        "loss_mix_q": loss_mix_q,
+    }
     return parts, loss_mix_k + 0.1 * loss_mask + loss_one_q + loss_mix_q
 
 
@@ -154,12 +181,13 @@ def test_automix_loss_parts_and_total_equal_their_definitions(monkeypatch, step)
     model, method = perturbed(AutoMix)
     images, labels = batch()
     _, lam_mb, perm_mb, lam_bb, perm_bb = fixed_draws(2, images.shape[0])
-    lam_mb, lam_bb = 0.2, 0.6   # an area gap beyond the margin, so the mask loss is not 0
+    lam_mb, lam_bb = 0.2, 0.6  # an area gap beyond the margin, so the mask loss is not 0
     perms = iter([perm_mb, perm_bb])
     monkeypatch.setattr(automix_module, "sample_beta", lambda alpha, count: [lam_mb, lam_bb])
     monkeypatch.setattr(automix_module, "pair_with_identity", lambda b, device: next(perms))
-    expected, total = expected_automix(model, method, images, labels, lam_mb, perm_mb, lam_bb,
-                                       perm_bb)
+    expected, total = expected_automix(
+        model, method, images, labels, lam_mb, perm_mb, lam_bb, perm_bb
+    )
 
     loss, logs = method.training_step(model, images, labels, step)
     assert set(logs) == set(expected) and expected["loss_mask"] > 0

@@ -16,7 +16,7 @@ B, C, H, W = 6, 3, 12, 12
 
 def inputs(seed=0):
     g = torch.Generator().manual_seed(seed)
-    images = torch.rand(B, C, H, W, generator=g)   # continuous values: no two pixels agree
+    images = torch.rand(B, C, H, W, generator=g)  # continuous values: no two pixels agree
     labels = torch.arange(B) % 4
     return images, soft_targets(labels, 4), labels
 
@@ -36,7 +36,7 @@ def test_mixup_mixes_each_image_with_one_partner_of_a_permutation_at_one_lambda(
             torch.testing.assert_close(mixed[i], lam * images[i] + (1 - lam) * images[j])
             torch.testing.assert_close(mixed_targets[i], lam * targets[i] + (1 - lam) * targets[j])
             partners.append(j)
-        assert sorted(partners) == list(range(B))          # a permutation of the batch
+        assert sorted(partners) == list(range(B))  # a permutation of the batch
         torch.testing.assert_close(mixed_targets.sum(1), torch.ones(B))
 
 
@@ -53,17 +53,19 @@ def test_cutmix_pastes_one_box_from_a_deranged_partner_and_weighs_labels_by_its_
         images, targets, _ = inputs(seed)
         torch.manual_seed(seed)
         mixed, mixed_targets, masks = cutmix(images, targets, alpha=1.0)
-        changed = (mixed != images).any(dim=1)               # B×H×W: where a partner shows
-        box = changed.any(dim=0)                               # one box for the whole batch
+        changed = (mixed != images).any(dim=1)  # B×H×W: where a partner shows
+        box = changed.any(dim=0)  # one box for the whole batch
         rows, cols = box.any(1).nonzero().flatten(), box.any(0).nonzero().flatten()
         if len(rows) == 0:
-            continue                                           # a box of zero area: nothing pasted
+            continue  # a box of zero area: nothing pasted
         top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
         assert box[top:bottom, left:right].all() and box.sum() == (bottom - top) * (right - left)
         partners = []
         for i in range(B):
             region = mixed[i, :, top:bottom, left:right]
-            j = int((images[:, :, top:bottom, left:right] - region).flatten(1).abs().amax(1).argmin())
+            j = int(
+                (images[:, :, top:bottom, left:right] - region).flatten(1).abs().amax(1).argmin()
+            )
             assert torch.equal(region, images[j, :, top:bottom, left:right]) and j != i
             partners.append(j)
         assert sorted(partners) == list(range(B))

@@ -8,26 +8,39 @@ from adautomix.mixers import BOOLEAN_SPELLINGS, checked_options, create_method, 
 from tests.conftest import TinyBackbone
 
 
-@pytest.mark.parametrize("spelled,expected", [("no", False), ("yes", True), ("False", False),
-                                              ("TRUE", True), (0, False), (1, True),
-                                              ("0", False), (True, True)])
+@pytest.mark.parametrize(
+    "spelled,expected",
+    [
+        ("no", False),
+        ("yes", True),
+        ("False", False),
+        ("TRUE", True),
+        (0, False),
+        (1, True),
+        ("0", False),
+        (True, True),
+    ],
+)
 def test_boolean_options_take_only_their_spellings(spelled, expected):
     assert checked_options("adautomix", {"is_random": spelled}) == {"is_random": expected}
 
 
-@pytest.mark.parametrize("method,options,fragment", [
-    ("adautomix", {"is_random": "maybe"}, "is_random takes a boolean"),
-    ("adautomix", {"is_random": 2}, "is_random takes a boolean"),
-    ("adautomix", {"is_random": 1.0}, "is_random takes a boolean"),
-    ("mixup", {"alpha": "abc"}, "alpha takes a finite number, got 'abc'"),
-    ("mixup", {"alpha": float("nan")}, "alpha takes a finite number"),
-    ("mixup", {"alpha": True}, "alpha takes a finite number"),
-    ("adautomix", {"mix_samples": 2.5}, "mix_samples takes an integer"),
-    ("manifoldmix", {"layers": [0, 1.5]}, "layers takes a list of integers"),
-    ("resizemix", {"scope": "wide"}, "scope takes a list of finite numbers"),
-    ("automix", {"upsampling": 3}, "upsampling takes a string"),
-    ("mixup", {"alhpa": 1.0}, r"has no option\(s\) \['alhpa'\]; valid: alpha"),
-])
+@pytest.mark.parametrize(
+    "method,options,fragment",
+    [
+        ("adautomix", {"is_random": "maybe"}, "is_random takes a boolean"),
+        ("adautomix", {"is_random": 2}, "is_random takes a boolean"),
+        ("adautomix", {"is_random": 1.0}, "is_random takes a boolean"),
+        ("mixup", {"alpha": "abc"}, "alpha takes a finite number, got 'abc'"),
+        ("mixup", {"alpha": float("nan")}, "alpha takes a finite number"),
+        ("mixup", {"alpha": True}, "alpha takes a finite number"),
+        ("adautomix", {"mix_samples": 2.5}, "mix_samples takes an integer"),
+        ("manifoldmix", {"layers": [0, 1.5]}, "layers takes a list of integers"),
+        ("resizemix", {"scope": "wide"}, "scope takes a list of finite numbers"),
+        ("automix", {"upsampling": 3}, "upsampling takes a string"),
+        ("mixup", {"alhpa": 1.0}, r"has no option\(s\) \['alhpa'\]; valid: alpha"),
+    ],
+)
 def test_wrong_option_types_name_the_option_and_what_it_takes(method, options, fragment):
     with pytest.raises(ConfigError, match=fragment):
         checked_options(method, options)
@@ -45,10 +58,13 @@ def test_numbers_come_out_as_the_method_takes_them():
     assert checked_options("resizemix", {"scope": [0, 1]}) == {"scope": [0.0, 1.0]}
 
 
-@pytest.mark.parametrize("method,options,fragment", [
-    ("mixup", {"alpha": 0.0}, "alpha must be > 0"),
-    ("manifoldmix", {"layers": [9]}, "method 'manifoldmix': manifoldmix layers must be in"),
-])
+@pytest.mark.parametrize(
+    "method,options,fragment",
+    [
+        ("mixup", {"alpha": 0.0}, "alpha must be > 0"),
+        ("manifoldmix", {"layers": [9]}, "method 'manifoldmix': manifoldmix layers must be in"),
+    ],
+)
 def test_a_method_s_own_range_checks_are_config_errors(method, options, fragment):
     with pytest.raises(ConfigError, match=fragment):
         create_method(method, TinyBackbone(), 10, **options)

@@ -33,8 +33,11 @@ def test_a_learned_mix_step_on_a_cifar_resnet18_in_both_memory_formats(name):
     for memory_format, (model, method, loss, logs, running_before) in results.items():
         assert model.stages[2][0].conv1.weight.is_contiguous(memory_format=memory_format)
         assert torch.isfinite(loss) and all(torch.isfinite(v) for v in logs.values())
-        trainable = [*model.parameters(), *method.head_mix_q.parameters(),
-                     *method.mix_block_parameters()]
+        trainable = [
+            *model.parameters(),
+            *method.head_mix_q.parameters(),
+            *method.mix_block_parameters(),
+        ]
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trainable)
         assert all(p.grad.abs().sum() > 0 for p in method.mix_block_parameters())
         teacher = [*method.net_k.parameters(), *method.head_mix_k.parameters()]

@@ -10,7 +10,9 @@ from adautomix.models import check_input_size, create_model
 def test_convnext_refuses_28px_images_and_names_a_size_it_takes():
     network = create_model("convnext_t", 10, in_chans=1).train()
     before = {k: v.clone() for k, v in network.state_dict().items()}
-    with pytest.raises(ConfigError, match=r"'convnext_t' cannot take 28 px images; set --image-size 32"):
+    with pytest.raises(
+        ConfigError, match=r"'convnext_t' cannot take 28 px images; set --image-size 32"
+    ):
         check_input_size(network, "convnext_t", 1, 28)
     assert network.training
     assert all(torch.equal(before[k], v) for k, v in network.state_dict().items())

@@ -26,7 +26,7 @@ def test_fresh_blocks_pass_their_shortcut_through(build):
 
 def test_puzzlemix_layout(build):
     model = build("preactresnet18")
-    assert isinstance(model.stem, nn.Conv2d)                 # the first block normalises it
+    assert isinstance(model.stem, nn.Conv2d)  # the first block normalises it
     blocks = [m for m in model.modules() if isinstance(m, PreActBlock)]
     assert len(blocks) == 8
     projections = [b.shortcut for b in blocks if b.shortcut is not None]
@@ -38,6 +38,6 @@ def test_final_bn_relu_is_in_pre_logits(build):
     with torch.no_grad():
         h = model.features(torch.randn(2, 3, 32, 32))
         pooled = model.pre_logits(h)
-    assert (h < 0).any()                                     # stages return the raw residual stream
+    assert (h < 0).any()  # stages return the raw residual stream
     expected = torch.relu(model.final_norm(h)).mean(dim=(2, 3))
     assert pooled.shape == (2, 512) and torch.allclose(pooled, expected)

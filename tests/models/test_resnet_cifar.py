@@ -66,7 +66,7 @@ def test_batchnorm_init(build, name):
 
 
 def test_convs_are_kaiming_normal_fan_out(build):
-    conv = build("resnet18").stages[3][1].conv2          # 512×512×3×3: a precise estimate
+    conv = build("resnet18").stages[3][1].conv2  # 512×512×3×3: a precise estimate
     expected = math.sqrt(2.0 / (conv.out_channels * 9))
     assert abs(conv.weight.std().item() / expected - 1.0) < 0.01
     assert abs(conv.weight.mean().item()) < 0.01 * expected
@@ -85,7 +85,7 @@ def test_the_strided_shortcut_computes_a_strided_1x1_conv(size):
     reference = nn.Conv2d(8, 16, 1, 2, bias=False)
     reference.weight.data.copy_(shortcut.weight.data)
     x = torch.randn(3, 8, size, size)
-    ours, theirs = shortcut(x), reference(x)            # NCHW: PyTorch's own strided kernel
+    ours, theirs = shortcut(x), reference(x)  # NCHW: PyTorch's own strided kernel
     assert ours.shape == theirs.shape == (3, 16, (size + 1) // 2, (size + 1) // 2)
     torch.testing.assert_close(ours, theirs)
     grad = torch.randn_like(ours)
@@ -97,12 +97,22 @@ def test_the_strided_shortcut_computes_a_strided_1x1_conv(size):
 def test_a_narrow_network_trains_in_channels_last_at_an_odd_batch():
     # PyTorch's strided 1×1 weight-gradient kernel aborts the process for this shape, so the step
     # runs in a child: a crash there is a failure here, not a dead test session.
-    step = ("import torch; from adautomix.models import create_model;"
-            "m = create_model('resnet18', 10, in_chans=1, width=8).to(memory_format=torch.channels_last);"
-            "x = torch.randn(25, 1, 28, 28).to(memory_format=torch.channels_last);"
-            "[m(x).sum().backward() for _ in range(3)]; print('trained')")
-    child = subprocess.run([sys.executable, "-c", step], capture_output=True, text=True,
-                           timeout=120, cwd=ROOT,
-                           env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                               filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    step = (
+        "import torch; from adautomix.models import create_model;"
+        "m = create_model('resnet18', 10, in_chans=1, "
+        "width=8).to(memory_format=torch.channels_last);"
+        "x = torch.randn(25, 1, 28, 28).to(memory_format=torch.channels_last);"
+        "[m(x).sum().backward() for _ in range(3)]; print('trained')"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", step],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        },
+    )
     assert child.returncode == 0 and child.stdout.strip() == "trained", child.stderr[-2000:]

@@ -45,43 +45,79 @@ class KfpApi(ThreadingHTTPServer):
         self.token, self.requests = token, []
 
     def answer(self, handler: _Handler, method: str, body: dict) -> None:
-        self.requests.append({"method": method, "path": handler.path, "body": body,
-                              "authorization": handler.headers.get("Authorization")})
+        self.requests.append(
+            {
+                "method": method,
+                "path": handler.path,
+                "body": body,
+                "authorization": handler.headers.get("Authorization"),
+            }
+        )
         if handler.path.startswith("/apis/v2beta1/healthz"):
             return handler._reply(200, {"multi_user": True})
         if handler.headers.get("Authorization") != f"Bearer {self.token}":
-            return handler._reply(401, {"code": 16, "message": "Request header error: there is "
-                                        "no user identity header.", "details": []})
+            return handler._reply(
+                401,
+                {
+                    "code": 16,
+                    "message": "Request header error: there is no user identity header.",
+                    "details": [],
+                },
+            )
         if "/experiments" in handler.path and method == "GET":
             return handler._reply(200, {"experiments": [], "total_size": 0})
         if "/experiments" in handler.path:
             return handler._reply(200, {"experiment_id": "experiment-1", **body})
         if "/runs" in handler.path:
-            return handler._reply(200, {"run_id": "run-1", "display_name": body.get("display_name")})
+            return handler._reply(
+                200, {"run_id": "run-1", "display_name": body.get("display_name")}
+            )
         handler._reply(404, {"code": 5, "message": f"no route {handler.path}"})
 
 
 class KubernetesApi(ThreadingHTTPServer):
     """Secrets, persistent volume claims and storage classes of one namespace, in memory."""
 
-    def __init__(self, secrets: dict[str, str], claims: dict[str, list[str]],
-                 storage_classes: dict[str, bool]):
+    def __init__(
+        self,
+        secrets: dict[str, str],
+        claims: dict[str, list[str]],
+        storage_classes: dict[str, bool],
+    ):
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.secrets = secrets                     # name -> type
-        self.claims = claims                       # name -> access modes
-        self.storage_classes = storage_classes     # name -> is the default
+        self.secrets = secrets  # name -> type
+        self.claims = claims  # name -> access modes
+        self.storage_classes = storage_classes  # name -> is the default
         self.created = []
 
     def answer(self, handler: _Handler, method: str, body: dict) -> None:
         path = handler.path.split("?")[0]
         if path == "/apis/storage.k8s.io/v1/storageclasses":
-            return handler._reply(200, {"kind": "StorageClassList", "apiVersion": "storage.k8s.io/v1",
-                                        "metadata": {}, "items": [
-                {"metadata": {"name": name, "annotations": {
-                    "storageclass.kubernetes.io/is-default-class": str(default).lower()}},
-                 "provisioner": "example.com/disk"}
-                for name, default in self.storage_classes.items()]})
-        match = re.fullmatch(r"/api/v1/namespaces/([^/]+)/(secrets|persistentvolumeclaims)(?:/([^/]+))?", path)
+            return handler._reply(
+                200,
+                {
+                    "kind": "StorageClassList",
+                    "apiVersion": "storage.k8s.io/v1",
+                    "metadata": {},
+                    "items": [
+                        {
+                            "metadata": {
+                                "name": name,
+                                "annotations": {
+                                    "storageclass.kubernetes.io/is-default-class": str(
+                                        default
+                                    ).lower()
+                                },
+                            },
+                            "provisioner": "example.com/disk",
+                        }
+                        for name, default in self.storage_classes.items()
+                    ],
+                },
+            )
+        match = re.fullmatch(
+            r"/api/v1/namespaces/([^/]+)/(secrets|persistentvolumeclaims)(?:/([^/]+))?", path
+        )
         if not match:
             return handler._reply(404, {"kind": "Status", "code": 404, "message": path})
         namespace, kind, name = match.groups()
@@ -90,13 +126,27 @@ class KubernetesApi(ThreadingHTTPServer):
             self.claims[body["metadata"]["name"]] = body["spec"]["accessModes"]
             return handler._reply(201, body)
         if kind == "secrets" and name in self.secrets:
-            return handler._reply(200, {"metadata": {"name": name, "namespace": namespace},
-                                        "type": self.secrets[name]})
+            return handler._reply(
+                200,
+                {"metadata": {"name": name, "namespace": namespace}, "type": self.secrets[name]},
+            )
         if kind == "persistentvolumeclaims" and name in self.claims:
-            return handler._reply(200, {"metadata": {"name": name, "namespace": namespace},
-                                        "spec": {"accessModes": self.claims[name]}})
-        handler._reply(404, {"kind": "Status", "code": 404, "reason": "NotFound",
-                             "message": f'{kind} "{name}" not found'})
+            return handler._reply(
+                200,
+                {
+                    "metadata": {"name": name, "namespace": namespace},
+                    "spec": {"accessModes": self.claims[name]},
+                },
+            )
+        handler._reply(
+            404,
+            {
+                "kind": "Status",
+                "code": 404,
+                "reason": "NotFound",
+                "message": f'{kind} "{name}" not found',
+            },
+        )
 
 
 @contextlib.contextmanager

@@ -73,27 +73,49 @@ def test_every_documented_pipeline_command_runs_as_written(workspace, monkeypatc
     kfp_api = KfpApi(TOKEN)
     namespace = "kubeflow-user-example-com"
     kubernetes_api = KubernetesApi(
-        secrets={"adautomix-s3": "Opaque", "adautomix-mlflow": "Opaque", "mlflow-ca": "Opaque",
-                 "regcred": "kubernetes.io/dockerconfigjson"},
-        claims={}, storage_classes={"standard": True})
+        secrets={
+            "adautomix-s3": "Opaque",
+            "adautomix-mlflow": "Opaque",
+            "mlflow-ca": "Opaque",
+            "regcred": "kubernetes.io/dockerconfigjson",
+        },
+        claims={},
+        storage_classes={"standard": True},
+    )
     image = "registry.example.com/ml/adautomix@sha256:" + "0123456789abcdef" * 4
     previous = kube.Configuration.get_default_copy()
     with serving(kfp_api) as kfp_url, serving(kubernetes_api) as kube_url:
         kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "c",
-            "clusters": [{"name": "stand-in", "cluster": {"server": kube_url}}],
-            "users": [{"name": "u", "user": {"token": "kube-token"}}],
-            "contexts": [{"name": "c", "context": {"cluster": "stand-in", "user": "u",
-                                                   "namespace": namespace}}]}))
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "c",
+                    "clusters": [{"name": "stand-in", "cluster": {"server": kube_url}}],
+                    "users": [{"name": "u", "user": {"token": "kube-token"}}],
+                    "contexts": [
+                        {
+                            "name": "c",
+                            "context": {"cluster": "stand-in", "user": "u", "namespace": namespace},
+                        }
+                    ],
+                }
+            )
+        )
         # what a shell's KUBECONFIG gives the client at start-up (read when it is imported)
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
         monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
         monkeypatch.delenv("KF_PIPELINES_TOKEN_FILE", raising=False)
-        monkeypatch.setenv("KF_PIPELINES_TOKEN", TOKEN)          # as the page exports them
+        monkeypatch.setenv("KF_PIPELINES_TOKEN", TOKEN)  # as the page exports them
         monkeypatch.setenv("KF_PIPELINES_NAMESPACE", namespace)
-        values = {"NS": namespace, "IMAGE": image, "KFP": kfp_url,
-                  "CIFAR100_VERSION": "c" * 32, "IMAGENET_VERSION": "d" * 32}
+        values = {
+            "NS": namespace,
+            "IMAGE": image,
+            "KFP": kfp_url,
+            "CIFAR100_VERSION": "c" * 32,
+            "IMAGENET_VERSION": "d" * 32,
+        }
         try:
             for command in documented_commands():
                 argv = expand(command, values)

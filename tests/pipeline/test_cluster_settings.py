@@ -13,31 +13,59 @@ from tests.workspaces import PROJECT
 
 DIGEST_IMAGE = "registry.example.com/ml/adautomix@sha256:" + "0123456789abcdef" * 4
 STEPS = ("data", "train", "evaluate", "register")
-GI = 2 ** 30
+GI = 2**30
 # what docs/cluster.md promises as the defaults for one GPU: the container's own figures, plus
 # /dev/shm (4Gi per GPU) in train's and evaluate's memory
-DEFAULTS = {"data": ("1", "2", "2Gi", "8Gi"), "train": ("4", "8", "20Gi", "36Gi"),
-            "evaluate": ("2", "4", "12Gi", "20Gi"), "register": ("250m", "1", "1Gi", "2Gi")}
+DEFAULTS = {
+    "data": ("1", "2", "2Gi", "8Gi"),
+    "train": ("4", "8", "20Gi", "36Gi"),
+    "evaluate": ("2", "4", "12Gi", "20Gi"),
+    "register": ("250m", "1", "1Gi", "2Gi"),
+}
 FIELDS = ("resourceCpuRequest", "resourceCpuLimit", "resourceMemoryRequest", "resourceMemoryLimit")
 
 
 def compiled(tmp_path, *flags: str) -> tuple[dict, dict]:
     path = tmp_path / "pipeline.yaml"
-    assert main(["compile", "--output", str(path), "--workspace", str(PROJECT), "--method", "mixup",
-                 *flags]) == 0
+    assert (
+        main(
+            [
+                "compile",
+                "--output",
+                str(path),
+                "--workspace",
+                str(PROJECT),
+                "--method",
+                "mixup",
+                *flags,
+            ]
+        )
+        == 0
+    )
     spec, platform = yaml.safe_load_all(path.read_text())
     return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 
 def containers(spec: dict) -> dict:
-    return {name.removeprefix("exec-"): e["container"]
-            for name, e in spec["deploymentSpec"]["executors"].items()}
+    return {
+        name.removeprefix("exec-"): e["container"]
+        for name, e in spec["deploymentSpec"]["executors"].items()
+    }
 
 
 @pytest.fixture(scope="module")
 def gpu_yaml(tmp_path_factory):
-    return compiled(tmp_path_factory.mktemp("gpu"), "--num-gpus", "1", "--image", DIGEST_IMAGE,
-                    "--image-pull-secret", "regcred", "--image-pull-secret", "mirror-cred")
+    return compiled(
+        tmp_path_factory.mktemp("gpu"),
+        "--num-gpus",
+        "1",
+        "--image",
+        DIGEST_IMAGE,
+        "--image-pull-secret",
+        "regcred",
+        "--image-pull-secret",
+        "mirror-cred",
+    )
 
 
 def figures(spec: dict, step: str) -> tuple[str, ...]:
@@ -59,21 +87,32 @@ def test_train_s_cpu_memory_and_shared_memory_scale_with_its_gpus_and_each_can_b
     assert figures(spec, "train") == ("32", "64", f"{8 * 16 + 8 * 4}Gi", f"{8 * 32 + 8 * 4}Gi")
     (shm,) = executors["exec-train"]["emptyDirMounts"]
     assert shm["sizeLimit"] == "32Gi"
-    assert figures(spec, "evaluate") == DEFAULTS["evaluate"]     # one GPU whatever train took
-    spec, executors = compiled(tmp_path, "--num-gpus", "2", "--cpu-per-gpu", "6",
-                               "--memory-per-gpu", "24Gi", "--shm-per-gpu", "512Mi",
-                               "--resources", "data=500m,1,1Gi,4Gi")
+    assert figures(spec, "evaluate") == DEFAULTS["evaluate"]  # one GPU whatever train took
+    spec, executors = compiled(
+        tmp_path,
+        "--num-gpus",
+        "2",
+        "--cpu-per-gpu",
+        "6",
+        "--memory-per-gpu",
+        "24Gi",
+        "--shm-per-gpu",
+        "512Mi",
+        "--resources",
+        "data=500m,1,1Gi,4Gi",
+    )
     # 2 x 24Gi + 2 x 512Mi, and twice 2 x 24Gi + the same shm
     assert figures(spec, "train") == ("12", "24", "49Gi", "97Gi")
     assert executors["exec-train"]["emptyDirMounts"][0]["sizeLimit"] == "1Gi"
     assert figures(spec, "data") == ("500m", "1", "1Gi", "4Gi")
     spec, _ = compiled(tmp_path, "--resources", "train=3,6,10Gi,20Gi")
-    assert figures(spec, "train") == ("3", "6", "14Gi", "24Gi")     # the shm still counted
+    assert figures(spec, "train") == ("3", "6", "14Gi", "24Gi")  # the shm still counted
 
 
 def test_a_step_timeout_bounds_the_step_s_pod(tmp_path):
-    _, executors = compiled(tmp_path, "--step-timeout", "train=86400",
-                            "--step-timeout", "data=3600")
+    _, executors = compiled(
+        tmp_path, "--step-timeout", "train=86400", "--step-timeout", "data=3600"
+    )
     assert executors["exec-train"]["activeDeadlineSeconds"] == "86400"
     assert executors["exec-data"]["activeDeadlineSeconds"] == "3600"
     assert "activeDeadlineSeconds" not in executors["exec-evaluate"]
@@ -82,13 +121,23 @@ def test_a_step_timeout_bounds_the_step_s_pod(tmp_path):
 def test_the_mlflow_token_and_ca_bundle_reach_every_step_that_talks_to_mlflow(tmp_path):
     spec, executors = compiled(tmp_path, "--mlflow-ca-secret", "mlflow-ca")
     for step in ("train", "evaluate", "register"):
-        optional = {e["envVar"] for s in executors[f"exec-{step}"]["secretAsEnv"]
-                    if s.get("optional") for e in s["keyToEnv"]}
-        assert {"MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME",
-                "MLFLOW_TRACKING_PASSWORD", "AWS_ACCESS_KEY_ID"} <= optional, step
+        optional = {
+            e["envVar"]
+            for s in executors[f"exec-{step}"]["secretAsEnv"]
+            if s.get("optional")
+            for e in s["keyToEnv"]
+        }
+        assert {
+            "MLFLOW_TRACKING_TOKEN",
+            "MLFLOW_TRACKING_USERNAME",
+            "MLFLOW_TRACKING_PASSWORD",
+            "AWS_ACCESS_KEY_ID",
+        } <= optional, step
         (volume,) = executors[f"exec-{step}"]["secretAsVolume"]
-        assert (volume["secretName"], volume["mountPath"]) == ("mlflow-ca",
-                                                               "/etc/adautomix/mlflow-ca")
+        assert (volume["secretName"], volume["mountPath"]) == (
+            "mlflow-ca",
+            "/etc/adautomix/mlflow-ca",
+        )
         env = {e["name"]: e["value"] for e in containers(spec)[step]["env"]}
         assert env["MLFLOW_TRACKING_SERVER_CERT_PATH"] == "/etc/adautomix/mlflow-ca/ca.crt"
     assert "secretAsVolume" not in executors["exec-data"]
@@ -98,8 +147,11 @@ def test_train_and_evaluate_get_a_sized_memory_backed_dev_shm(gpu_yaml):
     _, executors = gpu_yaml
     for step in ("train", "evaluate"):
         (mount,) = executors[f"exec-{step}"]["emptyDirMounts"]
-        assert (mount["mountPath"], mount["medium"], mount["sizeLimit"]) \
-            == ("/dev/shm", "Memory", "4Gi")
+        assert (mount["mountPath"], mount["medium"], mount["sizeLimit"]) == (
+            "/dev/shm",
+            "Memory",
+            "4Gi",
+        )
     for step in ("data", "register"):
         assert "emptyDirMounts" not in executors[f"exec-{step}"]
 
@@ -108,8 +160,10 @@ def test_the_image_flag_and_its_pull_secrets_reach_every_step(gpu_yaml):
     spec, executors = gpu_yaml
     for step, container in containers(spec).items():
         assert container["image"] == DIGEST_IMAGE, step
-        assert [s["secretName"] for s in executors[f"exec-{step}"]["imagePullSecret"]] \
-            == ["regcred", "mirror-cred"]
+        assert [s["secretName"] for s in executors[f"exec-{step}"]["imagePullSecret"]] == [
+            "regcred",
+            "mirror-cred",
+        ]
 
 
 def test_a_gpu_run_requests_gpus_and_tolerates_their_taint(gpu_yaml):
@@ -126,21 +180,49 @@ def test_no_gpus_means_no_gpu_request_and_no_gpu_toleration(tmp_path):
     assert executors["exec-train"]["nodeSelector"]["labels"] == {"pool": "cpu"}
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--image", "registry.example.com/ml/adautomix@sha256:abc"], "is not an image reference"),
-    (["--sweep", "--methods", "mixup,cutmix", "--access-mode", "ReadWriteOnce"],
-     "use --parallelism 1"),
-    (["--num-nodes", "2", "--batch-size", "128", "--access-mode", "ReadWriteOnce",
-      "--parallelism", "1"], "a ReadWriteOnce workspace attaches to one node, so 2 training nodes"),
-    (["--num-nodes", "2", "--batch-size", "128", "--access-mode", "ReadWriteOncePod",
-      "--parallelism", "1"], "use a ReadWriteMany storage class"),
-    (["--memory-per-gpu", "16GB"], "'16GB' is not a memory quantity"),
-    (["--resources", "train=8,4,1Gi,2Gi"], "train's requests (8 CPU, 1Gi) exceed its limits"),
-    (["--resources", "gpu=1,2,1Gi,2Gi"], "step(s) ['gpu'] in --step-timeout or --resources"),
-    (["--step-timeout", "train=1d"], "--step-timeout train=1d: give whole seconds"),
-])
-def test_bad_cluster_settings_fail_at_compile_time_and_write_nothing(tmp_path, capsys, flags,
-                                                                    message):
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--image", "registry.example.com/ml/adautomix@sha256:abc"], "is not an image reference"),
+        (
+            ["--sweep", "--methods", "mixup,cutmix", "--access-mode", "ReadWriteOnce"],
+            "use --parallelism 1",
+        ),
+        (
+            [
+                "--num-nodes",
+                "2",
+                "--batch-size",
+                "128",
+                "--access-mode",
+                "ReadWriteOnce",
+                "--parallelism",
+                "1",
+            ],
+            "a ReadWriteOnce workspace attaches to one node, so 2 training nodes",
+        ),
+        (
+            [
+                "--num-nodes",
+                "2",
+                "--batch-size",
+                "128",
+                "--access-mode",
+                "ReadWriteOncePod",
+                "--parallelism",
+                "1",
+            ],
+            "use a ReadWriteMany storage class",
+        ),
+        (["--memory-per-gpu", "16GB"], "'16GB' is not a memory quantity"),
+        (["--resources", "train=8,4,1Gi,2Gi"], "train's requests (8 CPU, 1Gi) exceed its limits"),
+        (["--resources", "gpu=1,2,1Gi,2Gi"], "step(s) ['gpu'] in --step-timeout or --resources"),
+        (["--step-timeout", "train=1d"], "--step-timeout train=1d: give whole seconds"),
+    ],
+)
+def test_bad_cluster_settings_fail_at_compile_time_and_write_nothing(
+    tmp_path, capsys, flags, message
+):
     path = tmp_path / "pipeline.yaml"
     assert main(["compile", "--output", str(path), "--workspace", str(PROJECT), *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -16,13 +16,16 @@ from pipeline.cli import main
 from pipeline.run import SubmitError, submit, sweep_arguments, training_arguments
 from tests.workspaces import PROJECT
 
-SECRETS = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEYID0000", "AWS_SECRET_ACCESS_KEY": "s3-secret-value-123",
-           "MLFLOW_TRACKING_PASSWORD": "mlflow-secret-value-456",
-           "MLFLOW_TRACKING_USERNAME": "mlflow-user-789"}
+SECRETS = {
+    "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEYID0000",
+    "AWS_SECRET_ACCESS_KEY": "s3-secret-value-123",
+    "MLFLOW_TRACKING_PASSWORD": "mlflow-secret-value-456",
+    "MLFLOW_TRACKING_USERNAME": "mlflow-user-789",
+}
 
 
 def compile_yaml(tmp_path, monkeypatch, *flags: str) -> tuple[str, dict]:
-    for name, value in SECRETS.items():     # what a user's shell might hold while compiling
+    for name, value in SECRETS.items():  # what a user's shell might hold while compiling
         monkeypatch.setenv(name, value)
     path = tmp_path / "pipeline.yaml"
     assert main(["compile", "--output", str(path), "--workspace", str(PROJECT), *flags]) == 0
@@ -35,8 +38,9 @@ def executor_of(spec: dict, name: str) -> dict:
 
 
 def test_the_training_yaml_requests_gpus_and_reads_secrets_by_name_only(tmp_path, monkeypatch):
-    text, (spec, platform) = compile_yaml(tmp_path, monkeypatch, "--method", "mixup",
-                                          "--num-gpus", "1", "--node-selector", "gpu=a100")
+    text, (spec, platform) = compile_yaml(
+        tmp_path, monkeypatch, "--method", "mixup", "--num-gpus", "1", "--node-selector", "gpu=a100"
+    )
     for step, count in (("train", "num_gpus"), ("evaluate", "evaluate_gpus")):
         accelerator = executor_of(spec, step)["resources"]["accelerator"]
         assert accelerator["resourceType"] == "nvidia.com/gpu"
@@ -44,9 +48,14 @@ def test_the_training_yaml_requests_gpus_and_reads_secrets_by_name_only(tmp_path
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert executors["exec-train"]["nodeSelector"]["labels"] == {"gpu": "a100"}
     assert executors["exec-train"]["tolerations"][0]["key"] == "nvidia.com/gpu"
-    assert {e["envVar"] for s in executors["exec-data"]["secretAsEnv"] for e in s["keyToEnv"]} \
-        == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"}
-    assert {s["secretName"] for s in executors["exec-register"]["secretAsEnv"]} == {"adautomix-mlflow"}
+    assert {e["envVar"] for s in executors["exec-data"]["secretAsEnv"] for e in s["keyToEnv"]} == {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ENDPOINT_URL",
+    }
+    assert {s["secretName"] for s in executors["exec-register"]["secretAsEnv"]} == {
+        "adautomix-mlflow"
+    }
     assert executors["exec-train"]["pvcMount"][0]["mountPath"] == "/mnt/adautomix"
     for value in SECRETS.values():
         assert value not in text
@@ -61,33 +70,52 @@ def test_the_training_yaml_requests_gpus_and_reads_secrets_by_name_only(tmp_path
 
 
 def test_the_sweep_yaml_fans_out_over_the_grid_and_registers_the_best(tmp_path, monkeypatch):
-    text, (spec, _) = compile_yaml(tmp_path, monkeypatch, "--sweep", "--methods", "mixup,cutmix",
-                                   "--seeds", "0,1", "--parallelism", "2")
+    text, (spec, _) = compile_yaml(
+        tmp_path,
+        monkeypatch,
+        "--sweep",
+        "--methods",
+        "mixup,cutmix",
+        "--seeds",
+        "0,1",
+        "--parallelism",
+        "2",
+    )
     tasks = spec["root"]["dag"]["tasks"]
     loop = next(t for t in tasks.values() if "parameterIterator" in t)
     assert loop["iteratorPolicy"]["parallelismLimit"] == 2
     grid = spec["root"]["inputDefinitions"]["parameters"]["grid"]["defaultValue"]
-    assert [(run["method"], run["seed"]) for run in grid] \
-        == [(m, s) for m in ("mixup", "cutmix") for s in (0, 1)]
+    assert [(run["method"], run["seed"]) for run in grid] == [
+        (m, s) for m in ("mixup", "cutmix") for s in (0, 1)
+    ]
     assert "register-best" in tasks
     for value in SECRETS.values():
         assert value not in text
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--epochs", "-1"], "epochs must be > 0"),
-    (["--method", "nomix"], "unknown method 'nomix'"),
-    (["--method", "adautomix", "--batch-size", "2"], "smaller than method 'adautomix' needs"),
-    (["--data-version", "latest"], "not a DVC hash"),
-    (["--num-gpus", "-1"], "num_gpus must be >= 0"),
-    (["--sweep", "--seeds", "0"], "at least one method"),
-    (["--sweep", "--methods", "mixup", "--seeds", "0,x"],
-     "--seeds takes comma-separated integers, e.g. 0,1,2; got '0,x'"),
-    (["--method", "mixup", "-o", "alpha=-1"], "alpha"),
-    (["--method", "mixup", "-o", "beta=0.3"], "method 'mixup' has no option(s) ['beta']"),
-    (["-o", "pipeline.yaml"], "-o takes a method option KEY=VALUE, got 'pipeline.yaml'; the YAML file is --output FILE"),
-    (["--test-metrics", "top1,nonsense"], "unknown metric 'nonsense'; valid: top1"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--epochs", "-1"], "epochs must be > 0"),
+        (["--method", "nomix"], "unknown method 'nomix'"),
+        (["--method", "adautomix", "--batch-size", "2"], "smaller than method 'adautomix' needs"),
+        (["--data-version", "latest"], "not a DVC hash"),
+        (["--num-gpus", "-1"], "num_gpus must be >= 0"),
+        (["--sweep", "--seeds", "0"], "at least one method"),
+        (
+            ["--sweep", "--methods", "mixup", "--seeds", "0,x"],
+            "--seeds takes comma-separated integers, e.g. 0,1,2; got '0,x'",
+        ),
+        (["--method", "mixup", "-o", "alpha=-1"], "alpha"),
+        (["--method", "mixup", "-o", "beta=0.3"], "method 'mixup' has no option(s) ['beta']"),
+        (
+            ["-o", "pipeline.yaml"],
+            "-o takes a method option KEY=VALUE, got 'pipeline.yaml'; the YAML file is --output "
+            "FILE",
+        ),
+        (["--test-metrics", "top1,nonsense"], "unknown metric 'nonsense'; valid: top1"),
+    ],
+)
 def test_bad_parameters_fail_at_compile_time_and_write_nothing(tmp_path, capsys, flags, message):
     path = tmp_path / "pipeline.yaml"
     assert main(["compile", "--output", str(path), "--workspace", str(PROJECT), *flags]) == 2
@@ -103,14 +131,19 @@ def test_run_without_local_points_to_submit(capsys):
 def test_the_preset_fills_the_parameters_the_user_left_out():
     from adautomix.presets import get_preset
 
-    arguments = training_arguments(preset="cifar100-r18-adautomix", epochs=3,
-                                   data_version="c" * 32, project=PROJECT)
+    arguments = training_arguments(
+        preset="cifar100-r18-adautomix", epochs=3, data_version="c" * 32, project=PROJECT
+    )
     recipe = get_preset("cifar100-r18-adautomix")
     config = arguments["config"]
     assert config["epochs"] == 3 and arguments["data_version"] == "c" * 32 + ".dir"
-    assert (config["method"], config["model"], config["lr"], config["batch_size"],
-            config["method_args"]) \
-        == (recipe.method, recipe.model, recipe.lr, recipe.batch_size, recipe.method_args)
+    assert (
+        config["method"],
+        config["model"],
+        config["lr"],
+        config["batch_size"],
+        config["method_args"],
+    ) == (recipe.method, recipe.model, recipe.lr, recipe.batch_size, recipe.method_args)
     assert arguments["dataset"] == recipe.dataset
     assert arguments["registered_model"] == "adautomix-cifar100"
 
@@ -141,19 +174,48 @@ def test_the_robustness_metrics_are_a_pipeline_parameter(tmp_path, monkeypatch):
 def test_the_pipeline_takes_every_run_flag_of_adautomix_train(tmp_path, monkeypatch):
     from adautomix.cli import build_parser, config_from_args
 
-    flags = ["--preset", "cifar100-r18-adautomix", "--optimizer", "adamw", "--lr", "0.2",
-             "--train-crop", "rrc", "--crop-scale", "0.5", "1", "--no-channels-last",
-             "--normalize-mean", "0.5", "0.5", "0.5", "--normalize-std", "0.2", "0.2", "0.2",
-             "-o", "mix_samples=2", "-o", "beta=0.5", "--label-smoothing", "0.1",
-             "--data-version", "c" * 32]
+    flags = [
+        "--preset",
+        "cifar100-r18-adautomix",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "0.2",
+        "--train-crop",
+        "rrc",
+        "--crop-scale",
+        "0.5",
+        "1",
+        "--no-channels-last",
+        "--normalize-mean",
+        "0.5",
+        "0.5",
+        "0.5",
+        "--normalize-std",
+        "0.2",
+        "0.2",
+        "0.2",
+        "-o",
+        "mix_samples=2",
+        "-o",
+        "beta=0.5",
+        "--label-smoothing",
+        "0.1",
+        "--data-version",
+        "c" * 32,
+    ]
     _, (spec, _) = compile_yaml(tmp_path, monkeypatch, *flags)
     defaults = spec["root"]["inputDefinitions"]["parameters"]
     trained = config_from_args(build_parser().parse_args(["train", *flags[:-2]])).to_dict()
     assert trained["method_args"]["mix_samples"] == 2 and trained["optimizer"] == "adamw"
-    compiled = {**defaults["config"]["defaultValue"], "dataset": defaults["dataset"]["defaultValue"]}
+    compiled = {
+        **defaults["config"]["defaultValue"],
+        "dataset": defaults["dataset"]["defaultValue"],
+    }
     # what the steps decide stays out; every other field is the one `adautomix train` would use
-    assert compiled == {k: v for k, v in trained.items()
-                        if k not in ("output_dir", "data_root", "run_name")}
+    assert compiled == {
+        k: v for k, v in trained.items() if k not in ("output_dir", "data_root", "run_name")
+    }
     train = spec["components"]["comp-adautomix-train-and-evaluate"]["dag"]["tasks"]["train"]
     assert train["inputs"]["parameters"]["config"]["componentInputParameter"] == "config"
 
@@ -163,9 +225,11 @@ def test_a_hand_edited_config_is_checked_as_a_run_config_before_compiling(tmp_pa
 
     arguments = training_arguments(project=PROJECT, method="mixup")
     path = tmp_path / "pipeline.yaml"
-    for change, message in ((dict(epochs=-1), "epochs must be > 0"),
-                            (dict(optimiser="adamw"), "unknown config field(s) ['optimiser']"),
-                            (dict(output_dir="/tmp/x"), "leave them out of config")):
+    for change, message in (
+        (dict(epochs=-1), "epochs must be > 0"),
+        (dict(optimiser="adamw"), "unknown config field(s) ['optimiser']"),
+        (dict(output_dir="/tmp/x"), "leave them out of config"),
+    ):
         edited = {**arguments, "config": {**arguments["config"], **change}}
         with pytest.raises(ConfigError, match=re.escape(message)):
             compile_pipeline(path, edited)
@@ -207,7 +271,8 @@ print(json.dumps({"compiled": config["added_in_test"], "trained": saved["added_i
 
 
 def test_a_field_added_to_run_config_alone_reaches_the_compiled_pipeline_and_the_component(
-        tmp_path):
+    tmp_path,
+):
     import json
     import shutil
     import subprocess
@@ -215,19 +280,32 @@ def test_a_field_added_to_run_config_alone_reaches_the_compiled_pipeline_and_the
 
     copy = tmp_path / "code"
     for folder in ("adautomix", "components", "pipeline"):
-        shutil.copytree(PROJECT / folder, copy / folder,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            PROJECT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__")
+        )
     (copy / "docker").mkdir()
     shutil.copy(PROJECT / "docker" / "IMAGE", copy / "docker" / "IMAGE")
     config_py = copy / "adautomix" / "config.py"
     marker = "\n    def __post_init__(self) -> None:"
     assert marker in config_py.read_text()
-    config_py.write_text(config_py.read_text().replace(
-        marker, "\n    added_in_test: int = 0" + marker, 1))
+    config_py.write_text(
+        config_py.read_text().replace(marker, "\n    added_in_test: int = 0" + marker, 1)
+    )
     done = subprocess.run(
-        [sys.executable, "-c", NEW_FIELD_PROBE, str(tmp_path / "p.yaml"), str(PROJECT),
-         str(tmp_path / "workspace")], cwd=copy, capture_output=True, text=True,
-        env={**os.environ, "PYTHONPATH": str(copy)}, timeout=300)
+        [
+            sys.executable,
+            "-c",
+            NEW_FIELD_PROBE,
+            str(tmp_path / "p.yaml"),
+            str(PROJECT),
+            str(tmp_path / "workspace"),
+        ],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(copy)},
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1]) == {"compiled": 7, "trained": 7}
 
@@ -238,14 +316,36 @@ def test_a_saved_config_is_a_pipeline_run_with_the_flags_on_top(tmp_path, monkey
     recipe = get_preset("cifar100-r18-adautomix")
     saved = tmp_path / "config.json"
     recipe.save(saved)
-    _, (spec, _) = compile_yaml(tmp_path, monkeypatch, "--config", str(saved), "--epochs", "3",
-                                "-o", "beta=0.5", "--data-version", "c" * 32)
+    _, (spec, _) = compile_yaml(
+        tmp_path,
+        monkeypatch,
+        "--config",
+        str(saved),
+        "--epochs",
+        "3",
+        "-o",
+        "beta=0.5",
+        "--data-version",
+        "c" * 32,
+    )
     config = spec["root"]["inputDefinitions"]["parameters"]["config"]["defaultValue"]
     expected = recipe.replace(epochs=3, method_args={**recipe.method_args, "beta": 0.5})
-    assert config == {k: v for k, v in expected.to_dict().items()
-                      if k not in ("dataset", "output_dir", "data_root", "run_name")}
+    assert config == {
+        k: v
+        for k, v in expected.to_dict().items()
+        if k not in ("dataset", "output_dir", "data_root", "run_name")
+    }
     # a sweep over it: its method keeps the saved options, another starts from its own
-    _, (spec, _) = compile_yaml(tmp_path, monkeypatch, "--config", str(saved), "--sweep",
-                                "--methods", "mixup,adautomix", "--data-version", "c" * 32)
+    _, (spec, _) = compile_yaml(
+        tmp_path,
+        monkeypatch,
+        "--config",
+        str(saved),
+        "--sweep",
+        "--methods",
+        "mixup,adautomix",
+        "--data-version",
+        "c" * 32,
+    )
     grid = spec["root"]["inputDefinitions"]["parameters"]["grid"]["defaultValue"]
     assert [run["method_args"] for run in grid] == [{}, recipe.method_args]

@@ -38,27 +38,67 @@ def workspace(tmp_path, fmnist_root):
     return workspace
 
 
-def pipeline_command(workspace, experiment: str, model_name: str, *extra: str,
-                     method: tuple[str, ...] = ("--method", "vanilla")) -> list[str]:
+def pipeline_command(
+    workspace,
+    experiment: str,
+    model_name: str,
+    *extra: str,
+    method: tuple[str, ...] = ("--method", "vanilla"),
+) -> list[str]:
     # 40 steps of 50 through a width-8 ResNet-18 clear the registry gate (15 % on ten classes);
     # 20 steps of 25 at lr 0.05 stayed at 11 % in one run
-    return ["run", "--local", "--workspace", str(workspace),
-            "--pipeline-root", str(workspace / "runs" / "pipeline"),
-            "--dataset", "fashion-mnist", "--model", "resnet18", "--model-width", "8", *method,
-            "--epochs", "2", "--batch-size", "50", "--lr", "0.1", "--subset", "1000",
-            "--val-size", "100", "--test-subset", "200", "--num-gpus", "0",
-            "--experiment", experiment, "--registered-model", model_name, *extra]
+    return [
+        "run",
+        "--local",
+        "--workspace",
+        str(workspace),
+        "--pipeline-root",
+        str(workspace / "runs" / "pipeline"),
+        "--dataset",
+        "fashion-mnist",
+        "--model",
+        "resnet18",
+        "--model-width",
+        "8",
+        *method,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "50",
+        "--lr",
+        "0.1",
+        "--subset",
+        "1000",
+        "--val-size",
+        "100",
+        "--test-subset",
+        "200",
+        "--num-gpus",
+        "0",
+        "--experiment",
+        experiment,
+        "--registered-model",
+        model_name,
+        *extra,
+    ]
 
 
 def run_until_first_checkpoint(command: list[str], workspace, timeout: float = 300) -> None:
     """Run the pipeline in its own process group and kill the whole group (the runner and its
     training step) as soon as the first epoch's checkpoint lands."""
     # The pipeline layer is not installed: the project root goes on the path, as from a checkout.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT),
-                                                                     os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen([sys.executable, "-m", "pipeline", *command], cwd=workspace,
-                               env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH")])),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *command],
+        cwd=workspace,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + timeout
     try:
         while not list((workspace / "runs" / "checkpoints").glob("*/checkpoint.pt")):
@@ -71,7 +111,8 @@ def run_until_first_checkpoint(command: list[str], workspace, timeout: float = 3
 
 
 def test_killed_mid_training_the_rerun_resumes_and_registers_the_trained_model(
-        workspace, mlflow_http, capsys):
+    workspace, mlflow_http, capsys
+):
     experiment, name = f"local-{uuid.uuid4().hex[:8]}", f"local-{uuid.uuid4().hex[:8]}"
     command = pipeline_command(workspace, experiment, name)
     run_until_first_checkpoint(command, workspace)
@@ -98,41 +139,62 @@ def test_killed_mid_training_the_rerun_resumes_and_registers_the_trained_model(
     # the run page's link to the MLflow run: the evaluate step's Markdown output
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     (link,) = (workspace / "runs" / "pipeline").rglob("mlflow_run")
-    assert link.read_text() == (f"[MLflow run {final['run_id']}]({mlflow_http}/#/experiments/"
-                                f"{experiment_id}/runs/{final['run_id']})\n")
+    assert link.read_text() == (
+        f"[MLflow run {final['run_id']}]({mlflow_http}/#/experiments/"
+        f"{experiment_id}/runs/{final['run_id']})\n"
+    )
     served = mlflow.pytorch.load_model(f"models:/{name}@champion")
     trained = load_run(folder, device="cpu")
-    images = torch.rand(4, 1, 28, 28)                   # raw [0, 1]: the served model normalises
+    images = torch.rand(4, 1, 28, 28)  # raw [0, 1]: the served model normalises
     normalised = (images - trained.loader.mean[0]) / trained.loader.std[0]
     with torch.inference_mode():
-        np.testing.assert_allclose(served.eval()(images).numpy(),
-                                   trained.ema_network.eval()(normalised).numpy(),
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            served.eval()(images).numpy(),
+            trained.ema_network.eval()(normalised).numpy(),
+            rtol=1e-5,
+            atol=1e-5,
+        )
 
 
-def test_a_sweep_the_gate_rejects_entirely_fails_and_moves_no_champion(workspace, mlflow_http,
-                                                                       capsys):
+def test_a_sweep_the_gate_rejects_entirely_fails_and_moves_no_champion(
+    workspace, mlflow_http, capsys
+):
     experiment, name = f"local-{uuid.uuid4().hex[:8]}", f"local-{uuid.uuid4().hex[:8]}"
-    command = pipeline_command(workspace, experiment, name, "--sweep", "--seeds", "0,1",
-                               "--min-score", "100", method=("--methods", "vanilla"))
+    command = pipeline_command(
+        workspace,
+        experiment,
+        name,
+        "--sweep",
+        "--seeds",
+        "0,1",
+        "--min-score",
+        "100",
+        method=("--methods", "vanilla"),
+    )
     assert main(command) == 1
     captured = capsys.readouterr()
     assert "error:" in captured.err
-    assert "the registry gate rejected every one of the sweep's 2 models" in captured.out + captured.err
+    assert (
+        "the registry gate rejected every one of the sweep's 2 models"
+        in captured.out + captured.err
+    )
     (version,) = connect().search_model_versions(f"name='{name}'")
     assert version.tags["gate"] == "rejected" and version.tags["gate_reason"] in captured.out
     assert connect().get_registered_model(name).aliases == {}
 
 
-def test_a_data_version_no_remote_holds_stops_the_pipeline_before_training(workspace,
-                                                                            mlflow_http, capfd):
+def test_a_data_version_no_remote_holds_stops_the_pipeline_before_training(
+    workspace, mlflow_http, capfd
+):
     experiment, name = f"local-{uuid.uuid4().hex[:8]}", f"local-{uuid.uuid4().hex[:8]}"
     command = pipeline_command(workspace, experiment, name, "--data-version", "0" * 32)
     assert main(command) == 1
     out, err = capfd.readouterr()
     # the data step's own one line (no traceback), then the pipeline's
-    assert "error: data version 00000000000000000000000000000000.dir of fashion-mnist could not " \
-           "be pulled" in out + err
+    assert (
+        "error: data version 00000000000000000000000000000000.dir of fashion-mnist could not "
+        "be pulled" in out + err
+    )
     assert "Traceback" not in out + err and err.rstrip().splitlines()[-1].startswith("error:")
     assert not connect().search_registered_models(f"name='{name}'")
     assert connect().get_experiment_by_name(experiment) is None

@@ -16,17 +16,31 @@ from kfp import dsl
 
 from adautomix.cluster.launch import trainer_node_command
 from adautomix.cluster.job import JobOptions, pod_owner, run_labels
-from adautomix.cluster.trainjob import (TrainJobError, job_name, node_settings, run_trainjob,
-                                        trainjob_manifest)
+from adautomix.cluster.trainjob import (
+    TrainJobError,
+    job_name,
+    node_settings,
+    run_trainjob,
+    trainjob_manifest,
+)
 
 PROJECT = Path(__file__).resolve().parents[2]
 OUT = "/mnt/adautomix/runs/checkpoints/fashion-mnist-resnet18-mixup-seed0-0123456789ab"
-SECRET_ENV = [   # what kfp-kubernetes' use_secret_as_env becomes in the task config
-    {"name": "MLFLOW_TRACKING_URI",
-     "valueFrom": {"secretKeyRef": {"name": "adautomix-mlflow", "key": "MLFLOW_TRACKING_URI"}}},
-    {"name": "MLFLOW_TRACKING_PASSWORD",
-     "valueFrom": {"secretKeyRef": {"name": "adautomix-mlflow", "key": "MLFLOW_TRACKING_PASSWORD",
-                                    "optional": True}}},
+SECRET_ENV = [  # what kfp-kubernetes' use_secret_as_env becomes in the task config
+    {
+        "name": "MLFLOW_TRACKING_URI",
+        "valueFrom": {"secretKeyRef": {"name": "adautomix-mlflow", "key": "MLFLOW_TRACKING_URI"}},
+    },
+    {
+        "name": "MLFLOW_TRACKING_PASSWORD",
+        "valueFrom": {
+            "secretKeyRef": {
+                "name": "adautomix-mlflow",
+                "key": "MLFLOW_TRACKING_PASSWORD",
+                "optional": True,
+            }
+        },
+    },
 ]
 # kfp's TaskConfig as the Kubeflow Pipelines backend fills it for a step with 4 GPUs, the workspace
 # claim, the MLflow secret, the GPU taint tolerated and a node selector.
@@ -36,58 +50,107 @@ TASK_CONFIG = dsl.TaskConfig(
     volumes=[{"name": "workspace", "persistentVolumeClaim": {"claimName": "adautomix-workspace"}}],
     volume_mounts=[{"name": "workspace", "mountPath": "/mnt/adautomix"}],
     tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-    node_selector={"gpu": "a100"})
+    node_selector={"gpu": "a100"},
+)
 
 # The fields the v1alpha1 TrainJob CRD (manifests/base/crds/trainer.kubeflow.org_trainjobs.yaml,
 # Go types pkg/apis/trainer/v1alpha1/trainjob_types.go) defines on the paths this job uses.
 CRD_FIELDS = {
     "": {"apiVersion", "kind", "metadata", "spec", "status"},
-    "spec": {"runtimeRef", "initializer", "trainer", "runtimePatches", "suspend",
-             "activeDeadlineSeconds", "managedBy"},
+    "spec": {
+        "runtimeRef",
+        "initializer",
+        "trainer",
+        "runtimePatches",
+        "suspend",
+        "activeDeadlineSeconds",
+        "managedBy",
+    },
     "spec.runtimeRef": {"name", "apiGroup", "kind"},
-    "spec.trainer": {"image", "command", "args", "env", "numNodes", "resourcesPerNode",
-                     "numProcPerNode"},
+    "spec.trainer": {
+        "image",
+        "command",
+        "args",
+        "env",
+        "numNodes",
+        "resourcesPerNode",
+        "numProcPerNode",
+    },
     "spec.runtimePatches[]": {"manager", "time", "trainingRuntimeSpec"},
     "spec.runtimePatches[].trainingRuntimeSpec": {"template"},
     "spec.runtimePatches[].trainingRuntimeSpec.template": {"metadata", "spec"},
     "spec.runtimePatches[].trainingRuntimeSpec.template.spec": {"replicatedJobs"},
-    "spec.runtimePatches[].trainingRuntimeSpec.template.spec.replicatedJobs[]": {"name", "template"},
-    "spec.runtimePatches[].trainingRuntimeSpec.template.spec.replicatedJobs[].template":
-        {"metadata", "spec"},
-    "spec.runtimePatches[].trainingRuntimeSpec.template.spec.replicatedJobs[].template.spec":
-        {"template"},
+    "spec.runtimePatches[].trainingRuntimeSpec.template.spec.replicatedJobs[]": {
+        "name",
+        "template",
+    },
+    "spec.runtimePatches[].trainingRuntimeSpec.template.spec.replicatedJobs[].template": {
+        "metadata",
+        "spec",
+    },
+    "spec.runtimePatches[].trainingRuntimeSpec.template.spec.replicatedJobs[].template.spec": {
+        "template"
+    },
     "spec.runtimePatches[].trainingRuntimeSpec.template.spec.replicatedJobs[].template.spec."
     "template": {"metadata", "spec"},
     "spec.runtimePatches[].trainingRuntimeSpec.template.spec.replicatedJobs[].template.spec."
-    "template.spec": {"serviceAccountName", "volumes", "initContainers", "containers",
-                      "imagePullSecrets", "securityContext", "nodeSelector", "affinity",
-                      "tolerations", "schedulingGates", "terminationGracePeriodSeconds"},
+    "template.spec": {
+        "serviceAccountName",
+        "volumes",
+        "initContainers",
+        "containers",
+        "imagePullSecrets",
+        "securityContext",
+        "nodeSelector",
+        "affinity",
+        "tolerations",
+        "schedulingGates",
+        "terminationGracePeriodSeconds",
+    },
     "spec.runtimePatches[].trainingRuntimeSpec.template.spec.replicatedJobs[].template.spec."
-    "template.metadata": {"labels", "annotations"},   # the only metadata a patch may set
+    "template.metadata": {"labels", "annotations"},  # the only metadata a patch may set
     "spec.runtimePatches[].trainingRuntimeSpec.template.spec.replicatedJobs[].template.spec."
     "template.spec.containers[]": {"name", "env", "volumeMounts", "securityContext"},
 }
 
 
 def two_nodes(node=TASK_CONFIG, name="adautomix-0123456789", options=None, owner=None):
-    return trainjob_manifest(name, "registry.example.com/ml/adautomix:0.1.0",
-                             trainer_node_command(f"{OUT}/config.json"), num_nodes=2,
-                             gpus_per_node=4, node=node_settings(node), output_dir=OUT,
-                             options=options, owner=owner)
+    return trainjob_manifest(
+        name,
+        "registry.example.com/ml/adautomix:0.1.0",
+        trainer_node_command(f"{OUT}/config.json"),
+        num_nodes=2,
+        gpus_per_node=4,
+        node=node_settings(node),
+        output_dir=OUT,
+        options=options,
+        owner=owner,
+    )
 
 
 # What pipeline/cluster.py's job_options hands the step for 4 GPUs per node (computed by hand:
 # 4 x 4 CPU, 4 x 16Gi + 16Gi of /dev/shm; limits twice the per-GPU figures plus the same shm),
 # with a pull secret and the default Istio annotation; the labels are the step's run's.
 OPTIONS = JobOptions(
-    image_pull_secrets=("regcred",), shm_size="16Gi",
-    resources={"requests": {"cpu": "16", "memory": "80Gi"},
-               "limits": {"cpu": "32", "memory": "144Gi"}},
+    image_pull_secrets=("regcred",),
+    shm_size="16Gi",
+    resources={
+        "requests": {"cpu": "16", "memory": "80Gi"},
+        "limits": {"cpu": "32", "memory": "144Gi"},
+    },
     labels=run_labels("adautomix-training", "run-7f3a", OUT),
-    annotations={"sidecar.istio.io/inject": "false"}, termination_grace_seconds=120,
-    deadline_seconds=86400)
-OWNER = {"apiVersion": "v1", "kind": "Pod", "name": "step-pod", "uid": "uid-step-pod",
-         "controller": False, "blockOwnerDeletion": False}
+    annotations={"sidecar.istio.io/inject": "false"},
+    termination_grace_seconds=120,
+    deadline_seconds=86400,
+)
+OWNER = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "name": "step-pod",
+    "uid": "uid-step-pod",
+    "controller": False,
+    "blockOwnerDeletion": False,
+}
 
 
 def check_against_crd(obj, path: str = "") -> None:
@@ -106,56 +169,80 @@ def check_against_crd(obj, path: str = "") -> None:
 def node_pod(manifest: dict) -> dict:
     (patch,) = manifest["spec"]["runtimePatches"]
     (job,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
-    assert job["name"] == "node"      # the trainer job of the torch-distributed runtime
+    assert job["name"] == "node"  # the trainer job of the torch-distributed runtime
     return job["template"]["spec"]["template"]["spec"]
 
 
 def test_two_nodes_of_four_gpus_as_the_trainer_crd_defines_them():
     manifest = two_nodes().to_dict()
     check_against_crd(manifest)
-    assert (manifest["apiVersion"], manifest["kind"]) == ("trainer.kubeflow.org/v1alpha1", "TrainJob")
+    assert (manifest["apiVersion"], manifest["kind"]) == (
+        "trainer.kubeflow.org/v1alpha1",
+        "TrainJob",
+    )
     name = manifest["metadata"]["name"]
     assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63
-    assert manifest["spec"]["runtimeRef"] == {"name": "torch-distributed",
-                                              "kind": "ClusterTrainingRuntime",
-                                              "apiGroup": "trainer.kubeflow.org"}
+    assert manifest["spec"]["runtimeRef"] == {
+        "name": "torch-distributed",
+        "kind": "ClusterTrainingRuntime",
+        "apiGroup": "trainer.kubeflow.org",
+    }
     trainer = manifest["spec"]["trainer"]
     assert trainer["image"] == "registry.example.com/ml/adautomix:0.1.0"
     # torchrun takes the node count, rank and rendezvous from Trainer's PET_* variables
-    assert trainer["command"] == ["torchrun", "-m", "adautomix.cli", "train", "--config",
-                                  f"{OUT}/config.json", "--resume"]
+    assert trainer["command"] == [
+        "torchrun",
+        "-m",
+        "adautomix.cli",
+        "train",
+        "--config",
+        f"{OUT}/config.json",
+        "--resume",
+    ]
     assert (trainer["numNodes"], trainer["numProcPerNode"]) == (2, 4)
-    assert trainer["resourcesPerNode"] == {"limits": {"nvidia.com/gpu": "4"},
-                                           "requests": {"cpu": "8", "memory": "32Gi"}}
-    assert trainer["env"] == SECRET_ENV          # references to the secret, never its values
+    assert trainer["resourcesPerNode"] == {
+        "limits": {"nvidia.com/gpu": "4"},
+        "requests": {"cpu": "8", "memory": "32Gi"},
+    }
+    assert trainer["env"] == SECRET_ENV  # references to the secret, never its values
     pod = node_pod(manifest)
-    assert {"name": "workspace", "persistentVolumeClaim": {"claimName": "adautomix-workspace"}} \
-        in pod["volumes"]
+    assert {
+        "name": "workspace",
+        "persistentVolumeClaim": {"claimName": "adautomix-workspace"},
+    } in pod["volumes"]
     assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
     (container,) = pod["containers"]
     assert container["name"] == "node"
-    assert {(m["name"], m["mountPath"]) for m in container["volumeMounts"]} \
-        == {("workspace", "/mnt/adautomix"), ("dshm", "/dev/shm")}
+    assert {(m["name"], m["mountPath"]) for m in container["volumeMounts"]} == {
+        ("workspace", "/mnt/adautomix"),
+        ("dshm", "/dev/shm"),
+    }
     assert pod["nodeSelector"] == {"gpu": "a100"}
-    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists",
-                                   "effect": "NoSchedule"}]
+    assert pod["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
 
 
 def test_the_gpu_count_comes_from_the_step_and_nodes_without_gpus_run_one_process():
     no_gpu_request = dsl.TaskConfig(**{**vars(TASK_CONFIG), "resources": None})
-    manifest = trainjob_manifest("adautomix-cpu", "img", ["torchrun"], 3, 0,
-                                 node_settings(no_gpu_request), OUT).to_dict()
+    manifest = trainjob_manifest(
+        "adautomix-cpu", "img", ["torchrun"], 3, 0, node_settings(no_gpu_request), OUT
+    ).to_dict()
     assert manifest["spec"]["trainer"]["numProcPerNode"] == 1
     assert "resourcesPerNode" not in manifest["spec"]["trainer"]
-    manifest = trainjob_manifest("adautomix-gpu", "img", ["torchrun"], 3, 2,
-                                 node_settings(no_gpu_request), OUT).to_dict()
+    manifest = trainjob_manifest(
+        "adautomix-gpu", "img", ["torchrun"], 3, 2, node_settings(no_gpu_request), OUT
+    ).to_dict()
     assert manifest["spec"]["trainer"]["resourcesPerNode"] == {"limits": {"nvidia.com/gpu": "2"}}
 
 
-@pytest.mark.parametrize("missing, message", [
-    ({"env": None}, "no MLFLOW_TRACKING_URI"),
-    ({"volumes": None, "volume_mounts": None}, "no volume in the task config is mounted above"),
-])
+@pytest.mark.parametrize(
+    "missing, message",
+    [
+        ({"env": None}, "no MLFLOW_TRACKING_URI"),
+        ({"volumes": None, "volume_mounts": None}, "no volume in the task config is mounted above"),
+    ],
+)
 def test_an_empty_task_config_is_refused_before_anything_is_created(missing, message):
     with pytest.raises(TrainJobError, match=message):
         two_nodes(dsl.TaskConfig(**{**vars(TASK_CONFIG), **missing}))
@@ -170,23 +257,39 @@ def test_job_names_are_fresh_rfc1035_labels():
 # -- the stand-in Kubernetes API server ---------------------------------------------------------
 
 API = "/apis/trainer.kubeflow.org/v1alpha1"
-RESOURCES = {"kind": "APIResourceList", "apiVersion": "v1",
-             "groupVersion": "trainer.kubeflow.org/v1alpha1",
-             "resources": [{"name": "trainjobs", "singularName": "trainjob", "namespaced": True,
-                            "kind": "TrainJob", "verbs": ["create", "get", "delete"]}]}
+RESOURCES = {
+    "kind": "APIResourceList",
+    "apiVersion": "v1",
+    "groupVersion": "trainer.kubeflow.org/v1alpha1",
+    "resources": [
+        {
+            "name": "trainjobs",
+            "singularName": "trainjob",
+            "namespaced": True,
+            "kind": "TrainJob",
+            "verbs": ["create", "get", "delete"],
+        }
+    ],
+}
 
 
-MAX_GETS = 300   # 6 s of polling every 0.02 s
+MAX_GETS = 300  # 6 s of polling every 0.02 s
 
 
 def condition(kind: str, reason: str, message: str) -> dict:
-    return {"type": kind, "status": "True", "reason": reason, "message": message,
-            "lastTransitionTime": "2026-12-01T20:00:00Z"}
+    return {
+        "type": kind,
+        "status": "True",
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": "2026-12-01T20:00:00Z",
+    }
 
 
 def node_jobs(ready: int) -> list[dict]:
-    return [{"name": "node", "ready": ready, "succeeded": 0, "failed": 0, "active": 1,
-             "suspended": 0}]
+    return [
+        {"name": "node", "ready": ready, "succeeded": 0, "failed": 0, "active": 1, "suspended": 0}
+    ]
 
 
 class StandInKubernetes:
@@ -196,17 +299,27 @@ class StandInKubernetes:
 
     api, plural, resources = API, "trainjobs", RESOURCES
 
-    def __init__(self, statuses=(), served=True, runtime=True, create_status=201, vanish=False,
-                 existing=None, read_error_after=None, on_get=None, pod_readable=True):
+    def __init__(
+        self,
+        statuses=(),
+        served=True,
+        runtime=True,
+        create_status=201,
+        vanish=False,
+        existing=None,
+        read_error_after=None,
+        on_get=None,
+        pod_readable=True,
+    ):
         self.statuses, self.served, self.runtime = list(statuses), served, runtime
-        self.vanish = vanish     # the job is deleted by someone else right after it is created
+        self.vanish = vanish  # the job is deleted by someone else right after it is created
         self.create_status, self.requests, self.created = create_status, [], None
         self.gets = 0
         # a job of the same name that an earlier attempt of the step made: its first reading is
         # its own, the later ones follow `statuses`, as a created job's do
         self.existing, self.existing_reads = existing, 0
-        self.read_error_after = read_error_after   # GETs of the job fail (HTTP 500) after this
-        self.on_get = on_get                       # called with the count at each GET of the job
+        self.read_error_after = read_error_after  # GETs of the job fail (HTTP 500) after this
+        self.on_get = on_get  # called with the count at each GET of the job
         self.pod_readable, self.patches = pod_readable, []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -214,6 +327,7 @@ class StandInKubernetes:
     def __enter__(self):
         self.thread.start()
         from kubernetes import client
+
         configuration = client.Configuration()
         configuration.host = f"http://127.0.0.1:{self.server.server_port}"
         self.client = client.ApiClient(configuration)
@@ -229,13 +343,19 @@ class StandInKubernetes:
         if path == self.api:
             return (200, self.resources) if self.served else (404, _status(404, "NotFound"))
         if path == f"{API}/clustertrainingruntimes/torch-distributed":
-            return (200, {"metadata": {"name": "torch-distributed"}}) if self.runtime \
+            return (
+                (200, {"metadata": {"name": "torch-distributed"}})
+                if self.runtime
                 else (404, _status(404, "NotFound"))
+            )
         existing = f"{jobs}/{self.existing['metadata']['name']}" if self.existing else None
         if path.startswith("/api/v1/namespaces/team-a/pods/") and method == "GET":
             name = path.rsplit("/", 1)[1]
-            return (200, {"metadata": {"name": name, "uid": f"uid-{name}"}}) \
-                if self.pod_readable else (403, _status(403, "Forbidden"))
+            return (
+                (200, {"metadata": {"name": name, "uid": f"uid-{name}"}})
+                if self.pod_readable
+                else (403, _status(403, "Forbidden"))
+            )
         if method == "POST" and path == jobs:
             if self.create_status != 201:
                 return self.create_status, _status(self.create_status, "Forbidden")
@@ -248,8 +368,12 @@ class StandInKubernetes:
             if self.existing_reads == 1:
                 return 200, self.existing
             return self._next_state(self.existing)
-        if method == "GET" and self.created and not self.vanish \
-                and path == f"{jobs}/{self.created['metadata']['name']}":
+        if (
+            method == "GET"
+            and self.created
+            and not self.vanish
+            and path == f"{jobs}/{self.created['metadata']['name']}"
+        ):
             return self._next_state(self.created)
         if method == "PATCH" and existing and path == existing:
             self.patches.append(body)
@@ -264,7 +388,7 @@ class StandInKubernetes:
         self.gets += 1
         if self.on_get is not None:
             self.on_get(self.gets)
-        if self.gets > MAX_GETS:   # a step that never sees the end fails the test, not hangs
+        if self.gets > MAX_GETS:  # a step that never sees the end fails the test, not hangs
             return 404, _status(404, "NotFound")
         if self.read_error_after is not None and self.gets > self.read_error_after:
             return 500, _status(500, "InternalError")
@@ -295,19 +419,36 @@ class StandInKubernetes:
 
 
 def _status(code: int, reason: str) -> dict:
-    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
-            "code": code, "message": f"stand-in {reason}"}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": reason,
+        "code": code,
+        "message": f"stand-in {reason}",
+    }
 
 
 def run(stand_in, schedule_timeout=30.0, said=None):
-    return run_trainjob(two_nodes(), "team-a", stand_in.client, schedule_timeout=schedule_timeout,
-                        poll_interval=0.02, say=(said.append if said is not None else print))
+    return run_trainjob(
+        two_nodes(),
+        "team-a",
+        stand_in.client,
+        schedule_timeout=schedule_timeout,
+        poll_interval=0.02,
+        say=(said.append if said is not None else print),
+    )
 
 
 def test_a_trainjob_is_created_as_built_and_watched_until_it_completes():
-    statuses = [{}, {"jobsStatus": node_jobs(ready=1)},
-                {"conditions": [condition("Complete", "JobsCompleted", "done")],
-                 "jobsStatus": node_jobs(ready=0)}]
+    statuses = [
+        {},
+        {"jobsStatus": node_jobs(ready=1)},
+        {
+            "conditions": [condition("Complete", "JobsCompleted", "done")],
+            "jobsStatus": node_jobs(ready=0),
+        },
+    ]
     said = []
     with StandInKubernetes(statuses) as k8s:
         final = run(k8s, said=said)
@@ -319,20 +460,28 @@ def test_a_trainjob_is_created_as_built_and_watched_until_it_completes():
 
 
 def test_a_failed_trainjob_fails_the_step_with_its_reason():
-    failed = {"conditions": [condition("Failed", "BackoffLimitExceeded",
-                                       "node-0 exited with code 1")]}
+    failed = {
+        "conditions": [condition("Failed", "BackoffLimitExceeded", "node-0 exited with code 1")]
+    }
     with StandInKubernetes([{"jobsStatus": node_jobs(ready=1)}, failed]) as k8s:
-        with pytest.raises(TrainJobError, match="failed: BackoffLimitExceeded: node-0 exited "
-                                                "with code 1.*re-run resumes"):
+        with pytest.raises(
+            TrainJobError,
+            match="failed: BackoffLimitExceeded: node-0 exited with code 1.*re-run resumes",
+        ):
             run(k8s)
 
 
 def test_a_trainjob_that_never_gets_its_nodes_times_out_and_is_deleted():
-    waiting = {"conditions": [condition("Suspended", "Suspended", "waiting for quota")],
-               "jobsStatus": node_jobs(ready=0)}
+    waiting = {
+        "conditions": [condition("Suspended", "Suspended", "waiting for quota")],
+        "jobsStatus": node_jobs(ready=0),
+    }
     with StandInKubernetes([waiting]) as k8s:
-        with pytest.raises(TrainJobError, match=r"no running node after 0.2 s \(suspended "
-                                                r"\(Suspended\)\).*2 nodes with 4 nvidia.com/gpu"):
+        with pytest.raises(
+            TrainJobError,
+            match=r"no running node after 0.2 s \(suspended "
+            r"\(Suspended\)\).*2 nodes with 4 nvidia.com/gpu",
+        ):
             run(k8s, schedule_timeout=0.2)
     name = k8s.created["metadata"]["name"]
     assert ("DELETE", f"{API}/namespaces/team-a/trainjobs/{name}") in k8s.requests
@@ -353,8 +502,9 @@ def test_without_trainer_installed_the_step_says_so_and_creates_nothing():
 
 def test_a_missing_runtime_is_named():
     with StandInKubernetes(runtime=False) as k8s:
-        with pytest.raises(TrainJobError, match="ClusterTrainingRuntime 'torch-distributed' "
-                                                "does not exist"):
+        with pytest.raises(
+            TrainJobError, match="ClusterTrainingRuntime 'torch-distributed' does not exist"
+        ):
             run(k8s)
     assert k8s.created is None
 
@@ -372,15 +522,24 @@ def shipped_rbac():
 def role_verbs(docs, resource: str, group: str) -> set[str]:
     """What deploy/rbac.yaml's namespaced Role lets the pipeline do to `resource` of `group`."""
     role = next(d for d in docs if d["kind"] == "Role")
-    return {v for rule in role["rules"] if resource in rule["resources"]
-            and group in rule["apiGroups"] for v in rule["verbs"]}
+    return {
+        v
+        for rule in role["rules"]
+        if resource in rule["resources"] and group in rule["apiGroups"]
+        for v in rule["verbs"]
+    }
 
 
 def test_the_shipped_rbac_lets_the_pipeline_create_watch_and_delete_trainjobs():
     docs = shipped_rbac()
     assert {"create", "get", "delete"} <= role_verbs(docs, "trainjobs", "trainer.kubeflow.org")
-    runtimes = [r for r in docs if r["kind"] == "ClusterRole"
-                for rule in r["rules"] if "clustertrainingruntimes" in rule["resources"]]
+    runtimes = [
+        r
+        for r in docs
+        if r["kind"] == "ClusterRole"
+        for rule in r["rules"]
+        if "clustertrainingruntimes" in rule["resources"]
+    ]
     assert runtimes, "reading the runtime is what names a missing one"
     binding = next(d for d in docs if d["kind"] == "RoleBinding")
     role = next(d for d in docs if d["kind"] == "Role")
@@ -397,21 +556,34 @@ def test_a_run_that_stopped_early_is_not_passed_on_and_its_checkpoint_stays(tmp_
     RunConfig(epochs=2, output_dir=str(tmp_path)).save(tmp_path / "config.json")
     with pytest.raises(RuntimeError, match="no checkpoint|after epoch 0 of 2"):
         finished_result(tmp_path)
-    epoch = {"epoch": 1, "step": 3, "run_id": "r1",
-             "history": [{"epoch": 1, "train_loss": 2.0, "test_top1": 10.0}]}
+    epoch = {
+        "epoch": 1,
+        "step": 3,
+        "run_id": "r1",
+        "history": [{"epoch": 1, "train_loss": 2.0, "test_top1": 10.0}],
+    }
     save_checkpoint(epoch, tmp_path)
     with pytest.raises(RuntimeError, match="stopped after epoch 1 of 2.*re-run resumes"):
         finished_result(tmp_path)
     assert (tmp_path / CHECKPOINT_NAME).exists()
-    save_checkpoint({**epoch, "epoch": 2, "history": [*epoch["history"],
-                                                      {"epoch": 2, "train_loss": 1.0, "test_top1": 30.0}]},
-                    tmp_path)
+    save_checkpoint(
+        {
+            **epoch,
+            "epoch": 2,
+            "history": [*epoch["history"], {"epoch": 2, "train_loss": 1.0, "test_top1": 30.0}],
+        },
+        tmp_path,
+    )
     result = finished_result(tmp_path)
-    assert (result.run_id, result.metrics["test_top1"], result.metrics["test_top1_median10"]) \
-        == ("r1", 30.0, 20.0)
+    assert (result.run_id, result.metrics["test_top1"], result.metrics["test_top1_median10"]) == (
+        "r1",
+        30.0,
+        20.0,
+    )
 
 
 # -- the job belongs to its step ------------------------------------------------------------------
+
 
 def test_the_nodes_get_pull_secrets_cpu_memory_a_sized_shm_labels_and_the_istio_annotation():
     manifest = two_nodes(options=OPTIONS, owner=OWNER).to_dict()
@@ -420,7 +592,8 @@ def test_the_nodes_get_pull_secrets_cpu_memory_a_sized_shm_labels_and_the_istio_
     # the job options' CPU and memory replace the task config's; the GPUs are the step's own
     assert trainer["resourcesPerNode"] == {
         "requests": {"cpu": "16", "memory": "80Gi"},
-        "limits": {"cpu": "32", "memory": "144Gi", "nvidia.com/gpu": "4"}}
+        "limits": {"cpu": "32", "memory": "144Gi", "nvidia.com/gpu": "4"},
+    }
     assert manifest["spec"]["activeDeadlineSeconds"] == 86400
     labels = manifest["metadata"]["labels"]
     assert labels["adautomix.dev/pipeline-run-id"] == "run-7f3a"
@@ -435,18 +608,18 @@ def test_the_nodes_get_pull_secrets_cpu_memory_a_sized_shm_labels_and_the_istio_
     pod = template["spec"]
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     assert pod["terminationGracePeriodSeconds"] == 120
-    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} \
-        in pod["volumes"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} in pod["volumes"]
 
 
 def test_label_values_are_valid_whatever_the_run_and_folder_are_called():
     labels = run_labels("my pipeline!", "", "/mnt/x/" + "a" * 80 + "-0123456789ab")
-    assert "adautomix.dev/pipeline-run-id" not in labels          # empty: left out
+    assert "adautomix.dev/pipeline-run-id" not in labels  # empty: left out
     assert labels["adautomix.dev/pipeline"] == "my-pipeline"
     value = labels["adautomix.dev/checkpoint"]
     assert len(value) <= 63 and value.endswith("-0123456789ab")
-    assert all(re.fullmatch(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", v)
-               for v in labels.values())
+    assert all(
+        re.fullmatch(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", v) for v in labels.values()
+    )
 
 
 def test_every_attempt_of_one_step_names_its_job_alike_and_other_steps_differently():
@@ -457,36 +630,51 @@ def test_every_attempt_of_one_step_names_its_job_alike_and_other_steps_different
 
 
 RUNNING = {"jobsStatus": node_jobs(ready=1)}
-COMPLETE = {"conditions": [condition("Complete", "JobsCompleted", "done")],
-            "jobsStatus": node_jobs(ready=0)}
+COMPLETE = {
+    "conditions": [condition("Complete", "JobsCompleted", "done")],
+    "jobsStatus": node_jobs(ready=0),
+}
 
 
 def earlier_attempt(status: dict, owner_uid="uid-first-pod") -> dict:
-    job = two_nodes(options=OPTIONS, owner={**OWNER, "name": "first-pod",
-                                            "uid": owner_uid}).to_dict()
+    job = two_nodes(
+        options=OPTIONS, owner={**OWNER, "name": "first-pod", "uid": owner_uid}
+    ).to_dict()
     return {**job, "status": status}
 
 
 def test_a_retried_step_adopts_the_job_of_the_attempt_before_instead_of_starting_another():
     with StandInKubernetes([RUNNING, COMPLETE], existing=earlier_attempt(RUNNING)) as k8s:
         said = []
-        run_trainjob(two_nodes(options=OPTIONS, owner=OWNER), "team-a", k8s.client,
-                     poll_interval=0.02, say=said.append)
-    assert k8s.created is None                      # the only POST was answered 409
+        run_trainjob(
+            two_nodes(options=OPTIONS, owner=OWNER),
+            "team-a",
+            k8s.client,
+            poll_interval=0.02,
+            say=said.append,
+        )
+    assert k8s.created is None  # the only POST was answered 409
     assert [m for m, _ in k8s.requests].count("POST") == 1
     assert not any(m == "DELETE" for m, _ in k8s.requests)
     assert any(line.startswith("adopted TrainJob") for line in said)
     # this attempt's pod joins the owners, so the job outlives the first attempt's pod
     (patch,) = k8s.patches
-    assert [o["uid"] for o in patch["metadata"]["ownerReferences"]] \
-        == ["uid-first-pod", "uid-step-pod"]
+    assert [o["uid"] for o in patch["metadata"]["ownerReferences"]] == [
+        "uid-first-pod",
+        "uid-step-pod",
+    ]
 
 
 def test_a_retried_step_replaces_the_failed_job_of_the_attempt_before():
     failed = {"conditions": [condition("Failed", "BackoffLimitExceeded", "node-1 was evicted")]}
     with StandInKubernetes([RUNNING, COMPLETE], existing=earlier_attempt(failed)) as k8s:
-        run_trainjob(two_nodes(options=OPTIONS, owner=OWNER), "team-a", k8s.client,
-                     poll_interval=0.02, say=lambda line: None)
+        run_trainjob(
+            two_nodes(options=OPTIONS, owner=OWNER),
+            "team-a",
+            k8s.client,
+            poll_interval=0.02,
+            say=lambda line: None,
+        )
     name = k8s.created["metadata"]["name"]
     methods = [m for m, p in k8s.requests if p.startswith(f"{API}/namespaces")]
     assert ("DELETE", f"{API}/namespaces/team-a/trainjobs/{name}") in k8s.requests
@@ -496,8 +684,11 @@ def test_a_retried_step_replaces_the_failed_job_of_the_attempt_before():
 
 def test_a_failed_status_read_deletes_the_job_so_that_it_does_not_train_unwatched():
     with StandInKubernetes([RUNNING], read_error_after=2) as k8s:
-        with pytest.raises(TrainJobError, match="reading TrainJob team-a/adautomix-0123456789 "
-                                                "failed: HTTP 500.*the job is deleted"):
+        with pytest.raises(
+            TrainJobError,
+            match="reading TrainJob team-a/adautomix-0123456789 "
+            "failed: HTTP 500.*the job is deleted",
+        ):
             run(k8s)
     assert ("DELETE", f"{API}/namespaces/team-a/trainjobs/adautomix-0123456789") in k8s.requests
 
@@ -514,11 +705,12 @@ def test_a_stopped_step_deletes_its_job(monkeypatch):
 
     previous = signal.getsignal(signal.SIGTERM)
     with StandInKubernetes([RUNNING], on_get=terminate) as k8s:
-        with pytest.raises(TrainJobError, match="this step was stopped \\(SIGTERM.*the job is "
-                                                "deleted"):
+        with pytest.raises(
+            TrainJobError, match="this step was stopped \\(SIGTERM.*the job is deleted"
+        ):
             run(k8s)
     assert ("DELETE", f"{API}/namespaces/team-a/trainjobs/adautomix-0123456789") in k8s.requests
-    assert signal.getsignal(signal.SIGTERM) is previous      # the step's own handling restored
+    assert signal.getsignal(signal.SIGTERM) is previous  # the step's own handling restored
 
 
 def test_a_job_that_fails_by_itself_is_kept_for_its_logs():
@@ -552,21 +744,33 @@ def test_the_compiled_job_options_reach_the_job_the_step_creates(monkeypatch):
     from adautomix.cluster.multinode import train_on_nodes
     from pipeline.cluster import ClusterSettings, job_options
 
-    options = job_options(ClusterSettings(num_nodes=2, train_gpus=4, termination_grace=300,
-                                          image_pull_secrets=("regcred",)))
+    options = job_options(
+        ClusterSettings(
+            num_nodes=2, train_gpus=4, termination_grace=300, image_pull_secrets=("regcred",)
+        )
+    )
     monkeypatch.setenv("HOSTNAME", "step-pod")
     with StandInKubernetes([COMPLETE]) as k8s:
         monkeypatch.setattr(cluster_job, "in_cluster_client", lambda: (k8s.client, "team-a"))
-        name = train_on_nodes(f"{OUT}/config.json", OUT, 4, TASK_CONFIG, options,
-                              "adautomix-training", "run-7f3a", say=lambda line: None,
-                              poll_interval=0.02)
+        name = train_on_nodes(
+            f"{OUT}/config.json",
+            OUT,
+            4,
+            TASK_CONFIG,
+            options,
+            "adautomix-training",
+            "run-7f3a",
+            say=lambda line: None,
+            poll_interval=0.02,
+        )
     created = k8s.created
     assert name == created["metadata"]["name"] == job_name("run-7f3a", OUT)
     assert created["metadata"]["labels"]["adautomix.dev/pipeline-run-id"] == "run-7f3a"
     assert created["metadata"]["ownerReferences"][0]["uid"] == "uid-step-pod"
     assert created["spec"]["trainer"]["resourcesPerNode"] == {
         "requests": {"cpu": "16", "memory": "80Gi"},
-        "limits": {"cpu": "32", "memory": "144Gi", "nvidia.com/gpu": "4"}}
+        "limits": {"cpu": "32", "memory": "144Gi", "nvidia.com/gpu": "4"},
+    }
     template = node_pod(created)
     assert template["imagePullSecrets"] == [{"name": "regcred"}]
     assert template["terminationGracePeriodSeconds"] == 300
