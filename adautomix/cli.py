@@ -244,7 +244,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    from .tracking import Tracker, tracking_uri
+    from .tracking import Tracker, display_uri
 
     tracker = Tracker(run.config, run.manifest.sha256, run_id=run.run_id)
     try:
@@ -256,7 +256,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         tracker.finish("FAILED")
         raise
     tracker.finish(tracker.previous_status or "FINISHED")
-    print(f"logged as test_* to MLflow run {run.run_id} in {tracking_uri()}")
+    print(f"logged as test_* to MLflow run {run.run_id} in {display_uri()}")
     return 0
 
 

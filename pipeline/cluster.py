@@ -25,6 +25,7 @@ from kfp.dsl import PipelineTask
 from adautomix.cluster.job import JobOptions
 from adautomix.cluster.multinode import check_trainer
 from adautomix.config import ConfigError, parse_override
+from adautomix.provenance import IMAGE_ENV
 
 # secret key -> environment variable; the optional ones may be absent from the secret.
 S3_KEYS = {key: key for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
@@ -346,9 +347,12 @@ def configure(
 
 
 def use_image(task: PipelineTask, cluster: ClusterSettings) -> PipelineTask:
-    """The image (when not docker/IMAGE's) and the secrets to pull it with."""
+    """The image (when not docker/IMAGE's) and the secrets to pull it with. The step is told the
+    reference it runs from, so that a pinned `--image` is recorded by its digest with no API read
+    (adautomix.provenance.running_image); the env passes through to a multi-node job's nodes."""
     if cluster.image:
         task.set_container_image(cluster.image)
+        task.set_env_variable(IMAGE_ENV, cluster.image)
     if cluster.image_pull_secrets:
         kubernetes.set_image_pull_secrets(task, list(cluster.image_pull_secrets))
     return task

@@ -160,6 +160,8 @@ def test_the_image_flag_and_its_pull_secrets_reach_every_step(gpu_yaml):
     spec, executors = gpu_yaml
     for step, container in containers(spec).items():
         assert container["image"] == DIGEST_IMAGE, step
+        # what the step records as the image it ran from (the digest, without reading its pod)
+        assert {"name": "ADAUTOMIX_IMAGE", "value": DIGEST_IMAGE} in container["env"], step
         assert [s["secretName"] for s in executors[f"exec-{step}"]["imagePullSecret"]] == [
             "regcred",
             "mirror-cred",
