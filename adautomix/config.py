@@ -370,12 +370,10 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
-        values = _upgraded(values)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
-        renamed = [
-            f"{old} is now {RENAMED_FIELDS[old]}" for old in unknown if old in RENAMED_FIELDS
-        ]
+        now = {**RENAMED_FIELDS, "amp": "precision"}
+        renamed = [f"{old} is now {now[old]}" for old in unknown if old in now]
         if renamed:
             raise ConfigError(f"unknown config field(s) {unknown}: {'; '.join(renamed)}")
         if unknown:
@@ -412,18 +410,6 @@ _TYPE_NAMES = {
 }
 
 
-def _upgraded(values: dict[str, Any]) -> dict[str, Any]:
-    """A config written before `precision` replaced `amp` (fp16 autocast on CUDA), as today's:
-    the run folders and checkpoints of such runs load and resume as they trained."""
-    if "amp" not in values:
-        return values
-    values = dict(values)
-    amp = values.pop("amp")
-    if amp is True and "precision" not in values:
-        values["precision"] = "fp16"
-    return values
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -458,9 +444,7 @@ def resume_changes(saved: dict[str, Any], new: RunConfig) -> tuple[dict, dict]:
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     saved = upgrade_saved_config(saved, "the checkpoint's config")
     # A field added since the checkpoint was written takes its default there.
-    saved = RunConfig.from_dict(
-        {k: v for k, v in _upgraded(saved).items() if k in fields}
-    ).to_dict()
+    saved = RunConfig.from_dict({k: v for k, v in saved.items() if k in fields}).to_dict()
     changed = {k: (saved[k], v) for k, v in new.to_dict().items() if saved[k] != v}
     allowed = {k: c for k, c in changed.items() if k in RESUMABLE_FIELDS}
     refused = {k: c for k, c in changed.items() if k not in RESUMABLE_FIELDS}
@@ -469,10 +453,16 @@ def resume_changes(saved: dict[str, Any], new: RunConfig) -> tuple[dict, dict]:
 
 def upgrade_saved_config(values: dict[str, Any], source: str) -> dict[str, Any]:
     """A saved config's fields under today's names, with a warning naming what was mapped:
-    renamed fields and teacher options take their new names, and the engine's EMA settings,
-    which a method with its own teacher never used, their defaults."""
+    renamed fields and teacher options take their new names, `amp` (fp16 autocast on CUDA)
+    becomes its `precision`, and the engine's EMA settings, which a method with its own teacher
+    never used, their defaults. Such runs load, evaluate and resume as they trained."""
     values = dict(values)
     mapped = []
+    if "amp" in values:
+        amp = values.pop("amp")
+        if "precision" not in values:
+            values["precision"] = "fp16" if amp is True else "fp32"
+            mapped.append(f"amp {str(amp).lower()} -> precision {values['precision']}")
     for old, new in RENAMED_FIELDS.items():
         if old in values and new not in values:
             values[new] = values.pop(old)

@@ -1,4 +1,5 @@
 import json
+import logging
 
 import pytest
 
@@ -228,13 +229,20 @@ def test_the_engines_ema_is_refused_for_a_method_with_its_own_teacher(method, ch
     assert RunConfig(method="mixup", **changes).ema_decay == changes.get("ema_decay", 0.999)
 
 
-def test_a_config_written_with_amp_loads_as_the_precision_it_trained_in(tmp_path):
-    """`precision` replaced `amp` (fp16 autocast on CUDA): old run folders still load, and a
-    checkpoint written under amp resumes with the precision it trained in and no other change."""
+def test_a_config_written_with_amp_loads_as_the_precision_it_trained_in(tmp_path, caplog):
+    """`precision` replaced `amp` (fp16 autocast on CUDA): old run folders still load, mapped
+    with a warning, and a checkpoint written under amp resumes with the precision it trained in
+    and no other change; `amp` given now is refused with its new name."""
     old = RunConfig().to_dict()
     del old["precision"]
-    assert RunConfig.from_dict({**old, "amp": True}).precision == "fp16"
-    assert RunConfig.from_dict({**old, "amp": False}).precision == "fp32"
+    for amp, precision in ((True, "fp16"), (False, "fp32")):
+        path = tmp_path / f"amp-{amp}.json"
+        path.write_text(json.dumps({**old, "amp": amp}))
+        with caplog.at_level(logging.WARNING, logger="adautomix"):
+            assert RunConfig.load(path).precision == precision
+        assert f"amp {str(amp).lower()} -> precision {precision}" in caplog.text
+    with pytest.raises(ConfigError, match="amp is now precision"):
+        RunConfig.from_dict({**old, "amp": True})
     assert resume_changes({**old, "amp": True}, RunConfig(precision="fp16")) == ({}, {})
     assert resume_changes({**old, "amp": False}, RunConfig(precision="bf16")) == (
         {},
