@@ -11,10 +11,10 @@ from components import BASE_IMAGE
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def evaluate(
     checkpoint: Input[Model],
-    data_version: str,
     test_metrics: List[str],
     metrics: Output[Metrics],
     mlflow_run: Output[Markdown],
+    data_version: str = "",
 ) -> NamedTuple(
     "Evaluated", [("model_uri", str), ("score", float), ("metric", str), ("chance", float)]
 ):
@@ -23,7 +23,8 @@ def evaluate(
     confusion matrix and the served model. Returns the logged model's URI, its score (the served
     network's validation top-1, or test top-1 without a validation split), the score's name and
     chance's top-1, which the registry judges by. `mlflow_run` links the KFP run page to the
-    MLflow run (adautomix.steps.run_link)."""
+    MLflow run (adautomix.steps.run_link). `data_version` '' is the one the run trained on (its
+    provenance.json)."""
     from adautomix.errors import exit_on_error
     from adautomix.steps import evaluate_step, run_link
 

@@ -9,7 +9,6 @@ from components import BASE_IMAGE
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def train(
     prepared: Input[Dataset],
-    data_version: str,
     config: dict,
     overrides: dict,
     workspace: str,
@@ -18,6 +17,7 @@ def train(
     pipeline_run_name: str,
     checkpoint: Output[Model],
     num_gpus: int = 1,
+    data_version: str = "",
 ) -> str:
     """Train one configuration (`config`, RunConfig fields, with a sweep's `overrides` on top,
     on the data step's dataset), as `num_gpus` processes of torch's launcher when it is more
@@ -25,7 +25,7 @@ def train(
     naming the configuration and the data version, so a retried or re-run task resumes there.
     The artifact is the final config.json, checkpoint.pt and selected.pt. The MLflow run records
     the DVC version and remote as its dataset and the pipeline run as tags. Returns the MLflow
-    run id."""
+    run id. `data_version` '' is the prepared dataset's (its artifact's metadata)."""
     import shutil
 
     from adautomix.errors import exit_on_error

@@ -33,7 +33,6 @@ PASSTHROUGHS = [
 )
 def train_job(
     prepared: Input[Dataset],
-    data_version: str,
     config: dict,
     overrides: dict,
     workspace: str,
@@ -44,6 +43,7 @@ def train_job(
     job_options: dict,
     node: dsl.TaskConfig,
     checkpoint: Output[Model],
+    data_version: str = "",
 ) -> str:
     """Train one configuration (as the single-pod step: `config` with `overrides` on top) on
     job_options["num_nodes"] nodes of `num_gpus` GPUs through a job of job_options["trainer"]

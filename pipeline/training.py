@@ -58,7 +58,6 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
     @dsl.pipeline(name="adautomix-train-and-evaluate")
     def train_and_evaluate(
         prepared: Dataset,
-        data_version: str,
         config: dict,
         overrides: dict,
         num_gpus: int,
@@ -69,7 +68,6 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
     ) -> Evaluated:
         run = dict(
             prepared=prepared,
-            data_version=data_version,
             config=config,
             overrides=overrides,
             workspace=workspace,
@@ -85,7 +83,6 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
         trained.set_retry(TRAIN_RETRIES, backoff_duration="30s")
         evaluated = evaluate(
             checkpoint=trained.outputs["checkpoint"],
-            data_version=data_version,
             test_metrics=test_metrics,
         )
         configure(trained, "train", cluster, gpus=num_gpus)
@@ -144,8 +141,9 @@ def build_pipeline(cluster: ClusterSettings | None, name: str, description: str,
 
         def trained(overrides):
             return train_and_evaluate(
+                # the data version travels in `prepared`'s metadata: kfp.local gives a loop
+                # body's parameters from upstream tasks the loop item instead (kfp 2.17)
                 prepared=materialised.outputs["prepared"],
-                data_version=materialised.outputs["Output"],
                 config=p.config,
                 overrides=overrides,
                 num_gpus=p.num_gpus,

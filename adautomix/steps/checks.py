@@ -97,7 +97,9 @@ def step_arguments(
     )
     return dict(
         checkpoint_root=f"{workspace}/runs/checkpoints",
-        data_version=data_version,
+        # the data step's version, carried by its artifact: a loop's task could not take it as a
+        # parameter (kfp.local hands a ParallelFor body's upstream outputs the loop item instead)
+        data_version=data_version or prepared.get("data_version", ""),
         data_source=prepared.get("remote_url", ""),
         tags={
             "kfp_pipeline": pipeline_name,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ConfigError
+from ..provenance import Provenance
 
 # What the evaluate step measures unless told otherwise: any metric spec of adautomix.eval
 # (`fgsm`, `ece:bins=15`, ...). The robustness metrics (config.EVAL_METRICS) are opt-in, as a
@@ -66,6 +67,7 @@ def evaluate_step(
             {k: v for k, v in results.items() if not k.startswith("selected_test_")},
             step=run.config.epochs,
         )
+        data_version = data_version or Provenance.load(run_dir).data_version
         if data_version:
             tracker.set_tags({"data_version": data_version})
         tracker.log_figure(

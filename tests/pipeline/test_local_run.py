@@ -16,6 +16,7 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from adautomix.data.versioning import init_workspace
 from adautomix.engine.checkpoint import load_checkpoint
@@ -181,6 +182,14 @@ def test_a_sweep_the_gate_rejects_entirely_fails_and_moves_no_champion(
     (version,) = connect().search_model_versions(f"name='{name}'")
     assert version.tags["gate"] == "rejected" and version.tags["gate_reason"] in captured.out
     assert connect().get_registered_model(name).aliases == {}
+    # every run of the loop trained and was evaluated on the data step's version (data.dvc's)
+    tracked = yaml.safe_load((workspace / "data.dvc").read_text())["outs"][0]["md5"]
+    runs = connect().search_runs([connect().get_experiment_by_name(experiment).experiment_id])
+    assert sorted(int(r.data.params["seed"]) for r in runs) == [0, 1]
+    for run in runs:
+        assert run.data.tags["data_version"] == tracked
+        (dataset,) = run.inputs.dataset_inputs
+        assert dataset.dataset.digest == tracked
 
 
 def test_a_data_version_no_remote_holds_stops_the_pipeline_before_training(
