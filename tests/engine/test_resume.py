@@ -44,8 +44,8 @@ from adautomix.config import RunConfig
 from tests.conftest import TinyBackbone
 
 kill_at = int(sys.argv[2])
-engine.create_model = lambda name, num_classes, in_chans, pretrained, width:
-TinyBackbone(num_classes, in_chans)
+engine.create_model = lambda name, num_classes, in_chans, pretrained, width: TinyBackbone(
+    num_classes, in_chans)
 build_method = engine.create_method
 
 def create_method(*args, **kwargs):
