@@ -163,7 +163,8 @@ def register(
                 )
             client.set_registered_model_alias(name, CHAMPION, version)
             holder = client.get_registered_model(name).aliases.get(CHAMPION)
-            if holder != version:  # re-read after write: nothing else may write under the lock
+            # the SQLite store answers an alias's version as an int, a server as a string
+            if str(holder) != version:  # re-read after write: nothing else may write under the lock
                 raise ChampionLockLost(
                     f"the champion alias of {name} moved to version {holder} "
                     f"while version {version} held its lock; check the "

@@ -1,5 +1,6 @@
-"""The registry against a real MLflow server over HTTP: versions, challenger and champion, the
-champion moved under a lock by parallel registrations, and the image each version ran from."""
+"""The registry against a real MLflow server over HTTP (and the embedded SQLite store): versions,
+challenger and champion, the champion moved under a lock by parallel registrations, and the image
+each version ran from."""
 
 from __future__ import annotations
 
@@ -257,3 +258,13 @@ def test_a_version_whose_run_recorded_no_image_says_so(name):
     tags = connect().get_model_version(name, done.version).tags
     assert tags["image"] == "unknown" and tags["image_digest"] == "unknown"
     assert tags["image_digest_source"].endswith("recorded no image digest")
+
+
+def test_the_embedded_sqlite_store_moves_the_champion_too(mlflow_sqlite):
+    """The embedded default store answers an alias's version as an int where a server answers a
+    string: the re-read after the write must see the version it wrote in both."""
+    name = f"model-{uuid.uuid4().hex[:8]}"
+    assert register(candidate(80.0), name, "fashion-mnist").promoted
+    done = register(candidate(81.5), name, "fashion-mnist")
+    assert done.promoted and "beats" in done.reason
+    assert {k: str(v) for k, v in aliases(name).items()} == {CHALLENGER: "2", CHAMPION: "2"}
