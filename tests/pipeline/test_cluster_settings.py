@@ -6,9 +6,9 @@ bundle where MLflow is reached, and no GPU settings at all for a CPU-only run.""
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from pipeline.cli import main
+from tests.pipeline.test_scale_out import compiled
 from tests.workspaces import PROJECT
 
 DIGEST_IMAGE = "registry.example.com/ml/adautomix@sha256:" + "0123456789abcdef" * 4
@@ -23,27 +23,6 @@ DEFAULTS = {
     "register": ("250m", "1", "1Gi", "2Gi"),
 }
 FIELDS = ("resourceCpuRequest", "resourceCpuLimit", "resourceMemoryRequest", "resourceMemoryLimit")
-
-
-def compiled(tmp_path, *flags: str) -> tuple[dict, dict]:
-    path = tmp_path / "pipeline.yaml"
-    assert (
-        main(
-            [
-                "compile",
-                "--output",
-                str(path),
-                "--workspace",
-                str(PROJECT),
-                "--method",
-                "mixup",
-                *flags,
-            ]
-        )
-        == 0
-    )
-    spec, platform = yaml.safe_load_all(path.read_text())
-    return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 
 def containers(spec: dict) -> dict:
