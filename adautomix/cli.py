@@ -45,6 +45,8 @@ HELP = {
     "data_root": "folder holding prepared datasets (data_root/NAME/)",
     "subset": "train on the first N images of a fixed shuffle (0 = all); for quick runs",
     "test_subset": "the test split is its first N images (0 = all)",
+    "epoch_test_subset": "each epoch's test figures during training on the first N test images "
+    "only (0 = the whole test split); the selected networks are evaluated on all of it",
     "val_size": "hold out N training images (stratified) as the validation split that selects "
     "the checkpoint and judges the champion (0 = none: the paper's protocol)",
     "loader": f"data loader: {', '.join(LOADERS)}",
@@ -331,6 +333,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_results(args: argparse.Namespace) -> int:
+    from .presets import SWEEPS
+    from .results import sweep_command, write_results
+
+    sweep = None
+    if args.preset:
+        if args.preset not in SWEEPS:
+            raise ConfigError(
+                f"unknown sweep preset {args.preset!r}; valid: {', '.join(SWEEPS)}"
+            )
+        sweep = SWEEPS[args.preset]
+    experiment = args.experiment or (sweep.run.experiment if sweep else "")
+    if not experiment:
+        raise ConfigError("name the sweep: --preset NAME (adautomix presets) or --experiment")
+    methods = _names(args.methods) if args.methods else (sweep.methods if sweep else ())
+    seeds = [int(s) for s in _names(args.seeds)] if args.seeds else list(sweep.seeds if sweep else [])
+    page = write_results(
+        experiment,
+        args.output,
+        methods=methods,
+        seeds=seeds,
+        command=args.command_text or (sweep_command(args.preset, args.output) if sweep else ""),
+        title=f"Results: {sweep.name} ({sweep.sized_for})" if sweep else "",
+    )
+    print(f"wrote {page.resolve()} and {page.with_suffix('').resolve()}/")
+    return 0
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
@@ -467,6 +497,21 @@ def build_parser() -> argparse.ArgumentParser:
         "(runs that differ only in them share a setting) [none]",
     )
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "results",
+        help="a sweep's results page (tables, figures, CSV) from the MLflow store",
+        description="Update the seed groups' summary runs of a sweep's experiment and write its "
+        "page: per method mean ± std over seeds, Δ to Vanilla with a Welch p-value, the rank, "
+        "robustness, the per-run cost, figures and a CSV beside the page (PAGE without .md/).",
+    )
+    p.add_argument("--preset", default="", help="a sweep preset (adautomix presets): its experiment, methods and seeds")
+    p.add_argument("--experiment", default="", help="the MLflow experiment [the preset's]")
+    p.add_argument("--methods", default="", help="the methods the sweep meant to run [the preset's]")
+    p.add_argument("--seeds", default="", help="the seeds the sweep meant to run [the preset's]")
+    p.add_argument("--output", default="docs/results.md", help="the page [docs/results.md]")
+    p.add_argument("--command-text", default="", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_results)
     return parser
 
 

@@ -152,7 +152,7 @@ def collect(
     notes: list[str] = []
     parsed, lacking = [], 0
     for run in runs:
-        found = _parse(run, ignore)
+        found = parse_run(run, ignore)
         if found is None or not any(m in found.metrics for m in metric):
             lacking += 1
             continue
@@ -230,7 +230,9 @@ def check_comparable(comparison: Comparison) -> None:
         )
 
 
-def _parse(run: dict[str, Any], ignore: Sequence[str]) -> _Run | None:
+def parse_run(run: dict[str, Any], ignore: Sequence[str] = ()) -> _Run | None:
+    """A run's method, options, seed and setting (the rest of its params and SETTING_TAGS);
+    None for a run that names no method."""
     params, tags = dict(run.get("params") or {}), run.get("tags") or {}
     for name in ("method", "dataset", "model", "seed"):  # runs that logged tags only
         if name not in params and name in tags:
@@ -263,22 +265,20 @@ def _parse(run: dict[str, Any], ignore: Sequence[str]) -> _Run | None:
 
 
 def _row_labels(runs: list[_Run]) -> dict[_Run, str]:
-    """The method's name, and its options where the same method ran with different ones."""
     by_method: dict[str, set] = defaultdict(set)
     for run in runs:
         by_method[run.method].add(run.options)
-    labels = {}
-    for run in runs:
-        variants = by_method[run.method]
-        if len(variants) == 1:
-            labels[run] = run.method
-            continue
-        differ = {
-            k for k, _ in set().union(*variants) if len({dict(v).get(k) for v in variants}) > 1
-        }
-        shown = ", ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in run.options if k in differ)
-        labels[run] = f"{run.method} ({shown})"
-    return labels
+    return {run: row_label(run, by_method[run.method]) for run in runs}
+
+
+def row_label(run: _Run, variants: set) -> str:
+    """The method's name, and its options where the same method ran with other ones
+    (`variants`: the option sets its method ran with)."""
+    if len(variants) == 1:
+        return run.method
+    differ = {k for k, _ in set().union(*variants) if len({dict(v).get(k) for v in variants}) > 1}
+    shown = ", ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in run.options if k in differ)
+    return f"{run.method} ({shown})"
 
 
 def _served(metrics: dict[str, float], name: str) -> float | None:

@@ -131,6 +131,11 @@ class RunConfig:
     data_root: str = "data"  # prepared datasets live in data_root/NAME/
     subset: int = 0  # >0: train on the first N images of a fixed shuffle
     test_subset: int = 0  # >0: the test split is its first N images (0: all of them)
+    # >0: each epoch's test figures during training (the curves, the median of the last epochs)
+    # are measured on the first N test images only; the selected networks are still evaluated on
+    # the whole test split (or test_subset) by `adautomix evaluate` and the pipeline's evaluate
+    # step. A run of many short epochs then does not spend most of its time on the test split.
+    epoch_test_subset: int = 0
     # Train images held out, stratified by class, as the validation split that selects the
     # checkpoint and judges the champion (data/split.py); 0: the paper's protocol, no validation
     # split (the last epoch is the one kept and it is judged on test).
@@ -229,6 +234,7 @@ class RunConfig:
         non_negative = {
             "subset": self.subset,
             "test_subset": self.test_subset,
+            "epoch_test_subset": self.epoch_test_subset,
             "val_size": self.val_size,
             "eval_batch_size": self.eval_batch_size,
             "model_width": self.model_width,

@@ -240,3 +240,27 @@ def running_image(environ: Mapping[str, str] | None = None) -> ImageRecord:
 
 def _unknown(reference: str, why: str) -> ImageRecord:
     return ImageRecord(reference or UNKNOWN_DIGEST, UNKNOWN_DIGEST, why)
+
+
+def machine() -> str:
+    """What a run ran on, for its record and a results page: CPU model and the cores this
+    process may use, torch's threads and version, and the GPU if one is visible."""
+    import os
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu
+            )
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{cpu}, {cores} cores ({torch.get_num_threads()} torch threads), {gpu}, "
+        f"torch {torch.__version__}"
+    )

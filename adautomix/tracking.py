@@ -34,7 +34,7 @@ from mlflow.tracking import MlflowClient
 
 from .config import RunConfig
 from .errors import InputError, RunFailure
-from .provenance import git_commit, running_image
+from .provenance import git_commit, machine, running_image
 from .redact import redact, redact_handlers
 
 log = logging.getLogger("adautomix.tracking")
@@ -283,6 +283,7 @@ class Tracker:
             "git_commit": commit,
             "mlflow.source.git.commit": commit,
             "data_hash": data_hash,
+            "machine": machine(),
             **running_image().tags(),
             OUTPUT_DIR_TAG: output_dir,
             **(extra_tags or {}),
@@ -435,9 +436,17 @@ def _running_runs(
     return [r.info.run_id for r in found if r.info.run_id != besides]
 
 
-def experiment_runs(experiment: str) -> list[dict[str, Any]]:
-    """The finished runs of an experiment: {"run_id", "name", "start_time" (ms), "params",
-    "tags", "metrics"} each, the metrics at their last logged value."""
+# A seed group's summary run (adautomix/seed_groups.py) carries this tag; the runs it summarises
+# are the experiment's training runs, and a summary is never one of them.
+SUMMARY_TAG = "seed_group_summary"
+
+
+def experiment_runs(
+    experiment: str, statuses: tuple[str, ...] = ("FINISHED",), summaries: bool = False
+) -> list[dict[str, Any]]:
+    """The runs of an experiment in `statuses` (FINISHED by default): {"run_id", "name",
+    "status", "start_time", "end_time" (ms), "params", "tags", "metrics"} each, the metrics at
+    their last logged value. Seed groups' summary runs only with `summaries`."""
     client = connect(writing=False)
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -445,25 +454,47 @@ def experiment_runs(experiment: str) -> list[dict[str, Any]]:
         raise TrackingError(
             f"MLflow at {display_uri()} has no experiment {experiment!r}; it has: {names or 'none'}"
         )
+    # (MLflow's filter takes a list of values for run ids only)
+    only = f"attributes.status = '{statuses[0]}'" if len(statuses) == 1 else ""
     runs, token = [], None
     while True:
         page = client.search_runs(
-            [found.experiment_id],
-            "attributes.status = 'FINISHED'",
-            max_results=1000,
-            page_token=token,
+            [found.experiment_id], only, max_results=1000, page_token=token
         )
         runs += [
             {
                 "run_id": r.info.run_id,
                 "name": r.info.run_name,
+                "status": r.info.status,
                 "start_time": r.info.start_time,
+                "end_time": r.info.end_time,
                 "params": r.data.params,
                 "tags": r.data.tags,
                 "metrics": r.data.metrics,
             }
             for r in page
+            if r.info.status in statuses and (summaries or SUMMARY_TAG not in r.data.tags)
         ]
         token = page.token
         if not token:
             return runs
+
+
+# What a pipeline step cost from its process's start (interpreter, imports, data check) to its
+# end: the run's step_seconds_<step> metric, so the pipeline's fixed cost per run is read from
+# the store beside the training time (train_seconds, eval_seconds per epoch).
+STEP_SECONDS = "step_seconds_"
+
+
+def process_seconds() -> float:
+    """Seconds since this process started (its creation time, as the kernel records it)."""
+    import time
+
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
+
+
+def log_step_seconds(run_id: str, step: str) -> None:
+    """Log `step_seconds_<step>`, this process's age, to a run, finished or not."""
+    connect().log_metric(run_id, f"{STEP_SECONDS}{step}", process_seconds())

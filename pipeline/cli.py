@@ -12,6 +12,7 @@ import sys
 
 from adautomix.cli import add_run_flags, flag_values, main as run_cli, read_config_file
 from adautomix.config import ConfigError
+from adautomix.steps import TEST_METRICS
 from adautomix.steps.checks import STEP_FIELDS
 from adautomix.errors import DEBUG_ENV, one_line
 from adautomix.gate import CHANCE_MARGIN, Gate
@@ -27,13 +28,15 @@ def _pipeline_arguments(args: argparse.Namespace) -> dict:
                 "file is --output FILE"
             )
 
+    sweep = _sweep_preset(args)
+    metrics = args.test_metrics or (",".join(sweep.test_metrics) if sweep else "")
     common = dict(
         preset=args.preset,
         data_version=args.data_version,
         num_gpus=args.num_gpus,
         registered_model=args.registered_model,
         project=args.workspace,
-        test_metrics=tuple(args.test_metrics.split(",")),
+        test_metrics=tuple(metrics.split(",")) if metrics else TEST_METRICS,
         gate=Gate(args.chance_margin, args.min_score),
         num_nodes=getattr(args, "num_nodes", 1),
         saved_config=read_config_file(args.config) if args.config else None,
@@ -42,10 +45,22 @@ def _pipeline_arguments(args: argparse.Namespace) -> dict:
         **{k: v for k, v in flag_values(args).items() if k not in STEP_FIELDS},
     )
     if args.sweep:
+        methods = args.methods.split(",") if args.methods else list(sweep.methods if sweep else [])
+        seeds = _seeds(args.seeds) if args.seeds else list(sweep.seeds if sweep else [0])
         return sweep_arguments(
-            args.methods.split(",") if args.methods else [], _seeds(args.seeds), **common
+            methods,
+            seeds,
+            method_options={m: sweep.method_options(m) for m in methods} if sweep else {},
+            **common,
         )
     return training_arguments(**common)
+
+
+def _sweep_preset(args: argparse.Namespace):
+    """The sweep a `--sweep --preset NAME` names (adautomix.presets.SWEEPS), else None."""
+    from adautomix.presets import SWEEPS
+
+    return SWEEPS.get(args.preset) if args.sweep else None
 
 
 def _seeds(text: str) -> list[int]:
@@ -86,15 +101,36 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             )
             print(f"submitted run {run_id} to {args.host}, experiment {experiment}")
         else:
-            registered = run_local(
-                arguments, args.sweep, args.pipeline_root, args.workspace, args.data_remote
-            )
-            print(local_summary(arguments, registered))
+            try:
+                registered = run_local(
+                    arguments, args.sweep, args.pipeline_root, args.workspace, args.data_remote
+                )
+                print(local_summary(arguments, registered))
+            finally:  # a sweep cut short still gets its page, which marks what is missing
+                if args.results_page:
+                    _write_results_page(args, arguments)
     # SubmitError, or kfp.local's report of a failed step (whose one-line error is printed above)
     except RuntimeError as exc:
         print(one_line(exc), file=sys.stderr)
         return 1
     return 0
+
+
+def _write_results_page(args: argparse.Namespace, arguments: dict) -> None:
+    from adautomix.presets import SWEEPS
+    from adautomix.results import sweep_command, write_results
+
+    grid = arguments.get("grid", [])
+    sweep = SWEEPS.get(args.preset)
+    page = write_results(
+        arguments["config"]["experiment"],
+        args.results_page,
+        methods=list(dict.fromkeys(run["method"] for run in grid)),
+        seeds=sorted({int(run["seed"]) for run in grid}),
+        command=sweep_command(args.preset, args.results_page) if sweep else "",
+        title=f"Results: {sweep.name} ({sweep.sized_for})" if sweep else "",
+    )
+    print(f"results page: {page.resolve()}")
 
 
 def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
@@ -137,10 +173,11 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--test-metrics",
-        default="top1,top5,loss",
+        default="",
         help="what the evaluate step measures, comma-separated metric specs "
         "as for `adautomix evaluate --metrics` (top1, top5, loss, ece, fgsm, "
-        "corruption, occlusion; docs/evaluation.md) [top1,top5,loss]",
+        "corruption, occlusion; docs/evaluation.md) [a sweep preset's, else "
+        f"{','.join(TEST_METRICS)}]",
     )
     group.add_argument(
         "--workspace",
@@ -152,8 +189,12 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the sweep pipeline: --methods x --seeds in parallel, the best registered",
     )
-    group.add_argument("--methods", help="sweep: comma-separated methods")
-    group.add_argument("--seeds", default="0", help="sweep: comma-separated seeds [0]")
+    group.add_argument(
+        "--methods", help="sweep: comma-separated methods [a sweep preset's (adautomix presets)]"
+    )
+    group.add_argument(
+        "--seeds", default="", help="sweep: comma-separated seeds [a sweep preset's, else 0]"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--local", action="store_true", help="run here, each step a subprocess")
     q.add_argument("--pipeline-root", default="runs/pipeline", help="where step outputs go")
     q.add_argument("--data-remote", default="", help="DVC remote [the default remote]")
+    q.add_argument(
+        "--results-page",
+        default="",
+        help="with --sweep: afterwards, write the sweep's results page here from the MLflow "
+        "store (adautomix results), its figures and CSV in a folder of the same name",
+    )
     _add_pipeline_flags(q)
     q = sub.add_parser("submit", help="compile and start a run on a Kubeflow endpoint")
     q.add_argument("--host", required=True, help="the Kubeflow Pipelines API or UI URL")

@@ -71,21 +71,35 @@ def sweep_arguments(
     num_nodes: int = 1,
     gate: Gate = Gate(),
     saved_config: dict | None = None,
+    method_options: dict[str, dict] | None = None,
     **run_values,
 ) -> dict:
     """The sweep's arguments: every method x seed is checked as a run configuration; the grid
     holds what each run changes of the first one's `config`. A run whose method is the preset's
-    (or the saved config's) keeps its method options; another method starts from its own."""
+    (or the saved config's) keeps its method options; another method starts from its own, with
+    `method_options[method]` (a sweep preset's options for it) on top; `method_args` given in
+    `run_values` go on top of either."""
     if not methods or not seeds:
         raise ConfigError("a sweep needs at least one method and one seed (--methods, --seeds)")
     if {"method", "seed"} & run_values.keys():
         raise ConfigError("a sweep takes --methods and --seeds, not --method and --seed")
+    given = run_values.pop("method_args", {})
     configs = [
         _checked_config(
-            preset, saved_config, num_gpus, {**run_values, "method": m, "seed": s}, num_nodes
+            preset,
+            saved_config,
+            num_gpus,
+            {
+                **run_values,
+                "method": m,
+                "seed": s,
+                "method_args": {**(method_options or {}).get(m, {}), **given},
+            },
+            num_nodes,
         )
-        for m in methods
+        # seed-major: a sweep cut short still holds every method for its first seeds
         for s in seeds
+        for m in methods
     ]
     shared = configs[0]
     return {

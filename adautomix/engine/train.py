@@ -232,7 +232,7 @@ def setup(
         "test",
         batch_size=eval_batch_size,
         train=False,
-        subset=config.test_subset,
+        subset=min(filter(None, (config.epoch_test_subset, config.test_subset)), default=0),
         **loader_args,
     )
 
@@ -516,6 +516,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
         "train_loss": loss_total / counted_total if counted_total else float("nan"),
         "lr": lr,
         "images_per_sec": seen_total / train_time,
+        "train_seconds": train_time,
     }
 
 
@@ -599,9 +600,11 @@ def evaluate_and_log(run: Run, epoch: int, metrics: dict[str, float]) -> dict[st
     and print its summary line."""
     distributed.average_batchnorm_statistics(networks(run))
     metrics = dict(metrics)
+    started = time.perf_counter()
     for split, loader in (("val", run.val_loader), ("test", run.test_loader)):
         if loader is not None:
             metrics.update(evaluate_split(run, split, loader, f"epoch {epoch + 1} {split}"))
+    metrics["eval_seconds"] = time.perf_counter() - started
     run.history.append(metrics)
     if run.tracker is not None:
         run.tracker.log_metrics(metrics, step=epoch + 1)

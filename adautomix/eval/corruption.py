@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ..config import ConfigError
 from .accuracy import TopK
-from .loop import predictions
+from .loop import check_images, predictions
 
 
 class CorruptionAccuracy:
@@ -32,8 +32,10 @@ class CorruptionAccuracy:
         corruptions: Sequence[str] | None = None,
         severities: Sequence[int] = (1, 2, 3, 4, 5),
         progress: bool = True,
+        images: int = 0,
     ):
-        """`corruptions`: names of data.corruptions.CORRUPTIONS (None: all 19)."""
+        """`corruptions`: names of data.corruptions.CORRUPTIONS (None: all 19); `images`: the
+        first N images of each corrupted split (0: as many as the clean loader reads)."""
         # imported here: the corruption functions load OpenCV and scipy (a second), which an
         # evaluation without corruptions never needs
         from ..data.corruptions import CORRUPTIONS, check_corruptions
@@ -52,6 +54,7 @@ class CorruptionAccuracy:
         if not corruptions or not severities:
             raise ConfigError("corruption needs at least one corruption and one severity")
         self.corruptions, self.severities, self.progress = corruptions, severities, progress
+        self.images = check_images(images)
         self.details: dict[str, float] = {}
         self.tags: dict[str, str] = {}
 
@@ -82,7 +85,7 @@ class CorruptionAccuracy:
                 train=False,
                 kind="memory",
                 device=loader.device,
-                subset=loader.subset,
+                subset=min(self.images, loader.subset or self.images) or loader.subset,
                 recipe=recipe,
                 rank=loader.rank,
                 world_size=loader.world_size,

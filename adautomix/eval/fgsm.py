@@ -20,7 +20,7 @@ from torch import nn
 
 from ..config import ConfigError
 from .accuracy import summed_over_ranks
-from .loop import evaluating, logits_of
+from .loop import check_images, evaluating, first_images, logits_of
 
 VARIANTS = ("standard", "paper")
 
@@ -62,7 +62,9 @@ class FGSM:
         epsilon: float = 8 / 255,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        images: int = 0,
     ):
+        """`images`: measure on the first N images of the split (0: all of them)."""
         if (
             isinstance(epsilon, bool)
             or not isinstance(epsilon, (int, float))
@@ -75,6 +77,7 @@ class FGSM:
             )
         self.epsilon = float(epsilon)
         self.mean, self.std = mean, std
+        self.images = check_images(images)
 
     def _constants(self, loader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         mean = self.mean if self.mean is not None else getattr(loader, "mean", None)
@@ -95,6 +98,7 @@ class FGSM:
     ) -> dict[str, float]:
         wrong = {variant: None for variant in VARIANTS}
         count = 0
+        loader = first_images(loader, self.images)
         with evaluating(network):
             for images, labels in loader:
                 mean, std = self._constants(loader, images.device)

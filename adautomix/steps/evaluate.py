@@ -34,7 +34,7 @@ def evaluate_step(
     from ..eval import check_metrics
     from ..eval.confusion import confusion_figure, confusion_matrix
     from ..registry import SCORE_METRIC, TEST_SCORE_METRIC
-    from ..tracking import Tracker
+    from ..tracking import STEP_SECONDS, Tracker, process_seconds
 
     metrics = tuple(dict.fromkeys(("top1", *check_metrics(metrics))))  # the score is the top-1
     run = load_run(run_dir)
@@ -68,8 +68,10 @@ def evaluate_step(
             step=run.config.epochs,
         )
         data_version = data_version or Provenance.load(run_dir).data_version
-        if data_version:
-            tracker.set_tags({"data_version": data_version})
+        tracker.set_tags(
+            {"eval_test_metrics": ",".join(metrics)}
+            | ({"data_version": data_version} if data_version else {})
+        )
         tracker.log_figure(
             confusion_figure(matrix, run.manifest.classes), "eval/confusion_matrix.png"
         )
@@ -78,6 +80,7 @@ def evaluate_step(
         shape = (1, -1, 1, 1)  # the served model takes [0, 1] images: undo the loader's normalising
         raw = images[:4] * images.new_tensor(std).view(shape) + images.new_tensor(mean).view(shape)
         model_uri = tracker.log_model(served, raw.clamp(0, 1), mean, std)
+        tracker.log_metrics({f"{STEP_SECONDS}evaluate": process_seconds()}, step=run.config.epochs)
     except BaseException:
         tracker.finish("FAILED")
         raise

@@ -57,7 +57,7 @@ def train_step(
         config, provenance = planned_run(
             checkpoint_root, data_version, preset, data_source, tags, values
         )
-        return train(config, resume=True, provenance=provenance)
+        return _timed(train(config, resume=True, provenance=provenance))
     import subprocess
 
     import torch
@@ -81,7 +81,16 @@ def train_step(
             f"{done.returncode} (the failing rank's error is above); the last "
             f"checkpoint in {out} is intact and a re-run resumes from it"
         )
-    return finished_result(out)
+    return _timed(finished_result(out))
+
+
+def _timed(result):
+    """The result, once the step's time so far is in its MLflow run."""
+    if result.run_id is not None:
+        from ..tracking import log_step_seconds
+
+        log_step_seconds(result.run_id, "train")
+    return result
 
 
 def prepare_run(

@@ -86,7 +86,7 @@ def test_the_sweep_yaml_fans_out_over_the_grid_and_registers_the_best(tmp_path, 
     assert loop["iteratorPolicy"]["parallelismLimit"] == 2
     grid = spec["root"]["inputDefinitions"]["parameters"]["grid"]["defaultValue"]
     assert [(run["method"], run["seed"]) for run in grid] == [
-        (m, s) for m in ("mixup", "cutmix") for s in (0, 1)
+        (m, s) for s in (0, 1) for m in ("mixup", "cutmix")
     ]
     assert "register-best" in tasks
     for value in SECRETS.values():
