@@ -264,18 +264,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_presets(args: argparse.Namespace) -> int:
     from .mixers import available_methods, method_defaults
-    from .presets import PRESETS, get_preset
+    from .presets import PRESETS, SWEEPS, get_preset
 
     if args.methods:
         for name in available_methods():
             print(f"{name:12s} {json.dumps(method_defaults(name))}")
     elif args.name:
         print(json.dumps(get_preset(args.name).to_dict(), indent=2, sort_keys=True))
+        if args.name in SWEEPS:  # on stderr: stdout stays a config file --config reads
+            sweep = SWEEPS[args.name]
+            print(
+                f"sweep ({sweep.sized_for}): methods {','.join(sweep.methods)}; seeds "
+                f"{','.join(map(str, sweep.seeds))}; method options "
+                f"{json.dumps(sweep.method_args, sort_keys=True)}; test metrics "
+                f"{','.join(sweep.test_metrics)}",
+                file=sys.stderr,
+            )
     else:
         for name, preset in PRESETS.items():
+            sweep = SWEEPS.get(name)
             print(
                 f"{name:28s} {preset.dataset:14s} {preset.model:14s} {preset.method:10s} "
                 f"{preset.epochs:4d} epochs"
+                + (f"  (sweep: {len(sweep.methods)} methods x {len(sweep.seeds)} seeds)" if sweep else "")
             )
     return 0
 
@@ -356,6 +367,8 @@ def cmd_results(args: argparse.Namespace) -> int:
         seeds=seeds,
         command=args.command_text or (sweep_command(args.preset, args.output) if sweep else ""),
         title=f"Results: {sweep.name} ({sweep.sized_for})" if sweep else "",
+        pilots=sweep.pilots if sweep else (),
+        preset=args.preset,
     )
     print(f"wrote {page.resolve()} and {page.with_suffix('').resolve()}/")
     return 0

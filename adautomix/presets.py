@@ -356,6 +356,16 @@ def get_preset(name: str, **overrides: Any) -> RunConfig:
 
 
 @dataclass(frozen=True)
+class Pilot:
+    """A short run of a few methods that chose a sweep's budget: its own MLflow experiment, and
+    what its command changes of the sweep's (`python -m pipeline run --local --sweep --preset
+    NAME` + `flags`). The results page draws it when the store holds it."""
+
+    experiment: str
+    flags: str
+
+
+@dataclass(frozen=True)
 class Sweep:
     """A budget for the results table: the run every method shares (`run`, itself a preset of
     PRESETS under the sweep's name, training its first method), the methods and seeds of the
@@ -372,6 +382,7 @@ class Sweep:
     test_metrics: tuple[str, ...]
     # where it is meant to run, for the page's header: the budget it was sized for
     sized_for: str
+    pilots: tuple[Pilot, ...] = ()
 
     def method_options(self, method: str) -> dict[str, Any]:
         return dict(self.method_args.get(method, {}))
@@ -390,6 +401,17 @@ TABLE_METHODS = (
     "automix",
     "adautomix",
 )
+# The CPU table's budget, chosen by the pilot runs docs/results.md shows.
+CPU_TABLE = {"subset": 1000, "val_size": 500, "epoch_test_subset": 500, "epochs": 50}
+# What chose it: Vanilla and MixUp at seed 0 on twice the images for 20 epochs, set beside the
+# table's own seed-0 runs of the two (the page draws both).
+CPU_PILOTS = (
+    Pilot(
+        "pilot-fashion-mnist-2000x20",
+        "--methods vanilla,mixup --seeds 0 --subset 2000 --val-size 1000 --epochs 20 "
+        "--log-images-every 20 --experiment pilot-fashion-mnist-2000x20",
+    ),
+)
 # Both learned mixers' teachers at a budget of hundreds of steps: the paper's momentum (0.999 ->
 # 0.999999) averages over more steps than such a run has, and its teacher would stay near its
 # random start (see fashion-mnist-quickstart).
@@ -398,7 +420,7 @@ SHORT_RUN_TEACHER = {"teacher_momentum": 0.9, "end_momentum": 0.99, "momentum_wa
 # images, the 19 generated corruptions x 5 severities (fashion-mnist-c, generated once) of its
 # first 500 (95 x 500 images a network: with 1,000 the evaluate step took a minute a run, a third
 # of the CPU table's budget); ECE on the whole split, which costs nothing beside top-1.
-TABLE_TEST_METRICS = (
+CPU_TEST_METRICS = (
     "top1",
     "top5",
     "loss",
@@ -406,60 +428,108 @@ TABLE_TEST_METRICS = (
     "fgsm:images=1000",
     "corruption:images=500",
 )
+# On a GPU the whole test split costs seconds.
+GPU_TEST_METRICS = ("top1", "top5", "loss", "ece", "fgsm", "corruption")
 
 
-def _sweep(name: str, run: RunConfig, sized_for: str, **fields: Any) -> Sweep:
+def _sweep(
+    name: str,
+    sized_for: str,
+    method_args: dict[str, dict[str, Any]],
+    test_metrics: tuple[str, ...],
+    pilots: tuple[Pilot, ...] = (),
+    **fields: Any,
+) -> Sweep:
+    """A sweep over TABLE_METHODS x seeds 0, 1, 2; its run trains AdAutoMix with its options."""
     return Sweep(
         name=name,
-        run=run,
+        run=RunConfig(
+            method="adautomix",
+            method_args=method_args["adautomix"],
+            experiment=f"results-{name}",
+            output_dir=f"runs/{name}",
+            run_name=name,
+            **fields,
+        ),
         methods=TABLE_METHODS,
         seeds=(0, 1, 2),
-        method_args={
-            "automix": dict(SHORT_RUN_TEACHER),
-            "adautomix": {**SHORT_RUN_TEACHER, "mix_samples": 2, "beta": 0.3},
-        },
-        test_metrics=TABLE_TEST_METRICS,
+        method_args=method_args,
+        test_metrics=test_metrics,
         sized_for=sized_for,
-        **fields,
+        pilots=pilots,
     )
 
 
 SWEEPS: dict[str, Sweep] = {
     sweep.name: sweep
     for sweep in [
-        # The table this 2-core CPU can afford (docs/results.md says why this budget): 2,000
-        # Fashion-MNIST training images, a ResNet-18 (CIFAR stem) of width 8, trained long enough to
-        # overfit them, which is where mixing pays; 1,000 more held out as the validation split
-        # that selects the checkpoint, the whole 10,000-image test split reported. Each epoch's
-        # test curve reads the first 1,000 test images.
+        # The table this 2-core CPU affords (docs/results.md, "Why this budget"): a few Fashion-MNIST
+        # training images and a ResNet-18 (CIFAR stem) of width 8 trained long enough to overfit
+        # them, which is where mixing pays; more held out as the validation split that selects the
+        # checkpoint, the whole 10,000-image test split reported, each epoch's test curve on the
+        # first test images only.
         _sweep(
             "fashion-mnist-cpu-table",
-            RunConfig(
-                dataset="fashion-mnist",
-                model="resnet18",
-                model_width=8,
-                method="adautomix",
-                method_args={**SHORT_RUN_TEACHER, "mix_samples": 2, "beta": 0.3},
-                subset=2000,
-                val_size=1000,
-                epoch_test_subset=1000,
-                epochs=20,
-                batch_size=100,
-                train_crop="flip",
-                optimizer="sgd",
-                lr=0.1,
-                min_lr=0.0,
-                momentum=0.9,
-                weight_decay=5e-4,
-                lr_schedule_by="step",
-                eval_batch_size=1000,
-                log_images_every=20,
-                checkpoint_minutes=0,
-                experiment="results-fashion-mnist-cpu-table",
-                output_dir="runs/fashion-mnist-cpu-table",
-                run_name="fashion-mnist-cpu-table",
-            ),
-            "2 CPU cores, 90 minutes for 10 methods x 3 seeds",
+            "2 CPU cores, at most 90 minutes for 10 methods x 3 seeds",
+            {
+                "automix": dict(SHORT_RUN_TEACHER),
+                "adautomix": {**SHORT_RUN_TEACHER, "mix_samples": 2, "beta": 0.3},
+            },
+            CPU_TEST_METRICS,
+            CPU_PILOTS,
+            dataset="fashion-mnist",
+            model="resnet18",
+            model_width=8,
+            subset=CPU_TABLE["subset"],
+            val_size=CPU_TABLE["val_size"],
+            epoch_test_subset=CPU_TABLE["epoch_test_subset"],
+            epochs=CPU_TABLE["epochs"],
+            batch_size=100,
+            train_crop="flip",
+            optimizer="sgd",
+            lr=0.1,
+            min_lr=0.0,
+            momentum=0.9,
+            weight_decay=5e-4,
+            lr_schedule_by="step",
+            eval_batch_size=1000,
+            log_images_every=CPU_TABLE["epochs"],
+            checkpoint_minutes=0,
+        ),
+        # The same table at full size, for the lent GPU (do not run it on a CPU: about a day of
+        # one GPU, docs/benchmarks.md): the whole training split but a 5,000-image validation
+        # split, the full-width network, 200 epochs as the FMix paper trains Fashion-MNIST (its
+        # outside reference; it steps the lr down at epochs 100 and 150 with batch 128, here one
+        # cosine for every method and the paper's batch 100), the pad-and-flip crop, and the
+        # learned mixers with the paper's CIFAR options and teacher schedule.
+        _sweep(
+            "fashion-mnist-gpu-table",
+            "one GPU, 10 methods x 3 seeds at full size",
+            {
+                "automix": {
+                    "alpha": 2.0,
+                    "lam_margin": 0.08,
+                    "mask_loss_weight": 0.1,
+                    "mask_loss_margin": 0.1,
+                    "upsampling": "nearest",
+                },
+                "adautomix": {**ADAUTOMIX, "beta": 0.3},
+            },
+            GPU_TEST_METRICS,
+            dataset="fashion-mnist",
+            model="resnet18",
+            val_size=5000,
+            epochs=200,
+            batch_size=100,
+            train_crop="pad",
+            optimizer="sgd",
+            lr=0.1,
+            min_lr=0.0,
+            momentum=0.9,
+            weight_decay=1e-4,
+            lr_schedule_by="epoch",
+            eval_batch_size=1000,
+            log_images_every=20,
         ),
     ]
 }

@@ -116,10 +116,13 @@ def write_results(
     seeds: Sequence[int] = (),
     command: str = "",
     title: str = "",
+    pilots: Sequence = (),
+    preset: str = "",
 ) -> Path:
     """Summarise `experiment`'s seed groups in MLflow and write the page and its assets.
     `methods` and `seeds` are what the sweep meant to run (a missing one is marked);
-    `command` is the command the page says made it."""
+    `command` is the command the page says made it; `pilots` (presets.Pilot) the short runs
+    that chose the budget, drawn when the store holds them."""
     from . import seed_groups
     from .tracking import connect, display_uri, experiment_runs
 
@@ -147,6 +150,7 @@ def write_results(
     _curve_figure(rows, histories, assets / "curves.png")
     samples = _sample_grid(client, rows, assets / "adautomix-samples.png")
     (assets / "table.csv").write_text(_csv(rows))
+    pilot_lines = _pilot_section(client, pilots, preset, assets)
     finished = [r for row in rows for r in row.group.runs.values()]
     text = _page(
         experiment,
@@ -160,6 +164,7 @@ def write_results(
         seeds,
         assets.name,
         samples,
+        pilot_lines,
     )
     page.write_text(text)
     return page
@@ -239,6 +244,7 @@ def _page(
     seeds: Sequence[int],
     assets: str,
     samples: str | None,
+    pilot_lines: list[str],
 ) -> str:
     params = finished[0]["params"]
     tags = [r["tags"] for r in finished]
@@ -263,6 +269,7 @@ def _page(
         f"- **Budget:** {budget}",
         "",
     ]
+    lines += pilot_lines
     lines += _missing_section(rows, methods, seeds)
     lines += _top1_table(rows)
     lines += _robustness_table(rows, test_metrics)
@@ -295,9 +302,17 @@ def _missing_section(rows: list[Row], methods: Sequence[str], seeds: Sequence[in
         for seed, why in sorted(row.group.missing.items()):
             notes.append(f"- {row.label}, seed {seed}: {why}")
     if not notes:
-        expected = f"{len(methods)} methods × {len(seeds)} seeds" if methods and seeds else ""
-        return [f"Every run finished{f' ({expected})' if expected else ''}.", ""]
+        if not (methods and seeds):
+            return ["Every run in the store finished.", ""]
+        return [
+            f"Every run finished: {_count(len(methods), 'method')} × {_count(len(seeds), 'seed')}.",
+            "",
+        ]
     return ["**Missing runs** (counted as missing, never averaged away):", "", *notes, ""]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _cell(stat: Stat | None) -> str:
@@ -522,6 +537,86 @@ def _csv(rows: list[Row]) -> str:
                 ]
             )
     return buffer.getvalue()
+
+
+# --- the pilot ----------------------------------------------------------------------------------
+
+
+def _pilot_section(client, pilots: Sequence, preset: str, assets: Path) -> list[str]:
+    """The pilot runs that chose the budget: a row each (budget, how far it overfitted, what it
+    reached) and their curves, from their own experiments in the same store."""
+    from .tracking import experiment_runs
+
+    if not pilots:
+        return []
+    rows, curves, absent = [], [], []
+    for pilot in pilots:
+        if client.get_experiment_by_name(pilot.experiment) is None:
+            absent.append(pilot)
+            continue
+        for run in sorted(experiment_runs(pilot.experiment), key=lambda r: r["start_time"]):
+            params, metrics = run["params"], run["metrics"]
+            history = {
+                key: [m.value for m in sorted(client.get_metric_history(run["run_id"], key), key=_step)]
+                for key in ("train_loss", "val_top1_ema")
+            }
+            label = f"{params.get('method')}, {params.get('subset')} images × {params.get('epochs')} epochs"
+            curves.append((label, history))
+            rows.append(
+                [
+                    params.get("method", "?"),
+                    params.get("subset", "?"),
+                    params.get("epochs", "?"),
+                    f"{history['train_loss'][-1]:.3f}" if history["train_loss"] else "-",
+                    f"{max(history['val_top1_ema']):.2f}" if history["val_top1_ema"] else "-",
+                    f"{metrics[EMA]:.2f}" if EMA in metrics else "-",
+                ]
+            )
+    lines = [
+        "## Why this budget",
+        "",
+        "Mixing regularises: it pays where a network can overfit its training images, and it "
+        "needs steps to fit mixed targets. The pilot runs below (seed 0, from the same store) "
+        "train Vanilla and MixUp on the table's recipe with more images for fewer epochs, and "
+        "with the table's own; each is `python -m pipeline run --local --sweep --preset "
+        f"{preset or 'NAME'} --num-gpus 0` with the flags named.",
+        "",
+    ]
+    for pilot in pilots:
+        lines.append(f"- `{pilot.experiment}`: `{pilot.flags}`" + (" (not in this store)" if pilot in absent else ""))
+    lines.append("")
+    if rows:
+        lines += _markdown(
+            [
+                "method",
+                "training images",
+                "epochs",
+                "last training loss",
+                "best validation top-1, EMA",
+                "test top-1, EMA",
+            ],
+            rows,
+        )
+        lines += ["", f"![the pilot runs' curves]({assets.name}/pilot.png)", ""]
+        _pilot_figure(curves, assets / "pilot.png")
+    return lines
+
+
+def _pilot_figure(curves: list[tuple[str, dict[str, list[float]]]], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9.5, 3.6))
+    axes = fig.subplots(1, 2)
+    for label, history in curves:
+        for ax, key in zip(axes, ("train_loss", "val_top1_ema")):
+            ax.plot(range(1, len(history[key]) + 1), history[key], label=label)
+    axes[0].set(xlabel="epoch", title="training loss", yscale="log")
+    axes[1].set(xlabel="epoch", title="validation top-1, EMA (%)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
 
 
 # --- figures -------------------------------------------------------------------------------------

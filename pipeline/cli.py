@@ -57,9 +57,12 @@ def _pipeline_arguments(args: argparse.Namespace) -> dict:
 
 
 def _sweep_preset(args: argparse.Namespace):
-    """The sweep a `--sweep --preset NAME` names (adautomix.presets.SWEEPS), else None."""
-    from adautomix.presets import SWEEPS
+    """The sweep a `--sweep --preset NAME` names (adautomix.presets.SWEEPS), else None; an
+    unknown preset is refused here, with the valid ones, before anything else is checked."""
+    from adautomix.presets import SWEEPS, get_preset
 
+    if args.preset:
+        get_preset(args.preset)
     return SWEEPS.get(args.preset) if args.sweep else None
 
 
@@ -129,6 +132,8 @@ def _write_results_page(args: argparse.Namespace, arguments: dict) -> None:
         seeds=sorted({int(run["seed"]) for run in grid}),
         command=sweep_command(args.preset, args.results_page) if sweep else "",
         title=f"Results: {sweep.name} ({sweep.sized_for})" if sweep else "",
+        pilots=sweep.pilots if sweep else (),
+        preset=args.preset,
     )
     print(f"results page: {page.resolve()}")
 

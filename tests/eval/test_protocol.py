@@ -118,3 +118,28 @@ def test_every_metric_is_deterministic_under_a_seed(clean_loader):
         return evaluate(network, clean_loader, [create_metric(s, progress=False) for s in specs])
 
     assert once() == once()
+
+
+def test_images_limits_a_protocol_to_the_first_images_of_the_split(clean_loader):
+    """FGSM and the corruptions with images=4 give what they give on a loader of the first 4."""
+    torch.manual_seed(0)
+    network = TinyBackbone(in_chans=1).eval()
+    first = build_loader(
+        clean_loader.manifest, "test", batch_size=5, train=False, kind="memory", subset=4
+    )
+    corruption = "corruption:corruptions=fog+contrast:severities=1+5"
+    limited = evaluate(
+        network,
+        clean_loader,
+        [create_metric(f"{corruption}:images=4", progress=False), create_metric("fgsm:images=4")],
+    )
+    expected = evaluate(
+        network, first, [create_metric(corruption, progress=False), create_metric("fgsm")]
+    )
+    assert limited == pytest.approx(expected)
+    whole = evaluate(network, clean_loader, [create_metric("fgsm")])
+    assert whole != pytest.approx({k: v for k, v in expected.items() if k in whole})
+    # images beyond the loader's own subset read no further than it
+    assert evaluate(network, clean_loader, [create_metric("fgsm:images=100")]) == whole
+    with pytest.raises(ConfigError, match="images option is a count"):
+        create_metric("fgsm:images=-1")

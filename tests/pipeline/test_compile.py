@@ -349,3 +349,39 @@ def test_a_saved_config_is_a_pipeline_run_with_the_flags_on_top(tmp_path, monkey
     )
     grid = spec["root"]["inputDefinitions"]["parameters"]["grid"]["defaultValue"]
     assert [run["method_args"] for run in grid] == [{}, recipe.method_args]
+
+
+def test_a_sweep_preset_gives_the_whole_table_seed_major_with_each_methods_options(
+    tmp_path, monkeypatch
+):
+    from adautomix.presets import SWEEPS
+
+    sweep = SWEEPS["fashion-mnist-cpu-table"]
+    _, (spec, _) = compile_yaml(
+        tmp_path, monkeypatch, "--sweep", "--preset", sweep.name, "--num-gpus", "0"
+    )
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    grid = parameters["grid"]["defaultValue"]
+    assert [(run["method"], int(run["seed"])) for run in grid] == [
+        (m, s) for s in (0, 1, 2) for m in sweep.methods
+    ]
+    assert len(grid) == 30 and grid[0]["method"] == "vanilla"
+    options = {run["method"]: run["method_args"] for run in grid}
+    assert options["automix"]["teacher_momentum"] == 0.9
+    assert options["adautomix"]["mix_samples"] == 2
+    assert options["mixup"] == {}
+    assert parameters["test_metrics"]["defaultValue"] == list(sweep.test_metrics)
+    config = parameters["config"]["defaultValue"]
+    assert (config["subset"], config["epochs"], config["experiment"]) == (
+        sweep.run.subset,
+        sweep.run.epochs,
+        "results-fashion-mnist-cpu-table",
+    )
+
+
+def test_an_unknown_preset_lists_the_valid_ones(tmp_path, capsys):
+    path = tmp_path / "pipeline.yaml"
+    assert main(["compile", "--output", str(path), "--sweep", "--preset", "no-such"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown preset 'no-such'" in err and "fashion-mnist-cpu-table" in err
+    assert not path.exists()

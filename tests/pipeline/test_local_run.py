@@ -6,6 +6,7 @@ gate ends non-zero, naming the reason, and moves no champion."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -170,6 +171,8 @@ def test_a_sweep_the_gate_rejects_entirely_fails_and_moves_no_champion(
         "0,1",
         "--min-score",
         "100",
+        "--results-page",
+        str(workspace / "results.md"),
         method=("--methods", "vanilla"),
     )
     assert main(command) == 1
@@ -186,10 +189,22 @@ def test_a_sweep_the_gate_rejects_entirely_fails_and_moves_no_champion(
     tracked = yaml.safe_load((workspace / "data.dvc").read_text())["outs"][0]["md5"]
     runs = connect().search_runs([connect().get_experiment_by_name(experiment).experiment_id])
     assert sorted(int(r.data.params["seed"]) for r in runs) == [0, 1]
-    for run in runs:
+    seeds = [r for r in runs if "seed_group_summary" not in r.data.tags]
+    for run in seeds:
         assert run.data.tags["data_version"] == tracked
         (dataset,) = run.inputs.dataset_inputs
         assert dataset.dataset.digest == tracked
+    # the pipeline failed at the gate, after every run finished: the page and the seed group
+    # are written all the same, from the store
+    (summary,) = [r for r in runs if "seed_group_summary" in r.data.tags]
+    top1 = [r.data.metrics["selected_test_top1_ema"] for r in seeds]
+    assert summary.data.metrics["selected_test_top1_ema.mean"] == pytest.approx(np.mean(top1))
+    assert summary.data.metrics["selected_test_top1_ema.std"] == pytest.approx(np.std(top1, ddof=1))
+    assert {r.data.tags["mlflow.parentRunId"] for r in seeds} == {summary.info.run_id}
+    page = (workspace / "results.md").read_text()
+    row = f"| vanilla | 2 | {np.mean(top1):.2f} ± {np.std(top1, ddof=1):.2f} |"
+    assert row in re.sub(" +", " ", page)
+    assert "Every run finished: 1 method × 2 seeds." in page
 
 
 def test_a_data_version_no_remote_holds_stops_the_pipeline_before_training(
