@@ -286,7 +286,11 @@ def cmd_presets(args: argparse.Namespace) -> int:
             print(
                 f"{name:28s} {preset.dataset:14s} {preset.model:14s} {preset.method:10s} "
                 f"{preset.epochs:4d} epochs"
-                + (f"  (sweep: {len(sweep.methods)} methods x {len(sweep.seeds)} seeds)" if sweep else "")
+                + (
+                    f"  (sweep: {len(sweep.methods)} methods x {len(sweep.seeds)} seeds)"
+                    if sweep
+                    else ""
+                )
             )
     return 0
 
@@ -351,15 +355,15 @@ def cmd_results(args: argparse.Namespace) -> int:
     sweep = None
     if args.preset:
         if args.preset not in SWEEPS:
-            raise ConfigError(
-                f"unknown sweep preset {args.preset!r}; valid: {', '.join(SWEEPS)}"
-            )
+            raise ConfigError(f"unknown sweep preset {args.preset!r}; valid: {', '.join(SWEEPS)}")
         sweep = SWEEPS[args.preset]
     experiment = args.experiment or (sweep.run.experiment if sweep else "")
     if not experiment:
         raise ConfigError("name the sweep: --preset NAME (adautomix presets) or --experiment")
     methods = _names(args.methods) if args.methods else (sweep.methods if sweep else ())
-    seeds = [int(s) for s in _names(args.seeds)] if args.seeds else list(sweep.seeds if sweep else [])
+    seeds = (
+        [int(s) for s in _names(args.seeds)] if args.seeds else list(sweep.seeds if sweep else [])
+    )
     page = write_results(
         experiment,
         args.output,
@@ -518,9 +522,15 @@ def build_parser() -> argparse.ArgumentParser:
         "page: per method mean ± std over seeds, Δ to Vanilla with a Welch p-value, the rank, "
         "robustness, the per-run cost, figures and a CSV beside the page (PAGE without .md/).",
     )
-    p.add_argument("--preset", default="", help="a sweep preset (adautomix presets): its experiment, methods and seeds")
+    p.add_argument(
+        "--preset",
+        default="",
+        help="a sweep preset (adautomix presets): its experiment, methods and seeds",
+    )
     p.add_argument("--experiment", default="", help="the MLflow experiment [the preset's]")
-    p.add_argument("--methods", default="", help="the methods the sweep meant to run [the preset's]")
+    p.add_argument(
+        "--methods", default="", help="the methods the sweep meant to run [the preset's]"
+    )
     p.add_argument("--seeds", default="", help="the seeds the sweep meant to run [the preset's]")
     p.add_argument("--output", default="docs/results.md", help="the page [docs/results.md]")
     p.add_argument("--command-text", default="", help=argparse.SUPPRESS)

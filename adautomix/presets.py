@@ -463,11 +463,11 @@ def _sweep(
 SWEEPS: dict[str, Sweep] = {
     sweep.name: sweep
     for sweep in [
-        # The table this 2-core CPU affords (docs/results.md, "Why this budget"): a few Fashion-MNIST
-        # training images and a ResNet-18 (CIFAR stem) of width 8 trained long enough to overfit
-        # them, which is where mixing pays; more held out as the validation split that selects the
-        # checkpoint, the whole 10,000-image test split reported, each epoch's test curve on the
-        # first test images only.
+        # The table this 2-core CPU affords (docs/results.md, "Why this budget"): a thousand
+        # Fashion-MNIST training images and a ResNet-18 (CIFAR stem) of width 8 trained long
+        # enough to overfit them, which is where mixing pays; more held out as the validation
+        # split that selects the checkpoint, the whole 10,000-image test split reported, each
+        # epoch's test curve on the first test images only.
         _sweep(
             "fashion-mnist-cpu-table",
             "2 CPU cores, at most 90 minutes for 10 methods x 3 seeds",

@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import csv
 import io
-import math
+import logging
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .compare import CompareError, parse_run
 from .seed_groups import SeedGroup
+
+log = logging.getLogger("adautomix.results")
 
 # The headline figures, per network: the selected checkpoint (validation picks the epoch) on the
 # whole test split, as the evaluate step measured it.
@@ -150,7 +152,7 @@ def write_results(
     _curve_figure(rows, histories, assets / "curves.png")
     samples = _sample_grid(client, rows, assets / "adautomix-samples.png")
     (assets / "table.csv").write_text(_csv(rows))
-    pilot_lines = _pilot_section(client, pilots, preset, assets)
+    pilot_lines = _pilot_section(client, pilots, preset, assets, rows)
     finished = [r for row in rows for r in row.group.runs.values()]
     text = _page(
         experiment,
@@ -253,9 +255,10 @@ def _page(
     start = min(r["start_time"] for r in finished)
     end = max(r["end_time"] or r["start_time"] for r in finished)
     budget = ", ".join(f"{k} {params[k]}" for k in BUDGET_FIELDS if k in params)
-    test_metrics = ", ".join(
-        f"`{m}`" for m in sorted({t.get("eval_test_metrics", "") for t in tags} - {""})
-    ) or "not recorded"
+    test_metrics = (
+        ", ".join(f"`{m}`" for m in sorted({t.get("eval_test_metrics", "") for t in tags} - {""}))
+        or "not recorded"
+    )
     lines = [
         f"# {title or f'Results: {experiment}'}",
         "",
@@ -394,8 +397,7 @@ def _reading(rows: list[Row]) -> list[str]:
 
     def said(items: list[Row]) -> str:
         return (
-            ", ".join(f"{r.label} ({r.delta[EMA]:+.2f}, p {r.p[EMA]:.3f})" for r in items)
-            or "none"
+            ", ".join(f"{r.label} ({r.delta[EMA]:+.2f}, p {r.p[EMA]:.3f})" for r in items) or "none"
         )
 
     text = [
@@ -404,11 +406,7 @@ def _reading(rows: list[Row]) -> list[str]:
         f"Against Vanilla, on the EMA network's test top-1, the differences that exceed the "
         f"seeds' spread (Welch p < {SIGNIFICANT}): {said(above)}. Within the spread: "
         f"{said(within)}."
-        + (
-            f" Too few seeds to test: {', '.join(r.label for r in untested)}."
-            if untested
-            else ""
-        ),
+        + (f" Too few seeds to test: {', '.join(r.label for r in untested)}." if untested else ""),
     ]
     own = next((r for r in rows if r.method == "adautomix" and r.rank), None)
     if own is not None and ranked:
@@ -482,6 +480,13 @@ def _cost_section(
     if not body:
         return []
     share = sum(fixed_all) / sum(total_all)
+    log.info(
+        "the pipeline's fixed cost: %.1f s a run on average (%.0f%% of the train and evaluate "
+        "steps' time) over %d runs; the page's \"What it cost\" has it per method",
+        statistics.fmean(fixed_all),
+        100 * share,
+        len(fixed_all),
+    )
     return [
         "## What it cost",
         "",
@@ -510,12 +515,18 @@ def _markdown(header: list[str], body: list[list[str]]) -> list[str]:
             + " |"
         )
 
-    rule = "|" + "|".join(("-" * (w + 1) + ":") if j else (":" + "-" * (w + 1)) for j, w in enumerate(widths)) + "|"
+    rule = (
+        "|"
+        + "|".join(
+            ("-" * (w + 1) + ":") if j else (":" + "-" * (w + 1)) for j, w in enumerate(widths)
+        )
+        + "|"
+    )
     return [line(header), rule, *(line(r) for r in body)]
 
 
 def _utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _csv(rows: list[Row]) -> str:
@@ -542,55 +553,69 @@ def _csv(rows: list[Row]) -> str:
 # --- the pilot ----------------------------------------------------------------------------------
 
 
-def _pilot_section(client, pilots: Sequence, preset: str, assets: Path) -> list[str]:
-    """The pilot runs that chose the budget: a row each (budget, how far it overfitted, what it
-    reached) and their curves, from their own experiments in the same store."""
+def _pilot_section(
+    client, pilots: Sequence, preset: str, assets: Path, rows_of_table: list[Row]
+) -> list[str]:
+    """The pilot runs that chose the budget, set beside the table's own seed-0 runs of the
+    pilot's methods: a row each (budget, how far it overfitted, what it reached) and their
+    curves; the pilots from their own experiments in the same store."""
     from .tracking import experiment_runs
 
     if not pilots:
         return []
-    rows, curves, absent = [], [], []
+    runs, absent = [], []
     for pilot in pilots:
         if client.get_experiment_by_name(pilot.experiment) is None:
             absent.append(pilot)
             continue
-        for run in sorted(experiment_runs(pilot.experiment), key=lambda r: r["start_time"]):
-            params, metrics = run["params"], run["metrics"]
-            history = {
-                key: [m.value for m in sorted(client.get_metric_history(run["run_id"], key), key=_step)]
-                for key in ("train_loss", "val_top1_ema")
-            }
-            label = f"{params.get('method')}, {params.get('subset')} images × {params.get('epochs')} epochs"
-            curves.append((label, history))
-            rows.append(
-                [
-                    params.get("method", "?"),
-                    params.get("subset", "?"),
-                    params.get("epochs", "?"),
-                    f"{history['train_loss'][-1]:.3f}" if history["train_loss"] else "-",
-                    f"{max(history['val_top1_ema']):.2f}" if history["val_top1_ema"] else "-",
-                    f"{metrics[EMA]:.2f}" if EMA in metrics else "-",
-                ]
-            )
+        found = sorted(experiment_runs(pilot.experiment), key=lambda r: r["start_time"])
+        runs += [(pilot.experiment, r) for r in found]
+    methods = [r["params"].get("method") for _, r in runs]
+    for row in rows_of_table:
+        first = row.group.seeds[:1]
+        if row.method in methods and first and first[0] == "0":
+            runs.append(("this table", row.group.runs["0"]))
+    rows, curves = [], []
+    for source, run in runs:
+        params, metrics = run["params"], run["metrics"]
+        history = {
+            key: [m.value for m in sorted(client.get_metric_history(run["run_id"], key), key=_step)]
+            for key in ("train_loss", "val_top1_ema")
+        }
+        budget = f"{params.get('subset')} images × {params.get('epochs')} epochs"
+        curves.append((f"{params.get('method')}, {budget}", history))
+        rows.append(
+            [
+                source,
+                params.get("method", "?"),
+                budget,
+                f"{history['train_loss'][-1]:.3f}" if history["train_loss"] else "-",
+                f"{max(history['val_top1_ema']):.2f}" if history["val_top1_ema"] else "-",
+                f"{metrics[EMA]:.2f}" if EMA in metrics else "-",
+            ]
+        )
     lines = [
         "## Why this budget",
         "",
         "Mixing regularises: it pays where a network can overfit its training images, and it "
-        "needs steps to fit mixed targets. The pilot runs below (seed 0, from the same store) "
-        "train Vanilla and MixUp on the table's recipe with more images for fewer epochs, and "
-        "with the table's own; each is `python -m pipeline run --local --sweep --preset "
-        f"{preset or 'NAME'} --num-gpus 0` with the flags named.",
+        "needs steps to fit mixed targets. The pilot below (seed 0, in the same store) trains "
+        "Vanilla and MixUp on the table's recipe with twice the images for a third of the "
+        "epochs, beside the table's own seed-0 runs of the two; a pilot is `python -m pipeline "
+        f"run --local --sweep --preset {preset or 'NAME'} --num-gpus 0` with the flags named.",
         "",
     ]
     for pilot in pilots:
-        lines.append(f"- `{pilot.experiment}`: `{pilot.flags}`" + (" (not in this store)" if pilot in absent else ""))
+        lines.append(
+            f"- `{pilot.experiment}`: `{pilot.flags}`"
+            + (" (not in this store)" if pilot in absent else "")
+        )
     lines.append("")
     if rows:
         lines += _markdown(
             [
+                "experiment",
                 "method",
-                "training images",
-                "epochs",
+                "budget",
                 "last training loss",
                 "best validation top-1, EMA",
                 "test top-1, EMA",
@@ -710,7 +735,3 @@ def _sample_grid(client, rows: list[Row], path: Path) -> str | None:
         local = client.download_artifacts(run_id, grids[-1], folder)
         shutil.copyfile(local, path)
     return f"seed {seed}, `{grids[-1]}`: sources, masks and the mixed images with their λ"
-
-
-def _finite(value: float) -> bool:
-    return math.isfinite(value)

@@ -77,7 +77,7 @@ def group_runs(
     groups: dict[tuple, SeedGroup] = {}
     parsed = [(run, parse_run(run)) for run in runs]
     by_method: dict[str, set] = {}
-    for run, found in parsed:
+    for _, found in parsed:
         if found is not None:
             by_method.setdefault(found.method, set()).add(found.options)
     for run, found in sorted(

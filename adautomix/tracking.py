@@ -458,9 +458,7 @@ def experiment_runs(
     only = f"attributes.status = '{statuses[0]}'" if len(statuses) == 1 else ""
     runs, token = [], None
     while True:
-        page = client.search_runs(
-            [found.experiment_id], only, max_results=1000, page_token=token
-        )
+        page = client.search_runs([found.experiment_id], only, max_results=1000, page_token=token)
         runs += [
             {
                 "run_id": r.info.run_id,

@@ -208,14 +208,17 @@ def test_the_page_holds_the_numbers_of_the_store_and_is_the_same_bytes_twice(sto
     assert second == first
 
     rows = {
-        (r["method"], r["metric"]): r for r in csv.DictReader(io.StringIO(first["table.csv"].decode()))
+        (r["method"], r["metric"]): r
+        for r in csv.DictReader(io.StringIO(first["table.csv"].decode()))
     }
     vanilla = [v[0] for v in TOP1["vanilla"].values()]
     mixup = [v[0] for v in TOP1["mixup"].values()]
     row = rows["mixup", EMA]
     assert float(row["mean"]) == pytest.approx(np.mean(mixup), abs=1e-4)
     assert float(row["std"]) == pytest.approx(np.std(mixup, ddof=1), abs=1e-4)
-    assert float(row["delta_vs_vanilla"]) == pytest.approx(np.mean(mixup) - np.mean(vanilla), abs=1e-4)
+    assert float(row["delta_vs_vanilla"]) == pytest.approx(
+        np.mean(mixup) - np.mean(vanilla), abs=1e-4
+    )
     assert float(row["welch_p"]) == pytest.approx(welch_by_hand(mixup, vanilla), rel=1e-3)
     assert row["rank"] == "1"  # the best EMA mean
     assert rows["adautomix", EMA]["n"] == "2"
@@ -256,4 +259,3 @@ def test_the_samples_grid_of_adautomix_comes_from_its_run(tmp_path, monkeypatch)
     page = write_results(experiment, tmp_path / "results.md")
     assert (tmp_path / "results" / "adautomix-samples.png").read_bytes() == b"\x89PNG a grid"
     assert "seed 0, `samples/epoch_0002.png`" in page.read_text()
-
