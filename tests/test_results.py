@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import uuid
 
 import numpy as np
@@ -84,6 +85,7 @@ def log_run(
             Metric("test_top1_ema_median10", ema - 1.0, start, epochs),
             Metric("step_seconds_train", 20.0, start, epochs),
             Metric("step_seconds_evaluate", 10.0, start, epochs),
+            Metric("evaluate_seconds", 4.0, start, epochs),
         ]
     options = {"method.alpha": "1.0"} if method == "mixup" else {}
     client.log_batch(
@@ -228,8 +230,9 @@ def test_the_page_holds_the_numbers_of_the_store_and_is_the_same_bytes_twice(sto
     assert "cutmix: no finished run in the store" in text  # a method the sweep never reached
     assert "adautomix, seed 2: FAILED (LossGuard" in text
     assert f"| {np.mean(mixup):.2f} ± {np.std(mixup, ddof=1):.2f} |" in text
-    # the fixed cost: the steps' 30 s less 2 epochs of 3 s training and 1 s evaluation
-    assert "22.0 s a run" in text
+    # the fixed cost: the steps' 30 s less 2 epochs of 3 s training and 1 s evaluation, and the
+    # evaluate step's 4 s of evaluation
+    assert "18.0 s a run" in text and "final evaluation (s)" in text
     assert "`top1,fgsm:images=100`" in text
 
 
@@ -259,3 +262,29 @@ def test_the_samples_grid_of_adautomix_comes_from_its_run(tmp_path, monkeypatch)
     page = write_results(experiment, tmp_path / "results.md")
     assert (tmp_path / "results" / "adautomix-samples.png").read_bytes() == b"\x89PNG a grid"
     assert "seed 0, `samples/epoch_0002.png`" in page.read_text()
+
+
+def test_the_pilot_that_chose_the_budget_is_drawn_beside_the_tables_seed_0(tmp_path, monkeypatch):
+    from adautomix.presets import Pilot
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = f"table-{uuid.uuid4().hex[:8]}"
+    log_sweep(experiment)
+    pilot = f"pilot-{uuid.uuid4().hex[:8]}"
+    log_run(pilot, "vanilla", 0, (70.0, 69.0), start=1000, epochs=3)
+    missing = Pilot("pilot-never-run", "--epochs 1")
+    page = write_results(
+        experiment, tmp_path / "results.md", pilots=(Pilot(pilot, "--epochs 3"), missing)
+    )
+    text = page.read_text()
+    assert "## Why this budget" in text
+    assert f"- `{pilot}`: `--epochs 3`" in text
+    assert "- `pilot-never-run`: `--epochs 1` (not in this store)" in text
+    rows = [line for line in text.splitlines() if line.startswith(("| pilot-", "| this table"))]
+    # the pilot's vanilla, then the table's seed-0 runs of the same method (vanilla), not mixup's
+    assert [re.sub(" +", " ", r).split(" | ")[:2] for r in rows] == [
+        [f"| {pilot}", "vanilla"],
+        ["| this table", "vanilla"],
+    ]
+    assert "70.00" in rows[0] and "80.00" in rows[1]  # each one's EMA test top-1
+    assert (tmp_path / "results" / "pilot.png").stat().st_size > 0

@@ -3,6 +3,7 @@ logged to the run's own MLflow record."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,12 +45,15 @@ def evaluate_step(
             "tracking on (adautomix train) before evaluating it here"
         )
     # the selected networks (engine/train.py): judged on validation, reported on test
+    started = time.perf_counter()
     report = evaluate_networks(run, metrics)
     results = {f"selected_test_{k}": v for k, v in report.metrics.items()}
     if run.val_loader is not None:
         # accuracy and loss only: the robustness protocols are test figures, and costly
         val = evaluate_networks(run, [m for m in metrics if m in TEST_METRICS], split="val")
         results.update({f"selected_val_{k}": v for k, v in val.metrics.items()})
+    # the evaluation proper, robustness included: the rest of the step is its fixed cost
+    evaluate_seconds = time.perf_counter() - started
     served, suffix = (run.ema_network, "_ema") if run.ema_network is not None else (run.model, "")
     summary = {
         TEST_SCORE_METRIC: results[f"selected_test_top1{suffix}"],
@@ -80,7 +84,10 @@ def evaluate_step(
         shape = (1, -1, 1, 1)  # the served model takes [0, 1] images: undo the loader's normalising
         raw = images[:4] * images.new_tensor(std).view(shape) + images.new_tensor(mean).view(shape)
         model_uri = tracker.log_model(served, raw.clamp(0, 1), mean, std)
-        tracker.log_metrics({f"{STEP_SECONDS}evaluate": process_seconds()}, step=run.config.epochs)
+        tracker.log_metrics(
+            {f"{STEP_SECONDS}evaluate": process_seconds(), "evaluate_seconds": evaluate_seconds},
+            step=run.config.epochs,
+        )
     except BaseException:
         tracker.finish("FAILED")
         raise
