@@ -409,7 +409,8 @@ CPU_PILOTS = (
     Pilot(
         "pilot-fashion-mnist-2000x20",
         "--methods vanilla,mixup --seeds 0 --subset 2000 --val-size 1000 --epochs 20 "
-        "--log-images-every 20 --experiment pilot-fashion-mnist-2000x20",
+        "--log-images-every 20 --experiment pilot-fashion-mnist-2000x20 "
+        "--registered-model adautomix-pilot",
     ),
 )
 # Both learned mixers' teachers at a budget of hundreds of steps: the paper's momentum (0.999 ->
