@@ -15,21 +15,24 @@ later push may move). In order:
    records it.
 
 `code_version` names the code that computes a run: the package version and the git commit (baked
-into the image as $ADAUTOMIX_GIT_COMMIT). The pipeline keys its checkpoint folders by it, and a
-resume under another one is refused unless asked for (engine/checkpoint.py)."""
+into the image as $ADAUTOMIX_GIT_COMMIT; a dirty checkout's marked as such), or, for code whose
+commit is unknown, the image's pinned digest or a hash of the code itself: never "unknown", which
+every image built outside docker/Makefile would share. The pipeline keys its checkpoint folders by
+it, and a resume under another one is refused unless asked for (engine/checkpoint.py)."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.metadata
 import json
 import os
 import re
-import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import __version__
+from . import __version__, checkout
 
 FILE_NAME = "provenance.json"
 IMAGE_ENV = "ADAUTOMIX_IMAGE"
@@ -47,29 +50,66 @@ COMMIT_ENV = "ADAUTOMIX_GIT_COMMIT"
 
 
 def git_commit() -> str:
-    """The commit the code came from: $ADAUTOMIX_GIT_COMMIT (set in images) or git, else
-    'unknown'."""
-    return os.environ.get(COMMIT_ENV) or _checkout_commit()
+    """The commit the code came from: $ADAUTOMIX_GIT_COMMIT (set in images) or the checkout's
+    (adautomix/checkout.py: HEAD, or HEAD.dirty.HASH when the package has uncommitted changes),
+    else 'unknown'."""
+    commit = os.environ.get(COMMIT_ENV)
+    if not commit:
+        commit = _checkout_commit(CHECKOUT)
+        # Inherited by the processes this one starts (torchrun's workers, a resumed run), so
+        # that one run names its code alike even if the tree is edited while it runs.
+        os.environ[COMMIT_ENV] = commit
+    return commit
 
 
-@functools.lru_cache(maxsize=1)  # a checkout's HEAD does not move under a running process
-def _checkout_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            cwd=Path(__file__).resolve().parent,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+# The package folder whose checkout names the code; a module constant so that tests can point
+# it at a checkout of their own.
+CHECKOUT = checkout.PACKAGE
+
+
+@functools.lru_cache(maxsize=4)  # the code a process runs is what it imported at its start
+def _checkout_commit(folder: Path) -> str:
+    return checkout.commit(folder)
 
 
 def code_version() -> str:
-    """The code that computes a run: `PACKAGE_VERSION+COMMIT`."""
-    return f"{__version__}+{git_commit()}"
+    """The code that computes a run: `VERSION+COMMIT` (git_commit). Where the commit is unknown
+    (an image that kaniko or buildkit built without the GIT_COMMIT argument, an installed copy)
+    `VERSION+image.sha256.DIGEST` of the image when $ADAUTOMIX_IMAGE pins it, else
+    `VERSION+source.HASH` of the package's files and the installed distributions.
+
+    Not the digest a pod's status reports (running_image): a multi-node job's pods may not be
+    allowed to read it where the step's pod is, and every process of a run must name its code
+    alike, or a retried step refuses the checkpoint its nodes wrote. The pinned reference reaches
+    them all through the environment, and the source hash is the same wherever the code is."""
+    commit = git_commit()
+    if commit != checkout.UNKNOWN:
+        return f"{__version__}+{commit}"
+    digest = pinned_digest(os.environ.get(IMAGE_ENV, ""))
+    if digest:
+        return f"{__version__}+image.{digest.replace(':', '.')}"
+    return f"{__version__}+source.{source_hash(CHECKOUT)}"
+
+
+@functools.lru_cache(maxsize=4)
+def source_hash(package: Path) -> str:
+    """16 hex digits of a sha256 over the package's files (relative paths and bytes, compiled
+    caches left out) and the name and version of every installed distribution: what decides a
+    run's computation, for code whose commit is unknown."""
+    digest = hashlib.sha256()
+    files = sorted(
+        path
+        for path in Path(package).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    )
+    for path in files:
+        digest.update(f"{path.relative_to(package).as_posix()}\0".encode())
+        digest.update(path.read_bytes() + b"\0")
+    installed = {
+        f"{d.metadata['Name'] or ''}=={d.version}" for d in importlib.metadata.distributions()
+    }
+    digest.update("\n".join(sorted(installed)).encode())
+    return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ password) and so may a message that quotes one (MLflow's "View run at ..." line,
 the server). `redact(text)` masks the password of every `scheme://user:password@` in a text, a
 bare `scheme://token@` userinfo, the value of query parameters that name a secret, and the
 values of the credentials MLflow takes from the environment (SECRET_ENV); the rest of the URI
-stays readable, so the message still says where."""
+stays readable, so the message still says where. `redacted(exc)` is the same for an exception and
+its causes, for a traceback that --debug shows."""
 
 from __future__ import annotations
 
@@ -61,3 +62,30 @@ def redact_handlers(logger: logging.Logger | None = None) -> None:
     for handler in (logger or logging.getLogger()).handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
+
+
+def redact_records(*names: str) -> None:
+    """Put the filter on the loggers `names` themselves, once: every record they log is redacted
+    whichever handler (the application's, pytest's) takes it."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())
+
+
+class RedactedError(Exception):
+    """Stands in, in a traceback, for an exception whose text may carry credentials."""
+
+
+def redacted(exc: BaseException, depth: int = 0) -> RedactedError:
+    """`exc` as a RedactedError: its type and text redacted, its frames kept (a traceback shows
+    the code, not the values), and so the exceptions it was raised from or during."""
+    copy = RedactedError(redact(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"))
+    copy.__traceback__ = exc.__traceback__
+    if depth < 10:
+        if exc.__cause__ is not None:
+            copy.__cause__ = redacted(exc.__cause__, depth + 1)
+        elif exc.__context__ is not None and not exc.__suppress_context__:
+            copy.__context__ = redacted(exc.__context__, depth + 1)
+    copy.__suppress_context__ = exc.__suppress_context__ or exc.__cause__ is not None
+    return copy

@@ -17,7 +17,8 @@ the write happen under a lock that the store itself makes atomic: a registered m
 NAME.champion-lock, which only one client can create (the store refuses a second with
 RESOURCE_ALREADY_EXISTS) and which its holder deletes when done. A lock left by a killed holder
 is broken once it has stayed the same for LOCK_STALE_S seconds of waiting, timed on the waiter's
-own clock (the store's clock may differ). After the write, the holder re-reads the alias.
+own clock (the store's clock may differ), or at once when the lock names a process on this host
+that has ended. A waiter says whom it waits for. After the write, the holder re-reads the alias.
 
 A champion whose score tag is gone or not a number (deleted or edited by hand) is kept: without
 its score nothing can be shown to beat it, and moving a champion on a guess would be worse than
@@ -33,6 +34,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import socket
 import time
 import uuid
@@ -54,6 +56,8 @@ LOCK_SUFFIX = ".champion-lock"
 # A holder's judgement and write are a few requests; a lock unchanged this long has lost its holder.
 LOCK_STALE_S = 120.0
 LOCK_HOLDER_TAG = "holder"
+# How a holder names itself (champion_lock): its host and process, for a waiter to look at.
+_HOLDER_PROCESS = re.compile(r" on (?P<host>\S+) pid (?P<pid>\d+) [0-9a-f]+$")
 
 
 @dataclass(frozen=True)
@@ -257,8 +261,22 @@ def champion_lock(
         holder = _lock_holder(client, lock)
         if holder is None:  # released between our try and our look: try again now
             continue
+        gone = _holder_gone(holder)
+        if gone:
+            log.warning("breaking the champion lock of %s, held by %s: %s", name, holder, gone)
+            _release(client, lock, holder)
+            continue
         if holder != seen:
             seen, since = holder, time.monotonic()
+            log.warning(
+                "waiting for the champion lock of %s, held by %s: it is broken once it stays so "
+                "for %.0f s; if no registration is running, delete the registered model %s to "
+                "go on now",
+                name,
+                holder,
+                stale_after,
+                lock,
+            )
         elif time.monotonic() - since > stale_after:
             log.warning(
                 "breaking the champion lock of %s: %s has held it unchanged for %.0f s, "
@@ -275,6 +293,24 @@ def champion_lock(
         yield lambda: _lock_holder(client, lock) == token
     finally:
         _release(client, lock, token)
+
+
+def _holder_gone(holder: str) -> str:
+    """Why the lock's holder is provably gone, or '' if it may be alive: only a process on this
+    host can be looked at (another host's, or one of our own threads, is waited out)."""
+    named = _HOLDER_PROCESS.search(holder)
+    if named is None or named["host"] != socket.gethostname():
+        return ""
+    pid = int(named["pid"])
+    if pid == os.getpid():
+        return ""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return f"its process {pid} on this host has ended"
+    except OSError:  # someone else's live process
+        return ""
+    return ""
 
 
 def _lock_holder(client, lock: str) -> str | None:

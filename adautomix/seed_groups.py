@@ -134,9 +134,7 @@ def summarize(
 
 
 def _write_summary(client, experiment_id: str, group: SeedGroup, summary_run) -> None:
-    from mlflow.entities import Metric, Param, RunTag
-
-    from .tracking import SUMMARY_TAG
+    from .tracking import SUMMARY_TAG, log_batch
 
     tags = {
         SUMMARY_TAG: "true",
@@ -152,10 +150,7 @@ def _write_summary(client, experiment_id: str, group: SeedGroup, summary_run) ->
         summary_run = client.create_run(
             experiment_id, run_name=f"{group.label} (mean of seeds)", tags=tags
         )
-        client.log_batch(
-            summary_run.info.run_id,
-            params=[Param(k, v) for k, v in sorted(group.params.items())],
-        )
+        log_batch(client, summary_run.info.run_id, params=group.params)
         step = 0
     else:
         # a metric's newest value is the one the UI shows: a re-summary logs at the next step
@@ -163,11 +158,7 @@ def _write_summary(client, experiment_id: str, group: SeedGroup, summary_run) ->
         step = 1 + max((m.step for m in history), default=0)
     run_id = summary_run.info.run_id
     metrics = {**group.summary(), "summary_revision": float(step)}
-    now = _now_ms()
-    entries = [Metric(k, v, now, step) for k, v in sorted(metrics.items())]
-    for start in range(0, len(entries), 1000):  # MLflow's batch limit
-        client.log_batch(run_id, metrics=entries[start : start + 1000])
-    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    log_batch(client, run_id, metrics=metrics, tags=tags, step=step)
     for seed in group.seeds:
         member = group.runs[seed]["run_id"]
         client.set_tag(member, PARENT_TAG, run_id)
@@ -192,9 +183,3 @@ def _note(group: SeedGroup) -> str:
 
 def _seed_order(seed: str):
     return (0, int(seed), "") if seed.lstrip("-").isdigit() else (1, 0, seed)
-
-
-def _now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)

@@ -8,11 +8,20 @@ from components import BASE_IMAGE
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def data(
-    dataset: str, data_version: str, workspace: str, remote: str, prepared: Output[Dataset]
+    dataset: str,
+    data_version: str,
+    workspace: str,
+    remote: str,
+    prepared: Output[Dataset],
+    workspace_volume: str = "",
 ) -> str:
     """Materialise `data_version` of `dataset` in the workspace (pulled from the DVC remote, or
     prepared here when the remote is local and lacks it). The artifact holds the manifest; its
-    metadata the DVC hash, the content hash and where the data lives. Returns the DVC hash."""
+    metadata the DVC hash, the content hash and where the data lives. Returns the DVC hash.
+
+    `workspace_volume` names the workspace's claim: Kubeflow Pipelines keys a step's cache by
+    its inputs, not by the volumes it mounts, so without it a run on another claim would reuse a
+    result whose data is on a volume it cannot see."""
     import json
     import os
 
@@ -35,5 +44,6 @@ def data(
         sha256=found.manifest.sha256,
         data_root=str(found.data_root),
         remote_url=found.remote_url,
+        workspace_volume=workspace_volume,
     )
     return found.version

@@ -18,6 +18,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from urllib.parse import urlsplit
 
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
@@ -26,6 +27,7 @@ from adautomix.cluster.job import JobOptions
 from adautomix.cluster.multinode import check_trainer
 from adautomix.config import ConfigError, parse_override
 from adautomix.provenance import IMAGE_ENV
+from adautomix.steps.evaluate import MLFLOW_UI_ENV
 
 # secret key -> environment variable; the optional ones may be absent from the secret.
 S3_KEYS = {key: key for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
@@ -120,6 +122,9 @@ class ClusterSettings:
     s3_secret: str = "adautomix-s3"
     mlflow_secret: str = "adautomix-mlflow"
     mlflow_ca_secret: str = ""  # a secret with ca.crt, for a private CA's server
+    # the MLflow UI's address as a browser reaches it (an ingress), for the run page's link; ''
+    # links to the tracking URI's host, which is often an in-cluster name
+    mlflow_ui_url: str = ""
     sweep_parallelism: int = 4  # sweep runs at once (each with its own GPUs)
     # More than one node: the train step hands training to a Kubeflow Trainer TrainJob of this
     # ClusterTrainingRuntime (trainer "trainjob") or to the older training operator's PyTorchJob
@@ -160,6 +165,8 @@ class ClusterSettings:
                 f"image {self.image!r} is not an image reference: "
                 "REGISTRY/NAME:TAG or REGISTRY/NAME@sha256:<64 hex digits>"
             )
+        if self.mlflow_ui_url:
+            check_ui_url(self.mlflow_ui_url)
         if self.access_mode not in ACCESS_MODES:
             raise ConfigError(
                 f"access mode {self.access_mode!r}: use one of {', '.join(ACCESS_MODES)}"
@@ -194,6 +201,20 @@ class ClusterSettings:
         memory(self.shm_per_gpu, "--shm-per-gpu")
         for step, given in self.resources.items():
             given.check(step)
+
+
+def check_ui_url(url: str) -> str:
+    """An http(s) address with a host and no credentials: the link is shown to whoever sees the
+    run page."""
+    from adautomix.redact import redact
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        raise ConfigError(
+            f"--mlflow-ui-url {redact(url)!r}: give the MLflow UI's address as a browser opens "
+            "it, without credentials, e.g. https://mlflow.example.com"
+        )
+    return url
 
 
 def for_run(cluster: ClusterSettings, num_gpus: int) -> ClusterSettings:
@@ -334,6 +355,8 @@ def configure(
         use_s3(task, cluster)
     else:
         use_mlflow(task, cluster)
+    if step == "evaluate" and cluster.mlflow_ui_url:  # the step that writes the run page's link
+        task.set_env_variable(MLFLOW_UI_ENV, cluster.mlflow_ui_url)
     if step in ("train", "evaluate"):
         use_workspace(task, cluster)
         if waits:  # the job's nodes take the scheduling (passed through, not applied here)
@@ -436,6 +459,12 @@ def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
             "--mlflow-ca-secret",
             "mlflow_ca_secret",
             "a secret whose ca.crt signs the MLflow server's certificate (a private CA)",
+        ),
+        (
+            "--mlflow-ui-url",
+            "mlflow_ui_url",
+            "the MLflow UI's address as a browser opens it (e.g. an ingress), for the run "
+            "page's link [the tracking URI's host]",
         ),
     ]
     for flag, dest, help_text in flags:

@@ -38,14 +38,15 @@ def check_namespace(
         if secret is None:
             problems.append(
                 f"image pull secret {name!r} does not exist in namespace {namespace}: create it "
-                f"with kubectl -n {namespace} create secret docker-registry {name} "
-                "--docker-server=REGISTRY --docker-username=USER --docker-password=TOKEN"
+                f"from a registry login file (podman login --authfile FILE REGISTRY) with "
+                f"kubectl -n {namespace} create secret generic {name} "
+                "--type=kubernetes.io/dockerconfigjson --from-file=.dockerconfigjson=FILE"
             )
         elif secret.type != "kubernetes.io/dockerconfigjson":
             problems.append(
                 f"image pull secret {name!r} in namespace {namespace} is of type "
-                f"{secret.type}, not kubernetes.io/dockerconfigjson (create it with "
-                "kubectl create secret docker-registry)"
+                f"{secret.type}, not kubernetes.io/dockerconfigjson (create it with --type="
+                "kubernetes.io/dockerconfigjson, as docs/cluster.md step 5 shows)"
             )
     for name in (cluster.s3_secret, cluster.mlflow_secret, cluster.mlflow_ca_secret):
         if not name:
@@ -53,7 +54,7 @@ def check_namespace(
         if _read(core.read_namespaced_secret, name, namespace) is None:
             problems.append(
                 f"secret {name!r} does not exist in namespace {namespace}: create "
-                "it as docs/cluster.md shows (step 3)"
+                "it as docs/cluster.md shows (step 5)"
             )
     claim = _read(core.read_namespaced_persistent_volume_claim, cluster.workspace_pvc, namespace)
     if claim is not None:

@@ -137,6 +137,8 @@ def build_pipeline(cluster: ClusterSettings | None, name: str, description: str,
             data_version=p.data_version,
             workspace=p.workspace,
             remote=p.data_remote,
+            # in the data step's cache key, so that a run on another claim prepares its data
+            workspace_volume=cluster.workspace_pvc if cluster is not None else "",
         )
 
         def trained(overrides):

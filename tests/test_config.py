@@ -10,6 +10,7 @@ from adautomix.config import (
     resume_changes,
     upgrade_saved_config,
 )
+from tests.helpers import old_format
 
 
 def test_defaults_are_valid_and_round_trip(tmp_path):
@@ -156,17 +157,6 @@ def test_resume_changes_split_allowed_from_refused():
     assert allowed == {"epochs": (2, 4), "num_workers": (2, 0), "progress": (True, False)}
     assert refused == {"method": ("mixup", "cutmix"), "lr": (0.1, 0.2)}
     assert resume_changes(saved, RunConfig(method="mixup", epochs=2)) == ({}, {})
-
-
-def old_format(config: RunConfig, **extra) -> dict:
-    """`config` as a config.json written before the renames: val_subset, the teacher's
-    momentum as `momentum`, and (as the quickstart preset wrote) an EMA decay it never used."""
-    values = config.to_dict()
-    values["val_subset"] = values.pop("test_subset")
-    options = values["method_args"]
-    if "teacher_momentum" in options:
-        options["momentum"] = options.pop("teacher_momentum")
-    return {**values, **extra}
 
 
 def test_a_config_json_under_the_old_names_loads_mapped_with_a_warning(tmp_path, caplog):

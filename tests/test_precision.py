@@ -17,6 +17,7 @@ from adautomix.engine.train import train
 from adautomix.mixers import create_method
 from adautomix.models import create_model
 from adautomix.precision import autocast, check_precision, grad_scaler
+from tests.helpers import small_run
 
 METHODS = ("vanilla", "mixup", "adautomix")
 
@@ -130,21 +131,16 @@ def test_a_reduced_precision_step_on_cuda_trains(name, precision):
 def test_an_fp16_run_on_cuda_checkpoints_its_loss_scale(fmnist_root, mlflow_sqlite, tmp_path):
     from adautomix.engine.checkpoint import load_checkpoint
 
-    config = RunConfig(
-        dataset="fashion-mnist",
-        model="resnet18",
+    config = small_run(
+        fmnist_root,
+        tmp_path / "run",
+        "test-fp16",
         model_width=8,
-        epochs=1,
         subset=200,
         test_subset=100,
         batch_size=50,
         precision="fp16",
         device="cuda",
-        data_root=str(fmnist_root),
-        output_dir=str(tmp_path / "run"),
-        experiment="test-fp16",
-        progress=False,
-        log_images_every=0,
     )
     result = train(config)
     assert 0 < result.history[-1]["train_loss"] < 10

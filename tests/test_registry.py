@@ -4,9 +4,15 @@ each version ran from."""
 
 from __future__ import annotations
 
+import re
+import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from subprocess import PIPE
 
 import mlflow
 import pytest
@@ -190,12 +196,34 @@ def test_parallel_registrations_leave_the_best_as_the_one_champion(name):
         done = list(pool.map(race, racers))
     best = next(d for d, s in zip(done, scores) if s == max(scores))
     assert aliases(name)[CHAMPION] == best.version and best.promoted
-    champion = connect().get_model_version(name, best.version)
-    assert float(champion.tags["score"]) == 86.0
-    # each promotion beat the champion it saw, so the promoted versions rise in score
-    promoted = sorted((int(d.version), s) for d, s in zip(done, scores) if d.promoted)
-    assert promoted and all(s > 80.0 for _, s in promoted)
-    assert connect().search_registered_models(f"name = '{lock_name(name)}'") == []
+    client = connect()
+    score = {
+        v.version: float(v.tags["score"]) for v in client.search_model_versions(f"name='{name}'")
+    }
+    assert score[best.version] == 86.0 and len(score) == 1 + len(racers)
+    # Each racer was judged against the champion it found under the lock (its reason names it).
+    # The promotions therefore follow one another: each replaced the one before, with a higher
+    # score, in one chain from version 1 to the best. Without the lock two racers could both
+    # find version 1 and both be promoted over it, and a worse one could land last.
+    successor = {}
+    for racer in done:
+        judged = re.search(r"champion version (\d+) \(", racer.reason)
+        assert judged, racer.reason
+        champion = judged.group(1)
+        if racer.promoted:
+            assert champion not in successor, f"{champion} replaced twice"
+            assert score[racer.version] > score[champion], racer.reason
+            successor[champion] = racer.version
+        else:
+            assert score[racer.version] <= score[champion], racer.reason
+    chain = ["1"]
+    while chain[-1] in successor:
+        chain.append(successor[chain[-1]])
+    assert len(chain) == 1 + sum(d.promoted for d in done)  # every promotion is on it
+    rising = [score[version] for version in chain]
+    assert all(before < after for before, after in zip(rising, rising[1:])), rising
+    assert chain[-1] == best.version
+    assert client.search_registered_models(f"name = '{lock_name(name)}'") == []
 
 
 def test_a_lock_left_by_a_killed_holder_is_broken_and_one_held_is_waited_for(name):
@@ -214,6 +242,52 @@ def test_a_lock_left_by_a_killed_holder_is_broken_and_one_held_is_waited_for(nam
         assert rival.is_alive() and CHAMPION not in aliases(name)  # waits for the lock
     rival.join(timeout=120)
     assert waited[0].promoted and aliases(name)[CHAMPION] == waited[0].version
+
+
+def holder_token(name: str, pid: int) -> str:
+    """A champion lock's holder as a registration on this host names itself."""
+    return f"{name} version 1 on {socket.gethostname()} pid {pid} 0badf00d"
+
+
+def test_a_lock_whose_holder_process_ended_on_this_host_is_broken_at_once(name, caplog):
+    """A registration killed on this host left its lock: its process is provably gone, so the
+    next registration breaks the lock at once instead of waiting `stale_after` for it."""
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    client = connect()
+    client.create_registered_model(
+        lock_name(name), tags={"holder": holder_token(name, int(ended.stdout))}
+    )
+    start = time.monotonic()
+    with champion_lock(client, name, "2", stale_after=30) as still_held:
+        assert still_held()
+    assert time.monotonic() - start < 10
+    assert f"its process {int(ended.stdout)} on this host has ended" in caplog.text
+
+
+def test_a_registration_waiting_for_the_lock_says_for_what_and_how_long(name, caplog):
+    """A live holder (its process runs on this host) is waited for, and the waiter says whom it
+    waits for, until when, and how to go on if no registration runs."""
+    alive = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=PIPE)
+    try:
+        client = connect()
+        holder = holder_token(name, alive.pid)
+        client.create_registered_model(lock_name(name), tags={"holder": holder})
+        start = time.monotonic()
+        with champion_lock(client, name, "2", stale_after=1.0):
+            assert time.monotonic() - start > 1.0  # not broken before its time
+    finally:
+        alive.communicate(b"")
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting for")]
+    assert said == [
+        f"waiting for the champion lock of {name}, held by {holder}: it is broken once it "
+        f"stays so for 1 s; if no registration is running, delete the registered model "
+        f"{lock_name(name)} to go on now"
+    ]
 
 
 # --- a champion that lost its score ----------------------------------------------------------

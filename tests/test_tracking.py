@@ -1,13 +1,20 @@
 """Tracking: a killed run is never left RUNNING by the next start, no URI the project prints
-carries a password, a store that cannot take a run is named before anything is written, and a
-server behind an ingress is reached with its token and its CA."""
+carries a password, a store that cannot take a run is named before anything is written, a
+server behind an ingress is reached with its token and its CA, and a server lost mid-run stops
+the run in one line, with nothing trained lost and its record caught up by the resume."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
 import os
 import subprocess
 import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,9 +22,17 @@ from mlflow.tracking import MlflowClient
 
 from adautomix.config import RunConfig
 from adautomix.redact import redact
-from adautomix.tracking import FAILURE_TAG, OUTPUT_DIR_TAG, Tracker, TrackingError, connect
+from adautomix.tracking import (
+    BACKLOG_NAME,
+    FAILURE_TAG,
+    OUTPUT_DIR_TAG,
+    RECOVERED_TAG,
+    Tracker,
+    TrackingError,
+    connect,
+)
 from tests.conftest import _free_port
-from tests.tracking_helpers import certificate_authority, ingress
+from tests.tracking_helpers import HOP_BY_HOP, certificate_authority, ingress
 
 # A process that opens its MLflow run and is killed (SIGKILL: no handler, no cleanup runs)
 # before it writes anything else: a training killed before its first checkpoint.
@@ -75,6 +90,25 @@ def test_a_resume_continues_the_killed_run_and_a_fresh_start_marks_it_killed(
     assert client.get_run(fresh.run_id).info.status == "FINISHED"
     assert client.get_run(fresh.run_id).data.tags[OUTPUT_DIR_TAG] == str(
         (tmp_path / "other").resolve()
+    )
+
+
+def test_a_resumed_run_that_finishes_drops_the_reason_it_had_failed_with(mlflow_sqlite, tmp_path):
+    client = MlflowClient(mlflow_sqlite)
+    config = RunConfig(output_dir=str(tmp_path / "run"), experiment="recovered")
+    stopped = Tracker(config, "hash")
+    stopped.finish("KILLED", reason="stopped by SIGTERM at step 6 (epoch 2, batch 2 of 4)")
+
+    evaluated = Tracker(config, "hash", run_id=stopped.run_id)  # ends the run as it found it
+    evaluated.finish(evaluated.previous_status)
+    assert client.get_run(stopped.run_id).data.tags[FAILURE_TAG].startswith("stopped by SIGTERM")
+
+    Tracker(config, "hash", run_id=stopped.run_id).finish()
+    run = client.get_run(stopped.run_id)
+    assert run.info.status == "FINISHED" and FAILURE_TAG not in run.data.tags
+    assert (
+        run.data.tags[RECOVERED_TAG]
+        == "KILLED: stopped by SIGTERM at step 6 (epoch 2, batch 2 of 4)"
     )
 
 
@@ -253,3 +287,149 @@ def test_a_server_with_a_private_ca_is_reached_with_its_bundle_and_named_without
         monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(ca))
         connect().search_experiments(max_results=1)
         assert gate.authorizations and set(gate.authorizations) == {f"Bearer {TOKEN}"}
+
+
+# --- a server lost mid-run: no password anywhere, nothing trained lost, the record caught up --
+
+PASSWORD = "pa55-w0rd-9q"
+
+
+class _Doomed(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _forward(self):
+        doomed = self.server
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not doomed.dead.is_set() and doomed.dies_at in logged_steps(body):
+            doomed.dead.set()
+            doomed.died = time.monotonic()
+            threading.Thread(target=doomed.close, daemon=True).start()
+        if doomed.dead.is_set():  # a dead server: the connection drops, no answer
+            self.close_connection = True
+            return
+        upstream = http.client.HTTPConnection(
+            doomed.upstream.hostname, doomed.upstream.port, timeout=60
+        )
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        upstream.request(self.command, self.path, body=body, headers=headers)
+        answer = upstream.getresponse()
+        data = answer.read()
+        upstream.close()
+        self.send_response(answer.status)
+        for key, value in answer.getheaders():
+            if key.lower() not in HOP_BY_HOP:
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+
+def logged_steps(body: bytes) -> set[int]:
+    """The steps whose train_loss a log-batch request carries."""
+    try:
+        metrics = json.loads(body).get("metrics", [])
+    except (ValueError, AttributeError):
+        return set()
+    return {int(m.get("step", 0)) for m in metrics if m.get("key") == "train_loss"}
+
+
+class Doomed(ThreadingHTTPServer):
+    """A port in front of a real MLflow server that forwards every request until the metrics of
+    epoch `dies_at` arrive, then drops every connection and closes: a server lost mid-run."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str, dies_at: int):
+        super().__init__(("127.0.0.1", 0), _Doomed)
+        self.upstream, self.dies_at = urllib.parse.urlsplit(upstream), dies_at
+        self.dead, self.died = threading.Event(), None
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.shutdown()
+        self.server_close()
+
+    def uri(self) -> str:
+        return f"http://alice:{PASSWORD}@127.0.0.1:{self.server_port}"
+
+
+def train_through(uri: str, tmp_path: Path, epochs: int, *flags: str, debug: bool = False):
+    """`adautomix train` in its own process against `uri`: (exit status, stdout + stderr)."""
+    argv = [
+        *TRAIN,
+        "--epochs",  # the last one given counts
+        str(epochs),
+        "--test-subset",
+        "10",
+        "--no-progress",
+        "--log-images-every",
+        "0",
+        "--experiment",
+        "server-lost",
+        "--data-root",
+        str(tmp_path / "data"),
+        "--output-dir",
+        str(tmp_path / "run"),
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "adautomix.cli", *(["--debug"] if debug else []), *argv, *flags],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+        timeout=600,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_a_server_lost_mid_run_stops_in_one_line_without_its_password_and_loses_nothing(
+    mlflow_server, tmp_path
+):
+    from adautomix.data import prepare
+    from adautomix.engine.checkpoint import load_checkpoint
+    from tests.data import fixtures
+
+    source = fixtures.make_fashion_mnist(tmp_path / "raw", n_train=40, n_test=10)
+    prepare("fashion-mnist", source=source, data_root=tmp_path / "data")
+
+    doomed = Doomed(mlflow_server, dies_at=2)
+    status, said = train_through(doomed.uri(), tmp_path, 2)
+    stopped = time.monotonic()
+    shown = f"http://alice:***@127.0.0.1:{doomed.server_port}"
+    assert status == 1, said
+    assert PASSWORD not in said and "Traceback" not in said, said
+    error = said.strip().splitlines()[-1]
+    assert error.startswith(
+        f"error: lost the MLflow tracking server at {shown} while recording the metrics of step 2"
+    ), error
+    assert f"that record waits in {tmp_path / 'run' / BACKLOG_NAME}" in error
+    assert "--resume" in error and said.count("error:") == 1
+    # MLflow's two retries of the lost request, then nothing more is asked of the server
+    assert said.count("Retrying") == 2 and stopped - doomed.died < 30, said
+    state = load_checkpoint(tmp_path / "run")
+    assert state["epoch"] == 2  # the epoch whose record was lost is checkpointed all the same
+    run_id = state["run_id"]
+
+    # a traceback, on request, holds no password either; the lost epoch's record is sent first
+    doomed = Doomed(mlflow_server, dies_at=3)
+    status, said = train_through(doomed.uri(), tmp_path, 3, "--resume", debug=True)
+    assert status == 1 and "Traceback" in said, said
+    assert PASSWORD not in said, said
+    assert load_checkpoint(tmp_path / "run")["epoch"] == 3
+
+    status, said = train_through(
+        mlflow_server.replace("http://", f"http://alice:{PASSWORD}@"), tmp_path, 3, "--resume"
+    )
+    assert status == 0 and PASSWORD not in said, said
+    client = MlflowClient(mlflow_server)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and FAILURE_TAG not in run.data.tags
+    logged = [m.step for m in client.get_metric_history(run_id, "train_loss")]
+    assert sorted(logged) == [1, 2, 3]  # every epoch recorded, once
+    assert [m.step for m in client.get_metric_history(run_id, "test_top1_median10")] == [3]
+    assert not (tmp_path / "run" / BACKLOG_NAME).exists()  # sent, then forgotten

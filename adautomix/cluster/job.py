@@ -34,6 +34,11 @@ from ..errors import RunFailure
 # NCCL and DataLoader workers pass tensors through /dev/shm; a container's default is 64 MiB.
 SHM_NAME, SHM_PATH = "dshm", "/dev/shm"
 SHM_MOUNT = {"name": SHM_NAME, "mountPath": SHM_PATH}
+# What the restricted Pod Security Standard asks of a pod and of each of its containers: a
+# namespace that enforces it refuses the nodes' pods without them. runAsNonRoot holds for the
+# project's image, whose user is numeric and not root (docker/Dockerfile: USER 1000:0).
+POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 RESUMES = "the last checkpoint is intact and a re-run resumes from it"
 LABEL_PREFIX = "adautomix.dev/"

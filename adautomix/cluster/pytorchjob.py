@@ -11,8 +11,8 @@ per node and `spec.runPolicy` says what happens on failure. The pod templates ar
 client's typed models (the SDK's models use them), filled from the same dsl.TaskConfig settings the
 TrainJob gets (adautomix/cluster/job.py): GPUs, CPU and memory, environment from secrets, the
 workspace volume, a sized /dev/shm, image pull secrets, node selector, affinity, tolerations, the
-termination grace period, and the pods' labels and annotations; `runPolicy.activeDeadlineSeconds`
-bounds the run.
+termination grace period, the pods' labels and annotations, and the security context of the
+restricted Pod Security Standard; `runPolicy.activeDeadlineSeconds` bounds the run.
 
 A pod that fails fails the job (restartPolicy Never, backoffLimit 0) rather than restarting in
 place: one torchrun group cannot lose a node and go on, and the step's own retry makes a new job
@@ -31,6 +31,8 @@ import json
 from typing import Callable
 
 from .job import (
+    CONTAINER_SECURITY,
+    POD_SECURITY,
     JobKind,
     JobOptions,
     NodeSettings,
@@ -127,6 +129,7 @@ def pytorchjob_manifest(
         env=[_typed(e, "V1EnvVar") for e in node.env] or None,
         resources=k.V1ResourceRequirements(**resources) if resources else None,
         volume_mounts=[_typed(v, "V1VolumeMount") for v in mounts],
+        security_context=_typed(CONTAINER_SECURITY, "V1SecurityContext"),
     )
     pod = k.V1PodSpec(
         containers=[container],
@@ -136,6 +139,7 @@ def pytorchjob_manifest(
         affinity=_typed(node.affinity, "V1Affinity") if node.affinity else None,
         image_pull_secrets=[k.V1LocalObjectReference(**s) for s in options.pull_secrets()] or None,
         termination_grace_period_seconds=options.termination_grace_seconds or None,
+        security_context=_typed(POD_SECURITY, "V1PodSecurityContext"),
     )
     pod_metadata = options.pod_metadata()
 

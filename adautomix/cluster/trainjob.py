@@ -8,7 +8,8 @@ CRD defines it: `spec.runtimeRef` names the `torch-distributed` ClusterTrainingR
 `resourcesPerNode` (GPUs, CPU, memory), `spec.activeDeadlineSeconds` bounds the run, and one
 `spec.runtimePatches` entry adds to the runtime's `node` pods what the CRD does not let `trainer`
 say: volumes and their mounts (a sized /dev/shm), image pull secrets, node selector, affinity,
-tolerations, the termination grace period, and the pods' labels and annotations. The Kubeflow
+tolerations, the termination grace period, the pods' labels and annotations, and the security
+context the restricted Pod Security Standard asks for. The Kubeflow
 SDK's `TrainerClient` is not used to create the job because its trainer environment takes plain
 values only, and the credentials here must stay references to secrets.
 
@@ -33,6 +34,8 @@ from __future__ import annotations
 from typing import Callable
 
 from .job import (
+    CONTAINER_SECURITY,
+    POD_SECURITY,
     JobKind,
     JobOptions,
     NodeSettings,
@@ -122,9 +125,12 @@ def trainjob_manifest(
         volumes=[m.IoK8sApiCoreV1Volume.from_dict(v) for v in volumes],
         containers=[
             m.TrainerV1alpha1ContainerPatch(
-                name=NODE, volumeMounts=[m.IoK8sApiCoreV1VolumeMount.from_dict(v) for v in mounts]
+                name=NODE,
+                volumeMounts=[m.IoK8sApiCoreV1VolumeMount.from_dict(v) for v in mounts],
+                securityContext=m.IoK8sApiCoreV1SecurityContext.from_dict(CONTAINER_SECURITY),
             )
         ],
+        securityContext=m.IoK8sApiCoreV1PodSecurityContext.from_dict(POD_SECURITY),
         nodeSelector=node.node_selector or None,
         tolerations=[m.IoK8sApiCoreV1Toleration.from_dict(t) for t in node.tolerations] or None,
         affinity=m.IoK8sApiCoreV1Affinity.from_dict(node.affinity) if node.affinity else None,

@@ -15,9 +15,11 @@ that would run code on load) is refused before any of it runs."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pickle
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 
 from ..config import ConfigError, RunConfig, resume_changes
-from ..errors import InputError
+from ..errors import InputError, RunFailure
 from ..provenance import code_version
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -93,22 +95,74 @@ def save_checkpoint(
     state: dict[str, Any], directory: str | Path, name: str = CHECKPOINT_NAME
 ) -> Path:
     """Write to a temporary file in the same folder, fsync, then rename over the old checkpoint,
-    so a crash at any moment leaves either the old or the new checkpoint, never half of one."""
+    so a crash at any moment leaves either the old or the new checkpoint, never half of one. A
+    full disk is a CheckpointWriteError naming the folder, its free space and the fix."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / name
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=directory)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=directory)
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(exc, Exception) and _no_space(exc):
+            raise _disk_full(target) from None  # torch's own error hides the cause in its context
         raise
     return target
+
+
+class CheckpointWriteError(RunFailure):
+    """A checkpoint that could not be written (a full disk); the one before it is intact."""
+
+
+# A full disk, and a full quota: the same for the user, free space or write elsewhere.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _no_space(exc: BaseException) -> bool:
+    """Whether `exc`, or what it was raised from or during, is a full disk: torch's writer turns
+    the OSError of a failed write into `RuntimeError: [enforce fail at inline_container.cc]
+    unexpected pos`, with the OSError as its context."""
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+            return True
+        if "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _disk_full(target: Path) -> CheckpointWriteError:
+    free = _size(shutil.disk_usage(target.parent).free)
+    if target.exists():  # the rename never happened: the last one written stands
+        needed = _size(target.stat().st_size)
+        return CheckpointWriteError(
+            f"no space left to write {target.name} in {target.parent} ({free} free, it needs "
+            f"about {needed}); the previous {target.name} is intact. Free space there (or move "
+            "the folder to a larger disk), then start it again with --resume to continue from "
+            "the last checkpoint"
+        )
+    return CheckpointWriteError(
+        f"no space left to write {target.name} in {target.parent} ({free} free). Free space "
+        "there, or train into an --output-dir on a larger disk"
+    )
+
+
+def _size(count: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024:
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"
 
 
 def remove_partial_writes(directory: str | Path) -> list[Path]:

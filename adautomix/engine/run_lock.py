@@ -4,8 +4,18 @@ A run that trains into a folder holds `run.lock` there: a small JSON file naming
 MLflow run, the host and the process) and a heartbeat time that a thread of the owner refreshes
 every HEARTBEAT_SECONDS. A second run into the folder stops with a RunLockError naming the first,
 before it writes anything. A lock whose owner is gone is taken over: on the same host when its
-process no longer exists, on any host when its heartbeat is older than STALE_SECONDS (a node
-lost with its pod stops refreshing it).
+process no longer exists, on any host when its heartbeat is older than STALE_SECONDS.
+
+The window is a minute because a pipeline step's retry comes on another pod, which cannot look
+into the dead attempt's host: an OOMKill, a SIGKILL after the grace period or a lost node leaves
+a lock with a fresh heartbeat, and the retry (30 s later) must not fail for it. A start that finds
+an owner who has missed beats (heartbeat older than two of them) waits until it beats again (a
+live run: the start fails) or goes stale (taken over), saying so, rather than failing at once.
+Host clocks must agree within about half a minute (NTP does far better).
+
+A retried TrainJob step adopts the job of the attempt before (cluster/multinode.py), whose node
+holds the lock under a host name that starts with the job's name: `check_free(adopting=...)`
+lets such a lock through, so the retry is not blocked by the run it comes to wait for.
 
 The lock file is created whole or not at all (written aside, then hard-linked to its name, which
 fails if the name exists); a takeover moves the stale file aside first, so of two runs that find
@@ -15,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -26,10 +37,12 @@ from typing import Any
 
 from ..errors import InputError
 
+log = logging.getLogger("adautomix.train")
+
 LOCK_NAME = "run.lock"
-HEARTBEAT_SECONDS = 60.0
-# A heartbeat this old means its owner is gone: many missed beats, not one slow disk.
-STALE_SECONDS = 600.0
+HEARTBEAT_SECONDS = 15.0
+# Four missed beats: a dead owner, not one slow write to a network volume.
+STALE_SECONDS = 60.0
 
 
 class RunLockError(InputError):
@@ -92,15 +105,11 @@ def acquire(folder: str | Path, run_id: str | None = None) -> RunLock:
     for _ in range(3):  # another run may take or free it between our looks
         if _create(folder, owner):
             return RunLock(folder, owner)
-        current = read_lock(folder / LOCK_NAME)
+        current, live = _look(folder / LOCK_NAME)
         if current is None:
             continue
-        if not is_stale(current):
-            raise RunLockError(
-                f"{folder} is in use by another run ({describe(current)}); wait "
-                "for it to end, stop it, or train into another --output-dir. A "
-                "lock whose owner is gone is taken over by the next start"
-            )
+        if live:
+            raise _in_use(folder, current)
         _take_over(folder, current)
     raise RunLockError(
         f"{folder}: the run lock {folder / LOCK_NAME} keeps changing hands; "
@@ -108,20 +117,67 @@ def acquire(folder: str | Path, run_id: str | None = None) -> RunLock:
     )
 
 
-def check_free(folder: str | Path) -> None:
-    """A RunLockError if a live run holds `folder`'s lock (nothing is taken or written)."""
-    current = read_lock(Path(folder) / LOCK_NAME)
-    if current is not None and not is_stale(current):
-        raise RunLockError(
-            f"{folder} is in use by another run ({describe(current)}); wait for "
-            "it to end, stop it, or train into another --output-dir"
+def check_free(folder: str | Path, adopting: str = "") -> None:
+    """A RunLockError if a live run holds `folder`'s lock (nothing is taken or written), unless
+    its host name starts with `adopting`: the pods of a job this start adopts."""
+    current, live = _look(Path(folder) / LOCK_NAME)
+    if not live:
+        return
+    if adopting and str(current.get("host", "")).startswith(adopting):
+        log.info("%s is held by %s, the job this step adopts", folder, describe(current))
+        return
+    raise _in_use(Path(folder), current)
+
+
+def _in_use(folder: Path, owner: dict[str, Any]) -> RunLockError:
+    if owner.get("unreadable"):
+        path = folder / LOCK_NAME
+        return RunLockError(
+            f"{path} names no run (empty or not JSON, last written {_age(owner):.0f} s ago), so "
+            f"{folder} counts as in use until it is {STALE_SECONDS:.0f} s old; if no run trains "
+            f"in {folder}, delete {path}"
         )
+    return RunLockError(
+        f"{folder} is in use by another run ({describe(owner)}); wait for it to end, stop it, "
+        "or train into another --output-dir. A lock whose owner is gone is taken over by the "
+        f"next start once its heartbeat is {STALE_SECONDS:.0f} s old"
+    )
+
+
+def _look(path: Path) -> tuple[dict[str, Any] | None, bool]:
+    """The lock's owner (None: no lock) and whether it is live. An owner that has missed beats
+    is watched until it beats again (live) or goes stale: a retry that comes soon after its
+    attempt died takes over then, and a live owner whose beats look late (a slow volume, a
+    clock behind ours) is not taken for dead."""
+    current = read_lock(path)
+    if current is None or is_stale(current):
+        return current, False
+    if _age(current) <= 2 * HEARTBEAT_SECONDS:
+        return current, True
+    log.warning(
+        "waiting for %s: its owner (%s) has missed its beats; taken over once it is %.0f s "
+        "old, unless it beats again",
+        path,
+        describe(current),
+        STALE_SECONDS,
+    )
+    while True:
+        time.sleep(min(HEARTBEAT_SECONDS / 3, max(STALE_SECONDS - _age(current), 0) + 0.01))
+        seen = read_lock(path)
+        if seen is None or is_stale(seen):
+            return seen, False
+        if seen != current:  # it beat, or another run took it: either way a live owner
+            return seen, True
+
+
+def _age(owner: dict[str, Any]) -> float:
+    return time.time() - owner.get("heartbeat", 0)
 
 
 def read_lock(path: Path) -> dict[str, Any] | None:
     """The lock's owner; None when there is no lock. A lock file that says nothing readable (one
-    being written where there are no hard links) has an unknown owner, alive as long as the
-    file is younger than STALE_SECONDS."""
+    being written where there are no hard links, or garbage) has an unknown owner whose heartbeat
+    is the file's modification time: stale once the file is older than STALE_SECONDS."""
     try:
         owner = json.loads(path.read_text())
         if isinstance(owner, dict):
@@ -158,7 +214,7 @@ def is_stale(owner: dict[str, Any], now: float | None = None) -> bool:
 
 
 def describe(owner: dict[str, Any]) -> str:
-    age = time.time() - owner.get("heartbeat", 0)
+    age = _age(owner)
     if owner.get("unreadable"):
         return f"an owner its lock file does not name, last written {age:.0f} s ago"
     run = f"MLflow run {owner['run_id']}, " if owner.get("run_id") else ""

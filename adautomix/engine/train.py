@@ -33,6 +33,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,7 @@ from ..models import check_input_size, create_model
 from ..precision import autocast, check_precision, grad_scaler
 from ..progress import progress
 from ..provenance import Provenance, code_version
-from ..tracking import Tracker, check_store, setup_params
+from ..tracking import Tracker, TrackingError, check_store, setup_params
 from ..visualize import sample_figure, training_curves
 from . import distributed, run_lock
 from .checkpoint import (
@@ -604,14 +605,25 @@ def evaluate_and_log(run: Run, epoch: int, metrics: dict[str, float]) -> dict[st
     for split, loader in (("val", run.val_loader), ("test", run.test_loader)):
         if loader is not None:
             metrics.update(evaluate_split(run, split, loader, f"epoch {epoch + 1} {split}"))
-    metrics["eval_seconds"] = time.perf_counter() - started
+    # the slowest rank's time, as for training: every rank's record is the same
+    metrics["eval_seconds"] = distributed.all_reduce_max(
+        torch.tensor(time.perf_counter() - started, dtype=torch.float64, device=run.device)
+    ).item()
     run.history.append(metrics)
-    if run.tracker is not None:
-        run.tracker.log_metrics(metrics, step=epoch + 1)
     run.guard.check_metrics(metrics, epoch)  # the same on every rank: the metrics are reduced
+    # MLflow hears of the epoch only once it is checkpointed: a tracking server lost now costs
+    # no training. The sample grid is drawn before the checkpoint all the same (the run goes
+    # on from the state it leaves) and held for MLflow until after it.
+    figures: list[tuple[Any, str]] = []
     if run.config.log_images_every and (epoch + 1) % run.config.log_images_every == 0:
+        held = SimpleNamespace(log_figure=lambda *figure: figures.append(figure))
         log_sample_grid(
-            run.tracker, run.method, run.model, run.test_loader, epoch + 1, run.manifest.classes
+            held if run.tracker is not None else None,
+            run.method,
+            run.model,
+            run.test_loader,
+            epoch + 1,
+            run.manifest.classes,
         )
     if run.tracker is not None:
         run.run_id = run.tracker.run_id
@@ -620,6 +632,10 @@ def evaluate_and_log(run: Run, epoch: int, metrics: dict[str, float]) -> dict[st
             save_checkpoint(selected_state(run, epoch + 1), run.out, SELECTED_NAME)
         save_checkpoint(checkpoint_state(run, epoch + 1), run.out)
         print(summary_line(metrics), flush=True)
+    if run.tracker is not None:
+        run.tracker.log_metrics(metrics, step=epoch + 1)
+        for figure, name in figures:
+            run.tracker.log_figure(figure, name)
     distributed.barrier()  # no rank runs ahead of a checkpoint that is not yet on disk
     run.last_checkpoint = time.monotonic()
     return metrics
@@ -729,11 +745,21 @@ def train(
         except BaseException as exc:
             if run.tracker is not None:
                 killed = isinstance(exc, (KeyboardInterrupt, Preempted))
-                run.tracker.finish(
-                    "KILLED" if killed else "FAILED",
-                    reason=f"{type(exc).__name__}: {exc}"
-                    if not killed
-                    else str(exc) or "interrupted",
+                try:
+                    run.tracker.finish(
+                        "KILLED" if killed else "FAILED",
+                        reason=f"{type(exc).__name__}: {exc}"
+                        if not killed
+                        else str(exc) or "interrupted",
+                    )
+                except TrackingError as unrecorded:  # what stopped the run matters more
+                    log.warning("the MLflow run's end is not recorded: %s", unrecorded)
+            if isinstance(exc, TrackingError) and run.history:
+                # every MLflow call comes after the checkpoint of what it records
+                exc.args = (
+                    f"{exc}. Nothing trained is lost: {run.out / CHECKPOINT_NAME} holds epoch "
+                    f"{int(run.history[-1]['epoch'])}; start it again with --resume once MLflow "
+                    "answers, to continue from there",
                 )
             raise
     return TrainResult(final, run.out, run.run_id, run.history)

@@ -6,6 +6,8 @@ several-node step."""
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
 from ..config import METHODS, ConfigError, RunConfig
@@ -92,6 +94,7 @@ def step_arguments(
             f"{decided} are decided by the pipeline's steps, not its config "
             "parameter; leave them out"
         )
+    check_prepared(prepared)
     values = _as_declared(
         {**config, **overrides, "dataset": prepared["dataset"], "data_root": prepared["data_root"]}
     )
@@ -108,6 +111,39 @@ def step_arguments(
         },
         **values,
     )
+
+
+def check_prepared(prepared: dict[str, Any]) -> None:
+    """The data the data step reported (its artifact's metadata) is where it said, with the
+    content hash it said. Kubeflow Pipelines can hand on a cached data step's result from a run
+    on another volume, or from before this one was recreated or emptied: the dataset is then
+    missing or another, and the fix is a run without the cache, not `dvc pull`. Metadata without
+    the data step's content hash (an artifact made by hand) has nothing to check against."""
+    from ..data.errors import DataError
+    from ..data.prepare import MANIFEST
+
+    expected = prepared.get("sha256")
+    if not expected:
+        return
+    name, root = prepared["dataset"], Path(prepared["data_root"])
+    claim = prepared.get("workspace_volume")
+    cached = (
+        "the data step's result came from Kubeflow Pipelines' cache of a run on another "
+        f"workspace volume, or on {f'claim {claim}' if claim else 'this one'} before it was "
+        "recreated or emptied; submit the run again with --no-cache"
+    )
+    manifest = root / name / MANIFEST
+    if not manifest.exists():
+        raise DataError(f"dataset {name} is not in {root}, where the data step put it: {cached}")
+    try:
+        found = json.loads(manifest.read_text()).get("sha256")
+    except (OSError, ValueError):
+        found = None
+    if found != expected:
+        raise DataError(
+            f"{root / name} holds other data (content hash {str(found)[:12]}) than the data "
+            f"step prepared ({expected[:12]}): {cached}"
+        )
 
 
 def _as_declared(values: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ logged to the run's own MLflow record."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,9 @@ from ..provenance import Provenance
 # (`fgsm`, `ece:bins=15`, ...). The robustness metrics (config.EVAL_METRICS) are opt-in, as a
 # pipeline parameter: corruptions alone are 95 passes over the test set.
 TEST_METRICS = ("top1", "top5", "loss")
+# The MLflow UI's address as a browser reaches it (pipeline/cluster.py's --mlflow-ui-url): in a
+# cluster the tracking URI names an in-cluster host that a browser cannot open.
+MLFLOW_UI_ENV = "ADAUTOMIX_MLFLOW_UI_URL"
 
 
 @dataclass(frozen=True)
@@ -99,9 +103,9 @@ def evaluate_step(
 
 def run_link(run_id: str) -> str:
     """Markdown that names a run's MLflow record, for a pipeline's run page: a link to the run
-    in the MLflow UI when the tracking URI is a server, else the store and how to browse it.
-    No credentials: the link keeps only the server's address, and the rest goes through
-    redact."""
+    in the MLflow UI at $ADAUTOMIX_MLFLOW_UI_URL when set, else at the tracking URI's server
+    when it is one, else the store and how to browse it. No credentials: the link keeps only
+    the server's address, and the rest goes through redact."""
     from urllib.parse import urlsplit
 
     from ..redact import redact
@@ -109,10 +113,12 @@ def run_link(run_id: str) -> str:
 
     uri = tracking_uri()
     parts = urlsplit(uri)
-    if parts.scheme in ("http", "https"):
+    ui = os.environ.get(MLFLOW_UI_ENV, "").strip().rstrip("/")
+    if ui or parts.scheme in ("http", "https"):
         experiment = connect().get_run(run_id).info.experiment_id
         server = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        page = f"{server}{parts.path.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
+        base = ui or f"{server}{parts.path.rstrip('/')}"
+        page = f"{base}/#/experiments/{experiment}/runs/{run_id}"
         return redact(f"[MLflow run {run_id}]({page})\n")
     store = redact(uri)
     return (

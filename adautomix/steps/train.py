@@ -107,7 +107,7 @@ def prepare_run(
     config, provenance = planned_run(
         checkpoint_root, data_version, preset, data_source, tags, values
     )
-    check_start(config)
+    check_start(config, adopting=_job_hosts(provenance.tags, config.output_dir))
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     config.save(Path(config.output_dir) / "config.json")
     provenance.save(config.output_dir)
@@ -130,11 +130,22 @@ def planned_run(
     return config, Provenance(data_version, data_source, dict(tags or {}))
 
 
-def check_start(config: RunConfig) -> None:
+def _job_hosts(tags: dict[str, str], output_dir: str) -> str:
+    """What the host names of the job a retry of this step adopts start with: the job is named
+    after the pipeline run and the folder (cluster/job.py job_name), and its pods after the job.
+    '' outside a pipeline run, whose jobs get fresh names and are never adopted."""
+    from ..cluster.job import job_name
+
+    run_id = tags.get("kfp_run_id", "")
+    return f"{job_name(run_id, output_dir)}-" if run_id else ""
+
+
+def check_start(config: RunConfig, adopting: str = "") -> None:
     """What the engine's setup checks before it writes, made here for a run that processes
     elsewhere will train: the method's options and smallest batch, the data and the network's
     input size, the resume from the folder's checkpoint (its config and code version) and the
-    folder's lock."""
+    folder's lock, which a pod whose host name starts with `adopting` may hold: the job of the
+    attempt before, which a retried step adopts rather than being refused by it."""
     from ..data import Recipe, ensure_dataset
     from ..engine import run_lock
     from ..engine.train import resumable_state
@@ -149,7 +160,7 @@ def check_start(config: RunConfig) -> None:
         model, config.model, manifest.channels, Recipe.from_config(config, manifest).image_size
     )
     resumable_state(config, resume=True)
-    run_lock.check_free(config.output_dir)
+    run_lock.check_free(config.output_dir, adopting=adopting)
 
 
 def finished_result(run_dir: str | Path):

@@ -1,5 +1,6 @@
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import torch
 from adautomix.engine.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
+    CheckpointWriteError,
     load_checkpoint,
     preserved_rng,
     remove_partial_writes,
@@ -19,6 +21,8 @@ from adautomix.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from adautomix.errors import exit_status
+from tests.helpers import onto_a_full_disk
 
 
 def test_save_is_atomic_and_leaves_no_temporaries(tmp_path):
@@ -144,3 +148,30 @@ def test_a_write_killed_midway_keeps_the_old_checkpoint_and_its_temporary_is_rem
     assert torch.equal(load_checkpoint(tmp_path)["w"], torch.ones(3))  # the old one, intact
     assert remove_partial_writes(tmp_path) == [partial]
     assert os.listdir(tmp_path) == [CHECKPOINT_NAME]
+
+
+SIZE = r"\d+(\.\d)? (bytes|KiB|MiB|GiB)"
+
+
+def test_a_full_disk_is_one_line_with_the_folder_and_its_free_space_and_keeps_the_previous(
+    tmp_path, monkeypatch
+):
+    save_checkpoint({"a": torch.arange(3)}, tmp_path)
+    onto_a_full_disk(monkeypatch)
+    with pytest.raises(CheckpointWriteError) as error:
+        save_checkpoint({"a": torch.zeros(100_000)}, tmp_path)
+    message = str(error.value)
+    assert re.fullmatch(
+        rf"no space left to write {CHECKPOINT_NAME} in {re.escape(str(tmp_path))} "
+        rf"\({SIZE} free, it needs about {SIZE}\); the previous "
+        rf"{CHECKPOINT_NAME} is intact\. Free space there \(or move the folder to a larger "
+        r"disk\), then start it again with --resume to continue from the last checkpoint",
+        message,
+    ), message
+    assert "inline_container" not in message and error.value.__suppress_context__
+    assert exit_status(error.value) == 1
+    assert os.listdir(tmp_path) == [CHECKPOINT_NAME]  # no temporary left behind
+    assert torch.equal(load_checkpoint(tmp_path)["a"], torch.arange(3))
+
+    with pytest.raises(CheckpointWriteError, match=r"\. Free space there, or train into an"):
+        save_checkpoint({"a": 1}, tmp_path / "new")  # no checkpoint before it

@@ -11,41 +11,30 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from adautomix.config import RunConfig
 from adautomix.engine.train import train
+from tests.helpers import small_run
 
 pytestmark = pytest.mark.slow
 
 
-def small_run(fmnist_root, tmp_path, **changes) -> RunConfig:
-    return RunConfig(
-        **{
-            **dict(
-                dataset="fashion-mnist",
-                model="resnet18",
-                model_width=4,
-                method="mixup",
-                epochs=1,
-                subset=100,
-                test_subset=100,
-                batch_size=50,
-                eval_batch_size=100,
-                loader="auto",
-                data_root=str(fmnist_root),
-                output_dir=str(tmp_path / "run"),
-                experiment="test-path",
-                progress=False,
-                log_images_every=0,
-            ),
-            **changes,
-        }
-    )
+# a run of two steps of a quarter-width ResNet-18, on top of tests.helpers.small_run
+SMALL = dict(
+    model_width=4,
+    method="mixup",
+    subset=100,
+    test_subset=100,
+    batch_size=50,
+    eval_batch_size=100,
+    loader="auto",
+)
 
 
 def test_a_bf16_cpu_run_names_its_path_in_the_log_and_the_params(
     fmnist_root, mlflow_sqlite, tmp_path, caplog
 ):
-    config = small_run(fmnist_root, tmp_path, precision="bf16", device="cpu")
+    config = small_run(
+        fmnist_root, tmp_path / "run", "test-path", **SMALL, precision="bf16", device="cpu"
+    )
     with caplog.at_level(logging.INFO, logger="adautomix.train"):
         result = train(config)
     assert math.isfinite(result.history[-1]["train_loss"])
@@ -69,7 +58,11 @@ def test_a_bf16_cpu_run_names_its_path_in_the_log_and_the_params(
 def test_a_gpu_run_records_system_metrics(fmnist_root, mlflow_sqlite, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
-    result = train(small_run(fmnist_root, tmp_path, precision="bf16", device="cuda"))
+    result = train(
+        small_run(
+            fmnist_root, tmp_path / "run", "test-path", **SMALL, precision="bf16", device="cuda"
+        )
+    )
     run = MlflowClient(mlflow_sqlite).get_run(result.run_id)
     assert run.data.params["engine.device"].startswith("cuda")
     metrics = run.data.metrics

@@ -27,6 +27,7 @@ from adautomix.engine.run_lock import LOCK_NAME, RunLockError
 from adautomix.engine.train import train
 from adautomix.tracking import FAILURE_TAG
 from tests.data import fixtures
+from tests.helpers import onto_a_full_disk
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -334,3 +335,28 @@ def test_a_checkpoint_of_the_wrong_content_is_a_checkpoint_error(content, tmp_pa
             f"checkpoint of this version of adautomix ({what}"
         ), line
     assert not (tmp_path / "no-data").exists()
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_a_resume_finishes_it_clean(
+    noise_root, store, experiment, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    tiny(noise_root, out, experiment, epochs=2).save(tmp_path / "config.json")
+    command = ["train", "--config", str(tmp_path / "config.json")]
+    MlflowClient(store).search_experiments()  # the store's tables made, and said so, before
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as patch:
+        onto_a_full_disk(patch, after=1)  # epoch 1's checkpoint is written, epoch 2's is not
+        assert main(command) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: no space left to write checkpoint.pt in ")
+    assert "the previous checkpoint.pt is intact" in line and "--resume" in line
+    assert load_checkpoint(out)["epoch"] == 1
+    (run,) = runs(store, experiment)
+    assert run.info.status == "FAILED" and "space" in run.data.tags[FAILURE_TAG]
+
+    assert main([*command, "--resume"]) == 0
+    (run,) = runs(store, experiment)
+    assert run.info.status == "FINISHED"
+    assert FAILURE_TAG not in run.data.tags
+    assert load_checkpoint(out)["epoch"] == 2

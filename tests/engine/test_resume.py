@@ -18,15 +18,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 from mlflow.tracking import MlflowClient
 
 import adautomix.engine.train as engine
-from adautomix.config import TEACHER_METHODS, RunConfig
+from adautomix.config import TEACHER_METHODS
 from adautomix.engine.checkpoint import load_checkpoint
 from tests.conftest import TinyBackbone
+from tests.helpers import assert_same, small_run
 
 pytestmark = pytest.mark.slow
 
@@ -83,24 +82,6 @@ def tiny_engine(monkeypatch):
     )
 
 
-def assert_same(actual, expected, where="checkpoint"):
-    """Equal to the bit: tensors with torch.equal, containers element by element."""
-    if isinstance(expected, torch.Tensor):
-        assert isinstance(actual, torch.Tensor) and torch.equal(actual, expected), where
-    elif isinstance(expected, np.ndarray):  # numpy's RNG state
-        assert np.array_equal(actual, expected), where
-    elif isinstance(expected, dict):
-        assert set(actual) == set(expected), where
-        for key in expected:
-            assert_same(actual[key], expected[key], f"{where}[{key!r}]")
-    elif isinstance(expected, (list, tuple)):
-        assert len(actual) == len(expected), where
-        for i, (a, e) in enumerate(zip(actual, expected)):
-            assert_same(a, e, f"{where}[{i}]")
-    else:
-        assert actual == expected, where
-
-
 def without_timing(history):
     timing = ("images_per_sec", "train_seconds", "eval_seconds")
     return [{k: v for k, v in epoch.items() if k not in timing} for epoch in history]
@@ -119,8 +100,6 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_state(
 ):
     tiny_engine(monkeypatch)
     common = dict(
-        dataset="fashion-mnist",
-        model="resnet18",
         method=method,
         method_args=options,
         epochs=2,
@@ -128,16 +107,14 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_state(
         test_subset=16,
         batch_size=16,
         lr=0.05,
-        data_root=str(fmnist_root),
         deterministic=True,
         **({} if method in TEACHER_METHODS else {"ema_decay": 0.9}),
-        experiment="test-resume-learned",
-        progress=False,
-        log_images_every=0,
     )
-    reference = engine.train(RunConfig(**common, output_dir=str(tmp_path / "reference")))
+    reference = engine.train(
+        small_run(fmnist_root, tmp_path / "reference", "test-resume-learned", **common)
+    )
 
-    config = RunConfig(**common, output_dir=str(tmp_path / "killed"))
+    config = small_run(fmnist_root, tmp_path / "killed", "test-resume-learned", **common)
     config.save(tmp_path / "killed.json")
     child = run_killed_child(tmp_path / "killed.json", KILL_AFTER_STEP)
     assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
@@ -176,8 +153,6 @@ def test_a_run_killed_after_a_step_checkpoint_resumes_mid_epoch_to_the_uninterru
 ):
     tiny_engine(monkeypatch)
     common = dict(
-        dataset="fashion-mnist",
-        model="resnet18",
         method="adautomix",
         method_args={"mix_samples": 3, "teacher_momentum": 0.9, "end_momentum": 0.99},
         epochs=2,
@@ -185,18 +160,18 @@ def test_a_run_killed_after_a_step_checkpoint_resumes_mid_epoch_to_the_uninterru
         test_subset=16,
         batch_size=16,
         lr=0.05,
-        data_root=str(fmnist_root),
         deterministic=True,
-        experiment="test-resume-step",
-        progress=False,
-        log_images_every=0,
     )
     # checkpoints every epoch only: computing the same as every 60 ns, which is every step
     reference = engine.train(
-        RunConfig(**common, output_dir=str(tmp_path / "reference"), checkpoint_minutes=0)
+        small_run(
+            fmnist_root, tmp_path / "reference", "test-resume-step", checkpoint_minutes=0, **common
+        )
     )
 
-    config = RunConfig(**common, output_dir=str(tmp_path / "killed"), checkpoint_minutes=1e-9)
+    config = small_run(
+        fmnist_root, tmp_path / "killed", "test-resume-step", checkpoint_minutes=1e-9, **common
+    )
     config.save(tmp_path / "killed.json")
     child = run_killed_child(tmp_path / "killed.json", KILL_AFTER_STEP + 1)
     assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]

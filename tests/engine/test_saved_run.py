@@ -15,7 +15,7 @@ from adautomix.engine.checkpoint import CHECKPOINT_NAME, SELECTED_NAME
 from adautomix.engine.saved_run import evaluate_networks, load_run
 from tests.conftest import TinyBackbone
 from tests.data.fixtures import make_fashion_mnist
-from tests.test_config import old_format
+from tests.helpers import old_format, small_run
 
 pytestmark = pytest.mark.slow
 
@@ -42,18 +42,14 @@ def test_a_run_written_under_the_old_names_evaluates_and_resumes(
     prepare(
         "fashion-mnist", source=make_fashion_mnist(tmp_path / "raw"), data_root=tmp_path / "data"
     )
-    config = RunConfig(
-        dataset="fashion-mnist",
+    config = small_run(
+        tmp_path / "data",
+        tmp_path / "run",
+        "old-names",
         method="automix",
-        epochs=1,
         batch_size=10,
         test_subset=6,
         method_args={"teacher_momentum": 0.9},
-        data_root=str(tmp_path / "data"),
-        output_dir=str(tmp_path / "run"),
-        progress=False,
-        log_images_every=0,
-        experiment="old-names",
         deterministic=True,
     )
     trained = engine.train(config)

@@ -13,7 +13,7 @@ from adautomix.config import RunConfig
 from adautomix.data import load_manifest
 from adautomix.engine.checkpoint import load_checkpoint
 from adautomix.engine.train import train
-from tests.engine.test_resume import assert_same
+from tests.helpers import assert_same, small_run
 
 pytestmark = pytest.mark.slow
 
@@ -21,12 +21,12 @@ pytestmark = pytest.mark.slow
 def test_one_epoch_learns_and_mlflow_records_the_run(fmnist_root, mlflow_sqlite, tmp_path):
     # 3000 images in batches of 25: 120 steps, annealed per step so the last weights are settled;
     # width 16 learns as much in so few steps (46 % test) at a quarter of the full width's time
-    config = RunConfig(
-        dataset="fashion-mnist",
-        model="resnet18",
+    config = small_run(
+        fmnist_root,
+        tmp_path / "run",
+        "test-train",
         model_width=16,
         method="vanilla",
-        epochs=1,
         subset=3000,
         test_subset=500,
         val_size=300,
@@ -34,10 +34,7 @@ def test_one_epoch_learns_and_mlflow_records_the_run(fmnist_root, mlflow_sqlite,
         lr=0.05,
         ema_decay=0.9,
         lr_schedule_by="step",
-        data_root=str(fmnist_root),
-        output_dir=str(tmp_path / "run"),
-        experiment="test-train",
-        progress=False,
+        log_images_every=1,  # the sample grids are part of what MLflow records
     )
     result = train(config)
     assert result.metrics["test_top1"] > 35.0  # chance is 10%
@@ -109,23 +106,17 @@ def test_a_run_stopped_by_sigterm_mid_epoch_resumes_to_identical_weights(
     fmnist_root, mlflow_sqlite, tmp_path
 ):
     common = dict(
-        dataset="fashion-mnist",
-        model="resnet18",
         method="mixup",
         epochs=3,
         subset=200,
         test_subset=100,
         batch_size=50,
         lr=0.05,
-        data_root=str(fmnist_root),
         deterministic=True,
-        experiment="test-resume",
-        progress=False,
-        log_images_every=0,
     )
-    reference = train(RunConfig(**common, output_dir=str(tmp_path / "reference")))
+    reference = train(small_run(fmnist_root, tmp_path / "reference", "test-resume", **common))
 
-    config = RunConfig(**common, output_dir=str(tmp_path / "stopped"))
+    config = small_run(fmnist_root, tmp_path / "stopped", "test-resume", **common)
     config.save(tmp_path / "stopped.json")
     stop_after = 5  # the second step of epoch 2 (4 steps an epoch, counted from 0)
     child = subprocess.run(

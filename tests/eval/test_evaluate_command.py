@@ -11,6 +11,7 @@ from adautomix.config import RunConfig
 from adautomix.data import load_manifest
 from adautomix.engine.train import train
 from tests.data.fixtures import make_fashion_mnist
+from tests.helpers import small_run
 
 TABLE3 = (
     "test_top1",
@@ -34,17 +35,7 @@ def run_dir(tmp_path_factory, mlflow_server):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
         patch.chdir(root)
-        config = RunConfig(
-            dataset="fashion-mnist",
-            data_root=str(root / "data"),
-            epochs=1,
-            batch_size=10,
-            output_dir=str(root / "run"),
-            progress=False,
-            log_images_every=0,
-            experiment="robustness",
-        )
-        result = train(config)
+        result = train(small_run(root / "data", root / "run", "robustness", batch_size=10))
     return root, result.run_id
 
 

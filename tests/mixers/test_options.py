@@ -2,8 +2,10 @@
 as the type the method takes, so a string never reaches a network and "no" never means true."""
 
 import pytest
+import torch
 
-from adautomix.config import METHODS, TEACHER_METHODS, ConfigError
+from adautomix.config import METHODS, TEACHER_METHODS, ConfigError, RunConfig
+from adautomix.engine.optim import build_optimizer, param_groups
 from adautomix.mixers import BOOLEAN_SPELLINGS, checked_options, create_method, method_defaults
 from tests.conftest import TinyBackbone
 
@@ -78,9 +80,19 @@ def test_the_config_knows_which_methods_bring_their_own_teacher(method):
     assert has_teacher == (method in TEACHER_METHODS)
 
 
-def test_the_teachers_momentum_is_teacher_momentum_and_sgd_keeps_momentum():
-    for method in TEACHER_METHODS:
-        assert "teacher_momentum" in method_defaults(method)
-        assert "momentum" not in method_defaults(method)
-        with pytest.raises(ConfigError, match=r"has no option\(s\) \['momentum'\]"):
-            checked_options(method, {"momentum": 0.99})
+@pytest.mark.parametrize("method", TEACHER_METHODS)
+def test_the_teachers_momentum_is_teacher_momentum_and_sgd_keeps_momentum(method):
+    assert "teacher_momentum" in method_defaults(method)
+    assert "momentum" not in method_defaults(method)
+    with pytest.raises(ConfigError, match=r"has no option\(s\) \['momentum'\]"):
+        checked_options(method, {"momentum": 0.99})
+    # the run's `momentum` is SGD's, beside a teacher: it reaches every group of the optimiser
+    # the engine builds, and the teacher's own momentum stays its option's
+    config = RunConfig(method=method, optimizer="sgd", momentum=0.5)
+    model = TinyBackbone()
+    optimizer = build_optimizer(config, param_groups(config, model.named_parameters()))
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.param_groups
+    assert {group["momentum"] for group in optimizer.param_groups} == {0.5}
+    teacher_momentum = method_defaults(method)["teacher_momentum"]
+    assert teacher_momentum != 0.5
+    assert create_method(method, model, 10).teacher_momentum == teacher_momentum

@@ -8,8 +8,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.cli import main
-from tests.pipeline.test_scale_out import compiled
-from tests.workspaces import PROJECT
+from tests.helpers import PROJECT, compiled
 
 DIGEST_IMAGE = "registry.example.com/ml/adautomix@sha256:" + "0123456789abcdef" * 4
 STEPS = ("data", "train", "evaluate", "register")

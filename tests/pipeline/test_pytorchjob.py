@@ -1,10 +1,11 @@
 """Several nodes through the older training operator: the PyTorchJob the pipeline builds, checked
 field by field against the kubeflow.org/v1 PyTorchJob CRD, its life (succeeded, failed, never
 scheduled, operator missing, forbidden) against the stand-in Kubernetes API server of
-test_trainjob.py, and the compiled pipeline with --trainer pytorchjob. No cluster runs here."""
+tests/helpers.py, and the compiled pipeline with --trainer pytorchjob. No cluster runs here."""
 
 from __future__ import annotations
 
+import kubernetes_validate
 import pytest
 from kfp import dsl
 
@@ -18,8 +19,7 @@ from adautomix.cluster.pytorchjob import (
     run_pytorchjob,
 )
 from pipeline.cli import main
-from tests.pipeline.test_scale_out import compiled, inner_tasks
-from tests.pipeline.test_trainjob import (
+from tests.helpers import (
     OPTIONS,
     OUT,
     OWNER,
@@ -27,10 +27,13 @@ from tests.pipeline.test_trainjob import (
     SECRET_ENV,
     TASK_CONFIG,
     StandInKubernetes,
+    compiled,
     condition,
+    inner_tasks,
     role_verbs,
     shipped_rbac,
 )
+from tests.pipeline.pod_security import KUBERNETES_VERSIONS, as_pod, restricted_violations
 
 IMAGE = "registry.example.com/ml/adautomix:0.1.0"
 # The fields the kubeflow.org/v1 PyTorchJob CRD (training-operator v1.9,
@@ -197,6 +200,27 @@ def test_every_replica_gets_pull_secrets_cpu_memory_a_sized_shm_labels_and_the_i
         assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} in pod[
             "volumes"
         ]
+
+
+def test_every_replica_passes_the_restricted_pod_security_standard():
+    for options in (None, OPTIONS):
+        manifest = as_dict(
+            pytorchjob_manifest(
+                "adautomix-0123456789",
+                IMAGE,
+                ["torchrun"],
+                3,
+                4,
+                node_settings(TASK_CONFIG),
+                OUT,
+                options=options,
+            )
+        )
+        for replica in manifest["spec"]["pytorchReplicaSpecs"].values():
+            pod = replica["template"]["spec"]
+            assert restricted_violations(pod) == []
+            for version in KUBERNETES_VERSIONS:
+                kubernetes_validate.validate(as_pod(pod), version, strict=True)
 
 
 # -- against the stand-in Kubernetes API server ---------------------------------------------------

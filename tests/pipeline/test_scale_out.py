@@ -13,29 +13,7 @@ from components import BASE_IMAGE
 from pipeline.cluster import ClusterSettings
 from pipeline.cli import main
 from pipeline.run import training_arguments
-from tests.pipeline.test_trainjob import PROJECT
-
-
-def compiled(tmp_path, *flags: str):
-    """The training pipeline compiled through the command line, as a user would."""
-    path = tmp_path / "pipeline.yaml"
-    assert (
-        main(
-            [
-                "compile",
-                "--output",
-                str(path),
-                "--workspace",
-                str(PROJECT),
-                "--method",
-                "mixup",
-                *flags,
-            ]
-        )
-        == 0
-    )
-    spec, platform = yaml.safe_load_all(path.read_text())
-    return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+from tests.helpers import PROJECT, compiled, inner_tasks
 
 
 def gpu_parameter(spec: dict, executor: str) -> str:
@@ -45,10 +23,6 @@ def gpu_parameter(spec: dict, executor: str) -> str:
     ]
     assert accelerator["resourceType"] == "nvidia.com/gpu"
     return accelerator["resourceCount"]
-
-
-def inner_tasks(spec: dict) -> dict:
-    return spec["components"]["comp-adautomix-train-and-evaluate"]["dag"]["tasks"]
 
 
 def test_four_gpus_in_one_pod_are_four_torchrun_processes_with_shared_memory(tmp_path):

@@ -4,18 +4,14 @@ stand-in Kubernetes API server on 127.0.0.1 that records every request. No clust
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
+import kubernetes_validate
 import pytest
-import yaml
 from kfp import dsl
 
 from adautomix.cluster.launch import trainer_node_command
-from adautomix.cluster.job import JobOptions, pod_owner, run_labels
+from adautomix.cluster.job import pod_owner, run_labels
 from adautomix.cluster.trainjob import (
     TrainJobError,
     job_name,
@@ -23,35 +19,19 @@ from adautomix.cluster.trainjob import (
     run_trainjob,
     trainjob_manifest,
 )
-
-PROJECT = Path(__file__).resolve().parents[2]
-OUT = "/mnt/adautomix/runs/checkpoints/fashion-mnist-resnet18-mixup-seed0-0123456789ab"
-SECRET_ENV = [  # what kfp-kubernetes' use_secret_as_env becomes in the task config
-    {
-        "name": "MLFLOW_TRACKING_URI",
-        "valueFrom": {"secretKeyRef": {"name": "adautomix-mlflow", "key": "MLFLOW_TRACKING_URI"}},
-    },
-    {
-        "name": "MLFLOW_TRACKING_PASSWORD",
-        "valueFrom": {
-            "secretKeyRef": {
-                "name": "adautomix-mlflow",
-                "key": "MLFLOW_TRACKING_PASSWORD",
-                "optional": True,
-            }
-        },
-    },
-]
-# kfp's TaskConfig as the Kubeflow Pipelines backend fills it for a step with 4 GPUs, the workspace
-# claim, the MLflow secret, the GPU taint tolerated and a node selector.
-TASK_CONFIG = dsl.TaskConfig(
-    resources={"limits": {"nvidia.com/gpu": "4"}, "requests": {"cpu": "8", "memory": "32Gi"}},
-    env=SECRET_ENV,
-    volumes=[{"name": "workspace", "persistentVolumeClaim": {"claimName": "adautomix-workspace"}}],
-    volume_mounts=[{"name": "workspace", "mountPath": "/mnt/adautomix"}],
-    tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-    node_selector={"gpu": "a100"},
+from tests.helpers import (
+    API,
+    OPTIONS,
+    OUT,
+    OWNER,
+    SECRET_ENV,
+    TASK_CONFIG,
+    StandInKubernetes,
+    condition,
+    role_verbs,
+    shipped_rbac,
 )
+from tests.pipeline.pod_security import KUBERNETES_VERSIONS, as_pod, restricted_violations
 
 # The fields the v1alpha1 TrainJob CRD (manifests/base/crds/trainer.kubeflow.org_trainjobs.yaml,
 # Go types pkg/apis/trainer/v1alpha1/trainjob_types.go) defines on the paths this job uses.
@@ -126,31 +106,6 @@ def two_nodes(node=TASK_CONFIG, name="adautomix-0123456789", options=None, owner
         options=options,
         owner=owner,
     )
-
-
-# What pipeline/cluster.py's job_options hands the step for 4 GPUs per node (computed by hand:
-# 4 x 4 CPU, 4 x 16Gi + 16Gi of /dev/shm; limits twice the per-GPU figures plus the same shm),
-# with a pull secret and the default Istio annotation; the labels are the step's run's.
-OPTIONS = JobOptions(
-    image_pull_secrets=("regcred",),
-    shm_size="16Gi",
-    resources={
-        "requests": {"cpu": "16", "memory": "80Gi"},
-        "limits": {"cpu": "32", "memory": "144Gi"},
-    },
-    labels=run_labels("adautomix-training", "run-7f3a", OUT),
-    annotations={"sidecar.istio.io/inject": "false"},
-    termination_grace_seconds=120,
-    deadline_seconds=86400,
-)
-OWNER = {
-    "apiVersion": "v1",
-    "kind": "Pod",
-    "name": "step-pod",
-    "uid": "uid-step-pod",
-    "controller": False,
-    "blockOwnerDeletion": False,
-}
 
 
 def check_against_crd(obj, path: str = "") -> None:
@@ -254,179 +209,13 @@ def test_job_names_are_fresh_rfc1035_labels():
     assert all(re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", n) and len(n) <= 63 for n in names)
 
 
-# -- the stand-in Kubernetes API server ---------------------------------------------------------
-
-API = "/apis/trainer.kubeflow.org/v1alpha1"
-RESOURCES = {
-    "kind": "APIResourceList",
-    "apiVersion": "v1",
-    "groupVersion": "trainer.kubeflow.org/v1alpha1",
-    "resources": [
-        {
-            "name": "trainjobs",
-            "singularName": "trainjob",
-            "namespaced": True,
-            "kind": "TrainJob",
-            "verbs": ["create", "get", "delete"],
-        }
-    ],
-}
-
-
-MAX_GETS = 300  # 6 s of polling every 0.02 s
-
-
-def condition(kind: str, reason: str, message: str) -> dict:
-    return {
-        "type": kind,
-        "status": "True",
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": "2026-12-01T20:00:00Z",
-    }
+# -- against the stand-in Kubernetes API server (tests/helpers.py) -----------------------------
 
 
 def node_jobs(ready: int) -> list[dict]:
     return [
         {"name": "node", "ready": ready, "succeeded": 0, "failed": 0, "active": 1, "suspended": 0}
     ]
-
-
-class StandInKubernetes:
-    """Answers the discovery, runtime, create, get and delete calls; each GET of the TrainJob
-    returns the next of `statuses` (the last one repeats). A subclass serves another operator's
-    API by changing the class attributes."""
-
-    api, plural, resources = API, "trainjobs", RESOURCES
-
-    def __init__(
-        self,
-        statuses=(),
-        served=True,
-        runtime=True,
-        create_status=201,
-        vanish=False,
-        existing=None,
-        read_error_after=None,
-        on_get=None,
-        pod_readable=True,
-    ):
-        self.statuses, self.served, self.runtime = list(statuses), served, runtime
-        self.vanish = vanish  # the job is deleted by someone else right after it is created
-        self.create_status, self.requests, self.created = create_status, [], None
-        self.gets = 0
-        # a job of the same name that an earlier attempt of the step made: its first reading is
-        # its own, the later ones follow `statuses`, as a created job's do
-        self.existing, self.existing_reads = existing, 0
-        self.read_error_after = read_error_after  # GETs of the job fail (HTTP 500) after this
-        self.on_get = on_get  # called with the count at each GET of the job
-        self.pod_readable, self.patches = pod_readable, []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        from kubernetes import client
-
-        configuration = client.Configuration()
-        configuration.host = f"http://127.0.0.1:{self.server.server_port}"
-        self.client = client.ApiClient(configuration)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def answer(self, method: str, path: str, body: dict | None):
-        self.requests.append((method, path))
-        jobs = f"{self.api}/namespaces/team-a/{self.plural}"
-        if path == self.api:
-            return (200, self.resources) if self.served else (404, _status(404, "NotFound"))
-        if path == f"{API}/clustertrainingruntimes/torch-distributed":
-            return (
-                (200, {"metadata": {"name": "torch-distributed"}})
-                if self.runtime
-                else (404, _status(404, "NotFound"))
-            )
-        existing = f"{jobs}/{self.existing['metadata']['name']}" if self.existing else None
-        if path.startswith("/api/v1/namespaces/team-a/pods/") and method == "GET":
-            name = path.rsplit("/", 1)[1]
-            return (
-                (200, {"metadata": {"name": name, "uid": f"uid-{name}"}})
-                if self.pod_readable
-                else (403, _status(403, "Forbidden"))
-            )
-        if method == "POST" and path == jobs:
-            if self.create_status != 201:
-                return self.create_status, _status(self.create_status, "Forbidden")
-            if existing and body["metadata"]["name"] == self.existing["metadata"]["name"]:
-                return 409, _status(409, "AlreadyExists")
-            self.created = body
-            return 201, body
-        if method == "GET" and existing and path == existing and not self.created:
-            self.existing_reads += 1
-            if self.existing_reads == 1:
-                return 200, self.existing
-            return self._next_state(self.existing)
-        if (
-            method == "GET"
-            and self.created
-            and not self.vanish
-            and path == f"{jobs}/{self.created['metadata']['name']}"
-        ):
-            return self._next_state(self.created)
-        if method == "PATCH" and existing and path == existing:
-            self.patches.append(body)
-            return 200, self.existing
-        if method == "DELETE":
-            if existing and path == existing:
-                self.existing = None
-            return 200, _status(200, "Success")
-        return 404, _status(404, "NotFound")
-
-    def _next_state(self, job: dict):
-        self.gets += 1
-        if self.on_get is not None:
-            self.on_get(self.gets)
-        if self.gets > MAX_GETS:  # a step that never sees the end fails the test, not hangs
-            return 404, _status(404, "NotFound")
-        if self.read_error_after is not None and self.gets > self.read_error_after:
-            return 500, _status(500, "InternalError")
-        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
-        return 200, {**job, "status": status}
-
-    def _handler(self):
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _reply(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
-                code, payload = stand_in.answer(self.command, self.path.split("?")[0], body)
-                data = json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_DELETE = do_PATCH = _reply
-
-            def log_message(self, *args):
-                pass
-
-        return Handler
-
-
-def _status(code: int, reason: str) -> dict:
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "status": "Failure",
-        "reason": reason,
-        "code": code,
-        "message": f"stand-in {reason}",
-    }
 
 
 def run(stand_in, schedule_timeout=30.0, said=None):
@@ -515,21 +304,6 @@ def test_a_service_account_without_rbac_is_pointed_at_the_manifest():
             run(k8s)
 
 
-def shipped_rbac():
-    return list(yaml.safe_load_all((PROJECT / "deploy" / "rbac.yaml").read_text()))
-
-
-def role_verbs(docs, resource: str, group: str) -> set[str]:
-    """What deploy/rbac.yaml's namespaced Role lets the pipeline do to `resource` of `group`."""
-    role = next(d for d in docs if d["kind"] == "Role")
-    return {
-        v
-        for rule in role["rules"]
-        if resource in rule["resources"] and group in rule["apiGroups"]
-        for v in rule["verbs"]
-    }
-
-
 def test_the_shipped_rbac_lets_the_pipeline_create_watch_and_delete_trainjobs():
     docs = shipped_rbac()
     assert {"create", "get", "delete"} <= role_verbs(docs, "trainjobs", "trainer.kubeflow.org")
@@ -609,6 +383,16 @@ def test_the_nodes_get_pull_secrets_cpu_memory_a_sized_shm_labels_and_the_istio_
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     assert pod["terminationGracePeriodSeconds"] == 120
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} in pod["volumes"]
+
+
+def test_the_nodes_pass_the_restricted_pod_security_standard():
+    for manifest in (two_nodes().to_dict(), two_nodes(options=OPTIONS, owner=OWNER).to_dict()):
+        check_against_crd(manifest)
+        pod = node_pod(manifest)
+        assert restricted_violations(pod) == []
+        # spelled as the Pod API has it (kubernetes-validate's schemas, offline, strictly)
+        for version in KUBERNETES_VERSIONS:
+            kubernetes_validate.validate(as_pod(pod), version, strict=True)
 
 
 def test_label_values_are_valid_whatever_the_run_and_folder_are_called():

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from adautomix.config import UNCOMPUTED_FIELDS, ConfigError, RunConfig
+from adautomix.config import ConfigError, RunConfig
 from adautomix.data import prepare
 from adautomix.steps import checkpoint_dir, prepare_run, train_step
 from tests.data import fixtures
+from tests.helpers import small_run_values
 
 
 @pytest.fixture(scope="module")
@@ -24,15 +25,26 @@ def test_the_checkpoint_folder_changes_with_the_code_version(tmp_path, monkeypat
     monkeypatch.setenv("ADAUTOMIX_GIT_COMMIT", "1111111")
     first = checkpoint_dir(tmp_path, config, "v1")
     assert first == checkpoint_dir(tmp_path, config, "v1")
-    assert first == checkpoint_dir(
-        tmp_path, config.replace(checkpoint_minutes=1, progress=False), "v1"
-    )  # fields that change nothing computed stay out
+    # fields that change nothing computed stay out: a re-run resumes whatever its run name,
+    # data location, output folder, worker count or checkpoint interval
+    uncomputed = dict(
+        checkpoint_minutes=1,
+        progress=False,
+        output_dir="/elsewhere/run",
+        data_root="/mnt/data",
+        run_name="again",
+        num_workers=0,
+    )
+    assert first == checkpoint_dir(tmp_path, config.replace(**uncomputed), "v1")
+    # what the run computes is in: its config, its data version
+    assert checkpoint_dir(tmp_path, config.replace(lr=0.1), "v1") != first
+    assert checkpoint_dir(tmp_path, config.replace(seed=1), "v1") != first
+    assert checkpoint_dir(tmp_path, config, "v2") != first
     monkeypatch.setenv("ADAUTOMIX_GIT_COMMIT", "2222222")  # a new image
     assert checkpoint_dir(tmp_path, config, "v1") != first
     assert checkpoint_dir(tmp_path, config, "v1", code="elsewhere") != checkpoint_dir(
         tmp_path, config, "v1"
     )
-    assert {"output_dir", "checkpoint_minutes"} <= set(UNCOMPUTED_FIELDS)
 
 
 @pytest.mark.parametrize(
@@ -46,19 +58,9 @@ def test_the_checkpoint_folder_changes_with_the_code_version(tmp_path, monkeypat
     ],
 )
 def test_a_refused_start_writes_nothing(bad, message, noise_root, tmp_path):
-    values = {
-        **dict(
-            dataset="fashion-mnist",
-            epochs=1,
-            batch_size=10,
-            subset=20,
-            test_subset=10,
-            data_root=str(noise_root),
-            progress=False,
-            log_images_every=0,
-        ),
-        **bad,
-    }
+    values = small_run_values(
+        noise_root, **{**dict(batch_size=10, subset=20, test_subset=10), **bad}
+    )
     root = tmp_path / "checkpoints"
     with pytest.raises(ConfigError, match=message):  # what a TrainJob's launcher writes first
         prepare_run(root, "v1", **values)
