@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .compare import CompareError, parse_run
+from .compare import CompareError, Stat, parse_run
 from .seed_groups import SeedGroup
 
 log = logging.getLogger("adautomix.results")
@@ -66,26 +66,6 @@ BUDGET_FIELDS = (
     "epoch_test_subset",
     "precision",
 )
-
-
-@dataclass(frozen=True)
-class Stat:
-    values: tuple[float, ...]
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.values)
-
-    @property
-    def std(self) -> float | None:
-        return statistics.stdev(self.values) if self.n > 1 else None
-
-    def text(self) -> str:
-        return f"{self.mean:.2f}" + (f" ± {self.std:.2f}" if self.std is not None else "")
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
@@ -319,7 +299,9 @@ def _count(n: int, noun: str) -> str:
 
 
 def _cell(stat: Stat | None) -> str:
-    return stat.text() if stat else "-"
+    if stat is None:
+        return "-"
+    return f"{stat.mean:.2f}" + (f" ± {stat.std:.2f}" if stat.std is not None else "")
 
 
 def _delta(row: Row, metric: str) -> str:
@@ -414,7 +396,7 @@ def _reading(rows: list[Row]) -> list[str]:
         text += [
             "",
             f"AdAutoMix ranks {own.rank} of {len(ranked)} at this budget "
-            f"({own.stats[EMA].text()} %"
+            f"({_cell(own.stats[EMA])} %"
             + (
                 f", {own.delta[EMA]:+.2f} points from Vanilla, p {own.p[EMA]:.3f}"
                 if own.p.get(EMA) is not None
@@ -422,7 +404,7 @@ def _reading(rows: list[Row]) -> list[str]:
             )
             + ")"
             + (
-                f"; the first is {best.label} ({best.stats[EMA].text()} %)."
+                f"; the first is {best.label} ({_cell(best.stats[EMA])} %)."
                 if best is not own
                 else "."
             ),
