@@ -423,9 +423,14 @@ def _markdown(table: _Table) -> str:
         [_value(c, (i, j) in table.best, "markdown") for j, c in enumerate(row)]
         for i, row in enumerate(table.rows)
     ]
-    widths = [max(len(r[j]) for r in [table.header, *cells]) for j in range(len(table.header))]
+    return "\n".join([f"**{table.title}**", "", *markdown_table(table.header, cells)])
 
-    def render(row: list[str]) -> str:  # names left-aligned, numbers right-aligned
+
+def markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
+    """The lines of a Markdown table: names left-aligned, numbers right-aligned, padded."""
+    widths = [max(len(r[j]) for r in [header, *body]) for j in range(len(header))]
+
+    def render(row: list[str]) -> str:
         return (
             "| "
             + " | ".join(
@@ -441,7 +446,7 @@ def _markdown(table: _Table) -> str:
         )
         + "|"
     )
-    return "\n".join([f"**{table.title}**", "", render(table.header), rule, *map(render, cells)])
+    return [render(header), rule, *map(render, body)]
 
 
 def _latex(table: _Table) -> str:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .compare import CompareError, Stat, parse_run
+from .compare import CompareError, Stat, markdown_table, parse_run
 from .seed_groups import SeedGroup
 
 log = logging.getLogger("adautomix.results")
@@ -345,7 +345,7 @@ def _top1_table(rows: list[Row]) -> list[str]:
         "medians are the paper's statistic, of each epoch's test top-1 on the first "
         "`epoch_test_subset` test images. Ranked by the EMA network, the one registered.",
         "",
-        *_markdown(header, body),
+        *markdown_table(header, body),
         "",
     ]
 
@@ -365,7 +365,7 @@ def _robustness_table(rows: list[Row], metrics_note: str) -> list[str]:
         "`images=N` names (all of them without); ECE (10 bins) on the whole test split. The "
         f"evaluate step's metrics: {metrics_note}.",
         "",
-        *_markdown(header, body),
+        *markdown_table(header, body),
         "",
     ]
 
@@ -494,31 +494,9 @@ def _cost_section(
         f"imports, the data check, MLflow, {counted}. On average {fixed:.1f} s a run, "
         f"{share:.0%} of the runs' time.",
         "",
-        *_markdown(header, body),
+        *markdown_table(header, body),
         "",
     ]
-
-
-def _markdown(header: list[str], body: list[list[str]]) -> list[str]:
-    widths = [max(len(r[j]) for r in [header, *body]) for j in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return (
-            "| "
-            + " | ".join(
-                c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(cells, widths))
-            )
-            + " |"
-        )
-
-    rule = (
-        "|"
-        + "|".join(
-            ("-" * (w + 1) + ":") if j else (":" + "-" * (w + 1)) for j, w in enumerate(widths)
-        )
-        + "|"
-    )
-    return [line(header), rule, *(line(r) for r in body)]
 
 
 def _utc(ms: int) -> str:
@@ -607,7 +585,7 @@ def _pilot_section(
         )
     lines.append("")
     if rows:
-        lines += _markdown(
+        lines += markdown_table(
             [
                 "experiment",
                 "method",
