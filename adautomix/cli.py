@@ -3,197 +3,34 @@
 The Kubeflow pipeline has its own front door in the pipeline layer (`python -m pipeline compile |
 run --local | submit`, pipeline/cli.py): the package never imports the layers built on it.
 
-Every RunConfig field is a flag of `train` (`--batch-size 64`); a preset, a saved config file and
-the flags stack in that order, the later winning."""
+Every RunConfig field is a flag of `train` (`--batch-size 64`), made from the field
+(adautomix/config_flags.py); a preset, a saved config file and the flags stack in that order, the
+later winning."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import logging
 import sys
 from pathlib import Path
-from typing import Any
 
-from .config import (
-    DATASETS,
-    EVAL_METRICS,
-    LOADERS,
-    METHODS,
-    MODELS,
-    OPTIMIZERS,
-    ConfigError,
-    RunConfig,
-    parse_override,
-    upgrade_saved_config,
-)
-from .errors import DEBUG_ENV, debug_requested, exit_status, one_line
-from .redact import redact_handlers
+from .command_runner import run_command
+from .config import DATASETS, EVAL_METRICS, ConfigError, RunConfig
+from .config_flags import add_run_flags, run_values
+from .errors import DEBUG_ENV, one_line
 
 # The corrupted test sets `data prepare` makes (adautomix/data/corrupted.py): array datasets only.
 CORRUPTED_DATASETS = tuple(
     f"{name}-c" for name in ("fashion-mnist", "cifar10", "cifar100", "tiny-imagenet")
 )
 
-HELP = {
-    "dataset": f"dataset name: {', '.join(DATASETS)}",
-    "model": f"network: {', '.join(MODELS)}",
-    "method": f"training method: {', '.join(METHODS)}",
-    "model_width": "CIFAR-stem ResNets: channels of the stem and first stage (0 = the paper's 64)",
-    "pretrained": "start from torchvision's ImageNet weights (tv_* models; must be in TORCH_HOME)",
-    "data_root": "folder holding prepared datasets (data_root/NAME/)",
-    "subset": "train on the first N images of a fixed shuffle (0 = all); for quick runs",
-    "test_subset": "the test split is its first N images (0 = all)",
-    "epoch_test_subset": "each epoch's test figures during training on the first N test images "
-    "only (0 = the whole test split); the selected networks are evaluated on all of it",
-    "val_size": "hold out N training images (stratified) as the validation split that selects "
-    "the checkpoint and judges the champion (0 = none: the paper's protocol)",
-    "loader": f"data loader: {', '.join(LOADERS)}",
-    "num_workers": "worker processes of the torch loader",
-    "image_size": "side of the images fed to the network (0 = native for arrays, 224 for folders)",
-    "train_crop": "auto, pad (reflect-padded random crop), flip (the whole image, flipped half "
-    "the time) or rrc (RandomResizedCrop)",
-    "crop_scale": "area fraction range of the rrc crop: LOW HIGH",
-    "interpolation": "of every resize: bilinear or bicubic",
-    "resize_before_crop": "rrc only: resize the shorter side to this first (0 = off)",
-    "randaugment": "RandAugment (2 ops, magnitude 9) after the crop; torch and dali loaders",
-    "normalize_mean": "per-channel mean in [0, 1], e.g. 0.485 0.456 0.406 (none: the dataset's "
-    "own)",
-    "normalize_std": "per-channel std in [0, 1], one value per channel like normalize_mean",
-    "mix_block_lr": "AutoMix/AdAutoMix: the mix block's own lr, annealed to mix_block_min_lr (0 "
-    "= the main lr)",
-    "mix_block_min_lr": "cosine floor of mix_block_lr",
-    "exclude_norm_bias_decay": "no weight decay on norms, biases and position tables (the ViT "
-    "recipes)",
-    "grad_clip": "clip the global gradient norm to this (0 = off)",
-    "epochs": "training epochs",
-    "batch_size": "images per optimiser step (under torchrun: the global batch, split over the "
-    "processes)",
-    "optimizer": f"{', '.join(OPTIMIZERS)}",
-    "lr": "peak learning rate",
-    "min_lr": "cosine floor of the learning rate",
-    "warmup_epochs": "linear warm-up length in epochs",
-    "lr_schedule_by": "'epoch' (lr changes once per epoch, as the official recipes) or 'step'",
-    "momentum": "SGD momentum (AutoMix/AdAutoMix's teacher has its own: -o teacher_momentum=...)",
-    "weight_decay": "weight decay",
-    "label_smoothing": "label smoothing of the targets",
-    "ema_decay": "decay of the EMA network evaluated every epoch (0 disables; AdAutoMix/AutoMix "
-    "use their own teacher)",
-    "ema_warmup": "warm the EMA's decay up as min(ema_decay, (1 + step) / (10 + step)), so a "
-    "short run's EMA is not its random init",
-    "precision": "fp32 (the paper's), bf16 (autocast; CPU or CUDA) or fp16 (autocast and loss "
-    "scaling; CUDA only)",
-    "eval_batch_size": "images per evaluation batch (0 = batch_size); larger is faster",
-    "channels_last": "NHWC memory format for the networks (faster convolutions on CPU and GPU)",
-    "sync_bn": "under torchrun: BatchNorm statistics over the whole global batch "
-    "(SyncBatchNorm; CUDA only)",
-    "seed": "random seed",
-    "deterministic": "deterministic algorithms (slower; exact resume on GPU)",
-    "device": "auto, cpu or cuda",
-    "output_dir": "where config.json and checkpoint.pt are written",
-    "experiment": "MLflow experiment name",
-    "run_name": "MLflow run name",
-    "log_images_every": "epochs between mixed-sample grids logged to MLflow (0 = never)",
-    "progress": "show a progress bar",
-    "nonfinite_loss_limit": "stop the run (FAILED, nothing checkpointed) once this many training "
-    "losses were NaN or infinite; below it such a step is skipped",
-    "checkpoint_minutes": "minutes between checkpoints within an epoch (0 = at epoch ends "
-    "only); a SIGTERM also checkpoints, then stops",
-    "method_args": "the method's options (-o KEY=VALUE)",
-}
-
-
-def add_run_flags(parser: argparse.ArgumentParser, leave_out: tuple[str, ...] = ()) -> None:
-    """A flag for every RunConfig field but those in `leave_out` (`--batch-size 64`, lists as
-    `--crop-scale 0.5 1`, booleans as `--progress/--no-progress`), with its help from HELP, and
-    `-o KEY=VALUE` for the method's options: `adautomix train`'s flags, and the pipeline's."""
-    group = parser.add_argument_group("run configuration (defaults in brackets)")
-    defaults = RunConfig()
-    for f in dataclasses.fields(RunConfig):
-        if f.name == "method_args" or f.name in leave_out:
-            continue
-        default = getattr(defaults, f.name)
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f"{HELP.get(f.name, '')} [{default}]"
-        if isinstance(default, bool):
-            group.add_argument(
-                flag,
-                dest=f.name,
-                action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS,
-                help=help_text,
-            )
-        elif isinstance(default, list):
-            group.add_argument(
-                flag,
-                dest=f.name,
-                type=type(default[0]) if default else float,
-                nargs=len(default) or "+",
-                default=argparse.SUPPRESS,
-                metavar=f.name.upper(),
-                help=help_text,
-            )
-        else:
-            group.add_argument(
-                flag,
-                dest=f.name,
-                type=type(default),
-                default=argparse.SUPPRESS,
-                metavar=f.name.upper(),
-                help=help_text,
-            )
-    group.add_argument(
-        "-o",
-        "--method-arg",
-        dest="method_arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a method option, repeatable: -o alpha=0.2 -o mix_samples=3 "
-        "(`adautomix presets --methods` lists them)",
-    )
-
-
-def flag_values(args: argparse.Namespace) -> dict[str, Any]:
-    """The RunConfig fields given as flags (add_run_flags), and the method options given as
-    `-o`, as `method_args`: what goes on top of a preset or a saved config."""
-    fields = {f.name for f in dataclasses.fields(RunConfig)}
-    values = {k: v for k, v in vars(args).items() if k in fields}
-    if args.method_arg:
-        values["method_args"] = dict(parse_override(o) for o in args.method_arg)
-    return values
-
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The preset, then the saved config (--config), then the flags."""
     from .steps.checks import build_config
 
-    saved = read_config_file(args.config) if getattr(args, "config", None) else None
-    return build_config(getattr(args, "preset", None) or "", saved=saved, **flag_values(args))
-
-
-def read_config_file(path: str) -> dict[str, Any]:
-    """A saved config.json's fields, or a ConfigError naming the file and what is wrong."""
-    try:
-        values = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(
-            f"--config {path}: no such file; pass a config.json that a run wrote "
-            "(OUTPUT_DIR/config.json) or that `adautomix presets NAME` printed"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--config {path} cannot be read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"--config {path} is not valid JSON ({exc}); fix it or write it again "
-            "with `adautomix presets NAME > FILE`"
-        ) from None
-    if not isinstance(values, dict):
-        raise ConfigError(
-            f"--config {path} holds a JSON {type(values).__name__}, not an object of config fields"
-        )
-    return upgrade_saved_config(values, path)
+    preset, saved, values = run_values(args)
+    return build_config(preset, saved=saved, **values)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -231,9 +68,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .eval import check_metrics
 
     metrics = check_metrics(args.metrics.split(","))  # before anything is loaded
-    if args.subset is not None and args.subset < 0:
-        raise ConfigError(f"--subset must be >= 0 (0: the whole test split), got {args.subset}")
-    run = load_run(args.run_dir, args.device, subset=args.subset)
+    subset = args.test_subset
+    if args.subset_before_rename is not None:
+        print(
+            "warning: evaluate's --subset is now --test-subset (train's --subset counts "
+            "training images)",
+            file=sys.stderr,
+        )
+        subset = args.subset_before_rename if subset is None else subset
+    if subset is not None and subset < 0:
+        raise ConfigError(f"--test-subset must be >= 0 (0: the whole test split), got {subset}")
+    run = load_run(args.run_dir, args.device, subset=subset)
     report = evaluate_networks(run, metrics, progress=True)
     print(json.dumps(report.metrics, indent=2, sort_keys=True))
     if run.run_id is None or args.no_log:
@@ -403,8 +248,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, evaluate every epoch, checkpoint every epoch, log to MLflow "
         "(MLFLOW_TRACKING_URI, default sqlite:///mlflow.db).",
     )
-    p.add_argument("--preset", help="start from a named recipe (adautomix presets lists them)")
-    p.add_argument("--config", help="start from a saved config.json")
     p.add_argument(
         "--resume",
         nargs="?",
@@ -442,11 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
         "e.g. top1,fgsm:epsilon=0.0157,corruption:severities=1+5",
     )
     p.add_argument(
-        "--subset",
+        "--test-subset",
         type=int,
-        help="evaluate on the first N test images, every "
-        "metric on the same ones [the run's test_subset]",
+        metavar="N",
+        help="evaluate on the first N test images, every metric on the same ones (0: the "
+        "whole test split) [the run's test_subset]",
     )
+    # the name before it said which split it counts; still read, with a warning
+    p.add_argument("--subset", dest="subset_before_rename", type=int, help=argparse.SUPPRESS)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda [auto]")
     p.add_argument("--no-log", action="store_true", help="print the metrics, log nothing")
     p.set_defaults(func=cmd_evaluate)
@@ -538,39 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
-    """Parse `argv` with `parser` (this CLI's by default; pipeline/cli.py passes its own), run
-    the chosen command, and turn every error the user can act on into one line and an exit
-    status (run_reporting_errors)."""
-    args = (parser or build_parser()).parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    redact_handlers()
-    return run_reporting_errors(args.func, args)
-
-
-def run_reporting_errors(func, args: argparse.Namespace) -> int:
-    """`func(args)`, with every failure the user can act on as one line on stderr, `error: ...`,
-    credentials masked, and its exit status (errors.exit_status: 2 bad input, 1 a failed run;
-    130 for Ctrl-C). A bug keeps its traceback, and so does everything under --debug or
-    ADAUTOMIX_DEBUG=1."""
-    debug = debug_requested(getattr(args, "debug", False))
-    try:
-        return func(args)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        status = exit_status(exc)
-        if status is None or debug:
-            raise
-        print(one_line(exc), file=sys.stderr)
-        return status
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -90,9 +90,9 @@ UNCOMPUTED_FIELDS = (
 # Fields a resumed run may change besides: how long it runs (a finished run extended by more
 # epochs; its cosine schedule is stretched from the resume on, and the change is logged), how
 # often it logs sample grids, the device it continues on, how it reacts to a bad loss and the
-# batch it evaluates in. Each
-# may change a run's figures, so they stay in the checkpoint key and in compare's settings; every
-# other field changes what is computed, and a resume under a different value is refused.
+# batch it evaluates in. Each may change a run's figures, so they stay in the checkpoint key and
+# in compare's settings; every other field changes what is computed, and a resume under a
+# different value is refused.
 RESUMABLE_FIELDS = (
     *UNCOMPUTED_FIELDS,
     "epochs",
@@ -102,6 +102,24 @@ RESUMABLE_FIELDS = (
     "eval_batch_size",
 )
 SEED_RANGE = 2**32  # numpy's seeds are 32-bit
+POSITIVE_FIELDS = ("epochs", "batch_size", "lr", "nonfinite_loss_limit")
+NON_NEGATIVE_FIELDS = (
+    "subset",
+    "test_subset",
+    "epoch_test_subset",
+    "val_size",
+    "eval_batch_size",
+    "model_width",
+    "num_workers",
+    "min_lr",
+    "warmup_epochs",
+    "weight_decay",
+    "log_images_every",
+    "mix_block_lr",
+    "mix_block_min_lr",
+    "grad_clip",
+    "checkpoint_minutes",
+)
 # Names changed since runs were first written. A config.json or checkpoint written under the old
 # ones still loads, mapped with a warning (upgrade_saved_config), so no earlier run is stranded.
 RENAMED_FIELDS = {"val_subset": "test_subset"}
@@ -115,95 +133,168 @@ def _one_of(field_name: str, value: str, valid: tuple[str, ...]) -> None:
         raise ConfigError(f"unknown {field_name} {value!r}; valid: {', '.join(valid)}")
 
 
+def setting(default: Any, help: str = "", **flag: Any) -> Any:
+    """A settings field with its help beside its default, for the flag builder
+    (adautomix/config_flags.py) to make its flag from. `flag` holds what a flag needs besides:
+    `flag="--name"` (another name than the field's; None: no flag), `metavar`, `choices`,
+    `empty` (what an empty default means, shown in its place) and `parse` (the repeated values
+    of a list- or dict-valued flag -> the field's value). A list or dict default is copied for
+    each instance."""
+    metadata = {"help": help, **flag}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     # what to train
-    dataset: str = "fashion-mnist"
-    model: str = "resnet18"
-    method: str = "vanilla"
-    # method options, e.g. {"alpha": 1.0} or AdAutoMix's {"mix_samples": 3, "beta": 0.3};
-    # each method validates its own keys (see adautomix.mixers.create_method)
-    method_args: dict[str, Any] = field(default_factory=dict)
-    pretrained: bool = False
-    model_width: int = 0  # CIFAR-stem ResNets: stem/first-stage channels; 0: the paper's 64
+    dataset: str = setting("fashion-mnist", f"dataset name: {', '.join(DATASETS)}")
+    model: str = setting("resnet18", f"network: {', '.join(MODELS)}")
+    method: str = setting("vanilla", f"training method: {', '.join(METHODS)}")
+    # e.g. {"alpha": 1.0} or AdAutoMix's {"mix_samples": 3, "beta": 0.3}; each method validates
+    # its own keys (adautomix.mixers.create_method)
+    method_args: dict[str, Any] = setting({}, "the method's options (-o KEY=VALUE)")
+    pretrained: bool = setting(
+        False, "start from torchvision's ImageNet weights (tv_* models; must be in TORCH_HOME)"
+    )
+    model_width: int = setting(
+        0, "CIFAR-stem ResNets: channels of the stem and first stage (0 = the paper's 64)"
+    )
 
     # data
-    data_root: str = "data"  # prepared datasets live in data_root/NAME/
-    subset: int = 0  # >0: train on the first N images of a fixed shuffle
-    test_subset: int = 0  # >0: the test split is its first N images (0: all of them)
-    # >0: each epoch's test figures during training (the curves, the median of the last epochs)
-    # are measured on the first N test images only; the selected networks are still evaluated on
-    # the whole test split (or test_subset) by `adautomix evaluate` and the pipeline's evaluate
-    # step. A run of many short epochs then does not spend most of its time on the test split.
-    epoch_test_subset: int = 0
-    # Train images held out, stratified by class, as the validation split that selects the
-    # checkpoint and judges the champion (data/split.py); 0: the paper's protocol, no validation
-    # split (the last epoch is the one kept and it is judged on test).
-    val_size: int = 0
-    loader: str = "auto"
-    num_workers: int = 2
-    # images per evaluation batch (under torchrun: over all processes); 0: batch_size. Larger
-    # batches only make evaluation faster (no autograd, eval-mode BatchNorm)
-    eval_batch_size: int = 0
+    data_root: str = setting("data", "folder holding prepared datasets (data_root/NAME/)")
+    subset: int = setting(
+        0, "train on the first N training images of a fixed shuffle (0 = all); for quick runs"
+    )
+    test_subset: int = setting(0, "the test split is its first N images (0 = all)")
+    # A run of many short epochs then does not spend most of its time on the test split; the
+    # selected networks are still evaluated on the whole test split (or test_subset) by
+    # `adautomix evaluate` and the pipeline's evaluate step.
+    epoch_test_subset: int = setting(
+        0,
+        "each epoch's test figures during training on the first N test images only (0 = the "
+        "whole test split); the selected networks are evaluated on all of it",
+    )
+    # data/split.py; without it the last epoch is the one kept, judged on test
+    val_size: int = setting(
+        0,
+        "hold out N training images (stratified) as the validation split that selects the "
+        "checkpoint and judges the champion (0 = none: the paper's protocol)",
+    )
+    loader: str = setting("auto", f"data loader: {', '.join(LOADERS)}")
+    num_workers: int = setting(2, "worker processes of the torch loader")
+    # Larger batches only make evaluation faster (no autograd, eval-mode BatchNorm).
+    eval_batch_size: int = setting(
+        0, "images per evaluation batch (under torchrun: over all processes; 0 = batch_size)"
+    )
     # augmentation (adautomix/data/augment.py says what each loader does with these)
-    image_size: int = 0  # 0: the dataset's native size for arrays, 224 for folders
-    train_crop: str = "auto"  # pad: reflect-padded random crop; flip: no crop, a flip
-    # only (arrays); rrc: RandomResizedCrop;
-    # auto: pad for arrays, rrc for folders (whatever image_size)
-    crop_scale: list[float] = field(default_factory=lambda: list(CROP_SCALE))  # rrc area fraction
-    interpolation: str = "bilinear"  # of every resize: bilinear, bicubic
-    resize_before_crop: int = 0  # rrc only: shorter side resized to this first (and the test
-    # split centre-crops from it); 0: off
-    randaugment: bool = False  # RandAugment, 2 ops at magnitude 9 (torch and dali loaders)
-    # Per-channel normalisation in [0, 1] units; empty: the dataset's own train statistics. The
-    # official recipes use fixed constants (CIFAR's or ImageNet's), which the presets set.
-    normalize_mean: list[float] = field(default_factory=list)
-    normalize_std: list[float] = field(default_factory=list)
+    image_size: int = setting(
+        0, "side of the images fed to the network (0 = native for arrays, 224 for folders)"
+    )
+    train_crop: str = setting(
+        "auto",
+        "pad (reflect-padded random crop), flip (the whole image, flipped half the time; "
+        "arrays), rrc (RandomResizedCrop) or auto (pad for arrays, rrc for folders)",
+    )
+    crop_scale: list[float] = setting(
+        list(CROP_SCALE), "area fraction range of the rrc crop: LOW HIGH"
+    )
+    interpolation: str = setting("bilinear", "of every resize: bilinear or bicubic")
+    resize_before_crop: int = setting(
+        0,
+        "rrc only: resize the shorter side to this first, and centre-crop the test split "
+        "from it (0 = off)",
+    )
+    randaugment: bool = setting(
+        False, "RandAugment (2 ops, magnitude 9) after the crop; torch and dali loaders"
+    )
+    # The official recipes use fixed constants (CIFAR's or ImageNet's), which the presets set.
+    normalize_mean: list[float] = setting(
+        [], "per-channel mean in [0, 1], e.g. 0.485 0.456 0.406 (none: the dataset's own)"
+    )
+    normalize_std: list[float] = setting(
+        [], "per-channel std in [0, 1], one value per channel like normalize_mean"
+    )
 
     # optimisation
-    epochs: int = 2
-    batch_size: int = 100
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    min_lr: float = 0.0  # cosine floor
-    warmup_epochs: float = 0.0
-    lr_schedule_by: str = (
-        "epoch"  # "epoch": lr set once per epoch (mmcv style); "step": per iteration
+    epochs: int = setting(2, "training epochs")
+    batch_size: int = setting(
+        100,
+        "images per optimiser step (under torchrun: the global batch, split over the processes)",
     )
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
+    optimizer: str = setting("sgd", f"{', '.join(OPTIMIZERS)}")
+    lr: float = setting(0.1, "peak learning rate")
+    min_lr: float = setting(0.0, "cosine floor of the learning rate")
+    warmup_epochs: float = setting(0.0, "linear warm-up length in epochs")
+    lr_schedule_by: str = setting(
+        "epoch", "'epoch' (lr changes once per epoch, as the official recipes) or 'step'"
+    )
+    momentum: float = setting(
+        0.9, "SGD momentum (AutoMix/AdAutoMix's teacher has its own: -o teacher_momentum=...)"
+    )
+    weight_decay: float = setting(1e-4, "weight decay")
     # The mix block's own schedule (AutoMix/AdAutoMix beyond CIFAR): 0 keeps it in the main group.
-    mix_block_lr: float = 0.0
-    mix_block_min_lr: float = 0.0
-    exclude_norm_bias_decay: bool = False  # no weight decay on norms, biases, position tables
-    grad_clip: float = 0.0  # max global gradient norm; 0 disables
-    label_smoothing: float = 0.0
-    ema_decay: float = 0.999  # EMA of the online weights, evaluated every epoch; 0 disables
-    ema_warmup: bool = True  # decay min(ema_decay, (1 + t) / (10 + t)) at step t
-    # autocast of the training step's and evaluation's forward passes: fp32 (none, as the
-    # paper trained), bf16, or fp16 with loss scaling (CUDA only); adautomix/precision.py
-    precision: str = "fp32"
-    # NHWC convolution weights and activations: faster on CPUs (oneDNN) and on tensor cores
-    channels_last: bool = True
-    # Distributed runs (torchrun): BatchNorm computes its batch statistics over every rank's
-    # share of the batch (SyncBatchNorm), in the online network and the EMA teacher; CUDA only
-    sync_bn: bool = False
+    mix_block_lr: float = setting(
+        0.0,
+        "AutoMix/AdAutoMix: the mix block's own lr, annealed to mix_block_min_lr (0 = the main lr)",
+    )
+    mix_block_min_lr: float = setting(0.0, "cosine floor of mix_block_lr")
+    exclude_norm_bias_decay: bool = setting(
+        False, "no weight decay on norms, biases and position tables (the ViT recipes)"
+    )
+    grad_clip: float = setting(0.0, "clip the global gradient norm to this (0 = off)")
+    label_smoothing: float = setting(0.0, "label smoothing of the targets")
+    ema_decay: float = setting(
+        0.999,
+        "decay of the EMA network evaluated every epoch (0 disables; AdAutoMix/AutoMix use "
+        "their own teacher)",
+    )
+    ema_warmup: bool = setting(
+        True,
+        "warm the EMA's decay up as min(ema_decay, (1 + step) / (10 + step)), so a short "
+        "run's EMA is not its random init",
+    )
+    # autocast of the training step's and evaluation's forward passes (adautomix/precision.py)
+    precision: str = setting(
+        "fp32",
+        "fp32 (the paper's), bf16 (autocast; CPU or CUDA) or fp16 (autocast and loss scaling; "
+        "CUDA only)",
+    )
+    # faster on CPUs (oneDNN) and on tensor cores
+    channels_last: bool = setting(
+        True, "NHWC memory format for the networks (faster convolutions on CPU and GPU)"
+    )
+    # in the online network and the EMA teacher
+    sync_bn: bool = setting(
+        False,
+        "under torchrun: BatchNorm statistics over the whole global batch (SyncBatchNorm; "
+        "CUDA only)",
+    )
 
     # run
-    seed: int = 0
-    deterministic: bool = False
-    device: str = "auto"
-    output_dir: str = "runs/default"
-    experiment: str = "adautomix"
-    run_name: str = ""
-    log_images_every: int = 1  # epochs between mixed-sample grids (0: never)
-    progress: bool = True
-    # Stop the run (FAILED, nothing checkpointed or registered) once this many training losses
-    # were NaN or infinite; 1 stops at the first. Below the limit, such a step is skipped.
-    nonfinite_loss_limit: int = 1
-    # Minutes between mid-epoch checkpoints (besides the one at every epoch's end), so a lost
-    # node costs at most this much training; 0: epoch ends only. A resume from one is exact.
-    checkpoint_minutes: float = 10.0
+    seed: int = setting(0, "random seed")
+    deterministic: bool = setting(False, "deterministic algorithms (slower; exact resume on GPU)")
+    device: str = setting("auto", f"{', '.join(DEVICES)}")
+    output_dir: str = setting("runs/default", "where config.json and checkpoint.pt are written")
+    experiment: str = setting("adautomix", "MLflow experiment name")
+    run_name: str = setting("", "MLflow run name")
+    log_images_every: int = setting(
+        1, "epochs between mixed-sample grids logged to MLflow (0 = never)"
+    )
+    progress: bool = setting(True, "show a progress bar")
+    # Below the limit a bad step is skipped; at it nothing is checkpointed or registered.
+    nonfinite_loss_limit: int = setting(
+        1,
+        "stop the run (FAILED, nothing checkpointed) once this many training losses were NaN "
+        "or infinite; below it such a step is skipped",
+    )
+    # A lost node costs at most this much training; a resume from such a checkpoint is exact.
+    checkpoint_minutes: float = setting(
+        10.0,
+        "minutes between checkpoints within an epoch (0 = at epoch ends only); a SIGTERM also "
+        "checkpoints, then stops",
+    )
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -222,35 +313,12 @@ class RunConfig:
         _one_of("lr_schedule_by", self.lr_schedule_by, ("epoch", "step"))
         if not isinstance(self.method_args, dict):
             raise ConfigError(f"method_args must be a dict, got {type(self.method_args).__name__}")
-        positive = {
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "nonfinite_loss_limit": self.nonfinite_loss_limit,
-        }
-        for name, value in positive.items():
-            if not value > 0:
-                raise ConfigError(f"{name} must be > 0, got {value}")
-        non_negative = {
-            "subset": self.subset,
-            "test_subset": self.test_subset,
-            "epoch_test_subset": self.epoch_test_subset,
-            "val_size": self.val_size,
-            "eval_batch_size": self.eval_batch_size,
-            "model_width": self.model_width,
-            "num_workers": self.num_workers,
-            "min_lr": self.min_lr,
-            "warmup_epochs": self.warmup_epochs,
-            "weight_decay": self.weight_decay,
-            "log_images_every": self.log_images_every,
-            "mix_block_lr": self.mix_block_lr,
-            "mix_block_min_lr": self.mix_block_min_lr,
-            "grad_clip": self.grad_clip,
-            "checkpoint_minutes": self.checkpoint_minutes,
-        }
-        for name, value in non_negative.items():
-            if not value >= 0:
-                raise ConfigError(f"{name} must be >= 0, got {value}")
+        for name in POSITIVE_FIELDS:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in NON_NEGATIVE_FIELDS:
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.seed < SEED_RANGE:
             raise ConfigError(f"seed must be in [0, 2**32), got {self.seed}")
         if not 0.0 <= self.momentum < 1.0:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .config import ConfigError, RunConfig
+from .config import METHODS, ConfigError, RunConfig
 
 # The constants the official configs normalise with (spec §5): CIFAR-10's for CIFAR-100 too, and
 # ImageNet's for Tiny-ImageNet, ImageNet and the fine-grained sets (their backbones are
@@ -128,15 +128,14 @@ PRESETS: dict[str, RunConfig] = {
     preset.run_name: preset
     for preset in [
         # The quickstart's main job: AdAutoMix that learns Fashion-MNIST on two CPU cores in
-        # minutes.
-        # A ResNet-18 of width 8 (1/64 of the paper's compute), pairs of images (mix_samples 2: no
-        # linear-mix pass), 500 steps of 100 with a per-step cosine lr, and a teacher whose momentum
-        # suits so few steps: 0.9 rising to 0.99 (the paper's 0.999 -> 0.999999 averages over more
-        # steps than a short run has, so its teacher stays near its random start: 10 % top-1). No
-        # crop, a flip only: over two short epochs the pad crop's shifts cost more than they give
-        # (one epoch of 55,000: 87.3 % test top-1 against 83.8 % with it; docs/benchmarks.md
-        # "Quickstart"). 5,000 training images are held out as the validation split the champion is
-        # judged on; the test split is all 10,000 images.
+        # minutes. A ResNet-18 of width 8 (1/64 of the paper's compute), pairs of images
+        # (mix_samples 2: no linear-mix pass), 500 steps of 100 with a per-step cosine lr, and a
+        # teacher whose momentum suits so few steps: 0.9 rising to 0.99 (the paper's 0.999 ->
+        # 0.999999 averages over more steps than a short run has, so its teacher stays near its
+        # random start: 10 % top-1). No crop, a flip only: over two short epochs the pad crop's
+        # shifts cost more than they give (one epoch of 55,000: 87.3 % test top-1 against 83.8 %
+        # with it; docs/benchmarks.md "Quickstart"). 5,000 training images are held out as the
+        # validation split the champion is judged on; the test split is all 10,000 images.
         _recipe(
             "fashion-mnist-quickstart",
             {},
@@ -165,9 +164,8 @@ PRESETS: dict[str, RunConfig] = {
             lr_schedule_by="step",
         ),
         # The paper's main setting (ADAM r18_adautomix_bilinear.py, as printed in the 800-epoch
-        # log).
-        # The high lr floor is the AutoMix convention; it leaves the online network well behind the
-        # EMA.
+        # log). The high lr floor is the AutoMix convention; it leaves the online network well
+        # behind the EMA.
         _recipe(
             "cifar100-r18-adautomix",
             CIFAR,
@@ -259,10 +257,9 @@ PRESETS: dict[str, RunConfig] = {
             dataset="cars",
             model="tv_resnext50",
         ),
-        # CIFAR-100 upscaled to 224 px (ADAM swin_t_adautomix_nearest.py): the generator reads the
-        # last
-        # stage's 7×7×768 map. Official mix block lr 1e-3, grad clip 10, no decay on norms and
-        # biases.
+        # CIFAR-100 upscaled to 224 px (ADAM swin_t_adautomix_nearest.py): the generator reads
+        # the last stage's 7×7×768 map. Official mix block lr 1e-3, grad clip 10, no decay on
+        # norms and biases.
         _recipe(
             "cifar100-swin-adautomix",
             CIFAR,
@@ -296,10 +293,9 @@ PRESETS: dict[str, RunConfig] = {
             interpolation="bicubic",
             randaugment=True,
         ),
-        # Known only from a log of the pre-release code (ConvNeXt_CIFAR at 32 px, whose stage-3 map
-        # is
-        # 8×8; torchvision's ConvNeXt-T patchifies by 4 and gives 2×2). Official mix block lr 5e-4;
-        # what the log does not show keeps the CIFAR AdAutoMix settings.
+        # Known only from a log of the pre-release code (ConvNeXt_CIFAR at 32 px, whose stage-3
+        # map is 8×8; torchvision's ConvNeXt-T patchifies by 4 and gives 2×2). Official mix block
+        # lr 5e-4; what the log does not show keeps the CIFAR AdAutoMix settings.
         _recipe(
             "cifar100-convnext-adautomix",
             CIFAR,
@@ -388,19 +384,9 @@ class Sweep:
         return dict(self.method_args.get(method, {}))
 
 
-# The methods in the paper's order (Table 1), Vanilla first as the reference.
-TABLE_METHODS = (
-    "vanilla",
-    "mixup",
-    "cutmix",
-    "manifoldmix",
-    "saliencymix",
-    "fmix",
-    "puzzlemix",
-    "resizemix",
-    "automix",
-    "adautomix",
-)
+# A table's methods: every method, in the order config.METHODS lists them, which is the paper's
+# (Table 1), Vanilla first as the reference.
+TABLE_METHODS = METHODS
 # The CPU table's budget, chosen by the pilot runs docs/results.md shows.
 CPU_TABLE = {"subset": 1000, "val_size": 500, "epoch_test_subset": 500, "epochs": 50}
 # What chose it: Vanilla and MixUp at seed 0 on twice the images for 20 epochs, set beside the

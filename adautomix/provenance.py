@@ -39,7 +39,6 @@ IMAGE_ENV = "ADAUTOMIX_IMAGE"
 # The container of this pod that is this process, when the pod has several (a sidecar).
 CONTAINER_ENV = "ADAUTOMIX_CONTAINER"
 UNKNOWN_DIGEST = "unknown"
-SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # KFP names a step's container "main"; the Trainer's and the training operator's node pods have
 # one container of their own, beside at most these sidecars.
 MAIN_CONTAINER = "main"
@@ -252,13 +251,10 @@ def running_image(environ: Mapping[str, str] | None = None) -> ImageRecord:
         return ImageRecord(reference, pinned_digest(reference), f"pinned reference ({IMAGE_ENV})")
     if env.get("KUBERNETES_SERVICE_HOST"):
         try:
-            from .cluster.pod import in_cluster_api_client
+            from .cluster.pod import in_cluster_api_client, own_name, own_namespace
 
             api_client = in_cluster_api_client()
-            namespace = (
-                env.get("POD_NAMESPACE") or (SERVICE_ACCOUNT / "namespace").read_text().strip()
-            )
-            pod_name = env.get("POD_NAME") or env.get("HOSTNAME") or os.uname().nodename
+            namespace, pod_name = own_namespace(env), own_name(env)
         except Exception as exc:
             detail = (str(exc).splitlines() or [""])[0][:200]
             return _unknown(

@@ -179,18 +179,11 @@ def register(
     return Registration(name, version, aliases, reason, display_uri())
 
 
-def register_best(
-    candidates: list[Candidate],
-    name: str,
-    dataset: str,
-    data_version: str = "",
-    metric: str = SCORE_METRIC,
-    gate: Gate = Gate(),
-) -> Registration:
-    """Register only the best-scoring of several candidates (a sweep's runs); if the gate
+def best(candidates: list[Candidate]) -> Candidate:
+    """The best-scoring of several candidates (a sweep's runs), the one to register: if the gate
     rejects it, it rejects them all."""
     if not candidates:
-        raise RegistryError("register_best got no candidates; the sweep produced no evaluated runs")
+        raise RegistryError("no candidates to register; the pipeline produced no evaluated runs")
     # max() over a NaN answers by list order, so candidates without a finite score leave first
     scored = [c for c in candidates if math.isfinite(c.score)]
     if not scored:
@@ -200,7 +193,7 @@ def register_best(
         )
     for dropped in set(candidates) - set(scored):
         log.warning("not registering %s: its score is %s", dropped.model_uri, dropped.score)
-    return register(max(scored, key=lambda c: c.score), name, dataset, data_version, metric, gate)
+    return max(scored, key=lambda c: c.score)
 
 
 def _image_tags(client, model_uri: str) -> dict[str, str]:

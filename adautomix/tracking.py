@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -150,6 +151,22 @@ def _check_sqlite(uri: str, writing: bool) -> None:
         raise TrackingStoreError(
             f"{shown}: the database {path} is read-only; make it writable (chmod u+rw {path}) {fix}"
         )
+    # what access() cannot tell: it reads the mode bits, which a folder on a read-only mount,
+    # or /proc, passes while refusing every file, and which root passes whatever they say
+    try:
+        if path.exists():
+            with open(path, "r+b"):
+                pass
+        else:
+            probe, probe_path = tempfile.mkstemp(prefix=".mlflow-write-check-", dir=folder)
+            os.close(probe)
+            os.unlink(probe_path)
+    except OSError as exc:
+        target = path if path.exists() else folder
+        raise TrackingStoreError(
+            f"{shown}: cannot write {'the database' if path.exists() else 'a file in'} "
+            f"{target} ({exc.strerror or type(exc).__name__}); make it writable {fix}"
+        ) from None
     artifacts = folder / "mlartifacts"  # where _artifact_location keeps the runs' artifacts
     if artifacts.exists() and not (artifacts.is_dir() and os.access(artifacts, os.W_OK | os.X_OK)):
         raise TrackingStoreError(

@@ -78,9 +78,10 @@ def one_epoch(config) -> dict[str, float]:
         try:
             metrics, train_s = timed(lambda: train_one_epoch(run, 0), device)
             _, epoch_end_s = timed(lambda: evaluate_and_log(run, 0, metrics), device)
-            _, test_s = timed(lambda: evaluate_split(run, "test", run.test_loader, "test"), device)
+            test_loader = run.data.test_loader
+            _, test_s = timed(lambda: evaluate_split(run, "test", test_loader, "test"), device)
             _, one_s = timed(
-                lambda: evaluate(run.model, run.test_loader, precision=config.precision), device
+                lambda: evaluate(run.model, test_loader, precision=config.precision), device
             )
         finally:
             run.tracker.finish()

@@ -1,5 +1,6 @@
-"""Kubeflow Pipelines components: one per file, each a thin adapter (arguments in, one call into
-the adautomix package, artifacts out).
+"""Kubeflow Pipelines components, one file per step (data, train, evaluate, register; the train
+step's component for several nodes is train_job.py), each a thin adapter: arguments in, calls
+into the adautomix package, artifacts out.
 
 Every component is a lightweight Python component that runs in one image, built from docker/ and
 named in docker/IMAGE (ADAUTOMIX_IMAGE overrides it; so does `--image` when compiling, per

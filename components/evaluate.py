@@ -14,7 +14,6 @@ def evaluate(
     test_metrics: List[str],
     metrics: Output[Metrics],
     mlflow_run: Output[Markdown],
-    data_version: str = "",
 ) -> NamedTuple(
     "Evaluated", [("model_uri", str), ("score", float), ("metric", str), ("chance", float)]
 ):
@@ -23,13 +22,13 @@ def evaluate(
     confusion matrix and the served model. Returns the logged model's URI, its score (the served
     network's validation top-1, or test top-1 without a validation split), the score's name and
     chance's top-1, which the registry judges by. `mlflow_run` links the KFP run page to the
-    MLflow run (adautomix.steps.run_link). `data_version` '' is the one the run trained on (its
+    MLflow run (adautomix.steps.run_link). The data version is the one the run trained on (its
     provenance.json)."""
     from adautomix.errors import exit_on_error
     from adautomix.steps import evaluate_step, run_link
 
     with exit_on_error():  # one line and exit status 2 or 1, as from the CLI
-        result = evaluate_step(checkpoint.path, tuple(test_metrics), data_version)
+        result = evaluate_step(checkpoint.path, tuple(test_metrics))
         link = run_link(result.run_id)
     for name, value in result.metrics.items():
         metrics.log_metric(name, value)

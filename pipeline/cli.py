@@ -1,21 +1,24 @@
 """The pipeline's front door: `python -m pipeline compile | run --local | submit`, run from the
 project checkout (the workspace: data.dvc, .dvc/config, runs/).
 
-It lives in the pipeline layer, not in `adautomix.cli`, because the package never imports the
-layers built on it; it shares that CLI's run flags (every RunConfig field, `-o` method options),
-their help and its handling of bad input."""
+It lives in the pipeline layer because the package never imports the layers built on it. Its
+flags are made from the settings' fields (adautomix.config_flags): `adautomix train`'s run flags
+(every RunConfig field but those the steps decide, `-o` method options), the pipeline's own
+(PipelineSettings, pipeline/settings.py) and the cluster's (ClusterSettings,
+pipeline/cluster_settings.py); bad input is one line, as from `adautomix`
+(adautomix.command_runner)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from adautomix.cli import add_run_flags, flag_values, main as run_cli, read_config_file
+from adautomix.command_runner import run_command
 from adautomix.config import ConfigError
-from adautomix.steps import TEST_METRICS
-from adautomix.steps.checks import STEP_FIELDS
+from adautomix.config_flags import add_run_flags, add_setting_flags, run_values, setting_values
 from adautomix.errors import DEBUG_ENV, one_line
-from adautomix.gate import CHANCE_MARGIN, Gate
+from adautomix.steps.checks import STEP_FIELDS
+from pipeline.settings import PipelineSettings
 
 
 def _pipeline_arguments(args: argparse.Namespace) -> dict:
@@ -29,20 +32,18 @@ def _pipeline_arguments(args: argparse.Namespace) -> dict:
             )
 
     sweep = _sweep_preset(args)
-    metrics = args.test_metrics or (",".join(sweep.test_metrics) if sweep else "")
+    preset, saved, values = run_values(args)
+    settings = setting_values(args, PipelineSettings)
+    if sweep and "test_metrics" not in settings:
+        settings["test_metrics"] = sweep.test_metrics
     common = dict(
-        preset=args.preset,
-        data_version=args.data_version,
-        num_gpus=args.num_gpus,
-        registered_model=args.registered_model,
-        project=args.workspace,
-        test_metrics=tuple(metrics.split(",")) if metrics else TEST_METRICS,
-        gate=Gate(args.chance_margin, args.min_score),
+        preset=preset,
+        saved_config=saved,
         num_nodes=getattr(args, "num_nodes", 1),
-        saved_config=read_config_file(args.config) if args.config else None,
+        **settings,
         # STEP_FIELDS have no run flag here: a value under such a name is the
         # pipeline's own (submit's --run-name names the Kubeflow run)
-        **{k: v for k, v in flag_values(args).items() if k not in STEP_FIELDS},
+        **{k: v for k, v in values.items() if k not in STEP_FIELDS},
     )
     if args.sweep:
         methods = args.methods.split(",") if args.methods else list(sweep.methods if sweep else [])
@@ -76,7 +77,7 @@ def _seeds(text: str) -> list[int]:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    from pipeline.cluster import cluster_settings
+    from pipeline.cluster_settings import ClusterSettings
     from pipeline.run import compile_pipeline, local_summary, run_local, submit
 
     if args.pipeline_command == "run" and not args.local:
@@ -85,9 +86,10 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             "`python -m pipeline submit --host URL` for a Kubeflow cluster"
         )
     arguments = _pipeline_arguments(args)
+    cluster = ClusterSettings(**setting_values(args, ClusterSettings))
     try:
         if args.pipeline_command == "compile":
-            path = compile_pipeline(args.output, arguments, args.sweep, cluster_settings(args))
+            path = compile_pipeline(args.output, arguments, args.sweep, cluster)
             print(f"wrote {path.resolve()}")
         elif args.pipeline_command == "submit":
             experiment = arguments["config"]["experiment"]
@@ -97,7 +99,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
                 experiment,
                 args.run_name,
                 args.sweep,
-                cluster_settings(args),
+                cluster,
                 args.namespace,
                 cache=not args.no_cache,
                 preflight=not args.no_preflight,
@@ -105,9 +107,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
             print(f"submitted run {run_id} to {args.host}, experiment {experiment}")
         else:
             try:
-                registered = run_local(
-                    arguments, args.sweep, args.pipeline_root, args.workspace, args.data_remote
-                )
+                registered = run_local(arguments, args.sweep, args.pipeline_root)
                 print(local_summary(arguments, registered))
             finally:  # a sweep cut short still gets its page, which marks what is missing
                 if args.results_page:
@@ -128,8 +128,8 @@ def _write_results_page(args: argparse.Namespace, arguments: dict) -> None:
     page = write_results(
         arguments["config"]["experiment"],
         args.results_page,
-        methods=list(dict.fromkeys(run["method"] for run in grid)),
-        seeds=sorted({int(run["seed"]) for run in grid}),
+        methods=list(dict.fromkeys(overrides["method"] for overrides in grid)),
+        seeds=sorted({int(overrides["seed"]) for overrides in grid}),
         command=sweep_command(args.preset, args.results_page) if sweep else "",
         title=f"Results: {sweep.name} ({sweep.sized_for})" if sweep else "",
         pilots=sweep.pilots if sweep else (),
@@ -140,55 +140,11 @@ def _write_results_page(args: argparse.Namespace, arguments: dict) -> None:
 
 def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     """`adautomix train`'s run flags (but the fields the steps decide) and the pipeline's own."""
-    parser.add_argument(
-        "--preset",
-        default="",
-        help="start from a named recipe (`adautomix presets` lists them); the run flags go on top",
-    )
-    parser.add_argument(
-        "--config",
-        help="start from a saved config.json (a run's, or `adautomix "
-        "presets NAME`'s), after the preset",
-    )
     add_run_flags(parser, leave_out=STEP_FIELDS)
     group = parser.add_argument_group(
         f"pipeline parameters ({', '.join(STEP_FIELDS)} are decided by the steps)"
     )
-    group.add_argument(
-        "--data-version",
-        default="",
-        help="DVC hash of the dataset version [the one data.dvc tracks]",
-    )
-    group.add_argument("--num-gpus", type=int, default=1, help="GPUs per training run [1]")
-    group.add_argument(
-        "--registered-model", default="", help="MLflow registered model name [adautomix-DATASET]"
-    )
-    group.add_argument(
-        "--chance-margin",
-        type=float,
-        default=CHANCE_MARGIN,
-        help="registry gate: points of top-1 above chance a model needs to hold an "
-        f"alias [{CHANCE_MARGIN}]",
-    )
-    group.add_argument(
-        "--min-score",
-        type=float,
-        default=0.0,
-        help="registry gate: the least top-1 (%%) a model needs to hold an alias [0]",
-    )
-    group.add_argument(
-        "--test-metrics",
-        default="",
-        help="what the evaluate step measures, comma-separated metric specs "
-        "as for `adautomix evaluate --metrics` (top1, top5, loss, ece, fgsm, "
-        "corruption, occlusion; docs/evaluation.md) [a sweep preset's, else "
-        f"{','.join(TEST_METRICS)}]",
-    )
-    group.add_argument(
-        "--workspace",
-        default=".",
-        help="the project checkout: data.dvc, data/, runs/checkpoints/ [.]",
-    )
+    add_setting_flags(group, PipelineSettings)
     group.add_argument(
         "--sweep",
         action="store_true",
@@ -202,9 +158,14 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from pipeline.cluster import add_cluster_flags
+def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    from pipeline.cluster_settings import ClusterSettings
 
+    group = parser.add_argument_group("cluster (secrets are named, never given: docs/cluster.md)")
+    add_setting_flags(group, ClusterSettings)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
         description="The Kubeflow pipeline: compile, run here, or submit. Parameters are checked "
@@ -222,11 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     # `-o` is a method option, as for `adautomix train`
     q.add_argument("--output", default="adautomix-pipeline.yaml", help="the YAML file")
     _add_pipeline_flags(q)
-    add_cluster_flags(q)
+    _add_cluster_flags(q)
     q = sub.add_parser("run", help="run the whole pipeline on this machine (kfp.local)")
     q.add_argument("--local", action="store_true", help="run here, each step a subprocess")
     q.add_argument("--pipeline-root", default="runs/pipeline", help="where step outputs go")
-    q.add_argument("--data-remote", default="", help="DVC remote [the default remote]")
     q.add_argument(
         "--results-page",
         default="",
@@ -255,14 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every step, even where an identical one already ran",
     )
     _add_pipeline_flags(q)
-    add_cluster_flags(q)
+    _add_cluster_flags(q)
     for q in sub.choices.values():
         q.set_defaults(func=cmd_pipeline)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(argv, build_parser())
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":

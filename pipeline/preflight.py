@@ -6,7 +6,7 @@ hour later; here each problem is one line naming the thing and the fix."""
 
 from __future__ import annotations
 
-from pipeline.cluster import ClusterSettings
+from pipeline.cluster_settings import ClusterSettings
 
 
 def api_client(context: str | None = None):

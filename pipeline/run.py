@@ -7,19 +7,23 @@ arguments they return are complete: the preset's values fill every parameter the
 and an empty data version becomes the one data.dvc tracks, so the data step's cache key is always
 the data version itself."""
 
+import dataclasses
 import sys
+import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 from adautomix.config import ConfigError, RunConfig
 from adautomix.data.errors import DataError
 from adautomix.errors import RunFailure
-from adautomix.data.versioning import normalise_version, tracked_version
-from adautomix.gate import Gate
+from adautomix.data.versioning import check_subset_fits, normalise_version, tracked_version
 from adautomix.registry import default_model_name
-from adautomix.steps import STEP_FIELDS, TEST_METRICS, build_config, check_run
+from adautomix.steps import STEP_FIELDS, build_config, check_run
+from adautomix.steps.failures import failures_since
 from pipeline import credentials
-from pipeline.cluster import ClusterSettings, for_run
+from pipeline.cluster_settings import ClusterSettings, for_run
+from pipeline.settings import CLUSTER_DATA_REMOTE, PipelineSettings, as_parameters
 from pipeline.sweep import sweep_pipeline
 from pipeline.training import training_pipeline
 
@@ -32,86 +36,68 @@ class SubmitError(RunFailure):
     """The Kubeflow Pipelines endpoint refused or could not be reached; names the host."""
 
 
-def training_arguments(
-    preset: str = "",
-    data_version: str = "",
-    num_gpus: int = 1,
-    registered_model: str = "",
-    test_metrics: tuple[str, ...] = TEST_METRICS,
-    project: str | Path = ".",
-    num_nodes: int = 1,
-    gate: Gate = Gate(),
-    saved_config: dict | None = None,
-    **run_values,
-) -> dict:
-    """The training pipeline's arguments: the preset (or the defaults) with `run_values` (any
-    RunConfig fields, `method_args` included) on top of a `saved_config`'s fields, checked as one
-    run configuration and passed as `dataset` and `config`, plus the data version, the registry
-    name and gate, and the test metrics. `num_nodes` (ClusterSettings' node count, not a
-    parameter) checks that the batch splits over every process."""
-    config = _checked_config(preset, saved_config, num_gpus, run_values, num_nodes)
-    return {
-        **_run(config),
-        **_gpus(num_gpus),
-        "test_metrics": _checked_metrics(test_metrics),
-        **_gate(gate),
-        **_data_and_registry(config.dataset, data_version, registered_model, project),
-    }
+def training_arguments(**values) -> dict:
+    """The training pipeline's arguments from `values`: PipelineSettings fields by their names,
+    `preset`, `saved_config` (a saved config's fields) and `num_nodes` (ClusterSettings' node
+    count, not a parameter: the batch must split over every process), and any RunConfig fields
+    (`method_args` included). The run is the preset (or the defaults) with the saved config's
+    fields and then the RunConfig values on top, checked as one run configuration and passed as
+    `dataset` and `config`; the data version and the registry name are resolved, the test
+    metrics checked."""
+    return _pipeline_arguments([{}], values)
 
 
 def sweep_arguments(
-    methods: list[str],
-    seeds: list[int],
-    preset: str = "",
-    data_version: str = "",
-    num_gpus: int = 1,
-    registered_model: str = "",
-    test_metrics: tuple[str, ...] = TEST_METRICS,
-    project: str | Path = ".",
-    num_nodes: int = 1,
-    gate: Gate = Gate(),
-    saved_config: dict | None = None,
-    method_options: dict[str, dict] | None = None,
-    **run_values,
+    methods: list[str], seeds: list[int], method_options: dict[str, dict] | None = None, **values
 ) -> dict:
-    """The sweep's arguments: every method x seed is checked as a run configuration; the grid
-    holds what each run changes of the first one's `config`. A run whose method is the preset's
-    (or the saved config's) keeps its method options; another method starts from its own, with
-    `method_options[method]` (a sweep preset's options for it) on top; `method_args` given in
-    `run_values` go on top of either."""
+    """The sweep's arguments (`values` as for training_arguments): every method x seed is checked
+    as a run configuration; the grid holds what each run changes of the first one's `config`. A
+    run whose method is the preset's (or the saved config's) keeps its method options; another
+    method starts from its own, with `method_options[method]` (a sweep preset's options for it)
+    on top; `method_args` given in `values` go on top of either."""
     if not methods or not seeds:
         raise ConfigError("a sweep needs at least one method and one seed (--methods, --seeds)")
-    if {"method", "seed"} & run_values.keys():
+    if {"method", "seed"} & values.keys():
         raise ConfigError("a sweep takes --methods and --seeds, not --method and --seed")
-    given = run_values.pop("method_args", {})
-    configs = [
-        _checked_config(
-            preset,
-            saved_config,
-            num_gpus,
-            {
-                **run_values,
-                "method": m,
-                "seed": s,
-                "method_args": {**(method_options or {}).get(m, {}), **given},
-            },
-            num_nodes,
-        )
+    given = values.pop("method_args", {})
+    grid = [
+        {"method": m, "seed": s, "method_args": {**(method_options or {}).get(m, {}), **given}}
         # seed-major: a sweep cut short still holds every method for its first seeds
         for s in seeds
         for m in methods
     ]
-    shared = configs[0]
-    return {
-        **_run(shared),
-        **_gpus(num_gpus),
-        "grid": [
+    return _pipeline_arguments(grid, values, sweep=True)
+
+
+def _pipeline_arguments(grid: list[dict], values: dict, sweep: bool = False) -> dict:
+    """Each of `grid`'s overrides on the run `values` describe, checked as a run configuration;
+    the first one's `config`, the grid (a sweep's) and the resolved settings."""
+    preset, saved_config = values.pop("preset", ""), values.pop("saved_config", None)
+    num_nodes = values.pop("num_nodes", 1)
+    own = {f.name for f in dataclasses.fields(PipelineSettings) if f.init}
+    settings = PipelineSettings(**{k: v for k, v in values.items() if k in own})
+    run_values = {k: v for k, v in values.items() if k not in own}
+    configs = [
+        _checked_config(
+            preset, saved_config, settings.num_gpus, {**run_values, **overrides}, num_nodes
+        )
+        for overrides in grid
+    ]
+    arguments = _run_parameters(configs[0])
+    if sweep:
+        arguments["grid"] = [
             {"method": c.method, "seed": c.seed, "method_args": c.method_args} for c in configs
-        ],
-        "test_metrics": _checked_metrics(test_metrics),
-        **_gate(gate),
-        **_data_and_registry(shared.dataset, data_version, registered_model, project),
-    }
+        ]
+    resolved = _resolved(settings, configs[0].dataset)
+    for config in configs:  # where the workspace knows the data's size: refused before any step
+        check_subset_fits(
+            config.dataset,
+            resolved.data_version,
+            resolved.workspace,
+            config.subset,
+            config.val_size,
+        )
+    return {**arguments, **as_parameters(resolved)}
 
 
 def check_arguments(arguments: dict, sweep: bool = False) -> None:
@@ -128,8 +114,8 @@ def check_arguments(arguments: dict, sweep: bool = False) -> None:
             f"parameter of its own and {', '.join(STEP_FIELDS)} are decided by "
             "the steps; leave them out of config"
         )
-    for run in arguments["grid"] if sweep else [{}]:
-        RunConfig.from_dict({**config, **run, **{f: arguments[f] for f in OWN_PARAMETERS}})
+    for overrides in arguments["grid"] if sweep else [{}]:
+        RunConfig.from_dict({**config, **overrides, **{f: arguments[f] for f in OWN_PARAMETERS}})
 
 
 def compile_pipeline(
@@ -143,9 +129,21 @@ def compile_pipeline(
 
     check_arguments(arguments, sweep)
     compiler.Compiler().compile(
-        _build(sweep, cluster, arguments), str(path), pipeline_parameters=arguments
+        _build(sweep, cluster, arguments),
+        str(path),
+        pipeline_parameters=on_cluster(arguments, cluster),
     )
     return Path(path)
+
+
+def on_cluster(arguments: dict, cluster: ClusterSettings) -> dict:
+    """The arguments as a cluster's steps see them: the workspace where its volume is mounted,
+    and the data read from CLUSTER_DATA_REMOTE unless another remote was named."""
+    return {
+        **arguments,
+        "workspace": cluster.workspace_path,
+        "data_remote": arguments["data_remote"] or CLUSTER_DATA_REMOTE,
+    }
 
 
 def _build(sweep: bool, cluster: ClusterSettings, arguments: dict):
@@ -156,18 +154,12 @@ def _build(sweep: bool, cluster: ClusterSettings, arguments: dict):
 
 
 def run_local(
-    arguments: dict,
-    sweep: bool = False,
-    pipeline_root: str | Path = "runs/pipeline",
-    workspace: str | Path = ".",
-    data_remote: str = "",
+    arguments: dict, sweep: bool = False, pipeline_root: str | Path = "runs/pipeline"
 ) -> dict:
     """Run the pipeline here with kfp.local, each step a subprocess of this environment (and of
-    this working directory, so they share MLflow's default store).
-
-    The workspace is the project checkout (data.dvc, data/, runs/checkpoints/); data_remote ''
-    is its DVC default remote. Returns the register step's outputs (version, aliases,
-    tracking_uri)."""
+    this working directory, so they share MLflow's default store), in the arguments' workspace
+    (the project checkout: data.dvc, data/, runs/checkpoints/); a data_remote '' is its DVC
+    default remote. Returns the register step's outputs (version, aliases, tracking_uri)."""
     from kfp import local
 
     check_arguments(arguments, sweep)
@@ -182,9 +174,14 @@ def run_local(
         warnings.filterwarnings(
             "ignore", message=".*non-Python base image", category=RuntimeWarning
         )
-        task = build(None)(
-            **arguments, workspace=str(Path(workspace).resolve()), data_remote=data_remote
-        )
+        started = time.time()
+        try:
+            task = build(None)(**arguments)
+        except RuntimeError as failed:  # kfp.local names the failed task, not why it failed
+            causes = failures_since(Path(arguments["workspace"]) / "runs" / "checkpoints", started)
+            if not causes:
+                raise
+            raise RuntimeError(f"{failed} Its error: {causes[-1]}") from None
     return dict(task.outputs)
 
 
@@ -214,15 +211,22 @@ def submit(
         raise SubmitError(str(error)) from None
     if preflight:
         _preflight(kube_api, auth.namespace, cluster)
+    from pipeline.backend_version import BackendTooOld, check_backend
+
     try:
         client = kfp.Client(host=host, **auth.client_arguments())
-        run = client.create_run_from_pipeline_func(
-            _build(sweep, cluster, arguments),
-            arguments=arguments,
+        pipeline = _build(sweep, cluster, arguments)
+        # an older backend fails every step, or silently drops settings, only once the run starts
+        check_backend(client, host, pipeline)
+        started = client.create_run_from_pipeline_func(
+            pipeline,
+            arguments=on_cluster(arguments, cluster),
             run_name=run_name,
             experiment_name=experiment,
             enable_caching=cache,
         )
+    except BackendTooOld:
+        raise
     except Exception as exc:  # connection, auth and API errors all mean the same to the user
         message = auth.redact(f"{exc}")
         refused = credentials.refusal(host, auth, getattr(exc, "status", None), message)
@@ -241,7 +245,7 @@ def submit(
                 )
             )
         ) from None
-    return run.run_id
+    return started.run_id
 
 
 def _preflight(kube_api, namespace: str | None, cluster: ClusterSettings) -> None:
@@ -298,21 +302,11 @@ def _checked_config(
     # where the saved run trained, its data and its MLflow name are the steps' to decide here
     saved = {k: v for k, v in (saved_config or {}).items() if k not in STEP_FIELDS}
     config = build_config(preset, saved=saved, **run_values)
-    check_run(config, num_gpus)
-    if num_nodes < 1:
-        raise ConfigError(f"num_nodes must be >= 1, got {num_nodes}")
-    # the engine splits the batch over the processes: one per GPU (or one per CPU node), per node
-    processes = max(num_gpus, 1) * num_nodes
-    if config.batch_size % processes:
-        raise ConfigError(
-            f"batch_size {config.batch_size} does not split evenly over "
-            f"{processes} processes ({max(num_gpus, 1)} per node x {num_nodes} "
-            f"node(s)); use a multiple of {processes}"
-        )
+    check_run(config, num_gpus, num_nodes)
     return config
 
 
-def _run(config: RunConfig) -> dict:
+def _run_parameters(config: RunConfig) -> dict:
     """The run's pipeline parameters: its own (OWN_PARAMETERS) and `config`, the rest of its
     fields but those the steps decide."""
     values = config.to_dict()
@@ -322,29 +316,21 @@ def _run(config: RunConfig) -> dict:
     }
 
 
-def _gpus(num_gpus: int) -> dict:
-    """Training's GPUs, and evaluation's: one whenever training has any (pipeline.training)."""
-    return {"num_gpus": num_gpus, "evaluate_gpus": min(num_gpus, 1)}
-
-
-def _gate(gate: Gate) -> dict:
-    return {"chance_margin": gate.chance_margin, "min_score": gate.min_score}
-
-
-def _checked_metrics(names: tuple[str, ...]) -> list[str]:
+def _resolved(settings: PipelineSettings, dataset: str) -> PipelineSettings:
+    """The settings with what '' stands for filled in (the data version data.dvc tracks, the
+    registry's default name), the test metrics checked and the workspace made absolute."""
     from adautomix.eval import check_metrics
 
-    return check_metrics(names)
-
-
-def _data_and_registry(
-    dataset: str, data_version: str, registered_model: str, project: str | Path
-) -> dict:
     try:
-        version = normalise_version(data_version) or tracked_version(dataset, project)
+        version = normalise_version(settings.data_version) or tracked_version(
+            dataset, settings.workspace
+        )
     except DataError as exc:  # a pipeline parameter, so a configuration error to the caller
         raise ConfigError(str(exc)) from None
-    return {
-        "data_version": version,
-        "registered_model": registered_model or default_model_name(dataset),
-    }
+    return replace(
+        settings,
+        data_version=version,
+        registered_model=settings.registered_model or default_model_name(dataset),
+        test_metrics=tuple(check_metrics(settings.test_metrics)),
+        workspace=str(Path(settings.workspace).resolve()),
+    )

@@ -7,16 +7,12 @@ of the shared `config` (the RunConfig fields, as in pipeline/training.py). Their
 collected and only the best-scoring one is registered. Every other parameter is the training
 pipeline's (pipeline.training.pipeline_parameters)."""
 
-from pipeline.cluster import ClusterSettings
+from pipeline.cluster_settings import ClusterSettings
 from pipeline.training import build_pipeline
 
 PIPELINE_NAME = "adautomix-sweep"
+DESCRIPTION = "One DVC data version -> methods x seeds in parallel -> the best registered"
 
 
 def sweep_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
-    return build_pipeline(
-        cluster,
-        PIPELINE_NAME,
-        "One DVC data version -> methods x seeds in parallel -> the best registered",
-        sweep=True,
-    )
+    return build_pipeline(cluster, PIPELINE_NAME, DESCRIPTION, sweep=True)

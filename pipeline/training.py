@@ -1,5 +1,7 @@
 """The training pipeline: data -> train -> evaluate -> register; and the sweep's
-(pipeline/sweep.py), which runs a grid of trainings where this runs one.
+(pipeline/sweep.py), which runs a grid of trainings where this runs one. Both are built here, and
+a training run is a sweep of one: its `grid` is one run that changes nothing of `config`, so that
+both pipelines train in a loop over the grid and register the best of the models it collects.
 
 `training_pipeline(cluster)` builds it. With ClusterSettings the tasks get their GPUs, node
 scheduling, the workspace volume and the secrets; with None (kfp.local on one machine) they get
@@ -14,34 +16,35 @@ RunConfig again when it runs.
 
 (No `from __future__ import annotations` here: kfp reads the parameter types at run time.)"""
 
+import dataclasses
 import inspect
 from types import SimpleNamespace
-from typing import List, NamedTuple
+from typing import List
 
 from kfp import dsl
 from kfp.dsl import Dataset
 
 from adautomix.config import RunConfig
-from adautomix.gate import CHANCE_MARGIN
-from adautomix.steps import TEST_METRICS
 from components.data import data
 from components.evaluate import evaluate
-from components.register import Registered, register, register_best
+from components.register import Registered, register
 from components.train import train
 from components.train_job import train_job
-from pipeline.cluster import ClusterSettings, configure, job_options
+from pipeline.cluster_settings import ClusterSettings
+from pipeline.cluster_tasks import configure, job_options
+from pipeline.settings import PipelineSettings, parameter_type, parameter_value
 
 PIPELINE_NAME = "adautomix-training"
-# A retried train task resumes from its last checkpoint (Kubeflow retries; kfp.local does not).
+DESCRIPTION = "One DVC data version -> train -> evaluate -> MLflow registry"
+# A retried train task resumes from its last checkpoint (Kubeflow and kfp.local both retry). A
+# failure that recurs (bad input, a diverged loss) fails its retries at once:
+# adautomix/steps/failures.py.
 TRAIN_RETRIES = 2
 
 
-# What train-and-evaluate hands on to the register steps.
-class Evaluated(NamedTuple):
-    model_uri: str
-    score: float
-    metric: str
-    chance: float
+# What train-and-evaluate hands on to the register step: the evaluate step's outputs, declared
+# once, in its component.
+Evaluated = evaluate.python_func.__annotations__["return"]
 
 
 def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
@@ -49,10 +52,10 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
 
     Training takes `num_gpus` GPUs: one process each (torchrun) in one pod, or, when the cluster
     settings ask for several nodes, a Kubeflow Trainer TrainJob (or, with trainer "pytorchjob", a
-    training-operator PyTorchJob) of `num_nodes` such nodes. The
-    evaluation takes `evaluate_gpus` (one, or none on CPU nodes) whatever the training took: it
-    is one pass over a test split that one GPU reads in seconds, and one process logs the model
-    to MLflow; sharding it would hold the other GPUs through a pod start for nothing."""
+    training-operator PyTorchJob) of `num_nodes` such nodes. The evaluation takes
+    `evaluate_gpus` (one, or none on CPU nodes) whatever the training took: it is one pass over
+    a test split that one GPU reads in seconds, and one process logs the model to MLflow;
+    sharding it would hold the other GPUs through a pod start for nothing."""
     multi_node = cluster is not None and cluster.num_nodes > 1
 
     @dsl.pipeline(name="adautomix-train-and-evaluate")
@@ -66,7 +69,7 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
         test_metrics: List[str],
         pipeline_name: str,
     ) -> Evaluated:
-        run = dict(
+        step_arguments = dict(
             prepared=prepared,
             config=config,
             overrides=overrides,
@@ -77,10 +80,11 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
             pipeline_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         )
         if multi_node:
-            trained = train_job(**run, job_options=job_options(cluster))
+            trained = train_job(**step_arguments, job_options=job_options(cluster))
         else:
-            trained = train(**run)
-        trained.set_retry(TRAIN_RETRIES, backoff_duration="30s")
+            trained = train(**step_arguments)
+        # on one machine (kfp.local) no pod or node has to be replaced: the retry need not wait
+        trained.set_retry(TRAIN_RETRIES, backoff_duration="30s" if cluster is not None else "0s")
         evaluated = evaluate(
             checkpoint=trained.outputs["checkpoint"],
             test_metrics=test_metrics,
@@ -92,24 +96,19 @@ def train_and_evaluate_pipeline(cluster: ClusterSettings | None):
     return train_and_evaluate
 
 
-def pipeline_parameters(cluster: ClusterSettings | None, sweep: bool) -> list[inspect.Parameter]:
-    """Both pipelines' parameters, listed once: a sweep's `grid`; the run (`config`, `dataset`);
-    its data version; the GPUs of training and evaluation; the registry's gate and model name;
-    the DVC remote; the workspace; the test metrics. (Each step's CPU and memory are the
-    cluster settings', decided at compile time: pipeline.cluster.)"""
-    listed = [("grid", List[dict], inspect.Parameter.empty)] if sweep else []
-    listed += [
+def pipeline_parameters(sweep: bool) -> list[inspect.Parameter]:
+    """Both pipelines' parameters: the run (`config`, `dataset`); the `grid` of runs, each what it
+    changes of `config` (a sweep's must be given; the training pipeline's is one run that
+    changes nothing); and every PipelineSettings field (pipeline/settings.py). (Each step's CPU
+    and memory are the cluster settings', decided at compile time: pipeline/cluster_settings.py.)"""
+    listed = [
         ("config", dict, inspect.Parameter.empty),
+        ("grid", List[dict], inspect.Parameter.empty if sweep else [{}]),
         ("dataset", str, RunConfig.dataset),
-        ("data_version", str, ""),
-        ("num_gpus", int, 1),
-        ("evaluate_gpus", int, 1),
-        ("chance_margin", float, CHANCE_MARGIN),
-        ("min_score", float, 0.0),
-        ("registered_model", str, ""),
-        ("data_remote", str, "s3"),
-        ("workspace", str, cluster.workspace_path if cluster is not None else "."),
-        ("test_metrics", List[str], list(TEST_METRICS)),
+        *(
+            (f.name, parameter_type(f), parameter_value(getattr(PipelineSettings(), f.name)))
+            for f in dataclasses.fields(PipelineSettings)
+        ),
     ]
     return [
         inspect.Parameter(
@@ -125,7 +124,7 @@ def build_pipeline(cluster: ClusterSettings | None, name: str, description: str,
     # One run at a time on one machine: each already uses every core.
     parallelism = cluster.sweep_parallelism if cluster is not None else 1
     train_and_evaluate = train_and_evaluate_pipeline(cluster)
-    parameters = pipeline_parameters(cluster, sweep)
+    parameters = pipeline_parameters(sweep)
 
     def steps(*values) -> Registered:
         # kfp calls a pipeline function with one channel per parameter, in signature order
@@ -141,8 +140,8 @@ def build_pipeline(cluster: ClusterSettings | None, name: str, description: str,
             workspace_volume=cluster.workspace_pvc if cluster is not None else "",
         )
 
-        def trained(overrides):
-            return train_and_evaluate(
+        with dsl.ParallelFor(p.grid, parallelism=parallelism) as overrides:
+            evaluated = train_and_evaluate(
                 # the data version travels in `prepared`'s metadata: kfp.local gives a loop
                 # body's parameters from upstream tasks the loop item instead (kfp 2.17)
                 prepared=materialised.outputs["prepared"],
@@ -154,33 +153,14 @@ def build_pipeline(cluster: ClusterSettings | None, name: str, description: str,
                 test_metrics=p.test_metrics,
                 pipeline_name=name,
             )
-
-        judged = dict(
+        registered = register(
+            **{f"{field}s": dsl.Collected(evaluated.outputs[field]) for field in Evaluated._fields},
             dataset=p.dataset,
             data_version=materialised.outputs["Output"],
             registered_model=p.registered_model,
             chance_margin=p.chance_margin,
             min_score=p.min_score,
         )
-        if sweep:
-            with dsl.ParallelFor(p.grid, parallelism=parallelism) as run:
-                evaluated = trained(run)
-            registered = register_best(
-                **{
-                    f"{field}s": dsl.Collected(evaluated.outputs[field])
-                    for field in ("model_uri", "score", "metric", "chance")
-                },
-                **judged,
-            )
-        else:
-            evaluated = trained({})
-            registered = register(
-                **{
-                    field: evaluated.outputs[field]
-                    for field in ("model_uri", "score", "metric", "chance")
-                },
-                **judged,
-            )
         configure(materialised, "data", cluster)
         configure(registered, "register", cluster)
         return Registered(*(registered.outputs[field] for field in Registered._fields))
@@ -190,9 +170,4 @@ def build_pipeline(cluster: ClusterSettings | None, name: str, description: str,
 
 
 def training_pipeline(cluster: ClusterSettings | None = ClusterSettings()):
-    return build_pipeline(
-        cluster,
-        PIPELINE_NAME,
-        "One DVC data version -> train -> evaluate -> MLflow registry",
-        sweep=False,
-    )
+    return build_pipeline(cluster, PIPELINE_NAME, DESCRIPTION, sweep=False)

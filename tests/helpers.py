@@ -130,7 +130,7 @@ TASK_CONFIG = dsl.TaskConfig(
 )
 
 
-# What pipeline/cluster.py's job_options hands the step for 4 GPUs per node (computed by hand:
+# What pipeline/cluster_tasks.py's job_options hands the step for 4 GPUs per node (computed by hand:
 # 4 x 4 CPU, 4 x 16Gi + 16Gi of /dev/shm; limits twice the per-GPU figures plus the same shm),
 # with a pull secret and the default Istio annotation; the labels are the step's run's.
 OPTIONS = JobOptions(
@@ -359,3 +359,60 @@ def onto_a_full_disk(monkeypatch, after: int = 0) -> None:
     from adautomix.engine import checkpoint
 
     monkeypatch.setattr(checkpoint, "tempfile", SimpleNamespace(mkstemp=full))
+
+
+# -- manifests against the upstream typed models -------------------------------------------------
+
+
+def lost_fields(original, round_tripped, path: str = "") -> list[str]:
+    """Where `round_tripped` (a manifest deserialized into a typed model and serialized back)
+    differs from `original`: a field the model dropped is one it does not define."""
+    if isinstance(original, dict) and isinstance(round_tripped, dict):
+        return [
+            lost
+            for key, value in original.items()
+            for lost in (
+                lost_fields(value, round_tripped[key], f"{path}.{key}")
+                if key in round_tripped
+                else [f"{path}.{key} (dropped)"]
+            )
+        ]
+    if isinstance(original, list) and isinstance(round_tripped, list):
+        if len(original) != len(round_tripped):
+            return [f"{path}: {len(original)} items became {len(round_tripped)}"]
+        return [
+            lost
+            for i, (a, b) in enumerate(zip(original, round_tripped))
+            for lost in lost_fields(a, b, f"{path}[{i}]")
+        ]
+    return [] if original == round_tripped else [f"{path}: {original!r} became {round_tripped!r}"]
+
+
+class _Body:
+    """What the OpenAPI clients' deserialize reads from an HTTP response: its body."""
+
+    def __init__(self, obj):
+        self.data = json.dumps(obj)
+
+
+def kubernetes_round_trip(manifest: dict, klass: str, api_client=None) -> dict:
+    """`manifest` deserialized into the OpenAPI client model `klass` (the kubernetes client's,
+    e.g. V1Deployment, or `api_client`'s: kubeflow.training's ApiClient for its PyTorchJob) and
+    serialized back as the API takes it (attribute_map names, unset fields left out)."""
+    from kubernetes.client import ApiClient
+
+    client = api_client or ApiClient()
+    return client.sanitize_for_serialization(client.deserialize(_Body(manifest), klass))
+
+
+def compiled_pipeline(tmp_path: Path, *flags: str) -> tuple[dict, dict]:
+    """A pipeline compiled through the command line with exactly `flags` (a sweep's included):
+    (pipeline spec, platform spec)."""
+    import yaml
+
+    from pipeline.cli import main
+
+    path = tmp_path / "pipeline.yaml"
+    assert main(["compile", "--output", str(path), "--workspace", str(PROJECT), *flags]) == 0
+    spec, platform = yaml.safe_load_all(path.read_text())
+    return spec, platform

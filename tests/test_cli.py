@@ -55,10 +55,9 @@ def test_a_preset_keeps_its_lists_unless_a_flag_overrides_them():
     ]
 
 
-def test_every_run_config_field_is_a_train_flag_with_its_help():
+def test_every_run_config_field_is_a_train_flag_with_its_help_and_default():
     import dataclasses
 
-    from adautomix.cli import HELP
     from adautomix.config import RunConfig
 
     train = build_parser()._subparsers._group_actions[0].choices["train"]
@@ -66,7 +65,9 @@ def test_every_run_config_field_is_a_train_flag_with_its_help():
     for field in dataclasses.fields(RunConfig):
         if field.name != "method_args":
             flag = "--" + field.name.replace("_", "-")
-            assert HELP.get(field.name) and flags[flag].startswith(HELP[field.name]), field.name
+            assert field.metadata["help"], field.name
+            assert flags[flag].startswith(field.metadata["help"]), field.name
+    assert flags["--batch-size"].endswith("[100]") and flags["--crop-scale"].endswith("[0.08 1.0]")
 
 
 def test_a_preset_keeps_its_method_options_only_for_its_own_method():
@@ -111,6 +112,8 @@ def run_cli(capsys, *argv):
             "--config /no/such/config.json: no such file",
         ),
         (["evaluate", "/no/such/run"], "/no/such/run holds no config.json"),
+        (["train", "--val-subset", "500"], "--val-subset is now --test-subset; use --test-subset"),
+        (["evaluate", "/no/such/run", "--test-subset", "-1"], "--test-subset must be >= 0"),
         (
             ["data", "verify", "cifar10", "--data-root", "/no/such/root"],
             "dataset cifar10 is not prepared",
@@ -162,3 +165,14 @@ def test_strict_boolean_options_reach_the_config_as_booleans():
     )
     assert config.method_args == {"is_random": False, "mix_samples": 2}
     assert parsed("--method", "mixup", "-o", "alpha=1").method_args == {"alpha": 1.0}
+
+
+def test_evaluate_names_the_split_it_counts_and_reads_its_old_flag_with_a_warning(capsys):
+    """`train --subset` counts training images; evaluate's counts test images, so it is
+    --test-subset. The old spelling still reaches the same check, with a warning naming the new
+    one."""
+    status, _, err = run_cli(capsys, "evaluate", "/no/such/run", "--subset", "-1")
+    assert status == 2
+    warning, error = err.strip().splitlines()
+    assert "evaluate's --subset is now --test-subset" in warning
+    assert error == "error: --test-subset must be >= 0 (0: the whole test split), got -1"

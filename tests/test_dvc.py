@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
+import time
 from pathlib import Path
 
 import boto3
@@ -14,7 +16,10 @@ from dvc.repo import Repo
 
 from adautomix.data import DataError, prepare
 from adautomix.data import versioning
+from adautomix.data.dvc_adapter import LIBRARY_LOGGERS
 from adautomix.data.versioning import materialise, normalise_version, tracked_version
+from adautomix.errors import exit_on_error
+from tests.conftest import _free_port
 from tests.data import fixtures
 from tests.workspaces import PROJECT, tiny_workspace
 
@@ -98,6 +103,51 @@ def test_a_version_no_remote_holds_is_an_error_not_a_download(workspace, s3_env)
     wipe(workspace)
     with pytest.raises(DataError, match="could not be pulled from DVC remote 's3'"):
         materialise(NAME, "", workspace, remote="s3")
+
+
+@pytest.mark.parametrize("set_in", ["AWS_ENDPOINT_URL", "endpointurl"])
+def test_an_s3_endpoint_that_is_down_is_named_in_one_line_at_once(
+    set_in, workspace, s3_env, monkeypatch, capfd, caplog
+):
+    use_bucket(workspace, s3_env)
+    push(workspace, "s3")  # the version is in the bucket: only the endpoint is wrong
+    wipe(workspace)
+    closed = f"http://127.0.0.1:{_free_port()}"
+    if set_in == "AWS_ENDPOINT_URL":
+        monkeypatch.setenv("AWS_ENDPOINT_URL", closed)
+        where = "Check AWS_ENDPOINT_URL"
+    else:  # the remote's own setting outranks the environment's (still the live server)
+        with open(workspace / ".dvc" / "config.local", "a") as f:
+            f.write(f"    endpointurl = {closed}\n")
+        where = "Check the remote's endpointurl (dvc remote modify --local NAME endpointurl URL)"
+    caplog.set_level(logging.DEBUG)  # as a step's log takes every library's records
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as stopped, exit_on_error():
+        materialise(NAME, "", workspace, remote="s3")
+    assert time.monotonic() - started < 10  # no retries: DVC's take half a minute
+    assert stopped.value.code == 2
+    (line,) = capfd.readouterr().err.strip().splitlines()
+    assert line == (
+        f"error: DVC remote 's3' (s3://{s3_env}/dvc): the S3 endpoint {closed} cannot be "
+        "reached (Failed to establish a new connection: [Errno 111] Connection refused). "
+        f"{where}, and that the S3 service there is up"
+    )
+    assert not [r for r in caplog.records if r.name.split(".")[0] in LIBRARY_LOGGERS]
+
+
+def test_a_pull_that_fails_names_what_dvc_logged_and_prints_no_traceback(
+    workspace, s3_env, capfd, caplog
+):
+    use_bucket(workspace, s3_env)  # an empty bucket on a live endpoint
+    wipe(workspace)
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(DataError) as refused:
+        materialise(NAME, "", workspace, remote="s3")
+    # DVC's exception says only that the checkout failed; which object is missing is in its log
+    version = tracked_version(NAME, workspace)
+    assert f"Missing cache files: md5: {version}" in str(refused.value), refused.value
+    assert "Traceback" not in capfd.readouterr().err
+    assert not [r for r in caplog.records if r.name.split(".")[0] in LIBRARY_LOGGERS]
 
 
 def test_data_that_differs_from_its_version_is_a_hash_mismatch(workspace):

@@ -123,6 +123,18 @@ def test_components_never_import_the_pipeline():
     } == set()
 
 
+def test_the_pipeline_never_imports_the_packages_command_line():
+    """pipeline/ has its own front door: the flag builder and the error reporting it shares with
+    `adautomix` are library modules (adautomix.config_flags, adautomix.command_runner), and the
+    package's command line is not one."""
+    edges, _ = import_graph()
+    assert {
+        name: sorted(imported)
+        for name, imported in edges.items()
+        if name.startswith("pipeline") and "adautomix.cli" in imported
+    } == {}
+
+
 def test_no_import_cycles_among_the_projects_modules():
     edges, _ = import_graph()
     assert cycles(edges) == []

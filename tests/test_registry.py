@@ -26,10 +26,10 @@ from adautomix.registry import (
     GateRejected,
     RegistryError,
     Registration,
+    best,
     champion_lock,
     lock_name,
     register,
-    register_best,
 )
 from adautomix.tracking import Tracker, TrackingError, connect
 from tests.tracking_helpers import logged_model
@@ -84,7 +84,7 @@ def test_a_champion_on_another_dataset_or_metric_is_not_challenged(name):
 
 def test_register_best_registers_only_the_best_candidate(name):
     candidates = [candidate(s) for s in (70.0, 85.0, 60.0)]
-    done = register_best(candidates, name, "fashion-mnist", data_version="d" * 32 + ".dir")
+    done = register(best(candidates), name, "fashion-mnist", data_version="d" * 32 + ".dir")
     version = connect().get_model_version(name, done.version)
     assert float(version.tags["score"]) == 85.0 and version.tags["data_version"].startswith("ddd")
     assert len(connect().search_model_versions(f"name='{name}'")) == 1
@@ -133,7 +133,7 @@ def test_the_gate_is_relative_to_chance_and_takes_a_floor(name):
 
 def test_a_sweep_whose_best_is_rejected_names_it_and_raises(name):
     register(candidate(80.0), name, "fashion-mnist")
-    done = register_best([candidate(s) for s in (9.0, 11.0, 10.0)], name, "fashion-mnist")
+    done = register(best([candidate(s) for s in (9.0, 11.0, 10.0)]), name, "fashion-mnist")
     assert not done.passed and float(connect().get_model_version(name, "2").tags["score"]) == 11.0
     with pytest.raises(GateRejected, match=r"every one of the sweep's 3 models.*version 2.*chance"):
         done.raise_if_rejected(candidates=3)
@@ -157,12 +157,12 @@ def test_a_non_finite_score_is_never_registered(name, score):
 
 
 def test_register_best_passes_over_a_nan_candidate(name):
-    done = register_best(
-        [candidate(float("nan")), candidate(60.0), candidate(70.0)], name, "fashion-mnist"
+    done = register(
+        best([candidate(float("nan")), candidate(60.0), candidate(70.0)]), name, "fashion-mnist"
     )
     assert float(connect().get_model_version(name, done.version).tags["score"]) == 70.0
     with pytest.raises(RegistryError, match="none of the 1 candidates"):
-        register_best([candidate(float("nan"))], name, "fashion-mnist")
+        best([candidate(float("nan"))])
 
 
 def test_a_nan_champion_from_before_the_check_can_be_beaten(name):

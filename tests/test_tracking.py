@@ -229,6 +229,25 @@ def test_a_sqlite_store_in_a_read_only_folder_is_named_exit_2_before_anything_is
     assert list(read_only.iterdir()) == []
 
 
+def test_a_sqlite_store_where_no_file_can_be_made_is_named_exit_2_before_anything_is_written(
+    tmp_path, monkeypatch, capsys
+):
+    from adautomix.cli import main
+
+    # /proc passes every mode check for root and takes no file from anyone
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////proc/x.db")
+    assert main(train_argv(tmp_path)) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(
+        "error: MLFLOW_TRACKING_URI sqlite:////proc/x.db: cannot write a file in /proc ("
+    )
+    assert line.endswith(
+        "make it writable or point MLFLOW_TRACKING_URI at a database file in a "
+        "writable folder (or unset it for ./mlflow.db)"
+    )
+    assert "damaged" not in line and nothing_written(tmp_path)
+
+
 def test_a_server_that_is_down_is_named_at_once_exit_1_before_anything_is_written(
     tmp_path, monkeypatch, capsys
 ):

@@ -1,9 +1,9 @@
 """What training on several nodes shares whichever Kubernetes operator runs the nodes (Kubeflow
 Trainer's TrainJob, adautomix/cluster/trainjob.py, or the older training operator's PyTorchJob,
 adautomix/cluster/pytorchjob.py): the nodes' pod settings (the step's dsl.TaskConfig and the
-pipeline's JobOptions) and their checks, the in-cluster API client, and the life of the job
-through the Kubernetes API (is its API served, create or adopt, wait, fail with the job's own
-reason, delete a job the step stops watching).
+pipeline's JobOptions) and their checks, the owner reference to the step's pod (read through
+cluster/pod.py), and the life of the job through the Kubernetes API (is its API served, create
+or adopt, wait, fail with the job's own reason, delete a job the step stops watching).
 
 A job belongs to its step: its name comes from the pipeline run and the checkpoint folder, so a
 retried step finds the job an earlier attempt made and adopts it (or replaces it, if it failed)
@@ -19,7 +19,6 @@ errors for the same causes. (No torch import here; kubernetes is imported where 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import signal
 import threading
@@ -39,7 +38,6 @@ SHM_MOUNT = {"name": SHM_NAME, "mountPath": SHM_PATH}
 # project's image, whose user is numeric and not root (docker/Dockerfile: USER 1000:0).
 POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
-SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 RESUMES = "the last checkpoint is intact and a re-run resumes from it"
 LABEL_PREFIX = "adautomix.dev/"
 # A label value: at most 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric.
@@ -79,8 +77,9 @@ def node_settings(task_config: Any) -> NodeSettings:
 
 @dataclass(frozen=True)
 class JobOptions:
-    """What the pipeline decided at compile time for the job and its pods (pipeline/cluster.py's
-    job_options builds it from the cluster settings; the train_job step receives it as JSON).
+    """What the pipeline decided at compile time for the job and its pods (job_options in
+    pipeline/cluster_tasks.py builds it from the cluster settings; the train step on several
+    nodes receives it as JSON).
 
     `resources` are one node's CPU and memory requests and limits (Kubernetes JSON, without the
     GPUs, which follow the step's GPU count); `shm_size` sizes the nodes' memory-backed /dev/shm
@@ -134,13 +133,44 @@ class JobOptions:
         return [{"name": name} for name in self.image_pull_secrets]
 
 
+@dataclass(frozen=True)
+class JobRequest:
+    """What the train step asks of a job, whichever operator runs it: the job's `name`, the
+    `command` every node runs, `gpus_per_node` GPUs (and as many processes, one on a node
+    without GPUs) on each of options.num_nodes nodes of options.image, the task config's pod
+    settings (`node`), the checkpoint folder the nodes write (`output_dir`, which a volume of
+    `node` must hold), the job options and an owner reference (pod_owner) or None."""
+
+    name: str
+    command: list[str]
+    gpus_per_node: int
+    node: NodeSettings
+    output_dir: str
+    options: JobOptions = field(default_factory=JobOptions)
+    owner: dict | None = None
+
+    @property
+    def processes_per_node(self) -> int:
+        return max(self.gpus_per_node, 1)
+
+    def pod_parts(self, kind: JobKind) -> tuple[dict, list[dict], list[dict]]:
+        """Checked sizes and settings, then one node's (resources, volumes, mounts) as
+        Kubernetes JSON: what both operators' manifests put in their pods."""
+        check_sizes(self.options.num_nodes, self.gpus_per_node)
+        check_node_settings(self.node, self.output_dir, kind.error, kind.kind)
+        return (
+            node_resources(self.node, self.gpus_per_node, self.options),
+            *pod_volumes(self.node, self.options.shm_size),
+        )
+
+
 def label_value(text: str) -> str:
     """`text` as a Kubernetes label value: odd characters become '-', at most 63 characters
     (the end kept: a checkpoint folder's name ends in its distinguishing key)."""
     return _LABEL_VALUE.sub("-", text)[-63:].strip("-_.")
 
 
-def run_labels(pipeline: str, run_id: str, output_dir: str, step: str = "train-job") -> dict:
+def run_labels(pipeline: str, run_id: str, output_dir: str, step: str = "train") -> dict:
     """The labels that name who made a job: the pipeline, its run, the step and the checkpoint
     folder (`kubectl get trainjobs -l adautomix.dev/pipeline-run-id=RUN` lists a run's jobs)."""
     labels = {
@@ -170,21 +200,16 @@ def check_sizes(num_nodes: int, gpus_per_node: int) -> None:
         )
 
 
-def node_resources(
-    node: NodeSettings, gpus_per_node: int, gpu_resource: str, options: JobOptions | None = None
-) -> dict:
+def node_resources(node: NodeSettings, gpus_per_node: int, options: JobOptions) -> dict:
     """Limits and requests of one node (Kubernetes JSON, empty parts left out): the job options'
-    CPU and memory over whatever the task config carried, and the step's own GPU count over
-    both."""
+    CPU and memory over whatever the task config carried, and the step's own GPU count (of
+    options.gpu_resource) over both."""
     resources = {
-        key: {
-            **(node.resources.get(key) or {}),
-            **((options.resources.get(key) if options else None) or {}),
-        }
+        key: {**(node.resources.get(key) or {}), **(options.resources.get(key) or {})}
         for key in ("limits", "requests")
     }
     if gpus_per_node:
-        resources["limits"][gpu_resource] = str(gpus_per_node)
+        resources["limits"][options.gpu_resource] = str(gpus_per_node)
     return {k: v for k, v in resources.items() if v}
 
 
@@ -222,53 +247,24 @@ def check_node_settings(
         )
 
 
-def node_pod_parts(
-    num_nodes: int,
-    gpus_per_node: int,
-    node: NodeSettings,
-    output_dir: str,
-    gpu_resource: str,
-    error: type[RunFailure],
-    kind: str,
-    options: JobOptions | None = None,
-):
-    """Checked sizes and settings, then one node's (resources, volumes, mounts) as Kubernetes
-    JSON: what both jobs' manifests put in their pods."""
-    check_sizes(num_nodes, gpus_per_node)
-    check_node_settings(node, output_dir, error, kind)
-    return (
-        node_resources(node, gpus_per_node, gpu_resource, options),
-        *pod_volumes(node, options.shm_size if options else ""),
-    )
-
-
 def gpu_summary(limits: dict | None) -> str:
     gpus = {k: v for k, v in (limits or {}).items() if "gpu" in k}
     return ", ".join(f"{v} {k}" for k, v in gpus.items()) or "no GPUs"
 
 
-def in_cluster_client():
-    """A Kubernetes API client from the pod's service account, and its namespace."""
-    from kubernetes import client, config
-
-    config.load_incluster_config()
-    with open(SERVICE_ACCOUNT_NAMESPACE) as f:
-        return client.ApiClient(), f.read().strip()
-
-
 def pod_owner(
     api_client, namespace: str, pod_name: str | None = None, say: Callable[[str], None] = print
 ) -> dict | None:
-    """An owner reference to the pod this step runs in (its name is the pod's HOSTNAME), for a
+    """An owner reference to the pod this step runs in (named as pod.own_name finds it), for a
     job it creates: Kubernetes' garbage collector deletes the job once every pod that owns it is
     gone, so a deleted pipeline run takes its jobs with it. None, said, when the pod cannot be
     read (the service account may not get pods: deploy/rbac.yaml grants it)."""
-    from kubernetes import client
+    from .pod import PodReadError, own_name, read_pod
 
-    name = pod_name or os.environ.get("HOSTNAME", "")
+    name = pod_name or own_name()
     try:
-        pod = client.CoreV1Api(api_client).read_namespaced_pod(name, namespace)
-    except (client.ApiException, ValueError) as exc:
+        pod = read_pod(api_client, namespace, name)
+    except (PodReadError, ValueError) as exc:
         say(
             f"note: the job gets no owner reference (reading pod {namespace}/{name or '?'} "
             f"failed: {getattr(exc, 'status', '') or exc}); grant get on pods (deploy/rbac.yaml) "
@@ -280,7 +276,7 @@ def pod_owner(
         "apiVersion": "v1",
         "kind": "Pod",
         "name": name,
-        "uid": pod.metadata.uid,
+        "uid": pod["metadata"]["uid"],
         "controller": False,
         "blockOwnerDeletion": False,
     }
@@ -319,6 +315,22 @@ def true_conditions(status: dict | None) -> dict[str, dict]:
     return {
         c["type"]: c for c in (status or {}).get("conditions") or [] if c.get("status") == "True"
     }
+
+
+def read_progress(
+    status: dict | None, complete: str, running: bool, waiting: str = "waiting for its nodes"
+) -> Progress:
+    """A job's Progress from its status: both operators say it failed or is suspended by the
+    conditions of those names; `complete` names the condition of its success, `running` says
+    whether a node has run, and `waiting` what it waits for while none has."""
+    conditions = true_conditions(status)
+    failed, suspended = conditions.get("Failed"), conditions.get("Suspended")
+    return Progress(
+        failed=(failed.get("reason"), failed.get("message")) if failed else None,
+        complete=complete in conditions,
+        running=running,
+        waiting=f"suspended ({suspended.get('reason')})" if suspended else waiting,
+    )
 
 
 def check_served(api, kind: JobKind) -> None:

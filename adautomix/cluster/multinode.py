@@ -1,8 +1,8 @@
 """Training on several nodes, through whichever operator the cluster runs: Kubeflow Trainer's
 TrainJob (adautomix/cluster/trainjob.py, the default) or the older training operator's PyTorchJob
-(adautomix/cluster/pytorchjob.py). The train_job component calls `train_on_nodes`; both jobs get
-the same pod settings and end in the same checkpoint folder, so what follows does not care which
-ran."""
+(adautomix/cluster/pytorchjob.py). The train step on several nodes (components/train_job.py)
+calls `train_on_nodes`; both jobs get the same request (adautomix/cluster/job.py JobRequest) and
+end in the same checkpoint folder, so what follows does not care which ran."""
 
 from __future__ import annotations
 
@@ -39,51 +39,36 @@ def train_on_nodes(
     adopt the one an earlier attempt of this step made, and wait for it to finish; returns the
     job's name. The job is named after the pipeline run and the checkpoint folder, labelled
     with both, and owned by this pod."""
-    from .job import JobOptions, in_cluster_client, job_name, node_settings, pod_owner, run_labels
+    from .job import JobOptions, JobRequest, job_name, node_settings, pod_owner, run_labels
+    from .pod import in_cluster_client
     from .launch import pytorchjob_node_command, trainer_node_command
 
     options = JobOptions.from_dict(job_options)
-    node = node_settings(task_config)
-    name = job_name(pipeline_run_id, output_dir)
     labels = run_labels(pipeline, pipeline_run_id, output_dir)
     options = JobOptions.from_dict({**options.to_dict(), "labels": {**options.labels, **labels}})
     api_client, namespace = in_cluster_client()
-    owner = pod_owner(api_client, namespace, say=say)
     if check_trainer(options.trainer) == "pytorchjob":
-        from .pytorchjob import pytorchjob_manifest, run_pytorchjob
+        from .pytorchjob import pytorchjob_manifest as manifest
+        from .pytorchjob import run_pytorchjob as run
 
-        job = pytorchjob_manifest(
-            name,
-            options.image,
-            pytorchjob_node_command(config_path),
-            options.num_nodes,
-            gpus_per_node,
-            node,
-            output_dir,
-            gpu_resource=options.gpu_resource,
-            options=options,
-            owner=owner,
-        )
-        run = run_pytorchjob
+        command = pytorchjob_node_command(config_path)
     else:
-        from .trainjob import run_trainjob, trainjob_manifest
+        from .trainjob import run_trainjob as run
+        from .trainjob import trainjob_manifest as manifest
 
-        job = trainjob_manifest(
-            name,
-            options.image,
-            trainer_node_command(config_path),
-            options.num_nodes,
-            gpus_per_node,
-            node,
-            output_dir,
-            gpu_resource=options.gpu_resource,
-            runtime=options.runtime,
-            options=options,
-            owner=owner,
-        )
-        run = run_trainjob
+        command = trainer_node_command(config_path)
+    name = job_name(pipeline_run_id, output_dir)
+    request = JobRequest(
+        name,
+        command,
+        gpus_per_node,
+        node_settings(task_config),
+        output_dir,
+        options,
+        owner=pod_owner(api_client, namespace, say=say),
+    )
     run(
-        job,
+        manifest(request),
         namespace,
         api_client,
         schedule_timeout=options.schedule_timeout,

@@ -28,17 +28,14 @@ kubeflow.training are imported where they are used.)"""
 from __future__ import annotations
 
 import json
-from typing import Callable
-
 from .job import (
     CONTAINER_SECURITY,
     POD_SECURITY,
     JobKind,
-    JobOptions,
-    NodeSettings,
+    JobRequest,
     Progress,
     gpu_summary,
-    node_pod_parts,
+    read_progress,
     run_job,
     true_conditions,
 )
@@ -91,41 +88,19 @@ def as_dict(job) -> dict:
     return ApiClient().sanitize_for_serialization(job)
 
 
-def pytorchjob_manifest(
-    name: str,
-    image: str,
-    command: list[str],
-    num_nodes: int,
-    gpus_per_node: int,
-    node: NodeSettings,
-    output_dir: str,
-    gpu_resource: str = "nvidia.com/gpu",
-    labels: dict[str, str] | None = None,
-    options: JobOptions | None = None,
-    owner: dict | None = None,
-):
-    """The PyTorchJob (a kubeflow.training KubeflowOrgV1PyTorchJob): `num_nodes` replicas (one
-    Master, the rest Workers) of `gpus_per_node` GPUs and as many processes (one process on a node
-    without GPUs). `options` and `owner` as for the TrainJob (adautomix/cluster/trainjob.py)."""
+def pytorchjob_manifest(request: JobRequest):
+    """The PyTorchJob (a kubeflow.training KubeflowOrgV1PyTorchJob) that `request` asks for: one
+    replica a node, one Master and the rest Workers. Its options as for the TrainJob
+    (adautomix/cluster/trainjob.py)."""
     from kubeflow.training import models as m
     from kubernetes import client as k
 
-    options = options or JobOptions()
-    resources, volumes, mounts = node_pod_parts(
-        num_nodes,
-        gpus_per_node,
-        node,
-        output_dir,
-        gpu_resource,
-        PyTorchJobError,
-        "PyTorchJob",
-        options,
-    )
-    labels = {**options.labels, **(labels or {})}
+    node, options = request.node, request.options
+    resources, volumes, mounts = request.pod_parts(PYTORCHJOB)
     container = k.V1Container(
         name=CONTAINER,
-        image=image,
-        command=command,
+        image=options.image,
+        command=request.command,
         env=[_typed(e, "V1EnvVar") for e in node.env] or None,
         resources=k.V1ResourceRequirements(**resources) if resources else None,
         volume_mounts=[_typed(v, "V1VolumeMount") for v in mounts],
@@ -153,19 +128,19 @@ def pytorchjob_manifest(
         )
 
     specs = {MASTER: replicas(1)}
-    if num_nodes > 1:
-        specs[WORKER] = replicas(num_nodes - 1)
+    if options.num_nodes > 1:
+        specs[WORKER] = replicas(options.num_nodes - 1)
     return m.KubeflowOrgV1PyTorchJob(
         api_version=f"{GROUP}/{VERSION}",
         kind="PyTorchJob",
         metadata=k.V1ObjectMeta(
-            name=name,
-            labels=labels or None,
-            owner_references=[_typed(owner, "V1OwnerReference")] if owner else None,
+            name=request.name,
+            labels=options.labels or None,
+            owner_references=[_typed(request.owner, "V1OwnerReference")] if request.owner else None,
         ),
         spec=m.KubeflowOrgV1PyTorchJobSpec(
             pytorch_replica_specs=specs,
-            nproc_per_node=str(max(gpus_per_node, 1)),
+            nproc_per_node=str(request.processes_per_node),
             run_policy=m.KubeflowOrgV1RunPolicy(
                 clean_pod_policy="Running",
                 backoff_limit=0,
@@ -175,16 +150,10 @@ def pytorchjob_manifest(
     )
 
 
-def run_pytorchjob(
-    job,
-    namespace: str,
-    api_client,
-    schedule_timeout: float = 1800,
-    poll_interval: float = 15,
-    say: Callable[[str], None] = print,
-):
-    """Create `job` in `namespace` and wait until it succeeds; returns the final PyTorchJob
-    (typed). Raises PyTorchJobError naming the cause otherwise."""
+def run_pytorchjob(job, namespace: str, api_client, **waiting):
+    """Create `job` in `namespace` and wait until it succeeds (`waiting`: run_job's
+    schedule_timeout, poll_interval and say); returns the final PyTorchJob (typed). Raises
+    PyTorchJobError naming the cause otherwise."""
     specs = job.spec.pytorch_replica_specs
     nodes = sum(spec.replicas for spec in specs.values())
     container = specs[MASTER].template.spec.containers[0]
@@ -197,10 +166,8 @@ def run_pytorchjob(
         _progress,
         nodes=nodes,
         gpus=gpu_summary(limits),
-        schedule_timeout=schedule_timeout,
-        poll_interval=poll_interval,
-        say=say,
         created=f"1 master + {nodes - 1} workers x {job.spec.nproc_per_node} processes",
+        **waiting,
     )
     return _typed(final, "KubeflowOrgV1PyTorchJob")
 
@@ -208,20 +175,14 @@ def run_pytorchjob(
 def _progress(job: dict) -> Progress:
     status = job.get("status") or {}
     conditions = true_conditions(status)
-    failed = conditions.get("Failed")
     ran = any(
         (r or {}).get(key)
         for r in (status.get("replicaStatuses") or {}).values()
         for key in ("active", "succeeded", "failed")
     )
-    suspended = conditions.get("Suspended")
-    return Progress(
-        failed=(failed.get("reason"), failed.get("message")) if failed else None,
-        complete="Succeeded" in conditions,
+    return read_progress(
+        status,
+        "Succeeded",
         running=ran or "Running" in conditions,
-        waiting=f"suspended ({suspended.get('reason')})"
-        if suspended
-        else "waiting for its pods"
-        if "Created" in conditions
-        else "waiting for its nodes",
+        waiting="waiting for its pods" if "Created" in conditions else "waiting for its nodes",
     )

@@ -31,23 +31,19 @@ adautomix/cluster/pytorchjob.py.
 
 from __future__ import annotations
 
-from typing import Callable
-
 from .job import (
     CONTAINER_SECURITY,
     POD_SECURITY,
     JobKind,
-    JobOptions,
+    JobRequest,
     NodeSettings,
     Progress,
     api_reason,
     gpu_summary,
-    in_cluster_client,
     job_name,
-    node_pod_parts,
     node_settings,
+    read_progress,
     run_job,
-    true_conditions,
 )
 from ..errors import RunFailure
 
@@ -56,14 +52,12 @@ __all__ = [
     "NodeSettings",
     "node_settings",
     "job_name",
-    "in_cluster_client",
     "trainjob_manifest",
     "run_trainjob",
 ]
 
 GROUP, VERSION = "trainer.kubeflow.org", "v1alpha1"
 TRAINJOBS, RUNTIMES = "trainjobs", "clustertrainingruntimes"
-DEFAULT_RUNTIME = "torch-distributed"
 # The runtime's trainer: the replicated job and its container are both called "node".
 NODE = "node"
 PATCH_MANAGER = "adautomix.dev/pipeline"
@@ -86,36 +80,20 @@ TRAINJOB = JobKind(
 )
 
 
-def trainjob_manifest(
-    name: str,
-    image: str,
-    command: list[str],
-    num_nodes: int,
-    gpus_per_node: int,
-    node: NodeSettings,
-    output_dir: str,
-    gpu_resource: str = "nvidia.com/gpu",
-    runtime: str = DEFAULT_RUNTIME,
-    labels: dict[str, str] | None = None,
-    options: JobOptions | None = None,
-    owner: dict | None = None,
-):
-    """The TrainJob (a kubeflow_trainer_api TrainerV1alpha1TrainJob): `num_nodes` nodes of
-    `gpus_per_node` GPUs and as many processes (one process on a node without GPUs). `options`
-    add the nodes' CPU and memory, /dev/shm size, pull secrets, pod labels and annotations,
-    termination grace period and the job's deadline; `owner`, an owner reference (pod_owner)."""
+def trainjob_manifest(request: JobRequest):
+    """The TrainJob (a kubeflow_trainer_api TrainerV1alpha1TrainJob) that `request` asks for, on
+    the ClusterTrainingRuntime its options name. Its options add the nodes' CPU and memory,
+    /dev/shm size, pull secrets, labels and annotations, termination grace period and the job's
+    deadline."""
     from kubeflow_trainer_api import models as m
 
-    options = options or JobOptions()
-    resources, volumes, mounts = node_pod_parts(
-        num_nodes, gpus_per_node, node, output_dir, gpu_resource, TrainJobError, "TrainJob", options
-    )
-    labels = {**options.labels, **(labels or {})}
+    node, options = request.node, request.options
+    resources, volumes, mounts = request.pod_parts(TRAINJOB)
     trainer = m.TrainerV1alpha1Trainer(
-        image=image,
-        command=command,
-        numNodes=num_nodes,
-        numProcPerNode=max(gpus_per_node, 1),
+        image=options.image,
+        command=request.command,
+        numNodes=options.num_nodes,
+        numProcPerNode=request.processes_per_node,
         env=[m.IoK8sApiCoreV1EnvVar.from_dict(e) for e in node.env] or None,
         resourcesPerNode=m.IoK8sApiCoreV1ResourceRequirements.from_dict(resources)
         if resources
@@ -171,15 +149,17 @@ def trainjob_manifest(
         apiVersion=f"{GROUP}/{VERSION}",
         kind="TrainJob",
         metadata=m.IoK8sApimachineryPkgApisMetaV1ObjectMeta(
-            name=name,
-            labels=labels or None,
-            ownerReferences=[m.IoK8sApimachineryPkgApisMetaV1OwnerReference.from_dict(owner)]
-            if owner
+            name=request.name,
+            labels=options.labels or None,
+            ownerReferences=[
+                m.IoK8sApimachineryPkgApisMetaV1OwnerReference.from_dict(request.owner)
+            ]
+            if request.owner
             else None,
         ),
         spec=m.TrainerV1alpha1TrainJobSpec(
             runtimeRef=m.TrainerV1alpha1RuntimeRef(
-                name=runtime, kind="ClusterTrainingRuntime", apiGroup=GROUP
+                name=options.runtime, kind="ClusterTrainingRuntime", apiGroup=GROUP
             ),
             trainer=trainer,
             runtimePatches=[patch],
@@ -188,16 +168,10 @@ def trainjob_manifest(
     )
 
 
-def run_trainjob(
-    job,
-    namespace: str,
-    api_client,
-    schedule_timeout: float = 1800,
-    poll_interval: float = 15,
-    say: Callable[[str], None] = print,
-):
-    """Create `job` in `namespace` and wait until it completes; returns the final TrainJob
-    (typed). Raises TrainJobError naming the cause otherwise."""
+def run_trainjob(job, namespace: str, api_client, **waiting):
+    """Create `job` in `namespace` and wait until it completes (`waiting`: run_job's
+    schedule_timeout, poll_interval and say); returns the final TrainJob (typed). Raises
+    TrainJobError naming the cause otherwise."""
     from kubeflow_trainer_api import models as m
 
     runtime, trainer = job.spec.runtime_ref.name, job.spec.trainer
@@ -212,27 +186,21 @@ def run_trainjob(
         gpus=gpu_summary(
             {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in (limits or {}).items()}
         ),
-        schedule_timeout=schedule_timeout,
-        poll_interval=poll_interval,
-        say=say,
         created=f"{trainer.num_nodes} nodes x {trainer.num_proc_per_node} processes, "
         f"runtime {runtime}",
         before=lambda api: _check_runtime(api, runtime),
+        **waiting,
     )
     return m.TrainerV1alpha1TrainJob.from_dict(final)
 
 
 def _progress(job: dict) -> Progress:
     status = job.get("status") or {}
-    conditions = true_conditions(status)
-    failed = conditions.get("Failed")
     node = next((j for j in status.get("jobsStatus") or [] if j.get("name") == NODE), None)
-    suspended = conditions.get("Suspended")
-    return Progress(
-        failed=(failed.get("reason"), failed.get("message")) if failed else None,
-        complete="Complete" in conditions,
+    return read_progress(
+        status,
+        "Complete",
         running=bool(node and (node.get("ready") or node.get("succeeded") or node.get("failed"))),
-        waiting=f"suspended ({suspended.get('reason')})" if suspended else "waiting for its nodes",
     )
 
 

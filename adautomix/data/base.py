@@ -13,6 +13,7 @@ from adautomix.data.augment import Recipe
 from adautomix.data.epoch_plan import epoch_indices
 from adautomix.data.errors import DataError
 from adautomix.data.prepare import Manifest
+from adautomix.data.split import check_subset
 
 
 class Loader:
@@ -51,13 +52,7 @@ class Loader:
                 f"a pool of indices outside the {count} images of {manifest.name}/{split}"
             )
         available = count if pool is None else len(pool)
-        if subset > available:
-            raise DataError(
-                f"subset {subset} is larger than the {available} images of "
-                f"{manifest.name}/{split}"
-                f"{'' if pool is None else ' left after the validation split'}; "
-                "lower it or use 0 for all"
-            )
+        check_subset(subset, available, f"{manifest.name}/{split}", held_out=pool is not None)
         self.manifest, self.split, self.train = manifest, split, train
         self.batch_size, self.device, self.seed = batch_size, device, seed
         self.rank, self.world_size, self.subset = rank, world_size, subset

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -120,15 +121,67 @@ def remote_object(url: str, md5: str) -> str:
     return f"{url.rstrip('/')}/{OBJECTS}/{md5[:2]}/{md5[2:]}"
 
 
+# Loggers of DVC and of the S3 client under it: on a failure they log tracebacks and every
+# retry (over a hundred lines for an endpoint that is down), to whatever handler the step has.
+LIBRARY_LOGGERS = (
+    "dvc",
+    "dvc_data",
+    "dvc_objects",
+    "fsspec",
+    "s3fs",
+    "botocore",
+    "aiobotocore",
+    "boto3",
+    "urllib3",
+)
+
+
+class _Kept(logging.Handler):
+    """Keeps the one-line message of each warning or error, without its traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            line = f"{line} - {record.exc_info[1]}"
+        self.lines.append(" ".join(ANSI_COLOUR.sub("", line).split()))
+
+
+@contextmanager
+def quiet_libraries() -> Iterator[list[str]]:
+    """Within the block the libraries' log records reach no handler; their warnings and errors
+    are kept, one line each, in the list it yields (what a failure's message names)."""
+    kept = _Kept()
+    saved = []
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.handlers[:], logger.propagate))
+        logger.handlers[:] = [kept]
+        logger.propagate = False
+    try:
+        yield kept.lines
+    finally:
+        for logger, handlers, propagate in saved:
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
+
+
 @contextmanager
 def _as_failure() -> Iterator[None]:
+    """DVC's errors as a DvcFailure of one line, which names what DVC logged as the cause (its
+    exception says only '1 files failed to download'), and none of the libraries' tracebacks."""
     from dvc.exceptions import DvcException
 
-    try:
-        yield
-    except DvcException as error:
-        text = " ".join(ANSI_COLOUR.sub("", str(error)).split())
-        raise DvcFailure(text or type(error).__name__) from error
+    with quiet_libraries() as logged:
+        try:
+            yield
+        except DvcException as error:
+            text = " ".join(ANSI_COLOUR.sub("", str(error)).split()) or type(error).__name__
+            cause = next((line for line in logged if line and line not in text), "")
+            raise DvcFailure(f"{text}: {cause}" if cause else text) from error
 
 
 def _md5(path: Path) -> str:

@@ -21,6 +21,16 @@ from adautomix.data.prepare import Manifest
 SPLIT_SEED = 0
 
 
+def check_subset(subset: int, available: int, where: str, held_out: bool = False) -> None:
+    """A DataError unless `subset` images (0: all) fit in the `available` ones of `where`
+    (NAME/SPLIT; `held_out`: what the validation split left of it)."""
+    if subset > available:
+        raise DataError(
+            f"subset {subset} is larger than the {available} images of {where}"
+            f"{' left after the validation split' if held_out else ''}; lower it or use 0 for all"
+        )
+
+
 def class_quotas(counts: np.ndarray, size: int) -> np.ndarray:
     """How many images of each class a stratified sample of `size` takes: the proportional share
     rounded down, the remainder going to the classes with the largest fractional parts (ties to

@@ -20,7 +20,9 @@ other bytes than the version records is a hash mismatch, never silently used or 
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -28,9 +30,16 @@ from pathlib import Path
 
 import yaml
 
-from adautomix.data.dvc_adapter import DvcFailure, DvcRepo, open_repo, remote_object
+from adautomix.data.dvc_adapter import (
+    DvcFailure,
+    DvcRepo,
+    open_repo,
+    quiet_libraries,
+    remote_object,
+)
 from adautomix.data.errors import DataError
 from adautomix.data.prepare import Manifest, prepare, verify
+from adautomix.data.split import check_subset
 
 log = logging.getLogger("adautomix.data")
 
@@ -135,6 +144,32 @@ def materialise(
     return DataVersion(name, version, data_root, manifest, url)
 
 
+def check_subset_fits(
+    name: str, version: str, workspace: str | Path, subset: int, val_size: int
+) -> None:
+    """Refuse now, before anything runs, a training `subset` larger than version `version` of
+    `name` has (less the validation split's `val_size`), where this workspace holds that
+    version's manifest; elsewhere its train step finds it, as a run does."""
+    counts = _known_counts(name, version, Path(workspace))
+    if counts is not None and "train" in counts:
+        train = int(counts["train"])
+        check_subset(subset, train - val_size if val_size else train, f"{name}/train", val_size > 0)
+
+
+def _known_counts(name: str, version: str, workspace: Path) -> dict | None:
+    """The split sizes in the manifest of `version` of `name` in `workspace`, if it is there
+    (data/NAME for the tracked version, data/.versions/HASH/NAME for another); nothing written."""
+    tracked = tracking_file(name, workspace)
+    if tracked is not None and normalise_version(_read_out(tracked)["md5"]) == version:
+        folder = tracked.parent / _read_out(tracked)["path"]
+    else:
+        folder = workspace / "data" / VERSIONS / version / name
+    try:
+        return json.loads((folder / "manifest.json").read_text())["counts"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def remote_url(repo: DvcRepo, remote: str | None) -> str:
     """The URL of `remote` (None: the default one); DVC gives a local folder as an absolute path."""
     return str(repo.remote_settings(remote).get("url", ""))
@@ -198,6 +233,54 @@ def check_credentials(repo: DvcRepo, remote: str | None) -> None:
         )
 
 
+# How long the endpoint check waits for a connection: an endpoint that is up answers in
+# milliseconds, and DVC's own retries would take half a minute to say less.
+ENDPOINT_TIMEOUT = 5
+
+
+def check_endpoint(repo: DvcRepo, remote: str | None) -> None:
+    """Fail now, naming the endpoint and where it was set, when an S3 remote's endpoint does not
+    answer: one request, no retries, instead of DVC's half-minute of retries and its tracebacks."""
+    settings = repo.remote_settings(remote)
+    url = str(settings.get("url", ""))
+    if not url.startswith("s3://"):
+        return
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError, ConnectionError as EndpointDown
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=settings.get("endpointurl") or None,
+        config=Config(
+            retries={"total_max_attempts": 1},
+            connect_timeout=ENDPOINT_TIMEOUT,
+            read_timeout=ENDPOINT_TIMEOUT,
+        ),
+    )
+    try:
+        client.head_bucket(Bucket=url[len("s3://") :].split("/")[0])
+    except ClientError:  # it answered: DVC reports what it said (no bucket, no access)
+        return
+    except EndpointDown as error:
+        cause = str(error.kwargs.get("error") or error)
+        raise DataError(
+            f"DVC remote {repo.remote_name(remote)!r} ({url}): the S3 endpoint "
+            f"{client.meta.endpoint_url} cannot be reached ({cause.split('): ', 1)[-1]}). "
+            f"Check {_endpoint_source(settings)}, and that the S3 service there is up"
+        ) from None
+
+
+def _endpoint_source(settings: dict) -> str:
+    """Where the endpoint came from, for the user to fix."""
+    if settings.get("endpointurl"):
+        return "the remote's endpointurl (dvc remote modify --local NAME endpointurl URL)"
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        if os.environ.get(name):
+            return name
+    return "the region (AWS_DEFAULT_REGION), or set AWS_ENDPOINT_URL for a non-AWS S3"
+
+
 def _read_out(dvc_file: Path) -> dict:
     try:
         outs = yaml.safe_load(dvc_file.read_text())["outs"]
@@ -224,7 +307,9 @@ def _fetch(
 ) -> str:
     """Pull the version; when no remote has it, prepare it here if that is possible. Returns
     the state of the data afterwards."""
-    check_credentials(repo, remote)
+    with quiet_libraries():  # their INFO lines and retries say nothing the checks do not
+        check_credentials(repo, remote)
+        check_endpoint(repo, remote)
     try:
         repo.pull(dvc_file, remote)
         return repo.output_state(dvc_file)

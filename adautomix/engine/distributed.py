@@ -109,6 +109,46 @@ def resolve_device(name: str, local_rank: int = 0, world_size: int = 1) -> torch
     return torch.device("cuda", local_rank)
 
 
+# The two batch checks live here, once, because the batch's split over the processes is what
+# they are about: the engine makes them when a run starts, steps.check_run (and through it a
+# pipeline, before it compiles) makes the same ones from a process count it is told.
+
+
+def rank_batch_size(batch_size: int, world_size: int, layout: str = "") -> int:
+    """The share of the (global) batch each of `world_size` processes computes; refused when the
+    batch does not split evenly. `layout` says where the process count comes from, for the
+    message (a pipeline's "2 per node x 3 node(s)")."""
+    if batch_size % world_size:
+        raise ConfigError(
+            f"batch_size {batch_size} is the global batch and must split evenly over the "
+            f"{world_size} processes{f' ({layout})' if layout else ''}; use a multiple of "
+            f"{world_size}"
+        )
+    return batch_size // world_size
+
+
+def check_method_batch(
+    batch_size: int, world_size: int, method: str, smallest: int, layout: str = ""
+) -> int:
+    """Each process's share of the batch (returned) holds the `smallest` number of images
+    `method` mixes into one sample (its min_batch_size); a share too small would fail at the
+    first step, after the run had started writing."""
+    share = rank_batch_size(batch_size, world_size, layout)
+    if share >= smallest:
+        return share
+    if world_size > 1:
+        raise ConfigError(
+            f"each of the {world_size} processes gets {share} images of the batch of "
+            f"{batch_size}, but method {method!r} mixes {smallest} per sample; use "
+            f"batch_size >= {smallest * world_size}"
+        )
+    raise ConfigError(
+        f"batch_size {batch_size} is smaller than method {method!r} needs ({smallest}: it mixes "
+        "that many images into each sample); raise the batch size or lower the method's "
+        "mix_samples"
+    )
+
+
 @contextlib.contextmanager
 def process_group(device_name: str) -> Iterator[tuple[Ranks, torch.device]]:
     """(this process's ranks, its device) for the length of a run.

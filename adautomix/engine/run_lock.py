@@ -204,13 +204,27 @@ def is_stale(owner: dict[str, Any], now: float | None = None) -> bool:
         pid = owner.get("pid")
         if not isinstance(pid, int) or pid == os.getpid():  # a restart that got our pid back
             return True
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:  # someone else's live process
-            return False
+        return _ended(pid)
     return False
+
+
+def _ended(pid: int) -> bool:
+    """Whether process `pid` of this host has ended. A zombie has: it runs no more code, but
+    answers signals until its parent reaps it, which a container whose PID 1 does not reap
+    orphans (a killed pod's launcher left them to it) never does."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's process: alive, or a zombie /proc shows
+        pass
+    if not Path("/proc/self/stat").exists():  # no /proc (macOS): signals are all there is
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:  # reaped since
+        return True
+    return state in ("Z", "X")
 
 
 def describe(owner: dict[str, Any]) -> str:

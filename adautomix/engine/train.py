@@ -1,6 +1,8 @@
 """The training loop, in the shape of torchvision's classification reference: `setup` builds a
-run, `train_one_epoch` trains it for an epoch, `evaluate_and_log` measures, logs and checkpoints
-it, and `train` strings them together. Read top to bottom.
+run from named pieces (`build_data`, `build_checked_networks`, `build_optimisation`, `restore`
+from the checkpoint, `start_writing` and `start_tracking` on rank 0), `train_one_epoch` trains
+it for an epoch, `evaluate_and_log` measures, logs and checkpoints it, and `train` strings them
+together. Read top to bottom.
 
 One run = one RunConfig. Every epoch: train, evaluate the online and the EMA network on the
 validation split (training images held out, `val_size`) and on the test split, log to MLflow,
@@ -66,7 +68,11 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from .distributed import Ranks, resolve_device  # noqa: F401  (resolve_device: public here too)
+from .distributed import (
+    Ranks,
+    rank_batch_size,
+    resolve_device,  # noqa: F401  (public here too)
+)
 from ..ema import ModelEma
 from .loss_guard import LossGuard
 from .optim import build_optimizer, optimizer_step, param_groups, set_lr
@@ -84,41 +90,59 @@ class TrainResult:
 
 
 @dataclass
-class Run:
-    """Everything a run holds between epochs; built by `setup`."""
+class Data:
+    """What a run reads: the prepared dataset and its three loaders, built by `build_data`."""
 
-    config: RunConfig
-    out: Path
-    ranks: Ranks
-    device: torch.device
-    precision: str  # fp32, bf16, fp16: the autocast of the step (precision.py)
     manifest: Manifest
     train_loader: Loader
     val_loader: Loader | None  # the held-out training images; None when val_size is 0
     test_loader: Loader
+
+
+@dataclass
+class WithinEpoch:
+    """Where a checkpoint taken within an epoch left it: the batches of the epoch already
+    trained, their running sums (over every rank) and the RNG streams to restore once the
+    resumed run has skipped those batches."""
+
+    batches_done: int
+    totals: dict[str, Any]
+    rng: dict[str, Any]
+
+
+@dataclass
+class Run:
+    """Everything a run holds between epochs; `setup` builds it piece by piece."""
+
+    # what runs, and where
+    config: RunConfig
+    out: Path
+    ranks: Ranks
+    device: torch.device
+    code_version: str
+    # what it reads and trains (build_data, build_checked_networks)
+    data: Data
     model: nn.Module
     method: Method
     ema: ModelEma | None
     ema_network: nn.Module | None  # what the *_ema metrics measure: teacher or engine EMA
+    # how it steps (build_optimisation)
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
+    guard: LossGuard  # stops the run on NaN or infinite losses
     steps_per_epoch: int
     total_steps: int
-    guard: LossGuard | None = None  # stops the run on NaN or infinite losses
-    tracker: Tracker | None = None  # rank 0 only
+    # where it stands: what a checkpoint saves and `restore` puts back
     start_epoch: int = 0
     step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     run_id: str | None = None
-    code_version: str = ""
+    within_epoch: WithinEpoch | None = None  # resumed from a checkpoint within start_epoch
+    # rank 0's writes (start_writing), and stopping
     lock: run_lock.RunLock | None = None  # rank 0 only
+    tracker: Tracker | None = None  # rank 0 only
     stop: StopRequest = field(default_factory=StopRequest)  # set by SIGTERM
     last_checkpoint: float = 0.0  # time.monotonic() of the last checkpoint (or start)
-    # Resuming from a checkpoint taken within epoch `start_epoch`: the batches of it already
-    # trained, their running sums, and the RNG streams to restore once they are skipped.
-    epoch_step: int = 0
-    epoch_totals: dict[str, Any] | None = None
-    resume_rng: dict[str, Any] | None = None
 
     def trainable(self) -> list[nn.Parameter]:
         return [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -181,20 +205,53 @@ def setup(
     provenance: Provenance = Provenance(),
     allow_code_change: bool = False,
 ) -> Run:
-    """Data, networks, optimiser, the checkpoint's state when resuming, and the MLflow run.
+    """A run ready for its first epoch: the data, the networks and method, the optimiser, the
+    checkpoint's state when resuming, and (rank 0) the folder's lock and the MLflow run.
 
-    Everything that can be wrong with the config, the data, the network or the resume is
-    checked before anything is written: the folder's lock, config.json (and provenance.json,
-    when there is provenance), the MLflow run and the cleanup of a killed write come last."""
-    out = Path(config.output_dir)
+    The pieces come in this order so that everything that can be wrong with the config, the
+    data, the networks or the resume is found before anything is written into the run's folder:
+    only `start_writing`, last, writes there. Seeding comes before the data and the networks,
+    which draw from it."""
     if ranks.is_main:  # a tracking store that cannot take the run fails before the data loads
         check_store()
     state, changes = resumable_state(config, resume, allow_code_change)
     check_precision(config.precision, device)
     seed_everything(config.seed, config.deterministic)
+    data = build_data(config, ranks, device)
+    model, method, ema = build_checked_networks(config, data, ranks, device)
+    optimizer, scaler, guard = build_optimisation(config, model, method, device)
+    run = Run(
+        config=config,
+        out=Path(config.output_dir),
+        ranks=ranks,
+        device=device,
+        code_version=code_version(),
+        data=data,
+        model=model,
+        method=method,
+        ema=ema,
+        ema_network=method.teacher() or (ema.module if ema else None),
+        optimizer=optimizer,
+        scaler=scaler,
+        guard=guard,
+        steps_per_epoch=len(data.train_loader),
+        total_steps=config.epochs * len(data.train_loader),
+    )
+    if state is not None:
+        restore(run, state, changes)
+    distributed.broadcast_state(networks(run))
+    if ranks.is_main:  # every check has passed: the run may write
+        start_writing(run, provenance, changes)
+    distributed.barrier()  # the epoch clocks start together, not while rank 0 opens MLflow
+    return run
+
+
+def build_data(config: RunConfig, ranks: Ranks, device: torch.device) -> Data:
+    """The dataset, prepared if it is not yet, and its training, validation and test loaders,
+    each reading this rank's share of the batch. A batch that does not split evenly over the
+    ranks is refused before the dataset is touched."""
     batch_size = rank_batch_size(config.batch_size, ranks.world_size)
     eval_batch_size = math.ceil((config.eval_batch_size or config.batch_size) / ranks.world_size)
-
     # Fashion-MNIST prepares itself on first use: one process per node writes it, then the rest read
     if ranks.local_rank == 0:
         manifest = ensure_dataset(config.dataset, config.data_root)
@@ -233,115 +290,12 @@ def setup(
         "test",
         batch_size=eval_batch_size,
         train=False,
+        # the smaller of the two test subsets, where either is set: the per-epoch one trims
+        # the test split the epochs measure, never widens it
         subset=min(filter(None, (config.epoch_test_subset, config.test_subset)), default=0),
         **loader_args,
     )
-
-    if config.sync_bn and ranks.distributed and device.type != "cuda":
-        raise ConfigError(
-            "sync_bn needs CUDA devices (torch's SyncBatchNorm runs on GPUs only); "
-            "drop --sync-bn for a CPU run"
-        )
-    model, method, ema = build_networks(
-        config, manifest, device, sync_bn=config.sync_bn and ranks.distributed
-    )
-    check_input_size(model, config.model, manifest.channels, loader_args["recipe"].image_size)
-    smallest = getattr(method, "min_batch_size", 1)
-    if ranks.distributed and batch_size < smallest:
-        raise ConfigError(
-            f"each of the {ranks.world_size} processes gets {batch_size} images of "
-            f"the batch of {config.batch_size}, but method {config.method!r} mixes "
-            f"{smallest} per sample; use batch_size >= {smallest * ranks.world_size}"
-        )
-    if batch_size < smallest:
-        raise ConfigError(
-            f"batch_size {config.batch_size} is smaller than method {config.method!r} needs "
-            f"({smallest}: it mixes that many images into each sample); raise the batch size "
-            "or lower the method's mix_samples"
-        )
-    named = chain(model.named_parameters(prefix="model"), method.named_parameters(prefix="method"))
-    optimizer = build_optimizer(config, param_groups(config, named, method.mix_block_parameters()))
-    steps_per_epoch = len(train_loader)
-    run = Run(
-        config=config,
-        out=out,
-        ranks=ranks,
-        device=device,
-        precision=config.precision,
-        manifest=manifest,
-        train_loader=train_loader,
-        val_loader=val_loader,
-        test_loader=test_loader,
-        model=model,
-        method=method,
-        ema=ema,
-        ema_network=method.teacher() or (ema.module if ema else None),
-        optimizer=optimizer,
-        scaler=grad_scaler(config.precision, device.type),
-        steps_per_epoch=steps_per_epoch,
-        total_steps=config.epochs * steps_per_epoch,
-        guard=LossGuard(
-            config.nonfinite_loss_limit, device, config.lr, reduce=distributed.all_reduce_sum
-        ),
-        code_version=code_version(),
-    )
-    if state is not None:
-        restore(run, state)
-        if ranks.is_main:
-            log.info(
-                "resumed from %s at epoch %d (step %d%s)",
-                out,
-                run.start_epoch,
-                run.step,
-                f", batch {run.epoch_step} of the epoch" if run.epoch_step else "",
-            )
-            if "code_version" in changes:
-                log.warning(
-                    "--allow-code-change: %s was written by code %s; continuing it under %s",
-                    out,
-                    *changes["code_version"],
-                )
-    distributed.broadcast_state(networks(run))
-    if ranks.is_main:  # every check has passed: the run may write
-        path = path_taken(run)
-        log.info("training path: %s", ", ".join(f"{k} {v}" for k, v in path.items()))
-        out.mkdir(parents=True, exist_ok=True)
-        run.lock = run_lock.acquire(out, run.run_id)
-        try:
-            remove_partial_writes(out)
-            config.save(out / "config.json")
-            if provenance != Provenance():
-                provenance.save(out)
-            # MLflow's system metrics (CPU, memory; GPU utilisation and memory through NVIDIA's
-            # management library) for GPU runs, where a starved GPU is the thing to see
-            run.tracker = Tracker(
-                config,
-                manifest.sha256,
-                run_id=run.run_id,
-                extra_tags=provenance.tags,
-                system_metrics=device.type == "cuda",
-            )
-            run.run_id = run.tracker.run_id
-            run.lock.set_run_id(run.run_id)
-            options = options_with_defaults(config.method, config.method_args)
-            run.tracker.log_params(
-                {
-                    **setup_params(options, recipe_params(train_loader)),
-                    **{f"engine.{k}": v for k, v in path.items()},
-                }
-            )
-            run.tracker.log_dataset(
-                config.dataset,
-                provenance.data_version or manifest.sha256,
-                provenance.data_source or str(manifest.root),
-            )
-            if changes:
-                run.tracker.log_resume(changes, run.start_epoch)
-        except BaseException:
-            run.lock.release()
-            raise
-    distributed.barrier()  # the epoch clocks start together, not while rank 0 opens MLflow
-    return run
+    return Data(manifest, train_loader, val_loader, test_loader)
 
 
 def split_pools(config: RunConfig, manifest: Manifest):
@@ -352,29 +306,38 @@ def split_pools(config: RunConfig, manifest: Manifest):
     return holdout_split(split_labels(manifest, "train"), config.val_size)
 
 
-def path_taken(run: Run) -> dict[str, str]:
-    """Which way this run computes, resolved from what the config leaves to the machine: the
-    device (with its name and the process count), the precision, the loader kind `auto` chose
-    and how a step runs (eager: one kernel launch at a time; there is no graphed step yet)."""
-    device = run.device
-    name = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"{torch.get_num_threads()} threads"
+def build_checked_networks(config: RunConfig, data: Data, ranks: Ranks, device: torch.device):
+    """`build_networks` for this run (SyncBatchNorms under `sync_bn` on several ranks), refused
+    when they cannot train on what the run feeds them: SyncBatchNorm off CUDA, an image size
+    the network cannot take, or a share of the batch smaller than the method mixes."""
+    sync_bn = config.sync_bn and ranks.distributed
+    if sync_bn and device.type != "cuda":
+        raise ConfigError(
+            "sync_bn needs CUDA devices (torch's SyncBatchNorm runs on GPUs only); "
+            "drop --sync-bn for a CPU run"
+        )
+    model, method, ema = build_networks(config, data.manifest, device, sync_bn=sync_bn)
+    check_input_size(
+        model, config.model, data.manifest.channels, data.train_loader.recipe.image_size
     )
-    processes = f", {run.ranks.world_size} processes" if run.ranks.distributed else ""
-    return {
-        "device": f"{device} ({name}{processes})",
-        "precision": run.precision,
-        "loader": run.train_loader.kind,
-        "step": "eager",
-    }
+    distributed.check_method_batch(
+        config.batch_size, ranks.world_size, config.method, getattr(method, "min_batch_size", 1)
+    )
+    return model, method, ema
 
 
-def recipe_params(loader: Loader) -> dict[str, Any]:
-    """The loader's augmentation recipe with the normalisation constants it actually uses."""
-    recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(loader.recipe).items()}
-    return {**recipe, "mean": list(loader.mean), "std": list(loader.std)}
+def build_optimisation(config: RunConfig, model: nn.Module, method: Method, device: torch.device):
+    """(optimiser, gradient scaler, loss guard): the optimiser over the model's and the method's
+    parameters in their groups (optim.param_groups: no weight decay on norms and biases, the
+    mix block's own learning rate), the scaler fp16 needs, and the guard that stops a run whose
+    losses stop being finite (its loss counts summed over the ranks)."""
+    named = chain(model.named_parameters(prefix="model"), method.named_parameters(prefix="method"))
+    optimizer = build_optimizer(config, param_groups(config, named, method.mix_block_parameters()))
+    scaler = grad_scaler(config.precision, device.type)
+    guard = LossGuard(
+        config.nonfinite_loss_limit, device, config.lr, reduce=distributed.all_reduce_sum
+    )
+    return optimizer, scaler, guard
 
 
 def resumable_state(
@@ -398,21 +361,15 @@ def resumable_state(
     return state, check_resume(state, config, out, allow_code_change)
 
 
-def rank_batch_size(batch_size: int, world_size: int) -> int:
-    """The share of the (global) batch each rank computes."""
-    if batch_size % world_size:
-        raise ConfigError(
-            f"batch_size {batch_size} is the global batch and must split evenly "
-            f"over the {world_size} processes; use a multiple of {world_size}"
-        )
-    return batch_size // world_size
-
-
 def networks(run: Run) -> list[nn.Module]:
     return [m for m in (run.model, run.method, run.ema) if m is not None]
 
 
-def restore(run: Run, state: dict[str, Any]) -> None:
+def restore(run: Run, state: dict[str, Any], changes: dict[str, Any]) -> None:
+    """Put the checkpoint's state back into the freshly built run, so that it goes on exactly
+    as if it had not stopped: weights, optimiser, scaler, RNG streams, counters and history,
+    and where within an epoch it stopped. Rank 0 says where it resumes, and under which code
+    when --allow-code-change let another version's checkpoint through (`changes`)."""
     run.model.load_state_dict(state["model"])
     run.method.load_state_dict(state["method"])
     if run.ema is not None:
@@ -423,9 +380,103 @@ def restore(run: Run, state: dict[str, Any]) -> None:
     run.start_epoch, run.step = state["epoch"], state["step"]
     run.history, run.run_id = state["history"], state["run_id"]
     run.guard.seen = state.get("nonfinite_losses", 0)
-    run.epoch_step = state.get("epoch_step", 0)
-    if run.epoch_step:
-        run.epoch_totals, run.resume_rng = state["epoch_totals"], state["rng"]
+    if state.get("epoch_step", 0):
+        run.within_epoch = WithinEpoch(state["epoch_step"], state["epoch_totals"], state["rng"])
+    if not run.ranks.is_main:
+        return
+    within = run.within_epoch
+    log.info(
+        "resumed from %s at epoch %d (step %d%s)",
+        run.out,
+        run.start_epoch,
+        run.step,
+        f", batch {within.batches_done} of the epoch" if within else "",
+    )
+    if "code_version" in changes:
+        log.warning(
+            "--allow-code-change: %s was written by code %s; continuing it under %s",
+            run.out,
+            *changes["code_version"],
+        )
+
+
+def start_writing(run: Run, provenance: Provenance, changes: dict[str, Any]) -> None:
+    """Rank 0, once every check has passed: take the folder's lock, clear what a killed write
+    left, save config.json (and provenance.json, when there is provenance) and open the MLflow
+    run. The lock is released again when any of it fails, so that a retry is not refused."""
+    config, out = run.config, run.out
+    path = path_taken(run)
+    log.info("training path: %s", ", ".join(f"{k} {v}" for k, v in path.items()))
+    out.mkdir(parents=True, exist_ok=True)
+    run.lock = run_lock.acquire(out, run.run_id)
+    try:
+        remove_partial_writes(out)
+        config.save(out / "config.json")
+        if provenance != Provenance():
+            provenance.save(out)
+        start_tracking(run, provenance, changes, path)
+    except BaseException:
+        run.lock.release()
+        raise
+
+
+def start_tracking(
+    run: Run, provenance: Provenance, changes: dict[str, Any], path: dict[str, str]
+) -> None:
+    """Open the run's MLflow run (a new one, or the resumed run's own) and record what it
+    trains with: the config and its resolved options, the training path, the dataset's
+    version and, when resumed, what the resume changed. The lock learns the MLflow run's id."""
+    config, manifest = run.config, run.data.manifest
+    # MLflow's system metrics (CPU, memory; GPU utilisation and memory through NVIDIA's
+    # management library) for GPU runs, where a starved GPU is the thing to see
+    run.tracker = Tracker(
+        config,
+        manifest.sha256,
+        run_id=run.run_id,
+        extra_tags=provenance.tags,
+        system_metrics=run.device.type == "cuda",
+    )
+    run.run_id = run.tracker.run_id
+    run.lock.set_run_id(run.run_id)
+    options = options_with_defaults(config.method, config.method_args)
+    run.tracker.log_params(
+        {
+            **setup_params(options, recipe_params(run.data.train_loader)),
+            **{f"engine.{k}": v for k, v in path.items()},
+        }
+    )
+    run.tracker.log_dataset(
+        config.dataset,
+        provenance.data_version or manifest.sha256,
+        provenance.data_source or str(manifest.root),
+    )
+    if changes:
+        run.tracker.log_resume(changes, run.start_epoch)
+
+
+def path_taken(run: Run) -> dict[str, str]:
+    """Which way this run computes, resolved from what the config leaves to the machine: the
+    device (with its name and the process count), the precision, the loader kind `auto` chose
+    and how a step runs (eager: one kernel launch at a time; there is no graphed step yet)."""
+    device = run.device
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{torch.get_num_threads()} threads"
+    )
+    processes = f", {run.ranks.world_size} processes" if run.ranks.distributed else ""
+    return {
+        "device": f"{device} ({name}{processes})",
+        "precision": run.config.precision,
+        "loader": run.data.train_loader.kind,
+        "step": "eager",
+    }
+
+
+def recipe_params(loader: Loader) -> dict[str, Any]:
+    """The loader's augmentation recipe with the normalisation constants it actually uses."""
+    recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(loader.recipe).items()}
+    return {**recipe, "mean": list(loader.mean), "std": list(loader.std)}
 
 
 # --- one epoch ----------------------------------------------------------------------------------
@@ -434,25 +485,26 @@ def restore(run: Run, state: dict[str, Any]) -> None:
 def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
     """Train for one epoch; returns its train_loss, lr and images_per_sec, over all ranks.
 
-    Resumed within the epoch (run.epoch_step batches done), it skips the batches already
-    trained: the epoch's plan and augmentation follow from (seed, epoch) alone, so the rest of
-    the epoch reads what it would have read, and the RNG streams are restored after the skip."""
+    Resumed within the epoch (run.within_epoch), it skips the batches already trained: the
+    epoch's plan and augmentation follow from (seed, epoch) alone, so the rest of the epoch reads
+    what it would have read, and the RNG streams are restored after the skip."""
     config, model, method, device = run.config, run.model, run.method, run.device
     model.train()
     method.train()
-    run.train_loader.set_epoch(epoch)
-    start = run.epoch_step if epoch == run.start_epoch else 0
+    run.data.train_loader.set_epoch(epoch)
+    within = run.within_epoch if epoch == run.start_epoch else None
+    start = within.batches_done if within else 0
     loss_sum = torch.zeros((), device=device)
     counted, seen, earlier_seconds = 0, 0, 0.0  # counted: the steps not skipped for a bad loss
-    batches = iter(run.train_loader)
-    if start:
-        totals = run.epoch_totals if run.ranks.is_main else None
-        if totals is not None:  # the sums over every rank, on rank 0 alone
+    batches = iter(run.data.train_loader)
+    if within:
+        if run.ranks.is_main:  # the sums over every rank, on rank 0 alone
+            totals = within.totals
             loss_sum = totals["loss_sum"].to(device)
             counted, seen, earlier_seconds = totals["counted"], totals["seen"], totals["seconds"]
         for _ in range(start):
             next(batches)
-        set_rng_state(run.resume_rng)  # reading the batches may draw (a DataLoader's seed)
+        set_rng_state(within.rng)  # reading the batches may draw (a DataLoader's seed)
     lr = run.optimizer.param_groups[0]["lr"]
     started = time.perf_counter()
     bar = progress(
@@ -464,7 +516,7 @@ def train_one_epoch(run: Run, epoch: int) -> dict[str, float]:
     )
     for index, (images, labels) in enumerate(bar, start=start):
         lr = set_lr(run.optimizer, config, run.step, run.steps_per_epoch)
-        with autocast(run.precision, device.type):
+        with autocast(config.precision, device.type):
             loss, _ = method.training_step(model, images, labels, run.step)
         if run.guard.skip(loss, run.step, epoch):
             run.optimizer.zero_grad(set_to_none=True)
@@ -602,7 +654,7 @@ def evaluate_and_log(run: Run, epoch: int, metrics: dict[str, float]) -> dict[st
     distributed.average_batchnorm_statistics(networks(run))
     metrics = dict(metrics)
     started = time.perf_counter()
-    for split, loader in (("val", run.val_loader), ("test", run.test_loader)):
+    for split, loader in (("val", run.data.val_loader), ("test", run.data.test_loader)):
         if loader is not None:
             metrics.update(evaluate_split(run, split, loader, f"epoch {epoch + 1} {split}"))
     # the slowest rank's time, as for training: every rank's record is the same
@@ -621,14 +673,14 @@ def evaluate_and_log(run: Run, epoch: int, metrics: dict[str, float]) -> dict[st
             held if run.tracker is not None else None,
             run.method,
             run.model,
-            run.test_loader,
+            run.data.test_loader,
             epoch + 1,
-            run.manifest.classes,
+            run.data.manifest.classes,
         )
     if run.tracker is not None:
         run.run_id = run.tracker.run_id
     if run.ranks.is_main:
-        if run.val_loader is not None and selected_epoch(run.history) == epoch + 1:
+        if run.data.val_loader is not None and selected_epoch(run.history) == epoch + 1:
             save_checkpoint(selected_state(run, epoch + 1), run.out, SELECTED_NAME)
         save_checkpoint(checkpoint_state(run, epoch + 1), run.out)
         print(summary_line(metrics), flush=True)
@@ -654,7 +706,10 @@ def evaluate_split(run: Run, split: str, loader: Loader, desc: str) -> dict[str,
                 {
                     f"{split}_{k}{suffix}": v
                     for k, v in evaluate(
-                        network, batches, precision=run.precision, sharded=run.ranks.distributed
+                        network,
+                        batches,
+                        precision=run.config.precision,
+                        sharded=run.ranks.distributed,
                     ).items()
                 }
             )

@@ -1,8 +1,10 @@
-"""The training pipeline's steps as plain functions, one module each.
+"""The training pipeline's steps as plain functions: a module for training, one for evaluation, and
+the checks both a pipeline and its steps make.
 
-Each Kubeflow component (components/) is one call to a function here, to `data.versioning` or to
-`registry`, so a pipeline run can be repeated from Python without Kubeflow, and the checks that
-guard a run are the same when a pipeline is compiled as when it runs:
+Each Kubeflow component (components/) does its work through functions here (or through
+`data.versioning`, `registry` and `cluster.multinode`) and only hands their results to Kubeflow,
+so a pipeline run can be repeated from Python without Kubeflow, and the checks that guard a run
+are the same when a pipeline is compiled as when it runs:
 
 - checks.py: `build_config` (a preset with values on top) and `check_run`, the checks a
   RunConfig cannot make alone; what `python -m pipeline` runs before compiling anything; and

@@ -54,29 +54,34 @@ def build_config(
     return RunConfig.from_dict(values)
 
 
-def check_run(config: RunConfig, num_gpus: int = 0) -> None:
+def check_run(config: RunConfig, num_gpus: int = 0, num_nodes: int = 1) -> None:
     """The checks RunConfig cannot make alone, made before any data exists: the method's options
-    and smallest batch (by building the method on the configured network) and the GPU count."""
+    (by building the method on the configured network), the GPU and node counts, and the batch
+    against the processes the engine will split it over (one per GPU, or one per CPU node, on
+    each node): it splits evenly and each share holds what the method mixes into one sample."""
+    from ..engine.distributed import check_method_batch
     from ..mixers import create_method
     from ..models import create_model
 
     if num_gpus < 0:
         raise ConfigError(f"num_gpus must be >= 0, got {num_gpus}")
+    if num_nodes < 1:
+        raise ConfigError(f"num_nodes must be >= 1, got {num_nodes}")
     # Class and channel counts do not change which options or batch sizes a method accepts.
     model = create_model(config.model, num_classes=10, in_chans=3, width=config.model_width)
     method = create_method(config.method, model, 10, **config.method_args)
-    smallest = getattr(method, "min_batch_size", 1)
-    if config.batch_size < smallest:
-        raise ConfigError(
-            f"batch_size {config.batch_size} is smaller than method {config.method!r} needs "
-            f"({smallest}: it mixes that many images into each sample); raise the batch size "
-            "or lower the method's mix_samples"
-        )
+    per_node = max(num_gpus, 1)
+    check_method_batch(
+        config.batch_size,
+        per_node * num_nodes,
+        config.method,
+        getattr(method, "min_batch_size", 1),
+        layout=f"{per_node} per node x {num_nodes} node(s)",
+    )
 
 
 def step_arguments(
     workspace: str,
-    data_version: str,
     prepared: dict[str, Any],
     config: dict[str, Any],
     overrides: dict[str, Any],
@@ -102,7 +107,7 @@ def step_arguments(
         checkpoint_root=f"{workspace}/runs/checkpoints",
         # the data step's version, carried by its artifact: a loop's task could not take it as a
         # parameter (kfp.local hands a ParallelFor body's upstream outputs the loop item instead)
-        data_version=data_version or prepared.get("data_version", ""),
+        data_version=prepared.get("data_version", ""),
         data_source=prepared.get("remote_url", ""),
         tags={
             "kfp_pipeline": pipeline_name,

@@ -15,7 +15,7 @@ from ..provenance import Provenance
 # (`fgsm`, `ece:bins=15`, ...). The robustness metrics (config.EVAL_METRICS) are opt-in, as a
 # pipeline parameter: corruptions alone are 95 passes over the test set.
 TEST_METRICS = ("top1", "top5", "loss")
-# The MLflow UI's address as a browser reaches it (pipeline/cluster.py's --mlflow-ui-url): in a
+# The MLflow UI's address as a browser reaches it (the pipeline's --mlflow-ui-url): in a
 # cluster the tracking URI names an in-cluster host that a browser cannot open.
 MLFLOW_UI_ENV = "ADAUTOMIX_MLFLOW_UI_URL"
 
@@ -30,11 +30,10 @@ class Evaluation:
     chance: float  # 100 / classes
 
 
-def evaluate_step(
-    run_dir: str | Path, metrics: tuple[str, ...] = TEST_METRICS, data_version: str = ""
-) -> Evaluation:
+def evaluate_step(run_dir: str | Path, metrics: tuple[str, ...] = TEST_METRICS) -> Evaluation:
     """Evaluate a trained run on the test split and complete its MLflow run with the test
-    metrics, the confusion matrix and the final model (with a signature and an input example)."""
+    metrics, the confusion matrix and the final model (with a signature and an input example),
+    tagged with the data version the run trained on (its provenance.json)."""
     from ..engine.saved_run import evaluate_networks, load_run, log_report
     from ..eval import check_metrics
     from ..eval.confusion import confusion_figure, confusion_matrix
@@ -75,7 +74,7 @@ def evaluate_step(
             {k: v for k, v in results.items() if not k.startswith("selected_test_")},
             step=run.config.epochs,
         )
-        data_version = data_version or Provenance.load(run_dir).data_version
+        data_version = Provenance.load(run_dir).data_version
         tracker.set_tags(
             {"eval_test_metrics": ",".join(metrics)}
             | ({"data_version": data_version} if data_version else {})

@@ -15,6 +15,7 @@ from ..config import UNCOMPUTED_FIELDS, ConfigError, RunConfig
 from ..errors import RunFailure
 from ..provenance import Provenance, code_version
 from .checks import build_config, check_run
+from .failures import recorded_failures
 
 
 def checkpoint_dir(
@@ -50,7 +51,16 @@ def train_step(
     `data_source` (the DVC remote) and `tags` (the pipeline run's) go to its MLflow run.
 
     `nproc` > 1 starts that many processes here through torch's launcher (one per GPU, Gloo
-    processes on a machine without CUDA) and reads the result back from the checkpoint."""
+    processes on a machine without CUDA) and reads the result back from the checkpoint.
+
+    In a pipeline run (`tags` name it), a failure that a retry cannot change (bad input, a
+    diverged loss) is recorded, and a retry fails at once with its line (steps/failures.py)."""
+    arguments = dict(data_version=data_version, preset=preset, nproc=nproc, values=values)
+    with recorded_failures(checkpoint_root, tags, arguments):
+        return _train(checkpoint_root, data_version, preset, nproc, data_source, tags, values)
+
+
+def _train(checkpoint_root, data_version, preset, nproc, data_source, tags, values):
     if nproc <= 1:  # the engine checks, then writes config.json and provenance.json
         from ..engine.train import train
 
@@ -58,8 +68,6 @@ def train_step(
             checkpoint_root, data_version, preset, data_source, tags, values
         )
         return _timed(train(config, resume=True, provenance=provenance))
-    import subprocess
-
     import torch
 
     from ..cluster.launch import single_pod_command
@@ -74,14 +82,29 @@ def train_step(
         checkpoint_root, data_version, preset, data_source=data_source, tags=tags, **values
     )
     out = Path(config.output_dir)
-    done = subprocess.run(single_pod_command(nproc, out / "config.json"), check=False)
-    if done.returncode != 0:
-        raise RunFailure(
-            f"torchrun with {nproc} processes exited with status "
-            f"{done.returncode} (the failing rank's error is above); the last "
-            f"checkpoint in {out} is intact and a re-run resumes from it"
-        )
+    run_ranks(single_pod_command(nproc, out / "config.json"), out, nproc)
     return _timed(finished_result(out))
+
+
+def run_ranks(command: list[str], out: Path, nproc: int) -> None:
+    """Run torchrun's `command` to its end; a SIGTERM (a pod's eviction, when it reaches this
+    process alone) is passed on to torchrun, which passes it to its workers, and they checkpoint
+    at their next step boundary while this process waits. A RunFailure if it did not succeed."""
+    from ..engine.preemption import Preempted, run_passing_on_signals
+
+    status, passed_on = run_passing_on_signals(command)
+    if status == 0:
+        return
+    if passed_on:
+        raise Preempted(
+            f"stopped by {passed_on}, passed on to torchrun's {nproc} processes, which "
+            f"checkpoint at their next step boundary (torchrun's status {status}); start it "
+            f"again (a retried pipeline step does) to resume from the checkpoint in {out}"
+        )
+    raise RunFailure(
+        f"torchrun with {nproc} processes exited with status {status} (the failing rank's "
+        f"error is above); the last checkpoint in {out} is intact and a re-run resumes from it"
+    )
 
 
 def _timed(result):
@@ -142,15 +165,17 @@ def _job_hosts(tags: dict[str, str], output_dir: str) -> str:
 
 def check_start(config: RunConfig, adopting: str = "") -> None:
     """What the engine's setup checks before it writes, made here for a run that processes
-    elsewhere will train: the method's options and smallest batch, the data and the network's
-    input size, the resume from the folder's checkpoint (its config and code version) and the
-    folder's lock, which a pod whose host name starts with `adopting` may hold: the job of the
-    attempt before, which a retried step adopts rather than being refused by it."""
+    elsewhere will train: the tracking store, the method's options and smallest batch, the data
+    and the network's input size, the resume from the folder's checkpoint (its config and code
+    version) and the folder's lock, which a pod whose host name starts with `adopting` may hold:
+    the job of the attempt before, which a retried step adopts rather than being refused by it."""
     from ..data import Recipe, ensure_dataset
     from ..engine import run_lock
     from ..engine.train import resumable_state
     from ..models import check_input_size, create_model
+    from ..tracking import check_store
 
+    check_store()  # the ranks would find it cannot take the run only after config.json is written
     check_run(config)
     manifest = ensure_dataset(config.dataset, config.data_root)
     model = create_model(

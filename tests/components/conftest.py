@@ -53,7 +53,6 @@ def trained(mlflow_server, prepared, tmp_path_factory):
         patch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
         run_id = train.python_func(
             prepared=dataset,
-            data_version=version,
             config={**TRAINING, "experiment": "components"},
             overrides={},
             workspace=str(workspace),

@@ -52,7 +52,7 @@ def test_the_data_step_records_the_claim_its_data_is_on(prepared, tmp_path):
 
 
 def arguments(metadata: dict, workspace) -> dict:
-    return step_arguments(str(workspace), "", metadata, dict(TRAINING), {}, "p", "run-1", "r")
+    return step_arguments(str(workspace), metadata, dict(TRAINING), {}, "p", "run-1", "r")
 
 
 def test_a_cached_data_step_whose_volume_was_recreated_is_named_with_the_fix(prepared, tmp_path):
@@ -88,7 +88,6 @@ def test_the_train_step_stops_in_one_line_naming_no_cache(prepared, tmp_path, ca
     with pytest.raises(SystemExit) as stopped:
         train.python_func(
             prepared=cached,
-            data_version=version,
             config={**TRAINING, "experiment": "components"},
             overrides={},
             workspace=str(tmp_path / "empty"),

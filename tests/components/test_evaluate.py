@@ -14,13 +14,13 @@ from components.evaluate import evaluate
 
 
 def test_the_run_gets_test_metrics_a_confusion_matrix_and_the_trained_model(
-    trained, mlflow_http, tmp_path
+    prepared, trained, mlflow_http, tmp_path
 ):
     run_id, checkpoint = trained
+    _, version, _ = prepared
     metrics = dsl.Metrics(name="metrics", uri=str(tmp_path / "metrics"))
     model_uri, score, metric, chance = evaluate.python_func(
         checkpoint=checkpoint,
-        data_version="v1",
         test_metrics=["top1", "loss"],
         metrics=metrics,
         mlflow_run=dsl.Markdown(name="mlflow_run", uri=str(tmp_path / "mlflow_run")),
@@ -37,7 +37,8 @@ def test_the_run_gets_test_metrics_a_confusion_matrix_and_the_trained_model(
     # the EMA network is the one logged: it is scored on validation and reported on test
     assert score == metrics.metadata["selected_val_top1_ema"]
     assert metrics.metadata["model_test_top1"] == metrics.metadata["selected_test_top1_ema"]
-    assert logged.tags["data_version"] == "v1"
+    # the version the run trained on (its provenance), the data step's: no parameter restates it
+    assert logged.tags["data_version"] == version
     artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "eval")]
     assert artifacts == ["eval/confusion_matrix.png"]
 
@@ -65,7 +66,6 @@ def test_robustness_metrics_from_the_pipeline_parameter_reach_the_run(
     metrics = dsl.Metrics(name="metrics", uri=str(tmp_path / "metrics"))
     evaluate.python_func(
         checkpoint=checkpoint,
-        data_version="v1",
         metrics=metrics,
         test_metrics=["ece", "occlusion:ratios=0+1"],
         mlflow_run=dsl.Markdown(name="mlflow_run", uri=str(tmp_path / "link")),

@@ -13,7 +13,7 @@ import dockerfile
 from kfp.dsl.base_component import BaseComponent
 
 import components
-from components import data, evaluate, register, train
+from components import data, evaluate, register, train, train_job
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -41,7 +41,7 @@ INSTRUCTIONS = {
 def every_component() -> list[BaseComponent]:
     return [
         value
-        for module in (data, train, evaluate, register)
+        for module in (data, train, train_job, evaluate, register)
         for value in vars(module).values()
         if isinstance(value, BaseComponent)
     ]
@@ -51,7 +51,7 @@ def test_every_component_uses_the_image_named_in_docker():
     image = (DOCKER / "IMAGE").read_text().strip()
     assert components.BASE_IMAGE == image
     found = every_component()
-    assert {c.name for c in found} == {"data", "train", "evaluate", "register", "register-best"}
+    assert {c.name for c in found} == {"data", "train", "evaluate", "register"}
     for component in found:
         container = component.component_spec.implementation.container
         assert container.image == image, component.name

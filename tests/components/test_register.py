@@ -1,4 +1,4 @@
-"""The register components: one model, or the best of a sweep's."""
+"""The register component: a training run's one model, or the best of a sweep's."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import uuid
 import mlflow
 import pytest
 
-from components.register import register, register_best
+from components.register import register
 from tests.tracking_helpers import logged_model
 
 JUDGED = dict(
-    metric="model_val_top1",
-    chance=10.0,
     dataset="fashion-mnist",
     data_version="v",
     chance_margin=5.0,
@@ -20,14 +18,15 @@ JUDGED = dict(
 )
 
 
+def one(model_uri: str, score: float) -> dict:
+    """A training pipeline's one evaluated model, collected as the register step takes it."""
+    return dict(model_uris=[model_uri], scores=[score], metrics=["model_val_top1"], chances=[10.0])
+
+
 def test_register_returns_the_version_and_its_aliases(mlflow_http):
     name = f"component-{uuid.uuid4().hex[:8]}"
-    first = register.python_func(
-        model_uri=logged_model(), score=70.0, registered_model=name, **JUDGED
-    )
-    second = register.python_func(
-        model_uri=logged_model(), score=60.0, registered_model=name, **JUDGED
-    )
+    first = register.python_func(**one(logged_model(), 70.0), registered_model=name, **JUDGED)
+    second = register.python_func(**one(logged_model(), 60.0), registered_model=name, **JUDGED)
     assert tuple(first) == ("1", ["challenger", "champion"], mlflow_http)
     assert tuple(second) == ("2", ["challenger"], mlflow_http)
 
@@ -37,7 +36,7 @@ def test_a_model_at_chance_fails_the_step_with_the_reason_after_it_is_versioned(
 ):
     name = f"component-{uuid.uuid4().hex[:8]}"
     with pytest.raises(SystemExit) as stopped:
-        register.python_func(model_uri=logged_model(), score=10.5, registered_model=name, **JUDGED)
+        register.python_func(**one(logged_model(), 10.5), registered_model=name, **JUDGED)
     assert stopped.value.code == 1  # a run that failed, not bad input
     err = capsys.readouterr().err  # MLflow's own registration lines come first
     last = err.strip().splitlines()[-1]
@@ -47,16 +46,17 @@ def test_a_model_at_chance_fails_the_step_with_the_reason_after_it_is_versioned(
     assert version.tags["gate"] == "rejected" and version.aliases == []
 
 
-def test_register_best_registers_the_top_scoring_of_the_collected_models(mlflow_http):
+def test_a_sweep_registers_the_top_scoring_of_the_collected_models(mlflow_http):
     name = f"component-{uuid.uuid4().hex[:8]}"
     uris = [logged_model() for _ in range(3)]
-    version, _, _ = register_best.python_func(
+    version, _, _ = register.python_func(
         model_uris=uris,
         scores=[50.0, 90.0, 70.0],
         metrics=["model_val_top1"] * 3,
         chances=[10.0] * 3,
         registered_model=name,
-        **{k: v for k, v in JUDGED.items() if k not in ("metric", "chance")},
+        **JUDGED,
     )
     registered = mlflow.MlflowClient().get_model_version(name, version)
     assert registered.source == uris[1] and float(registered.tags["score"]) == 90.0
+    assert len(mlflow.MlflowClient().search_model_versions(f"name='{name}'")) == 1

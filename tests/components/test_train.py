@@ -46,7 +46,6 @@ def test_running_the_step_again_resumes_its_checkpoint_instead_of_training_again
     assert (
         train.python_func(
             prepared=dataset,
-            data_version=version,
             config={**TRAINING, "experiment": "components"},
             overrides={},
             workspace=str(workspace),

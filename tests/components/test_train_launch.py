@@ -19,7 +19,6 @@ def launch(prepared, tmp_path, **changes):
     checkpoint = dsl.Model(name="checkpoint", uri=str(tmp_path / "model"))
     run_id = train.python_func(
         prepared=dataset,
-        data_version=version,
         config={**TRAINING, "experiment": "launch", **changes},
         overrides={},
         workspace=str(workspace),

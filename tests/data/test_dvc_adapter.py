@@ -62,8 +62,14 @@ def test_a_failed_pull_is_a_dvc_failure_with_dvcs_message_on_one_line(workspace)
     message = str(failure.value)
     assert "\n" not in message and "\x1b" not in message
     assert message.startswith("Checkout failed for following targets: ")
+    # DVC's exception, then the cause it logs (which object is missing), without its traceback
+    assert (
+        "/data/fashion-mnist Is your cache up to date? <https://error.dvc.org/missing-files>: "
+        in message
+    )
     assert message.endswith(
-        "/data/fashion-mnist Is your cache up to date? <https://error.dvc.org/missing-files>"
+        "Some of the cache files do not exist neither locally nor on remote. Missing cache "
+        f"files: md5: {tracked_version(NAME, workspace)}"
     )
 
 

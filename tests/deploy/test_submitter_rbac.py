@@ -11,7 +11,7 @@ import pytest
 import yaml
 from kubernetes import client as kube
 
-from pipeline.cluster import ClusterSettings
+from pipeline.cluster_settings import ClusterSettings
 from pipeline.run import submit, training_arguments
 from tests.pipeline.stand_in_apis import KfpApi, KubernetesApi, serving
 from tests.workspaces import PROJECT
@@ -99,7 +99,7 @@ def test_a_submit_needs_nothing_the_submitter_role_does_not_grant(monkeypatch):
         configuration.host = kube_url
         run_id = submit(
             kfp_url,
-            training_arguments(project=PROJECT, method="mixup"),
+            training_arguments(workspace=PROJECT, method="mixup"),
             "adautomix",
             "run-1",
             cluster=cluster,

@@ -93,6 +93,26 @@ def test_an_owner_whose_process_ended_on_this_host_loses_the_folder(tmp_path):
         alive.communicate(b"")
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="zombies are read from /proc")
+def test_an_owner_that_ended_but_was_never_reaped_loses_the_folder(tmp_path):
+    """A killed pod's trainer is orphaned to a PID 1 that need not reap it: a zombie, which still
+    answers signals but will never beat again."""
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    # not waited for: it stays a zombie of this process until the end of the test
+    while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the child did not end"
+        time.sleep(0.01)
+    try:
+        os.kill(zombie.pid, 0)  # what a signal alone says: still there
+        write_lock(
+            tmp_path, run_id="abc", host=socket.gethostname(), pid=zombie.pid, heartbeat=time.time()
+        )
+        acquire(tmp_path, run_id="mine").release()
+    finally:
+        zombie.wait()
+
+
 def test_an_unreadable_lock_names_its_file_and_the_fix_and_is_stale_once_old(tmp_path):
     path = tmp_path / LOCK_NAME
     path.write_text("")

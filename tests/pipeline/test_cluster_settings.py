@@ -198,6 +198,16 @@ def test_no_gpus_means_no_gpu_request_and_no_gpu_toleration(tmp_path):
         (["--resources", "train=8,4,1Gi,2Gi"], "train's requests (8 CPU, 1Gi) exceed its limits"),
         (["--resources", "gpu=1,2,1Gi,2Gi"], "step(s) ['gpu'] in --step-timeout or --resources"),
         (["--step-timeout", "train=1d"], "--step-timeout train=1d: give whole seconds"),
+        # a bare number is bytes to Kubernetes: 16 bytes of memory is never what was meant
+        (["--memory-per-gpu", "16"], "--memory-per-gpu '16' is 16 bytes, below 1Mi: give the unit"),
+        (["--shm-per-gpu", "64k"], "--shm-per-gpu '64k' is 64000 bytes, below 1Mi"),
+        (["--workspace-size", "100"], "--workspace-size '100' is 100 bytes"),
+        (
+            ["--resources", "evaluate=1,2,8,16Gi"],
+            "--resources evaluate=MEMORY_REQUEST '8' is 8 bytes",
+        ),
+        (["--parallelism", "-1"], "--parallelism (sweep runs at once) must be >= 1, got -1"),
+        (["--sweep", "--methods", "mixup", "--parallelism", "0"], "--parallelism"),
     ],
 )
 def test_bad_cluster_settings_fail_at_compile_time_and_write_nothing(

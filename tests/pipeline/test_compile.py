@@ -64,7 +64,9 @@ def test_the_training_yaml_requests_gpus_and_reads_secrets_by_name_only(tmp_path
     # cached steps are keyed on the concrete data version, never on "whatever data.dvc says"
     assert defaults["data_version"]["defaultValue"] == tracked_version("fashion-mnist", PROJECT)
     assert spec["root"]["dag"]["tasks"]["data"]["cachingOptions"]["enableCache"]
-    assert "data_version" in spec["components"]["comp-train"]["inputDefinitions"]["parameters"]
+    # the train step reads the data version from the data step's artifact, not a parameter
+    assert "data_version" not in spec["components"]["comp-train"]["inputDefinitions"]["parameters"]
+    assert "prepared" in spec["components"]["comp-train"]["inputDefinitions"]["artifacts"]
     train = spec["components"]["comp-adautomix-train-and-evaluate"]["dag"]["tasks"]["train"]
     assert train["retryPolicy"]["maxRetryCount"] >= 1
 
@@ -88,7 +90,7 @@ def test_the_sweep_yaml_fans_out_over_the_grid_and_registers_the_best(tmp_path, 
     assert [(run["method"], run["seed"]) for run in grid] == [
         (m, s) for s in (0, 1) for m in ("mixup", "cutmix")
     ]
-    assert "register-best" in tasks
+    assert "register" in tasks
     for value in SECRETS.values():
         assert value not in text
 
@@ -114,6 +116,8 @@ def test_the_sweep_yaml_fans_out_over_the_grid_and_registers_the_best(tmp_path, 
             "FILE",
         ),
         (["--test-metrics", "top1,nonsense"], "unknown metric 'nonsense'; valid: top1"),
+        # renamed: the old name is refused with the new one, not as an unknown argument
+        (["--val-subset", "500"], "--val-subset is now --test-subset"),
     ],
 )
 def test_bad_parameters_fail_at_compile_time_and_write_nothing(tmp_path, capsys, flags, message):
@@ -132,7 +136,7 @@ def test_the_preset_fills_the_parameters_the_user_left_out():
     from adautomix.presets import get_preset
 
     arguments = training_arguments(
-        preset="cifar100-r18-adautomix", epochs=3, data_version="c" * 32, project=PROJECT
+        preset="cifar100-r18-adautomix", epochs=3, data_version="c" * 32, workspace=PROJECT
     )
     recipe = get_preset("cifar100-r18-adautomix")
     config = arguments["config"]
@@ -150,7 +154,7 @@ def test_the_preset_fills_the_parameters_the_user_left_out():
 
 def test_a_sweep_checks_every_method_before_anything_runs():
     with pytest.raises(ConfigError, match="smaller than method 'adautomix'"):
-        sweep_arguments(["mixup", "adautomix"], [0], batch_size=2, project=PROJECT)
+        sweep_arguments(["mixup", "adautomix"], [0], batch_size=2, workspace=PROJECT)
 
 
 @pytest.mark.filterwarnings("ignore:This client only works:FutureWarning")
@@ -159,7 +163,7 @@ def test_submit_names_an_unreachable_host():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     host = f"http://127.0.0.1:{port}"
-    arguments = training_arguments(project=PROJECT, method="mixup")
+    arguments = training_arguments(workspace=PROJECT, method="mixup")
     with pytest.raises(SubmitError, match=f"127.0.0.1:{port}"):
         submit(host, arguments, "adautomix", "run-1")
 
@@ -223,7 +227,7 @@ def test_the_pipeline_takes_every_run_flag_of_adautomix_train(tmp_path, monkeypa
 def test_a_hand_edited_config_is_checked_as_a_run_config_before_compiling(tmp_path):
     from pipeline.run import compile_pipeline
 
-    arguments = training_arguments(project=PROJECT, method="mixup")
+    arguments = training_arguments(workspace=PROJECT, method="mixup")
     path = tmp_path / "pipeline.yaml"
     for change, message in (
         (dict(epochs=-1), "epochs must be > 0"),
@@ -261,8 +265,9 @@ def prepared_only(nproc, **arguments):
 adautomix.steps.train_step = prepared_only
 checkpoint = dsl.Model(name="checkpoint", uri=workspace + "/checkpoint")
 prepared = dsl.Dataset(name="prepared", uri=workspace + "/prepared",
-                       metadata={"dataset": "fashion-mnist", "data_root": workspace + "/data"})
-train.python_func(prepared=prepared, data_version="a" * 32 + ".dir", config=config,
+                       metadata={"dataset": "fashion-mnist", "data_root": workspace + "/data",
+                                 "data_version": "a" * 32 + ".dir"})
+train.python_func(prepared=prepared, config=config,
                   overrides={}, workspace=workspace, pipeline_name="p", pipeline_run_id="r",
                   pipeline_run_name="n", checkpoint=checkpoint)
 saved = json.load(open(checkpoint.path + "/config.json"))
@@ -270,9 +275,10 @@ print(json.dumps({"compiled": config["added_in_test"], "trained": saved["added_i
 """
 
 
-def test_a_field_added_to_run_config_alone_reaches_the_compiled_pipeline_and_the_component(
-    tmp_path,
-):
+def run_in_a_copy_with(tmp_path, insertions: dict[str, tuple[str, str]], probe: str) -> dict:
+    """`probe` run in a copy of the code in which each file of `insertions` has `text` inserted
+    before its `marker` (path -> (marker, text)), and nothing else changed: its last line of
+    output, as JSON."""
     import json
     import shutil
     import subprocess
@@ -285,21 +291,12 @@ def test_a_field_added_to_run_config_alone_reaches_the_compiled_pipeline_and_the
         )
     (copy / "docker").mkdir()
     shutil.copy(PROJECT / "docker" / "IMAGE", copy / "docker" / "IMAGE")
-    config_py = copy / "adautomix" / "config.py"
-    marker = "\n    def __post_init__(self) -> None:"
-    assert marker in config_py.read_text()
-    config_py.write_text(
-        config_py.read_text().replace(marker, "\n    added_in_test: int = 0" + marker, 1)
-    )
+    for path, (marker, text) in insertions.items():
+        source = (copy / path).read_text()
+        assert source.count(marker) == 1, (path, marker)
+        (copy / path).write_text(source.replace(marker, text + marker))
     done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            NEW_FIELD_PROBE,
-            str(tmp_path / "p.yaml"),
-            str(PROJECT),
-            str(tmp_path / "workspace"),
-        ],
+        [sys.executable, "-c", probe, str(tmp_path / "p.yaml"), str(PROJECT), str(tmp_path / "ws")],
         cwd=copy,
         capture_output=True,
         text=True,
@@ -307,7 +304,66 @@ def test_a_field_added_to_run_config_alone_reaches_the_compiled_pipeline_and_the
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1]) == {"compiled": 7, "trained": 7}
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_a_field_added_to_run_config_alone_reaches_the_compiled_pipeline_and_the_component(
+    tmp_path,
+):
+    added = {
+        "adautomix/config.py": (
+            "\n    def __post_init__(self) -> None:",
+            '\n    added_in_test: int = setting(0, "a field added by a test")',
+        )
+    }
+    assert run_in_a_copy_with(tmp_path, added, NEW_FIELD_PROBE) == {"compiled": 7, "trained": 7}
+
+
+# Run in a copy whose PipelineSettings and ClusterSettings have one field more each, and whose
+# task wiring uses the cluster's: each is a flag of `python -m pipeline compile`, the pipeline
+# setting a parameter of the compiled pipeline, the cluster setting on every step's container.
+NEW_SETTINGS_PROBE = """
+import json, sys
+import yaml
+from pipeline.cli import main
+
+out, project = sys.argv[1:3]
+assert main(["compile", "--output", out, "--workspace", project, "--method", "mixup",
+             "--added-pipeline-setting", "7", "--added-cluster-setting", "on"]) == 0
+spec = next(yaml.safe_load_all(open(out)))
+parameter = spec["root"]["inputDefinitions"]["parameters"]["added_pipeline_setting"]
+env = {
+    name.removeprefix("exec-"): {e["name"]: e["value"] for e in executor["container"]["env"]}
+    ["ADDED_CLUSTER_SETTING"]
+    for name, executor in spec["deploymentSpec"]["executors"].items()
+}
+print(json.dumps({"parameter": parameter, "env": env}))
+"""
+
+
+def test_a_pipeline_and_a_cluster_setting_added_alone_reach_the_compiled_pipeline(tmp_path):
+    added = {
+        "pipeline/settings.py": (
+            "\n    # Evaluation is one pass",
+            '\n    added_pipeline_setting: int = setting(0, "a setting added by a test")\n',
+        ),
+        "pipeline/cluster_settings.py": (
+            "\n    # the run's GPUs per pod",
+            '\n    added_cluster_setting: str = setting("", "a setting added by a test")\n',
+        ),
+        # the code that uses it
+        "pipeline/cluster_tasks.py": (
+            "\n    use_image(task, cluster)",
+            '\n    task.set_env_variable("ADDED_CLUSTER_SETTING", cluster.added_cluster_setting)',
+        ),
+    }
+    found = run_in_a_copy_with(tmp_path, added, NEW_SETTINGS_PROBE)
+    assert found["parameter"] == {
+        "defaultValue": 7,
+        "isOptional": True,
+        "parameterType": "NUMBER_INTEGER",
+    }
+    assert found["env"] == {step: "on" for step in ("data", "train", "evaluate", "register")}
 
 
 def test_a_saved_config_is_a_pipeline_run_with_the_flags_on_top(tmp_path, monkeypatch):

@@ -171,6 +171,11 @@ def test_a_sweep_the_gate_rejects_entirely_fails_and_moves_no_champion(
         "0,1",
         "--min-score",
         "100",
+        # no model clears 100 %: one short epoch each is enough to be rejected
+        "--epochs",
+        "1",
+        "--subset",
+        "300",
         "--results-page",
         str(workspace / "results.md"),
         method=("--methods", "vanilla"),
@@ -223,3 +228,37 @@ def test_a_data_version_no_remote_holds_stops_the_pipeline_before_training(
     assert not connect().search_registered_models(f"name='{name}'")
     assert connect().get_experiment_by_name(experiment) is None
     assert not (workspace / "runs" / "checkpoints").exists()
+
+
+def test_a_diverging_run_fails_once_its_retries_at_once_and_the_last_line_names_why(
+    workspace, mlflow_http, capfd
+):
+    experiment, name = f"local-{uuid.uuid4().hex[:8]}", f"local-{uuid.uuid4().hex[:8]}"
+    command = pipeline_command(workspace, experiment, name, "--lr", "1e6", "--epochs", "1")
+    assert main(command) == 1
+    out, err = capfd.readouterr()
+    # the train step diverged once; its two retries (kfp.local retries as Kubeflow does) failed
+    # at once on its record, before MLflow or training
+    assert (out + err).count("failing at once") == 2, (out + err)[-4000:]
+    (run,) = connect().search_runs([connect().get_experiment_by_name(experiment).experiment_id])
+    assert run.info.status == "FAILED"
+    last = err.rstrip().splitlines()[-1]
+    assert last.startswith("error: Pipeline") and "Inner task failed" in last
+    assert "Its error: " in last and "Lower --lr (now 1e+06)" in last, last
+    assert not connect().search_registered_models(f"name='{name}'")
+
+
+def test_a_subset_larger_than_the_data_is_refused_before_any_step(workspace, mlflow_http, capfd):
+    experiment, name = f"local-{uuid.uuid4().hex[:8]}", f"local-{uuid.uuid4().hex[:8]}"
+    command = pipeline_command(workspace, experiment, name)
+    command[command.index("--subset") + 1] = "70000"
+    assert main(command) == 2
+    _, err = capfd.readouterr()
+    # Fashion-MNIST's 60000 training images, less the 100 of --val-size
+    assert err.strip().splitlines() == [
+        "error: subset 70000 is larger than the 59900 images of fashion-mnist/train left after "
+        "the validation split; lower it or use 0 for all"
+    ]
+    assert (
+        not (workspace / "runs").exists() and connect().get_experiment_by_name(experiment) is None
+    )

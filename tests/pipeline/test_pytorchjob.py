@@ -5,11 +5,13 @@ tests/helpers.py, and the compiled pipeline with --trainer pytorchjob. No cluste
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import kubernetes_validate
 import pytest
 from kfp import dsl
 
-from adautomix.cluster.job import node_settings
+from adautomix.cluster.job import JobOptions, JobRequest, node_settings
 from adautomix.config import ConfigError
 from adautomix.cluster.launch import pytorchjob_node_command
 from adautomix.cluster.pytorchjob import (
@@ -30,6 +32,8 @@ from tests.helpers import (
     compiled,
     condition,
     inner_tasks,
+    kubernetes_round_trip,
+    lost_fields,
     role_verbs,
     shipped_rbac,
 )
@@ -58,16 +62,31 @@ RESTART_POLICIES = {"Always", "OnFailure", "Never", "ExitCode"}
 CLEAN_POD_POLICIES = {"All", "Running", "None"}
 
 
-def three_nodes(node=TASK_CONFIG, name="adautomix-0123456789"):
+def nodes_of(
+    num_nodes: int,
+    gpus_per_node: int,
+    node=TASK_CONFIG,
+    command=("torchrun",),
+    name="adautomix-0123456789",
+    image=IMAGE,
+    options: JobOptions | None = None,
+    owner=None,
+):
     return pytorchjob_manifest(
-        name,
-        IMAGE,
-        pytorchjob_node_command(f"{OUT}/config.json"),
-        num_nodes=3,
-        gpus_per_node=4,
-        node=node_settings(node),
-        output_dir=OUT,
+        JobRequest(
+            name,
+            list(command),
+            gpus_per_node,
+            node_settings(node),
+            OUT,
+            replace(options or JobOptions(), num_nodes=num_nodes, image=image),
+            owner,
+        )
     )
+
+
+def three_nodes(node=TASK_CONFIG, name="adautomix-0123456789"):
+    return nodes_of(3, 4, node, pytorchjob_node_command(f"{OUT}/config.json"), name)
 
 
 def check_against_crd(manifest: dict) -> None:
@@ -153,9 +172,7 @@ def test_affinity_and_cpu_nodes_and_an_empty_task_config():
         }
     }
     config = dsl.TaskConfig(**{**vars(TASK_CONFIG), "resources": None, "affinity": affinity})
-    manifest = as_dict(
-        pytorchjob_manifest("adautomix-cpu", "img", ["torchrun"], 2, 0, node_settings(config), OUT)
-    )
+    manifest = as_dict(nodes_of(2, 0, config, name="adautomix-cpu", image="img"))
     assert manifest["spec"]["nprocPerNode"] == "1"
     replicas = manifest["spec"]["pytorchReplicaSpecs"]
     assert (replicas["Master"]["replicas"], replicas["Worker"]["replicas"]) == (1, 1)
@@ -168,14 +185,9 @@ def test_affinity_and_cpu_nodes_and_an_empty_task_config():
 
 def test_every_replica_gets_pull_secrets_cpu_memory_a_sized_shm_labels_and_the_istio_annotation():
     manifest = as_dict(
-        pytorchjob_manifest(
-            "adautomix-0123456789",
-            IMAGE,
-            ["torchrun"],
+        nodes_of(
             3,
             4,
-            node_settings(TASK_CONFIG),
-            OUT,
             options=OPTIONS,
             owner=OWNER,
         )
@@ -205,14 +217,9 @@ def test_every_replica_gets_pull_secrets_cpu_memory_a_sized_shm_labels_and_the_i
 def test_every_replica_passes_the_restricted_pod_security_standard():
     for options in (None, OPTIONS):
         manifest = as_dict(
-            pytorchjob_manifest(
-                "adautomix-0123456789",
-                IMAGE,
-                ["torchrun"],
+            nodes_of(
                 3,
                 4,
-                node_settings(TASK_CONFIG),
-                OUT,
                 options=options,
             )
         )
@@ -221,6 +228,47 @@ def test_every_replica_passes_the_restricted_pod_security_standard():
             assert restricted_violations(pod) == []
             for version in KUBERNETES_VERSIONS:
                 kubernetes_validate.validate(as_pod(pod), version, strict=True)
+
+
+def test_the_pytorchjob_round_trips_through_the_training_operator_models_without_a_loss():
+    """What the step sends deserializes into kubeflow-training's KubeflowOrgV1PyTorchJob and back,
+    and each replica's pod template into the kubernetes client's V1PodTemplateSpec and back,
+    without losing a field; the plain Kubernetes JSON it is built from (the task config's
+    settings, the security contexts) reaches it whole."""
+    from kubeflow.training import ApiClient
+
+    from adautomix.cluster.job import CONTAINER_SECURITY, POD_SECURITY
+
+    for options in (None, OPTIONS):
+        manifest = as_dict(
+            nodes_of(
+                3,
+                4,
+                command=pytorchjob_node_command(f"{OUT}/config.json"),
+                options=options,
+                owner=OWNER,
+            )
+        )
+        typed = kubernetes_round_trip(manifest, "KubeflowOrgV1PyTorchJob", ApiClient())
+        assert lost_fields(manifest, typed) == []
+        for replica in manifest["spec"]["pytorchReplicaSpecs"].values():
+            template = replica["template"]
+            assert lost_fields(template, kubernetes_round_trip(template, "V1PodTemplateSpec")) == []
+            pod = template["spec"]
+            (container,) = pod["containers"]
+            given = {
+                "pod security": (POD_SECURITY, pod["securityContext"]),
+                "container security": (CONTAINER_SECURITY, container["securityContext"]),
+                "env": (TASK_CONFIG.env, container["env"]),
+                "tolerations": (TASK_CONFIG.tolerations, pod["tolerations"]),
+                "workspace": (TASK_CONFIG.volumes[0], pod["volumes"][0]),
+                "workspace mount": (TASK_CONFIG.volume_mounts[0], container["volumeMounts"][0]),
+            }
+            for part, (built_from, sent) in given.items():
+                assert lost_fields(built_from, sent) == [], part
+    manifest["spec"]["runPolicy"]["backoffLimt"] = 0  # misspelt: not a training operator field
+    typed = kubernetes_round_trip(manifest, "KubeflowOrgV1PyTorchJob", ApiClient())
+    assert lost_fields(manifest, typed) == [".spec.runPolicy.backoffLimt (dropped)"]
 
 
 # -- against the stand-in Kubernetes API server ---------------------------------------------------
@@ -354,7 +402,7 @@ def test_the_shipped_rbac_lets_the_pipeline_create_watch_and_delete_pytorchjobs(
 # -- the compiled pipeline ------------------------------------------------------------------------
 
 
-def test_two_nodes_compile_to_a_train_job_step_that_creates_a_pytorchjob(tmp_path):
+def test_two_nodes_compile_to_a_train_step_that_creates_a_pytorchjob(tmp_path):
     spec, executors = compiled(
         tmp_path,
         "--num-gpus",
@@ -366,19 +414,17 @@ def test_two_nodes_compile_to_a_train_job_step_that_creates_a_pytorchjob(tmp_pat
         "--batch-size",
         "128",
     )
-    tasks = inner_tasks(spec)
-    assert "train" not in tasks
-    job = tasks["train-job"]["inputs"]["parameters"]
+    job = inner_tasks(spec)["train"]["inputs"]["parameters"]
     options = job["job_options"]["runtimeValue"]["constant"]
     assert (options["trainer"], options["num_nodes"]) == ("pytorchjob", 2)
-    step = executors["exec-train-job"]
+    step = executors["exec-train"]
     assert {s["secretName"] for s in step["secretAsEnv"]} == {"adautomix-mlflow"}
     assert "emptyDirMounts" not in step  # /dev/shm is the job's nodes', not the waiting pod's
 
 
 def test_the_default_trainer_is_trainjob(tmp_path):
     spec, _ = compiled(tmp_path, "--num-gpus", "4", "--num-nodes", "2", "--batch-size", "128")
-    job = inner_tasks(spec)["train-job"]["inputs"]["parameters"]
+    job = inner_tasks(spec)["train"]["inputs"]["parameters"]
     assert job["job_options"]["runtimeValue"]["constant"]["trainer"] == "trainjob"
 
 
@@ -404,6 +450,6 @@ def test_an_unknown_trainer_fails_on_the_command_line_and_writes_nothing(tmp_pat
     assert len(err) == 1 and "trainer 'mpijob' is not one of trainjob, pytorchjob" in err[0]
     assert not path.exists()
     with pytest.raises(ConfigError, match="pytorchjob"):
-        from pipeline.cluster import ClusterSettings
+        from pipeline.cluster_settings import ClusterSettings
 
         ClusterSettings(trainer="PyTorchJob")

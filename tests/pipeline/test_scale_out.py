@@ -10,7 +10,7 @@ import yaml
 from adautomix.config import ConfigError
 from adautomix.cluster.launch import single_pod_command
 from components import BASE_IMAGE
-from pipeline.cluster import ClusterSettings
+from pipeline.cluster_settings import ClusterSettings
 from pipeline.cli import main
 from pipeline.run import training_arguments
 from tests.helpers import PROJECT, compiled, inner_tasks
@@ -59,7 +59,9 @@ def test_four_gpus_in_one_pod_are_four_torchrun_processes_with_shared_memory(tmp
     # evaluation: one GPU, whatever training took
     assert defaults["evaluate_gpus"]["defaultValue"] == 1
     assert "evaluate_gpus" in gpu_parameter(spec, "exec-evaluate")
-    assert "train-job" not in inner_tasks(spec)
+    # one pod trains: no job options, and no task config passed through
+    assert "job_options" not in inner_tasks(spec)["train"]["inputs"]["parameters"]
+    assert "taskConfigPassthroughs" not in spec["components"]["comp-train"]
 
 
 def test_cpu_runs_evaluate_without_a_gpu(tmp_path):
@@ -82,8 +84,7 @@ def test_two_nodes_train_through_a_trainjob_step_with_the_single_pod_settings(tm
         "900",
     )
     tasks = inner_tasks(spec)
-    assert "train" not in tasks
-    job = tasks["train-job"]["inputs"]["parameters"]
+    job = tasks["train"]["inputs"]["parameters"]
     options = job["job_options"]["runtimeValue"]["constant"]
     expected = {
         "num_nodes": 2,
@@ -104,12 +105,12 @@ def test_two_nodes_train_through_a_trainjob_step_with_the_single_pod_settings(tm
     assert job["num_gpus"]["componentInputParameter"] == "num_gpus"
     assert tasks["evaluate"]["inputs"]["artifacts"]["checkpoint"]["taskOutputArtifact"] == {
         "outputArtifactKey": "checkpoint",
-        "producerTask": "train-job",
+        "producerTask": "train",
     }
     # what the TrainJob's nodes receive: the volume, the secrets, the scheduling...
     passthroughs = {
         p["field"]: p.get("applyToTask", False)
-        for p in spec["components"]["comp-train-job"]["taskConfigPassthroughs"]
+        for p in spec["components"]["comp-train"]["taskConfigPassthroughs"]
     }
     assert passthroughs == {
         "RESOURCES": True,
@@ -120,10 +121,10 @@ def test_two_nodes_train_through_a_trainjob_step_with_the_single_pod_settings(tm
         "KUBERNETES_VOLUMES": True,
     }
     # ...while the waiting pod holds no GPU, and asks for a little CPU and memory
-    waiting = spec["deploymentSpec"]["executors"]["exec-train-job"]["container"]["resources"]
+    waiting = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
     assert "accelerator" not in waiting
     assert (waiting["resourceCpuRequest"], waiting["resourceMemoryRequest"]) == ("250m", "1Gi")
-    step = executors["exec-train-job"]
+    step = executors["exec-train"]
     assert step["pvcMount"][0]["mountPath"] == "/mnt/adautomix"
     assert {s["secretName"] for s in step["secretAsEnv"]} == {"adautomix-mlflow"}
     assert step["nodeSelector"]["labels"] == {"gpu": "a100"}
@@ -154,7 +155,8 @@ def test_a_sweep_on_two_nodes_trains_every_run_through_a_trainjob(tmp_path):
         == 0
     )
     spec, _ = yaml.safe_load_all(path.read_text())
-    assert set(inner_tasks(spec)) == {"train-job", "evaluate"}
+    assert set(inner_tasks(spec)) == {"train", "evaluate"}
+    assert "job_options" in inner_tasks(spec)["train"]["inputs"]["parameters"]
 
 
 @pytest.mark.parametrize("values", [{"num_nodes": 0}, {"schedule_timeout": 0}])
@@ -175,9 +177,9 @@ def test_a_bad_node_count_fails_on_the_command_line_and_writes_nothing(tmp_path,
 @pytest.mark.parametrize("num_gpus, num_nodes", [(4, 1), (2, 3), (0, 3)])
 def test_a_batch_that_does_not_split_over_the_processes_fails_at_compile_time(num_gpus, num_nodes):
     processes = max(num_gpus, 1) * num_nodes
-    with pytest.raises(ConfigError, match=f"does not split evenly over {processes} processes"):
+    with pytest.raises(ConfigError, match=f"must split evenly over the {processes} processes"):
         training_arguments(
-            project=PROJECT,
+            workspace=PROJECT,
             method="mixup",
             batch_size=processes * 8 + 1,
             num_gpus=num_gpus,
@@ -185,7 +187,7 @@ def test_a_batch_that_does_not_split_over_the_processes_fails_at_compile_time(nu
         )
     assert (
         training_arguments(
-            project=PROJECT,
+            workspace=PROJECT,
             method="mixup",
             batch_size=processes * 8,
             num_gpus=num_gpus,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client as kube
 
-from pipeline.cluster import ClusterSettings
+from pipeline.cluster_settings import ClusterSettings
 from pipeline.run import SubmitError, submit, training_arguments
 from tests.pipeline.stand_in_apis import KfpApi, KubernetesApi, serving
 from tests.workspaces import PROJECT
@@ -33,7 +33,7 @@ def no_credentials(monkeypatch):
 
 @pytest.fixture(scope="module")
 def arguments():
-    return training_arguments(project=PROJECT, method="mixup")
+    return training_arguments(workspace=PROJECT, method="mixup")
 
 
 @pytest.fixture

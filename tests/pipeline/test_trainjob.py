@@ -5,13 +5,14 @@ stand-in Kubernetes API server on 127.0.0.1 that records every request. No clust
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import kubernetes_validate
 import pytest
 from kfp import dsl
 
 from adautomix.cluster.launch import trainer_node_command
-from adautomix.cluster.job import pod_owner, run_labels
+from adautomix.cluster.job import JobOptions, JobRequest, pod_owner, run_labels
 from adautomix.cluster.trainjob import (
     TrainJobError,
     job_name,
@@ -28,6 +29,8 @@ from tests.helpers import (
     TASK_CONFIG,
     StandInKubernetes,
     condition,
+    kubernetes_round_trip,
+    lost_fields,
     role_verbs,
     shipped_rbac,
 )
@@ -94,18 +97,23 @@ CRD_FIELDS = {
 }
 
 
-def two_nodes(node=TASK_CONFIG, name="adautomix-0123456789", options=None, owner=None):
+def two_nodes(node=TASK_CONFIG, name="adautomix-0123456789", options=JobOptions(), owner=None):
     return trainjob_manifest(
-        name,
-        "registry.example.com/ml/adautomix:0.1.0",
-        trainer_node_command(f"{OUT}/config.json"),
-        num_nodes=2,
-        gpus_per_node=4,
-        node=node_settings(node),
-        output_dir=OUT,
-        options=options,
-        owner=owner,
+        JobRequest(
+            name,
+            trainer_node_command(f"{OUT}/config.json"),
+            gpus_per_node=4,
+            node=node_settings(node),
+            output_dir=OUT,
+            options=replace(options, num_nodes=2, image="registry.example.com/ml/adautomix:0.1.0"),
+            owner=owner,
+        )
     )
+
+
+def three_nodes_of(gpus_per_node: int, node) -> dict:
+    request = JobRequest("adautomix-n", ["torchrun"], gpus_per_node, node, OUT, JobOptions(3))
+    return trainjob_manifest(request).to_dict()
 
 
 def check_against_crd(obj, path: str = "") -> None:
@@ -180,14 +188,10 @@ def test_two_nodes_of_four_gpus_as_the_trainer_crd_defines_them():
 
 def test_the_gpu_count_comes_from_the_step_and_nodes_without_gpus_run_one_process():
     no_gpu_request = dsl.TaskConfig(**{**vars(TASK_CONFIG), "resources": None})
-    manifest = trainjob_manifest(
-        "adautomix-cpu", "img", ["torchrun"], 3, 0, node_settings(no_gpu_request), OUT
-    ).to_dict()
+    manifest = three_nodes_of(0, node_settings(no_gpu_request))
     assert manifest["spec"]["trainer"]["numProcPerNode"] == 1
     assert "resourcesPerNode" not in manifest["spec"]["trainer"]
-    manifest = trainjob_manifest(
-        "adautomix-gpu", "img", ["torchrun"], 3, 2, node_settings(no_gpu_request), OUT
-    ).to_dict()
+    manifest = three_nodes_of(2, node_settings(no_gpu_request))
     assert manifest["spec"]["trainer"]["resourcesPerNode"] == {"limits": {"nvidia.com/gpu": "2"}}
 
 
@@ -371,7 +375,7 @@ def test_the_nodes_get_pull_secrets_cpu_memory_a_sized_shm_labels_and_the_istio_
     assert manifest["spec"]["activeDeadlineSeconds"] == 86400
     labels = manifest["metadata"]["labels"]
     assert labels["adautomix.dev/pipeline-run-id"] == "run-7f3a"
-    assert labels["adautomix.dev/step"] == "train-job"
+    assert labels["adautomix.dev/step"] == "train"
     assert labels["adautomix.dev/checkpoint"] == OUT.rsplit("/", 1)[1]
     assert manifest["metadata"]["ownerReferences"] == [OWNER]
     (patch,) = manifest["spec"]["runtimePatches"]
@@ -393,6 +397,41 @@ def test_the_nodes_pass_the_restricted_pod_security_standard():
         # spelled as the Pod API has it (kubernetes-validate's schemas, offline, strictly)
         for version in KUBERNETES_VERSIONS:
             kubernetes_validate.validate(as_pod(pod), version, strict=True)
+
+
+def test_the_trainjob_round_trips_through_the_trainer_api_and_its_pods_through_the_pod_api():
+    """What the step sends deserializes into kubeflow-trainer-api's TrainJob (the Trainer v2.3
+    API) and back, and the nodes' pod patch into the kubernetes client's V1PodSpec and back,
+    without losing a field; the plain Kubernetes JSON the job is built from (the task config's
+    settings, the security contexts) reaches it whole. A dropped field is one the upstream
+    definitions do not have, which the API server would prune or refuse."""
+    from kubeflow_trainer_api import models as m
+
+    from adautomix.cluster.job import CONTAINER_SECURITY, POD_SECURITY
+
+    def trainer_round_trip(manifest: dict) -> dict:
+        return m.TrainerV1alpha1TrainJob.from_dict(manifest).to_dict()
+
+    for manifest in (two_nodes().to_dict(), two_nodes(options=OPTIONS, owner=OWNER).to_dict()):
+        assert lost_fields(manifest, trainer_round_trip(manifest)) == []
+        pod = node_pod(manifest)
+        assert lost_fields(pod, kubernetes_round_trip(pod, "V1PodSpec")) == []
+        (container,) = pod["containers"]
+        given = {
+            "pod security": (POD_SECURITY, pod["securityContext"]),
+            "container security": (CONTAINER_SECURITY, container["securityContext"]),
+            "env": (TASK_CONFIG.env, manifest["spec"]["trainer"]["env"]),
+            "tolerations": (TASK_CONFIG.tolerations, pod["tolerations"]),
+            "workspace": (TASK_CONFIG.volumes[0], pod["volumes"][0]),
+            "workspace mount": (TASK_CONFIG.volume_mounts[0], container["volumeMounts"][0]),
+        }
+        for part, (built_from, sent) in given.items():
+            assert lost_fields(built_from, sent) == [], part
+    unknown = two_nodes().to_dict()
+    unknown["spec"]["trainer"]["numGPUsPerNode"] = 4  # not a Trainer API field
+    assert lost_fields(unknown, trainer_round_trip(unknown)) == [
+        ".spec.trainer.numGPUsPerNode (dropped)"
+    ]
 
 
 def test_label_values_are_valid_whatever_the_run_and_folder_are_called():
@@ -523,10 +562,11 @@ def test_the_shipped_rbac_lets_the_step_own_and_adopt_its_jobs():
 
 def test_the_compiled_job_options_reach_the_job_the_step_creates(monkeypatch):
     """From ClusterSettings through the step's JSON input to the API server: what
-    pipeline/cluster.py decides at compile time is what the created TrainJob carries."""
-    from adautomix.cluster import job as cluster_job
+    pipeline/cluster_settings.py decides at compile time is what the created TrainJob carries."""
+    from adautomix.cluster import pod as cluster_pod
     from adautomix.cluster.multinode import train_on_nodes
-    from pipeline.cluster import ClusterSettings, job_options
+    from pipeline.cluster_settings import ClusterSettings
+    from pipeline.cluster_tasks import job_options
 
     options = job_options(
         ClusterSettings(
@@ -535,7 +575,7 @@ def test_the_compiled_job_options_reach_the_job_the_step_creates(monkeypatch):
     )
     monkeypatch.setenv("HOSTNAME", "step-pod")
     with StandInKubernetes([COMPLETE]) as k8s:
-        monkeypatch.setattr(cluster_job, "in_cluster_client", lambda: (k8s.client, "team-a"))
+        monkeypatch.setattr(cluster_pod, "in_cluster_client", lambda: (k8s.client, "team-a"))
         name = train_on_nodes(
             f"{OUT}/config.json",
             OUT,
