@@ -587,6 +587,19 @@ class Tracker:
         self._recorded("the resume's changes", record)
         log.info("resumed at epoch %d with %s", epoch, shown)
 
+    def catch_up(self, history: list[dict[str, float]]) -> None:
+        """Log what `history` (a checkpoint's, one entry an epoch) holds and the run does not: a
+        kill between an epoch's checkpoint and its record (MLflow hears of an epoch only once it
+        is checkpointed) leaves that epoch in the checkpoint alone."""
+        entries = [
+            {
+                "step": int(metrics.get("epoch", index + 1)),
+                "values": {key: float(value) for key, value in metrics.items()},
+            }
+            for index, metrics in enumerate(history)
+        ]
+        self._recorded("the epochs its checkpoint holds", self._send_metrics, self.run_id, entries)
+
     def finish(self, status: str = "FINISHED", reason: str = "") -> None:
         """End the run; a FAILED or KILLED one says why in its failure_reason tag, and a resumed
         one that FINISHED drops the reason it had failed with (kept as recovered_from). Against

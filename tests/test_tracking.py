@@ -385,6 +385,8 @@ def train_through(uri: str, tmp_path: Path, epochs: int, *flags: str, debug: boo
         str(epochs),
         "--test-subset",
         "10",
+        "--model-width",
+        "8",
         "--no-progress",
         "--log-images-every",
         "0",

@@ -452,6 +452,8 @@ def start_tracking(
     )
     if changes:
         run.tracker.log_resume(changes, run.start_epoch)
+    if run.history:  # resumed: epochs checkpointed by a process killed before it logged them
+        run.tracker.catch_up(run.history)
 
 
 def path_taken(run: Run) -> dict[str, str]:

@@ -105,6 +105,18 @@ def assert_same_weights(ours: dict, theirs: dict, exact: bool) -> None:
             torch.testing.assert_close(ours[key], value, rtol=1e-4, atol=1e-5, msg=key)
 
 
+@pytest.fixture(scope="module")
+def two_ranks(fmnist_root, tmp_path_factory) -> Path:
+    """base_config's vanilla run on two uninterrupted ranks (BN-free network), in "two" below the
+    folder it returns, the ranks' states in "dump-two": the reference of two tests, launched
+    once (a torchrun launch costs tens of seconds here)."""
+    root = tmp_path_factory.mktemp("two-ranks")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        torchrun(base_config(fmnist_root, root, "two"), root / "dump-two", 2, "--norm", "none")
+    return root
+
+
 @pytest.fixture
 def tiny(monkeypatch):
     """This process's engine builds the BN-free test backbone, as the workers do."""
@@ -112,14 +124,13 @@ def tiny(monkeypatch):
 
 
 def test_two_ranks_train_as_one_process_with_the_global_batch(
-    fmnist_root, mlflow_sqlite, tmp_path, tiny
+    fmnist_root, mlflow_sqlite, tmp_path, tiny, two_ranks
 ):
     # The same 16 steps of 50 images, on one process and on two ranks of 25 each. Tolerance:
     # only the order of float additions differs (one mean over 50 vs the mean of two means).
     config = base_config(fmnist_root, tmp_path, "two")
-    torchrun(config, tmp_path / "dump-two", 2, "--norm", "none")
-    two = load_checkpoint(tmp_path / "two")
-    first, second = states(tmp_path / "dump-two")  # the engine's EMA: one on every rank
+    two = load_checkpoint(two_ranks / "two")
+    first, second = states(two_ranks / "dump-two")  # the engine's EMA: one on every rank
     assert_same_weights(first["ema"], second["ema"], exact=True)
     one = engine.train(config.replace(output_dir=str(tmp_path / "one")))
     reference = load_checkpoint(tmp_path / "one")
@@ -191,7 +202,9 @@ def test_two_rank_adautomix_keeps_every_rank_identical_and_writes_once(
     assert len(client.list_artifacts(run.info.run_id, "samples")) == 2
 
 
-def test_checkpoint_of_two_ranks_resumes_on_one(fmnist_root, mlflow_sqlite, tmp_path, tiny):
+def test_checkpoint_of_two_ranks_resumes_on_one(
+    fmnist_root, mlflow_sqlite, tmp_path, tiny, two_ranks
+):
     # Two ranks stop after epoch 1 (as a crash after its checkpoint would); one process resumes
     # epoch 2 in the same MLflow run and ends where two uninterrupted ranks end, within the
     # float tolerance of one mean against the mean of two (BN-free network, vanilla).
@@ -202,12 +215,7 @@ def test_checkpoint_of_two_ranks_resumes_on_one(fmnist_root, mlflow_sqlite, tmp_
     resumed = engine.train(config, resume=True)
     assert resumed.run_id == stopped["run_id"]
 
-    uninterrupted = config.replace(output_dir=str(tmp_path / "uninterrupted"))
-    torchrun(uninterrupted, tmp_path / "dump-uninterrupted", 2, "--norm", "none")
-    final, expected = (
-        load_checkpoint(tmp_path / "resumed"),
-        load_checkpoint(tmp_path / "uninterrupted"),
-    )
+    final, expected = load_checkpoint(tmp_path / "resumed"), load_checkpoint(two_ranks / "two")
     assert final["step"] == expected["step"]
     assert_same_weights(final["model"], expected["model"], exact=False)
     steps = [
@@ -219,7 +227,7 @@ def test_checkpoint_of_two_ranks_resumes_on_one(fmnist_root, mlflow_sqlite, tmp_
 def test_a_rank_that_dies_fails_the_run_and_leaves_the_checkpoint(
     fmnist_root, mlflow_sqlite, tmp_path, tiny
 ):
-    config = base_config(fmnist_root, tmp_path, "run", epochs=4, subset=800)
+    config = base_config(fmnist_root, tmp_path, "run", epochs=4, subset=400)
     dump = tmp_path / "dump"
     proc = torchrun(config, dump, 2, "--norm", "none", wait=False)
     deadline = time.monotonic() + 240

@@ -58,6 +58,7 @@ def tiny(noise_root, out, experiment, **changes) -> RunConfig:
     values = dict(
         dataset="fashion-mnist",
         model="resnet18",
+        model_width=8,  # the faults are the engine's, whatever the network's size
         method="vanilla",
         epochs=1,
         batch_size=10,
@@ -144,7 +145,7 @@ def test_resume_must_fails_without_a_checkpoint(noise_root, store, experiment, t
 
 def test_bad_values_stop_the_run_before_mlflow_hears_of_it(noise_root, store, experiment, tmp_path):
     with pytest.raises(ConfigError, match="'convnext_t' cannot take 28 px images"):
-        train(tiny(noise_root, tmp_path / "a", experiment, model="convnext_t"))
+        train(tiny(noise_root, tmp_path / "a", experiment, model="convnext_t", model_width=0))
     root = tmp_path / "bad-labels"
     source = fixtures.make_fashion_mnist(root / "raw", n_train=100, n_test=50)
     manifest = prepare("fashion-mnist", source=source, data_root=root / "data")
@@ -360,3 +361,48 @@ def test_a_full_disk_stops_the_run_in_one_line_and_a_resume_finishes_it_clean(
     assert run.info.status == "FINISHED"
     assert FAILURE_TAG not in run.data.tags
     assert load_checkpoint(out)["epoch"] == 2
+
+
+# A training killed (SIGKILL) the moment its first epoch is checkpointed, before MLflow hears of
+# the epoch: where a pod's kill lands when the checkpoint write was the slow part.
+KILLED_AFTER_CHECKPOINT = """
+import os, signal, sys
+from adautomix.config import RunConfig
+from adautomix.engine.train import train
+from adautomix.tracking import Tracker
+
+def killed(self, metrics, step):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+Tracker.log_metrics = killed
+train(RunConfig.load(sys.argv[1]))
+"""
+
+
+def test_an_epoch_checkpointed_but_never_logged_reaches_mlflow_on_resume_once(
+    noise_root, store, experiment, tmp_path
+):
+    out = tmp_path / "run"
+    config = tiny(noise_root, out, experiment)
+    config.save(tmp_path / "config.json")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_CHECKPOINT, str(tmp_path / "config.json")],
+        cwd=ROOT,
+        check=False,
+    )
+    assert killed.returncode == -9
+    checkpointed = load_checkpoint(out)
+    assert checkpointed["epoch"] == 1
+    client = MlflowClient(store)
+    assert client.get_metric_history(checkpointed["run_id"], "train_loss") == []
+
+    result = train(tiny(noise_root, out, experiment, epochs=2), resume=True)
+    assert result.run_id == checkpointed["run_id"]
+    history = client.get_metric_history(result.run_id, "train_loss")
+    assert [(m.step, m.value) for m in history] == [
+        (1, checkpointed["history"][0]["train_loss"]),
+        (2, result.history[1]["train_loss"]),
+    ]
+    # a second resume (nothing left to train) sends nothing twice
+    train(tiny(noise_root, out, experiment, epochs=2), resume=True)
+    assert len(client.get_metric_history(result.run_id, "train_loss")) == 2

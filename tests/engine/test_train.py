@@ -107,7 +107,8 @@ def test_a_run_stopped_by_sigterm_mid_epoch_resumes_to_identical_weights(
 ):
     common = dict(
         method="mixup",
-        epochs=3,
+        model_width=16,  # what is proven is the resume, not the network: a small one trains fast
+        epochs=2,
         subset=200,
         test_subset=100,
         batch_size=50,
@@ -143,7 +144,7 @@ def test_a_run_stopped_by_sigterm_mid_epoch_resumes_to_identical_weights(
     assert resumed.run_id == interrupted["run_id"]  # the same MLflow run continues
     assert client.get_run(resumed.run_id).info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(resumed.run_id, "test_top1")]
-    assert sorted(steps) == [1, 2, 3]  # each epoch logged once
+    assert sorted(steps) == [1, 2]  # each epoch logged once
     assert resumed.metrics == reference.metrics
     assert [h["train_loss"] for h in resumed.history] == [
         h["train_loss"] for h in reference.history
