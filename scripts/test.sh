@@ -8,6 +8,4 @@ export OMP_WAIT_POLICY=PASSIVE
 # Two workers (pytest-xdist), each test file on one of them: the suite is mostly one busy core at a
 # time (small networks, servers and subprocesses it waits for), so the second core halves it.
 # TEST_WORKERS=0 runs it in this one process; a file's module fixtures are built once either way.
-# Files go out in collection order, the long ones first (tests/conftest.py), not by test count.
-exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "${TEST_WORKERS:-2}" --dist loadfile \
-  --no-loadscope-reorder "$@"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "${TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -30,12 +30,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def pytest_collection_modifyitems(config, items):
-    """The files that hold a `slow` test first, so that two workers (scripts/test.sh, each file
-    on one) start with the long ones and end together on the short ones. Tests marked `gpu` skip
-    where CUDA is absent, and only those: every other test runs (a missing or broken dependency
-    fails, it does not skip)."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)  # stable: file order kept within
+    """Tests marked `gpu` skip where CUDA is absent, and only those: every other test runs (a
+    missing or broken dependency fails, it does not skip)."""
     if torch.cuda.is_available():
         return
     no_gpu = pytest.mark.skip(reason="needs CUDA (marked gpu)")

@@ -111,7 +111,6 @@ def test_the_gpu_script_parses_and_says_so_where_there_is_no_gpu(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.slow
 def test_gpu_script_smoke_runs_every_part(tmp_path):
     out = tmp_path / "out"
     env = {**environment(), "OUT": str(out), "PYTHON": sys.executable}

@@ -408,7 +408,6 @@ def train_through(uri: str, tmp_path: Path, epochs: int, *flags: str, debug: boo
     return done.returncode, done.stdout + done.stderr
 
 
-@pytest.mark.slow
 def test_a_server_lost_mid_run_stops_in_one_line_without_its_password_and_loses_nothing(
     mlflow_server, tmp_path
 ):
