@@ -82,7 +82,7 @@ def test_a_champion_on_another_dataset_or_metric_is_not_challenged(name):
     assert aliases(name)[CHAMPION] == "1"
 
 
-def test_register_best_registers_only_the_best_candidate(name):
+def test_the_best_candidate_alone_is_registered(name):
     candidates = [candidate(s) for s in (70.0, 85.0, 60.0)]
     done = register(best(candidates), name, "fashion-mnist", data_version="d" * 32 + ".dir")
     version = connect().get_model_version(name, done.version)
@@ -156,7 +156,7 @@ def test_a_non_finite_score_is_never_registered(name, score):
     assert aliases(name) == {CHALLENGER: "1", CHAMPION: "1"}
 
 
-def test_register_best_passes_over_a_nan_candidate(name):
+def test_the_best_candidate_passes_over_a_nan_one(name):
     done = register(
         best([candidate(float("nan")), candidate(60.0), candidate(70.0)]), name, "fashion-mnist"
     )
