@@ -6,21 +6,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import sqlite3
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
-from adautomix.models.backbone import Backbone
+from tests.servers import free_port, serve_mlflow
+from tests.tiny_backbone import TinyBackbone
 
 torch.set_num_threads(2)
 # MLflow's telemetry client sets and unsets an environment variable from a thread of its own
@@ -38,33 +32,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("gpu"):
             item.add_marker(no_gpu)
-
-
-class TinyBackbone(Backbone):
-    """A 4-stage conv net with the real Backbone interface, small enough for unit tests."""
-
-    def __init__(self, num_classes: int = 10, in_chans: int = 3, width: int = 8):
-        super().__init__()
-        chans = (width, width * 2, width * 4, width * 8)
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_chans, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
-        )
-        stages, prev = [], width
-        for i, c in enumerate(chans):
-            stride = 1 if i == 0 else 2
-            stages.append(
-                nn.Sequential(
-                    nn.Conv2d(prev, c, 3, stride, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU()
-                )
-            )
-            prev = c
-        self.stages = nn.ModuleList(stages)
-        self.head = nn.Linear(prev, num_classes)
-        self.num_features = prev
-        self.stage_channels = chans
-        self.stage_strides = (1, 2, 4, 8)
-        self.in_chans = in_chans
-        self.num_classes = num_classes
 
 
 @pytest.fixture(autouse=True)
@@ -127,62 +94,6 @@ def empty_mlflow_store(tmp_path_factory) -> Path:
 # --- real servers on 127.0.0.1 for the MLflow, registry, DVC and pipeline tests -----------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve_mlflow(
-    args: list[str], root: Path, env: dict | None = None, health_headers: dict | None = None
-):
-    """`mlflow server ARGS` on 127.0.0.1:PORT until the block ends; yields its URL."""
-    port = _free_port()
-    log = open(root / "server.log", "wb")
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            *args,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        # no background job runner: tracking and the registry need none, and it costs a process
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            request = urllib.request.Request(f"{url}/health", headers=health_headers or {})
-            urllib.request.urlopen(request, timeout=2).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                os.killpg(server.pid, signal.SIGKILL)
-                pytest.fail(
-                    f"mlflow server did not start:\n{(root / 'server.log').read_text()[-3000:]}"
-                )
-            time.sleep(0.5)
-    try:
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real `mlflow server` for the session: SQLite backend, artifacts served over HTTP."""
@@ -212,7 +123,7 @@ def s3_server():
     """A real S3 endpoint for the session (moto's server; no MinIO server installs here)."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"

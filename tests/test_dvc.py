@@ -19,7 +19,7 @@ from adautomix.data import versioning
 from adautomix.data.dvc_adapter import LIBRARY_LOGGERS
 from adautomix.data.versioning import materialise, normalise_version, tracked_version
 from adautomix.errors import exit_on_error
-from tests.conftest import _free_port
+from tests.servers import free_port
 from tests.data import fixtures
 from tests.workspaces import PROJECT, tiny_workspace
 
@@ -112,7 +112,7 @@ def test_an_s3_endpoint_that_is_down_is_named_in_one_line_at_once(
     use_bucket(workspace, s3_env)
     push(workspace, "s3")  # the version is in the bucket: only the endpoint is wrong
     wipe(workspace)
-    closed = f"http://127.0.0.1:{_free_port()}"
+    closed = f"http://127.0.0.1:{free_port()}"
     if set_in == "AWS_ENDPOINT_URL":
         monkeypatch.setenv("AWS_ENDPOINT_URL", closed)
         where = "Check AWS_ENDPOINT_URL"

@@ -135,6 +135,25 @@ def test_the_pipeline_never_imports_the_packages_command_line():
     } == {}
 
 
+def test_no_test_module_imports_another_or_a_conftest():
+    """What test modules share lives in fixtures or in helper modules named for what they hold:
+    a test module imported by another runs its tests' module code twice, and a conftest.py
+    imported as a module is a second copy of it beside the one pytest loaded."""
+    files = {}
+    for path in (ROOT / "tests").rglob("*.py"):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    offending = {
+        name: sorted(
+            n
+            for n in imported_names(name, path, set(files))
+            if n.rpartition(".")[2].startswith("test_") or n.rpartition(".")[2] == "conftest"
+        )
+        for name, path in files.items()
+    }
+    assert {name: found for name, found in offending.items() if found} == {}
+
+
 def test_no_import_cycles_among_the_projects_modules():
     edges, _ = import_graph()
     assert cycles(edges) == []

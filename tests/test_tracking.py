@@ -31,7 +31,7 @@ from adautomix.tracking import (
     TrackingError,
     connect,
 )
-from tests.conftest import _free_port
+from tests.servers import free_port
 from tests.tracking_helpers import HOP_BY_HOP, certificate_authority, ingress
 
 # A process that opens its MLflow run and is killed (SIGKILL: no handler, no cleanup runs)
@@ -255,7 +255,7 @@ def test_a_server_that_is_down_is_named_at_once_exit_1_before_anything_is_writte
 
     # MLflow's own retries are left as they are: the check must not wait for them
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
-    closed = f"http://127.0.0.1:{_free_port()}"
+    closed = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", closed)
     assert main(train_argv(tmp_path)) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()

@@ -12,7 +12,7 @@ from kfp import dsl
 from adautomix.data.errors import DataError
 from adautomix.steps import step_arguments
 from components.train import train
-from tests.components.conftest import PIPELINE_RUN, TRAINING
+from tests.components.step_arguments import PIPELINE_RUN, TRAINING
 from tests.helpers import compiled
 
 

@@ -9,7 +9,7 @@ from adautomix.config import RunConfig
 from adautomix.engine.checkpoint import load_checkpoint
 from adautomix.steps import checkpoint_dir
 from components.train import train
-from tests.components.conftest import PIPELINE_RUN, TRAINING
+from tests.components.step_arguments import PIPELINE_RUN, TRAINING
 
 
 def test_the_artifact_is_the_final_checkpoint_and_config(trained):

@@ -11,7 +11,7 @@ from kfp import dsl
 
 from adautomix.engine.checkpoint import load_checkpoint
 from components.train import train
-from tests.components.conftest import PIPELINE_RUN, TRAINING
+from tests.components.step_arguments import PIPELINE_RUN, TRAINING
 
 
 def launch(prepared, tmp_path, **changes):

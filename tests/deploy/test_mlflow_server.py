@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import serve_mlflow
+from tests.servers import serve_mlflow
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "mlflow"

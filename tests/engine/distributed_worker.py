@@ -16,7 +16,7 @@ from torch import nn
 
 import adautomix.engine.train as engine
 from adautomix.config import RunConfig
-from tests.conftest import TinyBackbone
+from tests.tiny_backbone import TinyBackbone
 
 
 class Stop(Exception):

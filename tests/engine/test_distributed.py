@@ -26,7 +26,7 @@ import adautomix.engine.train as engine
 from adautomix.config import TEACHER_METHODS, RunConfig
 from adautomix.engine.checkpoint import load_checkpoint
 from adautomix.engine.saved_run import evaluate_networks, load_run
-from tests.conftest import _free_port
+from tests.servers import free_port
 from tests.engine.distributed_worker import tiny_model
 from tests.helpers import small_run
 
@@ -51,7 +51,7 @@ def torchrun(config: RunConfig, dump: Path, ranks: int = 2, *extra: str, wait: b
         "--master_addr",
         "127.0.0.1",
         "--master_port",
-        str(_free_port()),
+        str(free_port()),
         str(WORKER),
         str(path),
         "--dump",

@@ -12,7 +12,7 @@ from torch import nn
 from adautomix.config import RunConfig
 from adautomix.engine.train import build_networks
 from adautomix.mixers import create_method
-from tests.conftest import TinyBackbone
+from tests.tiny_backbone import TinyBackbone
 
 
 def conv_weights(module: nn.Module) -> list[torch.Tensor]:

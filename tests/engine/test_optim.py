@@ -32,7 +32,7 @@ def test_warmup_is_linear_then_cosine_by_step():
 def _groups(config, method_name="adautomix"):
     from adautomix.mixers import create_method
     from adautomix.engine.optim import param_groups
-    from tests.conftest import TinyBackbone
+    from tests.tiny_backbone import TinyBackbone
 
     torch.manual_seed(0)
     model = TinyBackbone()

@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 import adautomix.engine.train as engine
 from adautomix.config import TEACHER_METHODS
 from adautomix.engine.checkpoint import load_checkpoint
-from tests.conftest import TinyBackbone
+from tests.tiny_backbone import TinyBackbone
 from tests.helpers import assert_same, small_run
 
 pytestmark = pytest.mark.slow
@@ -40,7 +40,7 @@ import torch
 torch.set_num_threads(2)
 import adautomix.engine.train as engine
 from adautomix.config import RunConfig
-from tests.conftest import TinyBackbone
+from tests.tiny_backbone import TinyBackbone
 
 kill_at = int(sys.argv[2])
 engine.create_model = lambda name, num_classes, in_chans, pretrained, width: TinyBackbone(

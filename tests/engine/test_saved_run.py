@@ -13,7 +13,7 @@ from adautomix.config import RunConfig
 from adautomix.data import prepare
 from adautomix.engine.checkpoint import CHECKPOINT_NAME, SELECTED_NAME
 from adautomix.engine.saved_run import evaluate_networks, load_run
-from tests.conftest import TinyBackbone
+from tests.tiny_backbone import TinyBackbone
 from tests.data.fixtures import make_fashion_mnist
 from tests.helpers import old_format, small_run
 

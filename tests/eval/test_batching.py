@@ -13,7 +13,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torchmetrics.functional.classification import multiclass_calibration_error
 
 from adautomix.eval import evaluate
-from tests.conftest import TinyBackbone
+from tests.tiny_backbone import TinyBackbone
 
 METRICS = ("top1", "top5", "loss", "ece")
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from adautomix.config import ConfigError
 from adautomix.eval import evaluate
 from adautomix.eval.fgsm import FGSM, fgsm_gradient, fgsm_perturb
-from tests.conftest import TinyBackbone
+from tests.tiny_backbone import TinyBackbone
 
 EPS = 8 / 255
 

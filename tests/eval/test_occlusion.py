@@ -10,7 +10,7 @@ from torch import nn
 from adautomix.config import ConfigError
 from adautomix.eval import evaluate
 from adautomix.eval.occlusion import Occlusion, patch_size
-from tests.conftest import TinyBackbone
+from tests.tiny_backbone import TinyBackbone
 
 
 class Recorder(nn.Module):

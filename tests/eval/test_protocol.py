@@ -12,7 +12,7 @@ from adautomix.config import EVAL_METRICS, ConfigError
 from adautomix.data import build_loader, prepare
 from adautomix.eval import METRICS, check_metrics, create_metric, evaluate
 from adautomix.eval.corruption import CorruptionAccuracy
-from tests.conftest import TinyBackbone
+from tests.tiny_backbone import TinyBackbone
 from tests.data.fixtures import make_fashion_mnist
 
 

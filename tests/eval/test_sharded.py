@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from adautomix.eval import evaluate
 from adautomix.eval.fgsm import FGSM
 from adautomix.eval.occlusion import Occlusion
-from tests.conftest import TinyBackbone
+from tests.tiny_backbone import TinyBackbone
 
 
 def batches():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from tests.conftest import TinyBackbone
+from tests.tiny_backbone import TinyBackbone
 
 
 def batch(seed=0, size=8, classes=10):

@@ -15,10 +15,10 @@ from adautomix.config import ConfigError
 from adautomix.mixers import create_method
 from adautomix.mixers.adautomix import AdAutoMix
 from adautomix.mixers.learned_mix import mix_images
-from tests.conftest import TinyBackbone
+from tests.tiny_backbone import TinyBackbone
 from tests.helpers import small_run
-from tests.mixers.conftest import all_logs, batch, perturb
-from tests.mixers.conftest import setup as build
+from tests.mixers.mixer_helpers import all_logs, batch, perturb
+from tests.mixers.mixer_helpers import setup as build
 
 
 def setup(seed=0, **options):

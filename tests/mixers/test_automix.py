@@ -16,8 +16,8 @@ from adautomix.config import ConfigError
 from adautomix.mixers.adautomix import AdAutoMix
 from adautomix.mixers.automix import AutoMix, PixelMixBlock
 from adautomix.mixers.sampling import sample_beta
-from tests.mixers.conftest import batch, perturb
-from tests.mixers.conftest import setup as build
+from tests.mixers.mixer_helpers import batch, perturb
+from tests.mixers.mixer_helpers import setup as build
 
 
 def setup(cls=AutoMix, seed=0, **options):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from adautomix.mixers.generator import MaskGenerator
-from tests.mixers.conftest import perturb
+from tests.mixers.mixer_helpers import perturb
 
 
 def features(b=4, n=3, c=16, h=4, w=4, seed=0):

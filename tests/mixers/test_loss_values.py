@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from adautomix.mixers.adautomix import AdAutoMix
 from adautomix.mixers.automix import AutoMix
-from tests.mixers.conftest import batch, perturb, setup
+from tests.mixers.mixer_helpers import batch, perturb, setup
 
 BETA = 0.3
 

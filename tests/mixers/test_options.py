@@ -7,7 +7,7 @@ import torch
 from adautomix.config import METHODS, TEACHER_METHODS, ConfigError, RunConfig
 from adautomix.engine.optim import build_optimizer, param_groups
 from adautomix.mixers import BOOLEAN_SPELLINGS, checked_options, create_method, method_defaults
-from tests.conftest import TinyBackbone
+from tests.tiny_backbone import TinyBackbone
 
 
 @pytest.mark.parametrize(
