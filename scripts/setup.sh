@@ -37,11 +37,13 @@ fi
 # triton 0.9.
 echo "==> installing locked dependencies (first time: minutes, 7 GB installed, 5.7 GB of it" \
      "PyTorch with its CUDA libraries; then a second)"
-.venv/bin/uv pip install --quiet --python .venv/bin/python --require-hashes -r requirements-dev.lock
-# uv installs no bytecode, and where PYTHONDONTWRITEBYTECODE is set (this kind of machine sets it)
-# Python never writes any: then every process compiles torch and MLflow from source, 8 to 12 s of
-# CPU before it does anything (a tiny `adautomix train` took 27 s instead of 9). Compiled once
-# here; a venv that already has it costs one file check.
+# --compile-bytecode: uv installs no bytecode otherwise, and where PYTHONDONTWRITEBYTECODE is set
+# (this kind of machine sets it) Python never writes any: every process then compiles torch and
+# MLflow from source, about 5 s of CPU more a start (a tiny `adautomix train`: 22 s instead of
+# 10). uv compiles the whole venv whenever it installs something, and nothing when it does not.
+.venv/bin/uv pip install --quiet --python .venv/bin/python --require-hashes --compile-bytecode \
+  -r requirements-dev.lock
+# A venv installed before that: compiled once here; one that has bytecode costs one file check.
 site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 marker=$(.venv/bin/python -c "import importlib.util as u; print(u.cache_from_source(u.find_spec('torch').origin))")
 if [ ! -f "$marker" ]; then
