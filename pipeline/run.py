@@ -19,7 +19,7 @@ from adautomix.data.errors import DataError
 from adautomix.errors import RunFailure
 from adautomix.data.versioning import check_subset_fits, normalise_version, tracked_version
 from adautomix.registry import default_model_name
-from adautomix.steps import STEP_FIELDS, build_config, check_run
+from adautomix.steps import STEP_FIELDS, build_config, check_run, checkpoint_root
 from adautomix.steps.failures import failures_since
 from pipeline import credentials
 from pipeline.cluster_settings import ClusterSettings, for_run
@@ -178,7 +178,7 @@ def run_local(
         try:
             task = build(None)(**arguments)
         except RuntimeError as failed:  # kfp.local names the failed task, not why it failed
-            causes = failures_since(Path(arguments["workspace"]) / "runs" / "checkpoints", started)
+            causes = failures_since(checkpoint_root(arguments["workspace"]), started)
             if not causes:
                 raise
             raise RuntimeError(f"{failed} Its error: {causes[-1]}") from None

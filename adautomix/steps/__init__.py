@@ -17,7 +17,14 @@ are the same when a pipeline is compiled as when it runs:
 
 The data step is `data.versioning.materialise`, the register step `registry.register`."""
 
-from .checks import STEP_FIELDS, build_config, check_run, merged_values, step_arguments
+from .checks import (
+    STEP_FIELDS,
+    build_config,
+    check_run,
+    checkpoint_root,
+    merged_values,
+    step_arguments,
+)
 from .evaluate import TEST_METRICS, Evaluation, evaluate_step, run_link
 from .train import checkpoint_dir, finished_result, prepare_run, train_step
 
@@ -27,6 +34,7 @@ __all__ = [
     "Evaluation",
     "build_config",
     "check_run",
+    "checkpoint_root",
     "merged_values",
     "step_arguments",
     "checkpoint_dir",

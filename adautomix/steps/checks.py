@@ -80,6 +80,12 @@ def check_run(config: RunConfig, num_gpus: int = 0, num_nodes: int = 1) -> None:
     )
 
 
+def checkpoint_root(workspace: str | Path) -> str:
+    """Where the runs of a workspace (a project checkout, or its volume) keep their checkpoint
+    folders and the train step's failure records."""
+    return f"{workspace}/runs/checkpoints"
+
+
 def step_arguments(
     workspace: str,
     prepared: dict[str, Any],
@@ -104,7 +110,7 @@ def step_arguments(
         {**config, **overrides, "dataset": prepared["dataset"], "data_root": prepared["data_root"]}
     )
     return dict(
-        checkpoint_root=f"{workspace}/runs/checkpoints",
+        checkpoint_root=checkpoint_root(workspace),
         # the data step's version, carried by its artifact: a loop's task could not take it as a
         # parameter (kfp.local hands a ParallelFor body's upstream outputs the loop item instead)
         data_version=prepared.get("data_version", ""),
